@@ -1,0 +1,36 @@
+//! The `seam` binary: parses arguments and calls the libraries. No logic lives here.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+/// seam replicates data from SaaS APIs (Zendesk Support first) into your own warehouse, on a schedule,
+/// incrementally.
+#[derive(Debug, Parser)]
+#[command(name = "seam", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the warehouse schema name an integration name creates ("Stitch Zendesk" -> stitch_zendesk).
+    SchemaName(cmd::schema_name::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::SchemaName(args) => cmd::schema_name::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole cause chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

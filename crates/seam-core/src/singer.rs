@@ -1,0 +1,404 @@
+//! Singer messages with the Singer specification's exact wire format, and a streaming line codec.
+//!
+//! One JSON object per line. `type` is matched case-insensitively; message types seam does not know
+//! are tolerated ([`Message::Unknown`]) as the spec requires. RECORD bodies are kept as raw JSON
+//! ([`RawValue`]) so a tap can pass a record from an API page to stdout without re-encoding it, and a
+//! target parses it only once, where it flattens it.
+
+use crate::schema::Schema;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::io::{self, BufRead, Write};
+use thiserror::Error;
+
+/// A RECORD message.
+#[derive(Debug, Clone)]
+pub struct RecordMessage {
+    /// The stream (table) the record belongs to.
+    pub stream: String,
+    /// The record: a JSON object, kept as raw text.
+    pub record: Box<RawValue>,
+    /// The table version this record belongs to (full-table streams).
+    pub version: Option<i64>,
+    /// When the record was extracted.
+    pub time_extracted: Option<DateTime<Utc>>,
+}
+
+impl RecordMessage {
+    /// Builds a record message from a JSON value.
+    pub fn from_value(stream: impl Into<String>, record: &Value) -> Result<Self, serde_json::Error> {
+        Ok(RecordMessage {
+            stream: stream.into(),
+            record: serde_json::value::to_raw_value(record)?,
+            version: None,
+            time_extracted: None,
+        })
+    }
+
+    /// Parses the record body.
+    pub fn value(&self) -> Result<serde_json::Map<String, Value>, serde_json::Error> {
+        serde_json::from_str(self.record.get())
+    }
+}
+
+/// A SCHEMA message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaMessage {
+    /// The stream the schema describes.
+    pub stream: String,
+    /// The JSON schema of the stream's records (an object at the top level).
+    pub schema: Schema,
+    /// Top-level properties forming the primary key; may be empty.
+    pub key_properties: Vec<String>,
+    /// Properties the tap bookmarks on, when it says.
+    pub bookmark_properties: Option<Vec<String>>,
+}
+
+/// A Singer message.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// RECORD.
+    Record(RecordMessage),
+    /// SCHEMA.
+    Schema(SchemaMessage),
+    /// STATE: the tap's bookmarks, to be persisted once every record before it is durable.
+    State {
+        /// The state value (tap-defined; seam's sources use [`crate::state::State`]).
+        value: Value,
+    },
+    /// ACTIVATE_VERSION: rows of other versions of this stream may now be dropped.
+    ActivateVersion {
+        /// The stream.
+        stream: String,
+        /// The version that is now the table.
+        version: i64,
+    },
+    /// A message type seam does not know; tolerated, passed over.
+    Unknown {
+        /// Its `type` as written.
+        message_type: String,
+    },
+}
+
+impl Message {
+    /// The stream a message concerns, if any.
+    pub fn stream(&self) -> Option<&str> {
+        match self {
+            Message::Record(r) => Some(&r.stream),
+            Message::Schema(s) => Some(&s.stream),
+            Message::ActivateVersion { stream, .. } => Some(stream),
+            Message::State { .. } | Message::Unknown { .. } => None,
+        }
+    }
+
+    /// Parses one line. Errors carry no line number; [`MessageReader`] adds it.
+    pub fn parse(line: &str) -> Result<Message, MessageError> {
+        let raw: WireIn<'_> = serde_json::from_str(line).map_err(MessageError::Json)?;
+        let ty = raw.message_type.as_ref();
+        let missing = |field: &'static str| MessageError::MissingField { message_type: ty.to_ascii_uppercase(), field };
+        if ty.eq_ignore_ascii_case("RECORD") {
+            let record = raw.record.ok_or_else(|| missing("record"))?;
+            if !record.get().trim_start().starts_with('{') {
+                return Err(MessageError::RecordNotObject);
+            }
+            let time_extracted = match raw.time_extracted {
+                Some(s) => Some(parse_time(&s).map_err(|_| MessageError::BadTimeExtracted(s.clone()))?),
+                None => None,
+            };
+            Ok(Message::Record(RecordMessage {
+                stream: raw.stream.ok_or_else(|| missing("stream"))?,
+                record,
+                version: raw.version,
+                time_extracted,
+            }))
+        } else if ty.eq_ignore_ascii_case("SCHEMA") {
+            let schema = raw.schema.ok_or_else(|| missing("schema"))?;
+            let schema: Schema = serde_json::from_str(schema.get()).map_err(MessageError::Json)?;
+            Ok(Message::Schema(SchemaMessage {
+                stream: raw.stream.ok_or_else(|| missing("stream"))?,
+                schema,
+                key_properties: raw.key_properties.ok_or_else(|| missing("key_properties"))?,
+                bookmark_properties: raw.bookmark_properties,
+            }))
+        } else if ty.eq_ignore_ascii_case("STATE") {
+            let value = raw.value.ok_or_else(|| missing("value"))?;
+            Ok(Message::State { value: serde_json::from_str(value.get()).map_err(MessageError::Json)? })
+        } else if ty.eq_ignore_ascii_case("ACTIVATE_VERSION") {
+            Ok(Message::ActivateVersion {
+                stream: raw.stream.ok_or_else(|| missing("stream"))?,
+                version: raw.version.ok_or_else(|| missing("version"))?,
+            })
+        } else {
+            Ok(Message::Unknown { message_type: ty.to_owned() })
+        }
+    }
+
+    /// Writes the message as one line (with the trailing newline).
+    pub fn write_line<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        match self {
+            Message::Record(r) => {
+                // Written by hand: the record is spliced in raw, never re-encoded.
+                out.write_all(b"{\"type\":\"RECORD\",\"stream\":")?;
+                serde_json::to_writer(&mut *out, &r.stream)?;
+                out.write_all(b",\"record\":")?;
+                out.write_all(r.record.get().as_bytes())?;
+                if let Some(v) = r.version {
+                    write!(out, ",\"version\":{v}")?;
+                }
+                if let Some(t) = r.time_extracted {
+                    write!(out, ",\"time_extracted\":\"{}\"", format_time(t))?;
+                }
+                out.write_all(b"}\n")
+            }
+            Message::Schema(s) => {
+                let wire = SchemaOut {
+                    message_type: "SCHEMA",
+                    stream: &s.stream,
+                    schema: &s.schema,
+                    key_properties: &s.key_properties,
+                    bookmark_properties: s.bookmark_properties.as_deref(),
+                };
+                serde_json::to_writer(&mut *out, &wire)?;
+                out.write_all(b"\n")
+            }
+            Message::State { value } => {
+                out.write_all(b"{\"type\":\"STATE\",\"value\":")?;
+                serde_json::to_writer(&mut *out, value)?;
+                out.write_all(b"}\n")
+            }
+            Message::ActivateVersion { stream, version } => {
+                out.write_all(b"{\"type\":\"ACTIVATE_VERSION\",\"stream\":")?;
+                serde_json::to_writer(&mut *out, stream)?;
+                writeln!(out, ",\"version\":{version}}}")
+            }
+            // Nothing to say about a message we did not understand; it is not re-emitted.
+            Message::Unknown { .. } => Ok(()),
+        }
+    }
+
+    /// The message as a line of text without the newline.
+    pub fn to_line(&self) -> String {
+        let mut buf = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_line(&mut buf);
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Formats a time the way Singer taps do: RFC 3339, UTC, microseconds, `Z`.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Parses an RFC 3339 time into UTC.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
+#[derive(Deserialize)]
+struct WireIn<'a> {
+    #[serde(rename = "type", borrow)]
+    message_type: std::borrow::Cow<'a, str>,
+    stream: Option<String>,
+    record: Option<Box<RawValue>>,
+    schema: Option<Box<RawValue>>,
+    key_properties: Option<Vec<String>>,
+    bookmark_properties: Option<Vec<String>>,
+    value: Option<Box<RawValue>>,
+    version: Option<i64>,
+    time_extracted: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SchemaOut<'a> {
+    #[serde(rename = "type")]
+    message_type: &'static str,
+    stream: &'a str,
+    schema: &'a Schema,
+    key_properties: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bookmark_properties: Option<&'a [String]>,
+}
+
+/// Why a line is not a valid Singer message.
+#[derive(Debug, Error)]
+pub enum MessageError {
+    /// Not JSON, or not the shape of a message.
+    #[error("not a valid Singer message: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A required field is absent.
+    #[error("{message_type} message has no {field:?}")]
+    MissingField {
+        /// The message type.
+        message_type: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// `record` is not a JSON object.
+    #[error("RECORD message's \"record\" is not a JSON object")]
+    RecordNotObject,
+    /// `time_extracted` is not RFC 3339.
+    #[error("time_extracted {0:?} is not an RFC 3339 time")]
+    BadTimeExtracted(String),
+}
+
+/// An error reading a stream of messages, with the line it happened on.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    /// The input could not be read.
+    #[error("reading line {line}: {source}")]
+    Io {
+        /// 1-based line number.
+        line: u64,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A line is not a valid message.
+    #[error("line {line}: {source}")]
+    Malformed {
+        /// 1-based line number.
+        line: u64,
+        /// The cause.
+        #[source]
+        source: MessageError,
+    },
+}
+
+impl ReadError {
+    /// The 1-based line number the error is about.
+    pub fn line(&self) -> u64 {
+        match self {
+            ReadError::Io { line, .. } | ReadError::Malformed { line, .. } => *line,
+        }
+    }
+}
+
+/// Reads Singer messages one line at a time; never holds more than one line of input.
+/// Blank lines are skipped.
+#[derive(Debug)]
+pub struct MessageReader<R> {
+    input: R,
+    line: u64,
+    buf: String,
+}
+
+impl<R: BufRead> MessageReader<R> {
+    /// Reads from `input`.
+    pub fn new(input: R) -> Self {
+        MessageReader { input, line: 0, buf: String::new() }
+    }
+
+    /// The number of the last line read (1-based).
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// The next message with the line number it came from, or `None` at the end of input.
+    pub fn next_message(&mut self) -> Option<Result<(u64, Message), ReadError>> {
+        loop {
+            self.buf.clear();
+            self.line += 1;
+            match self.input.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(source) => return Some(Err(ReadError::Io { line: self.line, source })),
+            }
+            let text = self.buf.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let line = self.line;
+            return Some(
+                Message::parse(text).map(|m| (line, m)).map_err(|source| ReadError::Malformed { line, source }),
+            );
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for MessageReader<R> {
+    type Item = Result<Message, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_message().map(|r| r.map(|(_, m)| m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SPEC_EXAMPLE: &str = r#"{"type":"SCHEMA","stream":"users","key_properties":["id"],"schema":{"required":["id"],"type":"object","properties":{"id":{"type":"integer"}}}}
+{"type":"RECORD","stream":"users","record":{"id":1,"name":"Chris"}}
+
+{"type":"STATE","value":{"users":2,"locations":1}}
+"#;
+
+    #[test]
+    fn reads_the_spec_example() {
+        let msgs: Vec<Message> = MessageReader::new(SPEC_EXAMPLE.as_bytes()).collect::<Result<_, _>>().unwrap();
+        assert_eq!(msgs.len(), 3);
+        let Message::Schema(s) = &msgs[0] else { panic!("schema first") };
+        assert_eq!(s.stream, "users");
+        assert_eq!(s.key_properties, vec!["id"]);
+        let Message::Record(r) = &msgs[1] else { panic!("record second") };
+        assert_eq!(r.value().unwrap()["name"], "Chris");
+        let Message::State { value } = &msgs[2] else { panic!("state third") };
+        assert_eq!(value, &json!({"users":2,"locations":1}));
+    }
+
+    #[test]
+    fn type_is_case_insensitive_and_unknown_types_are_tolerated() {
+        let m = Message::parse(r#"{"type":"record","stream":"s","record":{}}"#).unwrap();
+        assert!(matches!(m, Message::Record(_)));
+        let m = Message::parse(r#"{"type":"BATCH","stream":"s","filepath":"x"}"#).unwrap();
+        assert!(matches!(m, Message::Unknown { message_type } if message_type == "BATCH"));
+    }
+
+    #[test]
+    fn malformed_line_names_its_number() {
+        let input = "{\"type\":\"STATE\",\"value\":{}}\n{\"type\":\"RECORD\",\"stream\":\"s\"\n";
+        let mut r = MessageReader::new(input.as_bytes());
+        assert!(r.next().unwrap().is_ok());
+        let err = r.next().unwrap().unwrap_err();
+        assert_eq!(err.line(), 2);
+        assert!(err.to_string().starts_with("line 2:"), "{err}");
+        let err = Message::parse(r#"{"type":"RECORD","stream":"s"}"#).unwrap_err();
+        assert!(err.to_string().contains("\"record\""), "{err}");
+        assert!(matches!(Message::parse(r#"{"type":"RECORD","stream":"s","record":[1]}"#), Err(MessageError::RecordNotObject)));
+    }
+
+    #[test]
+    fn writes_exact_wire_format_and_round_trips() {
+        let mut rec = RecordMessage::from_value("tickets", &json!({"id": 1, "subject": "héllo 🎉"})).unwrap();
+        rec.version = Some(7);
+        rec.time_extracted = Some(parse_time("2017-11-20T16:45:33Z").unwrap());
+        let line = Message::Record(rec).to_line();
+        assert_eq!(
+            line,
+            r#"{"type":"RECORD","stream":"tickets","record":{"id":1,"subject":"héllo 🎉"},"version":7,"time_extracted":"2017-11-20T16:45:33.000000Z"}"#
+        );
+        let back = Message::parse(&line).unwrap();
+        let Message::Record(r) = back else { panic!() };
+        assert_eq!(r.version, Some(7));
+        assert_eq!(r.value().unwrap()["subject"], "héllo 🎉");
+
+        let av = Message::ActivateVersion { stream: "tags".into(), version: 3 };
+        assert_eq!(av.to_line(), r#"{"type":"ACTIVATE_VERSION","stream":"tags","version":3}"#);
+        let st = Message::State { value: json!({"bookmarks": {}}) };
+        assert_eq!(st.to_line(), r#"{"type":"STATE","value":{"bookmarks":{}}}"#);
+    }
+
+    #[test]
+    fn schema_message_round_trips() {
+        let line = r#"{"type":"SCHEMA","stream":"tickets","schema":{"type":["null","object"],"properties":{"id":{"type":"integer"},"updated_at":{"type":["null","string"],"format":"date-time"}}},"key_properties":["id"],"bookmark_properties":["generated_timestamp"]}"#;
+        let m = Message::parse(line).unwrap();
+        assert_eq!(m.to_line(), line);
+    }
+}

@@ -1,0 +1,103 @@
+//! The `Source` trait: what every connector (Zendesk first) implements.
+
+use crate::catalog::Catalog;
+use crate::error::{Classify, ErrorKind};
+use crate::singer::Message;
+use crate::state::State;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Any error type a connector wraps in a [`SourceError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A source failed. Carries the kind (which drives retries and what the user is told) and, when the
+/// failure belongs to one stream, that stream's name.
+#[derive(Debug, Error)]
+#[error("{}{source}", stream.as_ref().map(|s| format!("stream {s}: ")).unwrap_or_default())]
+pub struct SourceError {
+    /// What kind of failure this is.
+    pub kind: ErrorKind,
+    /// The stream it concerns, if one.
+    pub stream: Option<String>,
+    /// The cause, with the message the user reads.
+    #[source]
+    pub source: BoxError,
+}
+
+impl SourceError {
+    /// Wraps a cause.
+    pub fn new(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
+        SourceError { kind, stream: None, source: source.into() }
+    }
+
+    /// Names the stream the error belongs to.
+    pub fn in_stream(mut self, stream: impl Into<String>) -> Self {
+        self.stream = Some(stream.into());
+        self
+    }
+
+    /// The output channel closed: the consumer stopped (it failed or was cancelled).
+    pub fn consumer_gone() -> Self {
+        SourceError::new(ErrorKind::Internal, "the consumer of the source's output stopped")
+    }
+}
+
+impl Classify for SourceError {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+/// What a read did, per stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadSummary {
+    /// Records emitted per stream.
+    pub records: BTreeMap<String, u64>,
+    /// Streams skipped with a warning (e.g. plan-gated 403), with the reason.
+    pub skipped: BTreeMap<String, String>,
+    /// HTTP requests made.
+    pub requests: u64,
+}
+
+/// A source of Singer messages.
+///
+/// `read` is the run loop:
+///
+/// ```text
+/// for each selected stream (possibly several at once, within the API budget):
+///     send SCHEMA(stream)                       // before the stream's first RECORD
+///     for each page from the bookmark on:
+///         send RECORD(stream, r) for r in page  // awaits when the channel is full: backpressure
+///         send STATE(bookmarks)                 // only once every record it covers was sent
+/// ```
+///
+/// Contract:
+/// - a `SCHEMA` for a stream precedes its first `RECORD`;
+/// - a `STATE` is sent only when every record of every stream it covers has been sent before it, so a
+///   consumer that makes the records before a STATE durable may persist that STATE;
+/// - bookmarks in successive STATEs never move backwards;
+/// - records are pushed into the bounded `out` channel as they arrive, never collected per stream, so
+///   memory stays flat whatever the account's size;
+/// - when `cancel` fires, `read` stops at the next safe point and returns `Ok` with what it did;
+/// - a stream the account cannot read (plan-gated) is skipped with a warning, the others go on;
+///   fatal errors (auth, config) end the read with an error.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// One cheap request that proves the configuration and credentials work; a clear error otherwise.
+    async fn check(&self) -> Result<(), SourceError>;
+
+    /// The streams the account offers, with schemas, keys and replication metadata.
+    async fn discover(&self) -> Result<Catalog, SourceError>;
+
+    /// Reads the selected streams of `catalog` from `state` on, sending messages to `out`.
+    async fn read(
+        &self,
+        catalog: &Catalog,
+        state: State,
+        out: mpsc::Sender<Message>,
+        cancel: CancellationToken,
+    ) -> Result<ReadSummary, SourceError>;
+}
