@@ -18,12 +18,18 @@ struct Cli {
 enum Command {
     /// Print the warehouse schema name an integration name creates ("Stitch Zendesk" -> stitch_zendesk).
     SchemaName(cmd::schema_name::Args),
+    /// Run a connector as a Singer tap: `seam tap zendesk --config CONFIG.json [--discover | --catalog CATALOG.json] [--state STATE.json]`.
+    Tap(cmd::tap::Args),
+    /// Replicate Zendesk into a warehouse in one process: `seam sync --config zendesk.json --destination duckdb:PATH|postgres://… --schema NAME`.
+    Sync(cmd::sync::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::SchemaName(args) => cmd::schema_name::run(args),
+        Command::Tap(args) => cmd::tap::run(args),
+        Command::Sync(args) => cmd::sync::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,18 +65,75 @@ impl CommitReport {
     }
 }
 
+/// How a stream's rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Rows are replaced by primary key; the record with the newest `_sdc_sequence` wins.
+    Upsert,
+    /// Every distinct record is a new row (Stitch's append-only). Re-sending an identical record is
+    /// harmless: the row's `__sdc_primary_key` is derived from the record's bytes.
+    AppendOnly,
+}
+
+impl LoadMode {
+    /// The one rule for how a stream signals append-only: a SCHEMA message with empty `key_properties`
+    /// is append-only (Singer has no key to upsert on); so is any stream the caller forces (for
+    /// `seam sync`, a catalog stream whose replication is append-only, such as Zendesk's
+    /// `ticket_audits`). Everything else upserts.
+    pub fn for_stream(schema: &SchemaMessage, forced_append_only: bool) -> LoadMode {
+        if forced_append_only || schema.key_properties.is_empty() {
+            LoadMode::AppendOnly
+        } else {
+            LoadMode::Upsert
+        }
+    }
+}
+
+/// One record with the ordering the loader gave it.
+#[derive(Debug, Clone)]
+pub struct SequencedRecord {
+    /// Stitch's `_sdc_sequence`: nanoseconds since the Unix epoch when the record was received,
+    /// strictly increasing within a loader. A newer sequence wins over an older one for the same key.
+    pub sequence: i64,
+    /// The record as the tap sent it.
+    pub message: RecordMessage,
+}
+
+/// Hands out strictly increasing `_sdc_sequence` values: the wall clock in nanoseconds, bumped by one
+/// when the clock has not moved (or moved back) since the last value.
+#[derive(Debug, Default, Clone)]
+pub struct SequenceClock {
+    last: i64,
+}
+
+impl SequenceClock {
+    /// The next sequence.
+    pub fn next(&mut self) -> i64 {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX - 1);
+        self.last = now.max(self.last.saturating_add(1));
+        self.last
+    }
+}
+
 /// A warehouse that loads Singer streams with Stitch's semantics.
 ///
 /// Implementations are blocking and run on a dedicated thread; the runtime feeds them from a bounded
 /// channel.
 ///
 /// Contract:
-/// - `ensure_table` is idempotent and evolves tables (new columns added, none dropped);
-/// - `write_batch` upserts by primary key (append-only streams append); writing the same records twice
-///   leaves the same rows, and an older `_sdc_sequence` never overwrites a newer one;
+/// - `ensure_table` is idempotent: it registers a stream's schema and keys (a stream with no
+///   `key_properties` is append-only, see [`LoadMode::for_stream`]). Tables and columns are created,
+///   and evolved (new columns added, none dropped), by `commit`, and only for fields that carried a
+///   non-null value;
+/// - `write_batch` stages records, giving each the next `_sdc_sequence`; upserts go by primary key
+///   (append-only streams append); writing the same records twice leaves the same rows, and an older
+///   `_sdc_sequence` never overwrites a newer one;
+/// - `activate_version` takes effect after the rows staged before it; callers commit right after it;
 /// - nothing written is visible or durable until `commit`; `commit` is the durability barrier: the rows
 ///   staged since the last commit and `state` become durable together in one transaction, or neither
 ///   does, so a crash at any point loses no row and duplicates none;
+/// - a failed `commit` leaves the staged rows staged, so the caller may retry it (after a transient
+///   error); `discard` forgets them;
 /// - `committed_state` returns the state of the last successful commit (what a resumed sync starts from).
 pub trait Destination: Send {
     /// Proves the warehouse is reachable and writable; a clear error otherwise.
@@ -85,7 +142,7 @@ pub trait Destination: Send {
     /// The state stored with the last commit, if any.
     fn committed_state(&mut self) -> Result<Option<State>, DestinationError>;
 
-    /// Creates or evolves the tables for a stream.
+    /// Registers (or re-registers, after a schema change) a stream; idempotent.
     fn ensure_table(&mut self, schema: &SchemaMessage) -> Result<(), DestinationError>;
 
     /// Stages records of one stream (already announced with `ensure_table`).
@@ -94,6 +151,9 @@ pub trait Destination: Send {
     /// Makes `version` the stream's table: at the next commit, rows of other versions disappear.
     fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError>;
 
-    /// Makes everything staged, and `state`, durable together.
+    /// Makes everything staged, and `state` (when given), durable together.
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError>;
+
+    /// Forgets everything staged since the last commit (after a failed commit that will not be retried).
+    fn discard(&mut self) {}
 }

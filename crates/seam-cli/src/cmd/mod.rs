@@ -1,3 +1,5 @@
 //! One module per subcommand.
 
 pub mod schema_name;
+pub mod tap;
+pub mod sync;

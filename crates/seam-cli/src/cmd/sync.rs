@@ -1,0 +1,176 @@
+//! `seam sync --config zendesk.json --destination duckdb:PATH|postgres://… --schema NAME`:
+//! Zendesk → warehouse in one process, resuming from the bookmarks committed in the destination.
+
+use anyhow::Context;
+use seam_core::{Catalog, Destination, DestinationError};
+use seam_runtime::loader::TableTotals;
+use seam_runtime::pipeline::{self, PipelineConfig, Progress};
+use seam_warehouse::{DuckDbDestination, PostgresDestination};
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `seam sync`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The connector's JSON config file (tap-zendesk's keys plus seam's).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Where to load: `duckdb:PATH` (a DuckDB file) or a `postgres://…` URL.
+    #[arg(short, long)]
+    destination: String,
+    /// The warehouse schema (e.g. `stitch_zendesk`; see `seam schema-name`).
+    #[arg(short, long)]
+    schema: String,
+    /// A Singer catalog selecting streams and fields; without it every stream the account can read is synced.
+    #[arg(long, visible_alias = "properties")]
+    catalog: Option<PathBuf>,
+    /// The connector (only `zendesk` today).
+    #[arg(long, default_value = "zendesk")]
+    connector: String,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    plain: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    DuckDb(PathBuf),
+    Postgres(String),
+}
+
+impl Target {
+    fn parse(spec: &str) -> anyhow::Result<Target> {
+        if let Some(path) = spec.strip_prefix("duckdb:") {
+            anyhow::ensure!(!path.is_empty(), "--destination duckdb: needs a file path, e.g. duckdb:./warehouse.duckdb");
+            return Ok(Target::DuckDb(PathBuf::from(path)));
+        }
+        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            return Ok(Target::Postgres(spec.to_owned()));
+        }
+        anyhow::bail!("--destination {spec:?} is not understood: use duckdb:PATH or a postgres:// URL")
+    }
+
+    fn open(&self, schema: &str, append_only: HashSet<String>) -> Result<Box<dyn Destination>, DestinationError> {
+        Ok(match self {
+            Target::DuckDb(path) => Box::new(DuckDbDestination::open_with(path, schema, append_only)?),
+            Target::Postgres(url) => Box::new(PostgresDestination::connect_with(url, schema, append_only)?),
+        })
+    }
+}
+
+/// Runs the sync.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let schema = seam_core::naming::validate_schema_name(&args.schema).context("--schema")?;
+    let target = Target::parse(&args.destination)?;
+    let config = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read the config file {}", args.config.display()))?;
+    let source: Arc<dyn seam_core::Source> = Arc::from(seam_zendesk::registry::build_source(&args.connector, &config)?);
+    let chosen: Option<Catalog> = match &args.catalog {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("cannot read the catalog file {}", p.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| format!("{} is not a Singer catalog", p.display()))?)
+        }
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        source.check().await?;
+        let mut catalog = source.discover().await?;
+        match &chosen {
+            Some(c) => catalog.carry_selection_from(c),
+            None => catalog.select_all(),
+        }
+        let selected: Vec<String> = catalog.selected().map(|s| s.stream.clone()).collect();
+        anyhow::ensure!(!selected.is_empty(), "the catalog selects no stream: select at least one");
+        eprintln!("seam sync: {} streams into {} ({})", selected.len(), schema, args.destination);
+        let append_only = pipeline::append_only_streams(&catalog);
+        let cancel = CancellationToken::new();
+        let ctrl_c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("seam sync: stopping at the next safe point (committed work is kept)");
+                ctrl_c.cancel();
+            }
+        });
+        let progress = Progress::default();
+        let reporter = tokio::spawn(report_progress(progress.clone(), !args.plain && std::io::stderr().is_terminal()));
+        let open_schema = schema.clone();
+        let started = Instant::now();
+        let result = pipeline::run(
+            source,
+            catalog,
+            move || target.open(&open_schema, append_only),
+            Box::new(|_| Ok(())),
+            progress.clone(),
+            cancel,
+            PipelineConfig::default(),
+        )
+        .await;
+        reporter.abort();
+        let report = result?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let totals = report.load.per_table();
+        print_summary(&totals, report.read.requests, elapsed);
+        for (stream, reason) in &report.read.skipped {
+            eprintln!("warning: skipped {stream}: {reason}");
+        }
+        if let Some(state) = &report.load.last_state {
+            tracing::debug!(state = %state, "committed state");
+        }
+        Ok(())
+    })
+}
+
+async fn report_progress(progress: Progress, terminal: bool) {
+    let started = Instant::now();
+    let period = if terminal { Duration::from_millis(250) } else { Duration::from_secs(5) };
+    let bar = terminal.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    loop {
+        tokio::time::sleep(period).await;
+        let s = progress.snapshot();
+        let records: u64 = s.records.values().sum();
+        let rate = records as f64 / started.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "{}: {} records read ({:.0}/s), {} rows committed",
+            s.current_stream.as_deref().unwrap_or("starting"),
+            records,
+            rate,
+            s.rows_committed
+        );
+        match &bar {
+            Some(b) => b.set_message(line),
+            None => eprintln!("seam sync: {line}"),
+        }
+    }
+}
+
+fn print_summary(totals: &std::collections::BTreeMap<String, TableTotals>, requests: u64, seconds: f64) {
+    let width = totals.keys().map(String::len).max().unwrap_or(5).max(5);
+    eprintln!("\n{:<width$}  {:>12}  {:>14}  {:>9}", "table", "rows", "subtable rows", "rejected");
+    let mut all = TableTotals::default();
+    for (table, t) in totals {
+        eprintln!("{table:<width$}  {:>12}  {:>14}  {:>9}", t.rows, t.subtable_rows, t.rejected);
+        all.rows += t.rows;
+        all.subtable_rows += t.subtable_rows;
+        all.rejected += t.rejected;
+    }
+    eprintln!("{:<width$}  {:>12}  {:>14}  {:>9}", "total", all.rows, all.subtable_rows, all.rejected);
+    eprintln!("{requests} API requests, {seconds:.1}s");
+}
+

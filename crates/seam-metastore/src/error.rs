@@ -1,0 +1,64 @@
+//! The metastore's error.
+
+use seam_core::{Classify, ErrorKind};
+use thiserror::Error;
+
+/// A metastore call failed.
+#[derive(Debug, Error)]
+pub enum MetastoreError {
+    /// Another integration that is not deleted already uses this schema name.
+    #[error("non-unique name ({name})")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// No such record (or it is deleted, where that matters).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// What was looked for.
+        what: &'static str,
+        /// Its id.
+        id: i64,
+    },
+    /// The SQLite database failed.
+    #[error("sqlite metastore: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value does not parse (written by a newer seam, or edited by hand).
+    #[error("metastore holds an unreadable {what}: {detail}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// A JSON column could not be written or read.
+    #[error("metastore json for {what}: {source}")]
+    Json {
+        /// Which value.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("metastore task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Sealing or opening credentials failed.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+impl Classify for MetastoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            MetastoreError::NameTaken { .. } | MetastoreError::NotFound { .. } => ErrorKind::Config,
+            MetastoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            {
+                ErrorKind::Transient
+            }
+            MetastoreError::Crypto(_) => ErrorKind::Config,
+            _ => ErrorKind::Internal,
+        }
+    }
+}

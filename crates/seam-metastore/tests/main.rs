@@ -1,0 +1,326 @@
+#![allow(clippy::unwrap_used)]
+//! The metastore conformance suite: the same tests against every backend.
+//!
+//! SQLite runs always (in memory and on a file). A PostgreSQL backend would be added to
+//! [`backends`] and read `SEAM_TEST_POSTGRES_URL`; it is not implemented yet, so the suite prints a
+//! SKIP line for it.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use seam_core::{Catalog, State};
+use seam_metastore::*;
+use serde_json::json;
+use std::sync::Arc;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 17, 16, 44, 41).single().unwrap() + Duration::milliseconds(159)
+}
+
+fn props() -> IntegrationProperties {
+    IntegrationProperties {
+        subdomain: "acme".into(),
+        email: Some("agent@example.com".into()),
+        start_date: Utc.with_ymd_and_hms(2025, 11, 17, 0, 0, 0).single().unwrap(),
+        frequency_in_minutes: 30,
+        anchor_time: None,
+        cron_expression: None,
+    }
+}
+
+fn new_integration(name: &str) -> NewIntegration {
+    NewIntegration {
+        display_name: format!("Display {name}"),
+        name: name.into(),
+        kind: ZENDESK_TYPE.into(),
+        properties: props(),
+        sealed_credentials: vec![1, 2, 3],
+        created_at: t0(),
+    }
+}
+
+/// Every backend under test, each freshly created and empty.
+async fn backends() -> Vec<(&'static str, Arc<dyn Metastore>, Option<tempfile::TempDir>)> {
+    let mut out: Vec<(&'static str, Arc<dyn Metastore>, Option<tempfile::TempDir>)> =
+        vec![("sqlite-memory", Arc::new(SqliteMetastore::open_in_memory().unwrap()), None)];
+    let dir = tempfile::tempdir().unwrap();
+    let file = SqliteMetastore::open(&dir.path().join("m.sqlite")).unwrap();
+    out.push(("sqlite-file", Arc::new(file), Some(dir)));
+    if std::env::var("SEAM_TEST_POSTGRES_URL").is_ok() {
+        println!("SKIP postgres metastore: the PostgreSQL backend is not implemented yet");
+    } else {
+        println!("SKIP postgres metastore: SEAM_TEST_POSTGRES_URL is not set");
+    }
+    out
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                for (backend, store, _dir) in super::backends().await {
+                    println!("backend {backend}");
+                    super::cases::$name(store.as_ref()).await;
+                }
+            }
+        )*
+    };
+}
+
+mod conformance {
+    conformance!(
+        integrations_round_trip,
+        names_are_unique_among_live_integrations,
+        update_and_delete,
+        catalog_and_state,
+        checks,
+        jobs_and_logs,
+        loads_and_usage,
+        notifications_tokens_settings,
+    );
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn integrations_round_trip(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        assert_eq!(a.name, "zendesk");
+        assert_eq!(a.properties, props());
+        assert_eq!(a.created_at, t0(), "times keep their precision");
+        assert_eq!(a.sealed_credentials, vec![1, 2, 3]);
+        assert!(a.catalog.is_none() && a.state.is_none() && a.paused_at.is_none());
+        assert!(!a.is_configured());
+        let b = m.create_integration(new_integration("other")).await.unwrap();
+        assert!(b.id > a.id);
+        assert_eq!(m.get_integration(a.id).await.unwrap().unwrap(), a);
+        assert_eq!(m.list_integrations(false).await.unwrap().len(), 2);
+        assert!(m.get_integration(9999).await.unwrap().is_none());
+    }
+
+    pub async fn names_are_unique_among_live_integrations(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        let err = m.create_integration(new_integration("zendesk")).await.unwrap_err();
+        assert!(matches!(err, MetastoreError::NameTaken { ref name } if name == "zendesk"), "{err}");
+        m.delete_integration(a.id, t0()).await.unwrap();
+        let again = m.create_integration(new_integration("zendesk")).await.unwrap();
+        assert_ne!(again.id, a.id, "a deleted integration's name can be reused");
+        assert_eq!(m.list_integrations(false).await.unwrap().len(), 1);
+        assert_eq!(m.list_integrations(true).await.unwrap().len(), 2);
+    }
+
+    pub async fn update_and_delete(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        let mut p = props();
+        p.frequency_in_minutes = 60;
+        let later = t0() + Duration::minutes(5);
+        let u = m
+            .update_integration(
+                a.id,
+                IntegrationUpdate {
+                    display_name: "New".into(),
+                    properties: p.clone(),
+                    sealed_credentials: vec![9],
+                    paused_at: Some(later),
+                    updated_at: later,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((u.display_name.as_str(), u.name.as_str()), ("New", "zendesk"), "the name never changes");
+        assert_eq!(u.properties, p);
+        assert_eq!(u.paused_at, Some(later));
+        assert_eq!(u.sealed_credentials, vec![9]);
+        let d = m.delete_integration(a.id, later).await.unwrap();
+        assert_eq!(d.deleted_at, Some(later));
+        let err = m
+            .update_integration(
+                a.id,
+                IntegrationUpdate {
+                    display_name: "x".into(),
+                    properties: p,
+                    sealed_credentials: vec![],
+                    paused_at: None,
+                    updated_at: later,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MetastoreError::NotFound { .. }));
+        assert!(matches!(m.delete_integration(a.id, later).await, Err(MetastoreError::NotFound { .. })));
+    }
+
+    pub async fn catalog_and_state(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        let mut catalog: Catalog = serde_json::from_value(json!({"streams": [{"tap_stream_id": "tickets",
+            "stream": "tickets", "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "metadata": [{"breadcrumb": [], "metadata": {"table-key-properties": ["id"]}}]}]}))
+        .unwrap();
+        m.set_catalog(a.id, &catalog).await.unwrap();
+        assert!(!m.get_integration(a.id).await.unwrap().unwrap().is_configured());
+        catalog.select_all();
+        m.set_catalog(a.id, &catalog).await.unwrap();
+        let got = m.get_integration(a.id).await.unwrap().unwrap();
+        assert_eq!(got.catalog.as_ref(), Some(&catalog));
+        assert!(got.is_configured());
+        let state = State::from_value(json!({"bookmarks": {"tickets": {"updated_at": "2026-01-01T00:00:00Z"}}})).unwrap();
+        m.set_state(a.id, Some(&state)).await.unwrap();
+        assert_eq!(m.get_integration(a.id).await.unwrap().unwrap().state, Some(state));
+        m.set_state(a.id, None).await.unwrap();
+        assert_eq!(m.get_integration(a.id).await.unwrap().unwrap().state, None);
+        assert!(matches!(m.set_state(4242, None).await, Err(MetastoreError::NotFound { .. })));
+    }
+
+    pub async fn checks(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        assert!(m.last_check(a.id).await.unwrap().is_none());
+        let mut c = m.create_check(a.id, t0()).await.unwrap();
+        assert_eq!(c.status, CheckStatus::Running);
+        assert_eq!(c.check_exit_status, None);
+        c.status = CheckStatus::Failed;
+        c.completion_time = Some(t0() + Duration::seconds(2));
+        c.check_exit_status = Some(1);
+        c.check_error_message = Some("zendesk rejected the API token".into());
+        m.finish_check(&c).await.unwrap();
+        assert_eq!(m.last_check(a.id).await.unwrap().unwrap(), c);
+        let c2 = m.create_check(a.id, t0() + Duration::seconds(5)).await.unwrap();
+        assert_eq!(m.last_check(a.id).await.unwrap().unwrap().id, c2.id, "the latest check wins");
+    }
+
+    pub async fn jobs_and_logs(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        let j1 = m.create_job(a.id, JobTrigger::Scheduled, t0()).await.unwrap();
+        assert_eq!(j1.status, JobStatus::Running);
+        assert_eq!(j1.job_name, format!("{}.{}.sync", a.id, j1.id));
+        let f = JobFinish {
+            status: JobStatus::Succeeded,
+            completion_time: t0() + Duration::minutes(3),
+            discovery_exit_status: Some(0),
+            tap_exit_status: Some(0),
+            target_exit_status: Some(0),
+            error_message: None,
+        };
+        let done = m.finish_job(j1.id, &f).await.unwrap();
+        assert_eq!(done.status, JobStatus::Succeeded);
+        assert_eq!(done.completion_time, Some(f.completion_time));
+        let j2 = m.create_job(a.id, JobTrigger::Manual, t0() + Duration::minutes(30)).await.unwrap();
+        let listed = m.list_jobs(a.id, 10).await.unwrap();
+        assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![j2.id, j1.id], "newest first");
+        assert_eq!(m.list_jobs(a.id, 1).await.unwrap().len(), 1);
+        assert_eq!(m.fail_running_jobs(t0() + Duration::hours(1), "seam stopped").await.unwrap(), 1);
+        let j2 = m.get_job(j2.id).await.unwrap().unwrap();
+        assert_eq!(j2.status, JobStatus::Failed);
+        assert_eq!(j2.error_message.as_deref(), Some("seam stopped"));
+
+        let line = |s: &str, level| LogLine { at: t0(), location: LogLocation::Tap, level, message: s.into() };
+        m.append_logs(j1.id, &[line("one", LogLevel::Info), line("two", LogLevel::Warning)]).await.unwrap();
+        m.append_logs(j1.id, &[line("three", LogLevel::Critical)]).await.unwrap();
+        m.append_logs(j1.id, &[]).await.unwrap();
+        let logs = m.job_logs(j1.id).await.unwrap();
+        assert_eq!(logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), vec!["one", "two", "three"]);
+        assert_eq!(logs[2].level, LogLevel::Critical);
+        assert!(m.job_logs(j2.id).await.unwrap().is_empty());
+    }
+
+    pub async fn loads_and_usage(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        let j = m.create_job(a.id, JobTrigger::Scheduled, t0()).await.unwrap();
+        let delta = |t: &str, rows, bm: Option<&str>| LoadDelta {
+            table_name: t.into(),
+            rows,
+            max_bookmark: bm.map(str::to_owned),
+            error: None,
+        };
+        m.record_loads(a.id, j.id, t0(), &[delta("tickets", 10, Some("updated_at: 2026-01-01")), delta("tickets__tags", 4, None)])
+            .await
+            .unwrap();
+        let next_day = t0() + Duration::days(1);
+        m.record_loads(a.id, j.id, next_day, &[delta("tickets", 5, Some("updated_at: 2026-01-02"))]).await.unwrap();
+        let loads = m.list_loads(a.id, t0() - Duration::days(1)).await.unwrap();
+        let tickets = loads.iter().find(|l| l.table_name == "tickets").unwrap();
+        assert_eq!(tickets.rows, 15, "a job's commits add up per table");
+        assert_eq!(tickets.last_batch_loaded_at, Some(next_day));
+        assert_eq!(tickets.max_bookmark.as_deref(), Some("updated_at: 2026-01-02"));
+        assert_eq!(loads.iter().find(|l| l.table_name == "tickets__tags").unwrap().rows, 4);
+        assert!(m.list_loads(a.id, t0() + Duration::days(2)).await.unwrap().is_empty());
+        assert_eq!(m.get_job(j.id).await.unwrap().unwrap().rows_loaded, 19);
+
+        let usage = m.usage(t0().date_naive(), next_day.date_naive()).await.unwrap();
+        let total: i64 = usage.iter().map(|u| u.rows).sum();
+        assert_eq!(total, 19);
+        let day1: i64 = usage.iter().filter(|u| u.day == t0().date_naive()).map(|u| u.rows).sum();
+        assert_eq!(day1, 14, "usage is kept per UTC day");
+        assert!(m.usage(next_day.date_naive() + Duration::days(1), next_day.date_naive() + Duration::days(9))
+            .await
+            .unwrap()
+            .is_empty());
+
+        let err = LoadDelta { table_name: "users".into(), rows: 0, max_bookmark: None, error: Some("boom".into()) };
+        m.record_loads(a.id, j.id, next_day, &[err]).await.unwrap();
+        let users = m.list_loads(a.id, t0()).await.unwrap().into_iter().find(|l| l.table_name == "users").unwrap();
+        assert_eq!(users.error.as_deref(), Some("boom"));
+        assert_eq!(users.last_batch_loaded_at, None, "a table that only failed has no loaded batch");
+    }
+
+    pub async fn notifications_tokens_settings(m: &dyn Metastore) {
+        let new = |code: &str| NewNotification {
+            level: NotificationLevel::Critical,
+            code: code.into(),
+            integration_id: None,
+            subject: "s".into(),
+            message: "m".into(),
+            created_at: t0(),
+        };
+        let n1 = m.add_notification(new("platform.exit_status")).await.unwrap();
+        let n2 = m.add_notification(new("usage-nearing-limit")).await.unwrap();
+        let list = m.list_notifications(false, 10).await.unwrap();
+        assert_eq!(list.iter().map(|n| n.id).collect::<Vec<_>>(), vec![n2.id, n1.id]);
+        m.dismiss_notification(n1.id, t0()).await.unwrap();
+        assert_eq!(m.list_notifications(false, 10).await.unwrap().len(), 1);
+        assert_eq!(m.list_notifications(true, 10).await.unwrap().len(), 2);
+        assert!(matches!(m.dismiss_notification(777, t0()).await, Err(MetastoreError::NotFound { .. })));
+
+        assert_eq!(m.count_tokens().await.unwrap(), 0);
+        let t = m.add_token("first", "abc123", t0()).await.unwrap();
+        assert_eq!(m.find_token("abc123").await.unwrap(), Some(t));
+        assert!(m.find_token("nope").await.unwrap().is_none());
+        assert_eq!(m.count_tokens().await.unwrap(), 1);
+
+        assert_eq!(m.get_setting("row_limit").await.unwrap(), None);
+        m.set_setting("row_limit", "1000").await.unwrap();
+        m.set_setting("row_limit", "2000").await.unwrap();
+        assert_eq!(m.get_setting("row_limit").await.unwrap().as_deref(), Some("2000"));
+    }
+}
+
+#[tokio::test]
+async fn sqlite_file_survives_reopen_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    let id = {
+        let m = SqliteMetastore::open(&path).unwrap();
+        m.create_integration(new_integration("zendesk")).await.unwrap().id
+    };
+    let m = SqliteMetastore::open(&path).unwrap();
+    assert_eq!(m.get_integration(id).await.unwrap().unwrap().name, "zendesk");
+}
+
+#[test]
+fn sealed_credentials_use_a_0600_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    if std::env::var(crypto::SECRET_KEY_ENV).is_ok() {
+        println!("SKIP key file test: {} is set", crypto::SECRET_KEY_ENV);
+        return;
+    }
+    let (c1, created) = SecretCipher::load_or_create(dir.path()).unwrap();
+    assert!(created);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join(crypto::KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (c2, created) = SecretCipher::load_or_create(dir.path()).unwrap();
+    assert!(!created);
+    let creds = Credentials { api_token: Some("s3cret".into()), access_token: None };
+    assert_eq!(c2.open(&c1.seal(&creds).unwrap()).unwrap(), creds, "the same key comes back");
+}

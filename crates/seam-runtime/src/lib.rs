@@ -1,0 +1,7 @@
+//! seam's runtime: the Singer message loader shared by `seam target` and `seam sync`, the job runner
+//! and the scheduler.
+
+pub mod job;
+pub mod scheduler;
+pub mod loader;
+pub mod pipeline;

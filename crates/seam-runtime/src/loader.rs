@@ -1,0 +1,337 @@
+//! The loader: consumes Singer messages and drives a [`Destination`], shared by `seam target` and
+//! `seam sync`.
+//!
+//! ```text
+//! messages (stdin lines, or a channel fed by a source) --> run() --> destination.write_batch / commit
+//!                                                           |
+//!                                                           +--> on_commit(report, state) after each commit
+//! ```
+//!
+//! Contract:
+//! - order is checked: a RECORD (or ACTIVATE_VERSION) for a stream whose SCHEMA has not been seen is an
+//!   error naming the line;
+//! - records are batched and committed when a batch reaches `max_batch_records` records or
+//!   `max_batch_bytes` bytes of record JSON, after every ACTIVATE_VERSION, when `max_batch_age` has
+//!   passed since the batch began (checked as messages arrive), and at the end of the input;
+//! - each commit carries the latest STATE seen before it; a STATE is therefore made durable with, never
+//!   before, the rows that precede it, and `on_commit` receives it only after the commit succeeded;
+//! - a failed commit is retried under the [`RetryPolicy`] (transient and rate-limited kinds only); when
+//!   it gives up, or on bad input (a malformed line, a record before its schema), nothing of the
+//!   current batch is committed and the last committed state stays where it was;
+//! - memory is bounded by one batch (plus the destination's staging of it).
+//!
+//! To feed it from async code, run it on a blocking thread over a channel:
+//! `run(&mut dest, tokio_receiver(rx), &mut on_commit, &config)` where the source side sends
+//! `Ok((n, message))` into a bounded `tokio::sync::mpsc` channel (backpressure for free).
+
+use seam_core::singer::Message;
+use seam_core::{Classify, CommitReport, Destination, DestinationError, RecordMessage, RetryDecision, RetryPolicy, State};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tracing::{debug, warn};
+
+/// A message with its position in the input (its line number for a Singer stream on stdin).
+pub type Numbered = (u64, Message);
+
+/// Batching and retry settings.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Commit when this many records are staged (target-stitch: 20,000).
+    pub max_batch_records: usize,
+    /// Commit when this many bytes of record JSON are staged (target-stitch: 4 MB).
+    pub max_batch_bytes: usize,
+    /// Commit when the batch is this old, so bookmarks move during slow syncs.
+    pub max_batch_age: Duration,
+    /// How failed commits are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            max_batch_records: 20_000,
+            max_batch_bytes: 4_000_000,
+            max_batch_age: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// One successful commit, as `on_commit` sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// Rows per table (subtables as their own tables) and rejections.
+    pub report: &'a CommitReport,
+    /// The STATE value made durable with the rows, exactly as the tap sent it; `None` when no STATE
+    /// arrived since the previous commit.
+    pub state: Option<&'a Value>,
+}
+
+/// Totals for one top-level table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableTotals {
+    /// Rows loaded into the table itself.
+    pub rows: u64,
+    /// Rows loaded into its subtables.
+    pub subtable_rows: u64,
+    /// Records sent to `_sdc_rejected`.
+    pub rejected: u64,
+}
+
+/// What a run loaded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadSummary {
+    /// Everything committed, table by table.
+    pub report: CommitReport,
+    /// Commits made.
+    pub commits: u64,
+    /// The last STATE committed.
+    pub last_state: Option<Value>,
+}
+
+impl LoadSummary {
+    /// Totals per top-level table: a table named `<t>__…` where `<t>` is another loaded table counts
+    /// as `<t>`'s subtable.
+    pub fn per_table(&self) -> BTreeMap<String, TableTotals> {
+        let names: Vec<&String> = self.report.rows.keys().chain(self.report.rejected.keys()).collect();
+        let top = |t: &str| -> String {
+            names
+                .iter()
+                .filter(|n| t.len() > n.len() && t.starts_with(n.as_str()) && t[n.len()..].starts_with("__"))
+                .min_by_key(|n| n.len())
+                .map(|n| (*n).clone())
+                .unwrap_or_else(|| t.to_owned())
+        };
+        let mut out: BTreeMap<String, TableTotals> = BTreeMap::new();
+        for (t, n) in &self.report.rows {
+            let root = top(t);
+            let e = out.entry(root.clone()).or_default();
+            if root == *t {
+                e.rows += n;
+            } else {
+                e.subtable_rows += n;
+            }
+        }
+        for (t, n) in &self.report.rejected {
+            out.entry(top(t)).or_default().rejected += n;
+        }
+        out
+    }
+}
+
+/// Why a load stopped. Nothing of the batch in progress was committed.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The input could not be read or parsed (the message names the line).
+    #[error("{0}")]
+    Input(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A RECORD arrived before its stream's SCHEMA.
+    #[error("line {line}: {kind} for stream {stream:?} before its SCHEMA: the tap must send the stream's SCHEMA message first")]
+    BeforeSchema {
+        /// The line.
+        line: u64,
+        /// RECORD or ACTIVATE_VERSION.
+        kind: &'static str,
+        /// The stream.
+        stream: String,
+    },
+    /// A STATE value seam cannot store.
+    #[error("line {line}: STATE value is not a JSON object: {source}")]
+    BadState {
+        /// The line.
+        line: u64,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The destination failed (after retries, for retryable failures).
+    #[error("loading into the warehouse failed after {attempts} attempt(s); the bookmark did not move: {source}")]
+    Destination {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        #[source]
+        source: DestinationError,
+    },
+    /// `on_commit` failed (for the target: stdout closed).
+    #[error("reporting a committed state failed: {0}")]
+    Sink(#[source] io::Error),
+}
+
+/// Wraps a tokio channel receiver as a blocking iterator, for [`run`] on a blocking thread.
+pub fn tokio_receiver<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Iterator<Item = T> {
+    std::iter::from_fn(move || rx.blocking_recv())
+}
+
+struct Run<'d, D: Destination + ?Sized> {
+    dest: &'d mut D,
+    config: &'d LoaderConfig,
+    streams: HashSet<String>,
+    pending_stream: Option<String>,
+    pending: Vec<RecordMessage>,
+    batch_records: usize,
+    batch_bytes: usize,
+    batch_started: Option<Instant>,
+    state: Option<(Value, State)>,
+    dirty: bool,
+    summary: LoadSummary,
+}
+
+/// Loads every message of `input` into `dest`; returns what was committed. See the module docs for
+/// the contract. `on_commit` runs after each successful commit (the target prints the state there).
+pub fn run<D, I, E>(
+    dest: &mut D,
+    input: I,
+    on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    config: &LoaderConfig,
+) -> Result<LoadSummary, LoadError>
+where
+    D: Destination + ?Sized,
+    I: IntoIterator<Item = Result<Numbered, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut run = Run {
+        dest,
+        config,
+        streams: HashSet::new(),
+        pending_stream: None,
+        pending: Vec::new(),
+        batch_records: 0,
+        batch_bytes: 0,
+        batch_started: None,
+        state: None,
+        dirty: false,
+        summary: LoadSummary::default(),
+    };
+    let result = run.consume(input, on_commit);
+    if result.is_err() {
+        // Nothing of the broken batch may reach the warehouse.
+        run.pending.clear();
+        run.dest.discard();
+    }
+    result.map(|()| run.summary)
+}
+
+/// [`run`] over a standard channel (the sending side may be a source thread or async code).
+pub fn run_blocking<D, E>(
+    dest: &mut D,
+    rx: std::sync::mpsc::Receiver<Result<Numbered, E>>,
+    on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    config: &LoaderConfig,
+) -> Result<LoadSummary, LoadError>
+where
+    D: Destination + ?Sized,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    run(dest, rx, on_commit, config)
+}
+
+impl<D: Destination + ?Sized> Run<'_, D> {
+    fn consume<I, E>(&mut self, input: I, on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>) -> Result<(), LoadError>
+    where
+        I: IntoIterator<Item = Result<Numbered, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        for item in input {
+            let (line, message) = item.map_err(|e| LoadError::Input(Box::new(e)))?;
+            match message {
+                Message::Schema(schema) => {
+                    self.flush_pending()?;
+                    self.dest.ensure_table(&schema).map_err(|source| LoadError::Destination { attempts: 1, source })?;
+                    self.streams.insert(schema.stream.clone());
+                }
+                Message::Record(record) => {
+                    if !self.streams.contains(&record.stream) {
+                        return Err(LoadError::BeforeSchema { line, kind: "RECORD", stream: record.stream });
+                    }
+                    if self.pending_stream.as_deref() != Some(record.stream.as_str()) {
+                        self.flush_pending()?;
+                        self.pending_stream = Some(record.stream.clone());
+                    }
+                    self.batch_started.get_or_insert_with(Instant::now);
+                    self.batch_records += 1;
+                    self.batch_bytes += record.record.get().len();
+                    self.pending.push(record);
+                    self.dirty = true;
+                    if self.pending.len() >= 1_000 {
+                        self.flush_pending()?;
+                    }
+                }
+                Message::State { value } => {
+                    let state = State::from_value(value.clone()).map_err(|source| LoadError::BadState { line, source })?;
+                    self.state = Some((value, state));
+                    self.batch_started.get_or_insert_with(Instant::now);
+                }
+                Message::ActivateVersion { stream, version } => {
+                    if !self.streams.contains(&stream) {
+                        return Err(LoadError::BeforeSchema { line, kind: "ACTIVATE_VERSION", stream });
+                    }
+                    self.flush_pending()?;
+                    self.dest
+                        .activate_version(&stream, version)
+                        .map_err(|source| LoadError::Destination { attempts: 1, source })?;
+                    self.dirty = true;
+                    self.commit(on_commit)?;
+                    continue;
+                }
+                Message::Unknown { message_type } => {
+                    debug!(line, message_type, "ignoring a message of unknown type");
+                }
+            }
+            let full = self.batch_records >= self.config.max_batch_records
+                || self.batch_bytes >= self.config.max_batch_bytes
+                || self.batch_started.is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
+            if full {
+                self.commit(on_commit)?;
+            }
+        }
+        if self.dirty || self.state.is_some() {
+            self.commit(on_commit)?;
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> Result<(), LoadError> {
+        if let Some(stream) = &self.pending_stream {
+            if !self.pending.is_empty() {
+                self.dest
+                    .write_batch(stream, &self.pending)
+                    .map_err(|source| LoadError::Destination { attempts: 1, source })?;
+                self.pending.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>) -> Result<(), LoadError> {
+        self.flush_pending()?;
+        let state = self.state.take();
+        let mut attempt = 0;
+        let report = loop {
+            attempt += 1;
+            match self.dest.commit(state.as_ref().map(|(_, s)| s)) {
+                Ok(r) => break r,
+                Err(e) => match self.config.retry.decide(e.kind(), attempt) {
+                    RetryDecision::RetryAfter(wait) => {
+                        warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "commit failed; retrying");
+                        std::thread::sleep(wait);
+                    }
+                    RetryDecision::GiveUp => return Err(LoadError::Destination { attempts: attempt, source: e }),
+                },
+            }
+        };
+        self.summary.report.absorb(&report);
+        self.summary.commits += 1;
+        if let Some((value, _)) = &state {
+            self.summary.last_state = Some(value.clone());
+        }
+        self.batch_records = 0;
+        self.batch_bytes = 0;
+        self.batch_started = None;
+        self.dirty = false;
+        on_commit(Commit { report: &report, state: state.as_ref().map(|(v, _)| v) }).map_err(LoadError::Sink)
+    }
+}

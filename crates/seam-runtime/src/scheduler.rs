@@ -1,0 +1,717 @@
+//! The scheduler: decides when each integration's next replication job starts, starts it, and keeps
+//! at most one job per integration running.
+//!
+//! Rules (Stitch's):
+//! - a schedule is a frequency (30, 60, 180, 360, 720 or 1440 minutes), a frequency of an hour or more
+//!   with an anchor time (runs on `anchor + k * frequency`), or a Quartz cron expression (UTC), which
+//!   wins over the other two;
+//! - the next run counts from the previous job's start; a job that overruns its slot makes the
+//!   scheduler skip that slot (no catch-up burst); slots missed while seam was down give one run at
+//!   start-up;
+//! - a new integration runs as soon as something is selected (frequency) or at the next anchor/cron
+//!   occurrence after it was created;
+//! - paused and not-configured integrations get no scheduled jobs; "Run Extraction Now" still works on
+//!   a paused one;
+//! - an integration that keeps failing backs off: after `n` consecutive failed jobs the next run waits
+//!   `min(2^(n-1), 16)` slots (at most a day for frequency schedules);
+//! - everything the rules read lives in the metastore (jobs and their times), so the schedule survives
+//!   restarts; jobs left `running` by a dead process are marked failed at start-up.
+//!
+//! Time comes from a [`Clock`]; [`TokioClock`] follows tokio's clock, so tests drive the scheduler
+//! with paused time.
+
+use crate::job::{
+    run_check, run_job, usage_summary, JobContext, JobPhase, JobProgress, ProgressHandle,
+};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use seam_metastore::{
+    ConnectionCheck, Integration, IntegrationId, IntegrationProperties, Job, JobStatus, JobTrigger, MetastoreError,
+};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Replication frequencies seam offers, in minutes (default first).
+pub const FREQUENCIES: [u32; 6] = [30, 60, 180, 360, 720, 1440];
+/// The default frequency.
+pub const DEFAULT_FREQUENCY_MINUTES: u32 = 30;
+/// Most slots a failing integration skips.
+pub const MAX_BACKOFF_SLOTS: u32 = 16;
+/// Jobs read per integration to decide its schedule and status.
+const RECENT_JOBS: u32 = 20;
+
+/// Wall-clock time for the scheduler and jobs.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Now, in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Wall time that advances with tokio's clock: `base + (tokio now - tokio base)`. Under
+/// `tokio::time::pause` it advances only when the test advances time.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    base_wall: DateTime<Utc>,
+    base: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// Starts at the system's current time.
+    pub fn new() -> Self {
+        Self::starting_at(Utc::now())
+    }
+
+    /// Starts at `wall`.
+    pub fn starting_at(wall: DateTime<Utc>) -> Self {
+        TokioClock { base_wall: wall, base: tokio::time::Instant::now() }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.base);
+        self.base_wall + ChronoDuration::from_std(elapsed).unwrap_or(ChronoDuration::zero())
+    }
+}
+
+/// Why a schedule is invalid. Messages name the field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ScheduleError {
+    /// Not one of [`FREQUENCIES`].
+    #[error("frequency_in_minutes {value} is not offered: use one of 30, 60, 180, 360, 720, 1440")]
+    Frequency {
+        /// The value given.
+        value: String,
+    },
+    /// Anchor with a frequency under an hour.
+    #[error("anchor_time needs frequency_in_minutes of 60 or more (got {frequency})")]
+    AnchorTooFrequent {
+        /// The frequency.
+        frequency: u32,
+    },
+    /// A cron expression Quartz would refuse.
+    #[error("cron_expression {expression:?} is invalid: {reason}")]
+    Cron {
+        /// The expression.
+        expression: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+}
+
+/// When an integration runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Every `every`, counted from the previous job's start.
+    Frequency {
+        /// Interval.
+        every: ChronoDuration,
+    },
+    /// On `anchor + k * every`.
+    Anchored {
+        /// Interval (an hour or more).
+        every: ChronoDuration,
+        /// Any occurrence.
+        anchor: DateTime<Utc>,
+    },
+    /// Quartz cron, UTC.
+    Cron {
+        /// The parsed expression.
+        cron: Box<croner::Cron>,
+        /// As written.
+        expression: String,
+    },
+}
+
+/// Checks a frequency value.
+pub fn validate_frequency(minutes: u32) -> Result<u32, ScheduleError> {
+    if FREQUENCIES.contains(&minutes) {
+        Ok(minutes)
+    } else {
+        Err(ScheduleError::Frequency { value: minutes.to_string() })
+    }
+}
+
+/// Parses a Quartz cron expression: 6 fields (`sec min hour day-of-month month day-of-week`) or 7 with a
+/// year; seconds must be `0`; exactly one of day-of-month and day-of-week is `?`; evaluated in UTC.
+pub fn parse_quartz_cron(expression: &str) -> Result<croner::Cron, ScheduleError> {
+    let bad = |reason: &str| ScheduleError::Cron { expression: expression.to_owned(), reason: reason.to_owned() };
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    if fields.len() != 6 && fields.len() != 7 {
+        return Err(bad(&format!(
+            "expected 6 fields (seconds minutes hours day-of-month month day-of-week) or 7 with a year, got {}",
+            fields.len()
+        )));
+    }
+    if fields[0] != "0" {
+        return Err(bad("the seconds field must be 0"));
+    }
+    match (fields[3] == "?", fields[5] == "?") {
+        (false, false) => {
+            return Err(bad(
+                "Support for specifying both a day-of-week AND a day-of-month parameter is not implemented: \
+                 put ? in one of them",
+            ))
+        }
+        (true, true) => return Err(bad("only one of day-of-month and day-of-week may be ?")),
+        _ => {}
+    }
+    let parser = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .year(croner::parser::Year::Optional)
+        .alternative_weekdays(true)
+        .build();
+    let cron = parser.parse(expression).map_err(|e| bad(&e.to_string()))?;
+    cron.find_next_occurrence(&Utc::now(), false)
+        .map_err(|_| bad("it never matches a future time"))?;
+    Ok(cron)
+}
+
+impl Schedule {
+    /// The schedule an integration's properties describe (validated).
+    pub fn from_properties(p: &IntegrationProperties) -> Result<Schedule, ScheduleError> {
+        if let Some(expression) = p.cron_expression.as_deref().filter(|s| !s.trim().is_empty()) {
+            let cron = parse_quartz_cron(expression)?;
+            return Ok(Schedule::Cron { cron: Box::new(cron), expression: expression.to_owned() });
+        }
+        let minutes = validate_frequency(p.frequency_in_minutes)?;
+        let every = ChronoDuration::minutes(i64::from(minutes));
+        match p.anchor_time {
+            Some(anchor) if minutes < 60 => {
+                let _ = anchor;
+                Err(ScheduleError::AnchorTooFrequent { frequency: minutes })
+            }
+            Some(anchor) => Ok(Schedule::Anchored { every, anchor }),
+            None => Ok(Schedule::Frequency { every }),
+        }
+    }
+
+    /// `frequency`, `anchor` or `cron`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Schedule::Frequency { .. } => "frequency",
+            Schedule::Anchored { .. } => "anchor",
+            Schedule::Cron { .. } => "cron",
+        }
+    }
+
+    /// The next time a job should start, or `None` when nothing is scheduled. A time in the past
+    /// means "now" (a slot missed while seam was down).
+    pub fn next_fire_time(&self, inputs: &ScheduleInputs) -> Option<DateTime<Utc>> {
+        let slots = backoff_slots(inputs.consecutive_failures);
+        match self {
+            Schedule::Frequency { every } => {
+                let Some(last_start) = inputs.last_start else { return Some(inputs.first_run_at) };
+                // Backoff stretches the step, but never beyond a day (or the frequency itself).
+                let step = (*every * slots as i32).min(ChronoDuration::days(1).max(*every));
+                let mut next = last_start + step;
+                if let Some(end) = inputs.last_end.filter(|end| *end > next) {
+                    // Overran: skip the slots the job was still running in.
+                    let behind = (end - last_start).num_milliseconds();
+                    let k = (behind + step.num_milliseconds() - 1) / step.num_milliseconds();
+                    next = last_start + step * k.max(1) as i32;
+                }
+                Some(next)
+            }
+            Schedule::Anchored { every, anchor } => {
+                let after = inputs.last_start.unwrap_or(inputs.created_at);
+                let ms = every.num_milliseconds();
+                let slot = |m: i64| *anchor + ChronoDuration::milliseconds(m * ms);
+                // First slot strictly after `after`.
+                let mut m = (after - *anchor).num_milliseconds().div_euclid(ms) + 1;
+                if let Some(end) = inputs.last_end {
+                    // First slot at or after the end of the last job.
+                    let m_end = ((end - *anchor).num_milliseconds() + ms - 1).div_euclid(ms);
+                    m = m.max(m_end);
+                }
+                Some(slot(m + i64::from(slots) - 1))
+            }
+            Schedule::Cron { cron, .. } => {
+                let mut t = inputs.last_start.unwrap_or(inputs.created_at);
+                t = cron.find_next_occurrence(&t, false).ok()?;
+                let mut guard = 0;
+                while inputs.last_end.is_some_and(|end| t < end) && guard < 10_000 {
+                    t = cron.find_next_occurrence(&t, false).ok()?;
+                    guard += 1;
+                }
+                for _ in 1..slots {
+                    t = cron.find_next_occurrence(&t, false).ok()?;
+                }
+                Some(t)
+            }
+        }
+    }
+}
+
+/// How many slots the next run waits after `failures` consecutive failed jobs.
+pub fn backoff_slots(failures: u32) -> u32 {
+    if failures <= 1 {
+        1
+    } else {
+        2u32.saturating_pow(failures - 1).min(MAX_BACKOFF_SLOTS)
+    }
+}
+
+/// What the schedule rules read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleInputs {
+    /// When the integration was created (anchor and cron schedules start after it).
+    pub created_at: DateTime<Utc>,
+    /// When a never-run frequency schedule fires (now).
+    pub first_run_at: DateTime<Utc>,
+    /// The previous job's start.
+    pub last_start: Option<DateTime<Utc>>,
+    /// The previous job's end.
+    pub last_end: Option<DateTime<Utc>>,
+    /// Consecutive failed jobs, newest backwards.
+    pub consecutive_failures: u32,
+}
+
+/// Failed jobs in a row, newest first; running and cancelled jobs are passed over.
+pub fn consecutive_failures(jobs_newest_first: &[Job]) -> u32 {
+    let mut n = 0;
+    for j in jobs_newest_first {
+        match j.status {
+            JobStatus::Failed => n += 1,
+            JobStatus::Succeeded => break,
+            JobStatus::Running | JobStatus::Cancelled => {}
+        }
+    }
+    n
+}
+
+/// The status Stitch shows for an integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum IntegrationStatus {
+    /// Configured, no job finished yet.
+    Pending,
+    /// Nothing selected.
+    #[serde(rename = "Not Configured")]
+    NotConfigured,
+    /// Replicating on schedule.
+    Active,
+    /// Paused by the user.
+    Paused,
+    /// The latest job(s) failed.
+    Failing,
+}
+
+impl IntegrationStatus {
+    /// As Stitch writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationStatus::Pending => "Pending",
+            IntegrationStatus::NotConfigured => "Not Configured",
+            IntegrationStatus::Active => "Active",
+            IntegrationStatus::Paused => "Paused",
+            IntegrationStatus::Failing => "Failing",
+        }
+    }
+}
+
+/// An integration's status from its record and recent jobs (newest first).
+pub fn integration_status(integration: &Integration, jobs_newest_first: &[Job]) -> IntegrationStatus {
+    if integration.paused_at.is_some() {
+        IntegrationStatus::Paused
+    } else if !integration.is_configured() {
+        IntegrationStatus::NotConfigured
+    } else if consecutive_failures(jobs_newest_first) > 0 {
+        IntegrationStatus::Failing
+    } else if !jobs_newest_first.iter().any(|j| j.status == JobStatus::Succeeded) {
+        IntegrationStatus::Pending
+    } else {
+        IntegrationStatus::Active
+    }
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Longest sleep between two looks at the metastore (changes made elsewhere are seen at least this
+    /// often; changes through the API wake the scheduler at once).
+    pub max_sleep: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { max_sleep: Duration::from_secs(60) }
+    }
+}
+
+/// Why a job could not be started or stopped.
+#[derive(Debug, Error)]
+pub enum SchedulerError {
+    /// No such integration (or deleted).
+    #[error("integration {0} not found")]
+    NotFound(IntegrationId),
+    /// One job per integration at a time.
+    #[error("an extraction is already running for integration {integration} (job {job_name})")]
+    AlreadyRunning {
+        /// The integration.
+        integration: IntegrationId,
+        /// The running job.
+        job_name: String,
+    },
+    /// Nothing is selected.
+    #[error("integration {0} has no table selected: select at least one table and field first")]
+    NotConfigured(IntegrationId),
+    /// The scheduler is shutting down.
+    #[error("seam is shutting down")]
+    ShuttingDown,
+    /// The metastore failed.
+    #[error(transparent)]
+    Metastore(#[from] MetastoreError),
+}
+
+#[derive(Debug)]
+struct RunningJob {
+    job_id: i64,
+    cancel: CancellationToken,
+    progress: ProgressHandle,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ctx: JobContext,
+    config: SchedulerConfig,
+    running: Mutex<HashMap<IntegrationId, RunningJob>>,
+    start_lock: tokio::sync::Mutex<()>,
+    wake: Notify,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The scheduler: a handle that is cheap to clone; the loop runs on the tokio runtime.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl Scheduler {
+    /// Marks jobs a dead process left `running` as failed, then starts the scheduling loop.
+    pub async fn start(ctx: JobContext, config: SchedulerConfig) -> Result<Scheduler, SchedulerError> {
+        let now = ctx.clock.now();
+        let stale = ctx
+            .metastore
+            .fail_running_jobs(now, "seam stopped while this job ran; the next job resumes from the last committed bookmarks")
+            .await?;
+        if stale > 0 {
+            warn!(jobs = stale, "marked jobs interrupted by a previous stop as failed");
+        }
+        let scheduler = Scheduler {
+            inner: Arc::new(Inner {
+                ctx,
+                config,
+                running: Mutex::new(HashMap::new()),
+                start_lock: tokio::sync::Mutex::new(()),
+                wake: Notify::new(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        let looping = scheduler.clone();
+        scheduler.inner.tasks.spawn(async move { looping.run_loop().await });
+        Ok(scheduler)
+    }
+
+    /// The job context (metastore, cipher, clock, ...).
+    pub fn context(&self) -> &JobContext {
+        &self.inner.ctx
+    }
+
+    /// Tells the scheduler that integrations changed (created, selection, settings, pause).
+    pub fn changed(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<IntegrationId, RunningJob>> {
+        self.inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True while a job of the integration runs.
+    pub fn is_running(&self, id: IntegrationId) -> bool {
+        self.running().contains_key(&id)
+    }
+
+    /// Live progress of the integration's running job.
+    pub fn progress(&self, id: IntegrationId) -> Option<JobProgress> {
+        let running = self.running();
+        let job = running.get(&id)?;
+        let p = job.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        Some(p)
+    }
+
+    /// Run Extraction Now: starts a job unless one runs (allowed while paused).
+    pub async fn run_now(&self, id: IntegrationId) -> Result<Job, SchedulerError> {
+        let integration = self.live_integration(id).await?;
+        if !integration.is_configured() {
+            return Err(SchedulerError::NotConfigured(id));
+        }
+        self.start_job(integration, JobTrigger::Manual).await
+    }
+
+    /// Stop Extraction: asks the running job to stop at its next safe point; returns its id.
+    pub fn stop(&self, id: IntegrationId) -> Option<i64> {
+        let running = self.running();
+        let job = running.get(&id)?;
+        job.cancel.cancel();
+        job.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stopping = true;
+        Some(job.job_id)
+    }
+
+    /// Starts a connection check + discovery in the background; returns the `running` check record.
+    pub async fn start_check(&self, id: IntegrationId) -> Result<ConnectionCheck, SchedulerError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(SchedulerError::ShuttingDown);
+        }
+        let integration = self.live_integration(id).await?;
+        let ctx = self.inner.ctx.clone();
+        let check = ctx.metastore.create_check(id, ctx.clock.now()).await?;
+        let returned = check.clone();
+        let me = self.clone();
+        self.inner.tasks.spawn(async move {
+            run_check(&ctx, integration, check).await;
+            me.changed();
+        });
+        Ok(returned)
+    }
+
+    /// When the integration's next scheduled job starts (`None`: paused, not configured, deleted).
+    pub async fn next_fire_time(&self, integration: &Integration) -> Result<Option<DateTime<Utc>>, SchedulerError> {
+        let jobs = self.inner.ctx.metastore.list_jobs(integration.id, RECENT_JOBS).await?;
+        Ok(self.next_from_jobs(integration, &jobs))
+    }
+
+    fn next_from_jobs(&self, integration: &Integration, jobs: &[Job]) -> Option<DateTime<Utc>> {
+        if integration.deleted_at.is_some() || integration.paused_at.is_some() || !integration.is_configured() {
+            return None;
+        }
+        let schedule = Schedule::from_properties(&integration.properties).ok()?;
+        let last = jobs.first();
+        let inputs = ScheduleInputs {
+            created_at: integration.created_at,
+            first_run_at: self.inner.ctx.clock.now(),
+            last_start: last.map(|j| j.start_time),
+            last_end: last.and_then(|j| j.completion_time),
+            consecutive_failures: consecutive_failures(jobs),
+        };
+        schedule.next_fire_time(&inputs)
+    }
+
+    /// Stops scheduling, asks running jobs to stop at a safe point, and waits for them (committed work
+    /// is kept; the schedule resumes on the next start).
+    pub async fn shutdown(&self) {
+        info!("scheduler stopping");
+        self.inner.shutdown.cancel();
+        for job in self.running().values() {
+            update_stopping(&job.progress);
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        info!("scheduler stopped");
+    }
+
+    async fn live_integration(&self, id: IntegrationId) -> Result<Integration, SchedulerError> {
+        match self.inner.ctx.metastore.get_integration(id).await? {
+            Some(i) if i.deleted_at.is_none() => Ok(i),
+            _ => Err(SchedulerError::NotFound(id)),
+        }
+    }
+
+    async fn start_job(&self, integration: Integration, trigger: JobTrigger) -> Result<Job, SchedulerError> {
+        let _serial = self.inner.start_lock.lock().await;
+        if self.inner.shutdown.is_cancelled() {
+            return Err(SchedulerError::ShuttingDown);
+        }
+        if self.is_running(integration.id) {
+            let job_name = self
+                .running()
+                .get(&integration.id)
+                .map(|j| format!("{}.{}.sync", integration.id, j.job_id))
+                .unwrap_or_default();
+            return Err(SchedulerError::AlreadyRunning { integration: integration.id, job_name });
+        }
+        let ctx = self.inner.ctx.clone();
+        let job = ctx.metastore.create_job(integration.id, trigger, ctx.clock.now()).await?;
+        let cancel = self.inner.shutdown.child_token();
+        let progress: ProgressHandle = Arc::new(Mutex::new(JobProgress {
+            job_id: job.id,
+            job_name: job.job_name.clone(),
+            phase: JobPhase::Discovery,
+            current_stream: None,
+            records_extracted: 0,
+            rows_loaded: 0,
+            records_by_stream: Default::default(),
+            started_at: job.start_time,
+            stopping: false,
+        }));
+        self.running().insert(
+            integration.id,
+            RunningJob { job_id: job.id, cancel: cancel.clone(), progress: Arc::clone(&progress) },
+        );
+        info!(source_id = integration.id, job = %job.job_name, trigger = trigger.as_str(), "starting job");
+        let me = self.clone();
+        let started = job.clone();
+        let id = integration.id;
+        self.inner.tasks.spawn(async move {
+            run_job(&ctx, integration, started, cancel, progress).await;
+            me.running().remove(&id);
+            me.changed();
+        });
+        Ok(job)
+    }
+
+    async fn run_loop(&self) {
+        loop {
+            let wait = match self.tick().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    warn!(error = %e, "scheduler could not read the metastore; retrying");
+                    self.inner.config.max_sleep
+                }
+            };
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => break,
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Starts due jobs; returns how long to sleep before the next look.
+    async fn tick(&self) -> Result<Duration, SchedulerError> {
+        let ctx = &self.inner.ctx;
+        let now = ctx.clock.now();
+        let mut wait = self.inner.config.max_sleep;
+        let mut usage_blocks: Option<bool> = None;
+        for integration in ctx.metastore.list_integrations(false).await? {
+            if self.is_running(integration.id) {
+                continue;
+            }
+            let jobs = ctx.metastore.list_jobs(integration.id, RECENT_JOBS).await?;
+            let Some(next) = self.next_from_jobs(&integration, &jobs) else { continue };
+            if next > now {
+                let until = (next - now).to_std().unwrap_or(Duration::ZERO);
+                wait = wait.min(until);
+                continue;
+            }
+            if usage_blocks.is_none() {
+                usage_blocks = Some(usage_summary(ctx.metastore.as_ref(), now).await?.blocks_scheduled_jobs());
+            }
+            if usage_blocks == Some(true) {
+                info!(source_id = integration.id, "row limit reached: scheduled job not started, as configured");
+                continue;
+            }
+            match self.start_job(integration, JobTrigger::Scheduled).await {
+                Ok(_) | Err(SchedulerError::AlreadyRunning { .. }) => {}
+                Err(SchedulerError::ShuttingDown) => return Ok(Duration::ZERO),
+                Err(e) => warn!(error = %e, "could not start a scheduled job"),
+            }
+        }
+        Ok(wait)
+    }
+}
+
+fn update_stopping(progress: &ProgressHandle) {
+    progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stopping = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).single().expect("valid time")
+    }
+
+    fn inputs(last_start: Option<DateTime<Utc>>, last_end: Option<DateTime<Utc>>, failures: u32) -> ScheduleInputs {
+        ScheduleInputs { created_at: at(0, 0), first_run_at: at(1, 0), last_start, last_end, consecutive_failures: failures }
+    }
+
+    fn every(minutes: i64) -> Schedule {
+        Schedule::Frequency { every: ChronoDuration::minutes(minutes) }
+    }
+
+    #[test]
+    fn frequency_counts_from_the_previous_start_and_skips_overrun_slots() {
+        let s = every(60);
+        assert_eq!(s.next_fire_time(&inputs(None, None, 0)), Some(at(1, 0)), "first run right away");
+        // Stitch's example: 02:30-03:25 -> 03:30; 03:30-04:38 -> 04:30 skipped -> 05:30.
+        assert_eq!(s.next_fire_time(&inputs(Some(at(2, 30)), Some(at(3, 25)), 0)), Some(at(3, 30)));
+        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(4, 38)), 0)), Some(at(5, 30)));
+        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), None, 0)), Some(at(4, 30)));
+    }
+
+    #[test]
+    fn failing_integrations_back_off() {
+        let s = every(30);
+        let base = Some(at(2, 0));
+        let end = Some(at(2, 1));
+        assert_eq!(s.next_fire_time(&inputs(base, end, 1)), Some(at(2, 30)));
+        assert_eq!(s.next_fire_time(&inputs(base, end, 2)), Some(at(3, 0)));
+        assert_eq!(s.next_fire_time(&inputs(base, end, 3)), Some(at(4, 0)));
+        assert_eq!(backoff_slots(10), MAX_BACKOFF_SLOTS);
+        let daily = every(1440);
+        assert_eq!(daily.next_fire_time(&inputs(base, end, 5)), Some(at(2, 0) + ChronoDuration::days(1)), "capped");
+    }
+
+    #[test]
+    fn anchored_schedule_runs_on_anchor_multiples() {
+        let s = Schedule::Anchored { every: ChronoDuration::minutes(360), anchor: at(3, 30) - ChronoDuration::days(30) };
+        // Created at 00:00: the first slot is 03:30, not right away.
+        assert_eq!(s.next_fire_time(&inputs(None, None, 0)), Some(at(3, 30)));
+        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(3, 40)), 0)), Some(at(9, 30)));
+        // Overran past 09:30: that slot is skipped.
+        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(9, 45)), 0)), Some(at(15, 30)));
+    }
+
+    #[test]
+    fn quartz_cron_is_validated_and_evaluated_in_utc() {
+        let cron = parse_quartz_cron("0 0 12 ? * MON-FRI *").expect("stitch's example parses");
+        let s = Schedule::Cron { cron: Box::new(cron), expression: String::new() };
+        // 2026-12-01 is a Tuesday.
+        assert_eq!(s.next_fire_time(&inputs(Some(at(12, 0)), Some(at(12, 5)), 0)), Some(at(12, 0) + ChronoDuration::days(1)));
+        let s = Schedule::Cron { cron: Box::new(parse_quartz_cron("0 15 * ? * *").expect("parses")), expression: String::new() };
+        assert_eq!(s.next_fire_time(&inputs(Some(at(2, 15)), Some(at(2, 20)), 0)), Some(at(3, 15)));
+        for bad in ["* * * * * *", "0 0 12 * * MON", "0 0 12 ? * ?", "0 0 12 * *", "5 0 12 ? * *", "0 61 * ? * *"] {
+            let err = parse_quartz_cron(bad).expect_err(bad);
+            assert!(err.to_string().starts_with(&format!("cron_expression {bad:?} is invalid: ")), "{err}");
+        }
+        assert!(parse_quartz_cron("0 0 12 * * MON").expect_err("both").to_string().contains("day-of-week AND"));
+    }
+
+    #[test]
+    fn schedule_from_properties_validates() {
+        let mut p = IntegrationProperties {
+            subdomain: "acme".into(),
+            email: None,
+            start_date: at(0, 0),
+            frequency_in_minutes: 30,
+            anchor_time: None,
+            cron_expression: None,
+        };
+        assert_eq!(Schedule::from_properties(&p).expect("ok").kind(), "frequency");
+        p.frequency_in_minutes = 45;
+        assert!(matches!(Schedule::from_properties(&p), Err(ScheduleError::Frequency { .. })));
+        p.frequency_in_minutes = 30;
+        p.anchor_time = Some(at(3, 0));
+        assert!(matches!(Schedule::from_properties(&p), Err(ScheduleError::AnchorTooFrequent { .. })));
+        p.frequency_in_minutes = 180;
+        assert_eq!(Schedule::from_properties(&p).expect("ok").kind(), "anchor");
+        p.cron_expression = Some("0 0 * ? * *".into());
+        assert_eq!(Schedule::from_properties(&p).expect("ok").kind(), "cron", "cron wins");
+    }
+}

@@ -1,0 +1,21 @@
+//! What every handler shares.
+
+use seam_metastore::{Metastore, SecretCipher};
+use seam_runtime::job::Telemetry;
+use seam_runtime::scheduler::{Clock, Scheduler};
+use std::sync::Arc;
+
+/// Shared state of the API; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub metastore: Arc<dyn Metastore>,
+    /// Seals credentials.
+    pub cipher: SecretCipher,
+    /// Jobs and checks.
+    pub scheduler: Scheduler,
+    /// Counters for `/metrics`.
+    pub telemetry: Arc<Telemetry>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}

@@ -1,0 +1,364 @@
+//! The dashboard: Stitch's pages in the browser, served by `seam serve` from assets embedded in the
+//! binary (plain HTML, CSS and JavaScript modules under `crates/seam-server/assets/`; no bundler).
+//!
+//! # Routes (the API owns `/v4`, `/health`, `/openapi.json`, `/metrics`; everything here is the UI's)
+//! | route | what |
+//! |---|---|
+//! | `GET /signin`, `POST /signin` | the sign-in form (user `admin`); a double-submit cookie guards the form |
+//! | `POST /signout` | ends the session (CSRF token in the form) |
+//! | `GET /`, `/integrations/…`, `/usage`, `/notifications` | the app shell; the page is drawn by `assets/js/app.js` |
+//! | `GET /assets/{file}` | embedded CSS, JavaScript, images |
+//! | `ANY /ui/api/{rest}` | forwarded in-process to `/v4/{rest}` (session cookie; CSRF header unless GET) |
+//! | `GET /ui/schema-name?display_name=&name=` | the schema name an integration name creates, and whether it is taken |
+//! | `GET /ui/cron-preview?expression=` | the next runs of a Quartz cron expression, or what is wrong with it |
+//!
+//! # How a browser request reaches the API
+//! The API wants `Authorization: Bearer <token>` and stores only token hashes, so the dashboard holds
+//! no token. Instead `/ui/api/*` checks the session cookie (and, for anything but GET/HEAD, the
+//! session's CSRF token in the `x-csrf-token` header), then rewrites the path to `/v4/*`, drops the
+//! cookies, adds a [`crate::auth::DashboardCaller`] request extension and calls the API router in
+//! process (`tower::ServiceExt::oneshot`). The API's auth layer accepts that extension in place of a
+//! bearer token; nothing from the network can set one.
+
+pub mod assets;
+pub mod session;
+
+use crate::auth::DashboardCaller;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use session::{Sessions, CSRF_HEADER, SESSION_COOKIE, SIGNIN_COOKIE};
+use tower::ServiceExt as _;
+use tracing::{info, warn};
+
+pub use session::{bootstrap_admin, set_admin_password, ADMIN_PASSWORD_ENV, ADMIN_USERNAME};
+
+/// Content-Security-Policy of every page: only this origin's scripts and styles.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// Paths (first segment) the app shell answers; the browser-side router draws the page.
+const APP_PAGES: [&str; 5] = ["/", "/integrations", "/usage", "/notifications", "/account"];
+
+/// What the dashboard's handlers share.
+#[derive(Debug, Clone)]
+struct UiState {
+    app: AppState,
+    /// The API router, called in process.
+    api: Router,
+    sessions: Sessions,
+}
+
+/// The dashboard's router (merged into [`crate::app`]).
+pub fn router(state: AppState) -> Router {
+    let ui = UiState { api: crate::api::router(state.clone()), app: state, sessions: Sessions::default() };
+    let mut r = Router::new()
+        .route("/signin", get(signin_page).post(signin))
+        .route("/signout", post(signout))
+        .route("/assets/{*file}", get(asset))
+        .route("/ui/api/{*rest}", any(forward))
+        .route("/ui/schema-name", get(schema_name))
+        .route("/ui/cron-preview", get(cron_preview));
+    for page in APP_PAGES {
+        r = r.route(page, get(shell));
+        if page != "/" {
+            r = r.route(&format!("{page}/{{*rest}}"), get(shell));
+        }
+    }
+    r.with_state(ui)
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut res = (status, body).into_response();
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn redirect(to: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        res.headers_mut().insert(LOCATION, v);
+    }
+    res
+}
+
+fn with_cookie(mut res: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        res.headers_mut().append(SET_COOKIE, v);
+    }
+    res
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A local path to return to after signing in: must start with one `/` (no other origin).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// The app shell for a signed-in browser; the sign-in page otherwise.
+async fn shell(State(ui): State<UiState>, request: Request) -> Response {
+    let Some((_, session)) = ui.sessions.from_headers(request.headers()) else {
+        let here = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".to_owned());
+        let next: String = url_encode(&here);
+        return redirect(&format!("/signin?next={next}"));
+    };
+    let page = assets::INDEX_HTML
+        .replace("{{csrf_token}}", &esc(&session.csrf_token))
+        .replace("{{username}}", &esc(&session.username))
+        .replace("{{version}}", env!("CARGO_PKG_VERSION"));
+    html(StatusCode::OK, page)
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn signin_html(error: Option<&str>, username: &str, next: &str, token: &str) -> String {
+    let error = error.map(|e| format!(r#"<div class="banner banner-error" role="alert">{}</div>"#, esc(e))).unwrap_or_default();
+    assets::SIGNIN_HTML
+        .replace("{{error}}", &error)
+        .replace("{{username}}", &esc(username))
+        .replace("{{next}}", &esc(next))
+        .replace("{{signin_token}}", &esc(token))
+}
+
+/// `GET /signin`.
+async fn signin_page(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    let next = safe_next(q.next.as_deref());
+    if ui.sessions.from_headers(&headers).is_some() {
+        return redirect(&next);
+    }
+    let token = session::random_token(24);
+    let res = html(StatusCode::OK, signin_html(None, ADMIN_USERNAME, &next, &token));
+    with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, &token, Some(3600)))
+}
+
+#[derive(Debug, Deserialize)]
+struct SignInForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    signin_token: String,
+}
+
+/// `POST /signin`.
+async fn signin(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let fresh = session::random_token(24);
+    let again = |status: StatusCode, message: &str| {
+        let res = html(status, signin_html(Some(message), &form.username, &next, &fresh));
+        with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, &fresh, Some(3600)))
+    };
+    let cookie_token = session::cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
+    if form.signin_token.is_empty() || !session::same_secret(&cookie_token, &form.signin_token) {
+        return again(StatusCode::FORBIDDEN, "The sign-in form expired: sign in again.");
+    }
+    match session::check_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await {
+        Ok(true) => {
+            let id = ui.sessions.create(form.username.trim());
+            info!(username = %form.username.trim(), "dashboard sign-in");
+            let res = with_cookie(redirect(&next), &session::set_cookie(SESSION_COOKIE, &id, None));
+            with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, "", Some(0)))
+        }
+        Ok(false) => {
+            warn!(username = %form.username.trim(), "dashboard sign-in refused");
+            again(
+                StatusCode::UNAUTHORIZED,
+                "Wrong user name or password. The user is admin; the password was printed when seam first started \
+                 (or set with SEAM_ADMIN_PASSWORD).",
+            )
+        }
+        Err(e) => again(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot check the password: {e}")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SignOutForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST /signout`.
+async fn signout(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<SignOutForm>) -> Response {
+    if let Some((id, s)) = ui.sessions.from_headers(&headers) {
+        if !session::same_secret(&s.csrf_token, &form.csrf_token) {
+            return (StatusCode::FORBIDDEN, "missing or wrong CSRF token: reload the page and try again").into_response();
+        }
+        ui.sessions.remove(&id);
+    }
+    with_cookie(redirect("/signin"), &session::set_cookie(SESSION_COOKIE, "", Some(0)))
+}
+
+/// `GET /assets/{file}`.
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let Some((content_type, bytes)) = assets::get(&file) else {
+        return (StatusCode::NOT_FOUND, "no such asset").into_response();
+    };
+    let mut res = Body::from(bytes).into_response();
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Assets change with the binary; revalidating is cheap on loopback and never serves stale code.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// The JSON error the browser gets when the session is missing or the CSRF token is wrong.
+fn ui_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": code, "data": {"message": message}}))).into_response()
+}
+
+fn signed_out() -> Response {
+    ui_error(StatusCode::UNAUTHORIZED, "SignedOut", "your session ended: sign in again")
+}
+
+/// Checks the session, and the CSRF header on state-changing methods.
+fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), Response> {
+    let Some((_, session)) = ui.sessions.from_headers(headers) else {
+        return Err(signed_out());
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !session::same_secret(sent, &session.csrf_token) {
+            return Err(ui_error(
+                StatusCode::FORBIDDEN,
+                "InvalidCsrfToken",
+                "missing or wrong CSRF token: reload the page and try again",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ANY /ui/api/{rest}` → the API's `/v4/{rest}`, in process.
+async fn forward(State(ui): State<UiState>, request: Request) -> Response {
+    if let Err(res) = authorise(&ui, request.method(), request.headers()) {
+        return res;
+    }
+    let (mut parts, body) = request.into_parts();
+    let rest = parts.uri.path().strip_prefix("/ui/api").unwrap_or_default();
+    let target = match parts.uri.query() {
+        Some(q) => format!("/v4{rest}?{q}"),
+        None => format!("/v4{rest}"),
+    };
+    let Ok(uri) = target.parse() else {
+        return ui_error(StatusCode::NOT_FOUND, "NotFound", "no such route");
+    };
+    parts.uri = uri;
+    parts.headers.remove(COOKIE);
+    parts.headers.remove(AUTHORIZATION);
+    parts.extensions.insert(DashboardCaller::new());
+    match ui.api.clone().oneshot(Request::from_parts(parts, body)).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SchemaNameQuery {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `GET /ui/schema-name`: the server's word on the schema name (the page also computes it as you type).
+async fn schema_name(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<SchemaNameQuery>) -> Response {
+    if let Err(res) = authorise(&ui, &Method::GET, &headers) {
+        return res;
+    }
+    let explicit = q.name.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let derived = match explicit {
+        Some(n) => seam_core::naming::validate_schema_name(n),
+        None => seam_core::naming::schema_name(&q.display_name),
+    };
+    let name = match derived {
+        Ok(n) => n,
+        Err(e) => return Json(json!({"name": null, "error": e.to_string(), "taken_by": null})).into_response(),
+    };
+    let taken_by = match ui.app.metastore.list_integrations(false).await {
+        Ok(list) => list.into_iter().find(|i| i.name == name).map(|i| i.display_name),
+        Err(e) => return ui_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e.to_string()),
+    };
+    let error = taken_by.as_ref().map(|by| {
+        format!("the schema name {name} is already used by the integration {by:?}: choose another name")
+    });
+    Json(json!({"name": name, "error": error, "taken_by": taken_by})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct CronQuery {
+    #[serde(default)]
+    expression: String,
+}
+
+/// `GET /ui/cron-preview`: the next five runs of a Quartz cron expression (UTC), or the error.
+async fn cron_preview(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<CronQuery>) -> Response {
+    if let Err(res) = authorise(&ui, &Method::GET, &headers) {
+        return res;
+    }
+    match seam_runtime::scheduler::parse_quartz_cron(q.expression.trim()) {
+        Ok(cron) => {
+            let now = ui.app.clock.now();
+            let next: Vec<String> = cron.iter_after(now).take(5).map(crate::api::time).collect();
+            Json(json!({"valid": true, "description": cron.describe(), "next": next, "error": null})).into_response()
+        }
+        Err(e) => Json(json!({"valid": false, "description": null, "next": [], "error": e.to_string()})).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/integrations/1")), "/integrations/1");
+        for bad in ["//evil.com", "https://evil.com", "/\\evil.com", "", "x"] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(esc(r#"<a href="x">'"#), "&lt;a href=&quot;x&quot;&gt;&#39;");
+        assert_eq!(url_encode("/usage?a=b c"), "/usage%3Fa%3Db%20c");
+    }
+}

@@ -1,0 +1,239 @@
+//! The dashboard's sign-in: one admin account, sessions held in memory, CSRF tokens.
+//!
+//! - The admin password is stored as an argon2id PHC string in the metastore setting
+//!   [`ADMIN_PASSWORD_SETTING`], next to the API token hashes (with the default SQLite metastore that
+//!   is `<data_dir>/metastore.sqlite`). It is created on first start ([`bootstrap_admin`]): taken from
+//!   `SEAM_ADMIN_PASSWORD` when set (which also replaces a stored one on every start), otherwise
+//!   generated and returned once so the caller can print it.
+//! - A session is a random 256-bit id in the cookie [`SESSION_COOKIE`] (`HttpOnly; SameSite=Strict`);
+//!   sessions live in memory, so a restart signs everyone out.
+//! - Every session has its own CSRF token; state-changing requests must echo it in the
+//!   [`CSRF_HEADER`] header (or the `csrf_token` form field). The sign-in form, which has no session
+//!   yet, uses a double-submit cookie ([`SIGNIN_COOKIE`]).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::Argon2;
+use axum::http::header::COOKIE;
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use rand::RngCore as _;
+use seam_metastore::{Metastore, MetastoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The only account's user name.
+pub const ADMIN_USERNAME: &str = "admin";
+/// Environment variable that sets the admin password.
+pub const ADMIN_PASSWORD_ENV: &str = "SEAM_ADMIN_PASSWORD";
+/// Metastore setting holding the admin password's argon2 hash.
+pub const ADMIN_PASSWORD_SETTING: &str = "ui_admin_password_argon2";
+/// Session cookie.
+pub const SESSION_COOKIE: &str = "seam_session";
+/// Double-submit cookie of the sign-in form.
+pub const SIGNIN_COOKIE: &str = "seam_signin";
+/// Header carrying the session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// A session ends after this long without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 60 * 60);
+/// Shortest password `SEAM_ADMIN_PASSWORD` may set.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Setting up or checking the admin account failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The metastore failed.
+    #[error(transparent)]
+    Metastore(#[from] MetastoreError),
+    /// The password could not be hashed.
+    #[error("cannot hash the admin password: {0}")]
+    Hash(String),
+    /// `SEAM_ADMIN_PASSWORD` is too short.
+    #[error("{ADMIN_PASSWORD_ENV} is too short: use at least {MIN_PASSWORD_LEN} characters")]
+    TooShort,
+}
+
+/// A random URL-safe token of `bytes` random bytes.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A password people can type: 20 characters from an alphabet without look-alikes (~115 bits).
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut buf = [0u8; 20];
+    rand::thread_rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect()
+}
+
+/// argon2id hash (PHC string) of `password` with a random salt.
+pub fn hash_password(password: &str) -> Result<String, AdminError> {
+    let salt = SaltString::encode_b64(random_token(16).as_bytes()).map_err(|e| AdminError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AdminError::Hash(e.to_string()))
+}
+
+/// True when `password` matches the PHC string `hash`.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// Sets the admin password (hashing it).
+pub async fn set_admin_password(metastore: &dyn Metastore, password: &str) -> Result<(), AdminError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AdminError::TooShort);
+    }
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AdminError::Hash(e.to_string()))??;
+    metastore.set_setting(ADMIN_PASSWORD_SETTING, &hash).await?;
+    Ok(())
+}
+
+/// Sets up the admin account on first start. With `env_password` (the value of
+/// `SEAM_ADMIN_PASSWORD`) that password is stored, replacing any earlier one, and `None` is returned.
+/// Without it, a stored password is kept (`None`); on first start a password is generated, stored
+/// hashed and returned: the caller prints it once, it is never shown again.
+pub async fn bootstrap_admin(metastore: &dyn Metastore, env_password: Option<&str>) -> Result<Option<String>, AdminError> {
+    if let Some(password) = env_password.filter(|p| !p.is_empty()) {
+        set_admin_password(metastore, password).await?;
+        return Ok(None);
+    }
+    if metastore.get_setting(ADMIN_PASSWORD_SETTING).await?.is_some() {
+        return Ok(None);
+    }
+    let password = generate_password();
+    set_admin_password(metastore, &password).await?;
+    Ok(Some(password))
+}
+
+/// Checks a sign-in against the stored hash (off the async runtime: argon2 is slow on purpose).
+pub async fn check_sign_in(metastore: &dyn Metastore, username: &str, password: &str) -> Result<bool, AdminError> {
+    let Some(hash) = metastore.get_setting(ADMIN_PASSWORD_SETTING).await? else {
+        return Ok(false);
+    };
+    let password = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .map_err(|e| AdminError::Hash(e.to_string()))?;
+    Ok(ok && username == ADMIN_USERNAME)
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The token state-changing requests must echo.
+    pub csrf_token: String,
+    /// Who signed in.
+    pub username: String,
+    last_seen: Instant,
+}
+
+/// The sessions of this process.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    inner: Arc<Mutex<HashMap<String, Session>>>,
+}
+
+impl Sessions {
+    /// Starts a session; returns its id (the cookie value).
+    pub fn create(&self, username: &str) -> String {
+        let id = random_token(32);
+        let session = Session { csrf_token: random_token(32), username: username.to_owned(), last_seen: Instant::now() };
+        let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, s| s.last_seen.elapsed() < SESSION_IDLE);
+        map.insert(id.clone(), session);
+        id
+    }
+
+    /// The live session with this id, refreshing its idle timer.
+    pub fn get(&self, id: &str) -> Option<Session> {
+        let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let session = map.get_mut(id)?;
+        if session.last_seen.elapsed() >= SESSION_IDLE {
+            map.remove(id);
+            return None;
+        }
+        session.last_seen = Instant::now();
+        Some(session.clone())
+    }
+
+    /// Ends a session.
+    pub fn remove(&self, id: &str) {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+
+    /// The session of a request, from its cookie.
+    pub fn from_headers(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let id = cookie(headers, SESSION_COOKIE)?;
+        let session = self.get(&id)?;
+        Some((id, session))
+    }
+}
+
+/// The value of cookie `name`.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, whole site; `max_age` 0 deletes it.
+pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    c
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let p = generate_password();
+        assert_eq!(p.len(), 20);
+        let h = hash_password(&p).expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, &p));
+        assert!(!verify_password(&h, "wrong"));
+        assert!(!verify_password("not a hash", &p));
+    }
+
+    #[test]
+    fn cookies_parse_and_set() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, "a=1; seam_session=abc; b=2".parse().expect("header"));
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+        let set = set_cookie(SESSION_COOKIE, "x", None);
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+    }
+
+    #[test]
+    fn sessions_expire_and_end() {
+        let s = Sessions::default();
+        let id = s.create(ADMIN_USERNAME);
+        assert!(s.get(&id).is_some());
+        s.remove(&id);
+        assert!(s.get(&id).is_none());
+        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("a", "ab"));
+    }
+}

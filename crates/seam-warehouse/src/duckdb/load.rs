@@ -1,0 +1,108 @@
+//! One commit into DuckDB: DDL, appender-loaded staging tables, set-based merges, rejections,
+//! activations and the state, inside the caller's transaction.
+
+use super::{DuckDbDestination, DIALECT};
+use crate::flatten::{Cell, TableLayout, TableRows, REJECTED_TABLE};
+use crate::sql::{self, qualified};
+use crate::stage::CommitPlan;
+use duckdb::types::{TimeUnit, Value};
+use seam_core::{DestinationError, State};
+
+fn cell_value(c: &Cell) -> Value {
+    match c {
+        Cell::Null => Value::Null,
+        Cell::BigInt(v) => Value::BigInt(*v),
+        Cell::Double(v) => Value::Double(*v),
+        Cell::Boolean(v) => Value::Boolean(*v),
+        Cell::Timestamp(v) => Value::Timestamp(TimeUnit::Microsecond, *v),
+        Cell::Text(v) => Value::Text(v.clone()),
+    }
+}
+
+/// A timestamp literal DuckDB and PostgreSQL both parse.
+pub(crate) fn now_literal() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+fn append(d: &DuckDbDestination, table: &str, rows: &TableRows) -> Result<(), DestinationError> {
+    let mut app = d.conn.appender_to_db(table, &d.schema).map_err(|e| d.err(e, "opening an appender"))?;
+    for row in &rows.rows {
+        let values: Vec<Value> = row.iter().map(cell_value).collect();
+        app.append_row(duckdb::appender_params_from_iter(values)).map_err(|e| d.err(e, "appending a row"))?;
+    }
+    app.flush().map_err(|e| d.err(e, "flushing the appender"))
+}
+
+pub(super) fn apply(
+    d: &DuckDbDestination,
+    plan: &CommitPlan,
+    layout: &crate::flatten::Layout,
+    state: Option<&State>,
+) -> Result<(), DestinationError> {
+    let exec = |sql: &str, what: &str| d.conn.execute_batch(sql).map_err(|e| d.err(e, what));
+    for change in &plan.ddl {
+        exec(&sql::ddl(&d.schema, change, &DIALECT), "changing a table")?;
+    }
+    for (i, load) in plan.loads.iter().enumerate() {
+        let stage_name = |t: &str| -> String {
+            if t == load.table {
+                format!("_sdc_stage_{i}")
+            } else {
+                let j = load.subtables.iter().position(|(s, _)| s == t).unwrap_or(usize::MAX);
+                format!("_sdc_stage_{i}_{j}")
+            }
+        };
+        let mut staged = Vec::new();
+        for (t, rows) in std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r))) {
+            let name = stage_name(t);
+            exec(&sql::create_stage(&d.schema, &name, &rows.columns, &DIALECT, false), "creating a staging table")
+                .map_err(|e| e.in_table(t.clone()))?;
+            append(d, &name, rows).map_err(|e| e.in_table(t.clone()))?;
+            staged.push(name);
+        }
+        let win = format!("_sdc_win_{i}");
+        let empty = TableLayout::default();
+        let target_layout = layout.tables.get(&load.table).unwrap_or(&empty);
+        let stage_of = |t: &str| qualified(&d.schema, &stage_name(t));
+        for stmt in sql::merge(
+            &d.schema,
+            load,
+            target_layout,
+            &stage_of,
+            &qualified(&d.schema, &win),
+            &format!("CREATE TABLE {}", qualified(&d.schema, &win)),
+            &DIALECT,
+        ) {
+            exec(&stmt, "merging rows").map_err(|e| e.in_table(load.table.clone()))?;
+        }
+        staged.push(win);
+        for name in staged {
+            exec(&format!("DROP TABLE {}", qualified(&d.schema, &name)), "dropping a staging table")?;
+        }
+    }
+    if !plan.rejected.is_empty() {
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut app =
+            d.conn.appender_to_db(REJECTED_TABLE, &d.schema).map_err(|e| d.err(e, "opening the rejected table"))?;
+        for r in &plan.rejected {
+            app.append_row(duckdb::params![
+                Value::Timestamp(TimeUnit::Microsecond, now),
+                r.table_name,
+                r.reason,
+                r.record
+            ])
+            .map_err(|e| d.err(e, "writing a rejected record"))?;
+        }
+        app.flush().map_err(|e| d.err(e, "writing rejected records"))?;
+    }
+    for (table, version, subs) in &plan.activations {
+        for stmt in sql::activate(&d.schema, table, *version, subs) {
+            exec(&stmt, "activating a table version").map_err(|e| e.in_table(table.clone()))?;
+        }
+    }
+    if let Some(state) = state {
+        let json = state.to_value().to_string();
+        exec(&sql::upsert_state(&d.schema, &json, &now_literal()), "storing the state")?;
+    }
+    Ok(())
+}

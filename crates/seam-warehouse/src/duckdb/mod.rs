@@ -1,0 +1,203 @@
+//! DuckDB, the embedded default: one database file, one schema per integration.
+//!
+//! Rows are bulk-loaded through DuckDB's appender into staging tables, then merged with set-based SQL;
+//! a commit is one DuckDB transaction (DDL included), so rows, `_sdc_rejected` and `_sdc_state`
+//! become durable together. DuckDB allows one writing process per file: a second `seam` on the same
+//! file fails to open it with a clear error.
+
+mod load;
+
+use crate::error::WarehouseError;
+use crate::flatten::{ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
+use crate::sql::{self, Dialect};
+use crate::stage::Stager;
+use seam_core::{
+    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord, State,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// DuckDB's SQL types for seam's column types.
+pub fn type_name(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::BigInt => "BIGINT",
+        ColumnType::Double => "DOUBLE",
+        ColumnType::Boolean => "BOOLEAN",
+        ColumnType::Timestamp => "TIMESTAMP",
+        ColumnType::Text => "VARCHAR",
+    }
+}
+
+fn parse_type(name: &str) -> Option<ColumnType> {
+    Some(match name {
+        "BIGINT" => ColumnType::BigInt,
+        "DOUBLE" => ColumnType::Double,
+        "BOOLEAN" => ColumnType::Boolean,
+        "TIMESTAMP" => ColumnType::Timestamp,
+        "VARCHAR" => ColumnType::Text,
+        _ => return None,
+    })
+}
+
+pub(crate) const DIALECT: Dialect = Dialect { type_name, on_conflict: false };
+
+/// A DuckDB database file as a [`Destination`].
+pub struct DuckDbDestination {
+    conn: duckdb::Connection,
+    path: PathBuf,
+    schema: String,
+    stager: Stager,
+    layout: Layout,
+}
+
+impl std::fmt::Debug for DuckDbDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDbDestination").field("path", &self.path).field("schema", &self.schema).finish()
+    }
+}
+
+impl DuckDbDestination {
+    /// Opens (creating when missing) the database file and the integration's schema with its system
+    /// tables `_sdc_rejected` and `_sdc_state`, and reads the existing table layout.
+    pub fn open(path: &Path, schema: &str) -> Result<Self, DestinationError> {
+        Self::open_with(path, schema, HashSet::new())
+    }
+
+    /// Like [`DuckDbDestination::open`]; streams in `append_only` are loaded append-only even when
+    /// they have key properties (see [`seam_core::LoadMode::for_stream`]).
+    pub fn open_with(path: &Path, schema: &str, append_only: HashSet<String>) -> Result<Self, DestinationError> {
+        let conn = duckdb::Connection::open(path).map_err(|source| {
+            DestinationError::new(
+                ErrorKind::Config,
+                WarehouseError::DuckDb {
+                    path: path.display().to_string(),
+                    action: "cannot open the file (check the path, and that no other process has it open)".into(),
+                    source,
+                },
+            )
+        })?;
+        let mut d = DuckDbDestination {
+            conn,
+            path: path.to_path_buf(),
+            schema: schema.to_owned(),
+            stager: Stager::new(NameRules::DUCKDB, append_only),
+            layout: Layout::default(),
+        };
+        d.conn.execute_batch(&sql::system_tables(schema, &DIALECT)).map_err(|e| d.err(e, "creating the schema"))?;
+        d.layout = d.read_layout()?;
+        Ok(d)
+    }
+
+    /// The integration's schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The underlying connection (for tests, benchmarks and inspection; do not write through it).
+    pub fn connection(&self) -> &duckdb::Connection {
+        &self.conn
+    }
+
+    /// Stages records with sequences chosen by the caller (the trait's `write_batch` numbers them from
+    /// the clock); for replays and tests of ordering.
+    pub fn write_sequenced(&mut self, stream: &str, records: &[SequencedRecord]) -> Result<(), DestinationError> {
+        self.stager
+            .stage_sequenced(stream, records)
+            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+    }
+
+    pub(crate) fn err(&self, source: duckdb::Error, action: &str) -> DestinationError {
+        let kind = if source.to_string().contains("Conflict") { ErrorKind::Transient } else { ErrorKind::Internal };
+        DestinationError::new(
+            kind,
+            WarehouseError::DuckDb { path: self.path.display().to_string(), action: action.to_owned(), source },
+        )
+    }
+
+    fn read_layout(&self) -> Result<Layout, DestinationError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns \
+                 WHERE table_schema = ? ORDER BY table_name, ordinal_position",
+            )
+            .map_err(|e| self.err(e, "reading the table layout"))?;
+        let rows = stmt
+            .query_map([&self.schema], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(|e| self.err(e, "reading the table layout"))?;
+        let mut tables: BTreeMap<String, Vec<(String, ColumnType)>> = BTreeMap::new();
+        for row in rows {
+            let (table, column, ty) = row.map_err(|e| self.err(e, "reading the table layout"))?;
+            if table == REJECTED_TABLE || table == STATE_TABLE || table.starts_with("_sdc_stage") {
+                continue;
+            }
+            let Some(ty) = parse_type(&ty) else { continue };
+            tables.entry(table).or_default().push((column, ty));
+        }
+        Ok(Layout { tables: tables.into_iter().map(|(t, cols)| (t, TableLayout::from_physical(cols))).collect() })
+    }
+}
+
+impl Destination for DuckDbDestination {
+    fn check(&mut self) -> Result<(), DestinationError> {
+        self.conn.execute_batch("SELECT 1").map_err(|e| self.err(e, "checking the connection"))
+    }
+
+    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
+        let text: Option<String> = match self.conn.query_row(&sql::select_state(&self.schema), [], |r| r.get(0)) {
+            Ok(t) => Some(t),
+            Err(duckdb::Error::QueryReturnedNoRows) => None,
+            Err(e) => return Err(self.err(e, "reading the committed state")),
+        };
+        let Some(text) = text else { return Ok(None) };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
+            DestinationError::new(
+                ErrorKind::Internal,
+                WarehouseError::BadState { table: format!("{}.{STATE_TABLE}", self.schema), source },
+            )
+        })?;
+        State::from_value(value).map(Some).map_err(|source| {
+            DestinationError::new(
+                ErrorKind::Internal,
+                WarehouseError::BadState { table: format!("{}.{STATE_TABLE}", self.schema), source },
+            )
+        })
+    }
+
+    fn ensure_table(&mut self, schema: &SchemaMessage) -> Result<(), DestinationError> {
+        self.stager.register(schema);
+        Ok(())
+    }
+
+    fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
+        self.stager
+            .stage(stream, records)
+            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+    }
+
+    fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
+        self.stager.activate(stream, version).map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+    }
+
+    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
+        let mut layout = self.layout.clone();
+        let plan = self.stager.plan(&mut layout);
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(|e| self.err(e, "starting a transaction"))?;
+        match load::apply(self, &plan, &layout, state) {
+            Ok(()) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e, "committing"))?;
+                self.layout = layout;
+                self.stager.clear();
+                Ok(plan.report)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn discard(&mut self) {
+        self.stager.clear();
+    }
+}

@@ -1,0 +1,45 @@
+//! The warehouse crate's error causes; wrapped in [`seam_core::DestinationError`] with a kind.
+
+use thiserror::Error;
+
+/// Why a warehouse operation failed.
+#[derive(Debug, Error)]
+pub enum WarehouseError {
+    /// DuckDB refused an operation.
+    #[error("duckdb database {path}: {action}: {source}")]
+    DuckDb {
+        /// The database file.
+        path: String,
+        /// What seam was doing.
+        action: String,
+        /// DuckDB's error.
+        #[source]
+        source: duckdb::Error,
+    },
+    /// PostgreSQL refused an operation or could not be reached.
+    #[error("postgresql at {url}: {action}: {source}")]
+    Postgres {
+        /// The server, without credentials.
+        url: String,
+        /// What seam was doing.
+        action: String,
+        /// The driver's error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// Input the destination cannot accept (a record before its SCHEMA, say).
+    #[error("{0}")]
+    Input(String),
+    /// The stored state is not valid JSON state.
+    #[error("the state stored in {table} is not valid Singer state: {source}; fix or delete that row")]
+    BadState {
+        /// The state table.
+        table: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A row could not be written to a COPY stream.
+    #[error("writing rows to postgresql: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,1006 @@
+//! Stitch's table layout, pure (no IO): Singer records → rows of named, typed cells per table.
+//!
+//! Rules (shared by every destination; `stitch-platform.md` §4):
+//! - one table per stream, named after the stream (canonicalised like a column);
+//! - objects are flattened into `parent__child` columns, recursively;
+//! - arrays become subtables `<table>__<field>` (recursively, `<table>__<field>__<field>`), each row
+//!   carrying `_sdc_source_key_<pk>` (one per key column of the top-level table) and `_sdc_level_<N>_id`
+//!   (the element's index at nesting level N, from 0). Array elements that are objects are flattened;
+//!   scalar elements land in a `value` column; `null` elements produce no row (their index is skipped);
+//! - system columns in every table: `_sdc_extracted_at` (the RECORD's `time_extracted`),
+//!   `_sdc_received_at` (from the sequence), `_sdc_batched_at` (when the batch was staged),
+//!   `_sdc_sequence`, `_sdc_table_version` (the RECORD's `version`, NULL without one) and
+//!   `_sdc_deleted_at` when the record carries that field; `__sdc_primary_key` on append-only tables;
+//! - types come from the value, refined by the stream's JSON schema: JSON booleans → boolean; integers
+//!   → bigint, unless the schema declares the field `number` without `integer` (then double); other
+//!   numbers → double precision (we pick IEEE double for "number", suffix `__do`, in both destinations:
+//!   taps emit JSON numbers that are doubles already, and DuckDB's DECIMAL needs a fixed scale);
+//!   strings whose schema says `format: date-time` and that parse as RFC 3339 → UTC timestamp; other
+//!   strings → text. Objects and arrays never become columns;
+//! - a column only exists once a non-null value arrived for it; NULLs create nothing.
+//!
+//! Type conflicts split the column (rename-on-split, the rule Stitch documents for PostgreSQL v1):
+//! when a value of a second type arrives for column `c` of type T, `c` is renamed `c__<T's suffix>` (it
+//! keeps its data) and the new value goes to `c__<suffix>`; every later type adds its own suffixed
+//! column. Key columns never split: a record whose key has another type is rejected.
+//!
+//! Names are canonicalised per destination ([`NameRules`]); source fields using a reserved prefix
+//! (`_sdc`, `_rjm`) or type suffix (`__bi __bo __de __do __it __st __ti`), names over the length
+//! limit, and two fields of one record that canonicalise to the same column are not loadable: the
+//! whole record goes to `_sdc_rejected` with the reason (Stitch drops only the column for over-long
+//! names; we reject the record so nothing is silently lost).
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use seam_core::schema::{JsonType, Schema};
+use seam_core::singer::parse_time;
+use seam_core::{RecordMessage, SchemaMessage};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// `_sdc_extracted_at`: the RECORD's `time_extracted`.
+pub const EXTRACTED_AT: &str = "_sdc_extracted_at";
+/// `_sdc_received_at`: when seam received the record.
+pub const RECEIVED_AT: &str = "_sdc_received_at";
+/// `_sdc_batched_at`: when the batch holding the record was staged.
+pub const BATCHED_AT: &str = "_sdc_batched_at";
+/// `_sdc_sequence`: the record's order (nanoseconds since the epoch, strictly increasing).
+pub const SEQUENCE: &str = "_sdc_sequence";
+/// `_sdc_table_version`: the RECORD's `version`.
+pub const TABLE_VERSION: &str = "_sdc_table_version";
+/// `_sdc_deleted_at`: a soft delete carried by the record.
+pub const DELETED_AT: &str = "_sdc_deleted_at";
+/// `__sdc_primary_key`: the key of append-only rows (a UUID v5 of the stream and the record's bytes).
+pub const SDC_PRIMARY_KEY: &str = "__sdc_primary_key";
+/// Prefix of the subtable columns holding the top-level key.
+pub const SOURCE_KEY_PREFIX: &str = "_sdc_source_key_";
+/// The column of scalar array elements.
+pub const VALUE: &str = "value";
+/// The table of rejected records.
+pub const REJECTED_TABLE: &str = "_sdc_rejected";
+/// The table holding the Singer state committed with the rows.
+pub const STATE_TABLE: &str = "_sdc_state";
+
+/// `_sdc_level_<n>_id`.
+pub fn level_column(n: usize) -> String {
+    format!("_sdc_level_{n}_id")
+}
+
+/// The type of a system column (created even when its value is NULL, so merges can rely on it).
+pub fn system_column_type(name: &str) -> Option<ColumnType> {
+    match name {
+        EXTRACTED_AT | RECEIVED_AT | BATCHED_AT | DELETED_AT => Some(ColumnType::Timestamp),
+        SEQUENCE | TABLE_VERSION => Some(ColumnType::BigInt),
+        _ if name.starts_with("_sdc_level_") => Some(ColumnType::BigInt),
+        _ => None,
+    }
+}
+
+/// A column's SQL type family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ColumnType {
+    /// 64-bit integer (`__bi`).
+    BigInt,
+    /// IEEE double (`__do`).
+    Double,
+    /// Boolean (`__bo`).
+    Boolean,
+    /// UTC timestamp, microseconds (`__ti`).
+    Timestamp,
+    /// Text (`__st`).
+    Text,
+}
+
+impl ColumnType {
+    /// All types.
+    pub const ALL: [ColumnType; 5] =
+        [ColumnType::BigInt, ColumnType::Double, ColumnType::Boolean, ColumnType::Timestamp, ColumnType::Text];
+
+    /// The split suffix, without the `__`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ColumnType::BigInt => "bi",
+            ColumnType::Double => "do",
+            ColumnType::Boolean => "bo",
+            ColumnType::Timestamp => "ti",
+            ColumnType::Text => "st",
+        }
+    }
+}
+
+/// Type suffixes Stitch reserves (source fields may not end with them).
+pub const RESERVED_SUFFIXES: [&str; 7] = ["__bi", "__bo", "__de", "__do", "__it", "__st", "__ti"];
+
+/// One value, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// SQL NULL.
+    Null,
+    /// A bigint.
+    BigInt(i64),
+    /// A double.
+    Double(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// Microseconds since the Unix epoch, UTC.
+    Timestamp(i64),
+    /// Text.
+    Text(String),
+}
+
+impl Cell {
+    /// The column type this value needs; `None` for NULL.
+    pub fn column_type(&self) -> Option<ColumnType> {
+        Some(match self {
+            Cell::Null => return None,
+            Cell::BigInt(_) => ColumnType::BigInt,
+            Cell::Double(_) => ColumnType::Double,
+            Cell::Boolean(_) => ColumnType::Boolean,
+            Cell::Timestamp(_) => ColumnType::Timestamp,
+            Cell::Text(_) => ColumnType::Text,
+        })
+    }
+
+    /// A timestamp cell from a UTC time.
+    pub fn time(t: DateTime<Utc>) -> Cell {
+        Cell::Timestamp(t.timestamp_micros())
+    }
+
+    /// A stable text form, used for keys.
+    fn key_text(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = match self {
+            Cell::Null => write!(out, "n"),
+            Cell::BigInt(v) => write!(out, "i{v}"),
+            Cell::Double(v) => write!(out, "d{v}"),
+            Cell::Boolean(v) => write!(out, "b{v}"),
+            Cell::Timestamp(v) => write!(out, "t{v}"),
+            Cell::Text(v) => write!(out, "s{}:{v}", v.len()),
+        };
+    }
+}
+
+/// A destination's naming rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRules {
+    /// The destination's name, for messages ("PostgreSQL").
+    pub destination: &'static str,
+    /// Longest table name.
+    pub max_table_len: usize,
+    /// Longest column name (the type suffix must still fit).
+    pub max_column_len: usize,
+    /// Fold names to lowercase (for case-insensitive warehouses, so collisions are detected here).
+    pub fold_case: bool,
+}
+
+impl NameRules {
+    /// PostgreSQL: 63-character tables, 59-character columns (63 minus a `__xx` suffix), case kept.
+    pub const POSTGRES: NameRules =
+        NameRules { destination: "PostgreSQL", max_table_len: 63, max_column_len: 59, fold_case: false };
+    /// DuckDB: identifiers are case-insensitive, so names are folded to lowercase; the same length
+    /// limits as PostgreSQL keep layouts portable between the two.
+    pub const DUCKDB: NameRules =
+        NameRules { destination: "DuckDB", max_table_len: 63, max_column_len: 59, fold_case: true };
+
+    /// Canonicalises one source field (or stream) name: keeps ASCII letters, digits and underscores,
+    /// drops leading digits, folds case when the destination does; refuses reserved prefixes and type
+    /// suffixes and names left empty.
+    pub fn canonical_field(&self, name: &str) -> Result<String, String> {
+        let mut out: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let digits = out.chars().take_while(|c| c.is_ascii_digit()).count();
+        out.drain(..digits);
+        if self.fold_case {
+            out.make_ascii_lowercase();
+        }
+        if out.is_empty() {
+            return Err(format!("field name {name:?} has no letters, digits or underscores to name a column"));
+        }
+        let lower = out.to_ascii_lowercase();
+        if lower.starts_with("_sdc") || lower.starts_with("__sdc") || lower.starts_with("_rjm") {
+            return Err(format!("field name {name:?} uses a reserved prefix (_sdc or _rjm)"));
+        }
+        if let Some(sfx) = RESERVED_SUFFIXES.iter().find(|s| lower.ends_with(*s)) {
+            return Err(format!("column names from client should not include reserved datatype suffix {sfx} on {name:?}"));
+        }
+        Ok(out)
+    }
+
+    fn check_column(&self, column: &str) -> Result<(), String> {
+        if column.len() > self.max_column_len {
+            return Err(format!("column name {column} is too long for {}", self.destination));
+        }
+        let lower = column.to_ascii_lowercase();
+        if let Some(sfx) = RESERVED_SUFFIXES.iter().find(|s| lower.ends_with(*s)) {
+            return Err(format!("column name {column} ends with the reserved datatype suffix {sfx}"));
+        }
+        Ok(())
+    }
+
+    fn check_table(&self, table: &str) -> Result<(), String> {
+        if table.len() > self.max_table_len {
+            return Err(format!("table name {table} is too long for {}", self.destination));
+        }
+        Ok(())
+    }
+}
+
+/// Quotes an identifier for SQL (both PostgreSQL and DuckDB): `"` + name with `"` doubled + `"`.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// How a stream is loaded, derived from its SCHEMA message.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// The stream's name in Singer.
+    pub stream: String,
+    /// The top-level table (canonical), or why it cannot be loaded.
+    pub table: Result<String, String>,
+    /// Source key properties.
+    pub key_properties: Vec<String>,
+    /// Canonical key columns of the top-level table (`__sdc_primary_key` for append-only).
+    pub key_columns: Vec<String>,
+    /// Append-only rather than upsert.
+    pub append_only: bool,
+    /// The JSON schema, for types.
+    pub schema: Schema,
+}
+
+impl StreamSpec {
+    /// Builds the spec; `append_only` is [`seam_core::LoadMode::for_stream`]'s answer.
+    pub fn new(schema: &SchemaMessage, append_only: bool, rules: &NameRules) -> StreamSpec {
+        let table = rules.canonical_field(&schema.stream).and_then(|t| rules.check_table(&t).map(|()| t));
+        let key_columns = if append_only {
+            vec![SDC_PRIMARY_KEY.to_owned()]
+        } else {
+            schema.key_properties.iter().map(|k| rules.canonical_field(k).unwrap_or_else(|_| k.clone())).collect()
+        };
+        StreamSpec {
+            stream: schema.stream.clone(),
+            table,
+            key_properties: schema.key_properties.clone(),
+            key_columns,
+            append_only,
+            schema: schema.schema.clone(),
+        }
+    }
+}
+
+/// A row: base column name → cell, in first-seen order. Base names are before any type split.
+pub type Row = IndexMap<String, Cell>;
+
+/// One record flattened: its rows, table by table; the first row is the top-level table's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatRecord {
+    /// The key of the top-level row (text form), for de-duplication within a batch.
+    pub key: String,
+    /// The record's sequence.
+    pub sequence: i64,
+    /// The record's JSON, for `_sdc_rejected` should a later check refuse it.
+    pub raw: String,
+    /// `(table, row)` pairs.
+    pub rows: Vec<(String, Row)>,
+}
+
+/// A record that cannot be loaded, bound for `_sdc_rejected`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The top-level table (or stream name when it has no valid table name).
+    pub table_name: String,
+    /// Why, in the user's words.
+    pub reason: String,
+    /// The record's JSON.
+    pub record: String,
+}
+
+/// The system cells every row of a record carries.
+#[derive(Debug, Clone)]
+pub struct SystemCells {
+    /// `_sdc_sequence`.
+    pub sequence: i64,
+    /// `_sdc_batched_at`.
+    pub batched_at: DateTime<Utc>,
+}
+
+/// Flattens one record. `Err` means the record goes to `_sdc_rejected`.
+pub fn flatten_record(
+    spec: &StreamSpec,
+    rules: &NameRules,
+    record: &RecordMessage,
+    sys: &SystemCells,
+) -> Result<FlatRecord, Rejection> {
+    let reject = |table: &str, reason: String| Rejection {
+        table_name: table.to_owned(),
+        reason,
+        record: record.record.get().to_owned(),
+    };
+    let table = match &spec.table {
+        Ok(t) => t.clone(),
+        Err(reason) => return Err(reject(&spec.stream, reason.clone())),
+    };
+    let object: Map<String, Value> = match record.value() {
+        Ok(o) => o,
+        Err(e) => return Err(reject(&table, format!("record is not a JSON object: {e}"))),
+    };
+    let received = DateTime::<Utc>::from_timestamp_nanos(sys.sequence);
+    let mut system: Vec<(String, Cell)> = vec![
+        (EXTRACTED_AT.to_owned(), record.time_extracted.map(Cell::time).unwrap_or(Cell::Null)),
+        (RECEIVED_AT.to_owned(), Cell::time(received)),
+        (BATCHED_AT.to_owned(), Cell::time(sys.batched_at)),
+        (SEQUENCE.to_owned(), Cell::BigInt(sys.sequence)),
+        (TABLE_VERSION.to_owned(), record.version.map(Cell::BigInt).unwrap_or(Cell::Null)),
+    ];
+
+    // Keys: top-level, non-null, scalar.
+    let mut key_cells: Vec<(String, Cell)> = Vec::new();
+    if spec.append_only {
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}\n{}", spec.stream, record.record.get()).as_bytes());
+        key_cells.push((SDC_PRIMARY_KEY.to_owned(), Cell::Text(id.to_string())));
+    }
+    for (prop, col) in spec.key_properties.iter().zip(rules_key_columns(spec, rules)) {
+        let col = col.map_err(|r| reject(&table, r))?;
+        let value = object.get(prop).unwrap_or(&Value::Null);
+        let cell = scalar_cell(value, spec.schema.property(prop)).map_err(|r| reject(&table, r))?;
+        match cell {
+            Some(c) if c != Cell::Null => key_cells.push((col, c)),
+            _ => return Err(reject(&table, format!("primary key {prop} is missing, null or not a scalar"))),
+        }
+    }
+    let mut key = String::new();
+    for (_, c) in &key_cells {
+        c.key_text(&mut key);
+        key.push('\u{1f}');
+    }
+
+    let mut flat = Flattener { rules, tables: Vec::new() };
+    let mut top = Row::new();
+    for (col, cell) in &key_cells {
+        top.insert(col.clone(), cell.clone());
+    }
+    if let Some(v) = object.get(DELETED_AT) {
+        let cell = match v.as_str().map(parse_time) {
+            Some(Ok(t)) => Cell::time(t),
+            _ if v.is_null() => Cell::Null,
+            _ => return Err(reject(&table, format!("{DELETED_AT} is not an RFC 3339 time"))),
+        };
+        system.push((DELETED_AT.to_owned(), cell));
+    }
+    let ctx = Ctx { table: &table, levels: Vec::new(), source_keys: &key_cells, system: &system };
+    let mut entries: Vec<(&String, &Value)> = object.iter().filter(|(k, _)| k.as_str() != DELETED_AT).collect();
+    // Key fields are already in the row under their canonical names.
+    entries.retain(|(k, _)| spec.append_only || !spec.key_properties.contains(k));
+    flat.object_into(&mut top, "", entries.into_iter(), Some(&spec.schema), &ctx).map_err(|r| reject(&table, r))?;
+    for (col, cell) in &system {
+        top.insert(col.clone(), cell.clone());
+    }
+    let mut rows = vec![(table.clone(), top)];
+    rows.append(&mut flat.tables);
+    Ok(FlatRecord { key, sequence: sys.sequence, raw: record.record.get().to_owned(), rows })
+}
+
+fn rules_key_columns<'a>(spec: &'a StreamSpec, rules: &'a NameRules) -> impl Iterator<Item = Result<String, String>> + 'a {
+    spec.key_properties.iter().map(move |k| {
+        let c = rules.canonical_field(k)?;
+        rules.check_column(&c)?;
+        Ok(c)
+    })
+}
+
+struct Ctx<'a> {
+    table: &'a str,
+    levels: Vec<i64>,
+    source_keys: &'a [(String, Cell)],
+    system: &'a [(String, Cell)],
+}
+
+struct Flattener<'a> {
+    rules: &'a NameRules,
+    tables: Vec<(String, Row)>,
+}
+
+impl Flattener<'_> {
+    /// Flattens an object's fields into `row` with column prefix `prefix`.
+    fn object_into<'v>(
+        &mut self,
+        row: &mut Row,
+        prefix: &str,
+        fields: impl Iterator<Item = (&'v String, &'v Value)>,
+        schema: Option<&Schema>,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), String> {
+        for (name, value) in fields {
+            let canon = self.rules.canonical_field(name)?;
+            let column = if prefix.is_empty() { canon } else { format!("{prefix}__{canon}") };
+            let sub_schema = schema.and_then(|s| child(s, name));
+            self.value_into(row, &column, value, sub_schema, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn value_into(
+        &mut self,
+        row: &mut Row,
+        column: &str,
+        value: &Value,
+        schema: Option<&Schema>,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), String> {
+        match value {
+            Value::Null => {
+                // NULLs create nothing, but two fields mapping to one column still collide.
+                self.rules.check_column(column)?;
+                if row.contains_key(column) {
+                    return Err(format!("Field collision on {column}"));
+                }
+                row.insert(column.to_owned(), Cell::Null);
+                Ok(())
+            }
+            Value::Object(m) => self.object_into(row, column, m.iter(), schema, ctx),
+            Value::Array(items) => self.array(column, items, schema.and_then(items_schema), ctx),
+            scalar => {
+                self.rules.check_column(column)?;
+                let cell = scalar_cell(scalar, schema)?.unwrap_or(Cell::Null);
+                if row.contains_key(column) {
+                    return Err(format!("Field collision on {column}"));
+                }
+                row.insert(column.to_owned(), cell);
+                Ok(())
+            }
+        }
+    }
+
+    fn array(&mut self, column: &str, items: &[Value], schema: Option<&Schema>, ctx: &Ctx<'_>) -> Result<(), String> {
+        let table = format!("{}__{column}", ctx.table);
+        self.rules.check_table(&table)?;
+        for (i, item) in items.iter().enumerate() {
+            if item.is_null() {
+                continue;
+            }
+            let mut levels = ctx.levels.clone();
+            levels.push(i as i64);
+            let mut row = Row::new();
+            for (k, c) in ctx.source_keys {
+                row.insert(format!("{SOURCE_KEY_PREFIX}{k}"), c.clone());
+            }
+            for (n, id) in levels.iter().enumerate() {
+                row.insert(level_column(n), Cell::BigInt(*id));
+            }
+            let sub = Ctx { table: &table, levels, source_keys: ctx.source_keys, system: ctx.system };
+            match item {
+                Value::Object(m) => self.object_into(&mut row, "", m.iter(), schema, &sub)?,
+                other => self.value_into(&mut row, VALUE, other, schema, &sub)?,
+            }
+            for (col, cell) in ctx.system {
+                if col != DELETED_AT {
+                    row.insert(col.clone(), cell.clone());
+                }
+            }
+            self.tables.push((table.clone(), row));
+        }
+        Ok(())
+    }
+}
+
+/// The schema of an object's property, looking through `anyOf`.
+fn child<'s>(schema: &'s Schema, name: &str) -> Option<&'s Schema> {
+    schema.property(name).or_else(|| schema.any_of.iter().flatten().find_map(|alt| child(alt, name)))
+}
+
+/// The schema of an array's items, looking through `anyOf`.
+fn items_schema(schema: &Schema) -> Option<&Schema> {
+    schema.items.as_deref().or_else(|| schema.any_of.iter().flatten().find_map(items_schema))
+}
+
+fn is_date_time(schema: &Schema) -> bool {
+    schema.is_date_time() || schema.any_of.iter().flatten().any(is_date_time)
+}
+
+/// The cell for a scalar JSON value; `Ok(None)` for objects and arrays.
+fn scalar_cell(value: &Value, schema: Option<&Schema>) -> Result<Option<Cell>, String> {
+    Ok(Some(match value {
+        Value::Null => Cell::Null,
+        Value::Bool(b) => Cell::Boolean(*b),
+        Value::Number(n) => {
+            let number_only = schema.is_some_and(|s| {
+                let t = s.non_null_types();
+                t.contains(&JsonType::Number) && !t.contains(&JsonType::Integer)
+            });
+            if let Some(i) = n.as_i64() {
+                if number_only {
+                    Cell::Double(i as f64)
+                } else {
+                    Cell::BigInt(i)
+                }
+            } else if n.is_u64() && !number_only {
+                return Err(format!("integer out of range on {n}: it does not fit a 64-bit integer"));
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.is_finite() => Cell::Double(f),
+                    _ => return Err(format!("number {n} does not fit a double")),
+                }
+            }
+        }
+        Value::String(s) if s.contains('\0') => {
+            return Err("a text value contains a NUL character, which warehouses cannot store".to_owned())
+        }
+        Value::String(s) => match schema.filter(|s| is_date_time(s)).map(|_| parse_time(s)) {
+            // Years outside 1..=9999 do not fit every warehouse's timestamp; they stay text.
+            Some(Ok(t)) if (1..=9999).contains(&chrono::Datelike::year(&t)) => Cell::time(t),
+            _ => Cell::Text(s.clone()),
+        },
+        Value::Object(_) | Value::Array(_) => return Ok(None),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Layout: the tables and columns a destination has, and the DDL a batch needs.
+
+/// A base column's physical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnState {
+    /// One column named like the base, of this type.
+    Single(ColumnType),
+    /// Split: one column `<base>__<suffix>` per type, in arrival order.
+    Split(Vec<ColumnType>),
+}
+
+/// One table's columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableLayout {
+    /// Base column → state, in creation order.
+    pub columns: IndexMap<String, ColumnState>,
+}
+
+impl TableLayout {
+    /// The physical column for a base column and a type, if it exists.
+    pub fn physical(&self, base: &str, ty: ColumnType) -> Option<String> {
+        match self.columns.get(base)? {
+            ColumnState::Single(t) if *t == ty => Some(base.to_owned()),
+            ColumnState::Split(ts) if ts.contains(&ty) => Some(format!("{base}__{}", ty.suffix())),
+            _ => None,
+        }
+    }
+
+    /// Physical columns and their types, in order.
+    pub fn physical_columns(&self) -> Vec<(String, ColumnType)> {
+        let mut out = Vec::new();
+        for (base, st) in &self.columns {
+            match st {
+                ColumnState::Single(t) => out.push((base.clone(), *t)),
+                ColumnState::Split(ts) => out.extend(ts.iter().map(|t| (format!("{base}__{}", t.suffix()), *t))),
+            }
+        }
+        out
+    }
+
+    /// Rebuilds a layout from a warehouse's physical columns (as introspected). Columns ending in a
+    /// type suffix whose type matches are split columns (source fields can never end in one).
+    pub fn from_physical(columns: impl IntoIterator<Item = (String, ColumnType)>) -> TableLayout {
+        let mut layout = TableLayout::default();
+        for (name, ty) in columns {
+            let split_base = name
+                .strip_suffix(ty.suffix())
+                .and_then(|b| b.strip_suffix("__"))
+                .filter(|b| !b.is_empty());
+            match split_base {
+                Some(base) => match layout.columns.entry(base.to_owned()).or_insert(ColumnState::Split(Vec::new())) {
+                    ColumnState::Split(ts) => ts.push(ty),
+                    ColumnState::Single(_) => {
+                        layout.columns.insert(name, ColumnState::Single(ty));
+                    }
+                },
+                None => {
+                    layout.columns.insert(name, ColumnState::Single(ty));
+                }
+            }
+        }
+        layout
+    }
+}
+
+/// A change to the warehouse's tables, in the order to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ddl {
+    /// Create a table with these columns; `key` names the key columns (top-level tables of upsert
+    /// streams, for a primary-key constraint where the destination declares one).
+    CreateTable {
+        /// Table.
+        table: String,
+        /// Columns.
+        columns: Vec<(String, ColumnType)>,
+        /// Key columns.
+        key: Vec<String>,
+    },
+    /// Add a column.
+    AddColumn {
+        /// Table.
+        table: String,
+        /// Column.
+        column: String,
+        /// Type.
+        ty: ColumnType,
+    },
+    /// Rename a column (the first half of a split).
+    RenameColumn {
+        /// Table.
+        table: String,
+        /// Old name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+}
+
+/// Every table a destination holds, keyed by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Tables.
+    pub tables: BTreeMap<String, TableLayout>,
+}
+
+impl Layout {
+    /// Checks a record's rows against the layout (with the changes planned so far) and plans the DDL
+    /// it needs. Key columns (`keys`, per table) never split: `Err` names the conflict and nothing is
+    /// planned for the record.
+    pub fn plan_record(
+        &mut self,
+        rows: &[(String, Row)],
+        keys: &dyn Fn(&str) -> Vec<String>,
+        ddl: &mut Vec<Ddl>,
+    ) -> Result<(), String> {
+        // First pass: find key conflicts without mutating.
+        for (table, row) in rows {
+            let Some(t) = self.tables.get(table) else { continue };
+            for key in keys(table) {
+                if let (Some(cell_ty), Some(st)) = (row.get(&key).and_then(Cell::column_type), t.columns.get(&key)) {
+                    if *st != ColumnState::Single(cell_ty) {
+                        return Err(format!("primary key {key} of {table} has a value of another type than its column"));
+                    }
+                }
+            }
+        }
+        for (table, row) in rows {
+            let typed: Vec<(&String, ColumnType)> = row
+                .iter()
+                .filter_map(|(c, v)| v.column_type().or_else(|| system_column_type(c)).map(|t| (c, t)))
+                .collect();
+            let Some(t) = self.tables.get_mut(table) else {
+                // A table needs at least one non-null value besides the system columns.
+                let mut layout = TableLayout::default();
+                let columns: Vec<(String, ColumnType)> = typed.iter().map(|(c, t)| ((*c).clone(), *t)).collect();
+                for (c, ty) in &columns {
+                    layout.columns.insert(c.clone(), ColumnState::Single(*ty));
+                }
+                ddl.push(Ddl::CreateTable { table: table.clone(), columns, key: keys(table) });
+                self.tables.insert(table.clone(), layout);
+                continue;
+            };
+            for (base, ty) in typed {
+                match t.columns.get_mut(base) {
+                    None => {
+                        t.columns.insert(base.clone(), ColumnState::Single(ty));
+                        ddl.push(Ddl::AddColumn { table: table.clone(), column: base.clone(), ty });
+                    }
+                    Some(ColumnState::Single(old)) if *old == ty => {}
+                    Some(st @ ColumnState::Single(_)) => {
+                        let ColumnState::Single(old) = *st else { continue };
+                        *st = ColumnState::Split(vec![old, ty]);
+                        ddl.push(Ddl::RenameColumn {
+                            table: table.clone(),
+                            from: base.clone(),
+                            to: format!("{base}__{}", old.suffix()),
+                        });
+                        ddl.push(Ddl::AddColumn { table: table.clone(), column: format!("{base}__{}", ty.suffix()), ty });
+                    }
+                    Some(ColumnState::Split(ts)) => {
+                        if !ts.contains(&ty) {
+                            ts.push(ty);
+                            ddl.push(Ddl::AddColumn {
+                                table: table.clone(),
+                                column: format!("{base}__{}", ty.suffix()),
+                                ty,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The subtables of a top-level table (tables named `<table>__…` that carry `_sdc_level_0_id`).
+    pub fn subtables_of(&self, table: &str) -> Vec<String> {
+        let prefix = format!("{table}__");
+        let level0 = level_column(0);
+        self.tables
+            .iter()
+            .filter(|(name, t)| name.starts_with(&prefix) && t.columns.contains_key(&level0))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
+/// Rows for one table, with physical column names, ready to stage.
+#[derive(Debug, Clone, Default)]
+pub struct TableRows {
+    /// Physical columns, in the order of each row's cells.
+    pub columns: Vec<(String, ColumnType)>,
+    /// Rows; each has one cell per column.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Turns base-named rows into physical rows for one table (after planning).
+pub fn physical_rows<'r>(layout: &TableLayout, rows: impl Iterator<Item = &'r Row>) -> TableRows {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut out = TableRows::default();
+    let mut cells: Vec<Vec<(usize, Cell)>> = Vec::new();
+    for row in rows {
+        let mut r = Vec::with_capacity(row.len());
+        for (base, cell) in row {
+            let Some(ty) = cell.column_type() else { continue };
+            let Some(phys) = layout.physical(base, ty) else { continue };
+            let i = *index.entry(phys.clone()).or_insert_with(|| {
+                out.columns.push((phys, ty));
+                out.columns.len() - 1
+            });
+            r.push((i, cell.clone()));
+        }
+        cells.push(r);
+    }
+    let width = out.columns.len();
+    out.rows = cells
+        .into_iter()
+        .map(|r| {
+            let mut full = vec![Cell::Null; width];
+            for (i, c) in r {
+                full[i] = c;
+            }
+            full
+        })
+        .collect();
+    out
+}
+
+/// Collects the distinct table names in a set of records.
+pub fn tables_in<'a>(records: impl Iterator<Item = &'a FlatRecord>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for r in records {
+        for (t, _) in &r.rows {
+            if seen.insert(t.as_str()) {
+                out.push(t.clone());
+            }
+        }
+    }
+    out
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.suffix())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn schema_msg(stream: &str, keys: &[&str], schema: Value) -> SchemaMessage {
+        SchemaMessage {
+            stream: stream.into(),
+            schema: serde_json::from_value(schema).unwrap(),
+            key_properties: keys.iter().map(|k| (*k).to_owned()).collect(),
+            bookmark_properties: None,
+        }
+    }
+
+    fn flat(spec: &StreamSpec, v: Value) -> Result<FlatRecord, Rejection> {
+        let rec = RecordMessage::from_value(&spec.stream, &v).unwrap();
+        let sys = SystemCells { sequence: 1_700_000_000_000_000_000, batched_at: Utc::now() };
+        flatten_record(spec, &NameRules::POSTGRES, &rec, &sys)
+    }
+
+    fn tickets() -> StreamSpec {
+        let s = schema_msg(
+            "tickets",
+            &["id"],
+            json!({"type": "object", "properties": {
+                "id": {"type": "integer"}, "updated_at": {"type": ["null", "string"], "format": "date-time"},
+                "price": {"type": ["null", "number"]},
+                "custom_fields": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}}}}}}),
+        );
+        StreamSpec::new(&s, false, &NameRules::POSTGRES)
+    }
+
+    #[test]
+    fn objects_flatten_and_arrays_become_subtables() {
+        let f = flat(
+            &tickets(),
+            json!({"id": 7, "via": {"source": {"from": {"name": "x"}}}, "tags": ["a", "b"],
+                   "custom_fields": [{"id": 1, "value": "v", "opts": [true]}], "updated_at": "2024-01-01T00:00:00Z", "price": 3}),
+        )
+        .unwrap();
+        let tables: Vec<&str> = f.rows.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            tables,
+            ["tickets", "tickets__tags", "tickets__tags", "tickets__custom_fields__opts", "tickets__custom_fields"]
+        );
+        let top = &f.rows[0].1;
+        assert_eq!(top["id"], Cell::BigInt(7));
+        assert_eq!(top["via__source__from__name"], Cell::Text("x".into()));
+        assert_eq!(top["updated_at"], Cell::Timestamp(1_704_067_200_000_000));
+        assert_eq!(top["price"], Cell::Double(3.0), "schema says number: integers become doubles");
+        assert_eq!(top[SEQUENCE], Cell::BigInt(1_700_000_000_000_000_000));
+        assert!(!top.contains_key("tags") && !top.contains_key("custom_fields"));
+        let tag1 = &f.rows[2].1;
+        assert_eq!(tag1["_sdc_source_key_id"], Cell::BigInt(7));
+        assert_eq!(tag1["_sdc_level_0_id"], Cell::BigInt(1));
+        assert_eq!(tag1[VALUE], Cell::Text("b".into()));
+        let opts = &f.rows[3].1;
+        assert_eq!(opts["_sdc_level_0_id"], Cell::BigInt(0));
+        assert_eq!(opts["_sdc_level_1_id"], Cell::BigInt(0));
+        assert_eq!(opts[VALUE], Cell::Boolean(true));
+        assert_eq!(f.rows[4].1["value"], Cell::Text("v".into()));
+    }
+
+    #[test]
+    fn hostile_and_reserved_names() {
+        let r = &NameRules::POSTGRES;
+        assert_eq!(r.canonical_field("x\"; DROP TABLE users; --").unwrap(), "xDROPTABLEusers");
+        assert_eq!(r.canonical_field("customer#id").unwrap(), "customerid");
+        assert_eq!(r.canonical_field("4customerid").unwrap(), "customerid");
+        assert_eq!(r.canonical_field("_customerid").unwrap(), "_customerid");
+        assert_eq!(NameRules::DUCKDB.canonical_field("CuStoMeRId").unwrap(), "customerid");
+        assert!(r.canonical_field("_sdc_x").is_err());
+        assert!(r.canonical_field("_rjm").is_err());
+        assert!(r.canonical_field("age__bi").is_err());
+        assert!(r.canonical_field("%%%").is_err());
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        let e = flat(&tickets(), json!({"id": 1, "customer#id": 1, "customerid": 2})).unwrap_err();
+        assert_eq!(e.reason, "Field collision on customerid");
+        let e = flat(&tickets(), json!({"id": 1, "a": {"b": 1}, "a__b": 2})).unwrap_err();
+        assert_eq!(e.reason, "Field collision on a__b");
+        let long = "x".repeat(60);
+        let e = flat(&tickets(), json!({"id": 1, long.clone(): 1})).unwrap_err();
+        assert!(e.reason.contains("too long"), "{}", e.reason);
+        let e = flat(&tickets(), json!({"name": "no key"})).unwrap_err();
+        assert!(e.reason.contains("primary key id"), "{}", e.reason);
+        assert!(flat(&tickets(), json!({"id": 1, "big": 18446744073709551615u64})).unwrap_err().reason.contains("out of range"));
+    }
+
+    #[test]
+    fn append_only_rows_get_a_content_key() {
+        let s = schema_msg("audits", &[], json!({"type": "object"}));
+        let spec = StreamSpec::new(&s, true, &NameRules::POSTGRES);
+        let a = flat(&spec, json!({"id": 1, "events": [{"x": 1}]})).unwrap();
+        let b = flat(&spec, json!({"id": 1, "events": [{"x": 1}]})).unwrap();
+        let c = flat(&spec, json!({"id": 1, "events": [{"x": 2}]})).unwrap();
+        assert_eq!(a.key, b.key);
+        assert_ne!(a.key, c.key);
+        assert!(matches!(a.rows[0].1[SDC_PRIMARY_KEY], Cell::Text(_)));
+        assert!(a.rows[1].1.contains_key("_sdc_source_key___sdc_primary_key"));
+    }
+
+    #[test]
+    fn splits_rename_the_original_column() {
+        let mut layout = Layout::default();
+        let mut ddl = Vec::new();
+        let no_keys = |_: &str| Vec::new();
+        let row = |v: Cell| vec![("t".to_owned(), Row::from_iter([("age".to_owned(), v)]))];
+        layout.plan_record(&row(Cell::BigInt(1)), &no_keys, &mut ddl).unwrap();
+        layout.plan_record(&row(Cell::Null), &no_keys, &mut ddl).unwrap();
+        layout.plan_record(&row(Cell::Double(1.5)), &no_keys, &mut ddl).unwrap();
+        layout.plan_record(&row(Cell::Text("x".into())), &no_keys, &mut ddl).unwrap();
+        assert_eq!(ddl.len(), 4);
+        assert_eq!(ddl[1], Ddl::RenameColumn { table: "t".into(), from: "age".into(), to: "age__bi".into() });
+        let t = &layout.tables["t"];
+        let phys: Vec<String> = t.physical_columns().into_iter().map(|(c, _)| c).collect();
+        assert_eq!(phys, ["age__bi", "age__do", "age__st"]);
+        assert_eq!(TableLayout::from_physical(t.physical_columns()), *t);
+        let keyed = |_: &str| vec!["age".to_owned()];
+        let mut l2 = Layout::default();
+        l2.plan_record(&row(Cell::BigInt(1)), &keyed, &mut ddl).unwrap();
+        assert!(l2.plan_record(&row(Cell::Text("1".into())), &keyed, &mut ddl).is_err());
+    }
+
+    #[test]
+    fn null_only_fields_create_nothing() {
+        let mut layout = Layout::default();
+        let mut ddl = Vec::new();
+        let f = flat(&tickets(), json!({"id": 1, "gone": null, "tags": []})).unwrap();
+        layout.plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl).unwrap();
+        assert_eq!(f.rows.len(), 1);
+        assert!(!layout.tables["tickets"].columns.contains_key("gone"));
+        let rows = physical_rows(&layout.tables["tickets"], f.rows.iter().map(|(_, r)| r));
+        assert!(rows.columns.iter().all(|(c, _)| c != "gone"));
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            (-4000i32..4000).prop_map(|i| json!(f64::from(i) / 4.0)),
+            "[a-z \"';]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-zA-Z_\"; -]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Counts the scalars (non-null) reachable in a value, skipping array nulls.
+    fn scalars(v: &Value) -> usize {
+        match v {
+            Value::Null => 0,
+            Value::Object(m) => m.values().map(scalars).sum(),
+            Value::Array(a) => a.iter().map(scalars).sum(),
+            _ => 1,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn flattening_is_total_and_loses_no_value(fields in prop::collection::btree_map("[a-zA-Z_\"; -]{1,6}", json_value(), 0..6)) {
+            let mut obj: Map<String, Value> = fields.into_iter().collect();
+            obj.insert("id".into(), json!(1));
+            let value = Value::Object(obj);
+            match flat(&tickets(), value.clone()) {
+                Ok(f) => {
+                    // Every scalar lands in exactly one cell (system and key cells aside).
+                    let mut n = 0;
+                    for (i, (_, row)) in f.rows.iter().enumerate() {
+                        for (c, cell) in row {
+                            let system = c.starts_with("_sdc") || c == SDC_PRIMARY_KEY || (i == 0 && c == "id");
+                            if !system && *cell != Cell::Null { n += 1; }
+                        }
+                    }
+                    prop_assert_eq!(n, scalars(&value) - 1);
+                    // Every name is a loadable identifier.
+                    let mut layout = Layout::default();
+                    let mut ddl = Vec::new();
+                    layout.plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl).unwrap();
+                    for (t, tl) in &layout.tables {
+                        prop_assert!(t.len() <= 63);
+                        for (c, _) in tl.physical_columns() {
+                            prop_assert!(c.len() <= 63 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'), "{}", c);
+                        }
+                    }
+                }
+                Err(rej) => {
+                    // Rejections keep the record and say why.
+                    prop_assert!(!rej.reason.is_empty());
+                    prop_assert_eq!(serde_json::from_str::<Value>(&rej.record).unwrap(), value);
+                }
+            }
+        }
+
+        #[test]
+        fn any_type_sequence_splits_consistently(types in prop::collection::vec(0usize..5, 1..12)) {
+            let mut layout = Layout::default();
+            let mut ddl = Vec::new();
+            let cells = [Cell::BigInt(1), Cell::Double(0.5), Cell::Boolean(true), Cell::Timestamp(0), Cell::Text("s".into())];
+            for t in &types {
+                let rows = vec![("t".to_owned(), Row::from_iter([("c".to_owned(), cells[*t].clone())]))];
+                layout.plan_record(&rows, &|_| Vec::new(), &mut ddl).unwrap();
+                let tl = &layout.tables["t"];
+                prop_assert!(tl.physical("c", cells[*t].column_type().unwrap()).is_some());
+            }
+            let distinct: HashSet<usize> = types.iter().copied().collect();
+            let phys = layout.tables["t"].physical_columns();
+            prop_assert_eq!(phys.len(), distinct.len());
+            prop_assert_eq!(TableLayout::from_physical(phys), layout.tables["t"].clone());
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! PostgreSQL: a real server, one schema per integration.
+//!
+//! Each commit is one transaction: DDL, `COPY` (text format) into temporary staging tables (dropped at
+//! commit), merges with `INSERT … ON CONFLICT` on the table's primary key (`<table>_pkey`, as Stitch
+//! creates it), `_sdc_rejected`, version activations and `_sdc_state`. The blocking `postgres` crate
+//! drives the connection (it runs its own private current-thread runtime); a closed connection is
+//! re-opened on the next commit, so a retried commit after a network failure works.
+
+mod load;
+
+use crate::error::WarehouseError;
+use crate::flatten::{ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
+use crate::sql::{self, Dialect};
+use crate::stage::Stager;
+use postgres::{Client, NoTls};
+use seam_core::{
+    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord, State,
+};
+use std::collections::{BTreeMap, HashSet};
+
+/// PostgreSQL's SQL types for seam's column types (timestamps without time zone hold UTC, as in
+/// Stitch's PostgreSQL v1).
+pub fn type_name(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::BigInt => "bigint",
+        ColumnType::Double => "double precision",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Timestamp => "timestamp",
+        ColumnType::Text => "text",
+    }
+}
+
+fn parse_type(name: &str) -> Option<ColumnType> {
+    Some(match name {
+        "bigint" => ColumnType::BigInt,
+        "double precision" => ColumnType::Double,
+        "boolean" => ColumnType::Boolean,
+        "timestamp without time zone" => ColumnType::Timestamp,
+        "text" => ColumnType::Text,
+        _ => return None,
+    })
+}
+
+pub(crate) const DIALECT: Dialect = Dialect { type_name, on_conflict: true };
+
+/// A PostgreSQL schema as a [`Destination`].
+pub struct PostgresDestination {
+    client: Client,
+    url: String,
+    shown_url: String,
+    schema: String,
+    stager: Stager,
+    layout: Layout,
+}
+
+impl std::fmt::Debug for PostgresDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDestination").field("url", &self.shown_url).field("schema", &self.schema).finish()
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The kind of a driver error: connection trouble and contention are transient; bad credentials
+/// are auth; a missing database is config; the rest internal.
+pub fn classify(e: &postgres::Error) -> ErrorKind {
+    if e.is_closed() {
+        return ErrorKind::Transient;
+    }
+    match e.code().map(|c| c.code()) {
+        None => ErrorKind::Transient, // io and connection errors carry no SQLSTATE
+        Some(c) if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => ErrorKind::Transient,
+        Some("40001" | "40P01" | "55P03") => ErrorKind::Transient,
+        Some(c) if c.starts_with("28") => ErrorKind::Auth,
+        Some("3D000") => ErrorKind::Config,
+        Some(_) => ErrorKind::Internal,
+    }
+}
+
+impl PostgresDestination {
+    /// Connects, creates the schema with `_sdc_rejected` and `_sdc_state`, and reads the layout.
+    pub fn connect(url: &str, schema: &str) -> Result<Self, DestinationError> {
+        Self::connect_with(url, schema, HashSet::new())
+    }
+
+    /// Like [`PostgresDestination::connect`], with streams forced append-only.
+    pub fn connect_with(url: &str, schema: &str, append_only: HashSet<String>) -> Result<Self, DestinationError> {
+        let shown_url = redact_url(url);
+        let client = Client::connect(url, NoTls).map_err(|source| {
+            DestinationError::new(
+                classify(&source),
+                WarehouseError::Postgres {
+                    url: shown_url.clone(),
+                    action: "cannot connect (check the URL, that the server is running, and the credentials)".into(),
+                    source,
+                },
+            )
+        })?;
+        let mut d = PostgresDestination {
+            client,
+            url: url.to_owned(),
+            shown_url,
+            schema: schema.to_owned(),
+            stager: Stager::new(NameRules::POSTGRES, append_only),
+            layout: Layout::default(),
+        };
+        let ddl = sql::system_tables(schema, &DIALECT);
+        d.client.batch_execute(&ddl).map_err(|e| d.err(e, "creating the schema"))?;
+        d.layout = d.read_layout()?;
+        Ok(d)
+    }
+
+    /// The integration's schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The connection (for tests and inspection; do not write through it).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Stages records with sequences chosen by the caller.
+    pub fn write_sequenced(&mut self, stream: &str, records: &[SequencedRecord]) -> Result<(), DestinationError> {
+        self.stager
+            .stage_sequenced(stream, records)
+            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+    }
+
+    pub(crate) fn err(&self, source: postgres::Error, action: &str) -> DestinationError {
+        DestinationError::new(
+            classify(&source),
+            WarehouseError::Postgres { url: self.shown_url.clone(), action: action.to_owned(), source },
+        )
+    }
+
+    fn reconnect_if_closed(&mut self) -> Result<(), DestinationError> {
+        if self.client.is_closed() {
+            self.client = Client::connect(&self.url, NoTls).map_err(|e| self.err(e, "reconnecting"))?;
+        }
+        Ok(())
+    }
+
+    fn read_layout(&mut self) -> Result<Layout, DestinationError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
+                &[&self.schema],
+            )
+            .map_err(|e| self.err(e, "reading the table layout"))?;
+        let mut tables: BTreeMap<String, Vec<(String, ColumnType)>> = BTreeMap::new();
+        for row in rows {
+            let (table, column, ty): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            if table == REJECTED_TABLE || table == STATE_TABLE {
+                continue;
+            }
+            let Some(ty) = parse_type(&ty) else { continue };
+            tables.entry(table).or_default().push((column, ty));
+        }
+        Ok(Layout { tables: tables.into_iter().map(|(t, cols)| (t, TableLayout::from_physical(cols))).collect() })
+    }
+}
+
+impl Destination for PostgresDestination {
+    fn check(&mut self) -> Result<(), DestinationError> {
+        self.reconnect_if_closed()?;
+        self.client.batch_execute("SELECT 1").map_err(|e| self.err(e, "checking the connection"))
+    }
+
+    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
+        self.reconnect_if_closed()?;
+        let row = self
+            .client
+            .query_opt(&sql::select_state(&self.schema), &[])
+            .map_err(|e| self.err(e, "reading the committed state"))?;
+        let Some(row) = row else { return Ok(None) };
+        let text: String = row.get(0);
+        let bad = |source| {
+            DestinationError::new(
+                ErrorKind::Internal,
+                WarehouseError::BadState { table: format!("{}.{STATE_TABLE}", self.schema), source },
+            )
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        State::from_value(value).map(Some).map_err(bad)
+    }
+
+    fn ensure_table(&mut self, schema: &SchemaMessage) -> Result<(), DestinationError> {
+        self.stager.register(schema);
+        Ok(())
+    }
+
+    fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
+        self.stager
+            .stage(stream, records)
+            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+    }
+
+    fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
+        self.stager.activate(stream, version).map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+    }
+
+    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
+        self.reconnect_if_closed()?;
+        let mut layout = self.layout.clone();
+        let plan = self.stager.plan(&mut layout);
+        load::apply(self, &plan, &layout, state)?;
+        self.layout = layout;
+        self.stager.clear();
+        Ok(plan.report)
+    }
+
+    fn discard(&mut self) {
+        self.stager.clear();
+    }
+}

@@ -1,0 +1,230 @@
+//! What a destination holds between commits, and the plan a commit executes. Pure; shared by every
+//! destination.
+//!
+//! Records are flattened as they are staged and de-duplicated by key within the batch (the newest
+//! `_sdc_sequence` wins; for append-only streams the key is the record's content, so a record sent
+//! twice is staged once). At commit the stager checks each record against the warehouse's [`Layout`],
+//! plans the DDL (create, add, split), and hands the destination physical rows per table.
+
+use crate::flatten::{
+    flatten_record, level_column, physical_rows, FlatRecord, Layout, NameRules, Rejection, StreamSpec, SystemCells,
+    TableRows, SOURCE_KEY_PREFIX,
+};
+use crate::flatten::Ddl;
+use chrono::Utc;
+use indexmap::IndexMap;
+use seam_core::{CommitReport, LoadMode, RecordMessage, SchemaMessage, SequenceClock, SequencedRecord};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Staged, not yet committed work.
+#[derive(Debug)]
+pub struct Stager {
+    rules: NameRules,
+    forced_append_only: HashSet<String>,
+    specs: HashMap<String, StreamSpec>,
+    pending: IndexMap<String, IndexMap<String, FlatRecord>>,
+    rejected: Vec<Rejection>,
+    activations: Vec<(String, i64)>,
+    clock: SequenceClock,
+    staged_records: usize,
+}
+
+/// One stream's rows for a commit.
+#[derive(Debug, Clone)]
+pub struct StreamLoad {
+    /// The top-level table.
+    pub table: String,
+    /// Its key columns (`__sdc_primary_key` for append-only).
+    pub key_columns: Vec<String>,
+    /// Append-only: never replace an existing row.
+    pub append_only: bool,
+    /// Top-level rows (one per key).
+    pub rows: TableRows,
+    /// Subtable rows, per subtable.
+    pub subtables: Vec<(String, TableRows)>,
+    /// Every subtable the table has after this commit (their rows for replaced parents are deleted).
+    pub all_subtables: Vec<String>,
+}
+
+impl StreamLoad {
+    /// The subtable columns that hold the parent key, paired with the parent's key columns.
+    pub fn source_key_columns(&self) -> Vec<(String, String)> {
+        self.key_columns.iter().map(|k| (format!("{SOURCE_KEY_PREFIX}{k}"), k.clone())).collect()
+    }
+}
+
+/// Everything one commit does, in order: DDL, per-stream merges, rejections, version activations.
+#[derive(Debug, Clone, Default)]
+pub struct CommitPlan {
+    /// Table changes, in order.
+    pub ddl: Vec<Ddl>,
+    /// Per-stream loads.
+    pub loads: Vec<StreamLoad>,
+    /// Records for `_sdc_rejected`.
+    pub rejected: Vec<Rejection>,
+    /// `(table, version)`: delete rows of other versions from the table and its subtables.
+    pub activations: Vec<(String, i64, Vec<String>)>,
+    /// What the commit reports.
+    pub report: CommitReport,
+}
+
+impl Stager {
+    /// An empty stager for a destination's naming rules. Streams in `forced_append_only` are
+    /// append-only even when they have key properties.
+    pub fn new(rules: NameRules, forced_append_only: HashSet<String>) -> Stager {
+        Stager {
+            rules,
+            forced_append_only,
+            specs: HashMap::new(),
+            pending: IndexMap::new(),
+            rejected: Vec::new(),
+            activations: Vec::new(),
+            clock: SequenceClock::default(),
+            staged_records: 0,
+        }
+    }
+
+    /// The naming rules.
+    pub fn rules(&self) -> &NameRules {
+        &self.rules
+    }
+
+    /// Registers a stream (idempotent; a later SCHEMA replaces the earlier one).
+    pub fn register(&mut self, schema: &SchemaMessage) {
+        let mode = LoadMode::for_stream(schema, self.forced_append_only.contains(&schema.stream));
+        let spec = StreamSpec::new(schema, mode == LoadMode::AppendOnly, &self.rules);
+        self.specs.insert(schema.stream.clone(), spec);
+    }
+
+    /// The spec of a registered stream.
+    pub fn spec(&self, stream: &str) -> Option<&StreamSpec> {
+        self.specs.get(stream)
+    }
+
+    /// Stages records, giving each the next sequence.
+    pub fn stage(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), String> {
+        let sequenced: Vec<SequencedRecord> =
+            records.iter().map(|r| SequencedRecord { sequence: self.clock.next(), message: r.clone() }).collect();
+        self.stage_sequenced(stream, &sequenced)
+    }
+
+    /// Stages records with the sequences the caller gave them.
+    pub fn stage_sequenced(&mut self, stream: &str, records: &[SequencedRecord]) -> Result<(), String> {
+        let Some(spec) = self.specs.get(stream) else {
+            return Err(format!("stream {stream:?} has no SCHEMA yet: send its SCHEMA message before its records"));
+        };
+        let batched_at = Utc::now();
+        let batch = self.pending.entry(stream.to_owned()).or_default();
+        for r in records {
+            let sys = SystemCells { sequence: r.sequence, batched_at };
+            match flatten_record(spec, &self.rules, &r.message, &sys) {
+                Ok(flat) => {
+                    self.staged_records += 1;
+                    match batch.get(&flat.key) {
+                        Some(old) if old.sequence > flat.sequence => {}
+                        _ => {
+                            batch.insert(flat.key.clone(), flat);
+                        }
+                    }
+                }
+                Err(rej) => self.rejected.push(rej),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a version activation (applied after the rows staged before it).
+    pub fn activate(&mut self, stream: &str, version: i64) -> Result<(), String> {
+        if !self.specs.contains_key(stream) {
+            return Err(format!("ACTIVATE_VERSION for stream {stream:?} before its SCHEMA"));
+        }
+        self.activations.push((stream.to_owned(), version));
+        Ok(())
+    }
+
+    /// True when nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.pending.values().all(IndexMap::is_empty) && self.rejected.is_empty() && self.activations.is_empty()
+    }
+
+    /// Forgets everything staged.
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.rejected.clear();
+        self.activations.clear();
+        self.staged_records = 0;
+    }
+
+    /// Plans the commit against `layout`, which it updates to the layout after the DDL.
+    pub fn plan(&self, layout: &mut Layout) -> CommitPlan {
+        let mut plan = CommitPlan { rejected: self.rejected.clone(), ..CommitPlan::default() };
+        for (stream, records) in &self.pending {
+            let Some(spec) = self.specs.get(stream) else { continue };
+            let Ok(table) = spec.table.clone() else { continue };
+            let source_keys: Vec<String> =
+                spec.key_columns.iter().map(|k| format!("{SOURCE_KEY_PREFIX}{k}")).collect();
+            let keys = |t: &str| -> Vec<String> {
+                if t == table {
+                    spec.key_columns.clone()
+                } else {
+                    let mut k = source_keys.clone();
+                    k.extend((0..8).map(level_column));
+                    k
+                }
+            };
+            let mut accepted: Vec<&FlatRecord> = Vec::with_capacity(records.len());
+            for rec in records.values() {
+                match layout.plan_record(&rec.rows, &keys, &mut plan.ddl) {
+                    Ok(()) => accepted.push(rec),
+                    Err(reason) => plan.rejected.push(Rejection {
+                        table_name: table.clone(),
+                        reason,
+                        record: rec.raw.clone(),
+                    }),
+                }
+            }
+            if accepted.is_empty() {
+                continue;
+            }
+            let Some(top_layout) = layout.tables.get(&table) else { continue };
+            let rows = physical_rows(top_layout, accepted.iter().map(|r| &r.rows[0].1));
+            let mut by_sub: BTreeMap<&str, Vec<&crate::flatten::Row>> = BTreeMap::new();
+            for rec in &accepted {
+                for (t, row) in &rec.rows[1..] {
+                    by_sub.entry(t.as_str()).or_default().push(row);
+                }
+            }
+            let mut subtables = Vec::new();
+            for (t, rows) in by_sub {
+                let Some(tl) = layout.tables.get(t) else { continue };
+                *plan.report.rows.entry(t.to_owned()).or_default() += rows.len() as u64;
+                subtables.push((t.to_owned(), physical_rows(tl, rows.into_iter())));
+            }
+            *plan.report.rows.entry(table.clone()).or_default() += rows.rows.len() as u64;
+            plan.loads.push(StreamLoad {
+                table: table.clone(),
+                key_columns: spec.key_columns.clone(),
+                append_only: spec.append_only,
+                rows,
+                subtables,
+                all_subtables: layout.subtables_of(&table),
+            });
+        }
+        for rej in &plan.rejected {
+            *plan.report.rejected.entry(rej.table_name.clone()).or_default() += 1;
+        }
+        for (stream, version) in &self.activations {
+            let Some(Ok(table)) = self.specs.get(stream).map(|s| s.table.clone()) else { continue };
+            if layout.tables.contains_key(&table) {
+                let subs = layout.subtables_of(&table);
+                plan.activations.push((table, *version, subs));
+            }
+        }
+        plan
+    }
+
+    /// Records staged since the last clear (before de-duplication), for batch accounting.
+    pub fn staged_records(&self) -> usize {
+        self.staged_records
+    }
+}

@@ -1,0 +1,8 @@
+//! One module per concern; each test runs against DuckDB and PostgreSQL through `harness::both`.
+
+mod activate_version;
+mod atomicity;
+mod evolution;
+mod layout;
+mod rejection;
+mod upsert;

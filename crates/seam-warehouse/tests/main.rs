@@ -1,0 +1,5 @@
+//! The destination conformance suite: every test runs against DuckDB and PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+mod conformance;
+mod harness;

@@ -1,0 +1,259 @@
+//! Working on records as raw JSON text, so the hot path never builds a `serde_json::Value`.
+//!
+//! Pages are parsed once into borrowed [`RawValue`]s; the few fields seam needs (id, timestamps) are
+//! read into small structs; records are passed through as text, with members cut out or spliced in
+//! where a stream needs it.
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// The fields of a record seam looks at. Everything else is skipped while scanning.
+#[derive(Debug, Default, Deserialize)]
+pub struct Head<'a> {
+    /// `id`.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// `name` (tags' key).
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    /// `updated_at`.
+    #[serde(default, borrow)]
+    pub updated_at: Option<Cow<'a, str>>,
+    /// `created_at`.
+    #[serde(default, borrow)]
+    pub created_at: Option<Cow<'a, str>>,
+    /// `deleted_at`.
+    #[serde(default, borrow)]
+    pub deleted_at: Option<Cow<'a, str>>,
+    /// `time` (ticket metric events).
+    #[serde(default, borrow)]
+    pub time: Option<Cow<'a, str>>,
+    /// `generated_timestamp` (tickets, unix seconds).
+    #[serde(default)]
+    pub generated_timestamp: Option<i64>,
+    /// `status` (tickets: `deleted` marks a soft-deleted ticket).
+    #[serde(default, borrow)]
+    pub status: Option<Cow<'a, str>>,
+}
+
+impl Head<'_> {
+    /// The named timestamp field as unix seconds, if present and parseable.
+    pub fn epoch(&self, field: &str) -> Option<i64> {
+        let s = match field {
+            "updated_at" => self.updated_at.as_deref(),
+            "created_at" => self.created_at.as_deref(),
+            "deleted_at" => self.deleted_at.as_deref(),
+            "time" => self.time.as_deref(),
+            "generated_timestamp" => return self.generated_timestamp,
+            _ => None,
+        }?;
+        parse_epoch(s)
+    }
+}
+
+/// Parses an RFC 3339 time into unix seconds.
+pub fn parse_epoch(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
+}
+
+/// Formats unix seconds the way Zendesk and tap-zendesk write times: `2024-01-01T00:00:00Z`.
+pub fn iso(epoch: i64) -> String {
+    DateTime::<Utc>::from_timestamp(epoch, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The byte range of `part` inside `whole`, when `part` borrows from it.
+fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= whole.len()).then_some((start, end))
+}
+
+/// Removes object members from `record` (a JSON object's text) given their values, which must be
+/// borrowed from `record` (as [`Head`]-style structs parse them). Members whose value cannot be
+/// located are left in place.
+pub fn remove_members(record: &str, values: &[&RawValue]) -> String {
+    let bytes = record.as_bytes();
+    let mut cuts: Vec<(usize, usize)> = Vec::with_capacity(values.len());
+    for v in values {
+        let Some((vstart, vend)) = span(record, v.get()) else { continue };
+        // Walk back over `"key"\s*:\s*` to the separator before the member.
+        let mut i = vstart;
+        while i > 0 && bytes[i - 1].is_ascii_whitespace() {
+            i -= 1;
+        }
+        if i == 0 || bytes[i - 1] != b':' {
+            continue;
+        }
+        i -= 1;
+        while i > 0 && bytes[i - 1].is_ascii_whitespace() {
+            i -= 1;
+        }
+        if i == 0 || bytes[i - 1] != b'"' {
+            continue;
+        }
+        i -= 1;
+        // The keys cut here ("fields", "metric_set") hold no escaped quotes.
+        let Some(open) = record[..i].rfind('"') else { continue };
+        let mut j = open;
+        while j > 0 && bytes[j - 1].is_ascii_whitespace() {
+            j -= 1;
+        }
+        if j == 0 {
+            continue;
+        }
+        match bytes[j - 1] {
+            b',' => cuts.push((j - 1, vend)),
+            b'{' => {
+                let mut k = vend;
+                while k < bytes.len() && bytes[k].is_ascii_whitespace() {
+                    k += 1;
+                }
+                if k < bytes.len() && bytes[k] == b',' {
+                    k += 1;
+                }
+                cuts.push((j, k));
+            }
+            _ => continue,
+        }
+    }
+    cuts.sort_unstable();
+    let mut out = String::with_capacity(record.len());
+    let mut at = 0;
+    for (s, e) in cuts {
+        if s < at {
+            continue;
+        }
+        out.push_str(&record[at..s]);
+        at = e;
+    }
+    out.push_str(&record[at..]);
+    out
+}
+
+/// An object's members in order, values left raw.
+pub type Members<'a> = IndexMap<Cow<'a, str>, &'a RawValue>;
+
+/// Parses an object's members without parsing their values.
+pub fn members(raw: &RawValue) -> Result<Members<'_>, serde_json::Error> {
+    serde_json::from_str(raw.get())
+}
+
+/// Writes an object: `first` members, then `rest` (minus keys in `first` and in `drop`).
+pub fn write_object(first: &[(&str, &str)], rest: &Members<'_>, drop: &[&str]) -> String {
+    let mut out = String::with_capacity(rest.values().map(|v| v.get().len() + 16).sum::<usize>() + 64);
+    out.push('{');
+    let mut sep = false;
+    for (k, v) in first {
+        if sep {
+            out.push(',');
+        }
+        sep = true;
+        push_key(&mut out, k);
+        out.push_str(v);
+    }
+    for (k, v) in rest {
+        if drop.contains(&k.as_ref()) || first.iter().any(|(f, _)| *f == k.as_ref()) {
+            continue;
+        }
+        if sep {
+            out.push(',');
+        }
+        sep = true;
+        push_key(&mut out, k);
+        out.push_str(v.get());
+    }
+    out.push('}');
+    out
+}
+
+fn push_key(out: &mut String, k: &str) {
+    if k.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
+        out.push('"');
+        out.push_str(k);
+        out.push_str("\":");
+    } else {
+        out.push_str(&serde_json::Value::from(k).to_string());
+        out.push(':');
+    }
+}
+
+/// Keeps only the members named in `keep` (field selection).
+pub fn select_fields(record: &RawValue, keep: &std::collections::HashSet<String>) -> Result<Box<RawValue>, serde_json::Error> {
+    let m = members(record)?;
+    let mut out = String::with_capacity(record.get().len());
+    out.push('{');
+    let mut sep = false;
+    for (k, v) in &m {
+        if !keep.contains(k.as_ref()) {
+            continue;
+        }
+        if sep {
+            out.push(',');
+        }
+        sep = true;
+        push_key(&mut out, k);
+        out.push_str(v.get());
+    }
+    out.push('}');
+    RawValue::from_string(out)
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Cut<'a> {
+        #[serde(borrow, default)]
+        fields: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        metric_set: Option<&'a RawValue>,
+    }
+
+    fn cut(s: &str) -> String {
+        let c: Cut = serde_json::from_str(s).unwrap();
+        let vals: Vec<&RawValue> = [c.fields, c.metric_set].into_iter().flatten().collect();
+        remove_members(s, &vals)
+    }
+
+    #[test]
+    fn removes_members_anywhere() {
+        assert_eq!(cut(r#"{"id":1,"fields":[{"id":2}],"x":3}"#), r#"{"id":1,"x":3}"#);
+        assert_eq!(cut(r#"{"fields":[],"id":1}"#), r#"{"id":1}"#);
+        assert_eq!(cut(r#"{"id":1, "fields" : [1] ,"metric_set":{"a":"}"}}"#), r#"{"id":1 }"#);
+        assert_eq!(cut(r#"{"fields":{}}"#), r#"{}"#);
+        assert_eq!(cut(r#"{"id":1}"#), r#"{"id":1}"#);
+        for s in [r#"{"id":1,"fields":[{"id":2}],"x":3}"#, r#"{"a":"fields","fields":[],"metric_set":null}"#] {
+            let out = cut(s);
+            serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rebuilds_objects() {
+        let raw: Box<RawValue> = serde_json::from_str(r#"{"id":5,"via":"Web form","body":"h\"i","odd\"key":1}"#).unwrap();
+        let m = members(&raw).unwrap();
+        let out = write_object(&[("ticket_id", "9"), ("id", "5")], &m, &["via"]);
+        assert_eq!(out, r#"{"ticket_id":9,"id":5,"body":"h\"i","odd\"key":1}"#);
+        let keep = ["id".to_string()].into_iter().collect();
+        assert_eq!(select_fields(&raw, &keep).unwrap().get(), r#"{"id":5}"#);
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(parse_epoch("2024-01-01T00:00:00Z"), Some(1_704_067_200));
+        assert_eq!(parse_epoch("2024-01-01T01:00:00+01:00"), Some(1_704_067_200));
+    }
+}

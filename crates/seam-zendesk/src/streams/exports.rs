@@ -1,0 +1,789 @@
+//! Incremental exports
+//! (https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/).
+//!
+//! - Cursor-based (tickets, users): the first request carries `start_time`, every later one only
+//!   `cursor`; the `after_cursor` is stored in the bookmark, so the next run resumes exactly where this
+//!   one stopped (no boundary re-reads). The `generated_timestamp` / `updated_at` watermark is kept
+//!   as well, as a fallback should the cursor be refused.
+//! - Time-based (organizations, ticket_metric_events, ticket_events): a page repeats the items that
+//!   share its `end_time` second with the next page. seam keeps the ids emitted at the latest second
+//!   (also in the bookmark, `boundary_ids`) and drops the repeats, so no record is emitted twice and
+//!   none that shares the boundary second is skipped.
+//! - Items changed in the minute before a request are not exported yet, and a `start_time` under a
+//!   minute old is refused (422 "Too recent start_time"): that simply means "nothing new yet".
+
+use super::{store_position, Position, ReadCtx, StreamDef, StreamOut};
+use crate::config::CommentsSource;
+use crate::error::ApiError;
+use crate::rate_limit::EndpointClass;
+use crate::raw::{json_string, members, write_object, Members};
+use seam_core::SourceError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use tracing::{info, warn};
+
+/// `per_page` sent to the exports (Zendesk's maximum).
+const EXPORT_PER_PAGE: u32 = crate::config::EXPORT_PAGE_SIZE;
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn malformed(path: &str, msg: &str) -> serde_json::Error {
+    let _ = path;
+    <serde_json::Error as serde::de::Error>::custom(msg)
+}
+
+/// The first request's start: the watermark, or the configured start date.
+fn start_of(ctx: &ReadCtx, pos: &Position) -> i64 {
+    pos.watermark.unwrap_or_else(|| ctx.config.start_date.timestamp()).max(0)
+}
+
+#[derive(Deserialize)]
+struct CursorPage<'a> {
+    #[serde(borrow, default)]
+    tickets: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    users: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    identities: Vec<&'a RawValue>,
+    #[serde(default)]
+    after_cursor: Option<String>,
+    end_of_stream: bool,
+}
+
+#[derive(Deserialize)]
+struct TicketHead<'a> {
+    id: u64,
+    #[serde(default)]
+    generated_timestamp: Option<i64>,
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    metric_set: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    fields: Option<&'a RawValue>,
+}
+
+/// One parsed page of the ticket export, owned.
+struct TicketsPage {
+    tickets: Vec<Box<RawValue>>,
+    metrics: Vec<Box<RawValue>>,
+    live_ids: Vec<u64>,
+    max_ts: Option<i64>,
+    after_cursor: Option<String>,
+    end_of_stream: bool,
+}
+
+fn parse_tickets_page(body: &[u8], want_tickets: bool, want_metrics: bool) -> Result<TicketsPage, serde_json::Error> {
+    let page: CursorPage = serde_json::from_slice(body)?;
+    let mut out = TicketsPage {
+        tickets: Vec::with_capacity(if want_tickets { page.tickets.len() } else { 0 }),
+        metrics: Vec::with_capacity(if want_metrics { page.tickets.len() } else { 0 }),
+        live_ids: Vec::with_capacity(page.tickets.len()),
+        max_ts: None,
+        after_cursor: page.after_cursor,
+        end_of_stream: page.end_of_stream,
+    };
+    for t in page.tickets {
+        let head: TicketHead = serde_json::from_str(t.get())?;
+        out.max_ts = out.max_ts.max(head.generated_timestamp);
+        let deleted = head.status.as_deref() == Some("deleted");
+        if !deleted {
+            out.live_ids.push(head.id);
+        }
+        if want_metrics && !deleted {
+            if let Some(ms) = head.metric_set {
+                out.metrics.push(ms.to_owned());
+            }
+        }
+        if want_tickets {
+            // tap-zendesk drops `fields` (a copy of `custom_fields`); the side-loaded `metric_set`
+            // goes to ticket_metrics. Both are cut out of the text, the rest passes through.
+            let cut: Vec<&RawValue> = [head.fields, head.metric_set].into_iter().flatten().collect();
+            if cut.is_empty() {
+                out.tickets.push(t.to_owned());
+            } else {
+                out.tickets.push(RawValue::from_string(crate::raw::remove_members(t.get(), &cut))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What to do when a cursor export request fails before any page.
+enum Recover {
+    /// Nothing to read yet (a start_time under a minute old).
+    Done,
+    /// The stored cursor was refused: restart from the watermark.
+    Restart,
+}
+
+fn recover(e: &ApiError, had_cursor: bool) -> Option<Recover> {
+    if e.is_too_recent_start_time() {
+        return Some(Recover::Done);
+    }
+    if had_cursor && e.is_invalid_cursor() {
+        return Some(Recover::Restart);
+    }
+    None
+}
+
+/// tickets (+ ticket_metrics; + ticket_audits / ticket_comments in per-ticket mode) from the cursor
+/// ticket export. `members` are the selected streams that share the position `pos`.
+pub async fn tickets_export(ctx: &ReadCtx, members: &[&'static StreamDef], pos: Position) -> Result<(), SourceError> {
+    let outs: Vec<&StreamOut> = members.iter().filter_map(|d| ctx.out_of(d.name)).collect();
+    let get = |n: &str| outs.iter().copied().find(|o| o.def.name == n);
+    let (o_tickets, o_metrics) = (get("tickets"), get("ticket_metrics"));
+    let per_ticket = ctx.config.comments_source == CommentsSource::TicketAudits;
+    let (o_audits, o_comments) = if per_ticket { (get("ticket_audits"), get("ticket_comments")) } else { (None, None) };
+    let include = if o_metrics.is_some() { "&include=metric_sets" } else { "" };
+    let mut cursor = pos.cursor.clone();
+    let mut watermark = pos.watermark;
+    let children_since = start_of(ctx, &pos);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let q = match &cursor {
+            Some(c) => format!("/api/v2/incremental/tickets/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}", enc(c)),
+            None => format!(
+                "/api/v2/incremental/tickets/cursor.json?per_page={EXPORT_PER_PAGE}{include}&start_time={}",
+                watermark.unwrap_or_else(|| start_of(ctx, &pos))
+            ),
+        };
+        let page = ctx
+            .client
+            .get(EndpointClass::Export, &q, |b| parse_tickets_page(b, o_tickets.is_some(), o_metrics.is_some()))
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => match recover(&e, cursor.is_some()) {
+                Some(Recover::Done) => return Ok(()),
+                Some(Recover::Restart) => {
+                    warn!(stream = "tickets", error = %e, "stored export cursor refused; restarting from the watermark");
+                    cursor = None;
+                    continue;
+                }
+                None => return Err(e.into()),
+            },
+        };
+        if let Some(o) = o_tickets {
+            ctx.records(o, page.tickets).await?;
+        }
+        if let Some(o) = o_metrics {
+            ctx.records(o, page.metrics).await?;
+        }
+        if o_audits.is_some() || o_comments.is_some() {
+            per_ticket_children(ctx, &page.live_ids, o_audits, o_comments, children_since).await?;
+        }
+        watermark = watermark.max(page.max_ts);
+        if page.after_cursor.is_some() {
+            cursor = page.after_cursor;
+        }
+        let c = cursor.clone();
+        ctx.checkpoint(|s| {
+            for o in &outs {
+                store_position(s, o.def, c.as_deref(), watermark, None);
+            }
+        })
+        .await?;
+        if page.end_of_stream {
+            return Ok(());
+        }
+    }
+}
+
+struct UsersPage {
+    users: Vec<Box<RawValue>>,
+    identities: Vec<Box<RawValue>>,
+    max_ts: Option<i64>,
+    after_cursor: Option<String>,
+    end_of_stream: bool,
+}
+
+fn parse_users_page(body: &[u8], want_identities: bool) -> Result<UsersPage, serde_json::Error> {
+    let page: CursorPage = serde_json::from_slice(body)?;
+    // The export is ordered by updated_at: the last user carries the page's watermark.
+    let max_ts = match page.users.last() {
+        Some(u) => serde_json::from_str::<crate::raw::Head>(u.get())?.epoch("updated_at"),
+        None => None,
+    };
+    Ok(UsersPage {
+        users: page.users.into_iter().map(ToOwned::to_owned).collect(),
+        identities: if want_identities { page.identities.into_iter().map(ToOwned::to_owned).collect() } else { Vec::new() },
+        max_ts,
+        after_cursor: page.after_cursor,
+        end_of_stream: page.end_of_stream,
+    })
+}
+
+/// users (+ user_identities from the `identities` side-load) from the cursor user export.
+pub async fn users_export(ctx: &ReadCtx, members: &[&'static StreamDef], pos: Position) -> Result<(), SourceError> {
+    let outs: Vec<&StreamOut> = members.iter().filter_map(|d| ctx.out_of(d.name)).collect();
+    let o_users = outs.iter().copied().find(|o| o.def.name == "users");
+    let o_ids = outs.iter().copied().find(|o| o.def.name == "user_identities");
+    let include = if o_ids.is_some() { "&include=identities" } else { "" };
+    let mut cursor = pos.cursor.clone();
+    let mut watermark = pos.watermark;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let q = match &cursor {
+            Some(c) => format!("/api/v2/incremental/users/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}", enc(c)),
+            None => format!(
+                "/api/v2/incremental/users/cursor.json?per_page={EXPORT_PER_PAGE}{include}&start_time={}",
+                watermark.unwrap_or_else(|| start_of(ctx, &pos))
+            ),
+        };
+        let page = match ctx.client.get(EndpointClass::Export, &q, |b| parse_users_page(b, o_ids.is_some())).await {
+            Ok(p) => p,
+            Err(e) => match recover(&e, cursor.is_some()) {
+                Some(Recover::Done) => return Ok(()),
+                Some(Recover::Restart) => {
+                    warn!(stream = "users", error = %e, "stored export cursor refused; restarting from the watermark");
+                    cursor = None;
+                    continue;
+                }
+                None => return Err(e.into()),
+            },
+        };
+        if let Some(o) = o_users {
+            ctx.records(o, page.users).await?;
+        }
+        if let Some(o) = o_ids {
+            ctx.records(o, page.identities).await?;
+        }
+        watermark = watermark.max(page.max_ts);
+        if page.after_cursor.is_some() {
+            cursor = page.after_cursor;
+        }
+        let c = cursor.clone();
+        ctx.checkpoint(|s| {
+            for o in &outs {
+                store_position(s, o.def, c.as_deref(), watermark, None);
+            }
+        })
+        .await?;
+        if page.end_of_stream {
+            return Ok(());
+        }
+    }
+}
+
+/// The ids emitted at the latest second of a time-based export.
+#[derive(Debug, Default)]
+struct Boundary {
+    ts: Option<i64>,
+    ids: HashSet<u64>,
+}
+
+impl Boundary {
+    fn from_position(pos: &Position) -> Self {
+        Boundary { ts: pos.watermark, ids: pos.boundary_ids.iter().copied().collect() }
+    }
+
+    /// True when the item is new (and remembers it); false for a repeat of an emitted item.
+    fn admit(&mut self, id: u64, ts: i64) -> bool {
+        match self.ts {
+            Some(b) if ts < b => true,
+            Some(b) if ts == b => self.ids.insert(id),
+            _ => {
+                self.ts = Some(ts);
+                self.ids.clear();
+                self.ids.insert(id);
+                true
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.ids.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[derive(Deserialize)]
+struct TimePage<'a> {
+    #[serde(borrow, default)]
+    items: Vec<&'a RawValue>,
+    end_time: Option<i64>,
+    end_of_stream: bool,
+}
+
+/// Parses a time-based page whose array is under `key` (renamed to `items`).
+fn parse_time_page<'a>(body: &'a [u8], key: &str) -> Result<TimePage<'a>, serde_json::Error> {
+    let all: Members<'a> = serde_json::from_slice(body)?;
+    let items = match all.get(key) {
+        Some(v) => serde_json::from_str(v.get())?,
+        None => return Err(malformed(key, "the export page has no items array")),
+    };
+    let end_time = match all.get("end_time") {
+        Some(v) => serde_json::from_str::<Option<i64>>(v.get())?,
+        None => None,
+    };
+    let end_of_stream = match all.get("end_of_stream") {
+        Some(v) => serde_json::from_str::<bool>(v.get())?,
+        None => return Err(malformed(key, "the export page has no end_of_stream")),
+    };
+    Ok(TimePage { items, end_time, end_of_stream })
+}
+
+/// A time-based export stream whose records pass through as delivered (organizations,
+/// ticket_metric_events).
+pub async fn time_export(ctx: &ReadCtx, def: &'static StreamDef, path: &str, key: &str, pos: Position) -> Result<(), SourceError> {
+    let Some(out) = ctx.out_of(def.name) else { return Ok(()) };
+    let ts_field = def.replication_key.unwrap_or("updated_at");
+    let mut boundary = Boundary::from_position(&pos);
+    let mut start = start_of(ctx, &pos);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let q = format!("{path}?start_time={start}&per_page={EXPORT_PER_PAGE}");
+        let parsed = ctx
+            .client
+            .get(EndpointClass::Export, &q, |b| {
+                let page = parse_time_page(b, key)?;
+                let mut fresh = Vec::with_capacity(page.items.len());
+                let mut b2 = Boundary { ts: boundary.ts, ids: boundary.ids.clone() };
+                for item in &page.items {
+                    let head: crate::raw::Head = serde_json::from_str(item.get())?;
+                    let (Some(id), Some(ts)) = (head.id, head.epoch(ts_field)) else {
+                        fresh.push((*item).to_owned());
+                        continue;
+                    };
+                    if b2.admit(id, ts) {
+                        fresh.push((*item).to_owned());
+                    }
+                }
+                // Keep the boundary only if the whole page parsed: a retry starts from the old one.
+                let result = (fresh, b2, page.end_time, page.end_of_stream);
+                Ok(result)
+            })
+            .await;
+        let (fresh, b2, end_time, end_of_stream) = match parsed {
+            Ok(p) => p,
+            Err(e) if e.is_too_recent_start_time() => return Ok(()),
+            Err(e) => return Err(SourceError::from(e).in_stream(def.name)),
+        };
+        boundary = b2;
+        let new = fresh.len();
+        ctx.records(out, fresh).await?;
+        let ids = boundary.ids();
+        let wm = boundary.ts;
+        ctx.checkpoint(|s| store_position(s, def, None, wm, Some(&ids))).await?;
+        if end_of_stream {
+            return Ok(());
+        }
+        start = next_start(def.name, start, end_time, new)?;
+    }
+}
+
+/// The next page's `start_time`: the page's `end_time`; a page that neither moved the clock nor
+/// brought anything new would loop forever, so that is an error.
+fn next_start(stream: &str, start: i64, end_time: Option<i64>, new: usize) -> Result<i64, SourceError> {
+    match end_time {
+        Some(e) if e > start || new > 0 => Ok(e.max(start)),
+        _ => Err(SourceError::new(
+            seam_core::ErrorKind::Transient,
+            format!("the {stream} export did not advance past start_time {start}; try again later"),
+        )
+        .in_stream(stream)),
+    }
+}
+
+#[derive(Deserialize)]
+struct TicketEvent<'a> {
+    id: u64,
+    ticket_id: u64,
+    timestamp: i64,
+    #[serde(default, borrow)]
+    created_at: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    updater_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    via: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    system: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    child_events: Vec<&'a RawValue>,
+}
+
+/// The `via.channel` behind the label the ticket-events export writes
+/// (https://developer.zendesk.com/documentation/ticketing/reference-guides/via-types/).
+fn channel_of(label: &str) -> String {
+    match label {
+        "Web form" => "web".into(),
+        "Mail" => "email".into(),
+        "Web service" => "api".into(),
+        "Voice" => "voice".into(),
+        "Chat" => "chat".into(),
+        "Closed ticket" => "closed_ticket".into(),
+        "Ticket sharing" => "ticket_sharing".into(),
+        "Rule" => "rule".into(),
+        "Mobile" => "mobile".into(),
+        other => other.to_ascii_lowercase().replace(' ', "_"),
+    }
+}
+
+fn str_of(v: Option<&&RawValue>) -> Option<String> {
+    v.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+}
+
+const NULL: &str = "null";
+
+/// Builds the audit and its comments from one ticket-events item.
+fn audit_and_comments(ev: &TicketEvent<'_>, want_audit: bool, want_comments: bool) -> Result<(Option<String>, Vec<String>), serde_json::Error> {
+    let id = ev.id.to_string();
+    let ticket_id = ev.ticket_id.to_string();
+    let created = ev.created_at.map_or_else(|| json_string(&crate::raw::iso(ev.timestamp)), |c| c.get().to_owned());
+    let via = format!(
+        "{{\"channel\":{},\"source\":null}}",
+        ev.via.as_deref().map_or_else(|| NULL.to_owned(), |l| json_string(&channel_of(l)))
+    );
+    let metadata = format!(
+        "{{\"system\":{},\"custom\":{}}}",
+        ev.system.map_or("{}", |s| s.get()),
+        ev.metadata.map_or("{}", |s| s.get())
+    );
+    let mut comments = Vec::new();
+    let mut events = Vec::with_capacity(ev.child_events.len());
+    for child in &ev.child_events {
+        let m: Members = members(child)?;
+        let kind = str_of(m.get("event_type")).unwrap_or_default();
+        let cid = m.get("id").map_or(NULL, |v| v.get());
+        if kind == "Comment" {
+            if want_comments {
+                let audit_id = m.get("audit_id").map_or(id.as_str(), |v| v.get());
+                let c_created = m.get("created_at").map_or(created.as_str(), |v| v.get());
+                comments.push(write_object(
+                    &[
+                        ("id", cid),
+                        ("type", "\"Comment\""),
+                        ("ticket_id", &ticket_id),
+                        ("audit_id", audit_id),
+                        ("created_at", c_created),
+                        ("via", &via),
+                        ("metadata", &metadata),
+                    ],
+                    &m,
+                    &["via_reference_id", "event_type"],
+                ));
+            }
+            if want_audit {
+                events.push(write_object(
+                    &[("id", cid), ("type", "\"Comment\"")],
+                    &m,
+                    &["via", "via_reference_id", "event_type", "created_at"],
+                ));
+            }
+            continue;
+        }
+        if !want_audit {
+            continue;
+        }
+        let ty = json_string(&kind);
+        const META: &[&str] = &["id", "via", "via_reference_id", "event_type", "previous_value"];
+        let fields: Vec<(&Cow<str>, &&RawValue)> = m.iter().filter(|(k, _)| !META.contains(&k.as_ref())).collect();
+        if matches!(kind.as_str(), "Create" | "Change") && fields.len() == 1 {
+            // The export writes a field change as `{"<field>": value}`; audits as field_name/value.
+            let (name, value) = fields[0];
+            let fname = json_string(name);
+            let mut first: Vec<(&str, &str)> =
+                vec![("id", cid), ("type", &ty), ("field_name", &fname), ("value", value.get())];
+            if let Some(pv) = m.get("previous_value") {
+                first.push(("previous_value", pv.get()));
+            }
+            events.push(write_object(&first, &Members::new(), &[]));
+        } else {
+            events.push(write_object(&[("id", cid), ("type", &ty)], &m, &["via", "via_reference_id", "event_type"]));
+        }
+    }
+    let audit = want_audit.then(|| {
+        let mut s = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 256);
+        s.push_str("{\"id\":");
+        s.push_str(&id);
+        s.push_str(",\"ticket_id\":");
+        s.push_str(&ticket_id);
+        s.push_str(",\"created_at\":");
+        s.push_str(&created);
+        s.push_str(",\"author_id\":");
+        s.push_str(ev.updater_id.map_or(NULL, |u| u.get()));
+        s.push_str(",\"via\":");
+        s.push_str(&via);
+        s.push_str(",\"metadata\":");
+        s.push_str(&metadata);
+        s.push_str(",\"events\":[");
+        s.push_str(&events.join(","));
+        s.push_str("]}");
+        s
+    });
+    Ok((audit, comments))
+}
+
+/// Ids of soft-deleted tickets: their audits and comments are not replicated (as tap-zendesk skips a
+/// deleted ticket's children). Loaded once per read from `/api/v2/deleted_tickets`.
+async fn deleted_ticket_ids(ctx: &ReadCtx) -> Result<&HashSet<u64>, SourceError> {
+    ctx.deleted_tickets
+        .get_or_try_init(|| async {
+            match super::lists::collect_ids(ctx, "/api/v2/deleted_tickets.json", "deleted_tickets").await {
+                Ok(ids) => Ok(ids),
+                Err(e) if e.is_forbidden() => {
+                    warn!(error = %e, "cannot list deleted tickets; their comments and audits may be replicated");
+                    Ok(HashSet::new())
+                }
+                Err(e) => Err(SourceError::from(e)),
+            }
+        })
+        .await
+}
+
+/// ticket_comments and ticket_audits from the bulk ticket-events export: one request per 1,000
+/// audits, archived tickets included. Both streams come out of the same pages when both are selected.
+pub async fn ticket_events(ctx: &ReadCtx, members_: &[&'static StreamDef], pos: Position) -> Result<(), SourceError> {
+    let outs: Vec<&StreamOut> = members_.iter().filter_map(|d| ctx.out_of(d.name)).collect();
+    let o_audits = outs.iter().copied().find(|o| o.def.name == "ticket_audits");
+    let o_comments = outs.iter().copied().find(|o| o.def.name == "ticket_comments");
+    let deleted = deleted_ticket_ids(ctx).await?;
+    let mut boundary = Boundary::from_position(&pos);
+    let mut start = start_of(ctx, &pos);
+    let path = "/api/v2/incremental/ticket_events.json";
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let include = if o_comments.is_some() { "&include=comment_events" } else { "" };
+        let q = format!("{path}?start_time={start}&per_page={EXPORT_PER_PAGE}{include}");
+        let parsed = ctx
+            .client
+            .get(EndpointClass::Export, &q, |b| {
+                let page = parse_time_page(b, "ticket_events")?;
+                let mut b2 = Boundary { ts: boundary.ts, ids: boundary.ids.clone() };
+                let (mut audits, mut comments) = (Vec::new(), Vec::new());
+                let mut new = 0usize;
+                for item in &page.items {
+                    let ev: TicketEvent = serde_json::from_str(item.get())?;
+                    if !b2.admit(ev.id, ev.timestamp) {
+                        continue;
+                    }
+                    new += 1;
+                    if deleted.contains(&ev.ticket_id) {
+                        continue;
+                    }
+                    let (a, cs) = audit_and_comments(&ev, o_audits.is_some(), o_comments.is_some())?;
+                    if let Some(a) = a {
+                        audits.push(RawValue::from_string(a)?);
+                    }
+                    for c in cs {
+                        comments.push(RawValue::from_string(c)?);
+                    }
+                }
+                Ok((audits, comments, new, b2, page.end_time, page.end_of_stream))
+            })
+            .await;
+        let (audits, comments, new, b2, end_time, end_of_stream) = match parsed {
+            Ok(p) => p,
+            Err(e) if e.is_too_recent_start_time() => return Ok(()),
+            Err(e) => return Err(SourceError::from(e).in_stream(members_.first().map_or("ticket_comments", |d| d.name))),
+        };
+        boundary = b2;
+        if let Some(o) = o_audits {
+            ctx.records(o, audits).await?;
+        }
+        if let Some(o) = o_comments {
+            ctx.records(o, comments).await?;
+        }
+        let ids = boundary.ids();
+        let wm = boundary.ts;
+        ctx.checkpoint(|s| {
+            for o in &outs {
+                store_position(s, o.def, None, wm, Some(&ids));
+            }
+        })
+        .await?;
+        if end_of_stream {
+            return Ok(());
+        }
+        start = next_start("ticket_events", start, end_time, new)?;
+    }
+}
+
+#[derive(Deserialize)]
+struct AuditsPage<'a> {
+    #[serde(borrow, default)]
+    audits: Vec<&'a RawValue>,
+    #[serde(default)]
+    meta: Option<super::lists::Meta>,
+}
+
+#[derive(Deserialize)]
+struct Audit<'a> {
+    id: u64,
+    ticket_id: u64,
+    #[serde(borrow)]
+    created_at: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    via: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+type Children = (Vec<Box<RawValue>>, Vec<Box<RawValue>>);
+
+fn parse_audits(body: &[u8], since: i64) -> Result<(Children, Option<String>), serde_json::Error> {
+    let page: AuditsPage = serde_json::from_slice(body)?;
+    let (mut audits, mut comments) = (Vec::new(), Vec::new());
+    for a in page.audits {
+        let audit: Audit = serde_json::from_str(a.get())?;
+        let created = audit.created_at.map_or(NULL, |c| c.get());
+        let ts = serde_json::from_str::<String>(created).ok().and_then(|s| crate::raw::parse_epoch(&s));
+        if ts.is_some_and(|t| t < since) {
+            // Audits older than this run's start were replicated with the ticket's earlier changes.
+            continue;
+        }
+        audits.push(a.to_owned());
+        let (aid, tid) = (audit.id.to_string(), audit.ticket_id.to_string());
+        for e in &audit.events {
+            let m = members(e)?;
+            if str_of(m.get("type")).as_deref() != Some("Comment") {
+                continue;
+            }
+            let cid = m.get("id").map_or(NULL, |v| v.get());
+            let c = write_object(
+                &[
+                    ("id", cid),
+                    ("type", "\"Comment\""),
+                    ("ticket_id", &tid),
+                    ("audit_id", &aid),
+                    ("created_at", created),
+                    ("via", audit.via.map_or(NULL, |v| v.get())),
+                    ("metadata", audit.metadata.map_or(NULL, |v| v.get())),
+                ],
+                &m,
+                &[],
+            );
+            comments.push(RawValue::from_string(c)?);
+        }
+    }
+    let next = page.meta.filter(|m| m.has_more).and_then(|m| m.after_cursor);
+    Ok(((audits, comments), next))
+}
+
+/// One ticket's audits and comments from `/api/v2/tickets/{id}/audits` (450 requests/min; works for
+/// archived tickets; a deleted ticket answers 404 and is skipped).
+async fn audits_of(ctx: &ReadCtx, ticket: u64, since: i64) -> Result<Children, SourceError> {
+    let (mut audits, mut comments) = (Vec::new(), Vec::new());
+    let mut after: Option<String> = None;
+    loop {
+        let q = match &after {
+            Some(c) => format!("/api/v2/tickets/{ticket}/audits.json?page[size]=100&page[after]={}", enc(c)),
+            None => format!("/api/v2/tickets/{ticket}/audits.json?page[size]=100"),
+        };
+        match ctx.client.get(EndpointClass::TicketAudits, &q, |b| parse_audits(b, since)).await {
+            Ok(((a, c), next)) => {
+                audits.extend(a);
+                comments.extend(c);
+                match next {
+                    Some(n) => after = Some(n),
+                    None => return Ok((audits, comments)),
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                info!(ticket, "ticket has no audits any more (deleted); skipped");
+                return Ok((Vec::new(), Vec::new()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Per-ticket mode: the audits and comments of the tickets of one export page, a few at a time.
+async fn per_ticket_children(
+    ctx: &ReadCtx,
+    ids: &[u64],
+    o_audits: Option<&StreamOut>,
+    o_comments: Option<&StreamOut>,
+    since: i64,
+) -> Result<(), SourceError> {
+    use futures::StreamExt;
+    let mut results = futures::stream::iter(ids.iter().copied()).map(|id| audits_of(ctx, id, since)).buffered(8);
+    while let Some(r) = results.next().await {
+        let (audits, comments) = r?;
+        if let Some(o) = o_audits {
+            ctx.records(o, audits).await?;
+        }
+        if let Some(o) = o_comments {
+            ctx.records(o, comments).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundary_drops_repeats_and_keeps_new_items_of_the_same_second() {
+        let mut b = Boundary::default();
+        assert!(b.admit(1, 10));
+        assert!(b.admit(2, 10));
+        // Next page repeats second 10: 1 and 2 are repeats, 3 is new at the same second.
+        assert!(!b.admit(1, 10));
+        assert!(!b.admit(2, 10));
+        assert!(b.admit(3, 10));
+        assert!(b.admit(4, 11));
+        assert_eq!(b.ids(), vec![4]);
+        // From a stored bookmark.
+        let mut b = Boundary::from_position(&Position { cursor: None, watermark: Some(11), boundary_ids: vec![4] });
+        assert!(!b.admit(4, 11));
+        assert!(b.admit(5, 11));
+    }
+
+    #[test]
+    fn tickets_page_drops_fields_and_splits_metric_sets() {
+        let body = br#"{"tickets":[{"id":1,"generated_timestamp":5,"status":"open","custom_fields":[{"id":9,"value":[1]}],"fields":[{"id":9,"value":[1]}],"metric_set":{"id":77,"ticket_id":1}},
+            {"id":2,"generated_timestamp":7,"status":"deleted","fields":[]}],"after_cursor":"abc","end_of_stream":true}"#;
+        let p = parse_tickets_page(body, true, true).unwrap();
+        assert_eq!(p.tickets[0].get(), r#"{"id":1,"generated_timestamp":5,"status":"open","custom_fields":[{"id":9,"value":[1]}]}"#);
+        assert_eq!(p.tickets[1].get(), r#"{"id":2,"generated_timestamp":7,"status":"deleted"}"#);
+        assert_eq!(p.metrics.len(), 1);
+        assert_eq!(p.live_ids, vec![1]);
+        assert_eq!(p.max_ts, Some(7));
+        assert_eq!(p.after_cursor.as_deref(), Some("abc"));
+        assert!(parse_tickets_page(&body[..body.len() / 2], true, true).is_err(), "a truncated page is an error");
+    }
+
+    #[test]
+    fn ticket_events_become_audits_and_comments() {
+        let item = r#"{"id":10,"ticket_id":3,"timestamp":1704067200,"created_at":"2024-01-01T00:00:00Z","updater_id":5,"via":"Web form",
+            "system":{"client":"x"},"metadata":{},"event_type":"Audit","child_events":[
+            {"id":11,"type":"Comment","author_id":5,"body":"hi","public":true,"attachments":[],"audit_id":10,"via":"Web form","via_reference_id":null,"created_at":"2024-01-01T00:00:00Z","event_type":"Comment"},
+            {"id":12,"via":"Web form","via_reference_id":null,"event_type":"Change","status":"open","previous_value":"new"}]}"#;
+        let ev: TicketEvent = serde_json::from_str(item).unwrap();
+        let (a, cs) = audit_and_comments(&ev, true, true).unwrap();
+        let a: serde_json::Value = serde_json::from_str(&a.unwrap()).unwrap();
+        assert_eq!(a["author_id"], 5);
+        assert_eq!(a["via"]["channel"], "web");
+        assert_eq!(a["events"][1]["field_name"], "status");
+        assert_eq!(a["events"][1]["value"], "open");
+        assert_eq!(a["events"][1]["previous_value"], "new");
+        assert_eq!(a["events"][0]["type"], "Comment");
+        assert_eq!(cs.len(), 1);
+        let c: serde_json::Value = serde_json::from_str(&cs[0]).unwrap();
+        assert_eq!(c["ticket_id"], 3);
+        assert_eq!(c["audit_id"], 10);
+        assert_eq!(c["body"], "hi");
+        assert_eq!(c["via"]["channel"], "web");
+        assert!(c.get("event_type").is_none());
+    }
+}
