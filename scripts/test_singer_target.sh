@@ -12,6 +12,9 @@ tickets="${1:-300}"
 source scripts/python-env.sh
 command -v target-jsonl >/dev/null || pip install --quiet --disable-pip-version-check "target-jsonl==0.1.4"
 
+# seam links DuckDB (its warehouse): the prebuilt library must be where the loader looks.
+scripts/fetch-duckdb.sh
+export LD_LIBRARY_PATH="$root/.duckdb/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo build --quiet -p seam-cli -p zendesk-sim
 bin="$CARGO_TARGET_DIR/debug"
 work="$(mktemp -d /tmp/seam-singer-target.XXXXXX)"

@@ -22,6 +22,8 @@ enum Command {
     Tap(cmd::tap::Args),
     /// Replicate Zendesk into a warehouse in one process: `seam sync --config zendesk.json --destination duckdb:PATH|postgres://… --schema NAME`.
     Sync(cmd::sync::Args),
+    /// A Singer target: `seam target duckdb --database FILE --schema NAME` or `seam target postgres --url URL --schema NAME`.
+    Target(cmd::target::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Command::SchemaName(args) => cmd::schema_name::run(args),
         Command::Tap(args) => cmd::tap::run(args),
         Command::Sync(args) => cmd::sync::run(args),
+        Command::Target(args) => cmd::target::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

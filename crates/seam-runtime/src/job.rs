@@ -465,7 +465,7 @@ pub struct JobOutcome {
 }
 
 /// Runs one job to the end (or to the first safe point after `cancel`), recording everything in the
-/// metastore. Never returns an error: failures end the job as `failed` with the error's message, a
+/// metastore. The caller then runs [`check_usage_thresholds`]. Never returns an error: failures end the job as `failed` with the error's message, a
 /// CRITICAL log line and a notification.
 pub async fn run_job(
     ctx: &JobContext,
@@ -532,7 +532,6 @@ pub async fn run_job(
         }
     };
     info!(source_id = integration.id, job = %stored.job_name, status = stored.status.as_str(), rows = rows_total, "job ended");
-    check_usage_thresholds(ctx).await;
     JobOutcome { job: stored, rows_loaded: rows_total }
 }
 

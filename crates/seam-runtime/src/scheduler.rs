@@ -21,7 +21,7 @@
 //! with paused time.
 
 use crate::job::{
-    run_check, run_job, usage_summary, JobContext, JobPhase, JobProgress, ProgressHandle,
+    check_usage_thresholds, run_check, run_job, usage_summary, JobContext, JobPhase, JobProgress, ProgressHandle,
 };
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use seam_metastore::{
@@ -491,10 +491,10 @@ impl Scheduler {
     /// When the integration's next scheduled job starts (`None`: paused, not configured, deleted).
     pub async fn next_fire_time(&self, integration: &Integration) -> Result<Option<DateTime<Utc>>, SchedulerError> {
         let jobs = self.inner.ctx.metastore.list_jobs(integration.id, RECENT_JOBS).await?;
-        Ok(self.next_from_jobs(integration, &jobs))
+        Ok(self.next_from_jobs(integration, &jobs, self.inner.ctx.clock.now()))
     }
 
-    fn next_from_jobs(&self, integration: &Integration, jobs: &[Job]) -> Option<DateTime<Utc>> {
+    fn next_from_jobs(&self, integration: &Integration, jobs: &[Job], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if integration.deleted_at.is_some() || integration.paused_at.is_some() || !integration.is_configured() {
             return None;
         }
@@ -502,7 +502,7 @@ impl Scheduler {
         let last = jobs.first();
         let inputs = ScheduleInputs {
             created_at: integration.created_at,
-            first_run_at: self.inner.ctx.clock.now(),
+            first_run_at: now,
             last_start: last.map(|j| j.start_time),
             last_end: last.and_then(|j| j.completion_time),
             consecutive_failures: consecutive_failures(jobs),
@@ -569,6 +569,7 @@ impl Scheduler {
             run_job(&ctx, integration, started, cancel, progress).await;
             me.running().remove(&id);
             me.changed();
+            check_usage_thresholds(&ctx).await;
         });
         Ok(job)
     }
@@ -601,7 +602,7 @@ impl Scheduler {
                 continue;
             }
             let jobs = ctx.metastore.list_jobs(integration.id, RECENT_JOBS).await?;
-            let Some(next) = self.next_from_jobs(&integration, &jobs) else { continue };
+            let Some(next) = self.next_from_jobs(&integration, &jobs, now) else { continue };
             if next > now {
                 let until = (next - now).to_std().unwrap_or(Duration::ZERO);
                 wait = wait.min(until);

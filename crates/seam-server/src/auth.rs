@@ -24,11 +24,17 @@ pub fn hash_token(token: &str) -> String {
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// On first start (no token stored) creates one and returns it, to be printed once; otherwise `None`.
-pub async fn bootstrap_token(metastore: &dyn Metastore, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, MetastoreError> {
+pub async fn bootstrap_token(
+    metastore: &dyn Metastore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, MetastoreError> {
     if metastore.count_tokens().await? > 0 {
         return Ok(None);
     }
@@ -53,12 +59,17 @@ impl DashboardCaller {
 
 /// Middleware: lets the request through only with `Authorization: Bearer <known token>`, or when the
 /// dashboard forwarded it in-process (a [`DashboardCaller`] extension).
-pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if request.extensions().get::<DashboardCaller>().is_some() {
         return Ok(next.run(request).await);
     }
-    let unauthorized =
-        || ApiError::Unauthorized("missing or unknown API token: send Authorization: Bearer <token>".to_owned());
+    let unauthorized = || {
+        ApiError::Unauthorized("missing or unknown API token: send Authorization: Bearer <token>".to_owned())
+    };
     let token = request
         .headers()
         .get(AUTHORIZATION)
@@ -81,6 +92,9 @@ mod tests {
         let a = new_token();
         assert!(a.starts_with(TOKEN_PREFIX) && a.len() > 40);
         assert_ne!(a, new_token());
-        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

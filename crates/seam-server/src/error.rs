@@ -74,7 +74,9 @@ impl ApiError {
             | ApiError::InvalidCronExpression(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::ResetRequired(_) | ApiError::Conflict(_) | ApiError::NotConfigured(_) => StatusCode::CONFLICT,
+            ApiError::ResetRequired(_) | ApiError::Conflict(_) | ApiError::NotConfigured(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

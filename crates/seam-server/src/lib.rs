@@ -99,7 +99,9 @@ use axum::Router;
 /// `ui::router() -> Router` and is merged here; the API owns `/v4`, `/health`, `/openapi.json`,
 /// `/metrics`). Unknown paths get a JSON 404.
 pub fn app(state: AppState) -> Router {
-    api::router(state.clone()).merge(ui::router(state)).fallback(not_found)
+    api::router(state.clone())
+        .merge(ui::router(state))
+        .fallback(not_found)
 }
 
 async fn not_found() -> ApiError {

@@ -55,7 +55,10 @@ impl Notifier for WebhookNotifier {
         tokio::spawn(async move {
             match client.post(&url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => warn!(status = r.status().as_u16(), "notification webhook answered with an error"),
+                Ok(r) => warn!(
+                    status = r.status().as_u16(),
+                    "notification webhook answered with an error"
+                ),
                 Err(e) => warn!(error = %e, "notification webhook could not be reached"),
             }
         });

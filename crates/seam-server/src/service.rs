@@ -85,7 +85,10 @@ impl Service {
     /// Starts everything; returns once the listener is bound.
     pub async fn start(config: ServiceConfig) -> Result<Service, ServiceError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::DataDir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
         let metastore: Arc<dyn Metastore> = match config.metastore {
             Some(m) => m,
             None => {
@@ -106,7 +109,8 @@ impl Service {
         let initial_token = bootstrap_token(metastore.as_ref(), config.clock.now()).await?;
         // The dashboard's `admin` account: SEAM_ADMIN_PASSWORD, or a password generated on first start.
         let admin_env = std::env::var(crate::ui::ADMIN_PASSWORD_ENV).ok();
-        let initial_admin_password = crate::ui::bootstrap_admin(metastore.as_ref(), admin_env.as_deref()).await?;
+        let initial_admin_password =
+            crate::ui::bootstrap_admin(metastore.as_ref(), admin_env.as_deref()).await?;
         let telemetry = Arc::new(Telemetry::default());
         let notifier: Arc<dyn Notifier> = Arc::new(WebhookNotifier::new(Arc::clone(&metastore)));
         let ctx = JobContext {
@@ -118,22 +122,43 @@ impl Service {
             clock: Arc::clone(&config.clock),
         };
         let scheduler = Scheduler::start(ctx, config.scheduler).await?;
-        let state = AppState { metastore, cipher, scheduler, telemetry, clock: config.clock };
+        let state = AppState {
+            metastore,
+            cipher,
+            scheduler,
+            telemetry,
+            clock: config.clock,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| ServiceError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| ServiceError::Bind { addr: config.listen, source })?;
+            .map_err(|source| ServiceError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServiceError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let app = crate::app(state.clone());
         let stop_http = CancellationToken::new();
         let stop = stop_http.clone();
         let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "http server failed");
             }
         });
         info!(%addr, "seam is listening");
-        Ok(Service { addr, initial_token, initial_admin_password, state, stop_http, server })
+        Ok(Service {
+            addr,
+            initial_token,
+            initial_admin_password,
+            state,
+            stop_http,
+            server,
+        })
     }
 
     /// The bound address.

@@ -61,7 +61,10 @@ impl ConnectorFactory for TestFactory {
     }
 
     fn destination(&self, _schema_name: &str) -> Result<Box<dyn Destination>, JobError> {
-        Ok(Box::new(MemoryDestination { warehouse: Arc::clone(&self.warehouse), staged: BTreeMap::new() }))
+        Ok(Box::new(MemoryDestination {
+            warehouse: Arc::clone(&self.warehouse),
+            staged: BTreeMap::new(),
+        }))
     }
 }
 
@@ -96,7 +99,10 @@ impl Destination for MemoryDestination {
         if let Some(s) = state {
             *self.warehouse.state.lock().unwrap() = Some(s.clone());
         }
-        Ok(CommitReport { rows: staged, rejected: BTreeMap::new() })
+        Ok(CommitReport {
+            rows: staged,
+            rejected: BTreeMap::new(),
+        })
     }
 }
 
@@ -127,7 +133,9 @@ fn browser_programs(test: &str) -> Option<(PathBuf, PathBuf)> {
                 std::env::var_os("CI").is_none(),
                 "{test}: chromium and chromedriver are required when CI is set (apt-get install chromium chromium-driver)"
             );
-            println!("SKIP {test}: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
+            println!(
+                "SKIP {test}: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+            );
             None
         }
     }
@@ -178,10 +186,21 @@ impl Browser {
         ];
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".to_owned(), json!("chrome"));
-        caps.insert("goog:chromeOptions".to_owned(), json!({"binary": chromium, "args": args}));
-        let client = ClientBuilder::new(HttpConnector::new()).capabilities(caps).connect(&url).await.unwrap();
+        caps.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({"binary": chromium, "args": args}),
+        );
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .unwrap();
         client.set_window_size(WIDTH, HEIGHT).await.unwrap();
-        Browser { client, _driver: driver, _profile: profile }
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
     }
 }
 
@@ -201,10 +220,19 @@ const SIM_TOKEN: &str = "sim-token";
 
 impl Stack {
     async fn start(chromium: &Path, chromedriver: &Path) -> Stack {
-        let sim_config = zendesk_sim::SimConfig { tickets: 60, rate_limits: false, ..Default::default() };
-        let sim = zendesk_sim::start(sim_config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let sim_config = zendesk_sim::SimConfig {
+            tickets: 60,
+            rate_limits: false,
+            ..Default::default()
+        };
+        let sim = zendesk_sim::start(sim_config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let data = tempfile::tempdir().unwrap();
-        let factory = Arc::new(TestFactory { zendesk_base_url: sim.base_url(), warehouse: Arc::default() });
+        let factory = Arc::new(TestFactory {
+            zendesk_base_url: sim.base_url(),
+            warehouse: Arc::default(),
+        });
         let service = Service::start(ServiceConfig {
             data_dir: data.path().to_owned(),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -215,10 +243,18 @@ impl Stack {
         })
         .await
         .unwrap();
-        seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD).await.unwrap();
+        seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD)
+            .await
+            .unwrap();
         let base = format!("http://{}", service.addr());
         let b = Browser::start(chromium, chromedriver).await;
-        Stack { base, service: Some(service), sim: Some(sim), _data: data, b }
+        Stack {
+            base,
+            service: Some(service),
+            sim: Some(sim),
+            _data: data,
+            b,
+        }
     }
 
     async fn stop(mut self) {
@@ -255,7 +291,12 @@ impl Stack {
                 }
             }
             if Instant::now() > deadline {
-                let url = self.c().current_url().await.map(|u| u.to_string()).unwrap_or_default();
+                let url = self
+                    .c()
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
                 self.shot("failure").await;
                 panic!("timed out waiting for {css:?} to contain {text:?} on {url}; last text: {last:?}");
             }
@@ -266,7 +307,16 @@ impl Stack {
     async fn click(&self, css: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match self.c().find(Locator::Css(css)).await {
+            let found = self.c().find(Locator::Css(css)).await;
+            if let Ok(e) = &found {
+                // Centre it first, so sticky bars never cover what a person would click.
+                let arg = serde_json::to_value(e).unwrap();
+                let _ = self
+                    .c()
+                    .execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg])
+                    .await;
+            }
+            match found {
                 Ok(e) if e.click().await.is_ok() => return,
                 _ if Instant::now() > deadline => panic!("cannot click {css}"),
                 _ => tokio::time::sleep(Duration::from_millis(150)).await,
@@ -275,7 +325,13 @@ impl Stack {
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let e = self.c().wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await.unwrap();
+        let e = self
+            .c()
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap();
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }
@@ -292,7 +348,11 @@ impl Stack {
     /// Saves the whole page (the window grows to the page's height) as `docs/screenshots/{name}.png`.
     async fn shot(&self, name: &str) {
         tokio::time::sleep(Duration::from_millis(300)).await; // let transitions settle
-        let height = self.js("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(u64::from(HEIGHT));
+        let height = self
+            .js("return document.documentElement.scrollHeight")
+            .await
+            .as_u64()
+            .unwrap_or(u64::from(HEIGHT));
         let height = u32::try_from(height).unwrap_or(HEIGHT).clamp(HEIGHT, 2600);
         let _ = self.c().set_window_size(WIDTH, height).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -309,15 +369,26 @@ impl Stack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seed_flow_in_a_real_browser() {
-    let Some((chromium, driver)) = browser_programs("seed_flow_in_a_real_browser") else { return };
+    let Some((chromium, driver)) = browser_programs("seed_flow_in_a_real_browser") else {
+        return;
+    };
     let s = Stack::start(&chromium, &driver).await;
 
     // Signed out: any page leads to the sign-in form; a wrong password is refused with a hint.
     s.go("/").await;
     s.wait_text("h1", "Sign in").await;
     let cookie_flags = reqwest::get(format!("{}/signin", s.base)).await.unwrap();
-    let set_cookie = cookie_flags.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
-    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let set_cookie = cookie_flags
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
     s.type_into("#password", "wrong password").await;
     s.click("#signin-button").await;
     s.wait_text(".banner-error", "Wrong user name or password").await;
@@ -337,9 +408,15 @@ async fn seed_flow_in_a_real_browser() {
     // The schema name shows as you type ("Stitch Zendesk" → stitch_zendesk).
     s.type_into("#display_name", "Stitch Zendesk").await;
     s.wait_text("#schema-name", "stitch_zendesk").await;
-    assert_eq!(s.value("input[name=frequency]:checked").await, "30", "30 minutes is the preset frequency");
+    assert_eq!(
+        s.value("input[name=frequency]:checked").await,
+        "30",
+        "30 minutes is the preset frequency"
+    );
     let start = s.value("#start_date").await;
-    let year_back = (chrono::Utc::now().date_naive() - chrono::Days::new(366)).format("%Y-%m-%d").to_string();
+    let year_back = (chrono::Utc::now().date_naive() - chrono::Days::new(366))
+        .format("%Y-%m-%d")
+        .to_string();
     assert!(start >= year_back, "start date {start} defaults to one year back");
 
     // A bad site prefix: the API says what to fix, nothing is created, the form is kept as typed.
@@ -355,9 +432,13 @@ async fn seed_flow_in_a_real_browser() {
     // A wrong API token: the connection check fails with what to fix; the form is kept.
     s.type_into("#subdomain", "acme").await;
     s.click("#save-integration").await;
-    s.wait_text("#check-progress", "The connection check failed").await;
+    s.wait_text("#check-progress", "The connection check failed")
+        .await;
     let err = s.wait_text("#form-error", "The connection check failed").await;
-    assert!(err.to_lowercase().contains("token"), "the error names the token: {err}");
+    assert!(
+        err.to_lowercase().contains("token"),
+        "the error names the token: {err}"
+    );
     assert_eq!(s.value("#subdomain").await, "acme");
     assert_eq!(s.value("#api_token").await, "wrong-token");
     s.shot("05-wrong-token").await;
@@ -367,7 +448,8 @@ async fn seed_flow_in_a_real_browser() {
     s.click("#save-integration").await;
     s.wait_text("#flash .banner-success", "Success!").await;
     s.wait_text("h1#integration-name", "Stitch Zendesk").await;
-    s.wait_text("#tab-tables[aria-selected=true]", "Tables to Replicate").await;
+    s.wait_text("#tab-tables[aria-selected=true]", "Tables to Replicate")
+        .await;
     s.wait_text("#selection-count", "tables selected").await;
     s.shot("06-success-tables-to-replicate").await;
 
@@ -403,17 +485,29 @@ async fn seed_flow_in_a_real_browser() {
     // Run Extraction Now: live progress, then the finished job, rows on Loads, usage grows.
     s.go("/integrations/1/extractions").await;
     s.click("#run-extraction").await;
-    s.wait_text("table#extractions", "succeeded").await;
-    s.shot("07-extractions").await;
+    s.wait_text(
+        "#extractions tr.job-row[data-job-status=succeeded]",
+        "Run Extraction Now",
+    )
+    .await;
     s.click("#extractions button[data-job]").await;
-    s.wait_text("pre.logs", "tap-zendesk").await;
+    s.wait_text("pre.logs", "Job finished").await;
+    s.shot("07-extractions").await;
     s.click("#tab-loads").await;
-    let tickets = s.wait_text("table#loads tr[data-table=tickets] td.rows", "").await;
-    assert!(tickets.replace(',', "").parse::<u64>().unwrap() > 0, "tickets loaded: {tickets}");
+    let tickets = s
+        .wait_text("table#loads tr[data-table=tickets] td.rows", "")
+        .await;
+    assert!(
+        tickets.replace(',', "").parse::<u64>().unwrap() > 0,
+        "tickets loaded: {tickets}"
+    );
     s.shot("08-loads").await;
     s.go("/usage").await;
     let used = s.wait_text("#rows-used", "").await;
-    assert!(used.replace(',', "").parse::<u64>().unwrap() > 0, "usage grew: {used}");
+    assert!(
+        used.replace(',', "").parse::<u64>().unwrap() > 0,
+        "usage grew: {used}"
+    );
     s.shot("10-usage").await;
     s.go("/").await;
     s.wait_text("#integrations", "Stitch Zendesk").await;
@@ -427,11 +521,10 @@ async fn seed_flow_in_a_real_browser() {
     s.click("#save-schedule").await;
     s.wait_text(".banner-success", "every 1 hour").await;
     s.wait_text(".page-head .sub", "every 1 hour").await;
+    s.type_into("#cron_expression", "0 0 6 * * MON").await;
+    s.wait_text("#cron-preview", "put ? in one of them").await;
     s.type_into("#cron_expression", "0 0 6 ? * MON-FRI").await;
     s.wait_text("#cron-preview", "Next runs").await;
-    s.type_into("#cron_expression", "0 0 6 * * MON").await;
-    s.wait_text("#cron-preview", "?").await;
-    s.type_into("#cron_expression", "").await;
     s.click("#pause-toggle").await;
     s.wait_text("#paused-state", "Paused").await;
     s.wait_text("h1#integration-name .pill", "Paused").await;
@@ -447,7 +540,10 @@ async fn seed_flow_in_a_real_browser() {
 async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
     // No browser needed: the rules the browser relies on, over plain HTTP.
     let data = tempfile::tempdir().unwrap();
-    let factory = Arc::new(TestFactory { zendesk_base_url: "http://127.0.0.1:9".to_owned(), warehouse: Arc::default() });
+    let factory = Arc::new(TestFactory {
+        zendesk_base_url: "http://127.0.0.1:9".to_owned(),
+        warehouse: Arc::default(),
+    });
     let service = Service::start(ServiceConfig {
         data_dir: data.path().to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -458,26 +554,73 @@ async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
     })
     .await
     .unwrap();
-    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD).await.unwrap();
+    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD)
+        .await
+        .unwrap();
     let base = format!("http://{}", service.addr());
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
 
     // Signed out: pages redirect to the sign-in, the forwarder answers 401, the API still wants a token.
     let r = http.get(format!("{base}/usage")).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/signin?next=/usage");
-    assert_eq!(http.get(format!("{base}/ui/api/sources")).send().await.unwrap().status(), 401);
-    assert_eq!(http.get(format!("{base}/v4/sources")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(format!("{base}/ui/api/sources"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(format!("{base}/v4/sources"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     // Sign in: the form's token must match its cookie.
     let page = http.get(format!("{base}/signin")).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let token = cookie.split_once('=').unwrap().1.to_owned();
-    let form = [("username", "admin"), ("password", PASSWORD), ("signin_token", token.as_str()), ("next", "/usage")];
-    let forged = [("username", "admin"), ("password", PASSWORD), ("signin_token", "forged"), ("next", "/")];
-    let r = http.post(format!("{base}/signin")).header("cookie", &cookie).form(&forged).send().await.unwrap();
+    let form = [
+        ("username", "admin"),
+        ("password", PASSWORD),
+        ("signin_token", token.as_str()),
+        ("next", "/usage"),
+    ];
+    let forged = [
+        ("username", "admin"),
+        ("password", PASSWORD),
+        ("signin_token", "forged"),
+        ("next", "/"),
+    ];
+    let r = http
+        .post(format!("{base}/signin"))
+        .header("cookie", &cookie)
+        .form(&forged)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = http.post(format!("{base}/signin")).header("cookie", &cookie).form(&form).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/signin"))
+        .header("cookie", &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/usage");
     let session = r
@@ -488,17 +631,46 @@ async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
         .find(|v| v.starts_with("seam_session="))
         .unwrap()
         .to_owned();
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"), "{session}");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
     let session = session.split(';').next().unwrap().to_owned();
 
     // The page carries the session's CSRF token; reads need only the cookie, writes need the token.
-    let html = http.get(format!("{base}/usage")).header("cookie", &session).send().await.unwrap().text().await.unwrap();
-    let csrf = html.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let r = http.get(format!("{base}/ui/api/sources")).header("cookie", &session).send().await.unwrap();
+    let html = http
+        .get(format!("{base}/usage"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .get(format!("{base}/ui/api/sources"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
     let body = json!({"row_limit": 1000});
-    let r = http.put(format!("{base}/ui/api/settings")).header("cookie", &session).json(&body).send().await.unwrap();
+    let r = http
+        .put(format!("{base}/ui/api/settings"))
+        .header("cookie", &session)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = http
         .put(format!("{base}/ui/api/settings"))
@@ -531,7 +703,9 @@ async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
         .unwrap();
     assert_eq!(r["name"], "stitch_zendesk");
     let r: Value = http
-        .get(format!("{base}/ui/cron-preview?expression=0%200%206%20%3F%20*%20MON-FRI"))
+        .get(format!(
+            "{base}/ui/cron-preview?expression=0%200%206%20%3F%20*%20MON-FRI"
+        ))
         .header("cookie", &session)
         .send()
         .await
@@ -544,27 +718,64 @@ async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
 
     // Signing out ends the session.
     let form = [("csrf_token", csrf.as_str())];
-    let r = http.post(format!("{base}/signout")).header("cookie", &session).form(&form).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/signout"))
+        .header("cookie", &session)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(http.get(format!("{base}/ui/api/sources")).header("cookie", &session).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(format!("{base}/ui/api/sources"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     service.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_admin_password_is_made_once_and_stored_hashed() {
     let store = seam_metastore::SqliteMetastore::open_in_memory().unwrap();
-    let first = seam_server::ui::bootstrap_admin(&store, None).await.unwrap().unwrap();
-    assert!(first.len() >= 16);
-    assert_eq!(seam_server::ui::bootstrap_admin(&store, None).await.unwrap(), None, "printed once only");
-    let stored = seam_metastore::Metastore::get_setting(&store, seam_server::ui::session::ADMIN_PASSWORD_SETTING)
+    let first = seam_server::ui::bootstrap_admin(&store, None)
         .await
         .unwrap()
         .unwrap();
+    assert!(first.len() >= 16);
+    assert_eq!(
+        seam_server::ui::bootstrap_admin(&store, None).await.unwrap(),
+        None,
+        "printed once only"
+    );
+    let stored =
+        seam_metastore::Metastore::get_setting(&store, seam_server::ui::session::ADMIN_PASSWORD_SETTING)
+            .await
+            .unwrap()
+            .unwrap();
     assert!(stored.starts_with("$argon2id$") && !stored.contains(&first));
-    assert!(seam_server::ui::session::check_sign_in(&store, "admin", &first).await.unwrap());
+    assert!(seam_server::ui::session::check_sign_in(&store, "admin", &first)
+        .await
+        .unwrap());
     // SEAM_ADMIN_PASSWORD replaces it.
-    assert_eq!(seam_server::ui::bootstrap_admin(&store, Some("a new password")).await.unwrap(), None);
-    assert!(!seam_server::ui::session::check_sign_in(&store, "admin", &first).await.unwrap());
-    assert!(seam_server::ui::session::check_sign_in(&store, "admin", "a new password").await.unwrap());
-    assert!(seam_server::ui::bootstrap_admin(&store, Some("short")).await.is_err());
+    assert_eq!(
+        seam_server::ui::bootstrap_admin(&store, Some("a new password"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!seam_server::ui::session::check_sign_in(&store, "admin", &first)
+        .await
+        .unwrap());
+    assert!(
+        seam_server::ui::session::check_sign_in(&store, "admin", "a new password")
+            .await
+            .unwrap()
+    );
+    assert!(seam_server::ui::bootstrap_admin(&store, Some("short"))
+        .await
+        .is_err());
 }

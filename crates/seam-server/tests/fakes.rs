@@ -2,15 +2,16 @@
 //! destination that upserts by primary key and counts subtable rows.
 //!
 //! Subdomains: `badauth` (401), `notadmin` (403), `unknown` (404 account), `offline` (network),
-//! `slow` (each page waits 1 minute of tokio time), `failing` (extraction fails after one page),
+//! `slow` (each page waits 1 minute of tokio time), `failing` (extraction fails after one page, and
+//! at once when resuming),
 //! `badload` (the destination rejects tickets); anything else works.
 
 use async_trait::async_trait;
 use seam_core::catalog::CatalogEntry;
 use seam_core::singer::{Message, RecordMessage, SchemaMessage};
 use seam_core::{
-    Catalog, CommitReport, Destination, DestinationError, ErrorKind, JsonType, ReadSummary, ReplicationMethod, Schema,
-    Source, SourceError, State,
+    Catalog, CommitReport, Destination, DestinationError, ErrorKind, JsonType, ReadSummary,
+    ReplicationMethod, Schema, Source, SourceError, State,
 };
 use seam_runtime::job::{ConnectorFactory, JobError, SourceSpec};
 use serde_json::{json, Value};
@@ -42,14 +43,22 @@ pub struct FakeFactory {
 
 impl FakeFactory {
     pub fn rows(&self, schema: &str, table: &str) -> usize {
-        self.warehouse.lock().unwrap().tables.get(schema).and_then(|t| t.get(table)).map_or(0, BTreeMap::len)
+        self.warehouse
+            .lock()
+            .unwrap()
+            .tables
+            .get(schema)
+            .and_then(|t| t.get(table))
+            .map_or(0, BTreeMap::len)
     }
 }
 
 impl ConnectorFactory for FakeFactory {
     fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, JobError> {
         self.specs.lock().unwrap().push(spec.clone());
-        Ok(Box::new(FakeSource { subdomain: spec.properties.subdomain.clone() }))
+        Ok(Box::new(FakeSource {
+            subdomain: spec.properties.subdomain.clone(),
+        }))
     }
 
     fn destination(&self, schema_name: &str) -> Result<Box<dyn Destination>, JobError> {
@@ -77,7 +86,10 @@ pub fn catalog() -> Catalog {
         ("id".to_string(), Schema::nullable(JsonType::Integer)),
         ("subject".to_string(), Schema::nullable(JsonType::String)),
         ("updated_at".to_string(), Schema::nullable_date_time()),
-        ("tags".to_string(), Schema::array(Schema::nullable(JsonType::String))),
+        (
+            "tags".to_string(),
+            Schema::array(Schema::nullable(JsonType::String)),
+        ),
     ]);
     let users = Schema::object([
         ("id".to_string(), Schema::nullable(JsonType::Integer)),
@@ -86,8 +98,20 @@ pub fn catalog() -> Catalog {
     ]);
     Catalog {
         streams: vec![
-            CatalogEntry::new("tickets", tickets, &["id"], ReplicationMethod::Incremental, Some("updated_at")),
-            CatalogEntry::new("users", users, &["id"], ReplicationMethod::Incremental, Some("updated_at")),
+            CatalogEntry::new(
+                "tickets",
+                tickets,
+                &["id"],
+                ReplicationMethod::Incremental,
+                Some("updated_at"),
+            ),
+            CatalogEntry::new(
+                "users",
+                users,
+                &["id"],
+                ReplicationMethod::Incremental,
+                Some("updated_at"),
+            ),
         ],
     }
 }
@@ -100,9 +124,18 @@ impl Source for FakeSource {
                 ErrorKind::Auth,
                 "zendesk rejected the API token for agent@example.com (401): check the email and token",
             )),
-            "notadmin" => Err(err(ErrorKind::Auth, "the Zendesk user is not an admin (403): use an admin's token")),
-            "unknown" => Err(err(ErrorKind::Config, "unknown.zendesk.com is not a Zendesk account (404): check the subdomain")),
-            "offline" => Err(err(ErrorKind::Transient, "could not connect to offline.zendesk.com")),
+            "notadmin" => Err(err(
+                ErrorKind::Auth,
+                "the Zendesk user is not an admin (403): use an admin's token",
+            )),
+            "unknown" => Err(err(
+                ErrorKind::Config,
+                "unknown.zendesk.com is not a Zendesk account (404): check the subdomain",
+            )),
+            "offline" => Err(err(
+                ErrorKind::Transient,
+                "could not connect to offline.zendesk.com",
+            )),
             _ => Ok(()),
         }
     }
@@ -128,7 +161,9 @@ impl Source for FakeSource {
                 key_properties: entry.key_properties(),
                 bookmark_properties: Some(vec!["updated_at".into()]),
             };
-            out.send(Message::Schema(schema)).await.map_err(|_| SourceError::consumer_gone())?;
+            out.send(Message::Schema(schema))
+                .await
+                .map_err(|_| SourceError::consumer_gone())?;
             // Resume after the bookmark: the fake's records have ids 1..=RECORDS and updated_at = id seconds.
             let from = state.bookmark(&stream, "id").and_then(Value::as_u64).unwrap_or(0);
             let mut id = from;
@@ -143,8 +178,10 @@ impl Source for FakeSource {
                         _ = cancel.cancelled() => return Ok(summary),
                     }
                 }
-                if self.subdomain == "failing" && pages == 1 {
-                    return Err(err(ErrorKind::Transient, "zendesk answered 503 three times").in_stream(stream));
+                if self.subdomain == "failing" && (pages == 1 || from > 0) {
+                    return Err(
+                        err(ErrorKind::Transient, "zendesk answered 503 three times").in_stream(stream)
+                    );
                 }
                 let end = (id + PAGE).min(RECORDS);
                 for n in id + 1..=end {
@@ -159,14 +196,24 @@ impl Source for FakeSource {
                         fields.insert(f.to_owned(), v);
                     }
                     let record = RecordMessage::from_value(stream.clone(), &Value::Object(fields)).unwrap();
-                    out.send(Message::Record(record)).await.map_err(|_| SourceError::consumer_gone())?;
+                    out.send(Message::Record(record))
+                        .await
+                        .map_err(|_| SourceError::consumer_gone())?;
                     *summary.records.entry(stream.clone()).or_default() += 1;
                 }
                 id = end;
                 pages += 1;
                 state.set_bookmark(&stream, "id", json!(id));
-                state.set_bookmark(&stream, "updated_at", json!(format!("2026-01-01T00:00:{:02}Z", id % 60)));
-                out.send(Message::State { value: state.to_value() }).await.map_err(|_| SourceError::consumer_gone())?;
+                state.set_bookmark(
+                    &stream,
+                    "updated_at",
+                    json!(format!("2026-01-01T00:00:{:02}Z", id % 60)),
+                );
+                out.send(Message::State {
+                    value: state.to_value(),
+                })
+                .await
+                .map_err(|_| SourceError::consumer_gone())?;
                 summary.requests += 1;
             }
         }
@@ -196,17 +243,22 @@ impl Destination for MemDestination {
         if schema.stream == "tickets" && self.schema.contains("badload") {
             self.reject_tickets = true;
         }
-        self.keys.insert(schema.stream.clone(), schema.key_properties.clone());
+        self.keys
+            .insert(schema.stream.clone(), schema.key_properties.clone());
         Ok(())
     }
 
     fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
         if self.reject_tickets && stream == "tickets" {
-            return Err(DestinationError::new(ErrorKind::Schema, "column subject has conflicting types".to_owned())
-                .in_table("tickets"));
+            return Err(DestinationError::new(
+                ErrorKind::Schema,
+                "column subject has conflicting types".to_owned(),
+            )
+            .in_table("tickets"));
         }
         for r in records {
-            self.staged.push((stream.to_owned(), Value::Object(r.value().unwrap())));
+            self.staged
+                .push((stream.to_owned(), Value::Object(r.value().unwrap())));
         }
         Ok(())
     }
@@ -223,11 +275,21 @@ impl Destination for MemDestination {
             if let Some(tags) = row.get("tags").and_then(Value::as_array) {
                 let sub = format!("{stream}__tags");
                 for (i, t) in tags.iter().enumerate() {
-                    w.tables.entry(self.schema.clone()).or_default().entry(sub.clone()).or_default().insert(format!("{key}/{i}"), t.clone());
+                    w.tables
+                        .entry(self.schema.clone())
+                        .or_default()
+                        .entry(sub.clone())
+                        .or_default()
+                        .insert(format!("{key}/{i}"), t.clone());
                 }
                 *report.rows.entry(sub).or_default() += tags.len() as u64;
             }
-            w.tables.entry(self.schema.clone()).or_default().entry(stream.clone()).or_default().insert(key, row);
+            w.tables
+                .entry(self.schema.clone())
+                .or_default()
+                .entry(stream.clone())
+                .or_default()
+                .insert(key, row);
             *report.rows.entry(stream).or_default() += 1;
         }
         if let Some(s) = state {

@@ -27,8 +27,16 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -80,7 +88,9 @@ impl Api {
         assert_eq!(status, StatusCode::CREATED, "{source}");
         let id = source["id"].as_i64().unwrap();
         let check = self
-            .wait_for(&format!("/v4/sources/{id}/last-connection-check"), |c| c["status"] != "running")
+            .wait_for(&format!("/v4/sources/{id}/last-connection-check"), |c| {
+                c["status"] != "running"
+            })
             .await;
         (source, check)
     }
@@ -124,13 +134,20 @@ impl Harness {
         })
         .await
         .unwrap();
-        let token = token.or_else(|| service.initial_token().map(str::to_owned)).expect("a token");
+        let token = token
+            .or_else(|| service.initial_token().map(str::to_owned))
+            .expect("a token");
         let api = Api {
             base: format!("http://{}", service.addr()),
             token,
             client: reqwest::Client::new(),
             seen: Arc::default(),
         };
-        Harness { service, api, factory, dir }
+        Harness {
+            service,
+            api,
+            factory,
+            dir,
+        }
     }
 }

@@ -28,15 +28,33 @@ async fn start(metastore: Arc<dyn Metastore>, factory: FakeFactory, now: DateTim
         metastore: Arc::clone(&metastore),
         cipher: cipher(),
         factory: Arc::new(factory.clone()),
-        notifier: Arc::new(InAppNotifier { metastore: Arc::clone(&metastore) }),
+        notifier: Arc::new(InAppNotifier {
+            metastore: Arc::clone(&metastore),
+        }),
         telemetry: Arc::new(Telemetry::default()),
         clock: Arc::new(TokioClock::starting_at(now)),
     };
-    let scheduler = Scheduler::start(ctx, SchedulerConfig { max_sleep: Duration::from_secs(60) }).await.unwrap();
-    World { metastore, factory, scheduler }
+    let scheduler = Scheduler::start(
+        ctx,
+        SchedulerConfig {
+            max_sleep: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+    World {
+        metastore,
+        factory,
+        scheduler,
+    }
 }
 
-async fn integration(m: &dyn Metastore, name: &str, subdomain: &str, props: impl FnOnce(&mut IntegrationProperties)) -> i64 {
+async fn integration(
+    m: &dyn Metastore,
+    name: &str,
+    subdomain: &str,
+    props: impl FnOnce(&mut IntegrationProperties),
+) -> i64 {
     let mut p = IntegrationProperties {
         subdomain: subdomain.into(),
         email: Some("a@b.co".into()),
@@ -46,7 +64,10 @@ async fn integration(m: &dyn Metastore, name: &str, subdomain: &str, props: impl
         cron_expression: None,
     };
     props(&mut p);
-    let creds = Credentials { api_token: Some("t".into()), access_token: None };
+    let creds = Credentials {
+        api_token: Some("t".into()),
+        access_token: None,
+    };
     let i = m
         .create_integration(NewIntegration {
             display_name: name.into(),
@@ -83,7 +104,9 @@ async fn runs_every_30_minutes_from_the_previous_start() {
     sleep_minutes(125).await;
     assert_eq!(starts(m.as_ref(), id).await, vec![0, 30, 60, 90, 120]);
     let jobs = m.list_jobs(id, 10).await.unwrap();
-    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded && j.trigger == JobTrigger::Scheduled));
+    assert!(jobs
+        .iter()
+        .all(|j| j.status == JobStatus::Succeeded && j.trigger == JobTrigger::Scheduled));
     assert_eq!(w.factory.rows("zendesk", "tickets"), 25);
     w.scheduler.shutdown().await;
 }
@@ -96,22 +119,29 @@ async fn hourly_anchor_and_cron_schedules() {
         p.anchor_time = Some(t0() + ChronoDuration::minutes(45) - ChronoDuration::days(10));
     })
     .await;
-    let cron = integration(m.as_ref(), "cron", "acme", |p| p.cron_expression = Some("0 15 * ? * *".into())).await;
+    let cron = integration(m.as_ref(), "cron", "acme", |p| {
+        p.cron_expression = Some("0 15 * ? * *".into())
+    })
+    .await;
     let w = start(Arc::clone(&m), FakeFactory::default(), t0()).await;
     sleep_minutes(7 * 60).await;
-    assert_eq!(starts(m.as_ref(), anchored).await, vec![45, 225, 405], "10:45, 13:45, 16:45");
-    assert_eq!(starts(m.as_ref(), cron).await, vec![15, 75, 135, 195, 255, 315, 375], "every hour at :15");
+    assert_eq!(
+        starts(m.as_ref(), anchored).await,
+        vec![45, 225, 405],
+        "10:45, 13:45, 16:45"
+    );
+    assert_eq!(
+        starts(m.as_ref(), cron).await,
+        vec![15, 75, 135, 195, 255, 315, 375],
+        "every hour at :15"
+    );
     w.scheduler.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_overrunning_job_skips_its_slot() {
     let m: Arc<dyn Metastore> = Arc::new(SqliteMetastore::open_in_memory().unwrap());
-    // `slow`: 3 pages of tickets, each a minute → with 60-minute frequency... use 30 and a job of 3 min? No:
-    // make the job overrun a 30-minute slot with users selected too (6 pages = 6 min) is too short, so
-    // use a frequency schedule and check the arithmetic with a long job instead: `slow` pages take 60 s
-    // each, so select both streams = 3 + 3 pages = 6 minutes; frequency 30 cannot overrun. Instead check
-    // that no job starts while one runs by running a manual job that spans a slot.
+    // One job at a time: a slow job (3 pages, a minute each) blocks a manual start.
     let id = integration(m.as_ref(), "slow", "slow", |_| {}).await;
     let w = start(Arc::clone(&m), FakeFactory::default(), t0()).await;
     sleep_minutes(1).await;
@@ -122,7 +152,11 @@ async fn an_overrunning_job_skips_its_slot() {
     sleep_minutes(5).await;
     let jobs = m.list_jobs(id, 10).await.unwrap();
     assert_eq!(jobs[0].status, JobStatus::Succeeded);
-    assert_eq!((jobs[0].completion_time.unwrap() - jobs[0].start_time).num_minutes(), 3, "three slow pages");
+    assert_eq!(
+        (jobs[0].completion_time.unwrap() - jobs[0].start_time).num_minutes(),
+        3,
+        "three slow pages"
+    );
     w.scheduler.shutdown().await;
 
     // Now a slot overrun, with the rules fed a job that ran 40 minutes of a 30-minute schedule.
@@ -142,9 +176,18 @@ async fn an_overrunning_job_skips_its_slot() {
     )
     .await
     .unwrap();
-    let w2 = start(Arc::clone(&m2), FakeFactory::default(), t0() + ChronoDuration::minutes(40)).await;
+    let w2 = start(
+        Arc::clone(&m2),
+        FakeFactory::default(),
+        t0() + ChronoDuration::minutes(40),
+    )
+    .await;
     sleep_minutes(25).await;
-    assert_eq!(starts(m2.as_ref(), id2).await, vec![0, 60], "the 00:30 slot was skipped");
+    assert_eq!(
+        starts(m2.as_ref(), id2).await,
+        vec![0, 60],
+        "the 00:30 slot was skipped"
+    );
     w2.scheduler.shutdown().await;
 }
 
@@ -173,12 +216,21 @@ async fn failing_integrations_back_off_and_paused_ones_wait() {
     let jobs = m.list_jobs(failing, 10).await.unwrap();
     assert!(jobs.iter().all(|j| j.status == JobStatus::Failed));
     let notes = m.list_notifications(false, 100).await.unwrap();
-    assert_eq!(notes.iter().filter(|n| n.code == "platform.exit_status").count(), 4);
-    assert!(starts(m.as_ref(), paused).await.is_empty(), "paused: no scheduled job");
+    assert_eq!(
+        notes.iter().filter(|n| n.code == "platform.exit_status").count(),
+        4
+    );
+    assert!(
+        starts(m.as_ref(), paused).await.is_empty(),
+        "paused: no scheduled job"
+    );
     let manual = w.scheduler.run_now(paused).await.unwrap();
     assert_eq!(manual.trigger, JobTrigger::Manual);
     sleep_minutes(1).await;
-    assert_eq!(m.get_job(manual.id).await.unwrap().unwrap().status, JobStatus::Succeeded);
+    assert_eq!(
+        m.get_job(manual.id).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
     w.scheduler.shutdown().await;
 }
 
@@ -203,7 +255,11 @@ async fn graceful_shutdown_and_restart_resume_the_schedule() {
     assert_eq!(jobs[0].status, JobStatus::Cancelled, "stopped at a safe point");
     assert_eq!(factory.rows("slow", "tickets"), 20, "committed pages are kept");
     let state = m.get_integration(slow).await.unwrap().unwrap().state.unwrap();
-    assert_eq!(state.bookmark("tickets", "id"), Some(&serde_json::json!(20)), "bookmark of the last commit");
+    assert_eq!(
+        state.bookmark("tickets", "id"),
+        Some(&serde_json::json!(20)),
+        "bookmark of the last commit"
+    );
     assert_eq!(starts(m.as_ref(), quick).await, vec![0]);
     drop(w);
 
@@ -212,14 +268,22 @@ async fn graceful_shutdown_and_restart_resume_the_schedule() {
     let now = t0() + ChronoDuration::minutes(12);
     let w = start(Arc::clone(&m), factory.clone(), now).await;
     sleep_minutes(10).await;
-    assert_eq!(starts(m.as_ref(), quick).await, vec![0], "restart does not run early");
+    assert_eq!(
+        starts(m.as_ref(), quick).await,
+        vec![0],
+        "restart does not run early"
+    );
     sleep_minutes(10).await;
     assert_eq!(starts(m.as_ref(), quick).await, vec![0, 30]);
     assert_eq!(starts(m.as_ref(), slow).await, vec![0, 30]);
     sleep_minutes(5).await;
     let jobs = m.list_jobs(slow, 10).await.unwrap();
     assert_eq!(jobs[0].status, JobStatus::Succeeded);
-    assert_eq!(factory.rows("slow", "tickets"), 25, "resumed from the bookmark and finished");
+    assert_eq!(
+        factory.rows("slow", "tickets"),
+        25,
+        "resumed from the bookmark and finished"
+    );
     w.scheduler.shutdown().await;
 
     // A process that died mid-job: its job is marked failed at the next start.

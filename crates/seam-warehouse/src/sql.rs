@@ -17,9 +17,11 @@ pub struct Dialect {
     pub on_conflict: bool,
 }
 
-/// `"schema"."table"`.
+/// `<schema path>."table"`. Everywhere in this module `schema` is the schema's quoted path, as the
+/// destination spells it (`"s"` in PostgreSQL; `"catalog"."s"` in DuckDB, where a file named like
+/// the schema would make a bare `"s"` ambiguous).
 pub fn qualified(schema: &str, table: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(table))
+    format!("{schema}.{}", quote_ident(table))
 }
 
 /// The system tables, created when the destination opens.
@@ -30,7 +32,7 @@ pub fn system_tables(schema: &str, d: &Dialect) -> String {
         "CREATE SCHEMA IF NOT EXISTS {s};\n\
          CREATE TABLE IF NOT EXISTS {rej} (_sdc_rejected_at {ts}, table_name {text}, reason {text}, record {text});\n\
          CREATE TABLE IF NOT EXISTS {st} (id {text} PRIMARY KEY, state {text} NOT NULL, committed_at {ts} NOT NULL);",
-        s = quote_ident(schema),
+        s = schema,
         rej = qualified(schema, REJECTED_TABLE),
         st = qualified(schema, STATE_TABLE),
     )

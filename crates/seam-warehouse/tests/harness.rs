@@ -130,13 +130,15 @@ impl Place {
         }
     }
 
+    #[allow(dead_code)]
     pub fn url(&self) -> &str {
         &self.url
     }
 }
 
-/// `SEAM_TEST_POSTGRES_URL`, or a throwaway cluster started with initdb/pg_ctl (kept for the test
-/// process; removed at exit by the OS temp cleaner), or `None` after printing SKIP.
+/// `SEAM_TEST_POSTGRES_URL`, or a throwaway cluster started with initdb/pg_ctl in
+/// `$TMPDIR/seam-pg-conformance` (on a free loopback port, trust auth, reused by later runs), or
+/// `None` after printing SKIP.
 pub fn postgres_url() -> Option<String> {
     static URL: OnceLock<Option<String>> = OnceLock::new();
     URL.get_or_init(|| {
@@ -151,13 +153,11 @@ pub fn postgres_url() -> Option<String> {
             eprintln!("SKIP postgres conformance: SEAM_TEST_POSTGRES_URL unset and no initdb found");
             return None;
         };
-        let dir = std::env::temp_dir().join(format!("seam-pg-{}", std::process::id()));
+        // One shared throwaway cluster, reused by later runs (so none is left behind per run).
+        let dir = std::env::temp_dir().join("seam-pg-conformance");
         let data = dir.join("data");
+        let port_file = dir.join("port");
         std::fs::create_dir_all(&dir).unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
         // initdb refuses to run as root; run as the `postgres` user when we are root.
         let as_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
         let run = |args: &[&str]| -> bool {
@@ -173,11 +173,20 @@ pub fn postgres_url() -> Option<String> {
             };
             c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
         };
+        let pg_ctl = bin.join("pg_ctl");
+        let running = run(&[pg_ctl.to_str().unwrap(), "-D", data.to_str().unwrap(), "status"]);
+        if let (true, Ok(port)) = (running, std::fs::read_to_string(&port_file)) {
+            return Some(format!("postgres://seam@127.0.0.1:{}/postgres", port.trim()));
+        }
+        let _ = std::fs::remove_dir_all(&data);
         if as_root {
             let _ = Command::new("chown").args(["-R", "postgres", dir.to_str().unwrap()]).status();
         }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
         let initdb = bin.join("initdb");
-        let pg_ctl = bin.join("pg_ctl");
         if !run(&[initdb.to_str().unwrap(), "-D", data.to_str().unwrap(), "-U", "seam", "--auth=trust"]) {
             eprintln!("SKIP postgres conformance: initdb failed");
             return None;
@@ -187,6 +196,7 @@ pub fn postgres_url() -> Option<String> {
             eprintln!("SKIP postgres conformance: pg_ctl start failed");
             return None;
         }
+        std::fs::write(&port_file, port.to_string()).unwrap();
         Some(format!("postgres://seam@127.0.0.1:{port}/postgres"))
     })
     .clone()

@@ -41,7 +41,10 @@ fn snippet(body: &[u8]) -> String {
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
-    v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// The message a 403 body carries (`{"error": {"title", "message"}}` or `{"error", "description"}`).
@@ -51,16 +54,29 @@ fn forbidden_message(body: &[u8]) -> String {
         error: Option<serde_json::Value>,
         description: Option<String>,
     }
-    let Ok(b) = serde_json::from_slice::<Body>(body) else { return snippet(body) };
-    if let Some(m) = b.error.as_ref().and_then(|e| e.get("message")).and_then(|m| m.as_str()) {
+    let Ok(b) = serde_json::from_slice::<Body>(body) else {
+        return snippet(body);
+    };
+    if let Some(m) = b
+        .error
+        .as_ref()
+        .and_then(|e| e.get("message"))
+        .and_then(|m| m.as_str())
+    {
         return m.to_owned();
     }
-    b.description.or_else(|| b.error.and_then(|e| e.as_str().map(str::to_owned))).unwrap_or_else(|| snippet(body))
+    b.description
+        .or_else(|| b.error.and_then(|e| e.as_str().map(str::to_owned)))
+        .unwrap_or_else(|| snippet(body))
 }
 
 impl ZendeskClient {
     /// Builds a client for `config`, deciding retries with `policy` and pacing with `limits`.
-    pub fn new(config: &ZendeskConfig, policy: RetryPolicy, mut limits: RateLimits) -> Result<Self, ClientBuildError> {
+    pub fn new(
+        config: &ZendeskConfig,
+        policy: RetryPolicy,
+        mut limits: RateLimits,
+    ) -> Result<Self, ClientBuildError> {
         let mut headers = HeaderMap::new();
         let auth = match &config.auth {
             Auth::ApiToken { email, token } => {
@@ -69,10 +85,14 @@ impl ZendeskClient {
             }
             Auth::OAuth { token } => format!("Bearer {}", token.expose()),
         };
-        let mut auth = HeaderValue::from_str(&auth).map_err(|e| ClientBuildError(format!("credentials: {e}")))?;
+        let mut auth =
+            HeaderValue::from_str(&auth).map_err(|e| ClientBuildError(format!("credentials: {e}")))?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
-        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
         for (name, value) in &config.marketplace_headers {
             let v = HeaderValue::from_str(value).map_err(|e| ClientBuildError(format!("{name}: {e}")))?;
             headers.insert(HeaderName::from_static_lowercase(name), v);
@@ -81,7 +101,10 @@ impl ZendeskClient {
             // A loopback base URL is the simulator (or a local proxy): name the account in `Host`
             // as Zendesk's own routing does, so an unknown subdomain is answered as Zendesk would.
             let host = format!("{}.zendesk.com", config.subdomain);
-            headers.insert(HOST, HeaderValue::from_str(&host).map_err(|e| ClientBuildError(format!("host: {e}")))?);
+            headers.insert(
+                HOST,
+                HeaderValue::from_str(&host).map_err(|e| ClientBuildError(format!("host: {e}")))?,
+            );
         }
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -112,7 +135,12 @@ impl ZendeskClient {
     /// GETs `path_and_query` (starting with `/api/v2/`) and parses the body with `parse`, retrying
     /// transient failures and rate limits as the policy says. A body that fails to parse is a
     /// transient failure (truncated or malformed) and is fetched again, so `parse` sees only whole pages.
-    pub async fn get<T, F>(&self, class: EndpointClass, path_and_query: &str, mut parse: F) -> Result<T, ApiError>
+    pub async fn get<T, F>(
+        &self,
+        class: EndpointClass,
+        path_and_query: &str,
+        mut parse: F,
+    ) -> Result<T, ApiError>
     where
         F: FnMut(&[u8]) -> Result<T, serde_json::Error>,
     {
@@ -126,7 +154,10 @@ impl ZendeskClient {
             let err = match self.once(&url, path).await {
                 Ok(body) => match parse(&body) {
                     Ok(v) => return Ok(v),
-                    Err(source) => ApiError::Malformed { path: path.to_owned(), source },
+                    Err(source) => ApiError::Malformed {
+                        path: path.to_owned(),
+                        source,
+                    },
                 },
                 Err(e) => e,
             };
@@ -145,13 +176,27 @@ impl ZendeskClient {
     }
 
     async fn once(&self, url: &str, path: &str) -> Result<bytes::Bytes, ApiError> {
-        let network = |source| ApiError::Network { path: path.to_owned(), source };
-        let resp = self.http.get(url).headers(self.headers.clone()).send().await.map_err(network)?;
+        let network = |source| ApiError::Network {
+            path: path.to_owned(),
+            source,
+        };
+        let resp = self
+            .http
+            .get(url)
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(network)?;
         let status = resp.status();
         let headers = resp.headers().clone();
         self.limiter.observe(&headers);
         let body = resp.bytes().await.map_err(network)?;
-        debug!(endpoint = path, status = status.as_u16(), bytes = body.len(), "zendesk response");
+        debug!(
+            endpoint = path,
+            status = status.as_u16(),
+            bytes = body.len(),
+            "zendesk response"
+        );
         if status.is_success() {
             return Ok(body);
         }
@@ -164,18 +209,32 @@ impl ZendeskClient {
                 Some(email) => ApiError::BadApiToken { email: email.clone() },
                 None => ApiError::BadOAuthToken,
             },
-            StatusCode::FORBIDDEN => ApiError::Forbidden { path: path.to_owned(), message: forbidden_message(&body) },
+            StatusCode::FORBIDDEN => ApiError::Forbidden {
+                path: path.to_owned(),
+                message: forbidden_message(&body),
+            },
             // The API answers unknown records and paths with JSON; an HTML 404 is the page Zendesk
             // serves for a subdomain without an account.
-            StatusCode::NOT_FOUND if html => ApiError::UnknownAccount { subdomain: self.subdomain.clone() },
-            StatusCode::NOT_FOUND => ApiError::NotFound { path: path.to_owned() },
-            StatusCode::TOO_MANY_REQUESTS => {
-                ApiError::RateLimited { path: path.to_owned(), retry_after: retry_after(&headers) }
-            }
-            s if s.is_server_error() || s == StatusCode::CONFLICT => {
-                ApiError::Server { status: s.as_u16(), path: path.to_owned(), snippet: snippet(&body) }
-            }
-            s => ApiError::Rejected { status: s.as_u16(), path: path.to_owned(), snippet: snippet(&body) },
+            StatusCode::NOT_FOUND if html => ApiError::UnknownAccount {
+                subdomain: self.subdomain.clone(),
+            },
+            StatusCode::NOT_FOUND => ApiError::NotFound {
+                path: path.to_owned(),
+            },
+            StatusCode::TOO_MANY_REQUESTS => ApiError::RateLimited {
+                path: path.to_owned(),
+                retry_after: retry_after(&headers),
+            },
+            s if s.is_server_error() || s == StatusCode::CONFLICT => ApiError::Server {
+                status: s.as_u16(),
+                path: path.to_owned(),
+                snippet: snippet(&body),
+            },
+            s => ApiError::Rejected {
+                status: s.as_u16(),
+                path: path.to_owned(),
+                snippet: snippet(&body),
+            },
         })
     }
 }
@@ -186,7 +245,8 @@ trait FromStaticLowercase {
 
 impl FromStaticLowercase for HeaderName {
     fn from_static_lowercase(name: &'static str) -> HeaderName {
-        HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap_or(HeaderName::from_static("x-zendesk-marketplace"))
+        HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .unwrap_or(HeaderName::from_static("x-zendesk-marketplace"))
     }
 }
 
@@ -202,7 +262,10 @@ mod tests {
         let b = br#"{"error":{"title":"Forbidden","message":"You do not have access to this page."}}"#;
         assert_eq!(forbidden_message(b), "You do not have access to this page.");
         let b = br#"{"error":"Forbidden","description":"Missing the following required scopes: read"}"#;
-        assert_eq!(forbidden_message(b), "Missing the following required scopes: read");
+        assert_eq!(
+            forbidden_message(b),
+            "Missing the following required scopes: read"
+        );
     }
 
     #[test]

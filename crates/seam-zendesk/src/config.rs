@@ -191,13 +191,18 @@ impl ZendeskConfigRaw {
 
     /// [`Self::validate`] with an explicit "now" (the default start date is a year before it).
     pub fn validate_at(self, now: DateTime<Utc>) -> Result<ZendeskConfig, ConfigError> {
-        let subdomain = self
-            .subdomain
-            .clone()
-            .ok_or(ConfigError::Missing { key: "subdomain", hint: "set it to the NAME in NAME.zendesk.com" })?;
+        let subdomain = self.subdomain.clone().ok_or(ConfigError::Missing {
+            key: "subdomain",
+            hint: "set it to the NAME in NAME.zendesk.com",
+        })?;
         let subdomain = subdomain.trim().to_ascii_lowercase();
-        let valid_sub = subdomain.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && subdomain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid_sub = subdomain
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && subdomain
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid_sub {
             return Err(ConfigError::Invalid {
                 key: "subdomain",
@@ -209,18 +214,34 @@ impl ZendeskConfigRaw {
             (Some(t), _, _) if !t.is_empty() => Auth::OAuth { token: t.clone() },
             (_, Some(email), Some(token)) => {
                 if !email.contains('@') {
-                    return Err(ConfigError::Invalid { key: "email", value: email.clone(), rule: "must be an email address" });
+                    return Err(ConfigError::Invalid {
+                        key: "email",
+                        value: email.clone(),
+                        rule: "must be an email address",
+                    });
                 }
                 if token.is_empty() {
-                    return Err(ConfigError::Missing { key: "api_token", hint: "paste the API token from Admin Center" });
+                    return Err(ConfigError::Missing {
+                        key: "api_token",
+                        hint: "paste the API token from Admin Center",
+                    });
                 }
-                Auth::ApiToken { email: email.trim().to_owned(), token: token.clone() }
+                Auth::ApiToken {
+                    email: email.trim().to_owned(),
+                    token: token.clone(),
+                }
             }
             (_, Some(_), None) => {
-                return Err(ConfigError::Missing { key: "api_token", hint: "set api_token with email, or access_token" })
+                return Err(ConfigError::Missing {
+                    key: "api_token",
+                    hint: "set api_token with email, or access_token",
+                })
             }
             (_, None, Some(_)) => {
-                return Err(ConfigError::Missing { key: "email", hint: "set the API user's email with api_token" })
+                return Err(ConfigError::Missing {
+                    key: "email",
+                    hint: "set the API user's email with api_token",
+                })
             }
             _ => {
                 return Err(ConfigError::Missing {
@@ -258,7 +279,9 @@ impl ZendeskConfigRaw {
             None => DEFAULT_PAGE_SIZE,
             Some(v) => match v.as_f64() {
                 // Zendesk caps cursor-paginated lists at 100; tap-zendesk allows up to 1000 for exports.
-                Some(n) if n.fract() == 0.0 && (1.0..=1000.0).contains(&n) => (n as u32).min(DEFAULT_PAGE_SIZE),
+                Some(n) if n.fract() == 0.0 && (1.0..=1000.0).contains(&n) => {
+                    (n as u32).min(DEFAULT_PAGE_SIZE)
+                }
                 _ => {
                     return Err(ConfigError::Invalid {
                         key: "page_size",
@@ -342,19 +365,31 @@ impl ZendeskConfigRaw {
 }
 
 fn validate_base_url(raw: &str) -> Result<String, ConfigError> {
-    let invalid = |rule: &'static str| ConfigError::Invalid { key: "base_url", value: raw.to_owned(), rule };
-    let url = url::Url::parse(raw.trim()).map_err(|_| invalid("must be an absolute URL like https://proxy.example.com"))?;
+    let invalid = |rule: &'static str| ConfigError::Invalid {
+        key: "base_url",
+        value: raw.to_owned(),
+        rule,
+    };
+    let url = url::Url::parse(raw.trim())
+        .map_err(|_| invalid("must be an absolute URL like https://proxy.example.com"))?;
     let host = url.host_str().ok_or_else(|| invalid("must name a host"))?;
     match url.scheme() {
         "https" => {}
         "http" => {
             let h = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            let loopback =
+                h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if !loopback {
-                return Err(invalid("http:// is allowed only for loopback hosts (127.0.0.0/8, ::1, localhost); use https://"));
+                return Err(invalid(
+                    "http:// is allowed only for loopback hosts (127.0.0.0/8, ::1, localhost); use https://",
+                ));
             }
         }
-        _ => return Err(invalid("must start with https:// (or http:// for a loopback host)")),
+        _ => {
+            return Err(invalid(
+                "must start with https:// (or http:// for a loopback host)",
+            ))
+        }
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("must not have a query or fragment"));
@@ -398,20 +433,56 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let e = raw(serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "sub_domain": "x"})).unwrap_err();
+        let e = raw(
+            serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "sub_domain": "x"}),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("sub_domain"), "{e}");
         for (v, key) in [
-            (serde_json::json!({"subdomain": "Acme.zendesk.com", "email": "a@b.c", "api_token": "t"}), "subdomain"),
-            (serde_json::json!({"subdomain": "-x", "email": "a@b.c", "api_token": "t"}), "subdomain"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c"}), "api_token"),
-            (serde_json::json!({"subdomain": "acme", "api_token": "t"}), "email"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "start_date": "yesterday"}), "start_date"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "page_size": 0}), "page_size"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "request_timeout": "x"}), "request_timeout"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "comments_source": "x"}), "comments_source"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "concurrency": 0}), "concurrency"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": "http://example.com"}), "base_url"),
-            (serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": "ftp://127.0.0.1"}), "base_url"),
+            (
+                serde_json::json!({"subdomain": "Acme.zendesk.com", "email": "a@b.c", "api_token": "t"}),
+                "subdomain",
+            ),
+            (
+                serde_json::json!({"subdomain": "-x", "email": "a@b.c", "api_token": "t"}),
+                "subdomain",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c"}),
+                "api_token",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "api_token": "t"}),
+                "email",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "start_date": "yesterday"}),
+                "start_date",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "page_size": 0}),
+                "page_size",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "request_timeout": "x"}),
+                "request_timeout",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "comments_source": "x"}),
+                "comments_source",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "concurrency": 0}),
+                "concurrency",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": "http://example.com"}),
+                "base_url",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": "ftp://127.0.0.1"}),
+                "base_url",
+            ),
         ] {
             let e = raw(v).unwrap_err();
             assert!(e.to_string().contains(key), "{key}: {e}");
@@ -420,19 +491,33 @@ mod tests {
 
     #[test]
     fn http_base_url_only_for_loopback() {
-        for ok in ["http://127.0.0.1:8080", "http://127.1.2.3", "http://[::1]:9000/", "http://localhost:1", "https://proxy.example.com"] {
-            let c = raw(serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": ok})).unwrap();
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:9000/",
+            "http://localhost:1",
+            "https://proxy.example.com",
+        ] {
+            let c = raw(
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": ok}),
+            )
+            .unwrap();
             assert!(!c.base_url.ends_with('/'), "{}", c.base_url);
             assert!(c.custom_base_url);
         }
-        for bad in ["http://10.0.0.1", "http://localhost.evil.com", "http://0.0.0.0:80"] {
+        for bad in [
+            "http://10.0.0.1",
+            "http://localhost.evil.com",
+            "http://0.0.0.0:80",
+        ] {
             assert!(raw(serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": bad})).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn secrets_do_not_show_in_debug() {
-        let c = raw(serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "hunter2"})).unwrap();
+        let c =
+            raw(serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "hunter2"})).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

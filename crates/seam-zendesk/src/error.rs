@@ -8,7 +8,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ApiError {
     /// 401 with an API token.
-    #[error("zendesk rejected the API token for {email} (401): check the email and token in Integration Settings")]
+    #[error(
+        "zendesk rejected the API token for {email} (401): check the email and token in Integration Settings"
+    )]
     BadApiToken {
         /// The API user's email.
         email: String,
@@ -87,10 +89,16 @@ pub enum ApiError {
 impl Classify for ApiError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ApiError::BadApiToken { .. } | ApiError::BadOAuthToken | ApiError::Forbidden { .. } => ErrorKind::Auth,
+            ApiError::BadApiToken { .. } | ApiError::BadOAuthToken | ApiError::Forbidden { .. } => {
+                ErrorKind::Auth
+            }
             ApiError::UnknownAccount { .. } => ErrorKind::Config,
-            ApiError::RateLimited { retry_after, .. } => ErrorKind::RateLimited { retry_after: *retry_after },
-            ApiError::Server { .. } | ApiError::Network { .. } | ApiError::Malformed { .. } => ErrorKind::Transient,
+            ApiError::RateLimited { retry_after, .. } => ErrorKind::RateLimited {
+                retry_after: *retry_after,
+            },
+            ApiError::Server { .. } | ApiError::Network { .. } | ApiError::Malformed { .. } => {
+                ErrorKind::Transient
+            }
             ApiError::NotFound { .. } | ApiError::Rejected { .. } => ErrorKind::Internal,
         }
     }

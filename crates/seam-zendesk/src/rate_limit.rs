@@ -75,7 +75,12 @@ struct Bucket {
 impl Bucket {
     fn new(per_window: u32, now: Instant) -> Self {
         let per_window = f64::from(per_window.max(1));
-        Bucket { per_window, tokens: per_window, last: now, paused_until: None }
+        Bucket {
+            per_window,
+            tokens: per_window,
+            last: now,
+            paused_until: None,
+        }
     }
 
     /// Refills, then returns how long until a token is available (zero: available now).
@@ -119,14 +124,25 @@ pub struct RateLimiter {
 }
 
 fn header_u64(headers: &HeaderMap, names: &[&str]) -> Option<u64> {
-    names.iter().find_map(|n| headers.get(*n)?.to_str().ok()?.trim().parse::<f64>().ok().map(|v| v.max(0.0) as u64))
+    names.iter().find_map(|n| {
+        headers
+            .get(*n)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|v| v.max(0.0) as u64)
+    })
 }
 
 impl RateLimiter {
     /// A limiter with these budgets.
     pub fn new(limits: RateLimits) -> Self {
         let now = Instant::now();
-        let account = limits.account_cap.map_or(limits.account_per_window, |c| c.min(limits.account_per_window));
+        let account = limits
+            .account_cap
+            .map_or(limits.account_per_window, |c| c.min(limits.account_per_window));
         RateLimiter {
             limits,
             buckets: Mutex::new([
@@ -203,7 +219,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn exports_are_paced_after_the_burst() {
-        let l = RateLimiter::new(RateLimits { exports_per_window: 2, ..RateLimits::default() });
+        let l = RateLimiter::new(RateLimits {
+            exports_per_window: 2,
+            ..RateLimits::default()
+        });
         let t0 = Instant::now();
         for _ in 0..2 {
             l.acquire(EndpointClass::Export).await;
@@ -211,7 +230,10 @@ mod tests {
         assert_eq!(Instant::now(), t0, "the burst goes at once");
         l.acquire(EndpointClass::Export).await;
         let waited = Instant::now() - t0;
-        assert!(waited >= Duration::from_secs(29) && waited <= Duration::from_secs(31), "{waited:?}");
+        assert!(
+            waited >= Duration::from_secs(29) && waited <= Duration::from_secs(31),
+            "{waited:?}"
+        );
         // Account-only requests are not held back by the export budget.
         let t1 = Instant::now();
         l.acquire(EndpointClass::Account).await;
@@ -220,13 +242,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn headers_set_the_budget_and_zero_remaining_pauses() {
-        let l = RateLimiter::new(RateLimits { account_cap: Some(100), ..RateLimits::default() });
+        let l = RateLimiter::new(RateLimits {
+            account_cap: Some(100),
+            ..RateLimits::default()
+        });
         let mut h = HeaderMap::new();
         h.insert("x-rate-limit", HeaderValue::from_static("700"));
         h.insert("ratelimit-remaining", HeaderValue::from_static("0"));
         h.insert("ratelimit-reset", HeaderValue::from_static("7"));
         l.observe(&h);
-        assert_eq!(l.buckets.lock()[0].per_window, 100.0, "the cap wins over the plan");
+        assert_eq!(
+            l.buckets.lock()[0].per_window,
+            100.0,
+            "the cap wins over the plan"
+        );
         let t0 = Instant::now();
         l.acquire(EndpointClass::Account).await;
         assert!(Instant::now() - t0 >= Duration::from_secs(7));

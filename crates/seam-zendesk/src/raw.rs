@@ -81,7 +81,9 @@ pub fn remove_members(record: &str, values: &[&RawValue]) -> String {
     let bytes = record.as_bytes();
     let mut cuts: Vec<(usize, usize)> = Vec::with_capacity(values.len());
     for v in values {
-        let Some((vstart, vend)) = span(record, v.get()) else { continue };
+        let Some((vstart, vend)) = span(record, v.get()) else {
+            continue;
+        };
         // Walk back over `"key"\s*:\s*` to the separator before the member.
         let mut i = vstart;
         while i > 0 && bytes[i - 1].is_ascii_whitespace() {
@@ -99,7 +101,9 @@ pub fn remove_members(record: &str, values: &[&RawValue]) -> String {
         }
         i -= 1;
         // The keys cut here ("fields", "metric_set") hold no escaped quotes.
-        let Some(open) = record[..i].rfind('"') else { continue };
+        let Some(open) = record[..i].rfind('"') else {
+            continue;
+        };
         let mut j = open;
         while j > 0 && bytes[j - 1].is_ascii_whitespace() {
             j -= 1;
@@ -184,7 +188,10 @@ fn push_key(out: &mut String, k: &str) {
 }
 
 /// Keeps only the members named in `keep` (field selection).
-pub fn select_fields(record: &RawValue, keep: &std::collections::HashSet<String>) -> Result<Box<RawValue>, serde_json::Error> {
+pub fn select_fields(
+    record: &RawValue,
+    keep: &std::collections::HashSet<String>,
+) -> Result<Box<RawValue>, serde_json::Error> {
     let m = members(record)?;
     let mut out = String::with_capacity(record.get().len());
     out.push('{');
@@ -231,10 +238,16 @@ mod tests {
     fn removes_members_anywhere() {
         assert_eq!(cut(r#"{"id":1,"fields":[{"id":2}],"x":3}"#), r#"{"id":1,"x":3}"#);
         assert_eq!(cut(r#"{"fields":[],"id":1}"#), r#"{"id":1}"#);
-        assert_eq!(cut(r#"{"id":1, "fields" : [1] ,"metric_set":{"a":"}"}}"#), r#"{"id":1 }"#);
+        assert_eq!(
+            cut(r#"{"id":1, "fields" : [1] ,"metric_set":{"a":"}"}}"#),
+            r#"{"id":1 }"#
+        );
         assert_eq!(cut(r#"{"fields":{}}"#), r#"{}"#);
         assert_eq!(cut(r#"{"id":1}"#), r#"{"id":1}"#);
-        for s in [r#"{"id":1,"fields":[{"id":2}],"x":3}"#, r#"{"a":"fields","fields":[],"metric_set":null}"#] {
+        for s in [
+            r#"{"id":1,"fields":[{"id":2}],"x":3}"#,
+            r#"{"a":"fields","fields":[],"metric_set":null}"#,
+        ] {
             let out = cut(s);
             serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
         }
@@ -242,7 +255,8 @@ mod tests {
 
     #[test]
     fn rebuilds_objects() {
-        let raw: Box<RawValue> = serde_json::from_str(r#"{"id":5,"via":"Web form","body":"h\"i","odd\"key":1}"#).unwrap();
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"id":5,"via":"Web form","body":"h\"i","odd\"key":1}"#).unwrap();
         let m = members(&raw).unwrap();
         let out = write_object(&[("ticket_id", "9"), ("id", "5")], &m, &["via"]);
         assert_eq!(out, r#"{"ticket_id":9,"id":5,"body":"h\"i","odd\"key":1}"#);

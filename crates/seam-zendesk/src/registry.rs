@@ -17,7 +17,12 @@ pub struct UnknownConnector {
 pub fn build_source(name: &str, config_json: &str) -> Result<Box<dyn Source>, SourceError> {
     match name {
         "zendesk" => Ok(Box::new(crate::ZendeskSource::from_json(config_json)?)),
-        _ => Err(SourceError::new(ErrorKind::Config, UnknownConnector { name: name.to_owned() })),
+        _ => Err(SourceError::new(
+            ErrorKind::Config,
+            UnknownConnector {
+                name: name.to_owned(),
+            },
+        )),
     }
 }
 
@@ -27,8 +32,14 @@ mod tests {
 
     #[test]
     fn unknown_names_list_the_known_ones() {
-        let Err(e) = build_source("salesforce", "{}") else { panic!("salesforce is not a connector") };
+        let Err(e) = build_source("salesforce", "{}") else {
+            panic!("salesforce is not a connector")
+        };
         assert!(e.to_string().contains("known connectors are zendesk"), "{e}");
-        assert!(build_source("zendesk", r#"{"subdomain":"acme","email":"a@b.c","api_token":"t"}"#).is_ok());
+        assert!(build_source(
+            "zendesk",
+            r#"{"subdomain":"acme","email":"a@b.c","api_token":"t"}"#
+        )
+        .is_ok());
     }
 }

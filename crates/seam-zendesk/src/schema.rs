@@ -9,10 +9,22 @@ use std::collections::HashMap;
 
 const SHARED: &[(&str, &str)] = &[
     ("shared/via.json", include_str!("../schemas/shared/via.json")),
-    ("shared/metadata.json", include_str!("../schemas/shared/metadata.json")),
-    ("shared/attachments.json", include_str!("../schemas/shared/attachments.json")),
-    ("shared/conditions.json", include_str!("../schemas/shared/conditions.json")),
-    ("shared/actions.json", include_str!("../schemas/shared/actions.json")),
+    (
+        "shared/metadata.json",
+        include_str!("../schemas/shared/metadata.json"),
+    ),
+    (
+        "shared/attachments.json",
+        include_str!("../schemas/shared/attachments.json"),
+    ),
+    (
+        "shared/conditions.json",
+        include_str!("../schemas/shared/conditions.json"),
+    ),
+    (
+        "shared/actions.json",
+        include_str!("../schemas/shared/actions.json"),
+    ),
 ];
 
 const STREAM_SCHEMAS: &[(&str, &str)] = &[
@@ -21,22 +33,40 @@ const STREAM_SCHEMAS: &[(&str, &str)] = &[
     ("custom_roles", include_str!("../schemas/custom_roles.json")),
     ("deleted_tickets", include_str!("../schemas/deleted_tickets.json")),
     ("deleted_users", include_str!("../schemas/deleted_users.json")),
-    ("group_memberships", include_str!("../schemas/group_memberships.json")),
+    (
+        "group_memberships",
+        include_str!("../schemas/group_memberships.json"),
+    ),
     ("groups", include_str!("../schemas/groups.json")),
     ("macros", include_str!("../schemas/macros.json")),
-    ("organization_fields", include_str!("../schemas/organization_fields.json")),
-    ("organization_memberships", include_str!("../schemas/organization_memberships.json")),
+    (
+        "organization_fields",
+        include_str!("../schemas/organization_fields.json"),
+    ),
+    (
+        "organization_memberships",
+        include_str!("../schemas/organization_memberships.json"),
+    ),
     ("organizations", include_str!("../schemas/organizations.json")),
-    ("satisfaction_ratings", include_str!("../schemas/satisfaction_ratings.json")),
+    (
+        "satisfaction_ratings",
+        include_str!("../schemas/satisfaction_ratings.json"),
+    ),
     ("schedules", include_str!("../schemas/schedules.json")),
     ("sla_policies", include_str!("../schemas/sla_policies.json")),
     ("tags", include_str!("../schemas/tags.json")),
-    ("talk_phone_numbers", include_str!("../schemas/talk_phone_numbers.json")),
+    (
+        "talk_phone_numbers",
+        include_str!("../schemas/talk_phone_numbers.json"),
+    ),
     ("ticket_audits", include_str!("../schemas/ticket_audits.json")),
     ("ticket_comments", include_str!("../schemas/ticket_comments.json")),
     ("ticket_fields", include_str!("../schemas/ticket_fields.json")),
     ("ticket_forms", include_str!("../schemas/ticket_forms.json")),
-    ("ticket_metric_events", include_str!("../schemas/ticket_metric_events.json")),
+    (
+        "ticket_metric_events",
+        include_str!("../schemas/ticket_metric_events.json"),
+    ),
     ("ticket_metrics", include_str!("../schemas/ticket_metrics.json")),
     ("tickets", include_str!("../schemas/tickets.json")),
     ("triggers", include_str!("../schemas/triggers.json")),
@@ -47,7 +77,10 @@ const STREAM_SCHEMAS: &[(&str, &str)] = &[
 ];
 
 fn parse(name: &str, text: &str) -> Result<Schema, SchemaError> {
-    serde_json::from_str(text).map_err(|e| SchemaError::BadDefinition { name: name.to_owned(), message: e.to_string() })
+    serde_json::from_str(text).map_err(|e| SchemaError::BadDefinition {
+        name: name.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// The resolved schema of a stream, or `None` for a stream seam does not know.
@@ -75,7 +108,10 @@ pub fn custom_field_schema(field_type: &str) -> Schema {
         "integer" | "lookup" => Schema::nullable(JsonType::Integer),
         "decimal" => Schema::nullable(JsonType::Number),
         "checkbox" => Schema::nullable(JsonType::Boolean),
-        "date" => Schema { format: Some("date".into()), ..Schema::nullable(JsonType::String) },
+        "date" => Schema {
+            format: Some("date".into()),
+            ..Schema::nullable(JsonType::String)
+        },
         "multiselect" => Schema::array(Schema::nullable(JsonType::String)),
         _ => Schema::default(),
     }
@@ -90,7 +126,11 @@ pub fn apply_custom_fields(schema: &mut Schema, property: &str, definitions: &[(
     }
     let mut extra = Map::new();
     extra.insert("additionalProperties".into(), Value::Bool(true));
-    let typed = Schema { properties: Some(props), extra, ..Schema::nullable(JsonType::Object) };
+    let typed = Schema {
+        properties: Some(props),
+        extra,
+        ..Schema::nullable(JsonType::Object)
+    };
     if let Some(p) = schema.properties.as_mut() {
         p.insert(property.to_owned(), typed);
     }
@@ -103,7 +143,9 @@ mod tests {
     #[test]
     fn every_schema_loads_resolved_and_has_its_keys() {
         for (name, _) in STREAM_SCHEMAS {
-            let s = stream_schema(name).unwrap().unwrap_or_else(|e| panic!("{name}: {e}"));
+            let s = stream_schema(name)
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(s.is_resolved(), "{name}");
             let key = if *name == "tags" { "name" } else { "id" };
             assert!(s.property(key).is_some(), "{name} has no {key}");
@@ -111,7 +153,10 @@ mod tests {
         assert!(stream_schema("nope").is_none());
         let t = stream_schema("tickets").unwrap().unwrap();
         assert!(t.property("via").unwrap().property("channel").is_some());
-        assert!(t.property("fields").is_none(), "the duplicate fields array is removed");
+        assert!(
+            t.property("fields").is_none(),
+            "the duplicate fields array is removed"
+        );
         // custom_fields values are kept as delivered: any type.
         let cf = t.property("custom_fields").unwrap().items.as_ref().unwrap();
         assert!(cf.property("value").unwrap().types.is_empty());
@@ -119,15 +164,30 @@ mod tests {
 
     #[test]
     fn custom_fields_are_typed() {
-        assert_eq!(custom_field_schema("decimal").non_null_types(), vec![JsonType::Number]);
-        assert_eq!(custom_field_schema("lookup").non_null_types(), vec![JsonType::Integer]);
-        assert_eq!(custom_field_schema("checkbox").non_null_types(), vec![JsonType::Boolean]);
-        assert_eq!(custom_field_schema("multiselect").non_null_types(), vec![JsonType::Array]);
+        assert_eq!(
+            custom_field_schema("decimal").non_null_types(),
+            vec![JsonType::Number]
+        );
+        assert_eq!(
+            custom_field_schema("lookup").non_null_types(),
+            vec![JsonType::Integer]
+        );
+        assert_eq!(
+            custom_field_schema("checkbox").non_null_types(),
+            vec![JsonType::Boolean]
+        );
+        assert_eq!(
+            custom_field_schema("multiselect").non_null_types(),
+            vec![JsonType::Array]
+        );
         let d = custom_field_schema("dropdown");
         assert!(!d.extra.contains_key("enum"), "dropdowns are not enum-locked");
         let mut users = stream_schema("users").unwrap().unwrap();
         apply_custom_fields(&mut users, "user_fields", &[("vip".into(), "checkbox".into())]);
         let uf = users.property("user_fields").unwrap();
-        assert_eq!(uf.property("vip").unwrap().non_null_types(), vec![JsonType::Boolean]);
+        assert_eq!(
+            uf.property("vip").unwrap().non_null_types(),
+            vec![JsonType::Boolean]
+        );
     }
 }

@@ -62,9 +62,16 @@ impl ZendeskSource {
 
     /// A source with an injected retry policy (tests use [`RetryPolicy::fast_for_tests`]) and
     /// budgets (tests shrink the window to match a simulator with compressed minutes).
-    pub fn with_options(config: ZendeskConfig, policy: RetryPolicy, limits: RateLimits) -> Result<Self, SourceError> {
+    pub fn with_options(
+        config: ZendeskConfig,
+        policy: RetryPolicy,
+        limits: RateLimits,
+    ) -> Result<Self, SourceError> {
         let client = ZendeskClient::new(&config, policy, limits).map_err(internal)?;
-        Ok(ZendeskSource { config: Arc::new(config), client: Arc::new(client) })
+        Ok(ZendeskSource {
+            config: Arc::new(config),
+            client: Arc::new(client),
+        })
     }
 
     /// Parses and validates a JSON config, then builds the source.
@@ -82,7 +89,13 @@ impl ZendeskSource {
         self.client.requests()
     }
 
-    fn ctx(&self, out: mpsc::Sender<Message>, state: State, cancel: CancellationToken, outs: HashMap<&'static str, StreamOut>) -> ReadCtx {
+    fn ctx(
+        &self,
+        out: mpsc::Sender<Message>,
+        state: State,
+        cancel: CancellationToken,
+        outs: HashMap<&'static str, StreamOut>,
+    ) -> ReadCtx {
         ReadCtx {
             client: self.client.clone(),
             config: self.config.clone(),
@@ -119,14 +132,21 @@ fn plan(selected: &[&'static StreamDef], state: &State, comments: CommentsSource
             // Per-ticket children follow the tickets export: share its position.
             pos = stream_pos(state, "tickets").unwrap_or(pos);
         }
-        let shared = matches!(fetch, Fetch::TicketsExport | Fetch::UsersExport | Fetch::TicketEvents);
+        let shared = matches!(
+            fetch,
+            Fetch::TicketsExport | Fetch::UsersExport | Fetch::TicketEvents
+        );
         if shared {
             if let Some(t) = tasks.iter_mut().find(|t| t.fetch == fetch && t.pos == pos) {
                 t.members.push(def);
                 continue;
             }
         }
-        tasks.push(Task { fetch, members: vec![def], pos });
+        tasks.push(Task {
+            fetch,
+            members: vec![def],
+            pos,
+        });
     }
     // Exports first: they are the long poles, limited to 10 requests a minute.
     tasks.sort_by_key(|t| match t.fetch {
@@ -152,11 +172,19 @@ async fn run_task(ctx: &ReadCtx, task: Task) -> Result<(), SourceError> {
         Fetch::TimeExport { path, key } => exports::time_export(ctx, first, path, key, task.pos).await,
         Fetch::List { path, key } => lists::list_stream(ctx, first, path, key, task.pos).await,
     }
-    .map_err(|e| if e.stream.is_none() { e.in_stream(first.name) } else { e })
+    .map_err(|e| {
+        if e.stream.is_none() {
+            e.in_stream(first.name)
+        } else {
+            e
+        }
+    })
 }
 
 fn is_forbidden(e: &SourceError) -> bool {
-    e.source.downcast_ref::<ApiError>().is_some_and(ApiError::is_forbidden)
+    e.source
+        .downcast_ref::<ApiError>()
+        .is_some_and(ApiError::is_forbidden)
 }
 
 fn forbidden_reason(e: &SourceError) -> String {
@@ -183,10 +211,21 @@ impl Source for ZendeskSource {
     async fn check(&self) -> Result<(), SourceError> {
         let me: Me = self
             .client
-            .get(EndpointClass::Account, "/api/v2/users/me.json", |b| serde_json::from_slice(b))
+            .get(EndpointClass::Account, "/api/v2/users/me.json", |b| {
+                serde_json::from_slice(b)
+            })
             .await?;
-        let user = me.user.ok_or_else(|| SourceError::new(ErrorKind::Internal, "zendesk answered /api/v2/users/me.json without a user"))?;
-        let email = user.email.clone().or_else(|| self.config.email().map(str::to_owned)).unwrap_or_default();
+        let user = me.user.ok_or_else(|| {
+            SourceError::new(
+                ErrorKind::Internal,
+                "zendesk answered /api/v2/users/me.json without a user",
+            )
+        })?;
+        let email = user
+            .email
+            .clone()
+            .or_else(|| self.config.email().map(str::to_owned))
+            .unwrap_or_default();
         if user.id.is_none() {
             // Zendesk answers an anonymous user when the credentials are not recognised.
             return Err(match self.config.email() {
@@ -196,8 +235,19 @@ impl Source for ZendeskSource {
         }
         let role = user.role.unwrap_or_default();
         if role != "admin" {
-            let role_article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
-            return Err(SourceError::new(ErrorKind::Auth, NotAdmin { user: email, role_article, role }));
+            let role_article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            return Err(SourceError::new(
+                ErrorKind::Auth,
+                NotAdmin {
+                    user: email,
+                    role_article,
+                    role,
+                },
+            ));
         }
         info!(user = %email, "zendesk connection check passed");
         Ok(())
@@ -209,7 +259,9 @@ impl Source for ZendeskSource {
         let mut catalog = Catalog::default();
         for def in STREAMS {
             let mut schema = crate::schema::stream_schema(def.name)
-                .ok_or_else(|| SourceError::new(ErrorKind::Internal, format!("no schema for stream {}", def.name)))?
+                .ok_or_else(|| {
+                    SourceError::new(ErrorKind::Internal, format!("no schema for stream {}", def.name))
+                })?
                 .map_err(|e| SourceError::new(ErrorKind::Internal, e).in_stream(def.name))?;
             let custom = match def.name {
                 "users" => Some(("/api/v2/user_fields.json", "user_fields")),
@@ -220,12 +272,22 @@ impl Source for ZendeskSource {
                 match lists::field_definitions(&ctx, path, key).await {
                     Ok(defs) => crate::schema::apply_custom_fields(&mut schema, key, &defs),
                     Err(e) if e.is_forbidden() => {
-                        warn!(stream = def.name, "The account credentials supplied do not have access to `{}` custom fields.", def.name)
+                        warn!(
+                            stream = def.name,
+                            "The account credentials supplied do not have access to `{}` custom fields.",
+                            def.name
+                        )
                     }
                     Err(e) => return Err(SourceError::from(e).in_stream(def.name)),
                 }
             }
-            let mut entry = CatalogEntry::new(def.name, schema, def.key_properties, def.method, def.replication_key);
+            let mut entry = CatalogEntry::new(
+                def.name,
+                schema,
+                def.key_properties,
+                def.method,
+                def.replication_key,
+            );
             if let Some(p) = def.parent {
                 entry.set_stream_metadata(PARENT_TAP_STREAM_ID, Value::from(p));
             }
@@ -252,9 +314,17 @@ impl Source for ZendeskSource {
             };
             let all = entry.schema.properties.as_ref().map_or(0, |p| p.len());
             let fields = entry.selected_fields();
-            let keep = (fields.len() < all).then(|| Arc::new(fields.iter().map(|f| (*f).to_owned()).collect::<HashSet<_>>()));
+            let keep = (fields.len() < all)
+                .then(|| Arc::new(fields.iter().map(|f| (*f).to_owned()).collect::<HashSet<_>>()));
             let full = def.method == seam_core::ReplicationMethod::FullTable;
-            outs.insert(def.name, StreamOut { def, version: full.then_some(version), keep });
+            outs.insert(
+                def.name,
+                StreamOut {
+                    def,
+                    version: full.then_some(version),
+                    keep,
+                },
+            );
             out.send(Message::Schema(SchemaMessage {
                 stream: def.name.to_owned(),
                 schema: entry.selected_schema(),
@@ -327,7 +397,15 @@ mod tests {
 
     #[test]
     fn streams_from_the_same_requests_share_a_task() {
-        let sel = defs(&["tickets", "ticket_metrics", "ticket_comments", "ticket_audits", "users", "user_identities", "groups"]);
+        let sel = defs(&[
+            "tickets",
+            "ticket_metrics",
+            "ticket_comments",
+            "ticket_audits",
+            "users",
+            "user_identities",
+            "groups",
+        ]);
         let tasks = plan(&sel, &State::default(), CommentsSource::TicketEvents);
         assert_eq!(tasks.len(), 4, "{tasks:?}");
         let per_ticket = plan(&sel, &State::default(), CommentsSource::TicketAudits);
@@ -337,7 +415,10 @@ mod tests {
     #[test]
     fn different_bookmarks_split_a_task() {
         let sel = defs(&["tickets", "ticket_metrics"]);
-        let state = State::from_value(json!({"bookmarks": {"tickets": {"generated_timestamp": "2024-01-01T00:00:00Z"}}})).unwrap();
+        let state = State::from_value(
+            json!({"bookmarks": {"tickets": {"generated_timestamp": "2024-01-01T00:00:00Z"}}}),
+        )
+        .unwrap();
         assert_eq!(plan(&sel, &state, CommentsSource::TicketEvents).len(), 2);
     }
 }

@@ -11,11 +11,17 @@ use zendesk_sim::{SimConfig, SimHandle};
 
 /// A simulator whose rate-limit minutes last a second (time_scale 60), with `tickets` tickets.
 pub fn sim_config(tickets: usize) -> SimConfig {
-    SimConfig { tickets, time_scale: 60.0, ..SimConfig::default() }
+    SimConfig {
+        tickets,
+        time_scale: 60.0,
+        ..SimConfig::default()
+    }
 }
 
 pub async fn start(config: SimConfig) -> SimHandle {
-    let sim = zendesk_sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = zendesk_sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     // Exports hold back the last minute: step past it so everything generated is visible.
     sim.advance_clock(61);
     sim
@@ -33,7 +39,10 @@ pub fn raw_config(sim: &SimHandle, extra: Value) -> ZendeskConfigRaw {
 /// A source with fast retries and one-second budget windows (matching time_scale 60).
 pub fn source(sim: &SimHandle, extra: Value) -> ZendeskSource {
     let config = raw_config(sim, extra).validate().unwrap();
-    let limits = RateLimits { window: Duration::from_secs(1), ..RateLimits::default() };
+    let limits = RateLimits {
+        window: Duration::from_secs(1),
+        ..RateLimits::default()
+    };
     ZendeskSource::with_options(config, RetryPolicy::fast_for_tests(), limits).unwrap()
 }
 
@@ -68,7 +77,11 @@ impl Run {
         for m in &self.messages {
             if let Message::Record(r) = m {
                 let v = r.value().unwrap();
-                let key = if r.stream == "tags" { v["name"].as_str().unwrap().to_owned() } else { v["id"].to_string() };
+                let key = if r.stream == "tags" {
+                    v["name"].as_str().unwrap().to_owned()
+                } else {
+                    v["id"].to_string()
+                };
                 out.entry(r.stream.clone()).or_default().push(key);
             }
         }
@@ -76,7 +89,11 @@ impl Run {
     }
 
     pub fn key_set(&self, stream: &str) -> BTreeSet<String> {
-        self.keys().remove(stream).unwrap_or_default().into_iter().collect()
+        self.keys()
+            .remove(stream)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
     }
 }
 
@@ -133,11 +150,20 @@ pub fn check_contract(messages: &[Message]) {
             Message::Schema(s) => {
                 schemas.insert(s.stream.clone());
             }
-            Message::Record(r) => assert!(schemas.contains(&r.stream), "RECORD of {} before its SCHEMA", r.stream),
+            Message::Record(r) => assert!(
+                schemas.contains(&r.stream),
+                "RECORD of {} before its SCHEMA",
+                r.stream
+            ),
             Message::State { value } => {
                 for (stream, marks) in value["bookmarks"].as_object().unwrap() {
                     for (k, v) in marks.as_object().unwrap() {
-                        let Some(t) = v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else { continue };
+                        let Some(t) = v
+                            .as_str()
+                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        else {
+                            continue;
+                        };
                         let t = t.timestamp();
                         let prev = last.entry((stream.clone(), k.clone())).or_insert(t);
                         assert!(t >= *prev, "bookmark {stream}.{k} moved backwards: {prev} -> {t}");
@@ -154,7 +180,12 @@ pub fn check_contract(messages: &[Message]) {
 pub fn assert_no_duplicates(run: &Run) {
     for (stream, keys) in run.keys() {
         let set: BTreeSet<&String> = keys.iter().collect();
-        assert_eq!(set.len(), keys.len(), "{stream} emitted {} duplicate records", keys.len() - set.len());
+        assert_eq!(
+            set.len(),
+            keys.len(),
+            "{stream} emitted {} duplicate records",
+            keys.len() - set.len()
+        );
     }
 }
 
@@ -165,7 +196,12 @@ pub fn assert_matches_truth(run: &Run, truth: &Value, skip: &[&str]) {
         if skip.contains(&def.name) {
             continue;
         }
-        let got: BTreeSet<String> = keys.get(def.name).cloned().unwrap_or_default().into_iter().collect();
+        let got: BTreeSet<String> = keys
+            .get(def.name)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let want = truth_keys(truth, def.name);
         let missing: Vec<_> = want.difference(&got).take(5).collect();
         let extra: Vec<_> = got.difference(&want).take(5).collect();

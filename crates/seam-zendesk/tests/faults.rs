@@ -9,8 +9,17 @@ use zendesk_sim::{FaultConfig, Plan, SimConfig};
 async fn faults_and_rate_limits_still_give_exact_results() {
     // 15% of requests fail: 5xx, truncated and malformed bodies, resets. Rate limits on (Team plan,
     // one-second minutes), so 429s with Retry-After happen as well.
-    let faults = FaultConfig { rate: 0.15, seed: 7, ..FaultConfig::default() };
-    let sim = start(SimConfig { faults, plan: Plan::Team, ..sim_config(1500) }).await;
+    let faults = FaultConfig {
+        rate: 0.15,
+        seed: 7,
+        ..FaultConfig::default()
+    };
+    let sim = start(SimConfig {
+        faults,
+        plan: Plan::Team,
+        ..sim_config(1500)
+    })
+    .await;
     let src = source(&sim, json!({"concurrency": 8}));
     let catalog = all_streams(&src).await;
     let run = read(&src, &catalog, State::default()).await;
@@ -34,7 +43,13 @@ async fn faults_and_rate_limits_still_give_exact_results() {
         panic!("incremental read failed: {e}");
     }
     let t2 = sim.truth();
-    for s in ["tickets", "users", "organizations", "ticket_comments", "ticket_audits"] {
+    for s in [
+        "tickets",
+        "users",
+        "organizations",
+        "ticket_comments",
+        "ticket_audits",
+    ] {
         let old = t1[s]["updated"].as_object().unwrap();
         let want: std::collections::BTreeSet<String> = t2[s]["updated"]
             .as_object()
@@ -50,9 +65,17 @@ async fn faults_and_rate_limits_still_give_exact_results() {
 /// A client that asks for more than the plan allows, so the server pushes back with 429s.
 async fn pushed_back(edge_429_without_retry_after: bool) {
     // Three-second minutes: the export budget (10) runs out long before the sync is done.
-    let config = SimConfig { edge_429_without_retry_after, plan: Plan::Team, time_scale: 20.0, ..sim_config(2500) };
+    let config = SimConfig {
+        edge_429_without_retry_after,
+        plan: Plan::Team,
+        time_scale: 20.0,
+        ..sim_config(2500)
+    };
     let sim = start(config).await;
-    let src = source(&sim, json!({"export_requests_per_minute": 1000, "max_requests_per_minute": 100000}));
+    let src = source(
+        &sim,
+        json!({"export_requests_per_minute": 1000, "max_requests_per_minute": 100000}),
+    );
     let catalog = all_streams(&src).await;
     let run = read(&src, &catalog, State::default()).await;
     if let Err(e) = &run.result {
@@ -61,7 +84,10 @@ async fn pushed_back(edge_429_without_retry_after: bool) {
     assert_matches_truth(&run, &sim.truth(), &[]);
     assert_no_duplicates(&run);
     let stats = sim.stats();
-    assert!(stats["rate_limited"].as_u64().unwrap() > 0, "the server never pushed back: {stats}");
+    assert!(
+        stats["rate_limited"].as_u64().unwrap() > 0,
+        "the server never pushed back: {stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,8 +103,16 @@ async fn rate_limits_without_retry_after_are_waited_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_failures_end_the_read_with_a_clear_error() {
-    let faults = FaultConfig { rate: 1.0, kinds: vec![zendesk_sim::FaultKind::Status500], ..FaultConfig::default() };
-    let sim = start(SimConfig { faults, ..sim_config(20) }).await;
+    let faults = FaultConfig {
+        rate: 1.0,
+        kinds: vec![zendesk_sim::FaultKind::Status500],
+        ..FaultConfig::default()
+    };
+    let sim = start(SimConfig {
+        faults,
+        ..sim_config(20)
+    })
+    .await;
     let src = source(&sim, json!({}));
     let mut catalog = seam_core::Catalog::default();
     // discover itself would fail: build the catalog from a healthy simulator.
@@ -88,5 +122,10 @@ async fn persistent_failures_end_the_read_with_a_clear_error() {
     let e = run.result.unwrap_err();
     assert_eq!(e.kind, seam_core::ErrorKind::Transient);
     assert!(e.to_string().contains("zendesk answered 500"), "{e}");
-    assert!(run.messages.iter().all(|m| !matches!(m, seam_core::singer::Message::State { .. })), "no bookmark moved");
+    assert!(
+        run.messages
+            .iter()
+            .all(|m| !matches!(m, seam_core::singer::Message::State { .. })),
+        "no bookmark moved"
+    );
 }

@@ -31,7 +31,9 @@ async fn full_sync_matches_truth_for_every_stream() {
             .collect();
         assert_eq!(versions.len(), 2, "{stream}");
         assert_eq!(versions[0], versions[1]);
-        assert!(run.messages.iter().any(|m| matches!(m, Message::Record(r) if r.stream == stream && r.version == Some(versions[0]))));
+        assert!(run.messages.iter().any(
+            |m| matches!(m, Message::Record(r) if r.stream == stream && r.version == Some(versions[0]))
+        ));
     }
     // Tickets leave out the duplicate `fields` array and the side-loaded metric set; custom
     // fields are kept as delivered.
@@ -52,18 +54,31 @@ async fn full_sync_matches_truth_for_every_stream() {
     assert_eq!(catalog.get("ticket_comments").unwrap().parent(), Some("tickets"));
     assert_eq!(catalog.get("user_identities").unwrap().parent(), Some("users"));
     // Users' custom fields are typed from the definitions.
-    let uf = catalog.get("users").unwrap().schema.property("user_fields").unwrap();
+    let uf = catalog
+        .get("users")
+        .unwrap()
+        .schema
+        .property("user_fields")
+        .unwrap();
     assert!(uf.properties.as_ref().is_some_and(|p| !p.is_empty()));
 
     // Requests for tickets + users + organizations + comments + metrics + audits.
     let stats = sim.stats();
-    let core: u64 = ["/api/v2/incremental/tickets/cursor", "/api/v2/incremental/users/cursor",
-        "/api/v2/incremental/organizations", "/api/v2/incremental/ticket_events", "/api/v2/deleted_tickets"]
-        .iter()
-        .map(|e| stats["endpoints"][*e]["requests"].as_u64().unwrap_or(0))
-        .sum();
+    let core: u64 = [
+        "/api/v2/incremental/tickets/cursor",
+        "/api/v2/incremental/users/cursor",
+        "/api/v2/incremental/organizations",
+        "/api/v2/incremental/ticket_events",
+        "/api/v2/deleted_tickets",
+    ]
+    .iter()
+    .map(|e| stats["endpoints"][*e]["requests"].as_u64().unwrap_or(0))
+    .sum();
     let per_1000 = core as f64 * 1000.0 / 2500.0;
-    eprintln!("requests: total {} core {core} ({per_1000:.1} per 1,000 tickets); stats {stats}", summary.requests);
+    eprintln!(
+        "requests: total {} core {core} ({per_1000:.1} per 1,000 tickets); stats {stats}",
+        summary.requests
+    );
     assert!(per_1000 <= 10.0, "{per_1000} requests per 1,000 tickets: {stats}");
 }
 
@@ -92,7 +107,14 @@ async fn field_selection_keeps_only_selected_fields() {
     let e = catalog.get_mut("groups").unwrap();
     e.set_selected(true);
     e.set_field_selected("name", true);
-    for f in ["url", "is_public", "description", "default", "deleted", "created_at"] {
+    for f in [
+        "url",
+        "is_public",
+        "description",
+        "default",
+        "deleted",
+        "created_at",
+    ] {
         e.set_field_selected(f, false);
     }
     let run = read(&src, &catalog, State::default()).await;

@@ -1,5 +1,5 @@
 //! Authentication as Zendesk does it
-//! (https://developer.zendesk.com/api-reference/introduction/security-and-auth/):
+//! (<https://developer.zendesk.com/api-reference/introduction/security-and-auth/>):
 //! `Authorization: Basic base64("{email}/token:{api_token}")` or `Authorization: Bearer {oauth_token}`.
 //! Anything else is a 401 `{"error":"Couldn't authenticate you"}`.
 

@@ -1,6 +1,6 @@
 //! Zendesk's error responses, status codes and bodies as the API returns them.
 //!
-//! Bodies follow https://developer.zendesk.com/api-reference/introduction/errors/ (and, where the
+//! Bodies follow <https://developer.zendesk.com/api-reference/introduction/errors/> (and, where the
 //! docs give no body, what clients in the wild parse: see each constructor).
 
 use axum::http::StatusCode;

@@ -1,9 +1,15 @@
 //! `zendesk-sim`: a simulator of Zendesk Support's REST API, faithful to Zendesk's documented
 //! behaviour rather than to what any client expects. Every seam test, the demo and the benchmarks
-//! talk to it. It shares no code with the client crate.
+//! talk to it. It shares no code with the client crate (`seam-zendesk`): two independent readings
+//! of the documentation catch each other's mistakes.
 //!
-//! What it does, with the Zendesk documentation each part follows:
-//! - deterministic account data for `(tickets, seed)` ([`data::gen`]);
+//! # What it serves, and where the behaviour comes from
+//! - deterministic account data for `(tickets, seed)` ([`data::gen`]): tickets with custom fields
+//!   of every type, ~3 audits per ticket (the first carries the first comment), metric sets, metric
+//!   events, users and identities, organizations, groups, memberships, fields, forms, brands, tags,
+//!   macros, SLA policies, roles, schedules, automations, triggers, views, satisfaction ratings,
+//!   Talk phone numbers; some tickets deleted, some archived; many records share one second,
+//!   including runs longer than an export page;
 //! - authentication (API token / OAuth), plan gates and unknown subdomains ([`auth`], [`error`]);
 //! - cursor-based and time-based incremental exports with the one-minute rules ([`routes::exports`]);
 //! - list endpoints with cursor and offset pagination ([`pagination`], [`routes::lists`]);
@@ -11,6 +17,29 @@
 //! - rate limits by plan, on exports and on per-ticket audits ([`rate_limit`]);
 //! - injected faults ([`faults`]); a virtual clock ([`clock`]); change over time ([`data::mutate`]);
 //! - ground truth and request stats for tests ([`data::truth`], [`stats`], [`admin`]).
+//!
+//! # Time
+//! Sim-now is real time plus an offset that only moves forward ([`SimHandle::advance_clock`],
+//! `POST /__sim/clock/advance?seconds=N`). Mutations are stamped with sim-now and the export rules
+//! ("changed in the last minute: not yet", "`start_time` under a minute old: 422") use sim-now, so a
+//! test mutates, advances 61 s and syncs. `time_scale` does **not** touch the clock: it only
+//! compresses the rate-limit minute (60 → one-second windows). `Retry-After` is then the real
+//! number of seconds until the window resets, rounded up and never below 1.
+//!
+//! # Truth
+//! `GET /__sim/truth` ([`SimHandle::truth`]) returns `{"<stream>": {"count": n, "ids": [...],
+//! "updated": {"<id>": value}}}` for every stream in [`data::truth::TRUTH_STREAMS`]; the table in
+//! [`data::truth`] says exactly what each stream includes.
+//!
+//! # Binary
+//! `zendesk-sim --port 0 --tickets 20000 --seed 1 [--plan team|growth|professional|enterprise|high-volume]
+//! [--subdomain acme] [--email ..] [--api-token ..] [--oauth-token ..] [--role admin|agent]
+//! [--time-scale 60] [--gate sla_policies,ticket_forms,talk,custom_fields] [--fault-rate 0.05]
+//! [--fault-seed 1] [--slow-ms 200] [--edge-429] [--no-rate-limit] [--mutate-every-secs 30
+//! [--mutate-count 10]]` prints one line,
+//! `zendesk-sim listening on http://127.0.0.1:PORT (subdomain acme, email admin@acme.test, token sim-token)`,
+//! and serves until Ctrl-C. `scripts/sim_walk.py` walks every endpoint against the truth;
+//! `scripts/sim_bench.sh` measures export throughput.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), zendesk_sim::SimError> {

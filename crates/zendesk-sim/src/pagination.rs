@@ -1,12 +1,12 @@
 //! Query parsing, opaque cursors and the two list pagination styles
-//! (https://developer.zendesk.com/api-reference/introduction/pagination/):
+//! (<https://developer.zendesk.com/api-reference/introduction/pagination/>):
 //!
 //! - cursor pagination, selected by any `page[...]` parameter: `page[size]` (max 100, more is a
 //!   400), `page[after]` / `page[before]`; answers `meta.has_more`, `meta.after_cursor`,
 //!   `meta.before_cursor`, `links.next`, `links.prev`;
 //! - offset pagination otherwise: `page` (1-based) and `per_page` (max 100, larger values are
 //!   clamped), answers `next_page`, `previous_page`, `count`; asking for records past the first
-//!   10,000 is a 400 (https://support.zendesk.com/hc/en-us/articles/5591904358938).
+//!   10,000 is a 400 (<https://support.zendesk.com/hc/en-us/articles/5591904358938>).
 
 use std::collections::HashMap;
 use std::sync::Arc;

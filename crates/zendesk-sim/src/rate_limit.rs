@@ -1,11 +1,11 @@
 //! Rate limits as Zendesk enforces them
-//! (https://developer.zendesk.com/api-reference/introduction/rate-limits/):
+//! (<https://developer.zendesk.com/api-reference/introduction/rate-limits/>):
 //!
 //! - an account budget per minute by plan (Team 200, Growth 400, Professional 400, Enterprise 700,
 //!   High Volume 2,500) that every API request counts against, exports included;
 //! - incremental exports: 10 requests per minute (30 with the High Volume add-on), one budget shared
 //!   by all `/api/v2/incremental/*` endpoints
-//!   (https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/);
+//!   (<https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/>);
 //! - per-ticket audits `/api/v2/tickets/{id}/audits`: 450 requests per minute.
 //!
 //! Windows are fixed: the minute is divided by `time_scale` (time_scale 60 → a one-second window).

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod binary;
 mod common;
 mod exports;
 mod faults;

@@ -3,3 +3,4 @@
 pub mod schema_name;
 pub mod tap;
 pub mod sync;
+pub mod target;

@@ -34,6 +34,9 @@ pub struct Args {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Commit (rows and bookmarks together) at least every this many records.
+    #[arg(long, default_value_t = 20_000)]
+    max_batch_records: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +110,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let progress = Progress::default();
         let reporter = tokio::spawn(report_progress(progress.clone(), !args.plain && std::io::stderr().is_terminal()));
         let open_schema = schema.clone();
+        let mut config = PipelineConfig::default();
+        config.loader.max_batch_records = args.max_batch_records.max(1);
         let started = Instant::now();
         let result = pipeline::run(
             source,
@@ -115,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Box::new(|_| Ok(())),
             progress.clone(),
             cancel,
-            PipelineConfig::default(),
+            config,
         )
         .await;
         reporter.abort();

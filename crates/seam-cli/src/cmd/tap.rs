@@ -36,9 +36,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only Singer messages.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let config = read_file(&args.config, "config")?;
     let source = seam_zendesk::registry::build_source(&args.connector, &config)?;
@@ -55,13 +57,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let v: serde_json::Value = if text.trim().is_empty() {
                 serde_json::Value::Null
             } else {
-                serde_json::from_str(&text).with_context(|| format!("the state file {} is not JSON", p.display()))?
+                serde_json::from_str(&text)
+                    .with_context(|| format!("the state file {} is not JSON", p.display()))?
             };
-            State::from_value(v).with_context(|| format!("the state file {} is not a Singer state", p.display()))?
+            State::from_value(v)
+                .with_context(|| format!("the state file {} is not a Singer state", p.display()))?
         }
         None => State::default(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     if args.discover {
         let catalog = rt.block_on(source.discover())?;
         let mut out = std::io::stdout().lock();

@@ -30,7 +30,7 @@ const shortDay = (iso) => new Date(iso + "T00:00:00Z").toLocaleDateString("en-US
  * limit (a dashed line). `usage` is the API's Usage object.
  */
 export function usageChart(usage, { height = 230, showLimit = true } = {}) {
-  const W = 760, H = height, L = 56, R = 16, T = 16, B = 28;
+  const W = 1000, H = height, L = 56, R = 16, T = 16, B = 28;
   const period = usage.billing_period || {};
   const start = (period.start || "").slice(0, 10);
   const end = (period.end || "").slice(0, 10);
@@ -56,12 +56,12 @@ export function usageChart(usage, { height = 230, showLimit = true } = {}) {
     svg.append(s("line", { class: "grid-line", x1: L, x2: W - R, y1: y(v), y2: y(v) }),
       s("text", { x: L - 8, y: y(v) + 4, "text-anchor": "end" }, compact(v)));
   }
-  const maxDaily = Math.max(1, ...points.map((p) => p.daily));
+  // Daily bars on the same scale as the running total: a bar is what that day added.
   const bw = Math.max(2, ((W - L - R) / n) * 0.6);
   for (const p of points) {
     if (!p.daily) continue;
-    const bh = ((H - T - B) * 0.35 * p.daily) / maxDaily;
-    svg.append(s("rect", { class: "bar-fill-soft", x: x(p.i) - bw / 2, y: H - B - bh, width: bw, height: bh, rx: 2 },
+    const bh = Math.max(1, y(0) - y(p.daily));
+    svg.append(s("rect", { class: "bar-fill-soft", x: x(p.i) - bw / 2, y: y(0) - bh, width: bw, height: bh, rx: 2 },
       s("title", {}, `${shortDay(p.d)}: ${num(p.daily)} rows`)));
   }
   if (points.length) {
@@ -106,7 +106,7 @@ export function hbars(items, { empty = "Nothing yet." } = {}) {
 export function jobTimeline(jobs) {
   const list = [...jobs].reverse().slice(-30);
   if (!list.length) return h("p", { class: "muted" }, "No extractions yet.");
-  const W = 760, H = 86, L = 8, R = 8, T = 10, B = 22;
+  const W = 1000, H = 90, L = 8, R = 8, T = 10, B = 24;
   const t0 = Math.min(...list.map((j) => new Date(j.start_time).getTime()));
   const t1 = Math.max(Date.now(), ...list.map((j) => new Date(j.completion_time || Date.now()).getTime()));
   const span = Math.max(t1 - t0, 60_000);
@@ -117,7 +117,7 @@ export function jobTimeline(jobs) {
   for (const j of list) {
     const a = new Date(j.start_time).getTime();
     const b = new Date(j.completion_time || Date.now()).getTime();
-    const w = Math.max(6, x(b) - x(a));
+    const w = Math.max(8, x(b) - x(a));
     svg.append(s("rect", { x: x(a), y: T, width: w, height: H - T - B - 6, rx: 3, fill: colour[j.status] || "#64748b" },
       s("title", {}, `${j.job_name}: ${j.status}, ${duration(j.start_time, j.completion_time)}, ${num(j.rows_loaded)} rows`)));
   }

@@ -13,7 +13,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 fn exit_description(status: Option<i32>) -> Option<&'static str> {
-    status.map(|s| if s == 0 { "Completed successfully" } else { "Failed" })
+    status.map(|s| {
+        if s == 0 {
+            "Completed successfully"
+        } else {
+            "Failed"
+        }
+    })
 }
 
 /// Stitch's extraction object.
@@ -39,21 +45,35 @@ pub fn extraction_json(j: &Job) -> Value {
 }
 
 /// `POST /v4/sources/{id}/sync`.
-pub async fn start(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let i = load_live(&state, &id).await?;
     let job = state.scheduler.run_now(i.id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": job.id, "job_name": job.job_name, "status": "running",
-        "message": "Extraction starting now"}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({"job_id": job.id, "job_name": job.job_name, "status": "running",
+        "message": "Extraction starting now"}),
+        ),
+    ))
 }
 
 /// `DELETE /v4/sources/{id}/sync`.
-pub async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn stop(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let i = load_live(&state, &id).await?;
     let job_id = state
         .scheduler
         .stop(i.id)
         .ok_or_else(|| ApiError::NotFound(format!("no extraction is running for source {}", i.id)))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": job_id, "stopping": true}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": job_id, "stopping": true})),
+    ))
 }
 
 /// `?limit=`.
@@ -69,8 +89,15 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "source")?;
-    state.metastore.get_integration(id).await?.ok_or_else(|| ApiError::source_not_found(id))?;
-    let jobs = state.metastore.list_jobs(id, q.limit.unwrap_or(50).min(1000)).await?;
+    state
+        .metastore
+        .get_integration(id)
+        .await?
+        .ok_or_else(|| ApiError::source_not_found(id))?;
+    let jobs = state
+        .metastore
+        .list_jobs(id, q.limit.unwrap_or(50).min(1000))
+        .await?;
     Ok(Json(Value::Array(jobs.iter().map(extraction_json).collect())))
 }
 
@@ -94,7 +121,9 @@ async fn job_of(state: &AppState, id: &str, job_id: &str) -> Result<Job, ApiErro
     let job_id = parse_id(job_id, "extraction")?;
     match state.metastore.get_job(job_id).await? {
         Some(j) if j.integration_id == id => Ok(j),
-        _ => Err(ApiError::NotFound(format!("extraction {job_id} of source {id} not found"))),
+        _ => Err(ApiError::NotFound(format!(
+            "extraction {job_id} of source {id} not found"
+        ))),
     }
 }
 
@@ -128,7 +157,11 @@ pub async fn logs(
         json!({"timestamp": time(l.at), "location": l.location.as_str(), "level": l.level.as_str(),
             "message": l.message, "line": l.to_string()})
     };
-    let errors: Vec<Value> = lines.iter().filter(|l| l.level >= LogLevel::Error).map(as_json).collect();
+    let errors: Vec<Value> = lines
+        .iter()
+        .filter(|l| l.level >= LogLevel::Error)
+        .map(as_json)
+        .collect();
     Ok(Json(json!({
         "job_name": job.job_name,
         "lines": lines.iter().map(as_json).collect::<Vec<_>>(),
@@ -136,4 +169,3 @@ pub async fn logs(
     }))
     .into_response())
 }
-

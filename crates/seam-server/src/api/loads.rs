@@ -28,14 +28,21 @@ pub async fn list(
     Query(q): Query<LoadsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "source")?;
-    let integration = state.metastore.get_integration(id).await?.ok_or_else(|| ApiError::source_not_found(id))?;
+    let integration = state
+        .metastore
+        .get_integration(id)
+        .await?
+        .ok_or_else(|| ApiError::source_not_found(id))?;
     let now = state.clock.now();
     let usage = usage_summary(state.metastore.as_ref(), now).await?;
     let this_start = midnight(usage.period_start);
     let (since, until) = match q.period.as_deref().unwrap_or("this_billing") {
         "24h" => (now - Duration::hours(24), None),
         "this_billing" => (this_start, None),
-        "prev_billing" => (this_start - Duration::days(seam_runtime::job::BILLING_PERIOD_DAYS), Some(this_start)),
+        "prev_billing" => (
+            this_start - Duration::days(seam_runtime::job::BILLING_PERIOD_DAYS),
+            Some(this_start),
+        ),
         other => {
             return Err(ApiError::InvalidBody(format!(
                 "period {other} is unknown: use 24h, this_billing or prev_billing"
@@ -45,7 +52,10 @@ pub async fn list(
     let loads = state.metastore.list_loads(id, since).await?;
     // Newest job first: the first row seen per table carries its latest state.
     let mut tables: BTreeMap<String, Value> = BTreeMap::new();
-    for l in loads.iter().filter(|l| until.is_none_or(|u| l.last_batch_loaded_at.is_none_or(|t| t < u))) {
+    for l in loads
+        .iter()
+        .filter(|l| until.is_none_or(|u| l.last_batch_loaded_at.is_none_or(|t| t < u)))
+    {
         let entry = tables.entry(l.table_name.clone()).or_insert_with(|| {
             json!({
                 "source_id": id,

@@ -92,10 +92,16 @@ pub fn router(state: AppState) -> Router {
             public = public.route(path, mr);
         }
     }
-    let private = private.route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_token));
+    let private = private.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require_token,
+    ));
     public
         .merge(private)
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), system::count_requests))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            system::count_requests,
+        ))
         .with_state(state)
 }
 
@@ -108,12 +114,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::InvalidBody("the request needs a JSON body".to_owned()));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidBody(format!("the body is not valid JSON for this route: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidBody(format!("the body is not valid JSON for this route: {e}")))
 }
 
 /// Parses a numeric id from the path; anything else is a 404.
 pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound(format!("{what} {raw} not found")))
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("{what} {raw} not found")))
 }
 
 /// RFC 3339 with milliseconds, `Z`.

@@ -32,10 +32,16 @@ pub struct ListQuery {
 }
 
 /// `GET /v4/notifications`.
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let list = state
         .metastore
-        .list_notifications(q.include_dismissed.unwrap_or(false), q.limit.unwrap_or(100).min(1000))
+        .list_notifications(
+            q.include_dismissed.unwrap_or(false),
+            q.limit.unwrap_or(100).min(1000),
+        )
         .await?;
     Ok(Json(Value::Array(list.iter().map(notification_json).collect())))
 }
@@ -43,6 +49,9 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
 /// `POST /v4/notifications/{id}/dismiss`.
 pub async fn dismiss(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "notification")?;
-    state.metastore.dismiss_notification(id, state.clock.now()).await?;
+    state
+        .metastore
+        .dismiss_notification(id, state.clock.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,8 +11,8 @@ use axum::Json;
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Utc};
 use seam_core::naming;
 use seam_metastore::{
-    CheckStatus, ConnectionCheck, Credentials, Integration, IntegrationProperties, IntegrationUpdate, NewIntegration,
-    ZENDESK_TYPE,
+    CheckStatus, ConnectionCheck, Credentials, Integration, IntegrationProperties, IntegrationUpdate,
+    NewIntegration, ZENDESK_TYPE,
 };
 use seam_runtime::scheduler::{
     consecutive_failures, integration_status, parse_quartz_cron, validate_frequency, Schedule, ScheduleError,
@@ -38,8 +38,11 @@ const PROPERTY_KEYS: [&str; 8] = [
 pub fn validate_subdomain(s: &str) -> Result<(), ApiError> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -67,7 +70,10 @@ fn parse_time(field: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
 fn default_start_date(now: DateTime<Utc>) -> DateTime<Utc> {
     let d = now.date_naive();
     // One year back; Feb 29 falls back to Feb 28.
-    let back = d.with_year(d.year() - 1).or_else(|| d.pred_opt().and_then(|p| p.with_year(p.year() - 1))).unwrap_or(d);
+    let back = d
+        .with_year(d.year() - 1)
+        .or_else(|| d.pred_opt().and_then(|p| p.with_year(p.year() - 1)))
+        .unwrap_or(d);
     Utc.from_utc_datetime(&back.and_time(chrono::NaiveTime::MIN))
 }
 
@@ -82,7 +88,9 @@ fn string_or_null<'a>(key: &str, v: &'a Value) -> Result<Option<&'a str>, ApiErr
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.as_str())),
-        _ => Err(ApiError::InvalidProperties(format!("{key} must be a string or null"))),
+        _ => Err(ApiError::InvalidProperties(format!(
+            "{key} must be a string or null"
+        ))),
     }
 }
 
@@ -118,7 +126,11 @@ fn apply_properties(
             "email" => {
                 p.email = match string_or_null(key, v)? {
                     Some(e) if e.contains('@') && !e.chars().any(char::is_whitespace) => Some(e.to_owned()),
-                    Some(e) => return Err(ApiError::InvalidProperties(format!("email {e:?} is not an email address"))),
+                    Some(e) => {
+                        return Err(ApiError::InvalidProperties(format!(
+                            "email {e:?} is not an email address"
+                        )))
+                    }
                     None => None,
                 }
             }
@@ -141,7 +153,9 @@ fn apply_properties(
                     )));
                 }
                 if t > now {
-                    return Err(ApiError::InvalidProperties(format!("start_date {s:?} is in the future")));
+                    return Err(ApiError::InvalidProperties(format!(
+                        "start_date {s:?} is in the future"
+                    )));
                 }
                 p.start_date = t;
             }
@@ -153,11 +167,15 @@ fn apply_properties(
                     _ => 0,
                 };
                 p.frequency_in_minutes = validate_frequency(minutes).map_err(|_| {
-                    schedule_error(ScheduleError::Frequency { value: v.to_string().trim_matches('"').to_owned() })
+                    schedule_error(ScheduleError::Frequency {
+                        value: v.to_string().trim_matches('"').to_owned(),
+                    })
                 })?;
             }
             "anchor_time" => {
-                p.anchor_time = string_or_null(key, v)?.map(|s| parse_time("anchor_time", s)).transpose()?;
+                p.anchor_time = string_or_null(key, v)?
+                    .map(|s| parse_time("anchor_time", s))
+                    .transpose()?;
             }
             "cron_expression" => {
                 p.cron_expression = match string_or_null(key, v)?.map(str::trim).filter(|s| !s.is_empty()) {
@@ -173,7 +191,8 @@ fn apply_properties(
     }
     if p.subdomain.is_empty() {
         return Err(ApiError::InvalidProperties(
-            "properties.subdomain is required: the Zendesk site prefix (acme for acme.zendesk.com)".to_owned(),
+            "properties.subdomain is required: the Zendesk site prefix (acme for acme.zendesk.com)"
+                .to_owned(),
         ));
     }
     if credentials.access_token.is_none() && (credentials.api_token.is_none() || p.email.is_none()) {
@@ -189,7 +208,9 @@ fn apply_properties(
 
 fn check_display_name(display_name: &str) -> Result<String, ApiError> {
     if display_name.trim().is_empty() {
-        return Err(ApiError::InvalidDisplayName("display_name is required".to_owned()));
+        return Err(ApiError::InvalidDisplayName(
+            "display_name is required".to_owned(),
+        ));
     }
     naming::schema_name(display_name).map_err(|e| match e {
         naming::NamingError::Empty { .. } => ApiError::InvalidDisplayName(e.to_string()),
@@ -214,18 +235,25 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<impl I
     let body: CreateBody = parse_json(&body)?;
     let kind = body.kind.unwrap_or_else(|| ZENDESK_TYPE.to_owned());
     if kind != ZENDESK_TYPE {
-        return Err(ApiError::InvalidBody(format!("unknown source type {kind}: seam knows {ZENDESK_TYPE}")));
+        return Err(ApiError::InvalidBody(format!(
+            "unknown source type {kind}: seam knows {ZENDESK_TYPE}"
+        )));
     }
     let display_name = body.display_name.unwrap_or_default();
     let derived = check_display_name(&display_name)?;
     let name = match body.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        Some(explicit) => naming::validate_schema_name(explicit).map_err(|e| ApiError::InvalidName(e.to_string()))?,
+        Some(explicit) => {
+            naming::validate_schema_name(explicit).map_err(|e| ApiError::InvalidName(e.to_string()))?
+        }
         None => derived,
     };
     let now = state.clock.now();
     let mut credentials = Credentials::default();
     let properties = apply_properties(None, &mut credentials, &body.properties, now)?;
-    let sealed = state.cipher.seal(&credentials).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let sealed = state
+        .cipher
+        .seal(&credentials)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let new = NewIntegration {
         display_name: display_name.trim().to_owned(),
         name: name.clone(),
@@ -234,16 +262,25 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<impl I
         sealed_credentials: sealed,
         created_at: now,
     };
-    let integration = state.metastore.create_integration(new).await.map_err(|e| match e {
-        seam_metastore::MetastoreError::NameTaken { name: taken } if body.name.is_none() => ApiError::InvalidName(
-            format!("non-unique name after deriving it from display_name ({display_name} -> {taken})"),
-        ),
-        other => other.into(),
-    })?;
+    let integration = state
+        .metastore
+        .create_integration(new)
+        .await
+        .map_err(|e| match e {
+            seam_metastore::MetastoreError::NameTaken { name: taken } if body.name.is_none() => {
+                ApiError::InvalidName(format!(
+                    "non-unique name after deriving it from display_name ({display_name} -> {taken})"
+                ))
+            }
+            other => other.into(),
+        })?;
     info!(source_id = integration.id, name = %integration.name, "integration created");
     state.scheduler.start_check(integration.id).await?;
     state.scheduler.changed();
-    Ok((StatusCode::CREATED, Json(source_json(&state, &integration).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(source_json(&state, &integration).await?),
+    ))
 }
 
 /// `GET /v4/sources`.
@@ -257,7 +294,11 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 async fn load(state: &AppState, raw: &str) -> Result<Integration, ApiError> {
     let id = parse_id(raw, "source")?;
-    state.metastore.get_integration(id).await?.ok_or_else(|| ApiError::source_not_found(id))
+    state
+        .metastore
+        .get_integration(id)
+        .await?
+        .ok_or_else(|| ApiError::source_not_found(id))
 }
 
 /// Loads a source that is not deleted.
@@ -299,9 +340,16 @@ pub async fn update(
                 .map_err(|_| ApiError::InvalidDisplayName(format!("invalid display_name ({d})")))?;
             d.trim().to_owned()
         }
-        Some(other) => return Err(ApiError::InvalidDisplayName(format!("invalid display_name ({other})"))),
+        Some(other) => {
+            return Err(ApiError::InvalidDisplayName(format!(
+                "invalid display_name ({other})"
+            )))
+        }
     };
-    let mut credentials = state.cipher.open(&current.sealed_credentials).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut credentials = state
+        .cipher
+        .open(&current.sealed_credentials)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let before_credentials = credentials.clone();
     let properties = match body.get("properties") {
         None => current.properties.clone(),
@@ -311,10 +359,18 @@ pub async fn update(
     let paused_at = match body.get("paused_at") {
         None => current.paused_at,
         Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(current.paused_at.unwrap_or(
-            parse_time("paused_at", s).map_err(|_| ApiError::InvalidBody(format!("paused_at {s:?} is not an ISO 8601 time")))?,
-        )),
-        Some(other) => return Err(ApiError::InvalidBody(format!("paused_at must be an ISO 8601 time or null, not {other}"))),
+        Some(Value::String(s)) => Some(
+            current
+                .paused_at
+                .unwrap_or(parse_time("paused_at", s).map_err(|_| {
+                    ApiError::InvalidBody(format!("paused_at {s:?} is not an ISO 8601 time"))
+                })?),
+        ),
+        Some(other) => {
+            return Err(ApiError::InvalidBody(format!(
+                "paused_at must be an ISO 8601 time or null, not {other}"
+            )))
+        }
     };
     let reset = properties.start_date != current.properties.start_date;
     if reset && body.get("confirm_reset") != Some(&Value::Bool(true)) {
@@ -329,7 +385,10 @@ pub async fn update(
         || properties.subdomain != current.properties.subdomain
         || properties.email != current.properties.email;
     let sealed = if credentials != before_credentials {
-        state.cipher.seal(&credentials).map_err(|e| ApiError::Internal(e.to_string()))?
+        state
+            .cipher
+            .seal(&credentials)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
     } else {
         current.sealed_credentials.clone()
     };
@@ -337,12 +396,21 @@ pub async fn update(
         .metastore
         .update_integration(
             current.id,
-            IntegrationUpdate { display_name, properties, sealed_credentials: sealed, paused_at, updated_at: now },
+            IntegrationUpdate {
+                display_name,
+                properties,
+                sealed_credentials: sealed,
+                paused_at,
+                updated_at: now,
+            },
         )
         .await?;
     if reset {
         state.metastore.set_state(current.id, None).await?;
-        info!(source_id = current.id, "start date changed: bookmarks reset, full re-replication queued");
+        info!(
+            source_id = current.id,
+            "start date changed: bookmarks reset, full re-replication queued"
+        );
     }
     if connection_changed {
         state.scheduler.start_check(current.id).await?;
@@ -352,17 +420,26 @@ pub async fn update(
 }
 
 /// `DELETE /v4/sources/{id}`.
-pub async fn delete_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let current = load_live(&state, &id).await?;
     state.scheduler.stop(current.id);
-    let deleted = state.metastore.delete_integration(current.id, state.clock.now()).await?;
+    let deleted = state
+        .metastore
+        .delete_integration(current.id, state.clock.now())
+        .await?;
     info!(source_id = deleted.id, name = %deleted.name, "integration deleted; its warehouse schema is kept");
     state.scheduler.changed();
     Ok(Json(source_json(&state, &deleted).await?))
 }
 
 /// `GET /v4/sources/{id}/last-connection-check`.
-pub async fn last_check(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn last_check(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let i = load(&state, &id).await?;
     let check = state
         .metastore
@@ -373,7 +450,10 @@ pub async fn last_check(State(state): State<AppState>, Path(id): Path<String>) -
 }
 
 /// `POST /v4/sources/{id}/check`.
-pub async fn recheck(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn recheck(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let i = load_live(&state, &id).await?;
     let check = state.scheduler.start_check(i.id).await?;
     Ok((StatusCode::ACCEPTED, Json(check_json(&check))))
@@ -381,7 +461,8 @@ pub async fn recheck(State(state): State<AppState>, Path(id): Path<String>) -> R
 
 /// Stitch's connection-check object.
 pub fn check_json(c: &ConnectionCheck) -> Value {
-    let error = c.check_exit_status.is_some_and(|s| s != 0) || c.discovery_exit_status.is_some_and(|s| s != 0);
+    let error =
+        c.check_exit_status.is_some_and(|s| s != 0) || c.discovery_exit_status.is_some_and(|s| s != 0);
     let message = match c.status {
         CheckStatus::Running => "Checking the connection and discovering tables".to_owned(),
         CheckStatus::Succeeded => "Success!".to_owned(),
@@ -415,14 +496,21 @@ pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, Api
     let jobs = state.metastore.list_jobs(i.id, 20).await?;
     let running = state.scheduler.is_running(i.id);
     let status = integration_status(i, &jobs);
-    let next = if i.deleted_at.is_some() { None } else { state.scheduler.next_fire_time(i).await? };
+    let next = if i.deleted_at.is_some() {
+        None
+    } else {
+        state.scheduler.next_fire_time(i).await?
+    };
     // A time in the past means "due now".
     let now = state.clock.now();
     let next = next.map(|t| t.max(now));
     let check = state.metastore.last_check(i.id).await?;
     let credentials = state.cipher.open(&i.sealed_credentials).ok();
     let auth_method = match credentials {
-        Some(Credentials { access_token: Some(_), .. }) => "access_token",
+        Some(Credentials {
+            access_token: Some(_),
+            ..
+        }) => "access_token",
         Some(_) => "api_token",
         None => "unreadable",
     };
@@ -435,12 +523,22 @@ pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, Api
     } else {
         "Idle"
     };
-    let schedule_kind = Schedule::from_properties(&i.properties).map(|s| s.kind()).unwrap_or("frequency");
+    let schedule_kind = Schedule::from_properties(&i.properties)
+        .map(|s| s.kind())
+        .unwrap_or("frequency");
     let check_ok = check.as_ref().is_some_and(|c| c.status == CheckStatus::Succeeded);
     let discovered = i.catalog.is_some();
     let configured = i.is_configured();
-    let steps = [("form", true), ("discover_schema", discovered || check_ok), ("field_selection", configured), ("fully_configured", configured)];
-    let current = steps.iter().position(|(_, done)| !done).unwrap_or(steps.len() - 1);
+    let steps = [
+        ("form", true),
+        ("discover_schema", discovered || check_ok),
+        ("field_selection", configured),
+        ("fully_configured", configured),
+    ];
+    let current = steps
+        .iter()
+        .position(|(_, done)| !done)
+        .unwrap_or(steps.len() - 1);
     let p = &i.properties;
     Ok(json!({
         "id": i.id,
@@ -486,16 +584,42 @@ mod tests {
         for ok in ["acme", "acme-eu", "a1", "0day"] {
             assert!(validate_subdomain(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-acme", "Acme", "acme.evil.com", "acme/..", "127.0.0.1", "a b", "acme:80", "évil"] {
+        for bad in [
+            "",
+            "-acme",
+            "Acme",
+            "acme.evil.com",
+            "acme/..",
+            "127.0.0.1",
+            "a b",
+            "acme:80",
+            "évil",
+        ] {
             assert!(validate_subdomain(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn default_start_date_is_a_year_back_at_midnight() {
-        let now = Utc.with_ymd_and_hms(2026, 12, 1, 13, 5, 0).single().expect("valid");
-        assert_eq!(default_start_date(now), Utc.with_ymd_and_hms(2025, 12, 1, 0, 0, 0).single().expect("valid"));
-        let leap = Utc.with_ymd_and_hms(2028, 2, 29, 1, 0, 0).single().expect("valid");
-        assert_eq!(default_start_date(leap), Utc.with_ymd_and_hms(2027, 2, 28, 0, 0, 0).single().expect("valid"));
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 1, 13, 5, 0)
+            .single()
+            .expect("valid");
+        assert_eq!(
+            default_start_date(now),
+            Utc.with_ymd_and_hms(2025, 12, 1, 0, 0, 0)
+                .single()
+                .expect("valid")
+        );
+        let leap = Utc
+            .with_ymd_and_hms(2028, 2, 29, 1, 0, 0)
+            .single()
+            .expect("valid");
+        assert_eq!(
+            default_start_date(leap),
+            Utc.with_ymd_and_hms(2027, 2, 28, 0, 0, 0)
+                .single()
+                .expect("valid")
+        );
     }
 }

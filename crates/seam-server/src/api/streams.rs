@@ -51,7 +51,12 @@ fn inclusion_str(i: Inclusion) -> &'static str {
 }
 
 fn fields(entry: &CatalogEntry) -> Vec<String> {
-    entry.schema.properties.iter().flat_map(|p| p.keys().cloned()).collect()
+    entry
+        .schema
+        .properties
+        .iter()
+        .flat_map(|p| p.keys().cloned())
+        .collect()
 }
 
 fn summary(entry: &CatalogEntry) -> Value {
@@ -74,7 +79,10 @@ fn detail(entry: &CatalogEntry) -> Value {
     let field_list: Vec<Value> = fields(entry)
         .iter()
         .map(|f| {
-            let ty = entry.schema.property(f).map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+            let ty = entry
+                .schema
+                .property(f)
+                .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
             json!({
                 "name": f,
                 "type": ty.and_then(|t| t.get("type").cloned()),
@@ -84,8 +92,14 @@ fn detail(entry: &CatalogEntry) -> Value {
         })
         .collect();
     if let Value::Object(m) = &mut v {
-        m.insert("schema".into(), serde_json::to_value(&entry.schema).unwrap_or(Value::Null));
-        m.insert("metadata".into(), serde_json::to_value(&entry.metadata).unwrap_or(Value::Null));
+        m.insert(
+            "schema".into(),
+            serde_json::to_value(&entry.schema).unwrap_or(Value::Null),
+        );
+        m.insert(
+            "metadata".into(),
+            serde_json::to_value(&entry.metadata).unwrap_or(Value::Null),
+        );
         m.insert("fields".into(), Value::Array(field_list));
     }
     v
@@ -108,14 +122,23 @@ fn apply(entry: &mut CatalogEntry, patches: &[MetadataPatch]) -> Result<(), ApiE
                 "metadata key {key} cannot be set: only \"selected\" is writable"
             )));
         }
-        let Some(selected) = patch.metadata.get(SELECTED) else { continue };
+        let Some(selected) = patch.metadata.get(SELECTED) else {
+            continue;
+        };
         let Some(selected) = selected.as_bool() else {
-            return Err(ApiError::InvalidBody("\"selected\" must be true or false".to_owned()));
+            return Err(ApiError::InvalidBody(
+                "\"selected\" must be true or false".to_owned(),
+            ));
         };
         match patch.breadcrumb.as_slice() {
             [] => {
-                if selected && entry.stream_metadata("inclusion").and_then(Value::as_str) == Some("unsupported") {
-                    return Err(ApiError::InvalidBody(format!("stream {} is not supported", entry.tap_stream_id)));
+                if selected
+                    && entry.stream_metadata("inclusion").and_then(Value::as_str) == Some("unsupported")
+                {
+                    return Err(ApiError::InvalidBody(format!(
+                        "stream {} is not supported",
+                        entry.tap_stream_id
+                    )));
                 }
                 entry.set_selected(selected);
             }
@@ -143,7 +166,11 @@ fn apply(entry: &mut CatalogEntry, patches: &[MetadataPatch]) -> Result<(), ApiE
 /// `GET /v4/sources/{id}/streams`.
 pub async fn list(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let i = load_live(&state, &id).await?;
-    let streams = i.catalog.as_ref().map(|c| c.streams.iter().map(summary).collect()).unwrap_or_default();
+    let streams = i
+        .catalog
+        .as_ref()
+        .map(|c| c.streams.iter().map(summary).collect())
+        .unwrap_or_default();
     Ok(Json(Value::Array(streams)))
 }
 
@@ -154,7 +181,9 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let i = load_live(&state, &id).await?;
     let catalog = catalog_of(&i)?;
-    let entry = catalog.get(&stream).ok_or_else(|| ApiError::NotFound(format!("stream {stream} not found")))?;
+    let entry = catalog
+        .get(&stream)
+        .ok_or_else(|| ApiError::NotFound(format!("stream {stream} not found")))?;
     Ok(Json(detail(entry)))
 }
 
@@ -187,7 +216,9 @@ pub async fn update_one(
     let body: OneStreamBody = parse_json(&body)?;
     let i = load_live(&state, &id).await?;
     let mut catalog = catalog_of(&i)?;
-    let entry = catalog.get_mut(&stream).ok_or_else(|| ApiError::NotFound(format!("stream {stream} not found")))?;
+    let entry = catalog
+        .get_mut(&stream)
+        .ok_or_else(|| ApiError::NotFound(format!("stream {stream} not found")))?;
     apply(entry, &body.metadata)?;
     let out = detail(entry);
     state.metastore.set_catalog(i.id, &catalog).await?;

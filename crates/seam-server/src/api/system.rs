@@ -41,7 +41,9 @@ pub fn openapi_document() -> Value {
         } else {
             op["security"] = json!([]);
         }
-        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        let entry = paths
+            .entry(r.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(m) = entry {
             m.insert(r.method.to_owned(), op);
         }
@@ -68,14 +70,23 @@ pub async fn openapi() -> Json<Value> {
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.telemetry.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.telemetry.render(),
+    )
 }
 
 /// Middleware: counts requests by route and status.
 pub async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let method = request.method().as_str().to_owned();
     let response = next.run(request).await;
-    state.telemetry.http_request(&format!("{method} {route}"), response.status().as_u16());
+    state
+        .telemetry
+        .http_request(&format!("{method} {route}"), response.status().as_u16());
     response
 }

@@ -16,14 +16,19 @@ use std::collections::BTreeMap;
 pub async fn usage(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     let summary = usage_summary(state.metastore.as_ref(), now).await?;
-    let rows = state.metastore.usage(summary.period_start, summary.period_end).await?;
+    let rows = state
+        .metastore
+        .usage(summary.period_start, summary.period_end)
+        .await?;
     let integrations = state.metastore.list_integrations(true).await?;
     let mut by_source: BTreeMap<i64, i64> = BTreeMap::new();
     let mut by_table: BTreeMap<(i64, String), i64> = BTreeMap::new();
     let mut by_day: BTreeMap<String, i64> = BTreeMap::new();
     for r in &rows {
         *by_source.entry(r.integration_id).or_default() += r.rows;
-        *by_table.entry((r.integration_id, r.table_name.clone())).or_default() += r.rows;
+        *by_table
+            .entry((r.integration_id, r.table_name.clone()))
+            .or_default() += r.rows;
         *by_day.entry(r.day.to_string()).or_default() += r.rows;
     }
     let source_info = |id: i64| integrations.iter().find(|i| i.id == id);
@@ -53,9 +58,19 @@ pub async fn usage(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 
 async fn settings_json(state: &AppState) -> Result<Value, ApiError> {
     let m = &state.metastore;
-    let limit = m.get_setting(SETTING_ROW_LIMIT).await?.and_then(|s| s.parse::<i64>().ok()).unwrap_or(DEFAULT_ROW_LIMIT);
-    let stop = m.get_setting(SETTING_STOP_AT_LIMIT).await?.is_some_and(|s| s == "true");
-    let url = m.get_setting(SETTING_WEBHOOK_URL).await?.filter(|s| !s.is_empty());
+    let limit = m
+        .get_setting(SETTING_ROW_LIMIT)
+        .await?
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(DEFAULT_ROW_LIMIT);
+    let stop = m
+        .get_setting(SETTING_STOP_AT_LIMIT)
+        .await?
+        .is_some_and(|s| s == "true");
+    let url = m
+        .get_setting(SETTING_WEBHOOK_URL)
+        .await?
+        .filter(|s| !s.is_empty());
     Ok(json!({"row_limit": limit, "stop_replication_at_limit": stop, "notification_webhook_url": url}))
 }
 
@@ -73,10 +88,18 @@ pub async fn put_settings(State(state): State<AppState>, body: Bytes) -> Result<
             ("row_limit", Value::Number(n)) if n.as_i64().is_some_and(|n| n > 0) => {
                 writes.push((SETTING_ROW_LIMIT, n.to_string()));
             }
-            ("row_limit", _) => return Err(ApiError::InvalidBody("row_limit must be a positive integer".to_owned())),
-            ("stop_replication_at_limit", Value::Bool(b)) => writes.push((SETTING_STOP_AT_LIMIT, b.to_string())),
+            ("row_limit", _) => {
+                return Err(ApiError::InvalidBody(
+                    "row_limit must be a positive integer".to_owned(),
+                ))
+            }
+            ("stop_replication_at_limit", Value::Bool(b)) => {
+                writes.push((SETTING_STOP_AT_LIMIT, b.to_string()))
+            }
             ("stop_replication_at_limit", _) => {
-                return Err(ApiError::InvalidBody("stop_replication_at_limit must be true or false".to_owned()))
+                return Err(ApiError::InvalidBody(
+                    "stop_replication_at_limit must be true or false".to_owned(),
+                ))
             }
             ("notification_webhook_url", Value::Null) => writes.push((SETTING_WEBHOOK_URL, String::new())),
             ("notification_webhook_url", Value::String(u)) => {
@@ -84,18 +107,20 @@ pub async fn put_settings(State(state): State<AppState>, body: Bytes) -> Result<
                     ApiError::InvalidBody(format!("notification_webhook_url {u:?} is not a URL: {e}"))
                 })?;
                 if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(ApiError::InvalidBody("notification_webhook_url must be http or https".to_owned()));
+                    return Err(ApiError::InvalidBody(
+                        "notification_webhook_url must be http or https".to_owned(),
+                    ));
                 }
                 writes.push((SETTING_WEBHOOK_URL, u.clone()));
             }
             ("notification_webhook_url", _) => {
-                return Err(ApiError::InvalidBody("notification_webhook_url must be a URL or null".to_owned()))
+                return Err(ApiError::InvalidBody(
+                    "notification_webhook_url must be a URL or null".to_owned(),
+                ))
             }
-            (other, _) => {
-                return Err(ApiError::InvalidBody(format!(
-                    "unknown setting {other}: use row_limit, stop_replication_at_limit, notification_webhook_url"
-                )))
-            }
+            (other, _) => return Err(ApiError::InvalidBody(format!(
+                "unknown setting {other}: use row_limit, stop_replication_at_limit, notification_webhook_url"
+            ))),
         }
     }
     for (k, v) in writes {

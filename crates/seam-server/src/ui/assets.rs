@@ -37,7 +37,10 @@ files! {
 
 /// The content type and bytes of an asset.
 pub fn get(path: &str) -> Option<(&'static str, &'static [u8])> {
-    FILES.iter().find(|(p, _, _)| *p == path).map(|(_, t, b)| (*t, *b))
+    FILES
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map(|(_, t, b)| (*t, *b))
 }
 
 #[cfg(test)]

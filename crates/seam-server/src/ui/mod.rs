@@ -61,7 +61,11 @@ struct UiState {
 
 /// The dashboard's router (merged into [`crate::app`]).
 pub fn router(state: AppState) -> Router {
-    let ui = UiState { api: crate::api::router(state.clone()), app: state, sessions: Sessions::default() };
+    let ui = UiState {
+        api: crate::api::router(state.clone()),
+        app: state,
+        sessions: Sessions::default(),
+    };
     let mut r = Router::new()
         .route("/signin", get(signin_page).post(signin))
         .route("/signout", post(signout))
@@ -106,13 +110,22 @@ fn with_cookie(mut res: Response, cookie: &str) -> Response {
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// A local path to return to after signing in: must start with one `/` (no other origin).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.contains(['\r', '\n']) =>
+        {
             n.to_owned()
         }
         _ => "/".to_owned(),
@@ -122,7 +135,11 @@ fn safe_next(next: Option<&str>) -> String {
 /// The app shell for a signed-in browser; the sign-in page otherwise.
 async fn shell(State(ui): State<UiState>, request: Request) -> Response {
     let Some((_, session)) = ui.sessions.from_headers(request.headers()) else {
-        let here = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".to_owned());
+        let here = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
         let next: String = url_encode(&here);
         return redirect(&format!("/signin?next={next}"));
     };
@@ -136,7 +153,9 @@ async fn shell(State(ui): State<UiState>, request: Request) -> Response {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => char::from(b).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -148,7 +167,14 @@ struct NextQuery {
 }
 
 fn signin_html(error: Option<&str>, username: &str, next: &str, token: &str) -> String {
-    let error = error.map(|e| format!(r#"<div class="banner banner-error" role="alert">{}</div>"#, esc(e))).unwrap_or_default();
+    let error = error
+        .map(|e| {
+            format!(
+                r#"<div class="banner banner-error" role="alert">{}</div>"#,
+                esc(e)
+            )
+        })
+        .unwrap_or_default();
     assets::SIGNIN_HTML
         .replace("{{error}}", &error)
         .replace("{{username}}", &esc(username))
@@ -204,7 +230,10 @@ async fn signin(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<
                  (or set with SEAM_ADMIN_PASSWORD).",
             )
         }
-        Err(e) => again(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot check the password: {e}")),
+        Err(e) => again(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Cannot check the password: {e}"),
+        ),
     }
 }
 
@@ -218,11 +247,18 @@ struct SignOutForm {
 async fn signout(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<SignOutForm>) -> Response {
     if let Some((id, s)) = ui.sessions.from_headers(&headers) {
         if !session::same_secret(&s.csrf_token, &form.csrf_token) {
-            return (StatusCode::FORBIDDEN, "missing or wrong CSRF token: reload the page and try again").into_response();
+            return (
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token: reload the page and try again",
+            )
+                .into_response();
         }
         ui.sessions.remove(&id);
     }
-    with_cookie(redirect("/signin"), &session::set_cookie(SESSION_COOKIE, "", Some(0)))
+    with_cookie(
+        redirect("/signin"),
+        &session::set_cookie(SESSION_COOKIE, "", Some(0)),
+    )
 }
 
 /// `GET /assets/{file}`.
@@ -245,7 +281,11 @@ fn ui_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn signed_out() -> Response {
-    ui_error(StatusCode::UNAUTHORIZED, "SignedOut", "your session ended: sign in again")
+    ui_error(
+        StatusCode::UNAUTHORIZED,
+        "SignedOut",
+        "your session ended: sign in again",
+    )
 }
 
 /// Checks the session, and the CSRF header on state-changing methods.
@@ -254,7 +294,10 @@ fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), R
         return Err(signed_out());
     };
     if method != Method::GET && method != Method::HEAD {
-        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let sent = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         if !session::same_secret(sent, &session.csrf_token) {
             return Err(ui_error(
                 StatusCode::FORBIDDEN,
@@ -283,6 +326,9 @@ async fn forward(State(ui): State<UiState>, request: Request) -> Response {
     parts.uri = uri;
     parts.headers.remove(COOKIE);
     parts.headers.remove(AUTHORIZATION);
+    // Fresh extensions: this router's path parameters must not reach the API's extractors, and the
+    // caller mark is the only thing the API needs.
+    parts.extensions = axum::http::Extensions::new();
     parts.extensions.insert(DashboardCaller::new());
     match ui.api.clone().oneshot(Request::from_parts(parts, body)).await {
         Ok(res) => res,
@@ -299,7 +345,11 @@ struct SchemaNameQuery {
 }
 
 /// `GET /ui/schema-name`: the server's word on the schema name (the page also computes it as you type).
-async fn schema_name(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<SchemaNameQuery>) -> Response {
+async fn schema_name(
+    State(ui): State<UiState>,
+    headers: HeaderMap,
+    Query(q): Query<SchemaNameQuery>,
+) -> Response {
     if let Err(res) = authorise(&ui, &Method::GET, &headers) {
         return res;
     }
@@ -310,7 +360,9 @@ async fn schema_name(State(ui): State<UiState>, headers: HeaderMap, Query(q): Qu
     };
     let name = match derived {
         Ok(n) => n,
-        Err(e) => return Json(json!({"name": null, "error": e.to_string(), "taken_by": null})).into_response(),
+        Err(e) => {
+            return Json(json!({"name": null, "error": e.to_string(), "taken_by": null})).into_response()
+        }
     };
     let taken_by = match ui.app.metastore.list_integrations(false).await {
         Ok(list) => list.into_iter().find(|i| i.name == name).map(|i| i.display_name),
@@ -337,9 +389,11 @@ async fn cron_preview(State(ui): State<UiState>, headers: HeaderMap, Query(q): Q
         Ok(cron) => {
             let now = ui.app.clock.now();
             let next: Vec<String> = cron.iter_after(now).take(5).map(crate::api::time).collect();
-            Json(json!({"valid": true, "description": cron.describe(), "next": next, "error": null})).into_response()
+            Json(json!({"valid": true, "description": cron.describe(), "next": next, "error": null}))
+                .into_response()
         }
-        Err(e) => Json(json!({"valid": false, "description": null, "next": [], "error": e.to_string()})).into_response(),
+        Err(e) => Json(json!({"valid": false, "description": null, "next": [], "error": e.to_string()}))
+            .into_response(),
     }
 }
 

@@ -65,12 +65,15 @@ pub fn generate_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut buf = [0u8; 20];
     rand::thread_rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect()
+    buf.iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
 }
 
 /// argon2id hash (PHC string) of `password` with a random salt.
 pub fn hash_password(password: &str) -> Result<String, AdminError> {
-    let salt = SaltString::encode_b64(random_token(16).as_bytes()).map_err(|e| AdminError::Hash(e.to_string()))?;
+    let salt =
+        SaltString::encode_b64(random_token(16).as_bytes()).map_err(|e| AdminError::Hash(e.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -79,7 +82,11 @@ pub fn hash_password(password: &str) -> Result<String, AdminError> {
 
 /// True when `password` matches the PHC string `hash`.
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// Sets the admin password (hashing it).
@@ -99,7 +106,10 @@ pub async fn set_admin_password(metastore: &dyn Metastore, password: &str) -> Re
 /// `SEAM_ADMIN_PASSWORD`) that password is stored, replacing any earlier one, and `None` is returned.
 /// Without it, a stored password is kept (`None`); on first start a password is generated, stored
 /// hashed and returned: the caller prints it once, it is never shown again.
-pub async fn bootstrap_admin(metastore: &dyn Metastore, env_password: Option<&str>) -> Result<Option<String>, AdminError> {
+pub async fn bootstrap_admin(
+    metastore: &dyn Metastore,
+    env_password: Option<&str>,
+) -> Result<Option<String>, AdminError> {
     if let Some(password) = env_password.filter(|p| !p.is_empty()) {
         set_admin_password(metastore, password).await?;
         return Ok(None);
@@ -113,7 +123,11 @@ pub async fn bootstrap_admin(metastore: &dyn Metastore, env_password: Option<&st
 }
 
 /// Checks a sign-in against the stored hash (off the async runtime: argon2 is slow on purpose).
-pub async fn check_sign_in(metastore: &dyn Metastore, username: &str, password: &str) -> Result<bool, AdminError> {
+pub async fn check_sign_in(
+    metastore: &dyn Metastore,
+    username: &str,
+    password: &str,
+) -> Result<bool, AdminError> {
     let Some(hash) = metastore.get_setting(ADMIN_PASSWORD_SETTING).await? else {
         return Ok(false);
     };
@@ -144,8 +158,15 @@ impl Sessions {
     /// Starts a session; returns its id (the cookie value).
     pub fn create(&self, username: &str) -> String {
         let id = random_token(32);
-        let session = Session { csrf_token: random_token(32), username: username.to_owned(), last_seen: Instant::now() };
-        let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let session = Session {
+            csrf_token: random_token(32),
+            username: username.to_owned(),
+            last_seen: Instant::now(),
+        };
+        let mut map = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, s| s.last_seen.elapsed() < SESSION_IDLE);
         map.insert(id.clone(), session);
         id
@@ -153,7 +174,10 @@ impl Sessions {
 
     /// The live session with this id, refreshing its idle timer.
     pub fn get(&self, id: &str) -> Option<Session> {
-        let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let session = map.get_mut(id)?;
         if session.last_seen.elapsed() >= SESSION_IDLE {
             map.remove(id);
@@ -165,7 +189,10 @@ impl Sessions {
 
     /// Ends a session.
     pub fn remove(&self, id: &str) {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
     }
 
     /// The session of a request, from its cookie.

@@ -25,7 +25,7 @@ pub(crate) fn now_literal() -> String {
 }
 
 fn append(d: &DuckDbDestination, table: &str, rows: &TableRows) -> Result<(), DestinationError> {
-    let mut app = d.conn.appender_to_db(table, &d.schema).map_err(|e| d.err(e, "opening an appender"))?;
+    let mut app = d.conn.appender_to_catalog_and_db(table, &d.catalog, &d.schema).map_err(|e| d.err(e, "opening an appender"))?;
     for row in &rows.rows {
         let values: Vec<Value> = row.iter().map(cell_value).collect();
         app.append_row(duckdb::appender_params_from_iter(values)).map_err(|e| d.err(e, "appending a row"))?;
@@ -41,7 +41,7 @@ pub(super) fn apply(
 ) -> Result<(), DestinationError> {
     let exec = |sql: &str, what: &str| d.conn.execute_batch(sql).map_err(|e| d.err(e, what));
     for change in &plan.ddl {
-        exec(&sql::ddl(&d.schema, change, &DIALECT), "changing a table")?;
+        exec(&sql::ddl(&d.schema_sql, change, &DIALECT), "changing a table")?;
     }
     for (i, load) in plan.loads.iter().enumerate() {
         let stage_name = |t: &str| -> String {
@@ -55,7 +55,7 @@ pub(super) fn apply(
         let mut staged = Vec::new();
         for (t, rows) in std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r))) {
             let name = stage_name(t);
-            exec(&sql::create_stage(&d.schema, &name, &rows.columns, &DIALECT, false), "creating a staging table")
+            exec(&sql::create_stage(&d.schema_sql, &name, &rows.columns, &DIALECT, false), "creating a staging table")
                 .map_err(|e| e.in_table(t.clone()))?;
             append(d, &name, rows).map_err(|e| e.in_table(t.clone()))?;
             staged.push(name);
@@ -63,27 +63,27 @@ pub(super) fn apply(
         let win = format!("_sdc_win_{i}");
         let empty = TableLayout::default();
         let target_layout = layout.tables.get(&load.table).unwrap_or(&empty);
-        let stage_of = |t: &str| qualified(&d.schema, &stage_name(t));
+        let stage_of = |t: &str| qualified(&d.schema_sql, &stage_name(t));
         for stmt in sql::merge(
-            &d.schema,
+            &d.schema_sql,
             load,
             target_layout,
             &stage_of,
-            &qualified(&d.schema, &win),
-            &format!("CREATE TABLE {}", qualified(&d.schema, &win)),
+            &qualified(&d.schema_sql, &win),
+            &format!("CREATE TABLE {}", qualified(&d.schema_sql, &win)),
             &DIALECT,
         ) {
             exec(&stmt, "merging rows").map_err(|e| e.in_table(load.table.clone()))?;
         }
         staged.push(win);
         for name in staged {
-            exec(&format!("DROP TABLE {}", qualified(&d.schema, &name)), "dropping a staging table")?;
+            exec(&format!("DROP TABLE {}", qualified(&d.schema_sql, &name)), "dropping a staging table")?;
         }
     }
     if !plan.rejected.is_empty() {
         let now = chrono::Utc::now().timestamp_micros();
         let mut app =
-            d.conn.appender_to_db(REJECTED_TABLE, &d.schema).map_err(|e| d.err(e, "opening the rejected table"))?;
+            d.conn.appender_to_catalog_and_db(REJECTED_TABLE, &d.catalog, &d.schema).map_err(|e| d.err(e, "opening the rejected table"))?;
         for r in &plan.rejected {
             app.append_row(duckdb::params![
                 Value::Timestamp(TimeUnit::Microsecond, now),
@@ -96,13 +96,13 @@ pub(super) fn apply(
         app.flush().map_err(|e| d.err(e, "writing rejected records"))?;
     }
     for (table, version, subs) in &plan.activations {
-        for stmt in sql::activate(&d.schema, table, *version, subs) {
+        for stmt in sql::activate(&d.schema_sql, table, *version, subs) {
             exec(&stmt, "activating a table version").map_err(|e| e.in_table(table.clone()))?;
         }
     }
     if let Some(state) = state {
         let json = state.to_value().to_string();
-        exec(&sql::upsert_state(&d.schema, &json, &now_literal()), "storing the state")?;
+        exec(&sql::upsert_state(&d.schema_sql, &json, &now_literal()), "storing the state")?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 mod load;
 
 use crate::error::WarehouseError;
-use crate::flatten::{ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
+use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
 use crate::sql::{self, Dialect};
 use crate::stage::Stager;
 use seam_core::{
@@ -46,6 +46,9 @@ pub struct DuckDbDestination {
     conn: duckdb::Connection,
     path: PathBuf,
     schema: String,
+    /// `"catalog"."schema"`, for SQL.
+    schema_sql: String,
+    catalog: String,
     stager: Stager,
     layout: Layout,
 }
@@ -80,10 +83,17 @@ impl DuckDbDestination {
             conn,
             path: path.to_path_buf(),
             schema: schema.to_owned(),
+            schema_sql: String::new(),
+            catalog: String::new(),
             stager: Stager::new(NameRules::DUCKDB, append_only),
             layout: Layout::default(),
         };
-        d.conn.execute_batch(&sql::system_tables(schema, &DIALECT)).map_err(|e| d.err(e, "creating the schema"))?;
+        d.catalog = d
+            .conn
+            .query_row("SELECT current_database()", [], |r| r.get::<_, String>(0))
+            .map_err(|e| d.err(e, "reading the catalog name"))?;
+        d.schema_sql = format!("{}.{}", quote_ident(&d.catalog), quote_ident(schema));
+        d.conn.execute_batch(&sql::system_tables(&d.schema_sql, &DIALECT)).map_err(|e| d.err(e, "creating the schema"))?;
         d.layout = d.read_layout()?;
         Ok(d)
     }
@@ -119,11 +129,11 @@ impl DuckDbDestination {
             .conn
             .prepare(
                 "SELECT table_name, column_name, data_type FROM information_schema.columns \
-                 WHERE table_schema = ? ORDER BY table_name, ordinal_position",
+                 WHERE table_catalog = ? AND table_schema = ? ORDER BY table_name, ordinal_position",
             )
             .map_err(|e| self.err(e, "reading the table layout"))?;
         let rows = stmt
-            .query_map([&self.schema], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_map([&self.catalog, &self.schema], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
             .map_err(|e| self.err(e, "reading the table layout"))?;
         let mut tables: BTreeMap<String, Vec<(String, ColumnType)>> = BTreeMap::new();
         for row in rows {
@@ -144,7 +154,7 @@ impl Destination for DuckDbDestination {
     }
 
     fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
-        let text: Option<String> = match self.conn.query_row(&sql::select_state(&self.schema), [], |r| r.get(0)) {
+        let text: Option<String> = match self.conn.query_row(&sql::select_state(&self.schema_sql), [], |r| r.get(0)) {
             Ok(t) => Some(t),
             Err(duckdb::Error::QueryReturnedNoRows) => None,
             Err(e) => return Err(self.err(e, "reading the committed state")),

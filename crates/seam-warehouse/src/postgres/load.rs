@@ -76,7 +76,7 @@ pub(super) fn apply(
     layout: &crate::flatten::Layout,
     state: Option<&State>,
 ) -> Result<(), DestinationError> {
-    let schema = d.schema.clone();
+    let schema = quote_ident(&d.schema);
     let shown = d.shown_url.clone();
     let err = move |source: postgres::Error, action: &str| {
         DestinationError::new(

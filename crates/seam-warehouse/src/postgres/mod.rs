@@ -9,7 +9,7 @@
 mod load;
 
 use crate::error::WarehouseError;
-use crate::flatten::{ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
+use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
 use crate::sql::{self, Dialect};
 use crate::stage::Stager;
 use postgres::{Client, NoTls};
@@ -114,7 +114,7 @@ impl PostgresDestination {
             stager: Stager::new(NameRules::POSTGRES, append_only),
             layout: Layout::default(),
         };
-        let ddl = sql::system_tables(schema, &DIALECT);
+        let ddl = sql::system_tables(&quote_ident(schema), &DIALECT);
         d.client.batch_execute(&ddl).map_err(|e| d.err(e, "creating the schema"))?;
         d.layout = d.read_layout()?;
         Ok(d)
@@ -183,7 +183,7 @@ impl Destination for PostgresDestination {
         self.reconnect_if_closed()?;
         let row = self
             .client
-            .query_opt(&sql::select_state(&self.schema), &[])
+            .query_opt(&sql::select_state(&quote_ident(&self.schema)), &[])
             .map_err(|e| self.err(e, "reading the committed state"))?;
         let Some(row) = row else { return Ok(None) };
         let text: String = row.get(0);

@@ -1,6 +1,6 @@
 //! ACTIVATE_VERSION replaces the table's old version atomically.
 
-use crate::harness::{rows, both, col, rec, schema, t};
+use crate::harness::{both, col, rec, schema};
 use serde_json::json;
 
 #[test]

@@ -1,6 +1,6 @@
 //! The state is committed with the rows it covers, or neither is; reopening reads it back.
 
-use crate::harness::{rows, both, col, rec, schema, t};
+use crate::harness::{both, col, rec, schema, t};
 use seam_core::State;
 use serde_json::json;
 

@@ -1,6 +1,6 @@
 //! Schema evolution and type splits.
 
-use crate::harness::{rows, both, columns, rec, schema, t};
+use crate::harness::{rows, both, columns, rec, schema};
 use serde_json::json;
 
 #[test]

@@ -1,6 +1,6 @@
 //! Table layout: flattening, subtables, system columns, hostile names.
 
-use crate::harness::{rows, both, col, columns, rec, schema, t, tables};
+use crate::harness::{rows, both, col, columns, rec, schema, tables};
 use serde_json::json;
 
 fn ticket_schema() -> seam_core::SchemaMessage {

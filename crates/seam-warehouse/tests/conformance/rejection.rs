@@ -1,6 +1,6 @@
 //! Records that cannot be loaded go to `_sdc_rejected`, never a crash, never silently dropped.
 
-use crate::harness::{rows, both, col, rec, schema, t};
+use crate::harness::{both, col, rec, schema};
 use serde_json::json;
 
 #[test]

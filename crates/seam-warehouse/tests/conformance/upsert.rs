@@ -1,6 +1,6 @@
 //! Upserts by key, subtable replacement, and `_sdc_sequence` ordering.
 
-use crate::harness::{rows, both, col, rec, schema, seq, t};
+use crate::harness::{rows, both, col, rec, schema, seq};
 use serde_json::json;
 
 #[test]

@@ -38,7 +38,9 @@ fn malformed(path: &str, msg: &str) -> serde_json::Error {
 
 /// The first request's start: the watermark, or the configured start date.
 fn start_of(ctx: &ReadCtx, pos: &Position) -> i64 {
-    pos.watermark.unwrap_or_else(|| ctx.config.start_date.timestamp()).max(0)
+    pos.watermark
+        .unwrap_or_else(|| ctx.config.start_date.timestamp())
+        .max(0)
 }
 
 #[derive(Deserialize)]
@@ -77,7 +79,11 @@ struct TicketsPage {
     end_of_stream: bool,
 }
 
-fn parse_tickets_page(body: &[u8], want_tickets: bool, want_metrics: bool) -> Result<TicketsPage, serde_json::Error> {
+fn parse_tickets_page(
+    body: &[u8],
+    want_tickets: bool,
+    want_metrics: bool,
+) -> Result<TicketsPage, serde_json::Error> {
     let page: CursorPage = serde_json::from_slice(body)?;
     let mut out = TicketsPage {
         tickets: Vec::with_capacity(if want_tickets { page.tickets.len() } else { 0 }),
@@ -106,7 +112,8 @@ fn parse_tickets_page(body: &[u8], want_tickets: bool, want_metrics: bool) -> Re
             if cut.is_empty() {
                 out.tickets.push(t.to_owned());
             } else {
-                out.tickets.push(RawValue::from_string(crate::raw::remove_members(t.get(), &cut))?);
+                out.tickets
+                    .push(RawValue::from_string(crate::raw::remove_members(t.get(), &cut))?);
             }
         }
     }
@@ -133,13 +140,25 @@ fn recover(e: &ApiError, had_cursor: bool) -> Option<Recover> {
 
 /// tickets (+ ticket_metrics; + ticket_audits / ticket_comments in per-ticket mode) from the cursor
 /// ticket export. `members` are the selected streams that share the position `pos`.
-pub async fn tickets_export(ctx: &ReadCtx, members: &[&'static StreamDef], pos: Position) -> Result<(), SourceError> {
+pub async fn tickets_export(
+    ctx: &ReadCtx,
+    members: &[&'static StreamDef],
+    pos: Position,
+) -> Result<(), SourceError> {
     let outs: Vec<&StreamOut> = members.iter().filter_map(|d| ctx.out_of(d.name)).collect();
     let get = |n: &str| outs.iter().copied().find(|o| o.def.name == n);
     let (o_tickets, o_metrics) = (get("tickets"), get("ticket_metrics"));
     let per_ticket = ctx.config.comments_source == CommentsSource::TicketAudits;
-    let (o_audits, o_comments) = if per_ticket { (get("ticket_audits"), get("ticket_comments")) } else { (None, None) };
-    let include = if o_metrics.is_some() { "&include=metric_sets" } else { "" };
+    let (o_audits, o_comments) = if per_ticket {
+        (get("ticket_audits"), get("ticket_comments"))
+    } else {
+        (None, None)
+    };
+    let include = if o_metrics.is_some() {
+        "&include=metric_sets"
+    } else {
+        ""
+    };
     let mut cursor = pos.cursor.clone();
     let mut watermark = pos.watermark;
     let children_since = start_of(ctx, &pos);
@@ -148,7 +167,10 @@ pub async fn tickets_export(ctx: &ReadCtx, members: &[&'static StreamDef], pos: 
             return Ok(());
         }
         let q = match &cursor {
-            Some(c) => format!("/api/v2/incremental/tickets/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}", enc(c)),
+            Some(c) => format!(
+                "/api/v2/incremental/tickets/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}",
+                enc(c)
+            ),
             None => format!(
                 "/api/v2/incremental/tickets/cursor.json?per_page={EXPORT_PER_PAGE}{include}&start_time={}",
                 watermark.unwrap_or_else(|| start_of(ctx, &pos))
@@ -156,7 +178,9 @@ pub async fn tickets_export(ctx: &ReadCtx, members: &[&'static StreamDef], pos: 
         };
         let page = ctx
             .client
-            .get(EndpointClass::Export, &q, |b| parse_tickets_page(b, o_tickets.is_some(), o_metrics.is_some()))
+            .get(EndpointClass::Export, &q, |b| {
+                parse_tickets_page(b, o_tickets.is_some(), o_metrics.is_some())
+            })
             .await;
         let page = match page {
             Ok(p) => p,
@@ -213,7 +237,11 @@ fn parse_users_page(body: &[u8], want_identities: bool) -> Result<UsersPage, ser
     };
     Ok(UsersPage {
         users: page.users.into_iter().map(ToOwned::to_owned).collect(),
-        identities: if want_identities { page.identities.into_iter().map(ToOwned::to_owned).collect() } else { Vec::new() },
+        identities: if want_identities {
+            page.identities.into_iter().map(ToOwned::to_owned).collect()
+        } else {
+            Vec::new()
+        },
         max_ts,
         after_cursor: page.after_cursor,
         end_of_stream: page.end_of_stream,
@@ -221,11 +249,19 @@ fn parse_users_page(body: &[u8], want_identities: bool) -> Result<UsersPage, ser
 }
 
 /// users (+ user_identities from the `identities` side-load) from the cursor user export.
-pub async fn users_export(ctx: &ReadCtx, members: &[&'static StreamDef], pos: Position) -> Result<(), SourceError> {
+pub async fn users_export(
+    ctx: &ReadCtx,
+    members: &[&'static StreamDef],
+    pos: Position,
+) -> Result<(), SourceError> {
     let outs: Vec<&StreamOut> = members.iter().filter_map(|d| ctx.out_of(d.name)).collect();
     let o_users = outs.iter().copied().find(|o| o.def.name == "users");
     let o_ids = outs.iter().copied().find(|o| o.def.name == "user_identities");
-    let include = if o_ids.is_some() { "&include=identities" } else { "" };
+    let include = if o_ids.is_some() {
+        "&include=identities"
+    } else {
+        ""
+    };
     let mut cursor = pos.cursor.clone();
     let mut watermark = pos.watermark;
     loop {
@@ -233,13 +269,22 @@ pub async fn users_export(ctx: &ReadCtx, members: &[&'static StreamDef], pos: Po
             return Ok(());
         }
         let q = match &cursor {
-            Some(c) => format!("/api/v2/incremental/users/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}", enc(c)),
+            Some(c) => format!(
+                "/api/v2/incremental/users/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}",
+                enc(c)
+            ),
             None => format!(
                 "/api/v2/incremental/users/cursor.json?per_page={EXPORT_PER_PAGE}{include}&start_time={}",
                 watermark.unwrap_or_else(|| start_of(ctx, &pos))
             ),
         };
-        let page = match ctx.client.get(EndpointClass::Export, &q, |b| parse_users_page(b, o_ids.is_some())).await {
+        let page = match ctx
+            .client
+            .get(EndpointClass::Export, &q, |b| {
+                parse_users_page(b, o_ids.is_some())
+            })
+            .await
+        {
             Ok(p) => p,
             Err(e) => match recover(&e, cursor.is_some()) {
                 Some(Recover::Done) => return Ok(()),
@@ -283,7 +328,10 @@ struct Boundary {
 
 impl Boundary {
     fn from_position(pos: &Position) -> Self {
-        Boundary { ts: pos.watermark, ids: pos.boundary_ids.iter().copied().collect() }
+        Boundary {
+            ts: pos.watermark,
+            ids: pos.boundary_ids.iter().copied().collect(),
+        }
     }
 
     /// True when the item is new (and remembers it); false for a repeat of an emitted item.
@@ -330,13 +378,25 @@ fn parse_time_page<'a>(body: &'a [u8], key: &str) -> Result<TimePage<'a>, serde_
         Some(v) => serde_json::from_str::<bool>(v.get())?,
         None => return Err(malformed(key, "the export page has no end_of_stream")),
     };
-    Ok(TimePage { items, end_time, end_of_stream })
+    Ok(TimePage {
+        items,
+        end_time,
+        end_of_stream,
+    })
 }
 
 /// A time-based export stream whose records pass through as delivered (organizations,
 /// ticket_metric_events).
-pub async fn time_export(ctx: &ReadCtx, def: &'static StreamDef, path: &str, key: &str, pos: Position) -> Result<(), SourceError> {
-    let Some(out) = ctx.out_of(def.name) else { return Ok(()) };
+pub async fn time_export(
+    ctx: &ReadCtx,
+    def: &'static StreamDef,
+    path: &str,
+    key: &str,
+    pos: Position,
+) -> Result<(), SourceError> {
+    let Some(out) = ctx.out_of(def.name) else {
+        return Ok(());
+    };
     let ts_field = def.replication_key.unwrap_or("updated_at");
     let mut boundary = Boundary::from_position(&pos);
     let mut start = start_of(ctx, &pos);
@@ -350,7 +410,10 @@ pub async fn time_export(ctx: &ReadCtx, def: &'static StreamDef, path: &str, key
             .get(EndpointClass::Export, &q, |b| {
                 let page = parse_time_page(b, key)?;
                 let mut fresh = Vec::with_capacity(page.items.len());
-                let mut b2 = Boundary { ts: boundary.ts, ids: boundary.ids.clone() };
+                let mut b2 = Boundary {
+                    ts: boundary.ts,
+                    ids: boundary.ids.clone(),
+                };
                 for item in &page.items {
                     let head: crate::raw::Head = serde_json::from_str(item.get())?;
                     let (Some(id), Some(ts)) = (head.id, head.epoch(ts_field)) else {
@@ -376,7 +439,8 @@ pub async fn time_export(ctx: &ReadCtx, def: &'static StreamDef, path: &str, key
         ctx.records(out, fresh).await?;
         let ids = boundary.ids();
         let wm = boundary.ts;
-        ctx.checkpoint(|s| store_position(s, def, None, wm, Some(&ids))).await?;
+        ctx.checkpoint(|s| store_position(s, def, None, wm, Some(&ids)))
+            .await?;
         if end_of_stream {
             return Ok(());
         }
@@ -440,13 +504,22 @@ fn str_of(v: Option<&&RawValue>) -> Option<String> {
 const NULL: &str = "null";
 
 /// Builds the audit and its comments from one ticket-events item.
-fn audit_and_comments(ev: &TicketEvent<'_>, want_audit: bool, want_comments: bool) -> Result<(Option<String>, Vec<String>), serde_json::Error> {
+fn audit_and_comments(
+    ev: &TicketEvent<'_>,
+    want_audit: bool,
+    want_comments: bool,
+) -> Result<(Option<String>, Vec<String>), serde_json::Error> {
     let id = ev.id.to_string();
     let ticket_id = ev.ticket_id.to_string();
-    let created = ev.created_at.map_or_else(|| json_string(&crate::raw::iso(ev.timestamp)), |c| c.get().to_owned());
+    let created = ev.created_at.map_or_else(
+        || json_string(&crate::raw::iso(ev.timestamp)),
+        |c| c.get().to_owned(),
+    );
     let via = format!(
         "{{\"channel\":{},\"source\":null}}",
-        ev.via.as_deref().map_or_else(|| NULL.to_owned(), |l| json_string(&channel_of(l)))
+        ev.via
+            .as_deref()
+            .map_or_else(|| NULL.to_owned(), |l| json_string(&channel_of(l)))
     );
     let metadata = format!(
         "{{\"system\":{},\"custom\":{}}}",
@@ -491,19 +564,28 @@ fn audit_and_comments(ev: &TicketEvent<'_>, want_audit: bool, want_comments: boo
         }
         let ty = json_string(&kind);
         const META: &[&str] = &["id", "via", "via_reference_id", "event_type", "previous_value"];
-        let fields: Vec<(&Cow<str>, &&RawValue)> = m.iter().filter(|(k, _)| !META.contains(&k.as_ref())).collect();
+        let fields: Vec<(&Cow<str>, &&RawValue)> =
+            m.iter().filter(|(k, _)| !META.contains(&k.as_ref())).collect();
         if matches!(kind.as_str(), "Create" | "Change") && fields.len() == 1 {
             // The export writes a field change as `{"<field>": value}`; audits as field_name/value.
             let (name, value) = fields[0];
             let fname = json_string(name);
-            let mut first: Vec<(&str, &str)> =
-                vec![("id", cid), ("type", &ty), ("field_name", &fname), ("value", value.get())];
+            let mut first: Vec<(&str, &str)> = vec![
+                ("id", cid),
+                ("type", &ty),
+                ("field_name", &fname),
+                ("value", value.get()),
+            ];
             if let Some(pv) = m.get("previous_value") {
                 first.push(("previous_value", pv.get()));
             }
             events.push(write_object(&first, &Members::new(), &[]));
         } else {
-            events.push(write_object(&[("id", cid), ("type", &ty)], &m, &["via", "via_reference_id", "event_type"]));
+            events.push(write_object(
+                &[("id", cid), ("type", &ty)],
+                &m,
+                &["via", "via_reference_id", "event_type"],
+            ));
         }
     }
     let audit = want_audit.then(|| {
@@ -547,7 +629,11 @@ async fn deleted_ticket_ids(ctx: &ReadCtx) -> Result<&HashSet<u64>, SourceError>
 
 /// ticket_comments and ticket_audits from the bulk ticket-events export: one request per 1,000
 /// audits, archived tickets included. Both streams come out of the same pages when both are selected.
-pub async fn ticket_events(ctx: &ReadCtx, members_: &[&'static StreamDef], pos: Position) -> Result<(), SourceError> {
+pub async fn ticket_events(
+    ctx: &ReadCtx,
+    members_: &[&'static StreamDef],
+    pos: Position,
+) -> Result<(), SourceError> {
     let outs: Vec<&StreamOut> = members_.iter().filter_map(|d| ctx.out_of(d.name)).collect();
     let o_audits = outs.iter().copied().find(|o| o.def.name == "ticket_audits");
     let o_comments = outs.iter().copied().find(|o| o.def.name == "ticket_comments");
@@ -559,13 +645,20 @@ pub async fn ticket_events(ctx: &ReadCtx, members_: &[&'static StreamDef], pos: 
         if ctx.cancel.is_cancelled() {
             return Ok(());
         }
-        let include = if o_comments.is_some() { "&include=comment_events" } else { "" };
+        let include = if o_comments.is_some() {
+            "&include=comment_events"
+        } else {
+            ""
+        };
         let q = format!("{path}?start_time={start}&per_page={EXPORT_PER_PAGE}{include}");
         let parsed = ctx
             .client
             .get(EndpointClass::Export, &q, |b| {
                 let page = parse_time_page(b, "ticket_events")?;
-                let mut b2 = Boundary { ts: boundary.ts, ids: boundary.ids.clone() };
+                let mut b2 = Boundary {
+                    ts: boundary.ts,
+                    ids: boundary.ids.clone(),
+                };
                 let (mut audits, mut comments) = (Vec::new(), Vec::new());
                 let mut new = 0usize;
                 for item in &page.items {
@@ -591,7 +684,11 @@ pub async fn ticket_events(ctx: &ReadCtx, members_: &[&'static StreamDef], pos: 
         let (audits, comments, new, b2, end_time, end_of_stream) = match parsed {
             Ok(p) => p,
             Err(e) if e.is_too_recent_start_time() => return Ok(()),
-            Err(e) => return Err(SourceError::from(e).in_stream(members_.first().map_or("ticket_comments", |d| d.name))),
+            Err(e) => {
+                return Err(
+                    SourceError::from(e).in_stream(members_.first().map_or("ticket_comments", |d| d.name))
+                )
+            }
         };
         boundary = b2;
         if let Some(o) = o_audits {
@@ -645,7 +742,9 @@ fn parse_audits(body: &[u8], since: i64) -> Result<(Children, Option<String>), s
     for a in page.audits {
         let audit: Audit = serde_json::from_str(a.get())?;
         let created = audit.created_at.map_or(NULL, |c| c.get());
-        let ts = serde_json::from_str::<String>(created).ok().and_then(|s| crate::raw::parse_epoch(&s));
+        let ts = serde_json::from_str::<String>(created)
+            .ok()
+            .and_then(|s| crate::raw::parse_epoch(&s));
         if ts.is_some_and(|t| t < since) {
             // Audits older than this run's start were replicated with the ticket's earlier changes.
             continue;
@@ -685,10 +784,17 @@ async fn audits_of(ctx: &ReadCtx, ticket: u64, since: i64) -> Result<Children, S
     let mut after: Option<String> = None;
     loop {
         let q = match &after {
-            Some(c) => format!("/api/v2/tickets/{ticket}/audits.json?page[size]=100&page[after]={}", enc(c)),
+            Some(c) => format!(
+                "/api/v2/tickets/{ticket}/audits.json?page[size]=100&page[after]={}",
+                enc(c)
+            ),
             None => format!("/api/v2/tickets/{ticket}/audits.json?page[size]=100"),
         };
-        match ctx.client.get(EndpointClass::TicketAudits, &q, |b| parse_audits(b, since)).await {
+        match ctx
+            .client
+            .get(EndpointClass::TicketAudits, &q, |b| parse_audits(b, since))
+            .await
+        {
             Ok(((a, c), next)) => {
                 audits.extend(a);
                 comments.extend(c);
@@ -715,7 +821,9 @@ async fn per_ticket_children(
     since: i64,
 ) -> Result<(), SourceError> {
     use futures::StreamExt;
-    let mut results = futures::stream::iter(ids.iter().copied()).map(|id| audits_of(ctx, id, since)).buffered(8);
+    let mut results = futures::stream::iter(ids.iter().copied())
+        .map(|id| audits_of(ctx, id, since))
+        .buffered(8);
     while let Some(r) = results.next().await {
         let (audits, comments) = r?;
         if let Some(o) = o_audits {
@@ -744,7 +852,11 @@ mod tests {
         assert!(b.admit(4, 11));
         assert_eq!(b.ids(), vec![4]);
         // From a stored bookmark.
-        let mut b = Boundary::from_position(&Position { cursor: None, watermark: Some(11), boundary_ids: vec![4] });
+        let mut b = Boundary::from_position(&Position {
+            cursor: None,
+            watermark: Some(11),
+            boundary_ids: vec![4],
+        });
         assert!(!b.admit(4, 11));
         assert!(b.admit(5, 11));
     }
@@ -754,13 +866,22 @@ mod tests {
         let body = br#"{"tickets":[{"id":1,"generated_timestamp":5,"status":"open","custom_fields":[{"id":9,"value":[1]}],"fields":[{"id":9,"value":[1]}],"metric_set":{"id":77,"ticket_id":1}},
             {"id":2,"generated_timestamp":7,"status":"deleted","fields":[]}],"after_cursor":"abc","end_of_stream":true}"#;
         let p = parse_tickets_page(body, true, true).unwrap();
-        assert_eq!(p.tickets[0].get(), r#"{"id":1,"generated_timestamp":5,"status":"open","custom_fields":[{"id":9,"value":[1]}]}"#);
-        assert_eq!(p.tickets[1].get(), r#"{"id":2,"generated_timestamp":7,"status":"deleted"}"#);
+        assert_eq!(
+            p.tickets[0].get(),
+            r#"{"id":1,"generated_timestamp":5,"status":"open","custom_fields":[{"id":9,"value":[1]}]}"#
+        );
+        assert_eq!(
+            p.tickets[1].get(),
+            r#"{"id":2,"generated_timestamp":7,"status":"deleted"}"#
+        );
         assert_eq!(p.metrics.len(), 1);
         assert_eq!(p.live_ids, vec![1]);
         assert_eq!(p.max_ts, Some(7));
         assert_eq!(p.after_cursor.as_deref(), Some("abc"));
-        assert!(parse_tickets_page(&body[..body.len() / 2], true, true).is_err(), "a truncated page is an error");
+        assert!(
+            parse_tickets_page(&body[..body.len() / 2], true, true).is_err(),
+            "a truncated page is an error"
+        );
     }
 
     #[test]

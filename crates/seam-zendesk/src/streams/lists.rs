@@ -41,11 +41,19 @@ fn enc(s: &str) -> String {
 }
 
 /// Parses a list page and returns the query of the next page, if any.
-fn parse_page<'a>(body: &'a [u8], key: &str, base_query: &str) -> Result<(Vec<&'a RawValue>, Option<String>), serde_json::Error> {
+fn parse_page<'a>(
+    body: &'a [u8],
+    key: &str,
+    base_query: &str,
+) -> Result<(Vec<&'a RawValue>, Option<String>), serde_json::Error> {
     let all: Members<'a> = serde_json::from_slice(body)?;
     let items: Vec<&RawValue> = match all.get(key) {
         Some(v) => serde_json::from_str(v.get())?,
-        None => return Err(<serde_json::Error as serde::de::Error>::custom(format!("the page has no {key:?} array"))),
+        None => {
+            return Err(<serde_json::Error as serde::de::Error>::custom(format!(
+                "the page has no {key:?} array"
+            )))
+        }
     };
     let meta: Option<Meta> = match all.get("meta") {
         Some(v) => serde_json::from_str(v.get())?,
@@ -54,7 +62,9 @@ fn parse_page<'a>(body: &'a [u8], key: &str, base_query: &str) -> Result<(Vec<&'
     let next = match meta {
         Some(m) if m.has_more => {
             let c = m.after_cursor.ok_or_else(|| {
-                <serde_json::Error as serde::de::Error>::custom("meta.has_more is true but meta.after_cursor is missing")
+                <serde_json::Error as serde::de::Error>::custom(
+                    "meta.has_more is true but meta.after_cursor is missing",
+                )
             })?;
             Some(format!("{base_query}&page[after]={}", enc(&c)))
         }
@@ -76,7 +86,13 @@ fn parse_page<'a>(body: &'a [u8], key: &str, base_query: &str) -> Result<(Vec<&'
 }
 
 /// Walks a list from the start, calling `per_page` with each page's records.
-async fn walk<T, F>(ctx: &ReadCtx, path: &str, key: &str, extra: &str, mut per_page: F) -> Result<Vec<T>, ApiError>
+async fn walk<T, F>(
+    ctx: &ReadCtx,
+    path: &str,
+    key: &str,
+    extra: &str,
+    mut per_page: F,
+) -> Result<Vec<T>, ApiError>
 where
     F: FnMut(&[&RawValue]) -> Result<T, serde_json::Error>,
 {
@@ -88,7 +104,10 @@ where
             .client
             .get(EndpointClass::Account, &q, |b| {
                 let (items, next) = parse_page(b, key, &base)?;
-                Ok(ListPage { items: per_page(&items)?, next })
+                Ok(ListPage {
+                    items: per_page(&items)?,
+                    next,
+                })
             })
             .await?;
         pages.push(page.items);
@@ -102,7 +121,10 @@ where
 /// Ids of every record of a list (used for deleted tickets).
 pub async fn collect_ids(ctx: &ReadCtx, path: &str, key: &str) -> Result<HashSet<u64>, ApiError> {
     let pages = walk(ctx, path, key, "", |items| {
-        items.iter().map(|i| serde_json::from_str::<Head>(i.get()).map(|h| h.id)).collect::<Result<Vec<_>, _>>()
+        items
+            .iter()
+            .map(|i| serde_json::from_str::<Head>(i.get()).map(|h| h.id))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await?;
     Ok(pages.into_iter().flatten().flatten().collect())
@@ -122,17 +144,33 @@ fn soft_deleted(item: &RawValue, from: &str) -> Result<Box<RawValue>, serde_json
 ///
 /// Pages are emitted as they arrive (memory holds one page), and the bookmark is written after the
 /// last page.
-pub async fn list_stream(ctx: &ReadCtx, def: &'static StreamDef, path: &str, key: &str, pos: Position) -> Result<(), SourceError> {
-    let Some(out) = ctx.out_of(def.name) else { return Ok(()) };
+pub async fn list_stream(
+    ctx: &ReadCtx,
+    def: &'static StreamDef,
+    path: &str,
+    key: &str,
+    pos: Position,
+) -> Result<(), SourceError> {
+    let Some(out) = ctx.out_of(def.name) else {
+        return Ok(());
+    };
     let full = def.method == ReplicationMethod::FullTable;
-    let since = if full { None } else { Some(pos.watermark.unwrap_or_else(|| ctx.config.start_date.timestamp())) };
+    let since = if full {
+        None
+    } else {
+        Some(pos.watermark.unwrap_or_else(|| ctx.config.start_date.timestamp()))
+    };
     // satisfaction_ratings filters on the server too (`start_time`, unix seconds).
     let extra = match (def.name, since) {
         ("satisfaction_ratings", Some(s)) => format!("&start_time={s}"),
         _ => String::new(),
     };
     if let (true, Some(v)) = (full, out.version) {
-        ctx.send(Message::ActivateVersion { stream: def.name.to_owned(), version: v }).await?;
+        ctx.send(Message::ActivateVersion {
+            stream: def.name.to_owned(),
+            version: v,
+        })
+        .await?;
     }
     let rk = def.replication_key;
     let mut max_ts: Option<i64> = None;
@@ -177,7 +215,11 @@ pub async fn list_stream(ctx: &ReadCtx, def: &'static StreamDef, path: &str, key
         }
     }
     if let (true, Some(v)) = (full, out.version) {
-        ctx.send(Message::ActivateVersion { stream: def.name.to_owned(), version: v }).await?;
+        ctx.send(Message::ActivateVersion {
+            stream: def.name.to_owned(),
+            version: v,
+        })
+        .await?;
     }
     if !full {
         let wm = max_ts.max(pos.watermark);
@@ -187,7 +229,11 @@ pub async fn list_stream(ctx: &ReadCtx, def: &'static StreamDef, path: &str, key
 }
 
 /// Field definitions `(key, type)` of `/api/v2/user_fields` or `/api/v2/organization_fields`.
-pub async fn field_definitions(ctx: &ReadCtx, path: &str, key: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub async fn field_definitions(
+    ctx: &ReadCtx,
+    path: &str,
+    key: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
     #[derive(Deserialize)]
     struct Def {
         key: Option<String>,
@@ -201,7 +247,11 @@ pub async fn field_definitions(ctx: &ReadCtx, path: &str, key: &str) -> Result<V
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    Ok(pages.into_iter().flatten().filter_map(|d| Some((d.key?, d.ty.unwrap_or_default()))).collect())
+    Ok(pages
+        .into_iter()
+        .flatten()
+        .filter_map(|d| Some((d.key?, d.ty.unwrap_or_default())))
+        .collect())
 }
 
 #[cfg(test)]
@@ -213,20 +263,30 @@ mod tests {
         let b = br#"{"groups":[{"id":1}],"meta":{"has_more":true,"after_cursor":"xy z"},"links":{}}"#;
         let (items, next) = parse_page(b, "groups", "/api/v2/groups.json?page[size]=100").unwrap();
         assert_eq!(items.len(), 1);
-        assert_eq!(next.as_deref(), Some("/api/v2/groups.json?page[size]=100&page[after]=xy+z"));
+        assert_eq!(
+            next.as_deref(),
+            Some("/api/v2/groups.json?page[size]=100&page[after]=xy+z")
+        );
         let b = br#"{"groups":[],"meta":{"has_more":false,"after_cursor":null}}"#;
         assert_eq!(parse_page(b, "groups", "q").unwrap().1, None);
         let b = br#"{"sla_policies":[{"id":1}],"next_page":null,"count":1}"#;
         assert_eq!(parse_page(b, "sla_policies", "q").unwrap().1, None);
         let b = br#"{"x":[],"next_page":"https://acme.zendesk.com/api/v2/x.json?page=2&per_page=100"}"#;
-        assert_eq!(parse_page(b, "x", "q").unwrap().1.as_deref(), Some("/api/v2/x.json?page=2&per_page=100"));
+        assert_eq!(
+            parse_page(b, "x", "q").unwrap().1.as_deref(),
+            Some("/api/v2/x.json?page=2&per_page=100")
+        );
         assert!(parse_page(br#"{"meta":{}}"#, "x", "q").is_err());
     }
 
     #[test]
     fn soft_deletes_carry_sdc_deleted_at() {
-        let r: Box<RawValue> = serde_json::from_str(r#"{"id":1,"deleted_at":"2024-01-01T00:00:00Z"}"#).unwrap();
+        let r: Box<RawValue> =
+            serde_json::from_str(r#"{"id":1,"deleted_at":"2024-01-01T00:00:00Z"}"#).unwrap();
         let s = soft_deleted(&r, "deleted_at").unwrap();
-        assert_eq!(s.get(), r#"{"_sdc_deleted_at":"2024-01-01T00:00:00Z","id":1,"deleted_at":"2024-01-01T00:00:00Z"}"#);
+        assert_eq!(
+            s.get(),
+            r#"{"_sdc_deleted_at":"2024-01-01T00:00:00Z","id":1,"deleted_at":"2024-01-01T00:00:00Z"}"#
+        );
     }
 }

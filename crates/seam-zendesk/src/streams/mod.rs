@@ -81,7 +81,12 @@ const fn list(name: &'static str, path: &'static str, key: &'static str) -> Stre
     }
 }
 
-const fn full(name: &'static str, path: &'static str, key: &'static str, pk: &'static [&'static str]) -> StreamDef {
+const fn full(
+    name: &'static str,
+    path: &'static str,
+    key: &'static str,
+    pk: &'static [&'static str],
+) -> StreamDef {
     StreamDef {
         name,
         key_properties: pk,
@@ -155,7 +160,10 @@ pub const STREAMS: &[StreamDef] = &[
         method: INC,
         replication_key: Some("updated_at"),
         parent: None,
-        fetch: Fetch::TimeExport { path: "/api/v2/incremental/organizations.json", key: "organizations" },
+        fetch: Fetch::TimeExport {
+            path: "/api/v2/incremental/organizations.json",
+            key: "organizations",
+        },
         soft_delete_from: None,
     },
     StreamDef {
@@ -171,18 +179,39 @@ pub const STREAMS: &[StreamDef] = &[
         soft_delete_from: None,
     },
     list("groups", "/api/v2/groups.json", "groups"),
-    list("group_memberships", "/api/v2/group_memberships.json", "group_memberships"),
+    list(
+        "group_memberships",
+        "/api/v2/group_memberships.json",
+        "group_memberships",
+    ),
     list("macros", "/api/v2/macros.json", "macros"),
     full("tags", "/api/v2/tags.json", "tags", &["name"]),
     list("ticket_fields", "/api/v2/ticket_fields.json", "ticket_fields"),
     list("ticket_forms", "/api/v2/ticket_forms.json", "ticket_forms"),
-    list("satisfaction_ratings", "/api/v2/satisfaction_ratings.json", "satisfaction_ratings"),
+    list(
+        "satisfaction_ratings",
+        "/api/v2/satisfaction_ratings.json",
+        "satisfaction_ratings",
+    ),
     full("sla_policies", "/api/v2/slas/policies.json", "sla_policies", ID),
-    full("talk_phone_numbers", "/api/v2/channels/voice/phone_numbers.json", "phone_numbers", ID),
+    full(
+        "talk_phone_numbers",
+        "/api/v2/channels/voice/phone_numbers.json",
+        "phone_numbers",
+        ID,
+    ),
     list("brands", "/api/v2/brands.json", "brands"),
-    list("organization_memberships", "/api/v2/organization_memberships.json", "organization_memberships"),
+    list(
+        "organization_memberships",
+        "/api/v2/organization_memberships.json",
+        "organization_memberships",
+    ),
     list("user_fields", "/api/v2/user_fields.json", "user_fields"),
-    list("organization_fields", "/api/v2/organization_fields.json", "organization_fields"),
+    list(
+        "organization_fields",
+        "/api/v2/organization_fields.json",
+        "organization_fields",
+    ),
     list("custom_roles", "/api/v2/custom_roles.json", "custom_roles"),
     list("schedules", "/api/v2/business_hours/schedules.json", "schedules"),
     list("automations", "/api/v2/automations.json", "automations"),
@@ -194,7 +223,10 @@ pub const STREAMS: &[StreamDef] = &[
         method: INC,
         replication_key: Some("deleted_at"),
         parent: None,
-        fetch: Fetch::List { path: "/api/v2/deleted_tickets.json", key: "deleted_tickets" },
+        fetch: Fetch::List {
+            path: "/api/v2/deleted_tickets.json",
+            key: "deleted_tickets",
+        },
         soft_delete_from: Some("deleted_at"),
     },
     StreamDef {
@@ -203,7 +235,10 @@ pub const STREAMS: &[StreamDef] = &[
         method: INC,
         replication_key: Some("updated_at"),
         parent: None,
-        fetch: Fetch::List { path: "/api/v2/deleted_users.json", key: "deleted_users" },
+        fetch: Fetch::List {
+            path: "/api/v2/deleted_users.json",
+            key: "deleted_users",
+        },
         soft_delete_from: Some("updated_at"),
     },
 ];
@@ -248,7 +283,10 @@ impl Position {
         let mut p = Position::default();
         if let Some(Value::Object(m)) = state.bookmarks.get(def.name) {
             p.cursor = m.get(AFTER_CURSOR).and_then(Value::as_str).map(str::to_owned);
-            p.watermark = def.replication_key.and_then(|k| m.get(k)).and_then(bookmark_epoch);
+            p.watermark = def
+                .replication_key
+                .and_then(|k| m.get(k))
+                .and_then(bookmark_epoch);
             if let Some(Value::Array(ids)) = m.get(BOUNDARY_IDS) {
                 p.boundary_ids = ids.iter().filter_map(Value::as_u64).collect();
             }
@@ -263,7 +301,10 @@ pub fn normalise_bookmarks(state: &mut State) {
     for def in STREAMS {
         let Some(key) = def.replication_key else { continue };
         if let Some(v) = state.bookmark(def.name, key) {
-            if let (false, Some(e)) = (v.is_string() && crate::raw::parse_epoch(v.as_str().unwrap_or("")).is_some(), bookmark_epoch(v)) {
+            if let (false, Some(e)) = (
+                v.is_string() && crate::raw::parse_epoch(v.as_str().unwrap_or("")).is_some(),
+                bookmark_epoch(v),
+            ) {
                 state.set_bookmark(def.name, key, Value::String(crate::raw::iso(e)));
             }
         }
@@ -315,8 +356,16 @@ impl ReadCtx {
                 .map_err(|e| SourceError::new(seam_core::ErrorKind::Schema, e).in_stream(stream.def.name))?,
             None => record,
         };
-        let msg = RecordMessage { stream: stream.def.name.to_owned(), record, version: stream.version, time_extracted: None };
-        self.out.send(Message::Record(msg)).await.map_err(|_| SourceError::consumer_gone())
+        let msg = RecordMessage {
+            stream: stream.def.name.to_owned(),
+            record,
+            version: stream.version,
+            time_extracted: None,
+        };
+        self.out
+            .send(Message::Record(msg))
+            .await
+            .map_err(|_| SourceError::consumer_gone())
     }
 
     /// Sends a batch of records of one stream and counts them.
@@ -326,7 +375,12 @@ impl ReadCtx {
             self.record(stream, r).await?;
         }
         if n > 0 {
-            *self.summary.lock().records.entry(stream.def.name.to_owned()).or_insert(0) += n;
+            *self
+                .summary
+                .lock()
+                .records
+                .entry(stream.def.name.to_owned())
+                .or_insert(0) += n;
         }
         Ok(())
     }
@@ -343,14 +397,21 @@ impl ReadCtx {
         let mut state = self.state.lock().await;
         update(&mut state);
         let value = state.to_value();
-        self.out.send(Message::State { value }).await.map_err(|_| SourceError::consumer_gone())
+        self.out
+            .send(Message::State { value })
+            .await
+            .map_err(|_| SourceError::consumer_gone())
     }
 
     /// Records that `streams` were skipped, with a warning like Stitch's.
     pub fn skip(&self, streams: &[&'static StreamDef], reason: &str) {
         let mut s = self.summary.lock();
         for d in streams {
-            tracing::warn!(stream = d.name, "The account credentials supplied do not have access to `{}`: {reason}", d.name);
+            tracing::warn!(
+                stream = d.name,
+                "The account credentials supplied do not have access to `{}`: {reason}",
+                d.name
+            );
             s.skipped.insert(d.name.to_owned(), reason.to_owned());
         }
     }
@@ -358,11 +419,19 @@ impl ReadCtx {
 
 /// Sets a stream's position after a page: the cursor (if any), the watermark moved forward only,
 /// and the boundary ids (dropped when there are too many to keep).
-pub fn store_position(state: &mut State, def: &StreamDef, cursor: Option<&str>, watermark: Option<i64>, boundary: Option<&[u64]>) {
+pub fn store_position(
+    state: &mut State,
+    def: &StreamDef,
+    cursor: Option<&str>,
+    watermark: Option<i64>,
+    boundary: Option<&[u64]>,
+) {
     if let Some(c) = cursor {
         state.set_bookmark(def.name, AFTER_CURSOR, Value::String(c.to_owned()));
     }
-    let (Some(key), Some(w)) = (def.replication_key, watermark) else { return };
+    let (Some(key), Some(w)) = (def.replication_key, watermark) else {
+        return;
+    };
     let before = state.bookmark(def.name, key).and_then(bookmark_epoch);
     if state.advance_bookmark(def.name, key, Value::String(crate::raw::iso(w))) {
         match boundary {
@@ -393,7 +462,10 @@ mod tests {
         for f in ["tags", "sla_policies", "talk_phone_numbers"] {
             assert_eq!(stream_def(f).unwrap().method, ReplicationMethod::FullTable, "{f}");
         }
-        assert_eq!(stream_def("ticket_metric_events").unwrap().replication_key, Some("time"));
+        assert_eq!(
+            stream_def("ticket_metric_events").unwrap().replication_key,
+            Some("time")
+        );
     }
 
     #[test]
@@ -402,9 +474,16 @@ mod tests {
             "users": {"updated_at": 1_704_067_200}, "organizations": {"updated_at": "2024-01-01T00:00:00.000000Z"}}}))
         .unwrap();
         normalise_bookmarks(&mut s);
-        assert_eq!(s.bookmark("users", "updated_at"), Some(&json!("2024-01-01T00:00:00Z")));
+        assert_eq!(
+            s.bookmark("users", "updated_at"),
+            Some(&json!("2024-01-01T00:00:00Z"))
+        );
         for n in ["tickets", "users", "organizations"] {
-            assert_eq!(Position::of(&s, stream_def(n).unwrap()).watermark, Some(1_704_067_200), "{n}");
+            assert_eq!(
+                Position::of(&s, stream_def(n).unwrap()).watermark,
+                Some(1_704_067_200),
+                "{n}"
+            );
         }
     }
 

@@ -1,7 +1,7 @@
 //! Deterministic generation of a Zendesk account for `(tickets, seed)`.
 //!
 //! Shapes follow the Zendesk Support API reference
-//! (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/ and siblings).
+//! (<https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/> and siblings).
 //! Timestamps are laid out relative to an anchor a few minutes before the simulator starts, over
 //! roughly two years, with many records sharing one second: a pool of "busy seconds", and one bulk
 //! update that stamps up to 1,500 tickets (and up to 1,200 users) with the same second so that

@@ -174,7 +174,7 @@ pub struct Store {
     pub next_id: u64,
     /// Custom ticket fields: (id, type, options) used to build `custom_fields` values.
     pub custom_fields: Vec<gen::CustomField>,
-    /// `https://{subdomain}.zendesk.com`, used in records' `url` fields.
+    /// `<https://{subdomain}.zendesk.com>`, used in records' `url` fields.
     pub host: String,
     /// Ids by role, for wiring foreign keys of new records.
     pub people: gen::People,

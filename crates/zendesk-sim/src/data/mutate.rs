@@ -3,7 +3,7 @@
 //! Each mutation is one of: ticket update (a new audit with a status change and/or comment, a
 //! metric event, a refreshed metric set; `updated_at` and `generated_timestamp` move to now),
 //! system update (only `generated_timestamp` moves — see "Excluding system-updated tickets" in
-//! https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api/),
+//! <https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api/>),
 //! ticket create, ticket delete (`status: "deleted"`, listed in `/api/v2/deleted_tickets`), user
 //! update / create / delete (soft: `active: false`, listed in `/api/v2/deleted_users`),
 //! organization update / create, group update, group membership create / delete (hard delete:

@@ -1,6 +1,6 @@
 //! Incremental exports
-//! (https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/,
-//! https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api/).
+//! (<https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/>,
+//! <https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api/>).
 //!
 //! Rules shared by all exports, evaluated against sim-now:
 //! - items changed within the minute before the request are not returned yet (visible: `ts <= now - 60`);
@@ -81,7 +81,7 @@ fn start_time(p: &Params, now: i64) -> Result<i64, ApiError> {
 
 /// Appends a ticket's JSON, embedding its `metric_set` when asked
 /// (`include=metric_sets` on the incremental ticket export returns each ticket's metric set
-/// attached to the ticket: https://support.zendesk.com/hc/en-us/community/posts/4984355661466).
+/// attached to the ticket: <https://support.zendesk.com/hc/en-us/community/posts/4984355661466>).
 fn push_ticket(out: &mut String, store: &Store, rec: &Rec, metric_sets: bool) {
     if metric_sets && !store.ticket(rec.id).is_some_and(|m| m.deleted) {
         if let Some(ms) = store

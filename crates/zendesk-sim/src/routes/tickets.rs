@@ -2,7 +2,7 @@
 //!
 //! - `/api/v2/tickets/{id}`, `/api/v2/tickets/{id}/audits`, `/api/v2/tickets/{id}/comments`,
 //!   `/api/v2/tickets/{id}/metrics`: 404 `RecordNotFound` for unknown and deleted tickets; archived
-//!   tickets still answer (https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_audits/).
+//!   tickets still answer (<https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_audits/>).
 //! - `/api/v2/ticket_audits`: newest first, `limit` (default and max 1000) and `cursor`;
 //!   `before_url` / `before_cursor` lead to older audits, `after_url` / `after_cursor` to newer
 //!   ones; audits of archived (and deleted) tickets are not included.

@@ -70,8 +70,7 @@ export async function renderZendesk(main, _params, { navigate, flash }) {
   const email = h("input", { id: "email", name: "email", type: "email", required: true, autocomplete: "email", placeholder: "you@company.com" });
   const token = h("input", { id: "api_token", name: "api_token", type: "password", required: true, autocomplete: "off", spellcheck: "false" });
   const start = h("input", { id: "start_date", name: "start_date", type: "date", required: true, value: oneYearBack(), max: new Date().toISOString().slice(0, 10) });
-  const freq = h("fieldset", { class: "segmented", id: "frequency" },
-    h("legend", {}, "Replication Frequency"),
+  const freq = h("fieldset", { class: "segmented", id: "frequency", "aria-labelledby": "frequency-title" },
     FREQUENCIES.map(([m, label]) => h("label", {}, h("input", { type: "radio", name: "frequency", value: m, checked: m === 30, id: `frequency-${m}` }), h("span", {}, label))));
   const save = h("button", { type: "submit", class: "btn btn-primary", id: "save-integration" }, "Save Integration");
   const progress = h("div", { id: "check-progress", class: "card", hidden: true });
@@ -227,15 +226,15 @@ export async function renderZendesk(main, _params, { navigate, flash }) {
 
   const form = h("form", { class: "form", id: "zendesk-form", novalidate: false, onsubmit: onSubmit },
     field("display_name", "Integration Name", name, null),
-    h("p", { class: "hint", id: "name-note" }, "The name shown on the Dashboard; it also names the schema in your warehouse (“Stitch Zendesk” creates ", h("code", {}, "stitch_zendesk"), ")."),
-    preview, toggleSchema, schemaField,
+    preview, h("p", { class: "hint", id: "name-note" }, "The name shown on the Dashboard; it also names the schema in your warehouse."),
+    toggleSchema, schemaField,
     h("h2", { class: "section-title" }, "Zendesk credentials"),
     field("subdomain", "Zendesk Site Prefix", h("div", { class: "affix" }, subdomain, siteOut), "For https://acme.zendesk.com enter only acme."),
     field("email", "Zendesk Login Email", email, null),
     field("api_token", "Zendesk API Token", token, "Zendesk: Settings → Channels → API → Token Access → Add New Token (label it “seam”)."),
     h("h2", { class: "section-title" }, "Sync Historical Data"),
     field("start_date", "Replicate data from", start, "seam replicates rows changed since this date (default: one year back). Earlier data costs rows once."),
-    h("h2", { class: "section-title" }, "Replication Frequency"),
+    h("h2", { class: "section-title", id: "frequency-title" }, "Replication Frequency"),
     h("div", { class: "field" }, freq,
       h("p", { class: "hint" }, "How often seam extracts new and changed data. More frequent syncs use more of your row limit: pick the slowest frequency that serves your reports. You can change it at any time in the Integration Settings.")),
     h("div", { class: "form-actions" }, save, h("a", { class: "btn btn-quiet", href: "/", "data-link": true }, "Cancel")));

@@ -1,0 +1,122 @@
+//! `seam target duckdb|postgres`: a Singer target. Reads any tap's messages on stdin, loads them with
+//! Stitch's semantics, writes each STATE to stdout once the rows before it are committed (together with
+//! the state, in one transaction), and prints a per-table summary to stderr at the end.
+//!
+//! ```text
+//! tap-jsonl --config c.json | seam target duckdb --database warehouse.duckdb --schema my_tap > state.jsonl
+//! ```
+
+use seam_core::singer::MessageReader;
+use seam_core::{Classify, Destination, DestinationError, RetryDecision, RetryPolicy};
+use seam_runtime::loader::{self, Commit, LoaderConfig};
+use seam_warehouse::{DuckDbDestination, PostgresDestination};
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+/// Arguments of `seam target`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    warehouse: Warehouse,
+    /// Commit after this many records (target-stitch's default).
+    #[arg(long, global = true, default_value_t = 20_000)]
+    max_batch_records: usize,
+    /// Commit after this many bytes of record JSON.
+    #[arg(long, global = true, default_value_t = 4_000_000)]
+    max_batch_bytes: usize,
+    /// Load this stream append-only even though it has key properties (repeatable). Streams without
+    /// key properties are always append-only.
+    #[arg(long = "append-only", global = true, value_name = "STREAM")]
+    append_only: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Warehouse {
+    /// Load into a DuckDB database file (created when missing).
+    Duckdb {
+        /// The database file.
+        #[arg(long)]
+        database: PathBuf,
+        /// The schema to load into (lowercase letters, digits, underscores).
+        #[arg(long)]
+        schema: String,
+    },
+    /// Load into PostgreSQL.
+    Postgres {
+        /// `postgres://user:password@host:port/database`.
+        #[arg(long, env = "SEAM_POSTGRES_URL")]
+        url: String,
+        /// The schema to load into (lowercase letters, digits, underscores).
+        #[arg(long)]
+        schema: String,
+    },
+}
+
+/// Opens a destination, retrying transient failures (an unreachable server) under the one policy.
+fn open_with_retry<D>(mut open: impl FnMut() -> Result<D, DestinationError>) -> Result<D, DestinationError> {
+    let policy = RetryPolicy::default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match open() {
+            Ok(d) => return Ok(d),
+            Err(e) => match policy.decide(e.kind(), attempt) {
+                RetryDecision::RetryAfter(wait) => {
+                    eprintln!("warehouse not reachable (attempt {attempt}): {e}; retrying in {wait:?}");
+                    std::thread::sleep(wait);
+                }
+                RetryDecision::GiveUp => return Err(e),
+            },
+        }
+    }
+}
+
+/// Our errors embed their causes in their messages; one level keeps `{:#}` from repeating them.
+fn flat(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Runs the target until stdin ends.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let append_only: HashSet<String> = args.append_only.iter().cloned().collect();
+    let mut dest: Box<dyn Destination> = match &args.warehouse {
+        Warehouse::Duckdb { database, schema } => {
+            let schema = seam_core::naming::validate_schema_name(schema)?;
+            Box::new(DuckDbDestination::open_with(database, &schema, append_only).map_err(flat)?)
+        }
+        Warehouse::Postgres { url, schema } => {
+            let schema = seam_core::naming::validate_schema_name(schema)?;
+            Box::new(
+                open_with_retry(|| PostgresDestination::connect_with(url, &schema, append_only.clone())).map_err(flat)?,
+            )
+        }
+    };
+    let config = LoaderConfig {
+        max_batch_records: args.max_batch_records.max(1),
+        max_batch_bytes: args.max_batch_bytes.max(1),
+        ..LoaderConfig::default()
+    };
+    let stdin = io::stdin();
+    let mut reader = MessageReader::new(stdin.lock());
+    let input = std::iter::from_fn(move || reader.next_message());
+    let stdout = io::stdout();
+    let mut on_commit = |c: Commit<'_>| -> io::Result<()> {
+        if let Some(state) = c.state {
+            let mut out = stdout.lock();
+            serde_json::to_writer(&mut out, state)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+        Ok(())
+    };
+    let summary = loader::run(dest.as_mut(), input, &mut on_commit, &config).map_err(flat)?;
+    let mut err = io::stderr().lock();
+    writeln!(err, "{:<40} {:>12} {:>14} {:>10}", "table", "rows", "subtable rows", "rejected")?;
+    for (table, t) in summary.per_table() {
+        writeln!(err, "{table:<40} {:>12} {:>14} {:>10}", t.rows, t.subtable_rows, t.rejected)?;
+    }
+    writeln!(err, "{} commits, {} rows loaded in all", summary.commits, summary.report.total_rows())?;
+    Ok(())
+}
+

@@ -1,0 +1,5 @@
+//! The `seam` binary's integration tests: the commands as a user runs them.
+#![allow(clippy::unwrap_used)]
+
+mod sync;
+mod target;
