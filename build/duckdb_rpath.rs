@@ -7,7 +7,9 @@
 fn main() {
     println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
     if let Ok(dir) = std::env::var("DUCKDB_LIB_DIR") {
-        let abs = std::fs::canonicalize(&dir).map(|p| p.display().to_string()).unwrap_or(dir);
+        let abs = std::fs::canonicalize(&dir)
+            .map(|p| p.display().to_string())
+            .unwrap_or(dir);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{abs}");
     }
 }

@@ -8,15 +8,16 @@ cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seam-target}"
 tickets="${1:-300}"
 
-# Python: the shared test virtualenv, with target-jsonl in it.
-source scripts/python-env.sh
-command -v target-jsonl >/dev/null || pip install --quiet --disable-pip-version-check "target-jsonl==0.1.4"
+# target-jsonl from PyPI, in its own virtualenv.
+export PATH="$(scripts/python-tool.sh target-jsonl==0.1.4):$PATH"
 
 # seam links DuckDB (its warehouse): the prebuilt library must be where the loader looks.
 scripts/fetch-duckdb.sh
 export LD_LIBRARY_PATH="$root/.duckdb/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-cargo build --quiet -p seam-cli -p zendesk-sim
 bin="$CARGO_TARGET_DIR/debug"
+cargo build --quiet -p zendesk-sim
+cargo build --quiet -p seam-cli --bin seam
+tap=("$bin/seam" tap zendesk --config)
 work="$(mktemp -d /tmp/seam-singer-target.XXXXXX)"
 sim_pid=""
 cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true; rm -rf "$work"; }
@@ -41,7 +42,7 @@ cat >"$work/config.json" <<JSON
 JSON
 echo "{\"destination_path\": \"$work/out\", \"do_timestamp_file\": false}" >"$work/target.json"
 
-RUST_LOG=warn "$bin/seam" tap zendesk --config "$work/config.json" | target-jsonl --config "$work/target.json" >"$work/state.json"
+RUST_LOG=warn "${tap[@]}" "$work/config.json" | target-jsonl --config "$work/target.json" >"$work/state.json"
 curl -fsS "$url/__sim/truth" >"$work/truth.json"
 
 python3 - "$work" <<'PY'

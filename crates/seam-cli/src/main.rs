@@ -24,6 +24,10 @@ enum Command {
     Sync(cmd::sync::Args),
     /// A Singer target: `seam target duckdb --database FILE --schema NAME` or `seam target postgres --url URL --schema NAME`.
     Target(cmd::target::Args),
+    /// Run the service: integrations, scheduled replication jobs and the REST API (`seam serve --data-dir DIR --listen ADDR`).
+    Serve(cmd::serve::Args),
+    /// A first look without a Zendesk account: a simulated Zendesk plus the service and dashboard, with the sign-in printed.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Tap(args) => cmd::tap::run(args),
         Command::Sync(args) => cmd::sync::run(args),
         Command::Target(args) => cmd::target::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

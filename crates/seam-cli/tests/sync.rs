@@ -15,10 +15,16 @@ async fn start_sim(tickets: usize, slow_ms: u64) -> SimHandle {
         tickets,
         seed: 7,
         rate_limits: false,
-        faults: FaultConfig { slow_ms, slow_rate: 1.0, ..FaultConfig::default() },
+        faults: FaultConfig {
+            slow_ms,
+            slow_rate: 1.0,
+            ..FaultConfig::default()
+        },
         ..SimConfig::default()
     };
-    zendesk_sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap()
+    zendesk_sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
 }
 
 fn write_config(dir: &Path, base_url: &str) -> std::path::PathBuf {
@@ -33,14 +39,21 @@ fn write_config(dir: &Path, base_url: &str) -> std::path::PathBuf {
 
 fn sync_command(config: &Path, db: &Path, batch: usize) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_seam"));
-    cmd.args(["sync", "--plain", "--schema", SCHEMA, "--max-batch-records", &batch.to_string()])
-        .arg("--config")
-        .arg(config)
-        .arg("--destination")
-        .arg(format!("duckdb:{}", db.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "sync",
+        "--plain",
+        "--schema",
+        SCHEMA,
+        "--max-batch-records",
+        &batch.to_string(),
+    ])
+    .arg("--config")
+    .arg(config)
+    .arg("--destination")
+    .arg(format!("duckdb:{}", db.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     cmd
 }
 
@@ -86,10 +99,15 @@ fn assert_matches_truth(db: &Path, truth: &Value, earlier: Option<&Value>) {
     assert!(streams.len() >= 16, "the truth lists {} streams", streams.len());
     let mut mismatches = BTreeMap::new();
     for (stream, t) in streams {
-        assert_eq!(t["count"].as_u64().unwrap() as usize, t["ids"].as_array().unwrap().len());
+        assert_eq!(
+            t["count"].as_u64().unwrap() as usize,
+            t["ids"].as_array().unwrap().len()
+        );
         let want = ids(truth, stream);
         let may_linger: BTreeSet<String> = match earlier {
-            Some(e) if !FULL_TABLE.contains(&stream.as_str()) => ids(e, stream).difference(&want).cloned().collect(),
+            Some(e) if !FULL_TABLE.contains(&stream.as_str()) => {
+                ids(e, stream).difference(&want).cloned().collect()
+            }
             _ => BTreeSet::new(),
         };
         let key = key_of(stream);
@@ -103,19 +121,32 @@ fn assert_matches_truth(db: &Path, truth: &Value, earlier: Option<&Value>) {
                 continue;
             }
         };
-        let got: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(|r| r.unwrap()).collect();
+        let got: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
         let unique: BTreeSet<String> = got.iter().cloned().collect();
         if unique.len() != got.len() {
-            mismatches.insert(stream.clone(), format!("{} duplicated rows", got.len() - unique.len()));
+            mismatches.insert(
+                stream.clone(),
+                format!("{} duplicated rows", got.len() - unique.len()),
+            );
         } else {
             let missing = want.difference(&unique).count();
-            let extra = unique.difference(&want).filter(|id| !may_linger.contains(*id)).count();
+            let extra = unique
+                .difference(&want)
+                .filter(|id| !may_linger.contains(*id))
+                .count();
             if missing + extra > 0 {
                 mismatches.insert(stream.clone(), format!("{missing} missing, {extra} unexpected"));
             }
         }
     }
-    assert!(mismatches.is_empty(), "warehouse differs from the truth: {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "warehouse differs from the truth: {mismatches:?}"
+    );
 }
 
 /// The newest version of every ticket and user is in the warehouse (not an older one).
@@ -132,7 +163,11 @@ fn assert_latest_versions(db: &Path, truth: &Value) {
         "SELECT CAST(id AS VARCHAR), CAST(generated_timestamp AS VARCHAR) FROM \"{SCHEMA}\".tickets"
     ));
     for (id, ts) in truth["tickets"]["updated"].as_object().unwrap() {
-        assert_eq!(tickets.get(id).map(String::as_str), Some(ts.to_string().as_str()), "ticket {id}");
+        assert_eq!(
+            tickets.get(id).map(String::as_str),
+            Some(ts.to_string().as_str()),
+            "ticket {id}"
+        );
     }
     let users = query(&format!(
         "SELECT CAST(id AS VARCHAR), strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') FROM \"{SCHEMA}\".users"
@@ -149,7 +184,9 @@ async fn full_then_incremental_sync_matches_the_truth() {
     let config = write_config(dir.path(), &sim.base_url());
     let db = dir.path().join("wh.duckdb");
     let (c, d) = (config.clone(), db.clone());
-    let summary = tokio::task::spawn_blocking(move || run_to_end(&c, &d, 20_000)).await.unwrap();
+    let summary = tokio::task::spawn_blocking(move || run_to_end(&c, &d, 20_000))
+        .await
+        .unwrap();
     assert!(summary.contains("tickets"), "no per-table summary: {summary}");
     let before = sim.truth();
     assert_matches_truth(&db, &before, None);
@@ -160,7 +197,9 @@ async fn full_then_incremental_sync_matches_the_truth() {
     sim.advance_clock(61);
     sim.reset_stats();
     let (c, d) = (config.clone(), db.clone());
-    tokio::task::spawn_blocking(move || run_to_end(&c, &d, 20_000)).await.unwrap();
+    tokio::task::spawn_blocking(move || run_to_end(&c, &d, 20_000))
+        .await
+        .unwrap();
     let after = sim.truth();
     assert_ne!(before, after, "the mutation changed nothing");
     assert_matches_truth(&db, &after, Some(&before));
@@ -191,9 +230,14 @@ async fn kill_nine_at_many_points_loses_nothing_and_duplicates_nothing() {
             sim.advance_clock(61);
         }
     }
-    assert!(killed >= 5, "only {killed} runs were killed mid-way: the test did not exercise crashes");
+    assert!(
+        killed >= 5,
+        "only {killed} runs were killed mid-way: the test did not exercise crashes"
+    );
     let (c, d) = (config.clone(), db.clone());
-    tokio::task::spawn_blocking(move || run_to_end(&c, &d, 150)).await.unwrap();
+    tokio::task::spawn_blocking(move || run_to_end(&c, &d, 150))
+        .await
+        .unwrap();
     let after = sim.truth();
     assert_matches_truth(&db, &after, Some(&before));
     assert_latest_versions(&db, &after);

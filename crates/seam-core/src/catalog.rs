@@ -111,17 +111,29 @@ impl CatalogEntry {
     ) -> Self {
         let mut root = Map::new();
         root.insert(TABLE_KEY_PROPERTIES.into(), Value::from(key_properties.to_vec()));
-        root.insert(FORCED_REPLICATION_METHOD.into(), serde_json::to_value(method).unwrap_or(Value::Null));
+        root.insert(
+            FORCED_REPLICATION_METHOD.into(),
+            serde_json::to_value(method).unwrap_or(Value::Null),
+        );
         if let Some(k) = replication_key {
             root.insert(VALID_REPLICATION_KEYS.into(), Value::from(vec![k]));
         }
         root.insert(INCLUSION.into(), Value::from("available"));
-        let mut metadata = vec![MetadataEntry { breadcrumb: vec![], metadata: root }];
+        let mut metadata = vec![MetadataEntry {
+            breadcrumb: vec![],
+            metadata: root,
+        }];
         for name in schema.properties.iter().flat_map(|p| p.keys()) {
             let automatic = key_properties.contains(&name.as_str()) || replication_key == Some(name.as_str());
             let mut m = Map::new();
-            m.insert(INCLUSION.into(), Value::from(if automatic { "automatic" } else { "available" }));
-            metadata.push(MetadataEntry { breadcrumb: field_breadcrumb(name), metadata: m });
+            m.insert(
+                INCLUSION.into(),
+                Value::from(if automatic { "automatic" } else { "available" }),
+            );
+            metadata.push(MetadataEntry {
+                breadcrumb: field_breadcrumb(name),
+                metadata: m,
+            });
         }
         CatalogEntry {
             tap_stream_id: stream.to_owned(),
@@ -136,14 +148,20 @@ impl CatalogEntry {
     }
 
     fn entry(&self, breadcrumb: &[String]) -> Option<&Map<String, Value>> {
-        self.metadata.iter().find(|e| e.breadcrumb == breadcrumb).map(|e| &e.metadata)
+        self.metadata
+            .iter()
+            .find(|e| e.breadcrumb == breadcrumb)
+            .map(|e| &e.metadata)
     }
 
     fn entry_mut(&mut self, breadcrumb: Vec<String>) -> &mut Map<String, Value> {
         if let Some(i) = self.metadata.iter().position(|e| e.breadcrumb == breadcrumb) {
             return &mut self.metadata[i].metadata;
         }
-        self.metadata.push(MetadataEntry { breadcrumb, metadata: Map::new() });
+        self.metadata.push(MetadataEntry {
+            breadcrumb,
+            metadata: Map::new(),
+        });
         let last = self.metadata.len() - 1;
         &mut self.metadata[last].metadata
     }
@@ -165,7 +183,8 @@ impl CatalogEntry {
 
     /// Sets a field-level metadata value.
     pub fn set_field_metadata(&mut self, field: &str, key: &str, value: Value) {
-        self.entry_mut(field_breadcrumb(field)).insert(key.to_owned(), value);
+        self.entry_mut(field_breadcrumb(field))
+            .insert(key.to_owned(), value);
     }
 
     /// True when the stream is selected (`selected: true`, or the legacy `selected-by-default`
@@ -176,7 +195,10 @@ impl CatalogEntry {
         }
         match self.stream_metadata(SELECTED).and_then(Value::as_bool) {
             Some(s) => s,
-            None => self.stream_metadata(SELECTED_BY_DEFAULT).and_then(Value::as_bool).unwrap_or(false),
+            None => self
+                .stream_metadata(SELECTED_BY_DEFAULT)
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         }
     }
 
@@ -186,7 +208,8 @@ impl CatalogEntry {
     }
 
     fn stream_inclusion(&self) -> Option<Inclusion> {
-        self.stream_metadata(INCLUSION).and_then(|v| serde_json::from_value(v.clone()).ok())
+        self.stream_metadata(INCLUSION)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
     }
 
     /// A field's inclusion (`available` when unstated).
@@ -205,7 +228,10 @@ impl CatalogEntry {
             Inclusion::Unsupported => false,
             Inclusion::Available => match self.field_metadata(field, SELECTED).and_then(Value::as_bool) {
                 Some(s) => s,
-                None => self.field_metadata(field, SELECTED_BY_DEFAULT).and_then(Value::as_bool).unwrap_or(true),
+                None => self
+                    .field_metadata(field, SELECTED_BY_DEFAULT)
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
             },
         }
     }
@@ -229,7 +255,10 @@ impl CatalogEntry {
     /// The primary key: `table-key-properties`, or the legacy top-level `key_properties`.
     pub fn key_properties(&self) -> Vec<String> {
         if let Some(Value::Array(keys)) = self.stream_metadata(TABLE_KEY_PROPERTIES) {
-            return keys.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+            return keys
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
         }
         self.key_properties.clone().unwrap_or_default()
     }
@@ -240,7 +269,11 @@ impl CatalogEntry {
         self.stream_metadata(REPLICATION_METHOD)
             .and_then(parse)
             .or_else(|| self.stream_metadata(FORCED_REPLICATION_METHOD).and_then(parse))
-            .or_else(|| self.replication_method.as_deref().and_then(|m| parse(&Value::from(m))))
+            .or_else(|| {
+                self.replication_method
+                    .as_deref()
+                    .and_then(|m| parse(&Value::from(m)))
+            })
     }
 
     /// The replication key: `replication-key`, else the only valid replication key, else legacy.
@@ -299,13 +332,20 @@ impl Catalog {
     /// are new stay as discovery left them.
     pub fn carry_selection_from(&mut self, previous: &Catalog) {
         for entry in &mut self.streams {
-            let Some(old) = previous.get(&entry.tap_stream_id) else { continue };
+            let Some(old) = previous.get(&entry.tap_stream_id) else {
+                continue;
+            };
             for key in [SELECTED, REPLICATION_METHOD, REPLICATION_KEY] {
                 if let Some(v) = old.stream_metadata(key) {
                     entry.set_stream_metadata(key, v.clone());
                 }
             }
-            let fields: Vec<String> = entry.schema.properties.iter().flat_map(|p| p.keys().cloned()).collect();
+            let fields: Vec<String> = entry
+                .schema
+                .properties
+                .iter()
+                .flat_map(|p| p.keys().cloned())
+                .collect();
             for f in fields {
                 if let Some(v) = old.field_metadata(&f, SELECTED) {
                     entry.set_field_metadata(&f, SELECTED, v.clone());
@@ -325,9 +365,18 @@ mod tests {
         let schema = Schema::object([
             ("id".to_string(), Schema::nullable(JsonType::Integer)),
             ("subject".to_string(), Schema::nullable(JsonType::String)),
-            ("generated_timestamp".to_string(), Schema::nullable(JsonType::Integer)),
+            (
+                "generated_timestamp".to_string(),
+                Schema::nullable(JsonType::Integer),
+            ),
         ]);
-        CatalogEntry::new("tickets", schema, &["id"], ReplicationMethod::Incremental, Some("generated_timestamp"))
+        CatalogEntry::new(
+            "tickets",
+            schema,
+            &["id"],
+            ReplicationMethod::Incremental,
+            Some("generated_timestamp"),
+        )
     }
 
     #[test]
@@ -350,7 +399,11 @@ mod tests {
         assert_eq!(e.selected_fields(), vec!["id", "subject", "generated_timestamp"]);
         e.set_field_selected("subject", false);
         e.set_field_selected("id", false);
-        assert_eq!(e.selected_fields(), vec!["id", "generated_timestamp"], "automatic fields stay");
+        assert_eq!(
+            e.selected_fields(),
+            vec!["id", "generated_timestamp"],
+            "automatic fields stay"
+        );
         let s = e.selected_schema();
         assert!(s.property("subject").is_none());
         e.set_stream_metadata(INCLUSION, json!("unsupported"));
@@ -375,10 +428,14 @@ mod tests {
 
     #[test]
     fn carries_selection_over_rediscovery() {
-        let mut old = Catalog { streams: vec![tickets()] };
+        let mut old = Catalog {
+            streams: vec![tickets()],
+        };
         old.streams[0].set_selected(true);
         old.streams[0].set_field_selected("subject", false);
-        let mut fresh = Catalog { streams: vec![tickets()] };
+        let mut fresh = Catalog {
+            streams: vec![tickets()],
+        };
         fresh.carry_selection_from(&old);
         assert!(fresh.streams[0].is_selected());
         assert!(!fresh.streams[0].is_field_selected("subject"));

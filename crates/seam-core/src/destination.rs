@@ -5,25 +5,42 @@ use crate::singer::{RecordMessage, SchemaMessage};
 use crate::source::BoxError;
 use crate::state::State;
 use std::collections::BTreeMap;
-use thiserror::Error;
 
-/// A destination failed.
-#[derive(Debug, Error)]
-#[error("{}{source}", table.as_ref().map(|t| format!("table {t}: ")).unwrap_or_default())]
+/// A destination failed. Displays as the cause's message (prefixed with the table); `source()` skips
+/// to the cause's own cause, so a report that walks the chain says each thing once.
+#[derive(Debug)]
 pub struct DestinationError {
     /// What kind of failure this is.
     pub kind: ErrorKind,
     /// The table it concerns, if one.
     pub table: Option<String>,
     /// The cause, with the message the user reads.
-    #[source]
     pub source: BoxError,
+}
+
+impl std::fmt::Display for DestinationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(t) = &self.table {
+            write!(f, "table {t}: ")?;
+        }
+        write!(f, "{}", self.source)
+    }
+}
+
+impl std::error::Error for DestinationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
 }
 
 impl DestinationError {
     /// Wraps a cause.
     pub fn new(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
-        DestinationError { kind, table: None, source: source.into() }
+        DestinationError {
+            kind,
+            table: None,
+            source: source.into(),
+        }
     }
 
     /// Names the table the error belongs to.
@@ -108,7 +125,7 @@ pub struct SequenceClock {
 
 impl SequenceClock {
     /// The next sequence.
-    pub fn next(&mut self) -> i64 {
+    pub fn next_sequence(&mut self) -> i64 {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX - 1);
         self.last = now.max(self.last.saturating_add(1));
         self.last

@@ -118,14 +118,18 @@ impl RetryPolicy {
                 if attempt >= self.max_attempts {
                     return RetryDecision::GiveUp;
                 }
-                let exp = self.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+                let exp = self
+                    .initial_backoff
+                    .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
                 let cap = exp.min(self.max_backoff);
                 // Full jitter, but never less than half the step so retries do spread out.
                 let half = cap / 2;
                 let extra = rand::thread_rng().gen_range(0..=half.as_millis() as u64);
                 RetryDecision::RetryAfter(half + Duration::from_millis(extra))
             }
-            ErrorKind::Config | ErrorKind::Auth | ErrorKind::Schema | ErrorKind::Internal => RetryDecision::GiveUp,
+            ErrorKind::Config | ErrorKind::Auth | ErrorKind::Schema | ErrorKind::Internal => {
+                RetryDecision::GiveUp
+            }
         }
     }
 }
@@ -137,7 +141,12 @@ mod tests {
     #[test]
     fn fatal_kinds_are_never_retried() {
         let p = RetryPolicy::default();
-        for k in [ErrorKind::Config, ErrorKind::Auth, ErrorKind::Schema, ErrorKind::Internal] {
+        for k in [
+            ErrorKind::Config,
+            ErrorKind::Auth,
+            ErrorKind::Schema,
+            ErrorKind::Internal,
+        ] {
             assert_eq!(p.decide(k, 1), RetryDecision::GiveUp);
             assert!(!k.is_retryable());
         }
@@ -152,28 +161,44 @@ mod tests {
                 panic!("attempt {attempt} should retry");
             };
             let cap = (p.initial_backoff * (1 << (attempt - 1))).min(p.max_backoff);
-            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?} not in [{:?}, {cap:?}]", cap / 2);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "attempt {attempt}: {d:?} not in [{:?}, {cap:?}]",
+                cap / 2
+            );
             assert!(cap >= last_cap);
             last_cap = cap;
         }
-        assert_eq!(p.decide(ErrorKind::Transient, p.max_attempts), RetryDecision::GiveUp);
+        assert_eq!(
+            p.decide(ErrorKind::Transient, p.max_attempts),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]
     fn rate_limits_wait_retry_after_or_the_default() {
         let p = RetryPolicy::default();
-        let RetryDecision::RetryAfter(d) =
-            p.decide(ErrorKind::RateLimited { retry_after: Some(Duration::from_secs(7)) }, 1)
-        else {
+        let RetryDecision::RetryAfter(d) = p.decide(
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(7)),
+            },
+            1,
+        ) else {
             panic!("should retry");
         };
-        assert!(d >= Duration::from_secs(7) && d <= Duration::from_millis(7_101), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(7) && d <= Duration::from_millis(7_101),
+            "{d:?}"
+        );
         let RetryDecision::RetryAfter(d) = p.decide(ErrorKind::RateLimited { retry_after: None }, 3) else {
             panic!("should retry");
         };
         assert!(d >= p.rate_limit_default_wait);
         assert_eq!(
-            p.decide(ErrorKind::RateLimited { retry_after: None }, p.max_rate_limited_attempts),
+            p.decide(
+                ErrorKind::RateLimited { retry_after: None },
+                p.max_rate_limited_attempts
+            ),
             RetryDecision::GiveUp
         );
     }

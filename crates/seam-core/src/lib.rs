@@ -14,7 +14,9 @@ pub mod source;
 pub mod state;
 
 pub use catalog::{Catalog, CatalogEntry, Inclusion, ReplicationMethod};
-pub use destination::{CommitReport, Destination, DestinationError, LoadMode, SequenceClock, SequencedRecord};
+pub use destination::{
+    CommitReport, Destination, DestinationError, LoadMode, SequenceClock, SequencedRecord,
+};
 pub use error::{Classify, ErrorKind, RetryDecision, RetryPolicy};
 pub use schema::{JsonType, Schema};
 pub use secret::Secret;

@@ -57,15 +57,23 @@ pub fn schema_name(display_name: &str) -> Result<String, NamingError> {
         }
     }
     if out.is_empty() {
-        return Err(NamingError::Empty { display_name: display_name.to_owned() });
+        return Err(NamingError::Empty {
+            display_name: display_name.to_owned(),
+        });
     }
     check_len(out)
 }
 
 /// Validates a schema name given explicitly ("Use a different schema name?").
 pub fn validate_schema_name(name: &str) -> Result<String, NamingError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-        return Err(NamingError::Invalid { name: name.to_owned() });
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(NamingError::Invalid {
+            name: name.to_owned(),
+        });
     }
     check_len(name.to_owned())
 }
@@ -73,7 +81,11 @@ pub fn validate_schema_name(name: &str) -> Result<String, NamingError> {
 fn check_len(name: String) -> Result<String, NamingError> {
     if name.len() > MAX_SCHEMA_NAME_LEN {
         let len = name.len();
-        return Err(NamingError::TooLong { name, len, max: MAX_SCHEMA_NAME_LEN });
+        return Err(NamingError::TooLong {
+            name,
+            len,
+            max: MAX_SCHEMA_NAME_LEN,
+        });
     }
     Ok(name)
 }
@@ -87,7 +99,10 @@ mod tests {
     fn seed_example() {
         assert_eq!(schema_name("Stitch Zendesk").unwrap(), "stitch_zendesk");
         assert_eq!(schema_name("Recurly Stitch").unwrap(), "recurly_stitch");
-        assert_eq!(schema_name("Stitch Zendesk Support").unwrap(), "stitch_zendesk_support");
+        assert_eq!(
+            schema_name("Stitch Zendesk Support").unwrap(),
+            "stitch_zendesk_support"
+        );
     }
 
     #[test]
@@ -109,7 +124,10 @@ mod tests {
     #[test]
     fn too_long_is_an_error() {
         let long = "a".repeat(64);
-        assert!(matches!(schema_name(&long), Err(NamingError::TooLong { len: 64, .. })));
+        assert!(matches!(
+            schema_name(&long),
+            Err(NamingError::TooLong { len: 64, .. })
+        ));
         assert!(schema_name(&"a".repeat(63)).is_ok());
     }
 

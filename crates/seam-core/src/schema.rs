@@ -70,12 +70,18 @@ pub struct TypeSet {
 impl TypeSet {
     /// A single type.
     pub fn one(t: JsonType) -> Self {
-        TypeSet { types: vec![t], was_list: false }
+        TypeSet {
+            types: vec![t],
+            was_list: false,
+        }
     }
 
     /// A list of types, written as an array.
     pub fn of(types: &[JsonType]) -> Self {
-        TypeSet { types: types.to_vec(), was_list: true }
+        TypeSet {
+            types: types.to_vec(),
+            was_list: true,
+        }
     }
 
     /// `[null, t]`.
@@ -118,12 +124,17 @@ impl<'de> Deserialize<'de> for TypeSet {
             One(String),
             Many(Vec<String>),
         }
-        let parse = |s: &str| JsonType::parse(s).ok_or_else(|| de::Error::custom(format!("unknown JSON type {s:?}")));
+        let parse =
+            |s: &str| JsonType::parse(s).ok_or_else(|| de::Error::custom(format!("unknown JSON type {s:?}")));
         match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => Ok(TypeSet { types: vec![parse(&s)?], was_list: false }),
-            OneOrMany::Many(v) => {
-                Ok(TypeSet { types: v.iter().map(|s| parse(s)).collect::<Result<_, _>>()?, was_list: true })
-            }
+            OneOrMany::One(s) => Ok(TypeSet {
+                types: vec![parse(&s)?],
+                was_list: false,
+            }),
+            OneOrMany::Many(v) => Ok(TypeSet {
+                types: v.iter().map(|s| parse(s)).collect::<Result<_, _>>()?,
+                was_list: true,
+            }),
         }
     }
 }
@@ -176,7 +187,10 @@ pub enum SchemaError {
 impl Schema {
     /// A schema of the given type set.
     pub fn of_type(types: TypeSet) -> Self {
-        Schema { types, ..Schema::default() }
+        Schema {
+            types,
+            ..Schema::default()
+        }
     }
 
     /// `{"type": ["null", t]}`.
@@ -186,17 +200,26 @@ impl Schema {
 
     /// `{"type": ["null", "string"], "format": "date-time"}`.
     pub fn nullable_date_time() -> Self {
-        Schema { format: Some("date-time".into()), ..Schema::nullable(JsonType::String) }
+        Schema {
+            format: Some("date-time".into()),
+            ..Schema::nullable(JsonType::String)
+        }
     }
 
     /// A nullable object with the given properties.
     pub fn object(properties: impl IntoIterator<Item = (String, Schema)>) -> Self {
-        Schema { properties: Some(properties.into_iter().collect()), ..Schema::nullable(JsonType::Object) }
+        Schema {
+            properties: Some(properties.into_iter().collect()),
+            ..Schema::nullable(JsonType::Object)
+        }
     }
 
     /// A nullable array of `items`.
     pub fn array(items: Schema) -> Self {
-        Schema { items: Some(Box::new(items)), ..Schema::nullable(JsonType::Array) }
+        Schema {
+            items: Some(Box::new(items)),
+            ..Schema::nullable(JsonType::Array)
+        }
     }
 
     /// True when `null` is allowed (explicitly, through `anyOf`, or because no type is given).
@@ -242,8 +265,10 @@ impl Schema {
         let mut defs: HashMap<String, Schema> = shared.clone();
         if let Some(Value::Object(map)) = self.extra.remove("definitions") {
             for (name, v) in map {
-                let s: Schema = serde_json::from_value(v)
-                    .map_err(|e| SchemaError::BadDefinition { name: name.clone(), message: e.to_string() })?;
+                let s: Schema = serde_json::from_value(v).map_err(|e| SchemaError::BadDefinition {
+                    name: name.clone(),
+                    message: e.to_string(),
+                })?;
                 defs.insert(format!("#/definitions/{name}"), s);
             }
         }
@@ -251,12 +276,18 @@ impl Schema {
         self.resolve_with(&defs, &mut stack)
     }
 
-    fn resolve_with(&mut self, defs: &HashMap<String, Schema>, stack: &mut Vec<String>) -> Result<(), SchemaError> {
+    fn resolve_with(
+        &mut self,
+        defs: &HashMap<String, Schema>,
+        stack: &mut Vec<String>,
+    ) -> Result<(), SchemaError> {
         if let Some(r) = self.reference.take() {
             if stack.contains(&r) {
                 return Err(SchemaError::Cycle(r));
             }
-            let target = defs.get(&r).ok_or_else(|| SchemaError::UnresolvedRef(r.clone()))?;
+            let target = defs
+                .get(&r)
+                .ok_or_else(|| SchemaError::UnresolvedRef(r.clone()))?;
             let mut resolved = target.clone();
             stack.push(r);
             resolved.resolve_with(defs, stack)?;
@@ -282,7 +313,11 @@ impl Schema {
     /// True when no `$ref` remains anywhere in the schema.
     pub fn is_resolved(&self) -> bool {
         self.reference.is_none()
-            && self.properties.iter().flat_map(|m| m.values()).all(Schema::is_resolved)
+            && self
+                .properties
+                .iter()
+                .flat_map(|m| m.values())
+                .all(Schema::is_resolved)
             && self.items.as_ref().is_none_or(|i| i.is_resolved())
             && self.any_of.iter().flatten().all(Schema::is_resolved)
     }
@@ -298,17 +333,23 @@ mod tests {
         let s: Schema = serde_json::from_value(json!({"type": "integer"})).unwrap();
         assert_eq!(s.types.types(), &[JsonType::Integer]);
         assert!(!s.is_nullable());
-        let s: Schema = serde_json::from_value(json!({"type": ["null", "string"], "format": "date-time"})).unwrap();
+        let s: Schema =
+            serde_json::from_value(json!({"type": ["null", "string"], "format": "date-time"})).unwrap();
         assert!(s.is_nullable() && s.is_date_time());
         assert_eq!(s.non_null_types(), vec![JsonType::String]);
-        assert_eq!(serde_json::to_value(&s).unwrap(), json!({"type": ["null", "string"], "format": "date-time"}));
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"type": ["null", "string"], "format": "date-time"})
+        );
         assert!(serde_json::from_value::<Schema>(json!({"type": "strnig"})).is_err());
     }
 
     #[test]
     fn any_of_contributes_types() {
-        let s: Schema = serde_json::from_value(json!({"anyOf": [{"type": "null"}, {"type": "integer"}, {"type": ["string"]}]}))
-            .unwrap();
+        let s: Schema = serde_json::from_value(
+            json!({"anyOf": [{"type": "null"}, {"type": "integer"}, {"type": ["string"]}]}),
+        )
+        .unwrap();
         assert!(s.is_nullable());
         assert_eq!(s.non_null_types(), vec![JsonType::Integer, JsonType::String]);
     }
@@ -334,13 +375,19 @@ mod tests {
             }
         }))
         .unwrap();
-        let via: Schema = serde_json::from_value(json!({"type": ["null", "object"], "properties": {"channel": {"type": ["null", "string"]}}})).unwrap();
+        let via: Schema = serde_json::from_value(
+            json!({"type": ["null", "object"], "properties": {"channel": {"type": ["null", "string"]}}}),
+        )
+        .unwrap();
         let shared = HashMap::from([("shared/via.json".to_string(), via)]);
         assert!(!s.is_resolved());
         s.resolve_refs(&shared).unwrap();
         assert!(s.is_resolved());
         assert!(!s.extra.contains_key("definitions"));
-        assert_eq!(s.property("id").unwrap().non_null_types(), vec![JsonType::Integer]);
+        assert_eq!(
+            s.property("id").unwrap().non_null_types(),
+            vec![JsonType::Integer]
+        );
         let via = s.property("via").unwrap();
         assert!(via.property("channel").is_some());
         assert_eq!(via.extra["description"], "how");
@@ -348,13 +395,20 @@ mod tests {
 
     #[test]
     fn unresolved_and_cyclic_refs_are_errors() {
-        let mut s: Schema = serde_json::from_value(json!({"properties": {"x": {"$ref": "nope.json"}}})).unwrap();
-        assert_eq!(s.resolve_refs(&HashMap::new()), Err(SchemaError::UnresolvedRef("nope.json".into())));
+        let mut s: Schema =
+            serde_json::from_value(json!({"properties": {"x": {"$ref": "nope.json"}}})).unwrap();
+        assert_eq!(
+            s.resolve_refs(&HashMap::new()),
+            Err(SchemaError::UnresolvedRef("nope.json".into()))
+        );
         let mut s: Schema = serde_json::from_value(json!({
             "definitions": {"a": {"properties": {"b": {"$ref": "#/definitions/a"}}}},
             "properties": {"x": {"$ref": "#/definitions/a"}}
         }))
         .unwrap();
-        assert!(matches!(s.resolve_refs(&HashMap::new()), Err(SchemaError::Cycle(_))));
+        assert!(matches!(
+            s.resolve_refs(&HashMap::new()),
+            Err(SchemaError::Cycle(_))
+        ));
     }
 }

@@ -61,8 +61,8 @@ pub struct SchemaMessage {
 pub enum Message {
     /// RECORD.
     Record(RecordMessage),
-    /// SCHEMA.
-    Schema(SchemaMessage),
+    /// SCHEMA (boxed: schemas are large and rare, records small and many).
+    Schema(Box<SchemaMessage>),
     /// STATE: the tap's bookmarks, to be persisted once every record before it is durable.
     State {
         /// The state value (tap-defined; seam's sources use [`crate::state::State`]).
@@ -97,7 +97,10 @@ impl Message {
     pub fn parse(line: &str) -> Result<Message, MessageError> {
         let raw: WireIn<'_> = serde_json::from_str(line).map_err(MessageError::Json)?;
         let ty = raw.message_type.as_ref();
-        let missing = |field: &'static str| MessageError::MissingField { message_type: ty.to_ascii_uppercase(), field };
+        let missing = |field: &'static str| MessageError::MissingField {
+            message_type: ty.to_ascii_uppercase(),
+            field,
+        };
         if ty.eq_ignore_ascii_case("RECORD") {
             let record = raw.record.ok_or_else(|| missing("record"))?;
             if !record.get().trim_start().starts_with('{') {
@@ -116,22 +119,26 @@ impl Message {
         } else if ty.eq_ignore_ascii_case("SCHEMA") {
             let schema = raw.schema.ok_or_else(|| missing("schema"))?;
             let schema: Schema = serde_json::from_str(schema.get()).map_err(MessageError::Json)?;
-            Ok(Message::Schema(SchemaMessage {
+            Ok(Message::Schema(Box::new(SchemaMessage {
                 stream: raw.stream.ok_or_else(|| missing("stream"))?,
                 schema,
                 key_properties: raw.key_properties.ok_or_else(|| missing("key_properties"))?,
                 bookmark_properties: raw.bookmark_properties,
-            }))
+            })))
         } else if ty.eq_ignore_ascii_case("STATE") {
             let value = raw.value.ok_or_else(|| missing("value"))?;
-            Ok(Message::State { value: serde_json::from_str(value.get()).map_err(MessageError::Json)? })
+            Ok(Message::State {
+                value: serde_json::from_str(value.get()).map_err(MessageError::Json)?,
+            })
         } else if ty.eq_ignore_ascii_case("ACTIVATE_VERSION") {
             Ok(Message::ActivateVersion {
                 stream: raw.stream.ok_or_else(|| missing("stream"))?,
                 version: raw.version.ok_or_else(|| missing("version"))?,
             })
         } else {
-            Ok(Message::Unknown { message_type: ty.to_owned() })
+            Ok(Message::Unknown {
+                message_type: ty.to_owned(),
+            })
         }
     }
 
@@ -291,7 +298,11 @@ pub struct MessageReader<R> {
 impl<R: BufRead> MessageReader<R> {
     /// Reads from `input`.
     pub fn new(input: R) -> Self {
-        MessageReader { input, line: 0, buf: String::new() }
+        MessageReader {
+            input,
+            line: 0,
+            buf: String::new(),
+        }
     }
 
     /// The number of the last line read (1-based).
@@ -307,7 +318,12 @@ impl<R: BufRead> MessageReader<R> {
             match self.input.read_line(&mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(source) => return Some(Err(ReadError::Io { line: self.line, source })),
+                Err(source) => {
+                    return Some(Err(ReadError::Io {
+                        line: self.line,
+                        source,
+                    }))
+                }
             }
             let text = self.buf.trim();
             if text.is_empty() {
@@ -315,7 +331,9 @@ impl<R: BufRead> MessageReader<R> {
             }
             let line = self.line;
             return Some(
-                Message::parse(text).map(|m| (line, m)).map_err(|source| ReadError::Malformed { line, source }),
+                Message::parse(text)
+                    .map(|m| (line, m))
+                    .map_err(|source| ReadError::Malformed { line, source }),
             );
         }
     }
@@ -342,14 +360,22 @@ mod tests {
 
     #[test]
     fn reads_the_spec_example() {
-        let msgs: Vec<Message> = MessageReader::new(SPEC_EXAMPLE.as_bytes()).collect::<Result<_, _>>().unwrap();
+        let msgs: Vec<Message> = MessageReader::new(SPEC_EXAMPLE.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(msgs.len(), 3);
-        let Message::Schema(s) = &msgs[0] else { panic!("schema first") };
+        let Message::Schema(s) = &msgs[0] else {
+            panic!("schema first")
+        };
         assert_eq!(s.stream, "users");
         assert_eq!(s.key_properties, vec!["id"]);
-        let Message::Record(r) = &msgs[1] else { panic!("record second") };
+        let Message::Record(r) = &msgs[1] else {
+            panic!("record second")
+        };
         assert_eq!(r.value().unwrap()["name"], "Chris");
-        let Message::State { value } = &msgs[2] else { panic!("state third") };
+        let Message::State { value } = &msgs[2] else {
+            panic!("state third")
+        };
         assert_eq!(value, &json!({"users":2,"locations":1}));
     }
 
@@ -371,7 +397,10 @@ mod tests {
         assert!(err.to_string().starts_with("line 2:"), "{err}");
         let err = Message::parse(r#"{"type":"RECORD","stream":"s"}"#).unwrap_err();
         assert!(err.to_string().contains("\"record\""), "{err}");
-        assert!(matches!(Message::parse(r#"{"type":"RECORD","stream":"s","record":[1]}"#), Err(MessageError::RecordNotObject)));
+        assert!(matches!(
+            Message::parse(r#"{"type":"RECORD","stream":"s","record":[1]}"#),
+            Err(MessageError::RecordNotObject)
+        ));
     }
 
     #[test]
@@ -389,9 +418,17 @@ mod tests {
         assert_eq!(r.version, Some(7));
         assert_eq!(r.value().unwrap()["subject"], "héllo 🎉");
 
-        let av = Message::ActivateVersion { stream: "tags".into(), version: 3 };
-        assert_eq!(av.to_line(), r#"{"type":"ACTIVATE_VERSION","stream":"tags","version":3}"#);
-        let st = Message::State { value: json!({"bookmarks": {}}) };
+        let av = Message::ActivateVersion {
+            stream: "tags".into(),
+            version: 3,
+        };
+        assert_eq!(
+            av.to_line(),
+            r#"{"type":"ACTIVATE_VERSION","stream":"tags","version":3}"#
+        );
+        let st = Message::State {
+            value: json!({"bookmarks": {}}),
+        };
         assert_eq!(st.to_line(), r#"{"type":"STATE","value":{"bookmarks":{}}}"#);
     }
 

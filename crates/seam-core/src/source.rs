@@ -6,7 +6,6 @@ use crate::singer::Message;
 use crate::state::State;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -15,22 +14,42 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A source failed. Carries the kind (which drives retries and what the user is told) and, when the
 /// failure belongs to one stream, that stream's name.
-#[derive(Debug, Error)]
-#[error("{}{source}", stream.as_ref().map(|s| format!("stream {s}: ")).unwrap_or_default())]
+///
+/// It displays as the cause's message (prefixed with the stream); [`std::error::Error::source`] skips
+/// to the cause's own cause, so a report that walks the chain says each thing once.
+#[derive(Debug)]
 pub struct SourceError {
     /// What kind of failure this is.
     pub kind: ErrorKind,
     /// The stream it concerns, if one.
     pub stream: Option<String>,
     /// The cause, with the message the user reads.
-    #[source]
     pub source: BoxError,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = &self.stream {
+            write!(f, "stream {s}: ")?;
+        }
+        write!(f, "{}", self.source)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
 }
 
 impl SourceError {
     /// Wraps a cause.
     pub fn new(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
-        SourceError { kind, stream: None, source: source.into() }
+        SourceError {
+            kind,
+            stream: None,
+            source: source.into(),
+        }
     }
 
     /// Names the stream the error belongs to.

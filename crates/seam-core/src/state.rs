@@ -63,7 +63,10 @@ impl State {
 
     /// Sets a stream's bookmark value under `key`, unconditionally (for cursors and resets).
     pub fn set_bookmark(&mut self, stream: &str, key: &str, value: Value) {
-        let entry = self.bookmarks.entry(stream.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        let entry = self
+            .bookmarks
+            .entry(stream.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
@@ -102,7 +105,9 @@ impl State {
             };
             for (k, v) in marks {
                 if !self.advance_bookmark(stream, k, v.clone())
-                    && self.bookmark(stream, k).is_some_and(|cur| compare_bookmarks(cur, v).is_none())
+                    && self
+                        .bookmark(stream, k)
+                        .is_some_and(|cur| compare_bookmarks(cur, v).is_none())
                 {
                     // Incomparable values (e.g. opaque cursors) are replaced: the newer state knows best.
                     self.set_bookmark(stream, k, v.clone());
@@ -123,9 +128,15 @@ mod tests {
 
     #[test]
     fn reads_a_tap_zendesk_state_file() {
-        let s = State::from_value(json!({"bookmarks": {"tickets": {"generated_timestamp": "2024-01-01T00:00:00Z"},
-            "users": {"updated_at": "2024-02-01T00:00:00Z"}}, "currently_syncing": null})).unwrap();
-        assert_eq!(s.bookmark("tickets", "generated_timestamp"), Some(&json!("2024-01-01T00:00:00Z")));
+        let s = State::from_value(
+            json!({"bookmarks": {"tickets": {"generated_timestamp": "2024-01-01T00:00:00Z"},
+            "users": {"updated_at": "2024-02-01T00:00:00Z"}}, "currently_syncing": null}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.bookmark("tickets", "generated_timestamp"),
+            Some(&json!("2024-01-01T00:00:00Z"))
+        );
         assert_eq!(s.currently_syncing, None);
         assert_eq!(State::from_value(Value::Null).unwrap(), State::default());
     }
@@ -135,20 +146,29 @@ mod tests {
         let mut s = State::default();
         assert!(s.advance_bookmark("t", "updated_at", json!("2024-01-02T00:00:00Z")));
         assert!(!s.advance_bookmark("t", "updated_at", json!("2024-01-01T23:59:59+00:00")));
-        assert_eq!(s.bookmark("t", "updated_at"), Some(&json!("2024-01-02T00:00:00Z")));
+        assert_eq!(
+            s.bookmark("t", "updated_at"),
+            Some(&json!("2024-01-02T00:00:00Z"))
+        );
         // Times compare as times, not as text.
         assert!(s.advance_bookmark("t", "updated_at", json!("2024-01-02T01:00:00+01:00")));
         assert!(s.advance_bookmark("t", "updated_at", json!("2024-01-02T00:00:01Z")));
         assert!(s.advance_bookmark("n", "ts", json!(10)));
         assert!(!s.advance_bookmark("n", "ts", json!(9)));
         assert!(s.advance_bookmark("n", "ts", json!(11)));
-        assert!(!s.advance_bookmark("n", "ts", json!("x")), "incomparable values are refused");
+        assert!(
+            !s.advance_bookmark("n", "ts", json!("x")),
+            "incomparable values are refused"
+        );
     }
 
     #[test]
     fn merge_forward_keeps_the_newest() {
         let mut a = State::from_value(json!({"bookmarks": {"t": {"ts": 5, "cursor": "abc"}}})).unwrap();
-        let b = State::from_value(json!({"bookmarks": {"t": {"ts": 3, "cursor": 17}, "u": {"ts": 1}}, "currently_syncing": "u"})).unwrap();
+        let b = State::from_value(
+            json!({"bookmarks": {"t": {"ts": 3, "cursor": 17}, "u": {"ts": 1}}, "currently_syncing": "u"}),
+        )
+        .unwrap();
         a.merge_forward(&b);
         assert_eq!(a.bookmark("t", "ts"), Some(&json!(5)));
         assert_eq!(a.bookmark("t", "cursor"), Some(&json!(17)));

@@ -15,8 +15,11 @@ struct EndlessRecords {
 impl Read for EndlessRecords {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.pending.is_empty() {
-            self.pending =
-                format!("{{\"type\":\"RECORD\",\"stream\":\"t\",\"record\":{{\"id\":{}}}}}\n", self.next_id).into_bytes();
+            self.pending = format!(
+                "{{\"type\":\"RECORD\",\"stream\":\"t\",\"record\":{{\"id\":{}}}}}\n",
+                self.next_id
+            )
+            .into_bytes();
             self.next_id += 1;
         }
         let n = buf.len().min(self.pending.len());
@@ -28,7 +31,10 @@ impl Read for EndlessRecords {
 
 #[test]
 fn reader_streams_an_endless_input() {
-    let reader = MessageReader::new(BufReader::new(EndlessRecords { pending: Vec::new(), next_id: 0 }));
+    let reader = MessageReader::new(BufReader::new(EndlessRecords {
+        pending: Vec::new(),
+        next_id: 0,
+    }));
     let ids: Vec<u64> = reader
         .take(10_000)
         .map(|m| match m.unwrap() {
@@ -54,7 +60,10 @@ fn a_tap_run_replays_into_state_that_only_moves_forward() {
             state.merge_forward(&State::from_value(value).unwrap());
         }
     }
-    assert_eq!(state.bookmark("tickets", "generated_timestamp"), Some(&json!("2024-01-02T00:00:00Z")));
+    assert_eq!(
+        state.bookmark("tickets", "generated_timestamp"),
+        Some(&json!("2024-01-02T00:00:00Z"))
+    );
 }
 
 #[test]

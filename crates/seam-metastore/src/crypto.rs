@@ -82,14 +82,19 @@ impl fmt::Debug for SecretCipher {
 impl SecretCipher {
     /// A cipher from raw key bytes.
     pub fn from_key(key: [u8; 32]) -> Self {
-        SecretCipher { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)) }
+        SecretCipher {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        }
     }
 
     /// A cipher from base64 text; `origin` names the source in errors.
     pub fn from_base64(text: &str, origin: &str) -> Result<Self, CryptoError> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| {
-            CryptoError::BadKey { origin: origin.to_owned(), detail: e.to_string() }
-        })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| CryptoError::BadKey {
+                origin: origin.to_owned(),
+                detail: e.to_string(),
+            })?;
         let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::BadKey {
             origin: origin.to_owned(),
             detail: format!("decoded to {} bytes", bytes.len()),
@@ -119,9 +124,17 @@ impl SecretCipher {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        let mut file = options.open(&path).map_err(|source| CryptoError::KeyFile { path: path.clone(), source })?;
-        file.write_all(text.as_bytes()).map_err(|source| CryptoError::KeyFile { path: path.clone(), source })?;
-        file.sync_all().map_err(|source| CryptoError::KeyFile { path, source })?;
+        let mut file = options.open(&path).map_err(|source| CryptoError::KeyFile {
+            path: path.clone(),
+            source,
+        })?;
+        file.write_all(text.as_bytes())
+            .map_err(|source| CryptoError::KeyFile {
+                path: path.clone(),
+                source,
+            })?;
+        file.sync_all()
+            .map_err(|source| CryptoError::KeyFile { path, source })?;
         Ok((Self::from_key(key), true))
     }
 
@@ -130,7 +143,10 @@ impl SecretCipher {
         let plain = serde_json::to_vec(credentials).map_err(|_| CryptoError::Seal)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let sealed = self.cipher.encrypt(Nonce::from_slice(&nonce), plain.as_slice()).map_err(|_| CryptoError::Seal)?;
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
+            .map_err(|_| CryptoError::Seal)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
@@ -144,7 +160,10 @@ impl SecretCipher {
             return Err(CryptoError::Open);
         }
         let (nonce, sealed) = blob[1..].split_at(NONCE_LEN);
-        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), sealed).map_err(|_| CryptoError::Open)?;
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| CryptoError::Open)?;
         serde_json::from_slice(&plain).map_err(|_| CryptoError::Open)
     }
 }
@@ -154,7 +173,10 @@ mod tests {
     use super::*;
 
     fn creds() -> Credentials {
-        Credentials { api_token: Some(Secret::new("tok-very-secret")), access_token: None }
+        Credentials {
+            api_token: Some(Secret::new("tok-very-secret")),
+            access_token: None,
+        }
     }
 
     #[test]
@@ -170,7 +192,9 @@ mod tests {
     #[test]
     fn wrong_key_or_damage_fails_clearly() {
         let blob = SecretCipher::from_key([7; 32]).seal(&creds()).expect("seal");
-        let err = SecretCipher::from_key([8; 32]).open(&blob).expect_err("wrong key");
+        let err = SecretCipher::from_key([8; 32])
+            .open(&blob)
+            .expect_err("wrong key");
         assert!(err.to_string().contains("SEAM_SECRET_KEY"), "{err}");
         let mut bad = blob.clone();
         let last = bad.len() - 1;

@@ -23,6 +23,9 @@ pub enum MetastoreError {
     /// The SQLite database failed.
     #[error("sqlite metastore: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL database failed.
+    #[error("postgres metastore: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// A stored value does not parse (written by a newer seam, or edited by hand).
     #[error("metastore holds an unreadable {what}: {detail}")]
     Corrupt {
@@ -53,11 +56,15 @@ impl Classify for MetastoreError {
         match self {
             MetastoreError::NameTaken { .. } | MetastoreError::NotFound { .. } => ErrorKind::Config,
             MetastoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
             {
                 ErrorKind::Transient
             }
             MetastoreError::Crypto(_) => ErrorKind::Config,
+            MetastoreError::Postgres(e) if e.is_closed() || e.code().is_none() => ErrorKind::Transient,
             _ => ErrorKind::Internal,
         }
     }

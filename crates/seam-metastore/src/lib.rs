@@ -3,20 +3,22 @@
 //! per-table loads, row usage per day, notifications, API tokens and settings.
 //!
 //! One async trait, [`Metastore`], with one backend per database. SQLite ([`SqliteMetastore`]) is the
-//! embedded default; the trait uses only what a PostgreSQL backend can provide as well (row ids chosen
-//! by the database, a partial unique index for names, one transaction per call), so a shared PostgreSQL
-//! metastore can follow without changing callers. Every backend passes the same conformance suite
+//! embedded default; [`PostgresMetastore`] is the one several workers can share. The trait uses only
+//! what both provide (row ids chosen by the database, a partial unique index for names, one
+//! transaction per call), so callers never know which backend they talk to. Every backend passes the same conformance suite
 //! (`tests/main.rs`). Migrations live in `migrations/<backend>/NNNN_*.sql` and are applied in order on
 //! open.
 
 pub mod crypto;
 pub mod error;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use crypto::{Credentials, SecretCipher};
 pub use error::MetastoreError;
 pub use model::*;
+pub use postgres::PostgresMetastore;
 pub use sqlite::SqliteMetastore;
 
 use async_trait::async_trait;
@@ -57,7 +59,8 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     // -- connection checks -------------------------------------------------------------------------
 
     /// Starts a check in status `running`.
-    async fn create_check(&self, integration_id: IntegrationId, at: DateTime<Utc>) -> Result<ConnectionCheck>;
+    async fn create_check(&self, integration_id: IntegrationId, at: DateTime<Utc>)
+        -> Result<ConnectionCheck>;
     /// Stores a check's final fields (matched by id).
     async fn finish_check(&self, check: &ConnectionCheck) -> Result<()>;
     /// The integration's latest check.
@@ -101,7 +104,8 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
         deltas: &[LoadDelta],
     ) -> Result<()>;
     /// Load reports of an integration's jobs started at or after `since`, newest job first.
-    async fn list_loads(&self, integration_id: IntegrationId, since: DateTime<Utc>) -> Result<Vec<TableLoad>>;
+    async fn list_loads(&self, integration_id: IntegrationId, since: DateTime<Utc>)
+        -> Result<Vec<TableLoad>>;
     /// Usage rows for days in `[from, to]`, every integration.
     async fn usage(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<UsageRow>>;
 

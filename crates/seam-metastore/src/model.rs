@@ -66,7 +66,9 @@ pub struct Integration {
 impl Integration {
     /// True when at least one stream is selected (else Stitch shows "Not Configured").
     pub fn is_configured(&self) -> bool {
-        self.catalog.as_ref().is_some_and(|c| c.selected().next().is_some())
+        self.catalog
+            .as_ref()
+            .is_some_and(|c| c.selected().next().is_some())
     }
 }
 
@@ -509,9 +511,17 @@ mod tests {
 
     #[test]
     fn log_line_has_stitch_format() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 17, 16, 44, 41).single().expect("valid")
+        let at = Utc
+            .with_ymd_and_hms(2026, 11, 17, 16, 44, 41)
+            .single()
+            .expect("valid")
             + chrono::Duration::milliseconds(159);
-        let l = LogLine { at, location: LogLocation::Tap, level: LogLevel::Info, message: "hello".into() };
+        let l = LogLine {
+            at,
+            location: LogLocation::Tap,
+            level: LogLevel::Info,
+            message: "hello".into(),
+        };
         assert_eq!(l.to_string(), "2026-11-17 16:44:41,159Z tap - INFO hello");
     }
 }

@@ -44,8 +44,9 @@ fn bad_enum(what: &str, value: &str) -> rusqlite::Error {
 
 fn json_col<T: serde::de::DeserializeOwned>(s: Option<String>) -> rusqlite::Result<Option<T>> {
     s.map(|s| {
-        serde_json::from_str(&s)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+        serde_json::from_str(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
     })
     .transpose()
 }
@@ -54,7 +55,8 @@ fn to_json<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|source| MetastoreError::Json { what, source })
 }
 
-const INTEGRATION_COLS: &str = "id, display_name, name, kind, properties, sealed_credentials, paused_at, deleted_at, \
+const INTEGRATION_COLS: &str =
+    "id, display_name, name, kind, properties, sealed_credentials, paused_at, deleted_at, \
                                 created_at, updated_at, catalog, state";
 
 fn integration_row(r: &Row<'_>) -> rusqlite::Result<Integration> {
@@ -93,7 +95,8 @@ fn check_row(r: &Row<'_>) -> rusqlite::Result<ConnectionCheck> {
     })
 }
 
-const JOB_COLS: &str = "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
+const JOB_COLS: &str =
+    "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
                         tap_exit_status, target_exit_status, error_message, rows_loaded";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
@@ -148,14 +151,21 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 fn load_integration(conn: &Connection, id: IntegrationId) -> Result<Option<Integration>> {
     Ok(conn
-        .query_row(&format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE id = ?1"), [id], integration_row)
+        .query_row(
+            &format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE id = ?1"),
+            [id],
+            integration_row,
+        )
         .optional()?)
 }
 
 fn live_integration(conn: &Connection, id: IntegrationId) -> Result<Integration> {
     match load_integration(conn, id)? {
         Some(i) if i.deleted_at.is_none() => Ok(i),
-        _ => Err(MetastoreError::NotFound { what: "integration", id }),
+        _ => Err(MetastoreError::NotFound {
+            what: "integration",
+            id,
+        }),
     }
 }
 
@@ -177,13 +187,19 @@ impl SqliteMetastore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
             tx.commit()?;
         }
-        Ok(SqliteMetastore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteMetastore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -230,9 +246,17 @@ impl Metastore for SqliteMetastore {
 
     async fn list_integrations(&self, include_deleted: bool) -> Result<Vec<Integration>> {
         self.call(move |conn| {
-            let filter = if include_deleted { "" } else { "WHERE deleted_at IS NULL" };
-            let mut stmt = conn.prepare(&format!("SELECT {INTEGRATION_COLS} FROM integrations {filter} ORDER BY id"))?;
-            let rows = stmt.query_map([], integration_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let filter = if include_deleted {
+                ""
+            } else {
+                "WHERE deleted_at IS NULL"
+            };
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {INTEGRATION_COLS} FROM integrations {filter} ORDER BY id"
+            ))?;
+            let rows = stmt
+                .query_map([], integration_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
         .await
@@ -262,8 +286,14 @@ impl Metastore for SqliteMetastore {
     async fn delete_integration(&self, id: IntegrationId, at: DateTime<Utc>) -> Result<Integration> {
         self.call(move |conn| {
             live_integration(conn, id)?;
-            conn.execute("UPDATE integrations SET deleted_at = ?2 WHERE id = ?1", params![id, ts(at)])?;
-            load_integration(conn, id)?.ok_or(MetastoreError::NotFound { what: "integration", id })
+            conn.execute(
+                "UPDATE integrations SET deleted_at = ?2 WHERE id = ?1",
+                params![id, ts(at)],
+            )?;
+            load_integration(conn, id)?.ok_or(MetastoreError::NotFound {
+                what: "integration",
+                id,
+            })
         })
         .await
     }
@@ -271,9 +301,15 @@ impl Metastore for SqliteMetastore {
     async fn set_catalog(&self, id: IntegrationId, catalog: &Catalog) -> Result<()> {
         let catalog = to_json("catalog", catalog)?;
         self.call(move |conn| {
-            let n = conn.execute("UPDATE integrations SET catalog = ?2 WHERE id = ?1", params![id, catalog])?;
+            let n = conn.execute(
+                "UPDATE integrations SET catalog = ?2 WHERE id = ?1",
+                params![id, catalog],
+            )?;
             if n == 0 {
-                return Err(MetastoreError::NotFound { what: "integration", id });
+                return Err(MetastoreError::NotFound {
+                    what: "integration",
+                    id,
+                });
             }
             Ok(())
         })
@@ -283,16 +319,26 @@ impl Metastore for SqliteMetastore {
     async fn set_state(&self, id: IntegrationId, state: Option<&State>) -> Result<()> {
         let state = state.map(|s| to_json("state", s)).transpose()?;
         self.call(move |conn| {
-            let n = conn.execute("UPDATE integrations SET state = ?2 WHERE id = ?1", params![id, state])?;
+            let n = conn.execute(
+                "UPDATE integrations SET state = ?2 WHERE id = ?1",
+                params![id, state],
+            )?;
             if n == 0 {
-                return Err(MetastoreError::NotFound { what: "integration", id });
+                return Err(MetastoreError::NotFound {
+                    what: "integration",
+                    id,
+                });
             }
             Ok(())
         })
         .await
     }
 
-    async fn create_check(&self, integration_id: IntegrationId, at: DateTime<Utc>) -> Result<ConnectionCheck> {
+    async fn create_check(
+        &self,
+        integration_id: IntegrationId,
+        at: DateTime<Utc>,
+    ) -> Result<ConnectionCheck> {
         self.call(move |conn| {
             conn.execute(
                 "INSERT INTO connection_checks (integration_id, status, start_time) VALUES (?1, 'running', ?2)",
@@ -343,7 +389,12 @@ impl Metastore for SqliteMetastore {
         .await
     }
 
-    async fn create_job(&self, integration_id: IntegrationId, trigger: JobTrigger, at: DateTime<Utc>) -> Result<Job> {
+    async fn create_job(
+        &self,
+        integration_id: IntegrationId,
+        trigger: JobTrigger,
+        at: DateTime<Utc>,
+    ) -> Result<Job> {
         self.call(move |conn| {
             conn.execute(
                 "INSERT INTO jobs (integration_id, trigger, status, start_time) VALUES (?1, ?2, 'running', ?3)",
@@ -381,16 +432,25 @@ impl Metastore for SqliteMetastore {
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
         self.call(move |conn| {
-            Ok(conn.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [id], job_row).optional()?)
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+                    [id],
+                    job_row,
+                )
+                .optional()?)
         })
         .await
     }
 
     async fn list_jobs(&self, integration_id: IntegrationId, limit: u32) -> Result<Vec<Job>> {
         self.call(move |conn| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT {JOB_COLS} FROM jobs WHERE integration_id = ?1 ORDER BY id DESC LIMIT ?2"))?;
-            let rows = stmt.query_map(params![integration_id, limit], job_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE integration_id = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![integration_id, limit], job_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
         .await
@@ -440,15 +500,17 @@ impl Metastore for SqliteMetastore {
 
     async fn job_logs(&self, job_id: JobId) -> Result<Vec<LogLine>> {
         self.call(move |conn| {
-            let mut stmt =
-                conn.prepare("SELECT at, location, level, message FROM job_logs WHERE job_id = ?1 ORDER BY seq")?;
+            let mut stmt = conn.prepare(
+                "SELECT at, location, level, message FROM job_logs WHERE job_id = ?1 ORDER BY seq",
+            )?;
             let rows = stmt
                 .query_map([job_id], |r| {
                     let location: String = r.get(1)?;
                     let level: String = r.get(2)?;
                     Ok(LogLine {
                         at: parse_ts(&r.get::<_, String>(0)?)?,
-                        location: LogLocation::parse(&location).ok_or_else(|| bad_enum("log location", &location))?,
+                        location: LogLocation::parse(&location)
+                            .ok_or_else(|| bad_enum("log location", &location))?,
                         level: LogLevel::parse(&level).ok_or_else(|| bad_enum("log level", &level))?,
                         message: r.get(3)?,
                     })
@@ -498,7 +560,11 @@ impl Metastore for SqliteMetastore {
         .await
     }
 
-    async fn list_loads(&self, integration_id: IntegrationId, since: DateTime<Utc>) -> Result<Vec<TableLoad>> {
+    async fn list_loads(
+        &self,
+        integration_id: IntegrationId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<TableLoad>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT l.job_id, l.integration_id, l.table_name, l.rows, l.last_batch_loaded_at, l.max_bookmark, \
@@ -550,7 +616,14 @@ impl Metastore for SqliteMetastore {
             conn.execute(
                 "INSERT INTO notifications (level, code, integration_id, subject, message, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![new.level.as_str(), new.code, new.integration_id, new.subject, new.message, ts(new.created_at)],
+                params![
+                    new.level.as_str(),
+                    new.code,
+                    new.integration_id,
+                    new.subject,
+                    new.message,
+                    ts(new.created_at)
+                ],
             )?;
             let id = conn.last_insert_rowid();
             Ok(conn.query_row(
@@ -564,10 +637,17 @@ impl Metastore for SqliteMetastore {
 
     async fn list_notifications(&self, include_dismissed: bool, limit: u32) -> Result<Vec<Notification>> {
         self.call(move |conn| {
-            let filter = if include_dismissed { "" } else { "WHERE dismissed_at IS NULL" };
-            let mut stmt = conn
-                .prepare(&format!("SELECT {NOTIFICATION_COLS} FROM notifications {filter} ORDER BY id DESC LIMIT ?1"))?;
-            let rows = stmt.query_map([limit], notification_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let filter = if include_dismissed {
+                ""
+            } else {
+                "WHERE dismissed_at IS NULL"
+            };
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {NOTIFICATION_COLS} FROM notifications {filter} ORDER BY id DESC LIMIT ?1"
+            ))?;
+            let rows = stmt
+                .query_map([limit], notification_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
         .await
@@ -580,7 +660,10 @@ impl Metastore for SqliteMetastore {
                 params![id, ts(at)],
             )?;
             if n == 0 {
-                return Err(MetastoreError::NotFound { what: "notification", id });
+                return Err(MetastoreError::NotFound {
+                    what: "notification",
+                    id,
+                });
             }
             Ok(())
         })
@@ -619,14 +702,18 @@ impl Metastore for SqliteMetastore {
     }
 
     async fn count_tokens(&self) -> Result<u64> {
-        self.call(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM api_tokens", [], |r| r.get::<_, i64>(0))? as u64))
-            .await
+        self.call(|conn| {
+            Ok(conn.query_row("SELECT COUNT(*) FROM api_tokens", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         self.call(move |conn| {
-            Ok(conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+            Ok(conn
+                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
         })
         .await
     }

@@ -1,9 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! The metastore conformance suite: the same tests against every backend.
 //!
-//! SQLite runs always (in memory and on a file). A PostgreSQL backend would be added to
-//! [`backends`] and read `SEAM_TEST_POSTGRES_URL`; it is not implemented yet, so the suite prints a
-//! SKIP line for it.
+//! SQLite runs always (in memory and on a file); PostgreSQL runs when `SEAM_TEST_POSTGRES_URL` is set
+//! (CI sets it), each instance in a fresh schema, else the suite prints a SKIP line.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use seam_core::{Catalog, State};
@@ -39,15 +38,32 @@ fn new_integration(name: &str) -> NewIntegration {
 
 /// Every backend under test, each freshly created and empty.
 async fn backends() -> Vec<(&'static str, Arc<dyn Metastore>, Option<tempfile::TempDir>)> {
-    let mut out: Vec<(&'static str, Arc<dyn Metastore>, Option<tempfile::TempDir>)> =
-        vec![("sqlite-memory", Arc::new(SqliteMetastore::open_in_memory().unwrap()), None)];
+    let mut out: Vec<(&'static str, Arc<dyn Metastore>, Option<tempfile::TempDir>)> = vec![(
+        "sqlite-memory",
+        Arc::new(SqliteMetastore::open_in_memory().unwrap()),
+        None,
+    )];
     let dir = tempfile::tempdir().unwrap();
     let file = SqliteMetastore::open(&dir.path().join("m.sqlite")).unwrap();
     out.push(("sqlite-file", Arc::new(file), Some(dir)));
-    if std::env::var("SEAM_TEST_POSTGRES_URL").is_ok() {
-        println!("SKIP postgres metastore: the PostgreSQL backend is not implemented yet");
-    } else {
-        println!("SKIP postgres metastore: SEAM_TEST_POSTGRES_URL is not set");
+    match std::env::var("SEAM_TEST_POSTGRES_URL") {
+        Ok(url) => {
+            // A fresh schema per backend instance keeps tests independent.
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let schema = format!(
+                "seam_test_{}_{}_{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed),
+                chrono::Utc::now().timestamp_micros()
+            );
+            out.push((
+                "postgres",
+                Arc::new(PostgresMetastore::connect(&url, &schema).await.unwrap()),
+                None,
+            ));
+        }
+        Err(_) => println!("SKIP postgres metastore: SEAM_TEST_POSTGRES_URL is not set"),
     }
     out
 }
@@ -99,8 +115,14 @@ mod cases {
 
     pub async fn names_are_unique_among_live_integrations(m: &dyn Metastore) {
         let a = m.create_integration(new_integration("zendesk")).await.unwrap();
-        let err = m.create_integration(new_integration("zendesk")).await.unwrap_err();
-        assert!(matches!(err, MetastoreError::NameTaken { ref name } if name == "zendesk"), "{err}");
+        let err = m
+            .create_integration(new_integration("zendesk"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, MetastoreError::NameTaken { ref name } if name == "zendesk"),
+            "{err}"
+        );
         m.delete_integration(a.id, t0()).await.unwrap();
         let again = m.create_integration(new_integration("zendesk")).await.unwrap();
         assert_ne!(again.id, a.id, "a deleted integration's name can be reused");
@@ -126,7 +148,11 @@ mod cases {
             )
             .await
             .unwrap();
-        assert_eq!((u.display_name.as_str(), u.name.as_str()), ("New", "zendesk"), "the name never changes");
+        assert_eq!(
+            (u.display_name.as_str(), u.name.as_str()),
+            ("New", "zendesk"),
+            "the name never changes"
+        );
         assert_eq!(u.properties, p);
         assert_eq!(u.paused_at, Some(later));
         assert_eq!(u.sealed_credentials, vec![9]);
@@ -146,7 +172,10 @@ mod cases {
             .await
             .unwrap_err();
         assert!(matches!(err, MetastoreError::NotFound { .. }));
-        assert!(matches!(m.delete_integration(a.id, later).await, Err(MetastoreError::NotFound { .. })));
+        assert!(matches!(
+            m.delete_integration(a.id, later).await,
+            Err(MetastoreError::NotFound { .. })
+        ));
     }
 
     pub async fn catalog_and_state(m: &dyn Metastore) {
@@ -162,12 +191,17 @@ mod cases {
         let got = m.get_integration(a.id).await.unwrap().unwrap();
         assert_eq!(got.catalog.as_ref(), Some(&catalog));
         assert!(got.is_configured());
-        let state = State::from_value(json!({"bookmarks": {"tickets": {"updated_at": "2026-01-01T00:00:00Z"}}})).unwrap();
+        let state =
+            State::from_value(json!({"bookmarks": {"tickets": {"updated_at": "2026-01-01T00:00:00Z"}}}))
+                .unwrap();
         m.set_state(a.id, Some(&state)).await.unwrap();
         assert_eq!(m.get_integration(a.id).await.unwrap().unwrap().state, Some(state));
         m.set_state(a.id, None).await.unwrap();
         assert_eq!(m.get_integration(a.id).await.unwrap().unwrap().state, None);
-        assert!(matches!(m.set_state(4242, None).await, Err(MetastoreError::NotFound { .. })));
+        assert!(matches!(
+            m.set_state(4242, None).await,
+            Err(MetastoreError::NotFound { .. })
+        ));
     }
 
     pub async fn checks(m: &dyn Metastore) {
@@ -183,7 +217,11 @@ mod cases {
         m.finish_check(&c).await.unwrap();
         assert_eq!(m.last_check(a.id).await.unwrap().unwrap(), c);
         let c2 = m.create_check(a.id, t0() + Duration::seconds(5)).await.unwrap();
-        assert_eq!(m.last_check(a.id).await.unwrap().unwrap().id, c2.id, "the latest check wins");
+        assert_eq!(
+            m.last_check(a.id).await.unwrap().unwrap().id,
+            c2.id,
+            "the latest check wins"
+        );
     }
 
     pub async fn jobs_and_logs(m: &dyn Metastore) {
@@ -202,21 +240,48 @@ mod cases {
         let done = m.finish_job(j1.id, &f).await.unwrap();
         assert_eq!(done.status, JobStatus::Succeeded);
         assert_eq!(done.completion_time, Some(f.completion_time));
-        let j2 = m.create_job(a.id, JobTrigger::Manual, t0() + Duration::minutes(30)).await.unwrap();
+        let j2 = m
+            .create_job(a.id, JobTrigger::Manual, t0() + Duration::minutes(30))
+            .await
+            .unwrap();
         let listed = m.list_jobs(a.id, 10).await.unwrap();
-        assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![j2.id, j1.id], "newest first");
+        assert_eq!(
+            listed.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![j2.id, j1.id],
+            "newest first"
+        );
         assert_eq!(m.list_jobs(a.id, 1).await.unwrap().len(), 1);
-        assert_eq!(m.fail_running_jobs(t0() + Duration::hours(1), "seam stopped").await.unwrap(), 1);
+        assert_eq!(
+            m.fail_running_jobs(t0() + Duration::hours(1), "seam stopped")
+                .await
+                .unwrap(),
+            1
+        );
         let j2 = m.get_job(j2.id).await.unwrap().unwrap();
         assert_eq!(j2.status, JobStatus::Failed);
         assert_eq!(j2.error_message.as_deref(), Some("seam stopped"));
 
-        let line = |s: &str, level| LogLine { at: t0(), location: LogLocation::Tap, level, message: s.into() };
-        m.append_logs(j1.id, &[line("one", LogLevel::Info), line("two", LogLevel::Warning)]).await.unwrap();
-        m.append_logs(j1.id, &[line("three", LogLevel::Critical)]).await.unwrap();
+        let line = |s: &str, level| LogLine {
+            at: t0(),
+            location: LogLocation::Tap,
+            level,
+            message: s.into(),
+        };
+        m.append_logs(
+            j1.id,
+            &[line("one", LogLevel::Info), line("two", LogLevel::Warning)],
+        )
+        .await
+        .unwrap();
+        m.append_logs(j1.id, &[line("three", LogLevel::Critical)])
+            .await
+            .unwrap();
         m.append_logs(j1.id, &[]).await.unwrap();
         let logs = m.job_logs(j1.id).await.unwrap();
-        assert_eq!(logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), vec!["one", "two", "three"]);
+        assert_eq!(
+            logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            vec!["one", "two", "three"]
+        );
         assert_eq!(logs[2].level, LogLevel::Critical);
         assert!(m.job_logs(j2.id).await.unwrap().is_empty());
     }
@@ -230,35 +295,83 @@ mod cases {
             max_bookmark: bm.map(str::to_owned),
             error: None,
         };
-        m.record_loads(a.id, j.id, t0(), &[delta("tickets", 10, Some("updated_at: 2026-01-01")), delta("tickets__tags", 4, None)])
-            .await
-            .unwrap();
+        m.record_loads(
+            a.id,
+            j.id,
+            t0(),
+            &[
+                delta("tickets", 10, Some("updated_at: 2026-01-01")),
+                delta("tickets__tags", 4, None),
+            ],
+        )
+        .await
+        .unwrap();
         let next_day = t0() + Duration::days(1);
-        m.record_loads(a.id, j.id, next_day, &[delta("tickets", 5, Some("updated_at: 2026-01-02"))]).await.unwrap();
+        m.record_loads(
+            a.id,
+            j.id,
+            next_day,
+            &[delta("tickets", 5, Some("updated_at: 2026-01-02"))],
+        )
+        .await
+        .unwrap();
         let loads = m.list_loads(a.id, t0() - Duration::days(1)).await.unwrap();
         let tickets = loads.iter().find(|l| l.table_name == "tickets").unwrap();
         assert_eq!(tickets.rows, 15, "a job's commits add up per table");
         assert_eq!(tickets.last_batch_loaded_at, Some(next_day));
         assert_eq!(tickets.max_bookmark.as_deref(), Some("updated_at: 2026-01-02"));
-        assert_eq!(loads.iter().find(|l| l.table_name == "tickets__tags").unwrap().rows, 4);
-        assert!(m.list_loads(a.id, t0() + Duration::days(2)).await.unwrap().is_empty());
+        assert_eq!(
+            loads
+                .iter()
+                .find(|l| l.table_name == "tickets__tags")
+                .unwrap()
+                .rows,
+            4
+        );
+        assert!(m
+            .list_loads(a.id, t0() + Duration::days(2))
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(m.get_job(j.id).await.unwrap().unwrap().rows_loaded, 19);
 
         let usage = m.usage(t0().date_naive(), next_day.date_naive()).await.unwrap();
         let total: i64 = usage.iter().map(|u| u.rows).sum();
         assert_eq!(total, 19);
-        let day1: i64 = usage.iter().filter(|u| u.day == t0().date_naive()).map(|u| u.rows).sum();
+        let day1: i64 = usage
+            .iter()
+            .filter(|u| u.day == t0().date_naive())
+            .map(|u| u.rows)
+            .sum();
         assert_eq!(day1, 14, "usage is kept per UTC day");
-        assert!(m.usage(next_day.date_naive() + Duration::days(1), next_day.date_naive() + Duration::days(9))
+        assert!(m
+            .usage(
+                next_day.date_naive() + Duration::days(1),
+                next_day.date_naive() + Duration::days(9)
+            )
             .await
             .unwrap()
             .is_empty());
 
-        let err = LoadDelta { table_name: "users".into(), rows: 0, max_bookmark: None, error: Some("boom".into()) };
+        let err = LoadDelta {
+            table_name: "users".into(),
+            rows: 0,
+            max_bookmark: None,
+            error: Some("boom".into()),
+        };
         m.record_loads(a.id, j.id, next_day, &[err]).await.unwrap();
-        let users = m.list_loads(a.id, t0()).await.unwrap().into_iter().find(|l| l.table_name == "users").unwrap();
+        let users = m
+            .list_loads(a.id, t0())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.table_name == "users")
+            .unwrap();
         assert_eq!(users.error.as_deref(), Some("boom"));
-        assert_eq!(users.last_batch_loaded_at, None, "a table that only failed has no loaded batch");
+        assert_eq!(
+            users.last_batch_loaded_at, None,
+            "a table that only failed has no loaded batch"
+        );
     }
 
     pub async fn notifications_tokens_settings(m: &dyn Metastore) {
@@ -277,7 +390,10 @@ mod cases {
         m.dismiss_notification(n1.id, t0()).await.unwrap();
         assert_eq!(m.list_notifications(false, 10).await.unwrap().len(), 1);
         assert_eq!(m.list_notifications(true, 10).await.unwrap().len(), 2);
-        assert!(matches!(m.dismiss_notification(777, t0()).await, Err(MetastoreError::NotFound { .. })));
+        assert!(matches!(
+            m.dismiss_notification(777, t0()).await,
+            Err(MetastoreError::NotFound { .. })
+        ));
 
         assert_eq!(m.count_tokens().await.unwrap(), 0);
         let t = m.add_token("first", "abc123", t0()).await.unwrap();
@@ -316,11 +432,21 @@ fn sealed_credentials_use_a_0600_key_file() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.path().join(crypto::KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(crypto::KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let (c2, created) = SecretCipher::load_or_create(dir.path()).unwrap();
     assert!(!created);
-    let creds = Credentials { api_token: Some("s3cret".into()), access_token: None };
-    assert_eq!(c2.open(&c1.seal(&creds).unwrap()).unwrap(), creds, "the same key comes back");
+    let creds = Credentials {
+        api_token: Some("s3cret".into()),
+        access_token: None,
+    };
+    assert_eq!(
+        c2.open(&c1.seal(&creds).unwrap()).unwrap(),
+        creds,
+        "the same key comes back"
+    );
 }

@@ -25,11 +25,14 @@ use crate::scheduler::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use seam_core::singer::{Message, RecordMessage};
-use seam_core::{Catalog, Classify, CommitReport, Destination, DestinationError, ErrorKind, Source, SourceError, State};
+use seam_core::{
+    Catalog, Classify, CommitReport, Destination, DestinationError, ErrorKind, Source, SourceError, State,
+};
+use seam_metastore::crypto::CryptoError;
 use seam_metastore::{
     CheckStatus, ConnectionCheck, Credentials, Integration, IntegrationId, IntegrationProperties, Job,
-    JobFinish, JobStatus, LoadDelta, LogLevel, LogLine, LogLocation, Metastore, MetastoreError, NewNotification,
-    NotificationLevel, SecretCipher,
+    JobFinish, JobStatus, LoadDelta, LogLevel, LogLine, LogLocation, Metastore, MetastoreError,
+    NewNotification, NotificationLevel, SecretCipher,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -38,7 +41,6 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use seam_metastore::crypto::CryptoError;
 use tracing::{info, warn};
 
 /// Messages in flight between the source and the loader; bounds memory and gives backpressure.
@@ -86,6 +88,17 @@ pub trait ConnectorFactory: Send + Sync + fmt::Debug {
     /// The destination for a warehouse schema (created when missing). Blocking: called on a blocking
     /// thread.
     fn destination(&self, schema_name: &str) -> Result<Box<dyn Destination>, JobError>;
+
+    /// The destination for a job over `catalog` (e.g. to tell append-only streams). Blocking. Defaults
+    /// to [`ConnectorFactory::destination`].
+    fn destination_for(
+        &self,
+        schema_name: &str,
+        catalog: &Catalog,
+    ) -> Result<Box<dyn Destination>, JobError> {
+        let _ = catalog;
+        self.destination(schema_name)
+    }
 }
 
 /// A job or check could not run.
@@ -175,7 +188,10 @@ struct TelemetryInner {
 
 impl Telemetry {
     fn with<R>(&self, f: impl FnOnce(&mut TelemetryInner) -> R) -> R {
-        f(&mut self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        f(&mut self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// A job ended with `outcome` (`succeeded`, `failed`, `cancelled`).
@@ -206,30 +222,54 @@ impl Telemetry {
         use std::fmt::Write as _;
         self.with(|t| {
             let mut out = String::new();
-            let _ = writeln!(out, "# HELP seam_jobs_total Replication jobs finished, by outcome.");
+            let _ = writeln!(
+                out,
+                "# HELP seam_jobs_total Replication jobs finished, by outcome."
+            );
             let _ = writeln!(out, "# TYPE seam_jobs_total counter");
             for ((id, outcome), n) in &t.jobs {
-                let _ = writeln!(out, "seam_jobs_total{{source_id=\"{id}\",outcome=\"{outcome}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "seam_jobs_total{{source_id=\"{id}\",outcome=\"{outcome}\"}} {n}"
+                );
             }
-            let _ = writeln!(out, "# HELP seam_rows_loaded_total Rows loaded into the warehouse (subtables counted).");
+            let _ = writeln!(
+                out,
+                "# HELP seam_rows_loaded_total Rows loaded into the warehouse (subtables counted)."
+            );
             let _ = writeln!(out, "# TYPE seam_rows_loaded_total counter");
             for (id, n) in &t.rows {
                 let _ = writeln!(out, "seam_rows_loaded_total{{source_id=\"{id}\"}} {n}");
             }
-            let _ = writeln!(out, "# HELP seam_source_api_requests_total Requests made to the source's API.");
+            let _ = writeln!(
+                out,
+                "# HELP seam_source_api_requests_total Requests made to the source's API."
+            );
             let _ = writeln!(out, "# TYPE seam_source_api_requests_total counter");
             for (id, n) in &t.api_requests {
                 let _ = writeln!(out, "seam_source_api_requests_total{{source_id=\"{id}\"}} {n}");
             }
-            let _ = writeln!(out, "# HELP seam_source_api_rate_limited_total Source API responses that were 429.");
+            let _ = writeln!(
+                out,
+                "# HELP seam_source_api_rate_limited_total Source API responses that were 429."
+            );
             let _ = writeln!(out, "# TYPE seam_source_api_rate_limited_total counter");
             for (id, n) in &t.api_rate_limited {
-                let _ = writeln!(out, "seam_source_api_rate_limited_total{{source_id=\"{id}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "seam_source_api_rate_limited_total{{source_id=\"{id}\"}} {n}"
+                );
             }
-            let _ = writeln!(out, "# HELP seam_http_requests_total Requests served by seam's API, by route and status.");
+            let _ = writeln!(
+                out,
+                "# HELP seam_http_requests_total Requests served by seam's API, by route and status."
+            );
             let _ = writeln!(out, "# TYPE seam_http_requests_total counter");
             for ((route, status), n) in &t.http {
-                let _ = writeln!(out, "seam_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "seam_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
             out
         })
@@ -317,8 +357,17 @@ struct JobLog {
 
 impl JobLog {
     async fn line(&self, location: LogLocation, level: LogLevel, message: impl Into<String>) {
-        let line = LogLine { at: self.clock.now(), location, level, message: message.into() };
-        if let Err(e) = self.metastore.append_logs(self.job_id, std::slice::from_ref(&line)).await {
+        let line = LogLine {
+            at: self.clock.now(),
+            location,
+            level,
+            message: message.into(),
+        };
+        if let Err(e) = self
+            .metastore
+            .append_logs(self.job_id, std::slice::from_ref(&line))
+            .await
+        {
             warn!(job_id = self.job_id, error = %e, "could not store an extraction log line");
         }
     }
@@ -341,11 +390,19 @@ struct BatchLoader {
 }
 
 impl BatchLoader {
-    async fn open(factory: Arc<dyn ConnectorFactory>, schema_name: String) -> Result<Self, JobError> {
-        let dest = tokio::task::spawn_blocking(move || factory.destination(&schema_name))
+    async fn open(
+        factory: Arc<dyn ConnectorFactory>,
+        schema_name: String,
+        catalog: Catalog,
+    ) -> Result<Self, JobError> {
+        let dest = tokio::task::spawn_blocking(move || factory.destination_for(&schema_name, &catalog))
             .await
             .map_err(|e| JobError::Loader(e.to_string()))??;
-        Ok(BatchLoader { dest: Some(dest), staged: BTreeMap::new(), dirty: false })
+        Ok(BatchLoader {
+            dest: Some(dest),
+            staged: BTreeMap::new(),
+            dirty: false,
+        })
     }
 
     /// Runs `f` with the destination on the blocking pool.
@@ -353,7 +410,10 @@ impl BatchLoader {
         &mut self,
         f: impl FnOnce(&mut dyn Destination) -> Result<R, DestinationError> + Send + 'static,
     ) -> Result<R, JobError> {
-        let mut dest = self.dest.take().ok_or_else(|| JobError::Loader("destination lost after a panic".into()))?;
+        let mut dest = self
+            .dest
+            .take()
+            .ok_or_else(|| JobError::Loader("destination lost after a panic".into()))?;
         let (dest, result) = tokio::task::spawn_blocking(move || {
             let r = f(dest.as_mut());
             (dest, r)
@@ -417,7 +477,8 @@ impl BatchLoader {
             }
             Message::ActivateVersion { stream, version } => {
                 self.flush().await?;
-                self.blocking(move |d| d.activate_version(&stream, version)).await?;
+                self.blocking(move |d| d.activate_version(&stream, version))
+                    .await?;
                 self.dirty = true;
             }
             Message::Unknown { .. } => {}
@@ -444,8 +505,14 @@ fn bookmark_labels(state: &State) -> BTreeMap<String, String> {
         if let Some(obj) = marks.as_object() {
             let text: Vec<String> = obj
                 .iter()
-                .filter(|(_, v)| v.is_string() || v.is_number())
-                .map(|(k, v)| format!("{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                // Pagination cursors are opaque and say nothing about how far replication got.
+                .filter(|(k, v)| (v.is_string() || v.is_number()) && !k.contains("cursor"))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {}",
+                        v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+                    )
+                })
                 .collect();
             if !text.is_empty() {
                 out.insert(stream.clone(), text.join(", "));
@@ -474,12 +541,19 @@ pub async fn run_job(
     cancel: CancellationToken,
     progress: ProgressHandle,
 ) -> JobOutcome {
-    let log = JobLog { metastore: Arc::clone(&ctx.metastore), clock: Arc::clone(&ctx.clock), job_id: job.id };
+    let log = JobLog {
+        metastore: Arc::clone(&ctx.metastore),
+        clock: Arc::clone(&ctx.clock),
+        job_id: job.id,
+    };
     info!(source_id = integration.id, job = %job.job_name, "job started");
     log.line(
         LogLocation::Main,
         LogLevel::Info,
-        format!("Starting job {} for integration {} ({})", job.job_name, integration.display_name, integration.name),
+        format!(
+            "Starting job {} for integration {} ({})",
+            job.job_name, integration.display_name, integration.name
+        ),
     )
     .await;
     let mut finish = JobFinish {
@@ -491,18 +565,34 @@ pub async fn run_job(
         error_message: None,
     };
     let mut rows_total = 0u64;
-    let result = run_phases(ctx, &integration, &job, &cancel, &progress, &log, &mut finish, &mut rows_total).await;
+    let result = run_phases(
+        ctx,
+        &integration,
+        &job,
+        &cancel,
+        &progress,
+        &log,
+        &mut finish,
+        &mut rows_total,
+    )
+    .await;
     if let Err((location, err)) = result {
         let message = err.to_string();
         log.line(location, LogLevel::Critical, message.clone()).await;
         finish.status = JobStatus::Failed;
         finish.error_message = Some(message.clone());
         let (code, subject) = if location == LogLocation::Target {
-            ("loading-error", "We're having trouble writing to your data warehouse".to_owned())
+            (
+                "loading-error",
+                "We're having trouble writing to your data warehouse".to_owned(),
+            )
         } else {
             (
                 "platform.exit_status",
-                format!("We're encountering some errors with your {} integration", integration.display_name),
+                format!(
+                    "We're encountering some errors with your {} integration",
+                    integration.display_name
+                ),
             )
         };
         ctx.notifier
@@ -517,10 +607,19 @@ pub async fn run_job(
             .await;
     } else if cancel.is_cancelled() {
         finish.status = JobStatus::Cancelled;
-        log.line(LogLocation::Main, LogLevel::Info, "Extraction stopped; data extracted before the stop was loaded")
-            .await;
+        log.line(
+            LogLocation::Main,
+            LogLevel::Info,
+            "Extraction stopped; data extracted before the stop was loaded",
+        )
+        .await;
     } else {
-        log.line(LogLocation::Main, LogLevel::Info, format!("Job finished: {rows_total} rows loaded")).await;
+        log.line(
+            LogLocation::Main,
+            LogLevel::Info,
+            format!("Job finished: {rows_total} rows loaded"),
+        )
+        .await;
     }
     finish.completion_time = ctx.clock.now();
     ctx.telemetry.job_finished(integration.id, finish.status);
@@ -528,11 +627,18 @@ pub async fn run_job(
         Ok(j) => j,
         Err(e) => {
             warn!(job = %job.job_name, error = %e, "could not record the end of a job");
-            Job { status: finish.status, completion_time: Some(finish.completion_time), ..job }
+            Job {
+                status: finish.status,
+                completion_time: Some(finish.completion_time),
+                ..job
+            }
         }
     };
     info!(source_id = integration.id, job = %stored.job_name, status = stored.status.as_str(), rows = rows_total, "job ended");
-    JobOutcome { job: stored, rows_loaded: rows_total }
+    JobOutcome {
+        job: stored,
+        rows_loaded: rows_total,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -553,7 +659,8 @@ async fn run_phases(
 
     // Discovery (structure sync).
     update(progress, |p| p.phase = JobPhase::Discovery);
-    log.line(LogLocation::Tap, LogLevel::Info, "Running discovery").await;
+    log.line(LogLocation::Tap, LogLevel::Info, "Running discovery")
+        .await;
     let discovered = source.discover().await;
     let mut catalog = match discovered {
         Ok(c) => c,
@@ -567,16 +674,28 @@ async fn run_phases(
     if let Some(previous) = latest_catalog(ctx, integration).await {
         catalog.carry_selection_from(&previous);
     }
-    ctx.metastore.set_catalog(integration.id, &catalog).await.map_err(|e| main_err(e.into()))?;
+    ctx.metastore
+        .set_catalog(integration.id, &catalog)
+        .await
+        .map_err(|e| main_err(e.into()))?;
     let selected: Vec<String> = catalog.selected().map(|s| s.tap_stream_id.clone()).collect();
     log.line(
         LogLocation::Tap,
         LogLevel::Info,
-        format!("Discovered {} streams; selected: {}", catalog.streams.len(), selected.join(", ")),
+        format!(
+            "Discovered {} streams; selected: {}",
+            catalog.streams.len(),
+            selected.join(", ")
+        ),
     )
     .await;
     if selected.is_empty() {
-        log.line(LogLocation::Main, LogLevel::Warning, "No table is selected; nothing to replicate").await;
+        log.line(
+            LogLocation::Main,
+            LogLevel::Warning,
+            "No table is selected; nothing to replicate",
+        )
+        .await;
         finish.tap_exit_status = Some(0);
         finish.target_exit_status = Some(0);
         return Ok(());
@@ -585,14 +704,54 @@ async fn run_phases(
         return Ok(());
     }
 
-    // Extraction and loading.
-    let state = integration.state.clone().unwrap_or_default();
+    // Extraction and loading. The destination's committed state is where the job resumes: it was made
+    // durable with the rows it covers (exactly once, append-only streams included). An integration
+    // without bookmarks in the metastore (new, or reset by a new start date) starts from scratch, and
+    // that empty state is committed first so a crash right after still starts from scratch.
+    let mut loader = BatchLoader::open(
+        Arc::clone(&ctx.factory),
+        integration.name.clone(),
+        catalog.clone(),
+    )
+    .await
+    .map_err(|e| (LogLocation::Target, e))?;
+    let state = if integration.state.is_none() {
+        loader
+            .blocking(|d| d.commit(Some(&State::default())))
+            .await
+            .map_err(|e| (LogLocation::Target, e))?;
+        log.line(
+            LogLocation::Main,
+            LogLevel::Info,
+            "No bookmarks: full replication from the start date",
+        )
+        .await;
+        State::default()
+    } else {
+        loader
+            .blocking(|d| d.committed_state())
+            .await
+            .map_err(|e| (LogLocation::Target, e))?
+            .unwrap_or_default()
+    };
     for stream in &selected {
         match state.bookmarks.get(stream) {
-            Some(b) => log.line(LogLocation::Tap, LogLevel::Info, format!("found current bookmark for {stream}: {b}")).await,
+            Some(b) => {
+                log.line(
+                    LogLocation::Tap,
+                    LogLevel::Info,
+                    format!("found current bookmark for {stream}: {b}"),
+                )
+                .await
+            }
             None => {
                 let start = seam_core::singer::format_time(integration.properties.start_date);
-                log.line(LogLocation::Tap, LogLevel::Info, format!("no bookmark for {stream}; starting from {start}")).await
+                log.line(
+                    LogLocation::Tap,
+                    LogLevel::Info,
+                    format!("no bookmark for {stream}; starting from {start}"),
+                )
+                .await
             }
         }
     }
@@ -601,7 +760,12 @@ async fn run_phases(
     let read_source = Arc::clone(&source);
     let read_catalog = catalog.clone();
     let read_cancel = cancel.clone();
-    let reader = tokio::spawn(async move { read_source.read(&read_catalog, state, tx, read_cancel).await });
+    let start_state = state.clone();
+    let reader = tokio::spawn(async move {
+        read_source
+            .read(&read_catalog, start_state, tx, read_cancel)
+            .await
+    });
 
     let mut book = Bookkeeper {
         ctx,
@@ -609,13 +773,12 @@ async fn run_phases(
         job,
         log,
         progress,
-        committed: integration.state.clone().unwrap_or_default(),
+        committed: state,
         labels: BTreeMap::new(),
         rows_total: 0,
     };
     book.labels = bookmark_labels(&book.committed);
     let loaded: Result<(), JobError> = async {
-        let mut loader = BatchLoader::open(Arc::clone(&ctx.factory), integration.name.clone()).await?;
         while let Some(msg) = rx.recv().await {
             if let Some((report, state)) = loader.handle(msg, progress).await? {
                 book.committed_batch(report, state).await;
@@ -630,13 +793,23 @@ async fn run_phases(
     *rows_total = book.rows_total;
     // Closing the channel makes the source stop at its next send.
     drop(rx);
-    let read = reader.await.map_err(|e| main_err(JobError::Loader(e.to_string())))?;
+    let read = reader
+        .await
+        .map_err(|e| main_err(JobError::Loader(e.to_string())))?;
     update(progress, |p| p.phase = JobPhase::Finishing);
     if let Err(e) = loaded {
         finish.target_exit_status = Some(1);
         if let Some(table) = error_table(&e) {
-            let delta = LoadDelta { table_name: table, rows: 0, max_bookmark: None, error: Some(e.to_string()) };
-            let _ = ctx.metastore.record_loads(integration.id, job.id, ctx.clock.now(), &[delta]).await;
+            let delta = LoadDelta {
+                table_name: table,
+                rows: 0,
+                max_bookmark: None,
+                error: Some(e.to_string()),
+            };
+            let _ = ctx
+                .metastore
+                .record_loads(integration.id, job.id, ctx.clock.now(), &[delta])
+                .await;
         }
         // The source stops on its own once the channel closes; its error, if any, is a consequence.
         finish.tap_exit_status = Some(if read.is_ok() { 0 } else { 1 });
@@ -648,10 +821,20 @@ async fn run_phases(
             finish.tap_exit_status = Some(0);
             ctx.telemetry.source_requests(integration.id, summary.requests, 0);
             for (stream, reason) in &summary.skipped {
-                log.line(LogLocation::Tap, LogLevel::Warning, format!("skipped {stream}: {reason}")).await;
+                log.line(
+                    LogLocation::Tap,
+                    LogLevel::Warning,
+                    format!("skipped {stream}: {reason}"),
+                )
+                .await;
             }
             for (stream, n) in &summary.records {
-                log.line(LogLocation::Tap, LogLevel::Info, format!("{stream}: {n} records extracted")).await;
+                log.line(
+                    LogLocation::Tap,
+                    LogLevel::Info,
+                    format!("{stream}: {n} records extracted"),
+                )
+                .await;
             }
             Ok(())
         }
@@ -688,7 +871,11 @@ impl Bookkeeper<'_> {
         for (stream, label) in &labels {
             if self.labels.get(stream) != Some(label) {
                 self.log
-                    .line(LogLocation::Main, LogLevel::Info, format!("State update: bookmarks.{stream} = {label}"))
+                    .line(
+                        LogLocation::Main,
+                        LogLevel::Info,
+                        format!("State update: bookmarks.{stream} = {label}"),
+                    )
                     .await;
             }
         }
@@ -709,11 +896,21 @@ impl Bookkeeper<'_> {
         update(self.progress, |p| p.rows_loaded += rows);
         for (table, n) in &report.rejected {
             self.log
-                .line(LogLocation::Target, LogLevel::Warning, format!("{n} records of {table} went to _sdc_rejected"))
+                .line(
+                    LogLocation::Target,
+                    LogLevel::Warning,
+                    format!("{n} records of {table} went to _sdc_rejected"),
+                )
                 .await;
         }
         if !deltas.is_empty() {
-            self.log.line(LogLocation::Target, LogLevel::Info, format!("Committed {rows} rows")).await;
+            self.log
+                .line(
+                    LogLocation::Target,
+                    LogLevel::Info,
+                    format!("Committed {rows} rows"),
+                )
+                .await;
             if let Err(e) = ctx.metastore.record_loads(id, self.job.id, at, &deltas).await {
                 warn!(job = %self.job.job_name, error = %e, "could not record loads");
             }
@@ -739,7 +936,11 @@ fn error_table(e: &JobError) -> Option<String> {
 /// Runs a connection check and a discovery for an integration, updating the `running` check record
 /// `check` as it goes. The discovered catalog (with any earlier selection carried over) is stored.
 /// Success reads "Success!"; a failure carries the cause in words.
-pub async fn run_check(ctx: &JobContext, integration: Integration, mut check: ConnectionCheck) -> ConnectionCheck {
+pub async fn run_check(
+    ctx: &JobContext,
+    integration: Integration,
+    mut check: ConnectionCheck,
+) -> ConnectionCheck {
     let outcome = async {
         let spec = ctx.spec(&integration).map_err(|e| (true, e))?;
         let source = ctx.factory.source(&spec).map_err(|e| (true, e))?;
@@ -749,7 +950,10 @@ pub async fn run_check(ctx: &JobContext, integration: Integration, mut check: Co
         if let Some(previous) = latest_catalog(ctx, &integration).await {
             catalog.carry_selection_from(&previous);
         }
-        ctx.metastore.set_catalog(integration.id, &catalog).await.map_err(|e| (false, JobError::from(e)))?;
+        ctx.metastore
+            .set_catalog(integration.id, &catalog)
+            .await
+            .map_err(|e| (false, JobError::from(e)))?;
         Ok::<Catalog, (bool, JobError)>(catalog)
     }
     .await;
@@ -758,7 +962,11 @@ pub async fn run_check(ctx: &JobContext, integration: Integration, mut check: Co
         Ok(catalog) => {
             check.status = CheckStatus::Succeeded;
             check.discovery_exit_status = Some(0);
-            info!(source_id = integration.id, streams = catalog.streams.len(), "connection check succeeded");
+            info!(
+                source_id = integration.id,
+                streams = catalog.streams.len(),
+                "connection check succeeded"
+            );
         }
         Err((in_check, e)) => {
             check.status = CheckStatus::Failed;
@@ -827,12 +1035,17 @@ pub fn billing_period(anchor: NaiveDate, today: NaiveDate) -> (NaiveDate, NaiveD
 }
 
 /// Computes [`UsageSummary`] for now; sets the billing anchor to today when none is stored.
-pub async fn usage_summary(metastore: &dyn Metastore, now: DateTime<Utc>) -> Result<UsageSummary, MetastoreError> {
+pub async fn usage_summary(
+    metastore: &dyn Metastore,
+    now: DateTime<Utc>,
+) -> Result<UsageSummary, MetastoreError> {
     let today = now.date_naive();
     let anchor = match metastore.get_setting(SETTING_BILLING_ANCHOR).await? {
         Some(s) => s.parse().unwrap_or(today),
         None => {
-            metastore.set_setting(SETTING_BILLING_ANCHOR, &today.to_string()).await?;
+            metastore
+                .set_setting(SETTING_BILLING_ANCHOR, &today.to_string())
+                .await?;
             today
         }
     };
@@ -842,9 +1055,18 @@ pub async fn usage_summary(metastore: &dyn Metastore, now: DateTime<Utc>) -> Res
         .await?
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_ROW_LIMIT);
-    let stop = metastore.get_setting(SETTING_STOP_AT_LIMIT).await?.is_some_and(|s| s == "true");
+    let stop = metastore
+        .get_setting(SETTING_STOP_AT_LIMIT)
+        .await?
+        .is_some_and(|s| s == "true");
     let rows_used = metastore.usage(start, end).await?.iter().map(|u| u.rows).sum();
-    Ok(UsageSummary { period_start: start, period_end: end, row_limit, stop_replication_at_limit: stop, rows_used })
+    Ok(UsageSummary {
+        period_start: start,
+        period_end: end,
+        row_limit,
+        stop_replication_at_limit: stop,
+        rows_used,
+    })
 }
 
 /// Raises the 70 / 90 / 100 % usage notifications, each once per billing period.
@@ -858,9 +1080,18 @@ pub async fn check_usage_thresholds(ctx: &JobContext) {
         }
     };
     let key = format!("usage_notified.{}", summary.period_start);
-    let notified: u32 = ctx.metastore.get_setting(&key).await.ok().flatten().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let notified: u32 = ctx
+        .metastore
+        .get_setting(&key)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let percent = summary.percent_used();
-    let Some(&reached) = USAGE_THRESHOLDS.iter().rev().find(|&&t| percent >= f64::from(t)) else { return };
+    let Some(&reached) = USAGE_THRESHOLDS.iter().rev().find(|&&t| percent >= f64::from(t)) else {
+        return;
+    };
     if reached <= notified {
         return;
     }
@@ -898,15 +1129,26 @@ mod tests {
     #[test]
     fn billing_periods_are_30_days_from_the_anchor() {
         let d = |s: &str| s.parse::<NaiveDate>().expect("date");
-        assert_eq!(billing_period(d("2026-01-01"), d("2026-01-01")), (d("2026-01-01"), d("2026-01-30")));
-        assert_eq!(billing_period(d("2026-01-01"), d("2026-01-30")), (d("2026-01-01"), d("2026-01-30")));
-        assert_eq!(billing_period(d("2026-01-01"), d("2026-01-31")), (d("2026-01-31"), d("2026-03-01")));
+        assert_eq!(
+            billing_period(d("2026-01-01"), d("2026-01-01")),
+            (d("2026-01-01"), d("2026-01-30"))
+        );
+        assert_eq!(
+            billing_period(d("2026-01-01"), d("2026-01-30")),
+            (d("2026-01-01"), d("2026-01-30"))
+        );
+        assert_eq!(
+            billing_period(d("2026-01-01"), d("2026-01-31")),
+            (d("2026-01-31"), d("2026-03-01"))
+        );
     }
 
     #[test]
     fn bookmark_labels_read_column_and_value() {
-        let s = State::from_value(json!({"bookmarks": {"tickets": {"generated_timestamp": 1700000000},
-            "users": {"updated_at": "2026-01-01T00:00:00Z"}, "odd": {"cursor": null}}}))
+        let s = State::from_value(
+            json!({"bookmarks": {"tickets": {"generated_timestamp": 1700000000, "after_cursor": "abc"},
+            "users": {"updated_at": "2026-01-01T00:00:00Z"}, "odd": {"cursor": null}}}),
+        )
         .expect("state");
         let l = bookmark_labels(&s);
         assert_eq!(l["tickets"], "generated_timestamp: 1700000000");
@@ -921,7 +1163,10 @@ mod tests {
         t.rows_loaded(1, 42);
         t.source_requests(1, 10, 2);
         let text = t.render();
-        assert!(text.contains("seam_jobs_total{source_id=\"1\",outcome=\"succeeded\"} 1"), "{text}");
+        assert!(
+            text.contains("seam_jobs_total{source_id=\"1\",outcome=\"succeeded\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("seam_rows_loaded_total{source_id=\"1\"} 42"));
         assert!(text.contains("seam_source_api_rate_limited_total{source_id=\"1\"} 2"));
     }

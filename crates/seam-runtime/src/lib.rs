@@ -2,6 +2,6 @@
 //! and the scheduler.
 
 pub mod job;
-pub mod scheduler;
 pub mod loader;
 pub mod pipeline;
+pub mod scheduler;

@@ -25,7 +25,9 @@
 //! `Ok((n, message))` into a bounded `tokio::sync::mpsc` channel (backpressure for free).
 
 use seam_core::singer::Message;
-use seam_core::{Classify, CommitReport, Destination, DestinationError, RecordMessage, RetryDecision, RetryPolicy, State};
+use seam_core::{
+    Classify, CommitReport, Destination, DestinationError, RecordMessage, RetryDecision, RetryPolicy, State,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::io;
@@ -96,7 +98,12 @@ impl LoadSummary {
     /// Totals per top-level table: a table named `<t>__…` where `<t>` is another loaded table counts
     /// as `<t>`'s subtable.
     pub fn per_table(&self) -> BTreeMap<String, TableTotals> {
-        let names: Vec<&String> = self.report.rows.keys().chain(self.report.rejected.keys()).collect();
+        let names: Vec<&String> = self
+            .report
+            .rows
+            .keys()
+            .chain(self.report.rejected.keys())
+            .collect();
         let top = |t: &str| -> String {
             names
                 .iter()
@@ -148,7 +155,9 @@ pub enum LoadError {
         source: serde_json::Error,
     },
     /// The destination failed (after retries, for retryable failures).
-    #[error("loading into the warehouse failed after {attempts} attempt(s); the bookmark did not move: {source}")]
+    #[error(
+        "loading into the warehouse failed after {attempts} attempt(s); the bookmark did not move: {source}"
+    )]
     Destination {
         /// Attempts made.
         attempts: u32,
@@ -230,7 +239,11 @@ where
 }
 
 impl<D: Destination + ?Sized> Run<'_, D> {
-    fn consume<I, E>(&mut self, input: I, on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>) -> Result<(), LoadError>
+    fn consume<I, E>(
+        &mut self,
+        input: I,
+        on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    ) -> Result<(), LoadError>
     where
         I: IntoIterator<Item = Result<Numbered, E>>,
         E: std::error::Error + Send + Sync + 'static,
@@ -240,12 +253,18 @@ impl<D: Destination + ?Sized> Run<'_, D> {
             match message {
                 Message::Schema(schema) => {
                     self.flush_pending()?;
-                    self.dest.ensure_table(&schema).map_err(|source| LoadError::Destination { attempts: 1, source })?;
+                    self.dest
+                        .ensure_table(&schema)
+                        .map_err(|source| LoadError::Destination { attempts: 1, source })?;
                     self.streams.insert(schema.stream.clone());
                 }
                 Message::Record(record) => {
                     if !self.streams.contains(&record.stream) {
-                        return Err(LoadError::BeforeSchema { line, kind: "RECORD", stream: record.stream });
+                        return Err(LoadError::BeforeSchema {
+                            line,
+                            kind: "RECORD",
+                            stream: record.stream,
+                        });
                     }
                     if self.pending_stream.as_deref() != Some(record.stream.as_str()) {
                         self.flush_pending()?;
@@ -261,13 +280,18 @@ impl<D: Destination + ?Sized> Run<'_, D> {
                     }
                 }
                 Message::State { value } => {
-                    let state = State::from_value(value.clone()).map_err(|source| LoadError::BadState { line, source })?;
+                    let state = State::from_value(value.clone())
+                        .map_err(|source| LoadError::BadState { line, source })?;
                     self.state = Some((value, state));
                     self.batch_started.get_or_insert_with(Instant::now);
                 }
                 Message::ActivateVersion { stream, version } => {
                     if !self.streams.contains(&stream) {
-                        return Err(LoadError::BeforeSchema { line, kind: "ACTIVATE_VERSION", stream });
+                        return Err(LoadError::BeforeSchema {
+                            line,
+                            kind: "ACTIVATE_VERSION",
+                            stream,
+                        });
                     }
                     self.flush_pending()?;
                     self.dest
@@ -283,7 +307,9 @@ impl<D: Destination + ?Sized> Run<'_, D> {
             }
             let full = self.batch_records >= self.config.max_batch_records
                 || self.batch_bytes >= self.config.max_batch_bytes
-                || self.batch_started.is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
+                || self
+                    .batch_started
+                    .is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
             if full {
                 self.commit(on_commit)?;
             }
@@ -319,7 +345,12 @@ impl<D: Destination + ?Sized> Run<'_, D> {
                         warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "commit failed; retrying");
                         std::thread::sleep(wait);
                     }
-                    RetryDecision::GiveUp => return Err(LoadError::Destination { attempts: attempt, source: e }),
+                    RetryDecision::GiveUp => {
+                        return Err(LoadError::Destination {
+                            attempts: attempt,
+                            source: e,
+                        })
+                    }
                 },
             }
         };
@@ -332,6 +363,10 @@ impl<D: Destination + ?Sized> Run<'_, D> {
         self.batch_bytes = 0;
         self.batch_started = None;
         self.dirty = false;
-        on_commit(Commit { report: &report, state: state.as_ref().map(|(v, _)| v) }).map_err(LoadError::Sink)
+        on_commit(Commit {
+            report: &report,
+            state: state.as_ref().map(|(v, _)| v),
+        })
+        .map_err(LoadError::Sink)
     }
 }

@@ -17,7 +17,9 @@
 use crate::loader::{self, Commit, LoadError, LoadSummary, LoaderConfig};
 use seam_core::catalog::Catalog;
 use seam_core::singer::Message;
-use seam_core::{Classify, Destination, DestinationError, ErrorKind, ReadSummary, Source, SourceError, State};
+use seam_core::{
+    Classify, Destination, DestinationError, ErrorKind, ReadSummary, Source, SourceError, State,
+};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
@@ -37,11 +39,19 @@ pub struct PipelineConfig {
     pub channel_capacity: usize,
     /// Batching and commit retries.
     pub loader: LoaderConfig,
+    /// Start from empty state instead of the destination's committed state (a reset, or a new
+    /// integration reusing a schema name). The empty state is committed before anything is read, so
+    /// a crash right after still restarts from scratch.
+    pub reset_state: bool,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { channel_capacity: 2_000, loader: LoaderConfig::default() }
+        PipelineConfig {
+            channel_capacity: 2_000,
+            loader: LoaderConfig::default(),
+            reset_state: false,
+        }
     }
 }
 
@@ -136,7 +146,11 @@ pub struct PipelineReport {
 pub fn append_only_streams(catalog: &Catalog) -> std::collections::HashSet<String> {
     catalog
         .selected()
-        .filter(|e| e.stream_metadata(APPEND_ONLY_METADATA).and_then(serde_json::Value::as_bool) == Some(true))
+        .filter(|e| {
+            e.stream_metadata(APPEND_ONLY_METADATA)
+                .and_then(serde_json::Value::as_bool)
+                == Some(true)
+        })
         .map(|e| e.stream.clone())
         .collect()
 }
@@ -162,9 +176,18 @@ where
     let (tx, rx) = mpsc::channel::<Message>(config.channel_capacity);
     let loader_progress = progress.clone();
     let loader_config = config.loader.clone();
+    let reset_state = config.reset_state;
     let loader = tokio::task::spawn_blocking(move || -> Result<LoadSummary, PipelineError> {
         let mut dest = open_destination().map_err(PipelineError::Destination)?;
-        let state = dest.committed_state().map_err(PipelineError::Destination)?.unwrap_or_default();
+        let state = if reset_state {
+            let empty = State::default();
+            dest.commit(Some(&empty)).map_err(PipelineError::Destination)?;
+            empty
+        } else {
+            dest.committed_state()
+                .map_err(PipelineError::Destination)?
+                .unwrap_or_default()
+        };
         // The reader waits for this; if it is dropped (open failed) the reader gives up.
         let _ = state_tx.send(state);
         let mut n = 0u64;
@@ -186,7 +209,9 @@ where
         // The loader failed before reading the committed state: report its error.
         return match loader.await {
             Ok(Err(e)) => Err(e),
-            Ok(Ok(_)) => Err(PipelineError::Task("the loader ended before reading the committed state".into())),
+            Ok(Ok(_)) => Err(PipelineError::Task(
+                "the loader ended before reading the committed state".into(),
+            )),
             Err(e) => Err(PipelineError::Task(e.to_string())),
         };
     };
@@ -198,7 +223,11 @@ where
         // A loader failure explains a source that stopped because its consumer went away.
         (_, Err(e)) => Err(e),
         (Err(e), Ok(_)) => Err(PipelineError::Source(e)),
-        (Ok(read), Ok(load)) => Ok(PipelineReport { read, load, started_from }),
+        (Ok(read), Ok(load)) => Ok(PipelineReport {
+            read,
+            load,
+            started_from,
+        }),
     }
 }
 

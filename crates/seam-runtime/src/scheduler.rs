@@ -21,11 +21,13 @@
 //! with paused time.
 
 use crate::job::{
-    check_usage_thresholds, run_check, run_job, usage_summary, JobContext, JobPhase, JobProgress, ProgressHandle,
+    check_usage_thresholds, run_check, run_job, usage_summary, JobContext, JobPhase, JobProgress,
+    ProgressHandle,
 };
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use seam_metastore::{
-    ConnectionCheck, Integration, IntegrationId, IntegrationProperties, Job, JobStatus, JobTrigger, MetastoreError,
+    ConnectionCheck, Integration, IntegrationId, IntegrationProperties, Job, JobStatus, JobTrigger,
+    MetastoreError,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -69,7 +71,10 @@ impl TokioClock {
 
     /// Starts at `wall`.
     pub fn starting_at(wall: DateTime<Utc>) -> Self {
-        TokioClock { base_wall: wall, base: tokio::time::Instant::now() }
+        TokioClock {
+            base_wall: wall,
+            base: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -140,14 +145,19 @@ pub fn validate_frequency(minutes: u32) -> Result<u32, ScheduleError> {
     if FREQUENCIES.contains(&minutes) {
         Ok(minutes)
     } else {
-        Err(ScheduleError::Frequency { value: minutes.to_string() })
+        Err(ScheduleError::Frequency {
+            value: minutes.to_string(),
+        })
     }
 }
 
 /// Parses a Quartz cron expression: 6 fields (`sec min hour day-of-month month day-of-week`) or 7 with a
 /// year; seconds must be `0`; exactly one of day-of-month and day-of-week is `?`; evaluated in UTC.
 pub fn parse_quartz_cron(expression: &str) -> Result<croner::Cron, ScheduleError> {
-    let bad = |reason: &str| ScheduleError::Cron { expression: expression.to_owned(), reason: reason.to_owned() };
+    let bad = |reason: &str| ScheduleError::Cron {
+        expression: expression.to_owned(),
+        reason: reason.to_owned(),
+    };
     let fields: Vec<&str> = expression.split_whitespace().collect();
     if fields.len() != 6 && fields.len() != 7 {
         return Err(bad(&format!(
@@ -184,7 +194,10 @@ impl Schedule {
     pub fn from_properties(p: &IntegrationProperties) -> Result<Schedule, ScheduleError> {
         if let Some(expression) = p.cron_expression.as_deref().filter(|s| !s.trim().is_empty()) {
             let cron = parse_quartz_cron(expression)?;
-            return Ok(Schedule::Cron { cron: Box::new(cron), expression: expression.to_owned() });
+            return Ok(Schedule::Cron {
+                cron: Box::new(cron),
+                expression: expression.to_owned(),
+            });
         }
         let minutes = validate_frequency(p.frequency_in_minutes)?;
         let every = ChronoDuration::minutes(i64::from(minutes));
@@ -213,7 +226,9 @@ impl Schedule {
         let slots = backoff_slots(inputs.consecutive_failures);
         match self {
             Schedule::Frequency { every } => {
-                let Some(last_start) = inputs.last_start else { return Some(inputs.first_run_at) };
+                let Some(last_start) = inputs.last_start else {
+                    return Some(inputs.first_run_at);
+                };
                 // Backoff stretches the step, but never beyond a day (or the frequency itself).
                 let step = (*every * slots as i32).min(ChronoDuration::days(1).max(*every));
                 let mut next = last_start + step;
@@ -346,7 +361,9 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { max_sleep: Duration::from_secs(60) }
+        SchedulerConfig {
+            max_sleep: Duration::from_secs(60),
+        }
     }
 }
 
@@ -405,10 +422,16 @@ impl Scheduler {
         let now = ctx.clock.now();
         let stale = ctx
             .metastore
-            .fail_running_jobs(now, "seam stopped while this job ran; the next job resumes from the last committed bookmarks")
+            .fail_running_jobs(
+                now,
+                "seam stopped while this job ran; the next job resumes from the last committed bookmarks",
+            )
             .await?;
         if stale > 0 {
-            warn!(jobs = stale, "marked jobs interrupted by a previous stop as failed");
+            warn!(
+                jobs = stale,
+                "marked jobs interrupted by a previous stop as failed"
+            );
         }
         let scheduler = Scheduler {
             inner: Arc::new(Inner {
@@ -422,7 +445,10 @@ impl Scheduler {
             }),
         };
         let looping = scheduler.clone();
-        scheduler.inner.tasks.spawn(async move { looping.run_loop().await });
+        scheduler
+            .inner
+            .tasks
+            .spawn(async move { looping.run_loop().await });
         Ok(scheduler)
     }
 
@@ -437,7 +463,10 @@ impl Scheduler {
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<IntegrationId, RunningJob>> {
-        self.inner.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// True while a job of the integration runs.
@@ -449,7 +478,11 @@ impl Scheduler {
     pub fn progress(&self, id: IntegrationId) -> Option<JobProgress> {
         let running = self.running();
         let job = running.get(&id)?;
-        let p = job.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let p = job
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         Some(p)
     }
 
@@ -467,7 +500,10 @@ impl Scheduler {
         let running = self.running();
         let job = running.get(&id)?;
         job.cancel.cancel();
-        job.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stopping = true;
+        job.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .stopping = true;
         Some(job.job_id)
     }
 
@@ -489,13 +525,27 @@ impl Scheduler {
     }
 
     /// When the integration's next scheduled job starts (`None`: paused, not configured, deleted).
-    pub async fn next_fire_time(&self, integration: &Integration) -> Result<Option<DateTime<Utc>>, SchedulerError> {
-        let jobs = self.inner.ctx.metastore.list_jobs(integration.id, RECENT_JOBS).await?;
+    pub async fn next_fire_time(
+        &self,
+        integration: &Integration,
+    ) -> Result<Option<DateTime<Utc>>, SchedulerError> {
+        let jobs = self
+            .inner
+            .ctx
+            .metastore
+            .list_jobs(integration.id, RECENT_JOBS)
+            .await?;
         Ok(self.next_from_jobs(integration, &jobs, self.inner.ctx.clock.now()))
     }
 
-    fn next_from_jobs(&self, integration: &Integration, jobs: &[Job], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if integration.deleted_at.is_some() || integration.paused_at.is_some() || !integration.is_configured() {
+    fn next_from_jobs(
+        &self,
+        integration: &Integration,
+        jobs: &[Job],
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if integration.deleted_at.is_some() || integration.paused_at.is_some() || !integration.is_configured()
+        {
             return None;
         }
         let schedule = Schedule::from_properties(&integration.properties).ok()?;
@@ -541,10 +591,16 @@ impl Scheduler {
                 .get(&integration.id)
                 .map(|j| format!("{}.{}.sync", integration.id, j.job_id))
                 .unwrap_or_default();
-            return Err(SchedulerError::AlreadyRunning { integration: integration.id, job_name });
+            return Err(SchedulerError::AlreadyRunning {
+                integration: integration.id,
+                job_name,
+            });
         }
         let ctx = self.inner.ctx.clone();
-        let job = ctx.metastore.create_job(integration.id, trigger, ctx.clock.now()).await?;
+        let job = ctx
+            .metastore
+            .create_job(integration.id, trigger, ctx.clock.now())
+            .await?;
         let cancel = self.inner.shutdown.child_token();
         let progress: ProgressHandle = Arc::new(Mutex::new(JobProgress {
             job_id: job.id,
@@ -559,7 +615,11 @@ impl Scheduler {
         }));
         self.running().insert(
             integration.id,
-            RunningJob { job_id: job.id, cancel: cancel.clone(), progress: Arc::clone(&progress) },
+            RunningJob {
+                job_id: job.id,
+                cancel: cancel.clone(),
+                progress: Arc::clone(&progress),
+            },
         );
         info!(source_id = integration.id, job = %job.job_name, trigger = trigger.as_str(), "starting job");
         let me = self.clone();
@@ -602,17 +662,26 @@ impl Scheduler {
                 continue;
             }
             let jobs = ctx.metastore.list_jobs(integration.id, RECENT_JOBS).await?;
-            let Some(next) = self.next_from_jobs(&integration, &jobs, now) else { continue };
+            let Some(next) = self.next_from_jobs(&integration, &jobs, now) else {
+                continue;
+            };
             if next > now {
                 let until = (next - now).to_std().unwrap_or(Duration::ZERO);
                 wait = wait.min(until);
                 continue;
             }
             if usage_blocks.is_none() {
-                usage_blocks = Some(usage_summary(ctx.metastore.as_ref(), now).await?.blocks_scheduled_jobs());
+                usage_blocks = Some(
+                    usage_summary(ctx.metastore.as_ref(), now)
+                        .await?
+                        .blocks_scheduled_jobs(),
+                );
             }
             if usage_blocks == Some(true) {
-                info!(source_id = integration.id, "row limit reached: scheduled job not started, as configured");
+                info!(
+                    source_id = integration.id,
+                    "row limit reached: scheduled job not started, as configured"
+                );
                 continue;
             }
             match self.start_job(integration, JobTrigger::Scheduled).await {
@@ -626,7 +695,10 @@ impl Scheduler {
 }
 
 fn update_stopping(progress: &ProgressHandle) {
-    progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stopping = true;
+    progress
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .stopping = true;
 }
 
 #[cfg(test)]
@@ -635,25 +707,52 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).single().expect("valid time")
+        Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0)
+            .single()
+            .expect("valid time")
     }
 
-    fn inputs(last_start: Option<DateTime<Utc>>, last_end: Option<DateTime<Utc>>, failures: u32) -> ScheduleInputs {
-        ScheduleInputs { created_at: at(0, 0), first_run_at: at(1, 0), last_start, last_end, consecutive_failures: failures }
+    fn inputs(
+        last_start: Option<DateTime<Utc>>,
+        last_end: Option<DateTime<Utc>>,
+        failures: u32,
+    ) -> ScheduleInputs {
+        ScheduleInputs {
+            created_at: at(0, 0),
+            first_run_at: at(1, 0),
+            last_start,
+            last_end,
+            consecutive_failures: failures,
+        }
     }
 
     fn every(minutes: i64) -> Schedule {
-        Schedule::Frequency { every: ChronoDuration::minutes(minutes) }
+        Schedule::Frequency {
+            every: ChronoDuration::minutes(minutes),
+        }
     }
 
     #[test]
     fn frequency_counts_from_the_previous_start_and_skips_overrun_slots() {
         let s = every(60);
-        assert_eq!(s.next_fire_time(&inputs(None, None, 0)), Some(at(1, 0)), "first run right away");
+        assert_eq!(
+            s.next_fire_time(&inputs(None, None, 0)),
+            Some(at(1, 0)),
+            "first run right away"
+        );
         // Stitch's example: 02:30-03:25 -> 03:30; 03:30-04:38 -> 04:30 skipped -> 05:30.
-        assert_eq!(s.next_fire_time(&inputs(Some(at(2, 30)), Some(at(3, 25)), 0)), Some(at(3, 30)));
-        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(4, 38)), 0)), Some(at(5, 30)));
-        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), None, 0)), Some(at(4, 30)));
+        assert_eq!(
+            s.next_fire_time(&inputs(Some(at(2, 30)), Some(at(3, 25)), 0)),
+            Some(at(3, 30))
+        );
+        assert_eq!(
+            s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(4, 38)), 0)),
+            Some(at(5, 30))
+        );
+        assert_eq!(
+            s.next_fire_time(&inputs(Some(at(3, 30)), None, 0)),
+            Some(at(4, 30))
+        );
     }
 
     #[test]
@@ -666,32 +765,71 @@ mod tests {
         assert_eq!(s.next_fire_time(&inputs(base, end, 3)), Some(at(4, 0)));
         assert_eq!(backoff_slots(10), MAX_BACKOFF_SLOTS);
         let daily = every(1440);
-        assert_eq!(daily.next_fire_time(&inputs(base, end, 5)), Some(at(2, 0) + ChronoDuration::days(1)), "capped");
+        assert_eq!(
+            daily.next_fire_time(&inputs(base, end, 5)),
+            Some(at(2, 0) + ChronoDuration::days(1)),
+            "capped"
+        );
     }
 
     #[test]
     fn anchored_schedule_runs_on_anchor_multiples() {
-        let s = Schedule::Anchored { every: ChronoDuration::minutes(360), anchor: at(3, 30) - ChronoDuration::days(30) };
+        let s = Schedule::Anchored {
+            every: ChronoDuration::minutes(360),
+            anchor: at(3, 30) - ChronoDuration::days(30),
+        };
         // Created at 00:00: the first slot is 03:30, not right away.
         assert_eq!(s.next_fire_time(&inputs(None, None, 0)), Some(at(3, 30)));
-        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(3, 40)), 0)), Some(at(9, 30)));
+        assert_eq!(
+            s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(3, 40)), 0)),
+            Some(at(9, 30))
+        );
         // Overran past 09:30: that slot is skipped.
-        assert_eq!(s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(9, 45)), 0)), Some(at(15, 30)));
+        assert_eq!(
+            s.next_fire_time(&inputs(Some(at(3, 30)), Some(at(9, 45)), 0)),
+            Some(at(15, 30))
+        );
     }
 
     #[test]
     fn quartz_cron_is_validated_and_evaluated_in_utc() {
         let cron = parse_quartz_cron("0 0 12 ? * MON-FRI *").expect("stitch's example parses");
-        let s = Schedule::Cron { cron: Box::new(cron), expression: String::new() };
+        let s = Schedule::Cron {
+            cron: Box::new(cron),
+            expression: String::new(),
+        };
         // 2026-12-01 is a Tuesday.
-        assert_eq!(s.next_fire_time(&inputs(Some(at(12, 0)), Some(at(12, 5)), 0)), Some(at(12, 0) + ChronoDuration::days(1)));
-        let s = Schedule::Cron { cron: Box::new(parse_quartz_cron("0 15 * ? * *").expect("parses")), expression: String::new() };
-        assert_eq!(s.next_fire_time(&inputs(Some(at(2, 15)), Some(at(2, 20)), 0)), Some(at(3, 15)));
-        for bad in ["* * * * * *", "0 0 12 * * MON", "0 0 12 ? * ?", "0 0 12 * *", "5 0 12 ? * *", "0 61 * ? * *"] {
+        assert_eq!(
+            s.next_fire_time(&inputs(Some(at(12, 0)), Some(at(12, 5)), 0)),
+            Some(at(12, 0) + ChronoDuration::days(1))
+        );
+        let s = Schedule::Cron {
+            cron: Box::new(parse_quartz_cron("0 15 * ? * *").expect("parses")),
+            expression: String::new(),
+        };
+        assert_eq!(
+            s.next_fire_time(&inputs(Some(at(2, 15)), Some(at(2, 20)), 0)),
+            Some(at(3, 15))
+        );
+        for bad in [
+            "* * * * * *",
+            "0 0 12 * * MON",
+            "0 0 12 ? * ?",
+            "0 0 12 * *",
+            "5 0 12 ? * *",
+            "0 61 * ? * *",
+        ] {
             let err = parse_quartz_cron(bad).expect_err(bad);
-            assert!(err.to_string().starts_with(&format!("cron_expression {bad:?} is invalid: ")), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("cron_expression {bad:?} is invalid: ")),
+                "{err}"
+            );
         }
-        assert!(parse_quartz_cron("0 0 12 * * MON").expect_err("both").to_string().contains("day-of-week AND"));
+        assert!(parse_quartz_cron("0 0 12 * * MON")
+            .expect_err("both")
+            .to_string()
+            .contains("day-of-week AND"));
     }
 
     #[test]
@@ -706,13 +844,23 @@ mod tests {
         };
         assert_eq!(Schedule::from_properties(&p).expect("ok").kind(), "frequency");
         p.frequency_in_minutes = 45;
-        assert!(matches!(Schedule::from_properties(&p), Err(ScheduleError::Frequency { .. })));
+        assert!(matches!(
+            Schedule::from_properties(&p),
+            Err(ScheduleError::Frequency { .. })
+        ));
         p.frequency_in_minutes = 30;
         p.anchor_time = Some(at(3, 0));
-        assert!(matches!(Schedule::from_properties(&p), Err(ScheduleError::AnchorTooFrequent { .. })));
+        assert!(matches!(
+            Schedule::from_properties(&p),
+            Err(ScheduleError::AnchorTooFrequent { .. })
+        ));
         p.frequency_in_minutes = 180;
         assert_eq!(Schedule::from_properties(&p).expect("ok").kind(), "anchor");
         p.cron_expression = Some("0 0 * ? * *".into());
-        assert_eq!(Schedule::from_properties(&p).expect("ok").kind(), "cron", "cron wins");
+        assert_eq!(
+            Schedule::from_properties(&p).expect("ok").kind(),
+            "cron",
+            "cron wins"
+        );
     }
 }

@@ -49,7 +49,8 @@
 //!   the change clears every bookmark and re-replicates everything; without it → 409 `ResetRequired`).
 //! - `Source`: `{"id":1,"type":"platform.zendesk","display_name":..,"name":"stitch_zendesk",
 //!   "properties":{"subdomain","email","start_date","frequency_in_minutes":"30","anchor_time","cron_expression",
-//!   "auth_method":"api_token"|"access_token"},"created_at","updated_at","paused_at","deleted_at",
+//!   "auth_method":"api_token"|"access_token"},"created_at","updated_at","paused_at",
+//!   "system_paused_at":null,"deleted_at","check_job_name":"1.3.check",
 //!   "status":"Pending"|"Not Configured"|"Active"|"Paused"|"Failing","sync_status":"In Progress"|"Not Syncing"|"Idle",
 //!   "last_sync_started_at","last_sync_completed_at","consecutive_failures":0,
 //!   "schedule":{"type":"frequency"|"anchor"|"cron","next_fire_time":..|null},
@@ -68,7 +69,7 @@
 //!   "status":"running"|"succeeded"|"failed"|"cancelled","start_time","completion_time","discovery_exit_status",
 //!   "discovery_description","tap_exit_status","tap_description","target_exit_status","target_description",
 //!   "error_message","rows_loaded"}`.
-//! - `Progress`: `{"job_id","job_name","phase":"discovery"|"extraction"|"loading"|"finishing","current_stream",
+//! - `Progress`: `{"source_id","job_id","job_name","phase":"discovery"|"extraction"|"finishing","current_stream",
 //!   "records_extracted","rows_loaded","records_by_stream":{"tickets":120},"started_at","stopping":false}`.
 //! - `Load`: `{"source_id","source_name","stream_name","rows_loaded","last_batch_loaded_at",
 //!   "max_bookmark_value":"updated_at: …"|"Bookmark Unavailable","error_state":null|{"message"},"last_job_id"}`.
@@ -78,11 +79,18 @@
 //! - `Notification`: `{"id","level":"info"|"warning"|"critical","code","source_id","subject","message",
 //!   "created_at","dismissed_at"}`.
 //!
+//! Jobs: a job is discovery → extraction → loading (see `seam_runtime::job`); its moving parts come
+//! from a `ConnectorFactory` ([`connectors::DefaultFactory`]: Zendesk + DuckDB/PostgreSQL). Metrics:
+//! `seam_jobs_total{source_id,outcome}`, `seam_rows_loaded_total{source_id}`,
+//! `seam_source_api_requests_total{source_id}`, `seam_source_api_rate_limited_total{source_id}`,
+//! `seam_http_requests_total{route,status}`.
+//!
 //! UI: [`app`] merges the API router with an optional UI router (a `ui` module may add one); the API
 //! owns `/v4`, `/health`, `/openapi.json`, `/metrics`, everything else is free for the dashboard.
 
 pub mod api;
 pub mod auth;
+pub mod connectors;
 pub mod error;
 pub mod notify;
 pub mod service;

@@ -950,3 +950,33 @@ async fn credentials_never_leak() {
     assert_eq!(s, StatusCode::OK, "{v}");
     h2.service.shutdown().await;
 }
+
+/// A webhook that cannot be reached is logged and skipped: the in-app notification is still there.
+#[tokio::test]
+async fn an_unreachable_webhook_is_never_fatal() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", unused.local_addr().unwrap());
+    drop(unused);
+    let h = Harness::start().await;
+    let api = &h.api;
+    let (s, _) = api
+        .put("/v4/settings", json!({"notification_webhook_url": url}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (source, _) = api.create("Flaky", "failing").await;
+    let id = source["id"].as_i64().unwrap();
+    api.select_all(id).await;
+    api.wait_for(&format!("/v4/sources/{id}/extractions"), |j| {
+        j[0]["status"] == "failed"
+    })
+    .await;
+    let notes = api
+        .wait_for("/v4/notifications", |n| {
+            n.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(notes[0]["code"], "platform.exit_status");
+    let (s, _) = api.get("/health").await;
+    assert_eq!(s, StatusCode::OK);
+    h.service.shutdown().await;
+}

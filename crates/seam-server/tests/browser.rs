@@ -4,7 +4,8 @@
 //! The end-to-end test walks the seed page (`shared/seed/stitch-zendesk-integration.txt`): sign in,
 //! Add an Integration → Zendesk, the live schema name, Save Integration, Success!, Tables to
 //! Replicate, Run Extraction Now, the job finishing, rows on the Loads tab, usage growing, then a new
-//! frequency and Pause Syncing; and the bad inputs (bad site prefix, wrong token, a clashing name).
+//! frequency and Pause Syncing; and the bad inputs (bad site prefix, wrong token, a clashing name). It
+//! ends by reading the rows from the DuckDB warehouse the job loaded.
 //! Every page is saved to `docs/screenshots/*.png`.
 //!
 //! Without chromium/chromedriver the tests print a SKIP line and pass, unless `CI` is set: then a
@@ -14,97 +15,18 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 // chromedriver listens on loopback: plain HTTP, no TLS stack needed.
 use hyper_util::client::legacy::connect::HttpConnector;
-use seam_core::destination::CommitReport;
-use seam_core::{Destination, DestinationError, RecordMessage, SchemaMessage, Source, State};
-use seam_runtime::job::{ConnectorFactory, JobError, SourceSpec};
 use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
+use seam_server::connectors::{DefaultFactory, Warehouse};
 use seam_server::{Service, ServiceConfig};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 const PASSWORD: &str = "correct horse battery staple";
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 900;
-
-// ---------------------------------------------------------------------------------------------
-// Connectors for the test: the real Zendesk source aimed at the simulator, and a destination that
-// keeps rows in memory.
-
-#[derive(Debug, Default)]
-struct MemoryWarehouse {
-    rows: Mutex<BTreeMap<String, u64>>,
-    state: Mutex<Option<State>>,
-}
-
-#[derive(Debug)]
-struct TestFactory {
-    zendesk_base_url: String,
-    warehouse: Arc<MemoryWarehouse>,
-}
-
-impl ConnectorFactory for TestFactory {
-    fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, JobError> {
-        let p = &spec.properties;
-        let config = json!({
-            "subdomain": p.subdomain,
-            "email": p.email,
-            "api_token": spec.credentials.api_token.as_ref().map(|s| s.expose().to_owned()),
-            "start_date": p.start_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "base_url": self.zendesk_base_url,
-        });
-        let source = seam_zendesk::ZendeskSource::from_json(&config.to_string()).map_err(JobError::from)?;
-        Ok(Box::new(source))
-    }
-
-    fn destination(&self, _schema_name: &str) -> Result<Box<dyn Destination>, JobError> {
-        Ok(Box::new(MemoryDestination {
-            warehouse: Arc::clone(&self.warehouse),
-            staged: BTreeMap::new(),
-        }))
-    }
-}
-
-struct MemoryDestination {
-    warehouse: Arc<MemoryWarehouse>,
-    staged: BTreeMap<String, u64>,
-}
-
-impl Destination for MemoryDestination {
-    fn check(&mut self) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
-        Ok(self.warehouse.state.lock().unwrap().clone())
-    }
-    fn ensure_table(&mut self, _schema: &SchemaMessage) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
-        *self.staged.entry(stream.to_owned()).or_default() += records.len() as u64;
-        Ok(())
-    }
-    fn activate_version(&mut self, _stream: &str, _version: i64) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
-        let staged = std::mem::take(&mut self.staged);
-        let mut rows = self.warehouse.rows.lock().unwrap();
-        for (k, v) in &staged {
-            *rows.entry(k.clone()).or_default() += v;
-        }
-        if let Some(s) = state {
-            *self.warehouse.state.lock().unwrap() = Some(s.clone());
-        }
-        Ok(CommitReport {
-            rows: staged,
-            rejected: BTreeMap::new(),
-        })
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The browser.
@@ -211,7 +133,7 @@ struct Stack {
     base: String,
     service: Option<Service>,
     sim: Option<zendesk_sim::SimHandle>,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     b: Browser,
 }
 
@@ -229,10 +151,8 @@ impl Stack {
             .await
             .unwrap();
         let data = tempfile::tempdir().unwrap();
-        let factory = Arc::new(TestFactory {
-            zendesk_base_url: sim.base_url(),
-            warehouse: Arc::default(),
-        });
+        let warehouse = Warehouse::DuckDb(data.path().join("warehouse.duckdb"));
+        let factory = Arc::new(DefaultFactory::new(warehouse, Some(sim.base_url())));
         let service = Service::start(ServiceConfig {
             data_dir: data.path().to_owned(),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -252,12 +172,13 @@ impl Stack {
             base,
             service: Some(service),
             sim: Some(sim),
-            _data: data,
+            data,
             b,
         }
     }
 
-    async fn stop(mut self) {
+    /// Stops everything; returns the data directory (the DuckDB warehouse is in it).
+    async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.b.client.clone().close().await;
         if let Some(s) = self.service.take() {
             s.shutdown().await;
@@ -265,6 +186,11 @@ impl Stack {
         if let Some(s) = self.sim.take() {
             s.shutdown().await;
         }
+        self.data
+    }
+
+    fn sim(&self) -> &zendesk_sim::SimHandle {
+        self.sim.as_ref().unwrap()
     }
 
     fn c(&self) -> &Client {
@@ -297,10 +223,21 @@ impl Stack {
                     .await
                     .map(|u| u.to_string())
                     .unwrap_or_default();
-                self.shot("failure").await;
+                let shot = std::env::temp_dir().join("seam-browser-failure.png");
+                self.shot_to(&shot).await;
+                eprintln!("screenshot of the failure: {}", shot.display());
                 panic!("timed out waiting for {css:?} to contain {text:?} on {url}; last text: {last:?}");
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Waits until the JavaScript expression `cond` is true on the page.
+    async fn wait_until(&self, cond: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.js(&format!("return !!({cond})")).await != Value::Bool(true) {
+            assert!(Instant::now() < deadline, "timed out waiting until {cond}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -347,20 +284,24 @@ impl Stack {
 
     /// Saves the whole page (the window grows to the page's height) as `docs/screenshots/{name}.png`.
     async fn shot(&self, name: &str) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        self.shot_to(&dir.join(format!("{name}.png"))).await;
+    }
+
+    async fn shot_to(&self, path: &Path) {
         tokio::time::sleep(Duration::from_millis(300)).await; // let transitions settle
-        let height = self
-            .js("return document.documentElement.scrollHeight")
-            .await
-            .as_u64()
-            .unwrap_or(u64::from(HEIGHT));
-        let height = u32::try_from(height).unwrap_or(HEIGHT).clamp(HEIGHT, 2600);
+        let size = self
+            .js("window.scrollTo(0, 0); return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]")
+            .await;
+        let page = size[0].as_u64().unwrap_or(u64::from(HEIGHT));
+        let chrome = size[1].as_u64().unwrap_or(0);
+        let height = u32::try_from(page + chrome).unwrap_or(HEIGHT).clamp(HEIGHT, 2800);
         let _ = self.c().set_window_size(WIDTH, height).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let png = self.c().screenshot().await.unwrap();
         let _ = self.c().set_window_size(WIDTH, HEIGHT).await;
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
     }
 }
 
@@ -393,8 +334,8 @@ async fn seed_flow_in_a_real_browser() {
     s.click("#signin-button").await;
     s.wait_text(".banner-error", "Wrong user name or password").await;
     s.shot("01-sign-in").await;
-    s.type_into("#password", PASSWORD).await;
-    s.click("#signin-button").await;
+    // Enter in the password field signs in: the form works from the keyboard.
+    s.type_into("#password", &format!("{PASSWORD}\u{E007}")).await;
 
     // The empty Dashboard, then Add an Integration → Zendesk.
     s.wait_text("h1", "Dashboard").await;
@@ -429,8 +370,18 @@ async fn seed_flow_in_a_real_browser() {
     assert_eq!(s.value("#email").await, SIM_EMAIL);
     assert_eq!(s.value("#api_token").await, "wrong-token");
 
+    // A site prefix with no Zendesk account behind it: the check says so; the integration is saved.
+    s.type_into("#subdomain", "acme-typo").await;
+    s.type_into("#api_token", SIM_TOKEN).await;
+    s.click("#save-integration").await;
+    s.wait_text("#check-progress", "The connection check failed")
+        .await;
+    s.wait_text("#form-error", "acme-typo").await;
+    assert_eq!(s.value("#subdomain").await, "acme-typo");
+
     // A wrong API token: the connection check fails with what to fix; the form is kept.
     s.type_into("#subdomain", "acme").await;
+    s.type_into("#api_token", "wrong-token").await;
     s.click("#save-integration").await;
     s.wait_text("#check-progress", "The connection check failed")
         .await;
@@ -453,7 +404,8 @@ async fn seed_flow_in_a_real_browser() {
     s.wait_text("#selection-count", "tables selected").await;
     s.shot("06-success-tables-to-replicate").await;
 
-    // Tables to Replicate: a few tables, one column dropped; Finalize Your Selections.
+    // Tables to Replicate: a few tables, one column dropped; Finalize Your Selections. The simulated
+    // Zendesk answers slowly for a while, so the first (scheduled) job is long enough to watch.
     s.click("#select-none").await;
     for t in ["tickets", "users", "organizations", "groups"] {
         s.click(&format!("#stream-{t}")).await;
@@ -461,11 +413,46 @@ async fn seed_flow_in_a_real_browser() {
     s.wait_text("#selection-count", "4 of").await;
     s.click("li[data-stream=users] button[aria-controls]").await;
     s.click("#columns-users input[data-field=notes]").await;
+    s.sim().set_faults(zendesk_sim::FaultConfig {
+        slow_ms: 500,
+        slow_rate: 1.0,
+        ..Default::default()
+    });
     s.click("#finalize-selections").await;
     s.wait_text("#flash .banner-success", "Selections saved").await;
     let pill = s.wait_text("h1#integration-name .pill", "").await;
     assert_ne!(pill, "Not Configured");
 
+    // The first extraction starts on its own; its progress shows live, without reloading.
+    s.click("#tab-extractions").await;
+    s.wait_text("#live-job", "Extraction in progress").await;
+    s.wait_text("#live-job", "phase: extraction").await;
+    s.wait_text("#stop-extraction", "Stop Extraction").await;
+    s.shot("07-live-progress").await;
+    s.sim().set_faults(zendesk_sim::FaultConfig::default());
+    s.wait_text("#extractions tr.job-row[data-job-status=succeeded]", "scheduled")
+        .await;
+    s.wait_text("#run-extraction", "Run Extraction Now").await;
+
+    // Run Extraction Now: the job finishes, with its log.
+    s.click("#run-extraction").await;
+    s.wait_text(
+        "#extractions tr.job-row[data-job-status=succeeded]",
+        "Run Extraction Now",
+    )
+    .await;
+    s.click("#extractions button[data-job]").await;
+    s.wait_text("pre.logs", "Job finished").await;
+    s.shot("08-extractions").await;
+    s.click("#tab-loads").await;
+    let tickets = s
+        .wait_text("table#loads tr[data-table=tickets] td.rows", "")
+        .await;
+    assert!(
+        tickets.replace(',', "").parse::<u64>().unwrap() > 0,
+        "tickets loaded: {tickets}"
+    );
+    s.shot("09-loads").await;
     // A second integration with a clashing name: the form says so live, and the API refuses it.
     s.go("/integrations/new/zendesk").await;
     s.type_into("#display_name", "Stitch-Zendesk").await;
@@ -477,38 +464,18 @@ async fn seed_flow_in_a_real_browser() {
     s.wait_text("#form-error", "non-unique name").await;
     assert_eq!(s.value("#display_name").await, "Stitch-Zendesk");
     s.shot("04-add-zendesk-name-clash").await;
-    // "Use a different schema name?" fixes it... but the test keeps one integration: just show it.
+    // "Use a different schema name?" shows the name it would create instead.
     s.click("#use-different-schema").await;
     s.type_into("#schema_name", "zendesk_eu").await;
     s.wait_text("#schema-name", "zendesk_eu").await;
 
-    // Run Extraction Now: live progress, then the finished job, rows on Loads, usage grows.
-    s.go("/integrations/1/extractions").await;
-    s.click("#run-extraction").await;
-    s.wait_text(
-        "#extractions tr.job-row[data-job-status=succeeded]",
-        "Run Extraction Now",
-    )
-    .await;
-    s.click("#extractions button[data-job]").await;
-    s.wait_text("pre.logs", "Job finished").await;
-    s.shot("07-extractions").await;
-    s.click("#tab-loads").await;
-    let tickets = s
-        .wait_text("table#loads tr[data-table=tickets] td.rows", "")
-        .await;
-    assert!(
-        tickets.replace(',', "").parse::<u64>().unwrap() > 0,
-        "tickets loaded: {tickets}"
-    );
-    s.shot("08-loads").await;
     s.go("/usage").await;
     let used = s.wait_text("#rows-used", "").await;
     assert!(
         used.replace(',', "").parse::<u64>().unwrap() > 0,
         "usage grew: {used}"
     );
-    s.shot("10-usage").await;
+    s.shot("11-usage").await;
     s.go("/").await;
     s.wait_text("#integrations", "Stitch Zendesk").await;
     s.shot("02-dashboard").await;
@@ -528,22 +495,71 @@ async fn seed_flow_in_a_real_browser() {
     s.click("#pause-toggle").await;
     s.wait_text("#paused-state", "Paused").await;
     s.wait_text("h1#integration-name .pill", "Paused").await;
-    s.shot("09-settings-paused").await;
+    s.shot("10-settings-paused").await;
 
+    // A row limit the usage is close to: the next extraction raises usage notifications, which show
+    // on the Notifications page and can be dismissed.
+    s.go("/usage").await;
+    s.type_into(
+        "#row-limit",
+        &(used.replace(',', "").parse::<u64>().unwrap() + 50).to_string(),
+    )
+    .await;
+    s.click("#save-usage-settings").await;
+    s.wait_text(".banner-warning", "of your row limit").await;
+    s.go("/integrations/1/extractions").await;
+    s.click("#run-extraction").await; // a paused integration still runs when asked
+    s.wait_until(
+        "document.querySelectorAll('#extractions tr.job-row[data-job-status=succeeded]').length >= 3",
+    )
+    .await;
     s.go("/notifications").await;
-    s.wait_text("h1", "Notifications").await;
-    s.shot("11-notifications").await;
-    s.stop().await;
+    s.wait_text("#notifications", "Row Limit").await;
+    s.wait_text("#notification-count", "").await;
+    s.shot("12-notifications").await;
+    let before = s
+        .c()
+        .find_all(Locator::Css("#notifications li.note"))
+        .await
+        .unwrap()
+        .len();
+    s.click("#notifications button[data-dismiss]").await;
+    s.wait_until(&format!(
+        "document.querySelectorAll('#notifications li.note').length < {before}"
+    ))
+    .await;
+
+    // A new historical start date needs the reset confirmation.
+    s.go("/integrations/1/settings").await;
+    s.wait_text("h2", "Sync Historical Data").await;
+    s.js("const d = document.getElementById('settings-start-date'); d.value = '2026-06-01'; d.dispatchEvent(new Event('input'))").await;
+    s.click("#save-start-date").await;
+    s.wait_text("#reset-dialog", "Reset this integration?").await;
+    s.click("#reset-confirm").await;
+    s.wait_text(".banner-success", "Start date changed").await;
+
+    // Delete: the integration goes, the warehouse schema stays.
+    s.click("#delete-integration").await;
+    s.wait_text("#delete-dialog", "Delete Stitch Zendesk?").await;
+    s.click("#delete-confirm").await;
+    s.wait_text("#flash .banner-success", "Integration deleted").await;
+    s.wait_text(".empty", "No integrations yet").await;
+
+    // The rows are in DuckDB, in the schema the integration name created.
+    let data = s.stop().await;
+    let db = duckdb::Connection::open(data.path().join("warehouse.duckdb")).unwrap();
+    let tickets: i64 = db
+        .query_row("SELECT count(*) FROM stitch_zendesk.tickets", [], |r| r.get(0))
+        .unwrap();
+    assert!(tickets > 0, "tickets in DuckDB: {tickets}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
     // No browser needed: the rules the browser relies on, over plain HTTP.
     let data = tempfile::tempdir().unwrap();
-    let factory = Arc::new(TestFactory {
-        zendesk_base_url: "http://127.0.0.1:9".to_owned(),
-        warehouse: Arc::default(),
-    });
+    let warehouse = Warehouse::DuckDb(data.path().join("warehouse.duckdb"));
+    let factory = Arc::new(DefaultFactory::new(warehouse, None));
     let service = Service::start(ServiceConfig {
         data_dir: data.path().to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),

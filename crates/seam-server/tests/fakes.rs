@@ -161,7 +161,7 @@ impl Source for FakeSource {
                 key_properties: entry.key_properties(),
                 bookmark_properties: Some(vec!["updated_at".into()]),
             };
-            out.send(Message::Schema(schema))
+            out.send(Message::Schema(Box::new(schema)))
                 .await
                 .map_err(|_| SourceError::consumer_gone())?;
             // Resume after the bookmark: the fake's records have ids 1..=RECORDS and updated_at = id seconds.

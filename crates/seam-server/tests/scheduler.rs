@@ -294,3 +294,44 @@ async fn graceful_shutdown_and_restart_resume_the_schedule() {
     assert!(stale.error_message.unwrap().contains("seam stopped"));
     w.scheduler.shutdown().await;
 }
+
+/// With `stop_replication_at_limit`, scheduled jobs stop once the period's rows reach the limit (after
+/// a notification); manual runs still go.
+#[tokio::test(start_paused = true)]
+async fn stop_at_limit_only_when_asked() {
+    let m: Arc<dyn Metastore> = Arc::new(SqliteMetastore::open_in_memory().unwrap());
+    let id = integration(m.as_ref(), "limited", "acme", |_| {}).await;
+    m.set_setting(seam_runtime::job::SETTING_ROW_LIMIT, "60")
+        .await
+        .unwrap();
+    m.set_setting(seam_runtime::job::SETTING_STOP_AT_LIMIT, "true")
+        .await
+        .unwrap();
+    let w = start(Arc::clone(&m), FakeFactory::default(), t0()).await;
+    sleep_minutes(95).await;
+    // The first job loads 75 rows (tickets + tags) > 60: nothing scheduled after it.
+    assert_eq!(starts(m.as_ref(), id).await, vec![0]);
+    let notes = m.list_notifications(false, 10).await.unwrap();
+    assert_eq!(notes[0].code, "usage-reached-limit");
+    assert!(
+        notes[0]
+            .message
+            .contains("Scheduled replication stops at the limit"),
+        "{}",
+        notes[0].message
+    );
+    let manual = w.scheduler.run_now(id).await.unwrap();
+    sleep_minutes(1).await;
+    assert_eq!(
+        m.get_job(manual.id).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+    // Without the flag, replication goes on past the limit.
+    m.set_setting(seam_runtime::job::SETTING_STOP_AT_LIMIT, "false")
+        .await
+        .unwrap();
+    w.scheduler.changed();
+    sleep_minutes(31).await;
+    assert_eq!(starts(m.as_ref(), id).await.len(), 3);
+    w.scheduler.shutdown().await;
+}

@@ -24,8 +24,8 @@
 //! keeps its data) and the new value goes to `c__<suffix>`; every later type adds its own suffixed
 //! column. Key columns never split: a record whose key has another type is rejected.
 //!
-//! Names are canonicalised per destination ([`NameRules`]); source fields using a reserved prefix
-//! (`_sdc`, `_rjm`) or type suffix (`__bi __bo __de __do __it __st __ti`), names over the length
+//! Names are canonicalised per destination ([`NameRules`]); source fields named like a system column
+//! (see `is_reserved_name`), with the `_rjm` prefix or a type suffix (`__bi __bo __de __do __it __st __ti`), names over the length
 //! limit, and two fields of one record that canonicalise to the same column are not loadable: the
 //! whole record goes to `_sdc_rejected` with the reason (Stitch drops only the column for over-long
 //! names; we reject the record so nothing is silently lost).
@@ -94,8 +94,13 @@ pub enum ColumnType {
 
 impl ColumnType {
     /// All types.
-    pub const ALL: [ColumnType; 5] =
-        [ColumnType::BigInt, ColumnType::Double, ColumnType::Boolean, ColumnType::Timestamp, ColumnType::Text];
+    pub const ALL: [ColumnType; 5] = [
+        ColumnType::BigInt,
+        ColumnType::Double,
+        ColumnType::Boolean,
+        ColumnType::Timestamp,
+        ColumnType::Text,
+    ];
 
     /// The split suffix, without the `__`.
     pub fn suffix(self) -> &'static str {
@@ -176,43 +181,65 @@ pub struct NameRules {
 
 impl NameRules {
     /// PostgreSQL: 63-character tables, 59-character columns (63 minus a `__xx` suffix), case kept.
-    pub const POSTGRES: NameRules =
-        NameRules { destination: "PostgreSQL", max_table_len: 63, max_column_len: 59, fold_case: false };
+    pub const POSTGRES: NameRules = NameRules {
+        destination: "PostgreSQL",
+        max_table_len: 63,
+        max_column_len: 59,
+        fold_case: false,
+    };
     /// DuckDB: identifiers are case-insensitive, so names are folded to lowercase; the same length
     /// limits as PostgreSQL keep layouts portable between the two.
-    pub const DUCKDB: NameRules =
-        NameRules { destination: "DuckDB", max_table_len: 63, max_column_len: 59, fold_case: true };
+    pub const DUCKDB: NameRules = NameRules {
+        destination: "DuckDB",
+        max_table_len: 63,
+        max_column_len: 59,
+        fold_case: true,
+    };
 
     /// Canonicalises one source field (or stream) name: keeps ASCII letters, digits and underscores,
     /// drops leading digits, folds case when the destination does; refuses reserved prefixes and type
     /// suffixes and names left empty.
     pub fn canonical_field(&self, name: &str) -> Result<String, String> {
-        let mut out: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let mut out: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         let digits = out.chars().take_while(|c| c.is_ascii_digit()).count();
         out.drain(..digits);
         if self.fold_case {
             out.make_ascii_lowercase();
         }
         if out.is_empty() {
-            return Err(format!("field name {name:?} has no letters, digits or underscores to name a column"));
+            return Err(format!(
+                "field name {name:?} has no letters, digits or underscores to name a column"
+            ));
         }
         let lower = out.to_ascii_lowercase();
-        if lower.starts_with("_sdc") || lower.starts_with("__sdc") || lower.starts_with("_rjm") {
-            return Err(format!("field name {name:?} uses a reserved prefix (_sdc or _rjm)"));
+        if is_reserved_name(&lower) {
+            return Err(format!(
+                "field name {name:?} uses a reserved prefix or system column name (_sdc…, _rjm…)"
+            ));
         }
         if let Some(sfx) = RESERVED_SUFFIXES.iter().find(|s| lower.ends_with(*s)) {
-            return Err(format!("column names from client should not include reserved datatype suffix {sfx} on {name:?}"));
+            return Err(format!(
+                "column names from client should not include reserved datatype suffix {sfx} on {name:?}"
+            ));
         }
         Ok(out)
     }
 
     fn check_column(&self, column: &str) -> Result<(), String> {
         if column.len() > self.max_column_len {
-            return Err(format!("column name {column} is too long for {}", self.destination));
+            return Err(format!(
+                "column name {column} is too long for {}",
+                self.destination
+            ));
         }
         let lower = column.to_ascii_lowercase();
         if let Some(sfx) = RESERVED_SUFFIXES.iter().find(|s| lower.ends_with(*s)) {
-            return Err(format!("column name {column} ends with the reserved datatype suffix {sfx}"));
+            return Err(format!(
+                "column name {column} ends with the reserved datatype suffix {sfx}"
+            ));
         }
         Ok(())
     }
@@ -223,6 +250,21 @@ impl NameRules {
         }
         Ok(())
     }
+}
+
+/// Names a source field may not take. Stitch reserves the whole `_sdc` prefix; Singer SDK taps
+/// (tap-jsonl and every Meltano SDK tap) add `_sdc_*` metadata fields such as `_sdc_filename`, so seam
+/// reserves only the system columns it writes itself (`_sdc_extracted_at`, `_sdc_received_at`,
+/// `_sdc_batched_at`, `_sdc_sequence`, `_sdc_table_version`, `__sdc_primary_key`,
+/// `_sdc_source_key_*`, `_sdc_level_*`) and the `_rjm` prefix. (`_sdc_deleted_at` is read as the
+/// soft-delete column.)
+fn is_reserved_name(lower: &str) -> bool {
+    matches!(
+        lower,
+        EXTRACTED_AT | RECEIVED_AT | BATCHED_AT | SEQUENCE | TABLE_VERSION | SDC_PRIMARY_KEY
+    ) || lower.starts_with(SOURCE_KEY_PREFIX)
+        || lower.starts_with("_sdc_level_")
+        || lower.starts_with("_rjm")
 }
 
 /// Quotes an identifier for SQL (both PostgreSQL and DuckDB): `"` + name with `"` doubled + `"`.
@@ -255,11 +297,17 @@ pub struct StreamSpec {
 impl StreamSpec {
     /// Builds the spec; `append_only` is [`seam_core::LoadMode::for_stream`]'s answer.
     pub fn new(schema: &SchemaMessage, append_only: bool, rules: &NameRules) -> StreamSpec {
-        let table = rules.canonical_field(&schema.stream).and_then(|t| rules.check_table(&t).map(|()| t));
+        let table = rules
+            .canonical_field(&schema.stream)
+            .and_then(|t| rules.check_table(&t).map(|()| t));
         let key_columns = if append_only {
             vec![SDC_PRIMARY_KEY.to_owned()]
         } else {
-            schema.key_properties.iter().map(|k| rules.canonical_field(k).unwrap_or_else(|_| k.clone())).collect()
+            schema
+                .key_properties
+                .iter()
+                .map(|k| rules.canonical_field(k).unwrap_or_else(|_| k.clone()))
+                .collect()
         };
         StreamSpec {
             stream: schema.stream.clone(),
@@ -330,17 +378,26 @@ pub fn flatten_record(
     };
     let received = DateTime::<Utc>::from_timestamp_nanos(sys.sequence);
     let mut system: Vec<(String, Cell)> = vec![
-        (EXTRACTED_AT.to_owned(), record.time_extracted.map(Cell::time).unwrap_or(Cell::Null)),
+        (
+            EXTRACTED_AT.to_owned(),
+            record.time_extracted.map(Cell::time).unwrap_or(Cell::Null),
+        ),
         (RECEIVED_AT.to_owned(), Cell::time(received)),
         (BATCHED_AT.to_owned(), Cell::time(sys.batched_at)),
         (SEQUENCE.to_owned(), Cell::BigInt(sys.sequence)),
-        (TABLE_VERSION.to_owned(), record.version.map(Cell::BigInt).unwrap_or(Cell::Null)),
+        (
+            TABLE_VERSION.to_owned(),
+            record.version.map(Cell::BigInt).unwrap_or(Cell::Null),
+        ),
     ];
 
     // Keys: top-level, non-null, scalar.
     let mut key_cells: Vec<(String, Cell)> = Vec::new();
     if spec.append_only {
-        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}\n{}", spec.stream, record.record.get()).as_bytes());
+        let id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("{}\n{}", spec.stream, record.record.get()).as_bytes(),
+        );
         key_cells.push((SDC_PRIMARY_KEY.to_owned(), Cell::Text(id.to_string())));
     }
     for (prop, col) in spec.key_properties.iter().zip(rules_key_columns(spec, rules)) {
@@ -349,7 +406,12 @@ pub fn flatten_record(
         let cell = scalar_cell(value, spec.schema.property(prop)).map_err(|r| reject(&table, r))?;
         match cell {
             Some(c) if c != Cell::Null => key_cells.push((col, c)),
-            _ => return Err(reject(&table, format!("primary key {prop} is missing, null or not a scalar"))),
+            _ => {
+                return Err(reject(
+                    &table,
+                    format!("primary key {prop} is missing, null or not a scalar"),
+                ))
+            }
         }
     }
     let mut key = String::new();
@@ -358,7 +420,10 @@ pub fn flatten_record(
         key.push('\u{1f}');
     }
 
-    let mut flat = Flattener { rules, tables: Vec::new() };
+    let mut flat = Flattener {
+        rules,
+        tables: Vec::new(),
+    };
     let mut top = Row::new();
     for (col, cell) in &key_cells {
         top.insert(col.clone(), cell.clone());
@@ -371,20 +436,35 @@ pub fn flatten_record(
         };
         system.push((DELETED_AT.to_owned(), cell));
     }
-    let ctx = Ctx { table: &table, levels: Vec::new(), source_keys: &key_cells, system: &system };
-    let mut entries: Vec<(&String, &Value)> = object.iter().filter(|(k, _)| k.as_str() != DELETED_AT).collect();
+    let ctx = Ctx {
+        table: &table,
+        levels: Vec::new(),
+        source_keys: &key_cells,
+        system: &system,
+    };
+    let mut entries: Vec<(&String, &Value)> =
+        object.iter().filter(|(k, _)| k.as_str() != DELETED_AT).collect();
     // Key fields are already in the row under their canonical names.
     entries.retain(|(k, _)| spec.append_only || !spec.key_properties.contains(k));
-    flat.object_into(&mut top, "", entries.into_iter(), Some(&spec.schema), &ctx).map_err(|r| reject(&table, r))?;
+    flat.object_into(&mut top, "", entries.into_iter(), Some(&spec.schema), &ctx)
+        .map_err(|r| reject(&table, r))?;
     for (col, cell) in &system {
         top.insert(col.clone(), cell.clone());
     }
     let mut rows = vec![(table.clone(), top)];
     rows.append(&mut flat.tables);
-    Ok(FlatRecord { key, sequence: sys.sequence, raw: record.record.get().to_owned(), rows })
+    Ok(FlatRecord {
+        key,
+        sequence: sys.sequence,
+        raw: record.record.get().to_owned(),
+        rows,
+    })
 }
 
-fn rules_key_columns<'a>(spec: &'a StreamSpec, rules: &'a NameRules) -> impl Iterator<Item = Result<String, String>> + 'a {
+fn rules_key_columns<'a>(
+    spec: &'a StreamSpec,
+    rules: &'a NameRules,
+) -> impl Iterator<Item = Result<String, String>> + 'a {
     spec.key_properties.iter().map(move |k| {
         let c = rules.canonical_field(k)?;
         rules.check_column(&c)?;
@@ -416,7 +496,11 @@ impl Flattener<'_> {
     ) -> Result<(), String> {
         for (name, value) in fields {
             let canon = self.rules.canonical_field(name)?;
-            let column = if prefix.is_empty() { canon } else { format!("{prefix}__{canon}") };
+            let column = if prefix.is_empty() {
+                canon
+            } else {
+                format!("{prefix}__{canon}")
+            };
             let sub_schema = schema.and_then(|s| child(s, name));
             self.value_into(row, &column, value, sub_schema, ctx)?;
         }
@@ -455,7 +539,13 @@ impl Flattener<'_> {
         }
     }
 
-    fn array(&mut self, column: &str, items: &[Value], schema: Option<&Schema>, ctx: &Ctx<'_>) -> Result<(), String> {
+    fn array(
+        &mut self,
+        column: &str,
+        items: &[Value],
+        schema: Option<&Schema>,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), String> {
         let table = format!("{}__{column}", ctx.table);
         self.rules.check_table(&table)?;
         for (i, item) in items.iter().enumerate() {
@@ -471,7 +561,12 @@ impl Flattener<'_> {
             for (n, id) in levels.iter().enumerate() {
                 row.insert(level_column(n), Cell::BigInt(*id));
             }
-            let sub = Ctx { table: &table, levels, source_keys: ctx.source_keys, system: ctx.system };
+            let sub = Ctx {
+                table: &table,
+                levels,
+                source_keys: ctx.source_keys,
+                system: ctx.system,
+            };
             match item {
                 Value::Object(m) => self.object_into(&mut row, "", m.iter(), schema, &sub)?,
                 other => self.value_into(&mut row, VALUE, other, schema, &sub)?,
@@ -489,12 +584,17 @@ impl Flattener<'_> {
 
 /// The schema of an object's property, looking through `anyOf`.
 fn child<'s>(schema: &'s Schema, name: &str) -> Option<&'s Schema> {
-    schema.property(name).or_else(|| schema.any_of.iter().flatten().find_map(|alt| child(alt, name)))
+    schema
+        .property(name)
+        .or_else(|| schema.any_of.iter().flatten().find_map(|alt| child(alt, name)))
 }
 
 /// The schema of an array's items, looking through `anyOf`.
 fn items_schema(schema: &Schema) -> Option<&Schema> {
-    schema.items.as_deref().or_else(|| schema.any_of.iter().flatten().find_map(items_schema))
+    schema
+        .items
+        .as_deref()
+        .or_else(|| schema.any_of.iter().flatten().find_map(items_schema))
 }
 
 fn is_date_time(schema: &Schema) -> bool {
@@ -518,7 +618,9 @@ fn scalar_cell(value: &Value, schema: Option<&Schema>) -> Result<Option<Cell>, S
                     Cell::BigInt(i)
                 }
             } else if n.is_u64() && !number_only {
-                return Err(format!("integer out of range on {n}: it does not fit a 64-bit integer"));
+                return Err(format!(
+                    "integer out of range on {n}: it does not fit a 64-bit integer"
+                ));
             } else {
                 match n.as_f64() {
                     Some(f) if f.is_finite() => Cell::Double(f),
@@ -573,7 +675,9 @@ impl TableLayout {
         for (base, st) in &self.columns {
             match st {
                 ColumnState::Single(t) => out.push((base.clone(), *t)),
-                ColumnState::Split(ts) => out.extend(ts.iter().map(|t| (format!("{base}__{}", t.suffix()), *t))),
+                ColumnState::Split(ts) => {
+                    out.extend(ts.iter().map(|t| (format!("{base}__{}", t.suffix()), *t)))
+                }
             }
         }
         out
@@ -589,7 +693,11 @@ impl TableLayout {
                 .and_then(|b| b.strip_suffix("__"))
                 .filter(|b| !b.is_empty());
             match split_base {
-                Some(base) => match layout.columns.entry(base.to_owned()).or_insert(ColumnState::Split(Vec::new())) {
+                Some(base) => match layout
+                    .columns
+                    .entry(base.to_owned())
+                    .or_insert(ColumnState::Split(Vec::new()))
+                {
                     ColumnState::Split(ts) => ts.push(ty),
                     ColumnState::Single(_) => {
                         layout.columns.insert(name, ColumnState::Single(ty));
@@ -658,9 +766,13 @@ impl Layout {
         for (table, row) in rows {
             let Some(t) = self.tables.get(table) else { continue };
             for key in keys(table) {
-                if let (Some(cell_ty), Some(st)) = (row.get(&key).and_then(Cell::column_type), t.columns.get(&key)) {
+                if let (Some(cell_ty), Some(st)) =
+                    (row.get(&key).and_then(Cell::column_type), t.columns.get(&key))
+                {
                     if *st != ColumnState::Single(cell_ty) {
-                        return Err(format!("primary key {key} of {table} has a value of another type than its column"));
+                        return Err(format!(
+                            "primary key {key} of {table} has a value of another type than its column"
+                        ));
                     }
                 }
             }
@@ -673,11 +785,16 @@ impl Layout {
             let Some(t) = self.tables.get_mut(table) else {
                 // A table needs at least one non-null value besides the system columns.
                 let mut layout = TableLayout::default();
-                let columns: Vec<(String, ColumnType)> = typed.iter().map(|(c, t)| ((*c).clone(), *t)).collect();
+                let columns: Vec<(String, ColumnType)> =
+                    typed.iter().map(|(c, t)| ((*c).clone(), *t)).collect();
                 for (c, ty) in &columns {
                     layout.columns.insert(c.clone(), ColumnState::Single(*ty));
                 }
-                ddl.push(Ddl::CreateTable { table: table.clone(), columns, key: keys(table) });
+                ddl.push(Ddl::CreateTable {
+                    table: table.clone(),
+                    columns,
+                    key: keys(table),
+                });
                 self.tables.insert(table.clone(), layout);
                 continue;
             };
@@ -685,7 +802,11 @@ impl Layout {
                 match t.columns.get_mut(base) {
                     None => {
                         t.columns.insert(base.clone(), ColumnState::Single(ty));
-                        ddl.push(Ddl::AddColumn { table: table.clone(), column: base.clone(), ty });
+                        ddl.push(Ddl::AddColumn {
+                            table: table.clone(),
+                            column: base.clone(),
+                            ty,
+                        });
                     }
                     Some(ColumnState::Single(old)) if *old == ty => {}
                     Some(st @ ColumnState::Single(_)) => {
@@ -696,7 +817,11 @@ impl Layout {
                             from: base.clone(),
                             to: format!("{base}__{}", old.suffix()),
                         });
-                        ddl.push(Ddl::AddColumn { table: table.clone(), column: format!("{base}__{}", ty.suffix()), ty });
+                        ddl.push(Ddl::AddColumn {
+                            table: table.clone(),
+                            column: format!("{base}__{}", ty.suffix()),
+                            ty,
+                        });
                     }
                     Some(ColumnState::Split(ts)) => {
                         if !ts.contains(&ty) {
@@ -744,7 +869,9 @@ pub fn physical_rows<'r>(layout: &TableLayout, rows: impl Iterator<Item = &'r Ro
         let mut r = Vec::with_capacity(row.len());
         for (base, cell) in row {
             let Some(ty) = cell.column_type() else { continue };
-            let Some(phys) = layout.physical(base, ty) else { continue };
+            let Some(phys) = layout.physical(base, ty) else {
+                continue;
+            };
             let i = *index.entry(phys.clone()).or_insert_with(|| {
                 out.columns.push((phys, ty));
                 out.columns.len() - 1
@@ -804,7 +931,10 @@ mod tests {
 
     fn flat(spec: &StreamSpec, v: Value) -> Result<FlatRecord, Rejection> {
         let rec = RecordMessage::from_value(&spec.stream, &v).unwrap();
-        let sys = SystemCells { sequence: 1_700_000_000_000_000_000, batched_at: Utc::now() };
+        let sys = SystemCells {
+            sequence: 1_700_000_000_000_000_000,
+            batched_at: Utc::now(),
+        };
         flatten_record(spec, &NameRules::POSTGRES, &rec, &sys)
     }
 
@@ -831,13 +961,23 @@ mod tests {
         let tables: Vec<&str> = f.rows.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
             tables,
-            ["tickets", "tickets__tags", "tickets__tags", "tickets__custom_fields__opts", "tickets__custom_fields"]
+            [
+                "tickets",
+                "tickets__tags",
+                "tickets__tags",
+                "tickets__custom_fields__opts",
+                "tickets__custom_fields"
+            ]
         );
         let top = &f.rows[0].1;
         assert_eq!(top["id"], Cell::BigInt(7));
         assert_eq!(top["via__source__from__name"], Cell::Text("x".into()));
         assert_eq!(top["updated_at"], Cell::Timestamp(1_704_067_200_000_000));
-        assert_eq!(top["price"], Cell::Double(3.0), "schema says number: integers become doubles");
+        assert_eq!(
+            top["price"],
+            Cell::Double(3.0),
+            "schema says number: integers become doubles"
+        );
         assert_eq!(top[SEQUENCE], Cell::BigInt(1_700_000_000_000_000_000));
         assert!(!top.contains_key("tags") && !top.contains_key("custom_fields"));
         let tag1 = &f.rows[2].1;
@@ -854,12 +994,24 @@ mod tests {
     #[test]
     fn hostile_and_reserved_names() {
         let r = &NameRules::POSTGRES;
-        assert_eq!(r.canonical_field("x\"; DROP TABLE users; --").unwrap(), "xDROPTABLEusers");
+        assert_eq!(
+            r.canonical_field("x\"; DROP TABLE users; --").unwrap(),
+            "xDROPTABLEusers"
+        );
         assert_eq!(r.canonical_field("customer#id").unwrap(), "customerid");
         assert_eq!(r.canonical_field("4customerid").unwrap(), "customerid");
         assert_eq!(r.canonical_field("_customerid").unwrap(), "_customerid");
-        assert_eq!(NameRules::DUCKDB.canonical_field("CuStoMeRId").unwrap(), "customerid");
-        assert!(r.canonical_field("_sdc_x").is_err());
+        assert_eq!(
+            NameRules::DUCKDB.canonical_field("CuStoMeRId").unwrap(),
+            "customerid"
+        );
+        assert!(r.canonical_field("_sdc_sequence").is_err());
+        assert!(r.canonical_field("_SDC_Level_0_id").is_err());
+        assert_eq!(
+            r.canonical_field("_sdc_filename").unwrap(),
+            "_sdc_filename",
+            "Singer SDK metadata loads"
+        );
         assert!(r.canonical_field("_rjm").is_err());
         assert!(r.canonical_field("age__bi").is_err());
         assert!(r.canonical_field("%%%").is_err());
@@ -873,7 +1025,10 @@ mod tests {
         assert!(e.reason.contains("too long"), "{}", e.reason);
         let e = flat(&tickets(), json!({"name": "no key"})).unwrap_err();
         assert!(e.reason.contains("primary key id"), "{}", e.reason);
-        assert!(flat(&tickets(), json!({"id": 1, "big": 18446744073709551615u64})).unwrap_err().reason.contains("out of range"));
+        assert!(flat(&tickets(), json!({"id": 1, "big": 18446744073709551615u64}))
+            .unwrap_err()
+            .reason
+            .contains("out of range"));
     }
 
     #[test]
@@ -895,12 +1050,25 @@ mod tests {
         let mut ddl = Vec::new();
         let no_keys = |_: &str| Vec::new();
         let row = |v: Cell| vec![("t".to_owned(), Row::from_iter([("age".to_owned(), v)]))];
-        layout.plan_record(&row(Cell::BigInt(1)), &no_keys, &mut ddl).unwrap();
+        layout
+            .plan_record(&row(Cell::BigInt(1)), &no_keys, &mut ddl)
+            .unwrap();
         layout.plan_record(&row(Cell::Null), &no_keys, &mut ddl).unwrap();
-        layout.plan_record(&row(Cell::Double(1.5)), &no_keys, &mut ddl).unwrap();
-        layout.plan_record(&row(Cell::Text("x".into())), &no_keys, &mut ddl).unwrap();
+        layout
+            .plan_record(&row(Cell::Double(1.5)), &no_keys, &mut ddl)
+            .unwrap();
+        layout
+            .plan_record(&row(Cell::Text("x".into())), &no_keys, &mut ddl)
+            .unwrap();
         assert_eq!(ddl.len(), 4);
-        assert_eq!(ddl[1], Ddl::RenameColumn { table: "t".into(), from: "age".into(), to: "age__bi".into() });
+        assert_eq!(
+            ddl[1],
+            Ddl::RenameColumn {
+                table: "t".into(),
+                from: "age".into(),
+                to: "age__bi".into()
+            }
+        );
         let t = &layout.tables["t"];
         let phys: Vec<String> = t.physical_columns().into_iter().map(|(c, _)| c).collect();
         assert_eq!(phys, ["age__bi", "age__do", "age__st"]);
@@ -908,7 +1076,9 @@ mod tests {
         let keyed = |_: &str| vec!["age".to_owned()];
         let mut l2 = Layout::default();
         l2.plan_record(&row(Cell::BigInt(1)), &keyed, &mut ddl).unwrap();
-        assert!(l2.plan_record(&row(Cell::Text("1".into())), &keyed, &mut ddl).is_err());
+        assert!(l2
+            .plan_record(&row(Cell::Text("1".into())), &keyed, &mut ddl)
+            .is_err());
     }
 
     #[test]
@@ -916,7 +1086,9 @@ mod tests {
         let mut layout = Layout::default();
         let mut ddl = Vec::new();
         let f = flat(&tickets(), json!({"id": 1, "gone": null, "tags": []})).unwrap();
-        layout.plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl).unwrap();
+        layout
+            .plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl)
+            .unwrap();
         assert_eq!(f.rows.len(), 1);
         assert!(!layout.tables["tickets"].columns.contains_key("gone"));
         let rows = physical_rows(&layout.tables["tickets"], f.rows.iter().map(|(_, r)| r));

@@ -2,7 +2,8 @@
 //! through [`quote_literal`]; no value is ever spliced into SQL otherwise.
 
 use crate::flatten::{
-    quote_ident, quote_literal, ColumnType, Ddl, TableLayout, REJECTED_TABLE, SEQUENCE, STATE_TABLE, TABLE_VERSION,
+    quote_ident, quote_literal, ColumnType, Ddl, TableLayout, REJECTED_TABLE, SEQUENCE, STATE_TABLE,
+    TABLE_VERSION,
 };
 use crate::stage::StreamLoad;
 
@@ -43,7 +44,11 @@ pub const STATE_ROW: &str = "singer";
 
 /// Reads the committed state.
 pub fn select_state(schema: &str) -> String {
-    format!("SELECT state FROM {} WHERE id = {}", qualified(schema, STATE_TABLE), quote_literal(STATE_ROW))
+    format!(
+        "SELECT state FROM {} WHERE id = {}",
+        qualified(schema, STATE_TABLE),
+        quote_literal(STATE_ROW)
+    )
 }
 
 /// Replaces the committed state (`state_json` becomes a literal).
@@ -61,14 +66,20 @@ pub fn upsert_state(schema: &str, state_json: &str, now: &str) -> String {
 pub fn ddl(schema: &str, change: &Ddl, d: &Dialect) -> String {
     match change {
         Ddl::CreateTable { table, columns, key } => {
-            let mut cols: Vec<String> =
-                columns.iter().map(|(c, t)| format!("{} {}", quote_ident(c), (d.type_name)(*t))).collect();
+            let mut cols: Vec<String> = columns
+                .iter()
+                .map(|(c, t)| format!("{} {}", quote_ident(c), (d.type_name)(*t)))
+                .collect();
             let key_present = !key.is_empty() && key.iter().all(|k| columns.iter().any(|(c, _)| c == k));
             if d.on_conflict && key_present {
                 let k: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
                 cols.push(format!("PRIMARY KEY ({})", k.join(", ")));
             }
-            format!("CREATE TABLE IF NOT EXISTS {} ({})", qualified(schema, table), cols.join(", "))
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} ({})",
+                qualified(schema, table),
+                cols.join(", ")
+            )
         }
         Ddl::AddColumn { table, column, ty } => format!(
             "ALTER TABLE {} ADD COLUMN {} {}",
@@ -86,10 +97,23 @@ pub fn ddl(schema: &str, change: &Ddl, d: &Dialect) -> String {
 }
 
 /// `CREATE TABLE` for a staging table with the given columns.
-pub fn create_stage(schema: &str, stage: &str, columns: &[(String, ColumnType)], d: &Dialect, temp: bool) -> String {
-    let cols: Vec<String> = columns.iter().map(|(c, t)| format!("{} {}", quote_ident(c), (d.type_name)(*t))).collect();
+pub fn create_stage(
+    schema: &str,
+    stage: &str,
+    columns: &[(String, ColumnType)],
+    d: &Dialect,
+    temp: bool,
+) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|(c, t)| format!("{} {}", quote_ident(c), (d.type_name)(*t)))
+        .collect();
     if temp {
-        format!("CREATE TEMP TABLE {} ({}) ON COMMIT DROP", quote_ident(stage), cols.join(", "))
+        format!(
+            "CREATE TEMP TABLE {} ({}) ON COMMIT DROP",
+            quote_ident(stage),
+            cols.join(", ")
+        )
     } else {
         format!("CREATE TABLE {} ({})", qualified(schema, stage), cols.join(", "))
     }
@@ -142,7 +166,12 @@ pub fn merge(
         ));
     }
     for (sub, rows) in &load.subtables {
-        let cols = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let cols = rows
+            .columns
+            .iter()
+            .map(|(c, _)| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
         out.push(format!(
             "INSERT INTO {q} ({cols}) SELECT {cols} FROM {st} s WHERE EXISTS (SELECT 1 FROM {win} w WHERE {m})",
             q = qualified(schema, sub),
@@ -150,7 +179,13 @@ pub fn merge(
             m = key_match("w", "s", &source_cols),
         ));
     }
-    let cols = load.rows.columns.iter().map(|(c, _)| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    let cols = load
+        .rows
+        .columns
+        .iter()
+        .map(|(c, _)| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
     let insert = format!(
         "INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} s WHERE EXISTS (SELECT 1 FROM {win} w WHERE {m})",
         m = key_match("w", "s", &load.key_columns),

@@ -6,11 +6,11 @@
 //! twice is staged once). At commit the stager checks each record against the warehouse's [`Layout`],
 //! plans the DDL (create, add, split), and hands the destination physical rows per table.
 
-use crate::flatten::{
-    flatten_record, level_column, physical_rows, FlatRecord, Layout, NameRules, Rejection, StreamSpec, SystemCells,
-    TableRows, SOURCE_KEY_PREFIX,
-};
 use crate::flatten::Ddl;
+use crate::flatten::{
+    flatten_record, level_column, physical_rows, FlatRecord, Layout, NameRules, Rejection, StreamSpec,
+    SystemCells, TableRows, SOURCE_KEY_PREFIX,
+};
 use chrono::Utc;
 use indexmap::IndexMap;
 use seam_core::{CommitReport, LoadMode, RecordMessage, SchemaMessage, SequenceClock, SequencedRecord};
@@ -49,7 +49,10 @@ pub struct StreamLoad {
 impl StreamLoad {
     /// The subtable columns that hold the parent key, paired with the parent's key columns.
     pub fn source_key_columns(&self) -> Vec<(String, String)> {
-        self.key_columns.iter().map(|k| (format!("{SOURCE_KEY_PREFIX}{k}"), k.clone())).collect()
+        self.key_columns
+            .iter()
+            .map(|k| (format!("{SOURCE_KEY_PREFIX}{k}"), k.clone()))
+            .collect()
     }
 }
 
@@ -103,20 +106,30 @@ impl Stager {
 
     /// Stages records, giving each the next sequence.
     pub fn stage(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), String> {
-        let sequenced: Vec<SequencedRecord> =
-            records.iter().map(|r| SequencedRecord { sequence: self.clock.next(), message: r.clone() }).collect();
+        let sequenced: Vec<SequencedRecord> = records
+            .iter()
+            .map(|r| SequencedRecord {
+                sequence: self.clock.next_sequence(),
+                message: r.clone(),
+            })
+            .collect();
         self.stage_sequenced(stream, &sequenced)
     }
 
     /// Stages records with the sequences the caller gave them.
     pub fn stage_sequenced(&mut self, stream: &str, records: &[SequencedRecord]) -> Result<(), String> {
         let Some(spec) = self.specs.get(stream) else {
-            return Err(format!("stream {stream:?} has no SCHEMA yet: send its SCHEMA message before its records"));
+            return Err(format!(
+                "stream {stream:?} has no SCHEMA yet: send its SCHEMA message before its records"
+            ));
         };
         let batched_at = Utc::now();
         let batch = self.pending.entry(stream.to_owned()).or_default();
         for r in records {
-            let sys = SystemCells { sequence: r.sequence, batched_at };
+            let sys = SystemCells {
+                sequence: r.sequence,
+                batched_at,
+            };
             match flatten_record(spec, &self.rules, &r.message, &sys) {
                 Ok(flat) => {
                     self.staged_records += 1;
@@ -136,7 +149,9 @@ impl Stager {
     /// Records a version activation (applied after the rows staged before it).
     pub fn activate(&mut self, stream: &str, version: i64) -> Result<(), String> {
         if !self.specs.contains_key(stream) {
-            return Err(format!("ACTIVATE_VERSION for stream {stream:?} before its SCHEMA"));
+            return Err(format!(
+                "ACTIVATE_VERSION for stream {stream:?} before its SCHEMA"
+            ));
         }
         self.activations.push((stream.to_owned(), version));
         Ok(())
@@ -144,7 +159,9 @@ impl Stager {
 
     /// True when nothing is staged.
     pub fn is_empty(&self) -> bool {
-        self.pending.values().all(IndexMap::is_empty) && self.rejected.is_empty() && self.activations.is_empty()
+        self.pending.values().all(IndexMap::is_empty)
+            && self.rejected.is_empty()
+            && self.activations.is_empty()
     }
 
     /// Forgets everything staged.
@@ -157,12 +174,20 @@ impl Stager {
 
     /// Plans the commit against `layout`, which it updates to the layout after the DDL.
     pub fn plan(&self, layout: &mut Layout) -> CommitPlan {
-        let mut plan = CommitPlan { rejected: self.rejected.clone(), ..CommitPlan::default() };
+        let mut plan = CommitPlan {
+            rejected: self.rejected.clone(),
+            ..CommitPlan::default()
+        };
         for (stream, records) in &self.pending {
-            let Some(spec) = self.specs.get(stream) else { continue };
+            let Some(spec) = self.specs.get(stream) else {
+                continue;
+            };
             let Ok(table) = spec.table.clone() else { continue };
-            let source_keys: Vec<String> =
-                spec.key_columns.iter().map(|k| format!("{SOURCE_KEY_PREFIX}{k}")).collect();
+            let source_keys: Vec<String> = spec
+                .key_columns
+                .iter()
+                .map(|k| format!("{SOURCE_KEY_PREFIX}{k}"))
+                .collect();
             let keys = |t: &str| -> Vec<String> {
                 if t == table {
                     spec.key_columns.clone()
@@ -186,7 +211,9 @@ impl Stager {
             if accepted.is_empty() {
                 continue;
             }
-            let Some(top_layout) = layout.tables.get(&table) else { continue };
+            let Some(top_layout) = layout.tables.get(&table) else {
+                continue;
+            };
             let rows = physical_rows(top_layout, accepted.iter().map(|r| &r.rows[0].1));
             let mut by_sub: BTreeMap<&str, Vec<&crate::flatten::Row>> = BTreeMap::new();
             for rec in &accepted {
@@ -214,7 +241,9 @@ impl Stager {
             *plan.report.rejected.entry(rej.table_name.clone()).or_default() += 1;
         }
         for (stream, version) in &self.activations {
-            let Some(Ok(table)) = self.specs.get(stream).map(|s| s.table.clone()) else { continue };
+            let Some(Ok(table)) = self.specs.get(stream).map(|s| s.table.clone()) else {
+                continue;
+            };
             if layout.tables.contains_key(&table) {
                 let subs = layout.subtables_of(&table);
                 plan.activations.push((table, *version, subs));

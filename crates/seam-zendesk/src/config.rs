@@ -265,7 +265,7 @@ impl ZendeskConfigRaw {
             Some(v) => match v.as_f64() {
                 Some(s) if s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
                 // tap-zendesk treats 0 / empty as "use the default".
-                Some(s) if s == 0.0 => Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+                Some(0.0) => Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
                 _ => {
                     return Err(ConfigError::Invalid {
                         key: "request_timeout",

@@ -211,6 +211,61 @@ pub fn select_fields(
     RawValue::from_string(out)
 }
 
+/// A member value of a [`RawObject`]: raw JSON text, or a list of raw values.
+#[derive(Debug)]
+pub enum Piece<'a> {
+    /// Written verbatim.
+    Raw(&'a RawValue),
+    /// Written as an array of verbatim values.
+    List(&'a [Box<RawValue>]),
+}
+
+impl serde::Serialize for Piece<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Piece::Raw(r) => r.serialize(s),
+            Piece::List(l) => l.serialize(s),
+        }
+    }
+}
+
+/// An object assembled from raw member values. [`RawObject::to_raw`] writes it out without parsing
+/// the values again (serde_json writes raw values verbatim and trusts its own output), which keeps
+/// large comment bodies from being scanned once more.
+#[derive(Debug, Default)]
+pub struct RawObject<'a>(pub Vec<(&'a str, Piece<'a>)>);
+
+impl serde::Serialize for RawObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'a> RawObject<'a> {
+    /// `first` members, then the members of `rest` not in `first` and not in `drop`.
+    pub fn merged(first: &[(&'a str, &'a RawValue)], rest: &'a Members<'a>, drop: &[&str]) -> Self {
+        let mut v: Vec<(&'a str, Piece<'a>)> = first.iter().map(|(k, r)| (*k, Piece::Raw(r))).collect();
+        for (k, r) in rest {
+            let k: &str = k.as_ref();
+            if drop.contains(&k) || first.iter().any(|(f, _)| *f == k) {
+                continue;
+            }
+            v.push((k, Piece::Raw(r)));
+        }
+        RawObject(v)
+    }
+
+    /// The object as one raw JSON value.
+    pub fn to_raw(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(self)
+    }
+}
+
 /// A JSON string literal.
 pub fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()

@@ -169,7 +169,7 @@ async fn run_task(ctx: &ReadCtx, task: Task) -> Result<(), SourceError> {
         Fetch::TicketsExport => exports::tickets_export(ctx, &task.members, task.pos).await,
         Fetch::UsersExport => exports::users_export(ctx, &task.members, task.pos).await,
         Fetch::TicketEvents => exports::ticket_events(ctx, &task.members, task.pos).await,
-        Fetch::TimeExport { path, key } => exports::time_export(ctx, first, path, key, task.pos).await,
+        Fetch::TimeExport { path, .. } => exports::time_export(ctx, first, path, task.pos).await,
         Fetch::List { path, key } => lists::list_stream(ctx, first, path, key, task.pos).await,
     }
     .map_err(|e| {
@@ -325,12 +325,12 @@ impl Source for ZendeskSource {
                     keep,
                 },
             );
-            out.send(Message::Schema(SchemaMessage {
+            out.send(Message::Schema(Box::new(SchemaMessage {
                 stream: def.name.to_owned(),
                 schema: entry.selected_schema(),
                 key_properties: def.key_properties.iter().map(|k| (*k).to_owned()).collect(),
                 bookmark_properties: def.replication_key.map(|k| vec![k.to_owned()]),
-            }))
+            })))
             .await
             .map_err(|_| SourceError::consumer_gone())?;
             selected.push(def);

@@ -104,10 +104,20 @@ async fn plan_gated_streams_are_skipped_and_the_rest_goes_on() {
 
 #[tokio::test]
 async fn oauth_tokens_are_sent_as_bearer() {
-    let sim = start(SimConfig { oauth_token: Some("oauth-1".into()), ..sim_config(10) }).await;
-    let ok = source(&sim, json!({"email": null, "api_token": null, "access_token": "oauth-1"}));
+    let sim = start(SimConfig {
+        oauth_token: Some("oauth-1".into()),
+        ..sim_config(10)
+    })
+    .await;
+    let ok = source(
+        &sim,
+        json!({"email": null, "api_token": null, "access_token": "oauth-1"}),
+    );
     ok.check().await.unwrap();
-    let bad = source(&sim, json!({"email": null, "api_token": null, "access_token": "expired"}));
+    let bad = source(
+        &sim,
+        json!({"email": null, "api_token": null, "access_token": "expired"}),
+    );
     let e = bad.check().await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Auth);
     assert!(e.to_string().contains("OAuth access token (401)"), "{e}");

@@ -48,7 +48,10 @@ enum Target {
 impl Target {
     fn parse(spec: &str) -> anyhow::Result<Target> {
         if let Some(path) = spec.strip_prefix("duckdb:") {
-            anyhow::ensure!(!path.is_empty(), "--destination duckdb: needs a file path, e.g. duckdb:./warehouse.duckdb");
+            anyhow::ensure!(
+                !path.is_empty(),
+                "--destination duckdb: needs a file path, e.g. duckdb:./warehouse.duckdb"
+            );
             return Ok(Target::DuckDb(PathBuf::from(path)));
         }
         if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
@@ -57,7 +60,11 @@ impl Target {
         anyhow::bail!("--destination {spec:?} is not understood: use duckdb:PATH or a postgres:// URL")
     }
 
-    fn open(&self, schema: &str, append_only: HashSet<String>) -> Result<Box<dyn Destination>, DestinationError> {
+    fn open(
+        &self,
+        schema: &str,
+        append_only: HashSet<String>,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
         Ok(match self {
             Target::DuckDb(path) => Box::new(DuckDbDestination::open_with(path, schema, append_only)?),
             Target::Postgres(url) => Box::new(PostgresDestination::connect_with(url, schema, append_only)?),
@@ -78,16 +85,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::parse(&args.destination)?;
     let config = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read the config file {}", args.config.display()))?;
-    let source: Arc<dyn seam_core::Source> = Arc::from(seam_zendesk::registry::build_source(&args.connector, &config)?);
+    let source: Arc<dyn seam_core::Source> =
+        Arc::from(seam_zendesk::registry::build_source(&args.connector, &config)?);
     let chosen: Option<Catalog> = match &args.catalog {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("cannot read the catalog file {}", p.display()))?;
-            Some(serde_json::from_str(&text).with_context(|| format!("{} is not a Singer catalog", p.display()))?)
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the catalog file {}", p.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a Singer catalog", p.display()))?,
+            )
         }
         None => None,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     rt.block_on(async move {
         source.check().await?;
         let mut catalog = source.discover().await?;
@@ -96,8 +110,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => catalog.select_all(),
         }
         let selected: Vec<String> = catalog.selected().map(|s| s.stream.clone()).collect();
-        anyhow::ensure!(!selected.is_empty(), "the catalog selects no stream: select at least one");
-        eprintln!("seam sync: {} streams into {} ({})", selected.len(), schema, args.destination);
+        anyhow::ensure!(
+            !selected.is_empty(),
+            "the catalog selects no stream: select at least one"
+        );
+        eprintln!(
+            "seam sync: {} streams into {} ({})",
+            selected.len(),
+            schema,
+            args.destination
+        );
         let append_only = pipeline::append_only_streams(&catalog);
         let cancel = CancellationToken::new();
         let ctrl_c = cancel.clone();
@@ -108,7 +130,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         });
         let progress = Progress::default();
-        let reporter = tokio::spawn(report_progress(progress.clone(), !args.plain && std::io::stderr().is_terminal()));
+        let reporter = tokio::spawn(report_progress(
+            progress.clone(),
+            !args.plain && std::io::stderr().is_terminal(),
+        ));
         let open_schema = schema.clone();
         let mut config = PipelineConfig::default();
         config.loader.max_batch_records = args.max_batch_records.max(1);
@@ -140,7 +165,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 async fn report_progress(progress: Progress, terminal: bool) {
     let started = Instant::now();
-    let period = if terminal { Duration::from_millis(250) } else { Duration::from_secs(5) };
+    let period = if terminal {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(5)
+    };
     let bar = terminal.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.enable_steady_tick(Duration::from_millis(120));
@@ -167,15 +196,23 @@ async fn report_progress(progress: Progress, terminal: bool) {
 
 fn print_summary(totals: &std::collections::BTreeMap<String, TableTotals>, requests: u64, seconds: f64) {
     let width = totals.keys().map(String::len).max().unwrap_or(5).max(5);
-    eprintln!("\n{:<width$}  {:>12}  {:>14}  {:>9}", "table", "rows", "subtable rows", "rejected");
+    eprintln!(
+        "\n{:<width$}  {:>12}  {:>14}  {:>9}",
+        "table", "rows", "subtable rows", "rejected"
+    );
     let mut all = TableTotals::default();
     for (table, t) in totals {
-        eprintln!("{table:<width$}  {:>12}  {:>14}  {:>9}", t.rows, t.subtable_rows, t.rejected);
+        eprintln!(
+            "{table:<width$}  {:>12}  {:>14}  {:>9}",
+            t.rows, t.subtable_rows, t.rejected
+        );
         all.rows += t.rows;
         all.subtable_rows += t.subtable_rows;
         all.rejected += t.rejected;
     }
-    eprintln!("{:<width$}  {:>12}  {:>14}  {:>9}", "total", all.rows, all.subtable_rows, all.rejected);
+    eprintln!(
+        "{:<width$}  {:>12}  {:>14}  {:>9}",
+        "total", all.rows, all.subtable_rows, all.rejected
+    );
     eprintln!("{requests} API requests, {seconds:.1}s");
 }
-

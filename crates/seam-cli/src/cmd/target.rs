@@ -88,7 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Warehouse::Postgres { url, schema } => {
             let schema = seam_core::naming::validate_schema_name(schema)?;
             Box::new(
-                open_with_retry(|| PostgresDestination::connect_with(url, &schema, append_only.clone())).map_err(flat)?,
+                open_with_retry(|| PostgresDestination::connect_with(url, &schema, append_only.clone()))
+                    .map_err(flat)?,
             )
         }
     };
@@ -112,11 +113,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let summary = loader::run(dest.as_mut(), input, &mut on_commit, &config).map_err(flat)?;
     let mut err = io::stderr().lock();
-    writeln!(err, "{:<40} {:>12} {:>14} {:>10}", "table", "rows", "subtable rows", "rejected")?;
+    writeln!(
+        err,
+        "{:<40} {:>12} {:>14} {:>10}",
+        "table", "rows", "subtable rows", "rejected"
+    )?;
     for (table, t) in summary.per_table() {
-        writeln!(err, "{table:<40} {:>12} {:>14} {:>10}", t.rows, t.subtable_rows, t.rejected)?;
+        writeln!(
+            err,
+            "{table:<40} {:>12} {:>14} {:>10}",
+            t.rows, t.subtable_rows, t.rejected
+        )?;
     }
-    writeln!(err, "{} commits, {} rows loaded in all", summary.commits, summary.report.total_rows())?;
+    writeln!(
+        err,
+        "{} commits, {} rows loaded in all",
+        summary.commits,
+        summary.report.total_rows()
+    )?;
     Ok(())
 }
-

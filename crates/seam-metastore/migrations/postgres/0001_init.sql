@@ -1,4 +1,5 @@
--- seam metastore, PostgreSQL (not wired yet: the PostgreSQL backend follows the same trait). Times are RFC 3339 UTC text with microseconds ("...Z"), so they sort as text.
+-- seam metastore, PostgreSQL. Same layout as the SQLite one; times are RFC 3339 UTC text with
+-- microseconds ("...Z"), so they sort as text and both backends share one representation.
 CREATE TABLE integrations (
     id BIGSERIAL PRIMARY KEY,
     display_name TEXT NOT NULL,
@@ -13,7 +14,6 @@ CREATE TABLE integrations (
     catalog TEXT,
     state TEXT
 );
--- Names are unique among integrations that are not deleted; a deleted integration's name is free.
 CREATE UNIQUE INDEX integrations_live_name ON integrations(name) WHERE deleted_at IS NULL;
 
 CREATE TABLE connection_checks (
@@ -22,9 +22,9 @@ CREATE TABLE connection_checks (
     status TEXT NOT NULL,
     start_time TEXT NOT NULL,
     completion_time TEXT,
-    check_exit_status BIGINT,
+    check_exit_status INTEGER,
     check_error_message TEXT,
-    discovery_exit_status BIGINT,
+    discovery_exit_status INTEGER,
     discovery_error_message TEXT
 );
 CREATE INDEX connection_checks_by_integration ON connection_checks(integration_id, id);
@@ -36,9 +36,9 @@ CREATE TABLE jobs (
     status TEXT NOT NULL,
     start_time TEXT NOT NULL,
     completion_time TEXT,
-    discovery_exit_status BIGINT,
-    tap_exit_status BIGINT,
-    target_exit_status BIGINT,
+    discovery_exit_status INTEGER,
+    tap_exit_status INTEGER,
+    target_exit_status INTEGER,
     error_message TEXT,
     rows_loaded BIGINT NOT NULL DEFAULT 0
 );

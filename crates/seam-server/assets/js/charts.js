@@ -95,7 +95,7 @@ export function hbars(items, { empty = "Nothing yet." } = {}) {
     const fill = h("div", { class: "fill" });
     fill.style.width = `${Math.max(1.5, (100 * Number(i.value)) / max)}%`;
     return [
-      h("div", { title: i.label }, i.label, i.sub ? h("div", { class: "muted small" }, i.sub) : null),
+      h("div", { title: i.label, class: "label" }, i.label, i.sub ? h("div", { class: "muted small" }, i.sub) : null),
       h("div", { class: "track" }, fill),
       h("div", { class: "val" }, num(i.value)),
     ];

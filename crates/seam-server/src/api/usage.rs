@@ -118,9 +118,11 @@ pub async fn put_settings(State(state): State<AppState>, body: Bytes) -> Result<
                     "notification_webhook_url must be a URL or null".to_owned(),
                 ))
             }
-            (other, _) => return Err(ApiError::InvalidBody(format!(
+            (other, _) => {
+                return Err(ApiError::InvalidBody(format!(
                 "unknown setting {other}: use row_limit, stop_replication_at_limit, notification_webhook_url"
-            ))),
+            )))
+            }
         }
     }
     for (k, v) in writes {

@@ -280,18 +280,36 @@ fn ui_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"error": code, "data": {"message": message}}))).into_response()
 }
 
-fn signed_out() -> Response {
-    ui_error(
-        StatusCode::UNAUTHORIZED,
-        "SignedOut",
-        "your session ended: sign in again",
-    )
+/// Why the dashboard refused a request.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// No live session.
+    SignedOut,
+    /// A state-changing request without the session's CSRF token.
+    BadCsrfToken,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::SignedOut => ui_error(
+                StatusCode::UNAUTHORIZED,
+                "SignedOut",
+                "your session ended: sign in again",
+            ),
+            Refusal::BadCsrfToken => ui_error(
+                StatusCode::FORBIDDEN,
+                "InvalidCsrfToken",
+                "missing or wrong CSRF token: reload the page and try again",
+            ),
+        }
+    }
 }
 
 /// Checks the session, and the CSRF header on state-changing methods.
-fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), Response> {
+fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some((_, session)) = ui.sessions.from_headers(headers) else {
-        return Err(signed_out());
+        return Err(Refusal::SignedOut);
     };
     if method != Method::GET && method != Method::HEAD {
         let sent = headers
@@ -299,11 +317,7 @@ fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), R
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !session::same_secret(sent, &session.csrf_token) {
-            return Err(ui_error(
-                StatusCode::FORBIDDEN,
-                "InvalidCsrfToken",
-                "missing or wrong CSRF token: reload the page and try again",
-            ));
+            return Err(Refusal::BadCsrfToken);
         }
     }
     Ok(())
@@ -311,8 +325,8 @@ fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), R
 
 /// `ANY /ui/api/{rest}` → the API's `/v4/{rest}`, in process.
 async fn forward(State(ui): State<UiState>, request: Request) -> Response {
-    if let Err(res) = authorise(&ui, request.method(), request.headers()) {
-        return res;
+    if let Err(refused) = authorise(&ui, request.method(), request.headers()) {
+        return refused.into_response();
     }
     let (mut parts, body) = request.into_parts();
     let rest = parts.uri.path().strip_prefix("/ui/api").unwrap_or_default();
@@ -350,8 +364,8 @@ async fn schema_name(
     headers: HeaderMap,
     Query(q): Query<SchemaNameQuery>,
 ) -> Response {
-    if let Err(res) = authorise(&ui, &Method::GET, &headers) {
-        return res;
+    if let Err(refused) = authorise(&ui, &Method::GET, &headers) {
+        return refused.into_response();
     }
     let explicit = q.name.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let derived = match explicit {
@@ -382,8 +396,8 @@ struct CronQuery {
 
 /// `GET /ui/cron-preview`: the next five runs of a Quartz cron expression (UTC), or the error.
 async fn cron_preview(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<CronQuery>) -> Response {
-    if let Err(res) = authorise(&ui, &Method::GET, &headers) {
-        return res;
+    if let Err(refused) = authorise(&ui, &Method::GET, &headers) {
+        return refused.into_response();
     }
     match seam_runtime::scheduler::parse_quartz_cron(q.expression.trim()) {
         Ok(cron) => {

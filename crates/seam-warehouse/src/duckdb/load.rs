@@ -25,10 +25,14 @@ pub(crate) fn now_literal() -> String {
 }
 
 fn append(d: &DuckDbDestination, table: &str, rows: &TableRows) -> Result<(), DestinationError> {
-    let mut app = d.conn.appender_to_catalog_and_db(table, &d.catalog, &d.schema).map_err(|e| d.err(e, "opening an appender"))?;
+    let mut app = d
+        .conn
+        .appender_to_catalog_and_db(table, &d.catalog, &d.schema)
+        .map_err(|e| d.err(e, "opening an appender"))?;
     for row in &rows.rows {
         let values: Vec<Value> = row.iter().map(cell_value).collect();
-        app.append_row(duckdb::appender_params_from_iter(values)).map_err(|e| d.err(e, "appending a row"))?;
+        app.append_row(duckdb::appender_params_from_iter(values))
+            .map_err(|e| d.err(e, "appending a row"))?;
     }
     app.flush().map_err(|e| d.err(e, "flushing the appender"))
 }
@@ -48,15 +52,24 @@ pub(super) fn apply(
             if t == load.table {
                 format!("_sdc_stage_{i}")
             } else {
-                let j = load.subtables.iter().position(|(s, _)| s == t).unwrap_or(usize::MAX);
+                let j = load
+                    .subtables
+                    .iter()
+                    .position(|(s, _)| s == t)
+                    .unwrap_or(usize::MAX);
                 format!("_sdc_stage_{i}_{j}")
             }
         };
         let mut staged = Vec::new();
-        for (t, rows) in std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r))) {
+        for (t, rows) in
+            std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
+        {
             let name = stage_name(t);
-            exec(&sql::create_stage(&d.schema_sql, &name, &rows.columns, &DIALECT, false), "creating a staging table")
-                .map_err(|e| e.in_table(t.clone()))?;
+            exec(
+                &sql::create_stage(&d.schema_sql, &name, &rows.columns, &DIALECT, false),
+                "creating a staging table",
+            )
+            .map_err(|e| e.in_table(t.clone()))?;
             append(d, &name, rows).map_err(|e| e.in_table(t.clone()))?;
             staged.push(name);
         }
@@ -77,13 +90,18 @@ pub(super) fn apply(
         }
         staged.push(win);
         for name in staged {
-            exec(&format!("DROP TABLE {}", qualified(&d.schema_sql, &name)), "dropping a staging table")?;
+            exec(
+                &format!("DROP TABLE {}", qualified(&d.schema_sql, &name)),
+                "dropping a staging table",
+            )?;
         }
     }
     if !plan.rejected.is_empty() {
         let now = chrono::Utc::now().timestamp_micros();
-        let mut app =
-            d.conn.appender_to_catalog_and_db(REJECTED_TABLE, &d.catalog, &d.schema).map_err(|e| d.err(e, "opening the rejected table"))?;
+        let mut app = d
+            .conn
+            .appender_to_catalog_and_db(REJECTED_TABLE, &d.catalog, &d.schema)
+            .map_err(|e| d.err(e, "opening the rejected table"))?;
         for r in &plan.rejected {
             app.append_row(duckdb::params![
                 Value::Timestamp(TimeUnit::Microsecond, now),
@@ -102,7 +120,10 @@ pub(super) fn apply(
     }
     if let Some(state) = state {
         let json = state.to_value().to_string();
-        exec(&sql::upsert_state(&d.schema_sql, &json, &now_literal()), "storing the state")?;
+        exec(
+            &sql::upsert_state(&d.schema_sql, &json, &now_literal()),
+            "storing the state",
+        )?;
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, RE
 use crate::sql::{self, Dialect};
 use crate::stage::Stager;
 use seam_core::{
-    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord, State,
+    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord,
+    State,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -39,7 +40,10 @@ fn parse_type(name: &str) -> Option<ColumnType> {
     })
 }
 
-pub(crate) const DIALECT: Dialect = Dialect { type_name, on_conflict: false };
+pub(crate) const DIALECT: Dialect = Dialect {
+    type_name,
+    on_conflict: false,
+};
 
 /// A DuckDB database file as a [`Destination`].
 pub struct DuckDbDestination {
@@ -55,7 +59,10 @@ pub struct DuckDbDestination {
 
 impl std::fmt::Debug for DuckDbDestination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DuckDbDestination").field("path", &self.path).field("schema", &self.schema).finish()
+        f.debug_struct("DuckDbDestination")
+            .field("path", &self.path)
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -68,13 +75,18 @@ impl DuckDbDestination {
 
     /// Like [`DuckDbDestination::open`]; streams in `append_only` are loaded append-only even when
     /// they have key properties (see [`seam_core::LoadMode::for_stream`]).
-    pub fn open_with(path: &Path, schema: &str, append_only: HashSet<String>) -> Result<Self, DestinationError> {
+    pub fn open_with(
+        path: &Path,
+        schema: &str,
+        append_only: HashSet<String>,
+    ) -> Result<Self, DestinationError> {
         let conn = duckdb::Connection::open(path).map_err(|source| {
             DestinationError::new(
                 ErrorKind::Config,
                 WarehouseError::DuckDb {
                     path: path.display().to_string(),
-                    action: "cannot open the file (check the path, and that no other process has it open)".into(),
+                    action: "cannot open the file (check the path, and that no other process has it open)"
+                        .into(),
                     source,
                 },
             )
@@ -93,7 +105,9 @@ impl DuckDbDestination {
             .query_row("SELECT current_database()", [], |r| r.get::<_, String>(0))
             .map_err(|e| d.err(e, "reading the catalog name"))?;
         d.schema_sql = format!("{}.{}", quote_ident(&d.catalog), quote_ident(schema));
-        d.conn.execute_batch(&sql::system_tables(&d.schema_sql, &DIALECT)).map_err(|e| d.err(e, "creating the schema"))?;
+        d.conn
+            .execute_batch(&sql::system_tables(&d.schema_sql, &DIALECT))
+            .map_err(|e| d.err(e, "creating the schema"))?;
         d.layout = d.read_layout()?;
         Ok(d)
     }
@@ -110,17 +124,29 @@ impl DuckDbDestination {
 
     /// Stages records with sequences chosen by the caller (the trait's `write_batch` numbers them from
     /// the clock); for replays and tests of ordering.
-    pub fn write_sequenced(&mut self, stream: &str, records: &[SequencedRecord]) -> Result<(), DestinationError> {
+    pub fn write_sequenced(
+        &mut self,
+        stream: &str,
+        records: &[SequencedRecord],
+    ) -> Result<(), DestinationError> {
         self.stager
             .stage_sequenced(stream, records)
             .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
     }
 
     pub(crate) fn err(&self, source: duckdb::Error, action: &str) -> DestinationError {
-        let kind = if source.to_string().contains("Conflict") { ErrorKind::Transient } else { ErrorKind::Internal };
+        let kind = if source.to_string().contains("Conflict") {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Internal
+        };
         DestinationError::new(
             kind,
-            WarehouseError::DuckDb { path: self.path.display().to_string(), action: action.to_owned(), source },
+            WarehouseError::DuckDb {
+                path: self.path.display().to_string(),
+                action: action.to_owned(),
+                source,
+            },
         )
     }
 
@@ -133,7 +159,13 @@ impl DuckDbDestination {
             )
             .map_err(|e| self.err(e, "reading the table layout"))?;
         let rows = stmt
-            .query_map([&self.catalog, &self.schema], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_map([&self.catalog, &self.schema], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .map_err(|e| self.err(e, "reading the table layout"))?;
         let mut tables: BTreeMap<String, Vec<(String, ColumnType)>> = BTreeMap::new();
         for row in rows {
@@ -144,17 +176,27 @@ impl DuckDbDestination {
             let Some(ty) = parse_type(&ty) else { continue };
             tables.entry(table).or_default().push((column, ty));
         }
-        Ok(Layout { tables: tables.into_iter().map(|(t, cols)| (t, TableLayout::from_physical(cols))).collect() })
+        Ok(Layout {
+            tables: tables
+                .into_iter()
+                .map(|(t, cols)| (t, TableLayout::from_physical(cols)))
+                .collect(),
+        })
     }
 }
 
 impl Destination for DuckDbDestination {
     fn check(&mut self) -> Result<(), DestinationError> {
-        self.conn.execute_batch("SELECT 1").map_err(|e| self.err(e, "checking the connection"))
+        self.conn
+            .execute_batch("SELECT 1")
+            .map_err(|e| self.err(e, "checking the connection"))
     }
 
     fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
-        let text: Option<String> = match self.conn.query_row(&sql::select_state(&self.schema_sql), [], |r| r.get(0)) {
+        let text: Option<String> = match self
+            .conn
+            .query_row(&sql::select_state(&self.schema_sql), [], |r| r.get(0))
+        {
             Ok(t) => Some(t),
             Err(duckdb::Error::QueryReturnedNoRows) => None,
             Err(e) => return Err(self.err(e, "reading the committed state")),
@@ -163,13 +205,19 @@ impl Destination for DuckDbDestination {
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
             DestinationError::new(
                 ErrorKind::Internal,
-                WarehouseError::BadState { table: format!("{}.{STATE_TABLE}", self.schema), source },
+                WarehouseError::BadState {
+                    table: format!("{}.{STATE_TABLE}", self.schema),
+                    source,
+                },
             )
         })?;
         State::from_value(value).map(Some).map_err(|source| {
             DestinationError::new(
                 ErrorKind::Internal,
-                WarehouseError::BadState { table: format!("{}.{STATE_TABLE}", self.schema), source },
+                WarehouseError::BadState {
+                    table: format!("{}.{STATE_TABLE}", self.schema),
+                    source,
+                },
             )
         })
     }
@@ -186,16 +234,23 @@ impl Destination for DuckDbDestination {
     }
 
     fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
-        self.stager.activate(stream, version).map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager
+            .activate(stream, version)
+            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
     }
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
         let mut layout = self.layout.clone();
         let plan = self.stager.plan(&mut layout);
-        self.conn.execute_batch("BEGIN TRANSACTION").map_err(|e| self.err(e, "starting a transaction"))?;
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(|e| self.err(e, "starting a transaction"))?;
         match load::apply(self, &plan, &layout, state) {
             Ok(()) => {
-                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e, "committing"))?;
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(self.err(e, "committing"));
+                }
                 self.layout = layout;
                 self.stager.clear();
                 Ok(plan.report)

@@ -81,23 +81,37 @@ pub(super) fn apply(
     let err = move |source: postgres::Error, action: &str| {
         DestinationError::new(
             super::classify(&source),
-            WarehouseError::Postgres { url: shown.clone(), action: action.to_owned(), source },
+            WarehouseError::Postgres {
+                url: shown.clone(),
+                action: action.to_owned(),
+                source,
+            },
         )
     };
-    let mut tx = d.client.transaction().map_err(|e| err(e, "starting a transaction"))?;
+    let mut tx = d
+        .client
+        .transaction()
+        .map_err(|e| err(e, "starting a transaction"))?;
     for change in &plan.ddl {
-        tx.batch_execute(&sql::ddl(&schema, change, &DIALECT)).map_err(|e| err(e, "changing a table"))?;
+        tx.batch_execute(&sql::ddl(&schema, change, &DIALECT))
+            .map_err(|e| err(e, "changing a table"))?;
     }
     for (i, load) in plan.loads.iter().enumerate() {
         let stage_name = |t: &str| -> String {
             if t == load.table {
                 format!("_sdc_stage_{i}")
             } else {
-                let j = load.subtables.iter().position(|(s, _)| s == t).unwrap_or(usize::MAX);
+                let j = load
+                    .subtables
+                    .iter()
+                    .position(|(s, _)| s == t)
+                    .unwrap_or(usize::MAX);
                 format!("_sdc_stage_{i}_{j}")
             }
         };
-        for (t, rows) in std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r))) {
+        for (t, rows) in
+            std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
+        {
             let name = stage_name(t);
             tx.batch_execute(&sql::create_stage(&schema, &name, &rows.columns, &DIALECT, true))
                 .map_err(|e| err(e, "creating a staging table").in_table(t.clone()))?;
@@ -116,7 +130,8 @@ pub(super) fn apply(
             &format!("CREATE TEMP TABLE {win} ON COMMIT DROP"),
             &DIALECT,
         ) {
-            tx.batch_execute(&stmt).map_err(|e| err(e, "merging rows").in_table(load.table.clone()))?;
+            tx.batch_execute(&stmt)
+                .map_err(|e| err(e, "merging rows").in_table(load.table.clone()))?;
         }
     }
     if !plan.rejected.is_empty() {
@@ -127,18 +142,21 @@ pub(super) fn apply(
             ))
             .map_err(|e| err(e, "writing rejected records"))?;
         for r in &plan.rejected {
-            tx.execute(&stmt, &[&r.table_name, &r.reason, &r.record]).map_err(|e| err(e, "writing a rejected record"))?;
+            tx.execute(&stmt, &[&r.table_name, &r.reason, &r.record])
+                .map_err(|e| err(e, "writing a rejected record"))?;
         }
     }
     for (table, version, subs) in &plan.activations {
         for stmt in sql::activate(&schema, table, *version, subs) {
-            tx.batch_execute(&stmt).map_err(|e| err(e, "activating a table version").in_table(table.clone()))?;
+            tx.batch_execute(&stmt)
+                .map_err(|e| err(e, "activating a table version").in_table(table.clone()))?;
         }
     }
     if let Some(state) = state {
         let json = state.to_value().to_string();
         let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-        tx.batch_execute(&sql::upsert_state(&schema, &json, &now)).map_err(|e| err(e, "storing the state"))?;
+        tx.batch_execute(&sql::upsert_state(&schema, &json, &now))
+            .map_err(|e| err(e, "storing the state"))?;
     }
     tx.commit().map_err(|e| err(e, "committing"))
 }

@@ -14,7 +14,8 @@ use crate::sql::{self, Dialect};
 use crate::stage::Stager;
 use postgres::{Client, NoTls};
 use seam_core::{
-    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord, State,
+    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord,
+    State,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -41,7 +42,10 @@ fn parse_type(name: &str) -> Option<ColumnType> {
     })
 }
 
-pub(crate) const DIALECT: Dialect = Dialect { type_name, on_conflict: true };
+pub(crate) const DIALECT: Dialect = Dialect {
+    type_name,
+    on_conflict: true,
+};
 
 /// A PostgreSQL schema as a [`Destination`].
 pub struct PostgresDestination {
@@ -55,7 +59,10 @@ pub struct PostgresDestination {
 
 impl std::fmt::Debug for PostgresDestination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresDestination").field("url", &self.shown_url).field("schema", &self.schema).finish()
+        f.debug_struct("PostgresDestination")
+            .field("url", &self.shown_url)
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -94,14 +101,19 @@ impl PostgresDestination {
     }
 
     /// Like [`PostgresDestination::connect`], with streams forced append-only.
-    pub fn connect_with(url: &str, schema: &str, append_only: HashSet<String>) -> Result<Self, DestinationError> {
+    pub fn connect_with(
+        url: &str,
+        schema: &str,
+        append_only: HashSet<String>,
+    ) -> Result<Self, DestinationError> {
         let shown_url = redact_url(url);
         let client = Client::connect(url, NoTls).map_err(|source| {
             DestinationError::new(
                 classify(&source),
                 WarehouseError::Postgres {
                     url: shown_url.clone(),
-                    action: "cannot connect (check the URL, that the server is running, and the credentials)".into(),
+                    action: "cannot connect (check the URL, that the server is running, and the credentials)"
+                        .into(),
                     source,
                 },
             )
@@ -115,7 +127,9 @@ impl PostgresDestination {
             layout: Layout::default(),
         };
         let ddl = sql::system_tables(&quote_ident(schema), &DIALECT);
-        d.client.batch_execute(&ddl).map_err(|e| d.err(e, "creating the schema"))?;
+        d.client
+            .batch_execute(&ddl)
+            .map_err(|e| d.err(e, "creating the schema"))?;
         d.layout = d.read_layout()?;
         Ok(d)
     }
@@ -131,7 +145,11 @@ impl PostgresDestination {
     }
 
     /// Stages records with sequences chosen by the caller.
-    pub fn write_sequenced(&mut self, stream: &str, records: &[SequencedRecord]) -> Result<(), DestinationError> {
+    pub fn write_sequenced(
+        &mut self,
+        stream: &str,
+        records: &[SequencedRecord],
+    ) -> Result<(), DestinationError> {
         self.stager
             .stage_sequenced(stream, records)
             .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
@@ -140,7 +158,11 @@ impl PostgresDestination {
     pub(crate) fn err(&self, source: postgres::Error, action: &str) -> DestinationError {
         DestinationError::new(
             classify(&source),
-            WarehouseError::Postgres { url: self.shown_url.clone(), action: action.to_owned(), source },
+            WarehouseError::Postgres {
+                url: self.shown_url.clone(),
+                action: action.to_owned(),
+                source,
+            },
         )
     }
 
@@ -169,14 +191,21 @@ impl PostgresDestination {
             let Some(ty) = parse_type(&ty) else { continue };
             tables.entry(table).or_default().push((column, ty));
         }
-        Ok(Layout { tables: tables.into_iter().map(|(t, cols)| (t, TableLayout::from_physical(cols))).collect() })
+        Ok(Layout {
+            tables: tables
+                .into_iter()
+                .map(|(t, cols)| (t, TableLayout::from_physical(cols)))
+                .collect(),
+        })
     }
 }
 
 impl Destination for PostgresDestination {
     fn check(&mut self) -> Result<(), DestinationError> {
         self.reconnect_if_closed()?;
-        self.client.batch_execute("SELECT 1").map_err(|e| self.err(e, "checking the connection"))
+        self.client
+            .batch_execute("SELECT 1")
+            .map_err(|e| self.err(e, "checking the connection"))
     }
 
     fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
@@ -190,7 +219,10 @@ impl Destination for PostgresDestination {
         let bad = |source| {
             DestinationError::new(
                 ErrorKind::Internal,
-                WarehouseError::BadState { table: format!("{}.{STATE_TABLE}", self.schema), source },
+                WarehouseError::BadState {
+                    table: format!("{}.{STATE_TABLE}", self.schema),
+                    source,
+                },
             )
         };
         let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
@@ -209,7 +241,9 @@ impl Destination for PostgresDestination {
     }
 
     fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
-        self.stager.activate(stream, version).map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager
+            .activate(stream, version)
+            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
     }
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {

@@ -7,7 +7,8 @@ use serde_json::json;
 fn activate_version_drops_rows_of_other_versions() {
     both(|p| {
         let mut d = p.open();
-        d.ensure_table(&schema("tags", &["name"], json!({"type": "object"}))).unwrap();
+        d.ensure_table(&schema("tags", &["name"], json!({"type": "object"})))
+            .unwrap();
         let v = |name: &str, version: i64| {
             let mut r = rec("tags", json!({"name": name, "count": 1, "ids": [1, 2]}));
             r.version = Some(version);
@@ -20,7 +21,11 @@ fn activate_version_drops_rows_of_other_versions() {
         d.write_batch("tags", &[v("a", 2), v("c", 2)]).unwrap();
         d.commit(None).unwrap();
         let before = col(d.as_mut(), "SELECT name FROM §tags ORDER BY name");
-        assert_eq!(before.len(), 3, "rows of the old version stay until the new one is activated");
+        assert_eq!(
+            before.len(),
+            3,
+            "rows of the old version stay until the new one is activated"
+        );
         d.activate_version("tags", 2).unwrap();
         d.commit(None).unwrap();
         let after = col(d.as_mut(), "SELECT name FROM §tags ORDER BY name");

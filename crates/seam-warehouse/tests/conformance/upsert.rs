@@ -1,26 +1,65 @@
 //! Upserts by key, subtable replacement, and `_sdc_sequence` ordering.
 
-use crate::harness::{rows, both, col, rec, schema, seq};
+use crate::harness::{both, col, rec, rows, schema, seq};
 use serde_json::json;
 
 #[test]
 fn upsert_replaces_the_row_and_its_subtable_rows() {
     both(|p| {
         let mut d = p.open();
-        d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"}))).unwrap();
-        d.write_batch("tickets", &[rec("tickets", json!({"id": 1, "status": "open", "tags": ["a", "b", "c"]})),
-                                   rec("tickets", json!({"id": 2, "status": "new", "tags": ["x"]}))]).unwrap();
+        d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"})))
+            .unwrap();
+        d.write_batch(
+            "tickets",
+            &[
+                rec(
+                    "tickets",
+                    json!({"id": 1, "status": "open", "tags": ["a", "b", "c"]}),
+                ),
+                rec("tickets", json!({"id": 2, "status": "new", "tags": ["x"]})),
+            ],
+        )
+        .unwrap();
         d.commit(None).unwrap();
-        d.write_batch("tickets", &[rec("tickets", json!({"id": 1, "status": "solved", "tags": ["z"]}))]).unwrap();
+        d.write_batch(
+            "tickets",
+            &[rec(
+                "tickets",
+                json!({"id": 1, "status": "solved", "tags": ["z"]}),
+            )],
+        )
+        .unwrap();
         d.commit(None).unwrap();
         let got = rows(d.as_mut(), "SELECT id, status FROM §tickets ORDER BY id");
-        assert_eq!(got, vec![vec![Some("1".into()), Some("solved".into())], vec![Some("2".into()), Some("new".into())]]);
-        let tags = rows(d.as_mut(), "SELECT _sdc_source_key_id, value FROM §tickets__tags ORDER BY 1, 2");
-        assert_eq!(tags, vec![vec![Some("1".into()), Some("z".into())], vec![Some("2".into()), Some("x".into())]]);
+        assert_eq!(
+            got,
+            vec![
+                vec![Some("1".into()), Some("solved".into())],
+                vec![Some("2".into()), Some("new".into())]
+            ]
+        );
+        let tags = rows(
+            d.as_mut(),
+            "SELECT _sdc_source_key_id, value FROM §tickets__tags ORDER BY 1, 2",
+        );
+        assert_eq!(
+            tags,
+            vec![
+                vec![Some("1".into()), Some("z".into())],
+                vec![Some("2".into()), Some("x".into())]
+            ]
+        );
         // A new version with an empty array removes the old subtable rows.
-        d.write_batch("tickets", &[rec("tickets", json!({"id": 2, "status": "new", "tags": []}))]).unwrap();
+        d.write_batch(
+            "tickets",
+            &[rec("tickets", json!({"id": 2, "status": "new", "tags": []}))],
+        )
+        .unwrap();
         d.commit(None).unwrap();
-        let n = col(d.as_mut(), "SELECT COUNT(*) FROM §tickets__tags WHERE _sdc_source_key_id = 2");
+        let n = col(
+            d.as_mut(),
+            "SELECT COUNT(*) FROM §tickets__tags WHERE _sdc_source_key_id = 2",
+        );
         assert_eq!(n, vec![Some("0".into())]);
     });
 }
@@ -29,17 +68,34 @@ fn upsert_replaces_the_row_and_its_subtable_rows() {
 fn older_sequence_never_overwrites_newer() {
     both(|p| {
         let mut d = p.open();
-        d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"}))).unwrap();
-        d.write_seq("tickets", &[seq(200, "tickets", json!({"id": 1, "v": "new", "tags": ["n"]}))]);
+        d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"})))
+            .unwrap();
+        d.write_seq(
+            "tickets",
+            &[seq(200, "tickets", json!({"id": 1, "v": "new", "tags": ["n"]}))],
+        );
         d.commit(None).unwrap();
-        d.write_seq("tickets", &[seq(100, "tickets", json!({"id": 1, "v": "old", "tags": ["o1", "o2"]}))]);
+        d.write_seq(
+            "tickets",
+            &[seq(
+                100,
+                "tickets",
+                json!({"id": 1, "v": "old", "tags": ["o1", "o2"]}),
+            )],
+        );
         d.commit(None).unwrap();
         let v = col(d.as_mut(), "SELECT v FROM §tickets");
         assert_eq!(v, vec![Some("new".into())]);
         let tags = col(d.as_mut(), "SELECT value FROM §tickets__tags");
         assert_eq!(tags, vec![Some("n".into())]);
         // Within one batch, the newest sequence wins whatever the arrival order.
-        d.write_seq("tickets", &[seq(400, "tickets", json!({"id": 2, "v": "b"})), seq(300, "tickets", json!({"id": 2, "v": "a"}))]);
+        d.write_seq(
+            "tickets",
+            &[
+                seq(400, "tickets", json!({"id": 2, "v": "b"})),
+                seq(300, "tickets", json!({"id": 2, "v": "a"})),
+            ],
+        );
         d.commit(None).unwrap();
         let v = col(d.as_mut(), "SELECT v FROM §tickets WHERE id = 2");
         assert_eq!(v, vec![Some("b".into())]);

@@ -16,7 +16,7 @@ use super::{store_position, Position, ReadCtx, StreamDef, StreamOut};
 use crate::config::CommentsSource;
 use crate::error::ApiError;
 use crate::rate_limit::EndpointClass;
-use crate::raw::{json_string, members, write_object, Members};
+use crate::raw::{json_string, members, write_object, Members, Piece, RawObject};
 use seam_core::SourceError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -29,11 +29,6 @@ const EXPORT_PER_PAGE: u32 = crate::config::EXPORT_PAGE_SIZE;
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn malformed(path: &str, msg: &str) -> serde_json::Error {
-    let _ = path;
-    <serde_json::Error as serde::de::Error>::custom(msg)
 }
 
 /// The first request's start: the watermark, or the configured start date.
@@ -355,34 +350,67 @@ impl Boundary {
     }
 }
 
+/// A time-based export page. The array's key is the resource's name.
 #[derive(Deserialize)]
-struct TimePage<'a> {
-    #[serde(borrow, default)]
-    items: Vec<&'a RawValue>,
+struct TimePage<T> {
+    #[serde(
+        alias = "organizations",
+        alias = "ticket_metric_events",
+        alias = "ticket_events"
+    )]
+    items: Vec<T>,
+    #[serde(default)]
     end_time: Option<i64>,
     end_of_stream: bool,
 }
 
-/// Parses a time-based page whose array is under `key` (renamed to `items`).
-fn parse_time_page<'a>(body: &'a [u8], key: &str) -> Result<TimePage<'a>, serde_json::Error> {
-    let all: Members<'a> = serde_json::from_slice(body)?;
-    let items = match all.get(key) {
-        Some(v) => serde_json::from_str(v.get())?,
-        None => return Err(malformed(key, "the export page has no items array")),
+/// The new records of a time-export page, and the boundary after it. Pages are ordered by time, so
+/// only the leading run (repeats of the last page's second) and the trailing run (the next
+/// boundary) need their id and time read; the middle passes through unparsed.
+fn fresh_items(
+    items: &[&RawValue],
+    ts_field: &str,
+    boundary: &mut Boundary,
+) -> Result<Vec<Box<RawValue>>, serde_json::Error> {
+    let mut fresh = Vec::with_capacity(items.len());
+    let key = |item: &RawValue| -> Result<Option<(u64, i64)>, serde_json::Error> {
+        let head: crate::raw::Head = serde_json::from_str(item.get())?;
+        Ok(head.id.zip(head.epoch(ts_field)))
     };
-    let end_time = match all.get("end_time") {
-        Some(v) => serde_json::from_str::<Option<i64>>(v.get())?,
-        None => None,
-    };
-    let end_of_stream = match all.get("end_of_stream") {
-        Some(v) => serde_json::from_str::<bool>(v.get())?,
-        None => return Err(malformed(key, "the export page has no end_of_stream")),
-    };
-    Ok(TimePage {
-        items,
-        end_time,
-        end_of_stream,
-    })
+    let mut i = 0;
+    while i < items.len() {
+        match key(items[i])? {
+            None => fresh.push(items[i].to_owned()),
+            Some((_, ts)) if boundary.ts.is_some_and(|b| ts > b) => break,
+            Some((id, ts)) => {
+                if boundary.admit(id, ts) {
+                    fresh.push(items[i].to_owned());
+                }
+            }
+        }
+        i += 1;
+    }
+    let rest = &items[i..];
+    if rest.is_empty() {
+        return Ok(fresh);
+    }
+    let mut tail_ts = None;
+    let mut tail = HashSet::new();
+    for item in rest.iter().rev() {
+        let Some((id, ts)) = key(item)? else { break };
+        match tail_ts {
+            None => tail_ts = Some(ts),
+            Some(t) if t != ts => break,
+            Some(_) => {}
+        }
+        tail.insert(id);
+    }
+    if tail_ts.is_some() {
+        boundary.ts = tail_ts;
+        boundary.ids = tail;
+    }
+    fresh.extend(rest.iter().map(|r| (*r).to_owned()));
+    Ok(fresh)
 }
 
 /// A time-based export stream whose records pass through as delivered (organizations,
@@ -391,7 +419,6 @@ pub async fn time_export(
     ctx: &ReadCtx,
     def: &'static StreamDef,
     path: &str,
-    key: &str,
     pos: Position,
 ) -> Result<(), SourceError> {
     let Some(out) = ctx.out_of(def.name) else {
@@ -408,25 +435,14 @@ pub async fn time_export(
         let parsed = ctx
             .client
             .get(EndpointClass::Export, &q, |b| {
-                let page = parse_time_page(b, key)?;
-                let mut fresh = Vec::with_capacity(page.items.len());
+                let page: TimePage<&RawValue> = serde_json::from_slice(b)?;
                 let mut b2 = Boundary {
                     ts: boundary.ts,
                     ids: boundary.ids.clone(),
                 };
-                for item in &page.items {
-                    let head: crate::raw::Head = serde_json::from_str(item.get())?;
-                    let (Some(id), Some(ts)) = (head.id, head.epoch(ts_field)) else {
-                        fresh.push((*item).to_owned());
-                        continue;
-                    };
-                    if b2.admit(id, ts) {
-                        fresh.push((*item).to_owned());
-                    }
-                }
+                let fresh = fresh_items(&page.items, ts_field, &mut b2)?;
                 // Keep the boundary only if the whole page parsed: a retry starts from the old one.
-                let result = (fresh, b2, page.end_time, page.end_of_stream);
-                Ok(result)
+                Ok((fresh, b2, page.end_time, page.end_of_stream))
             })
             .await;
         let (fresh, b2, end_time, end_of_stream) = match parsed {
@@ -503,110 +519,111 @@ fn str_of(v: Option<&&RawValue>) -> Option<String> {
 
 const NULL: &str = "null";
 
-/// Builds the audit and its comments from one ticket-events item.
+/// Records ready to send.
+type Records = Vec<Box<RawValue>>;
+
+/// Builds the audit and its comments from one ticket-events item. Member values are copied as raw
+/// text and the results are not re-parsed (see [`RawObject`]).
 fn audit_and_comments(
     ev: &TicketEvent<'_>,
     want_audit: bool,
     want_comments: bool,
-) -> Result<(Option<String>, Vec<String>), serde_json::Error> {
-    let id = ev.id.to_string();
-    let ticket_id = ev.ticket_id.to_string();
-    let created = ev.created_at.map_or_else(
-        || json_string(&crate::raw::iso(ev.timestamp)),
-        |c| c.get().to_owned(),
-    );
-    let via = format!(
+) -> Result<(Option<Box<RawValue>>, Records), serde_json::Error> {
+    let small = RawValue::from_string;
+    let id = small(ev.id.to_string())?;
+    let ticket_id = small(ev.ticket_id.to_string())?;
+    let created = match ev.created_at {
+        Some(c) => c.to_owned(),
+        None => small(json_string(&crate::raw::iso(ev.timestamp)))?,
+    };
+    let via = small(format!(
         "{{\"channel\":{},\"source\":null}}",
         ev.via
             .as_deref()
             .map_or_else(|| NULL.to_owned(), |l| json_string(&channel_of(l)))
-    );
-    let metadata = format!(
+    ))?;
+    let metadata = small(format!(
         "{{\"system\":{},\"custom\":{}}}",
         ev.system.map_or("{}", |s| s.get()),
         ev.metadata.map_or("{}", |s| s.get())
-    );
+    ))?;
+    let null = small(NULL.to_owned())?;
+    let comment = small("\"Comment\"".to_owned())?;
     let mut comments = Vec::new();
-    let mut events = Vec::with_capacity(ev.child_events.len());
+    let mut events: Vec<Box<RawValue>> = Vec::with_capacity(ev.child_events.len());
     for child in &ev.child_events {
         let m: Members = members(child)?;
         let kind = str_of(m.get("event_type")).unwrap_or_default();
-        let cid = m.get("id").map_or(NULL, |v| v.get());
+        let cid: &RawValue = m.get("id").copied().unwrap_or(&null);
         if kind == "Comment" {
             if want_comments {
-                let audit_id = m.get("audit_id").map_or(id.as_str(), |v| v.get());
-                let c_created = m.get("created_at").map_or(created.as_str(), |v| v.get());
-                comments.push(write_object(
-                    &[
-                        ("id", cid),
-                        ("type", "\"Comment\""),
-                        ("ticket_id", &ticket_id),
-                        ("audit_id", audit_id),
-                        ("created_at", c_created),
-                        ("via", &via),
-                        ("metadata", &metadata),
-                    ],
-                    &m,
-                    &["via_reference_id", "event_type"],
-                ));
+                let audit_id: &RawValue = m.get("audit_id").copied().unwrap_or(&id);
+                let c_created: &RawValue = m.get("created_at").copied().unwrap_or(&created);
+                let first = [
+                    ("id", cid),
+                    ("type", &*comment),
+                    ("ticket_id", &*ticket_id),
+                    ("audit_id", audit_id),
+                    ("created_at", c_created),
+                    ("via", &*via),
+                    ("metadata", &*metadata),
+                ];
+                comments.push(RawObject::merged(&first, &m, &["via_reference_id", "event_type"]).to_raw()?);
             }
             if want_audit {
-                events.push(write_object(
-                    &[("id", cid), ("type", "\"Comment\"")],
-                    &m,
-                    &["via", "via_reference_id", "event_type", "created_at"],
-                ));
+                let first = [("id", cid), ("type", &*comment)];
+                events.push(
+                    RawObject::merged(
+                        &first,
+                        &m,
+                        &["via", "via_reference_id", "event_type", "created_at"],
+                    )
+                    .to_raw()?,
+                );
             }
             continue;
         }
         if !want_audit {
             continue;
         }
-        let ty = json_string(&kind);
+        let ty = small(json_string(&kind))?;
         const META: &[&str] = &["id", "via", "via_reference_id", "event_type", "previous_value"];
         let fields: Vec<(&Cow<str>, &&RawValue)> =
             m.iter().filter(|(k, _)| !META.contains(&k.as_ref())).collect();
         if matches!(kind.as_str(), "Create" | "Change") && fields.len() == 1 {
             // The export writes a field change as `{"<field>": value}`; audits as field_name/value.
             let (name, value) = fields[0];
-            let fname = json_string(name);
-            let mut first: Vec<(&str, &str)> = vec![
+            let fname = small(json_string(name))?;
+            let mut first: Vec<(&str, &RawValue)> = vec![
                 ("id", cid),
                 ("type", &ty),
                 ("field_name", &fname),
-                ("value", value.get()),
+                ("value", value),
             ];
             if let Some(pv) = m.get("previous_value") {
-                first.push(("previous_value", pv.get()));
+                first.push(("previous_value", pv));
             }
-            events.push(write_object(&first, &Members::new(), &[]));
+            events.push(RawObject::merged(&first, &Members::new(), &[]).to_raw()?);
         } else {
-            events.push(write_object(
-                &[("id", cid), ("type", &ty)],
-                &m,
-                &["via", "via_reference_id", "event_type"],
-            ));
+            let first = [("id", cid), ("type", &*ty)];
+            events.push(RawObject::merged(&first, &m, &["via", "via_reference_id", "event_type"]).to_raw()?);
         }
     }
-    let audit = want_audit.then(|| {
-        let mut s = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 256);
-        s.push_str("{\"id\":");
-        s.push_str(&id);
-        s.push_str(",\"ticket_id\":");
-        s.push_str(&ticket_id);
-        s.push_str(",\"created_at\":");
-        s.push_str(&created);
-        s.push_str(",\"author_id\":");
-        s.push_str(ev.updater_id.map_or(NULL, |u| u.get()));
-        s.push_str(",\"via\":");
-        s.push_str(&via);
-        s.push_str(",\"metadata\":");
-        s.push_str(&metadata);
-        s.push_str(",\"events\":[");
-        s.push_str(&events.join(","));
-        s.push_str("]}");
-        s
-    });
+    let audit = if want_audit {
+        let author: &RawValue = ev.updater_id.unwrap_or(&null);
+        let obj = RawObject(vec![
+            ("id", Piece::Raw(&id)),
+            ("ticket_id", Piece::Raw(&ticket_id)),
+            ("created_at", Piece::Raw(&created)),
+            ("author_id", Piece::Raw(author)),
+            ("via", Piece::Raw(&via)),
+            ("metadata", Piece::Raw(&metadata)),
+            ("events", Piece::List(&events)),
+        ]);
+        Some(obj.to_raw()?)
+    } else {
+        None
+    };
     Ok((audit, comments))
 }
 
@@ -654,15 +671,14 @@ pub async fn ticket_events(
         let parsed = ctx
             .client
             .get(EndpointClass::Export, &q, |b| {
-                let page = parse_time_page(b, "ticket_events")?;
+                let page: TimePage<TicketEvent> = serde_json::from_slice(b)?;
                 let mut b2 = Boundary {
                     ts: boundary.ts,
                     ids: boundary.ids.clone(),
                 };
                 let (mut audits, mut comments) = (Vec::new(), Vec::new());
                 let mut new = 0usize;
-                for item in &page.items {
-                    let ev: TicketEvent = serde_json::from_str(item.get())?;
+                for ev in &page.items {
                     if !b2.admit(ev.id, ev.timestamp) {
                         continue;
                     }
@@ -670,13 +686,9 @@ pub async fn ticket_events(
                     if deleted.contains(&ev.ticket_id) {
                         continue;
                     }
-                    let (a, cs) = audit_and_comments(&ev, o_audits.is_some(), o_comments.is_some())?;
-                    if let Some(a) = a {
-                        audits.push(RawValue::from_string(a)?);
-                    }
-                    for c in cs {
-                        comments.push(RawValue::from_string(c)?);
-                    }
+                    let (a, cs) = audit_and_comments(ev, o_audits.is_some(), o_comments.is_some())?;
+                    audits.extend(a);
+                    comments.extend(cs);
                 }
                 Ok((audits, comments, new, b2, page.end_time, page.end_of_stream))
             })
@@ -862,6 +874,24 @@ mod tests {
     }
 
     #[test]
+    fn time_pages_drop_the_repeated_boundary_second_only() {
+        let raw = |s: &str| -> Box<RawValue> { serde_json::from_str(s).unwrap() };
+        let t = |id: u64, ts: i64| raw(&format!(r#"{{"id":{id},"time":"{}"}}"#, crate::raw::iso(ts)));
+        let page1 = [t(1, 10), t(2, 11), t(3, 12), t(4, 12)];
+        let mut b = Boundary::default();
+        let refs: Vec<&RawValue> = page1.iter().map(|r| &**r).collect();
+        assert_eq!(fresh_items(&refs, "time", &mut b).unwrap().len(), 4);
+        assert_eq!((b.ts, b.ids()), (Some(12), vec![3, 4]));
+        // The next page starts at second 12 again: 3 and 4 are repeats, 5 is new at 12.
+        let page2 = [t(3, 12), t(4, 12), t(5, 12), t(6, 13), t(7, 14)];
+        let refs: Vec<&RawValue> = page2.iter().map(|r| &**r).collect();
+        let fresh = fresh_items(&refs, "time", &mut b).unwrap();
+        let ids: Vec<String> = fresh.iter().map(|r| r.get()[6..7].to_owned()).collect();
+        assert_eq!(ids, vec!["5", "6", "7"]);
+        assert_eq!((b.ts, b.ids()), (Some(14), vec![7]));
+    }
+
+    #[test]
     fn tickets_page_drops_fields_and_splits_metric_sets() {
         let body = br#"{"tickets":[{"id":1,"generated_timestamp":5,"status":"open","custom_fields":[{"id":9,"value":[1]}],"fields":[{"id":9,"value":[1]}],"metric_set":{"id":77,"ticket_id":1}},
             {"id":2,"generated_timestamp":7,"status":"deleted","fields":[]}],"after_cursor":"abc","end_of_stream":true}"#;
@@ -892,7 +922,7 @@ mod tests {
             {"id":12,"via":"Web form","via_reference_id":null,"event_type":"Change","status":"open","previous_value":"new"}]}"#;
         let ev: TicketEvent = serde_json::from_str(item).unwrap();
         let (a, cs) = audit_and_comments(&ev, true, true).unwrap();
-        let a: serde_json::Value = serde_json::from_str(&a.unwrap()).unwrap();
+        let a: serde_json::Value = serde_json::from_str(a.unwrap().get()).unwrap();
         assert_eq!(a["author_id"], 5);
         assert_eq!(a["via"]["channel"], "web");
         assert_eq!(a["events"][1]["field_name"], "status");
@@ -900,7 +930,7 @@ mod tests {
         assert_eq!(a["events"][1]["previous_value"], "new");
         assert_eq!(a["events"][0]["type"], "Comment");
         assert_eq!(cs.len(), 1);
-        let c: serde_json::Value = serde_json::from_str(&cs[0]).unwrap();
+        let c: serde_json::Value = serde_json::from_str(cs[0].get()).unwrap();
         assert_eq!(c["ticket_id"], 3);
         assert_eq!(c["audit_id"], 10);
         assert_eq!(c["body"], "hi");

@@ -84,12 +84,12 @@ fn start_time(p: &Params, now: i64) -> Result<i64, ApiError> {
 /// attached to the ticket: <https://support.zendesk.com/hc/en-us/community/posts/4984355661466>).
 fn push_ticket(out: &mut String, store: &Store, rec: &Rec, metric_sets: bool) {
     if metric_sets && !store.ticket(rec.id).is_some_and(|m| m.deleted) {
-        if let Some(ms) = store
+        let ms = store
             .metric_set_by_ticket
             .get(&rec.id)
-            .and_then(|id| store.metric_sets.get(*id))
-        {
-            out.push_str(&rec.json[..rec.json.len() - 1]);
+            .and_then(|id| store.metric_sets.get(*id));
+        if let (Some(ms), Some(head)) = (ms, rec.json.strip_suffix('}')) {
+            out.push_str(head);
             out.push_str(",\"metric_set\":");
             out.push_str(&ms.json);
             out.push('}');
@@ -338,4 +338,29 @@ pub fn time_export(
         end_time
     ));
     Ok(Reply::ok(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_events_hide_comments_unless_asked() {
+        let audit = json!({"id": 7, "ticket_id": 3, "created_at": "2024-01-02T03:04:05Z", "author_id": 9,
+        "via": {"channel": "email"}, "metadata": {"system": {"ip_address": "1.2.3.4"}, "custom": {}},
+        "events": [
+            {"id": 1, "type": "Comment", "body": "hi ✨", "public": true, "audit_id": 7},
+            {"id": 2, "type": "Change", "field_name": "status", "value": "open", "previous_value": "new"}
+        ]})
+        .to_string();
+        let without = ticket_event(&audit, false).unwrap();
+        assert_eq!(without["child_events"].as_array().unwrap().len(), 1);
+        assert_eq!(without["child_events"][0]["status"], "open");
+        assert_eq!(without["child_events"][0]["previous_value"], "new");
+        assert_eq!(without["timestamp"], 1_704_164_645);
+        assert_eq!(without["via"], "Mail");
+        let with = ticket_event(&audit, true).unwrap();
+        assert_eq!(with["child_events"][0]["event_type"], "Comment");
+        assert_eq!(with["child_events"][0]["body"], "hi ✨");
+    }
 }

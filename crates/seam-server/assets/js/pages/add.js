@@ -13,9 +13,8 @@ export async function renderPicker(main) {
     h("div", { class: "tiles" },
       h("a", { class: "card tile", href: "/integrations/new/zendesk", "data-link": true, id: "pick-zendesk" },
         h("img", { src: "/assets/zendesk.svg", alt: "", width: 56, height: 56 }), "Zendesk Support",
-        h("span", { class: "muted small" }, "Tickets, users, organizations, and 20 more tables")),
-      ...["Salesforce", "HubSpot", "Stripe"].map((n) =>
-        h("div", { class: "card tile disabled", "aria-disabled": "true" }, h("div", { class: "muted" }, n), h("span", { class: "muted small" }, "not yet")))));
+        h("span", { class: "muted small" }, "Tickets, users, organizations and 25 more tables"))),
+    h("p", { class: "muted small" }, "Zendesk Support is seam's first integration; more sources come as connectors are added."));
 }
 
 const FREQUENCIES = [[30, "30 minutes"], [60, "1 hour"], [180, "3 hours"], [360, "6 hours"], [720, "12 hours"], [1440, "24 hours"]];

@@ -60,7 +60,12 @@ export async function render(main) {
   };
   await draw();
   // Status and next sync move on their own: refresh every 10 seconds while the page is open.
-  const timer = setInterval(() => draw().catch(() => {}), 10_000);
+  // Skipped while focus is inside the page, so keyboard users never lose their place.
+  const timer = setInterval(() => {
+    const focused = document.activeElement;
+    if (focused && focused !== main && main.contains(focused)) return;
+    draw().catch(() => {});
+  }, 10_000);
   return () => clearInterval(timer);
 }
 

@@ -377,6 +377,12 @@ export async function render(main, [id, tabArg], ctx) {
       if (ok) { ctx.flash("success", "Integration deleted.", `${source.display_name} is gone; the schema ${source.name} stays in your warehouse.`, null, { persist: true }); ctx.navigate("/"); }
     });
     const del = h("button", { class: "btn btn-danger", type: "button", id: "delete-integration", onclick: () => delDialog.showModal() }, "Delete Integration");
+    const pauseBtn = h("button", { class: "btn", type: "button", id: "pause-syncing" }, source.paused_at ? "Resume Syncing" : "Pause Syncing");
+    pauseBtn.addEventListener("click", () => act(pauseBtn, async () => {
+      await api.put(`/sources/${id}`, { paused_at: source.paused_at ? null : new Date().toISOString() });
+      await refreshSource();
+      await drawTab();
+    }, source.paused_at ? "Syncing resumed." : "Syncing paused."));
 
     mount(body, h("div", { class: "grid grid-2" },
       h("div", { class: "stack" },
@@ -401,7 +407,7 @@ export async function render(main, [id, tabArg], ctx) {
           h("div", { class: "form-actions" }, saveStart), resetMsg, resetDialog),
         box("Pause or delete", null,
           h("p", { class: "small" }, "Pause Syncing stops scheduled extractions (Run Extraction Now still works). Deleting keeps the warehouse data."),
-          h("div", { class: "form-actions" }, del), delDialog))));
+          h("div", { class: "form-actions" }, pauseBtn, del), delDialog))));
     syncDefault();
     if (!useDefault.checked) previewCron();
   }

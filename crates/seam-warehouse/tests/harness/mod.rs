@@ -68,10 +68,16 @@ impl TestDest for PostgresDestination {
         let mut out = Vec::new();
         for m in msgs {
             if let postgres::SimpleQueryMessage::Row(row) = m {
-                out.push((0..row.len()).map(|i| row.get(i).map(|s| {
-                    // Drop fractional zeros so both destinations print timestamps alike.
-                    s.to_owned()
-                })).collect());
+                out.push(
+                    (0..row.len())
+                        .map(|i| {
+                            row.get(i).map(|s| {
+                                // Drop fractional zeros so both destinations print timestamps alike.
+                                s.to_owned()
+                            })
+                        })
+                        .collect(),
+                );
             }
         }
         out
@@ -114,11 +120,23 @@ impl Place {
         match kind {
             Kind::DuckDb => {
                 let dir = tempfile::tempdir().unwrap();
-                Some(Place { kind, schema, path: dir.path().join("w.duckdb"), url: String::new(), _dir: Some(dir) })
+                Some(Place {
+                    kind,
+                    schema,
+                    path: dir.path().join("w.duckdb"),
+                    url: String::new(),
+                    _dir: Some(dir),
+                })
             }
             Kind::Postgres => {
                 let url = postgres_url()?;
-                Some(Place { kind, schema, path: PathBuf::new(), url, _dir: None })
+                Some(Place {
+                    kind,
+                    schema,
+                    path: PathBuf::new(),
+                    url,
+                    _dir: None,
+                })
             }
         }
     }
@@ -145,10 +163,14 @@ pub fn postgres_url() -> Option<String> {
         if let Ok(url) = std::env::var("SEAM_TEST_POSTGRES_URL") {
             return Some(url);
         }
-        let bin = ["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.join("initdb").exists());
+        let bin = [
+            "/usr/lib/postgresql/15/bin",
+            "/usr/lib/postgresql/16/bin",
+            "/usr/lib/postgresql/17/bin",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("initdb").exists());
         let Some(bin) = bin else {
             eprintln!("SKIP postgres conformance: SEAM_TEST_POSTGRES_URL unset and no initdb found");
             return None;
@@ -159,11 +181,19 @@ pub fn postgres_url() -> Option<String> {
         let port_file = dir.join("port");
         std::fs::create_dir_all(&dir).unwrap();
         // initdb refuses to run as root; run as the `postgres` user when we are root.
-        let as_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0"))
+            .unwrap_or(false);
         let run = |args: &[&str]| -> bool {
             let mut c = if as_root {
                 let mut c = Command::new("su");
-                let line = args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+                let line = args
+                    .iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
                 c
             } else {
@@ -171,35 +201,91 @@ pub fn postgres_url() -> Option<String> {
                 c.args(&args[1..]);
                 c
             };
-            c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
         };
         let pg_ctl = bin.join("pg_ctl");
+        // Test processes (nextest runs one per test) start the cluster one at a time.
+        let lock = dir.join("lock");
+        for _ in 0..300 {
+            if std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+                .is_ok()
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let url = start_or_reuse(&run, &pg_ctl, &bin, &dir, &data, &port_file, as_root);
+        let _ = std::fs::remove_file(&lock);
+        url
+    })
+    .clone()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_or_reuse(
+    run: &dyn Fn(&[&str]) -> bool,
+    pg_ctl: &std::path::Path,
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    port_file: &std::path::Path,
+    as_root: bool,
+) -> Option<String> {
+    {
         let running = run(&[pg_ctl.to_str().unwrap(), "-D", data.to_str().unwrap(), "status"]);
-        if let (true, Ok(port)) = (running, std::fs::read_to_string(&port_file)) {
+        if let (true, Ok(port)) = (running, std::fs::read_to_string(port_file)) {
             return Some(format!("postgres://seam@127.0.0.1:{}/postgres", port.trim()));
         }
-        let _ = std::fs::remove_dir_all(&data);
+        let _ = std::fs::remove_dir_all(data);
         if as_root {
-            let _ = Command::new("chown").args(["-R", "postgres", dir.to_str().unwrap()]).status();
+            let _ = Command::new("chown")
+                .args(["-R", "postgres", dir.to_str().unwrap()])
+                .status();
         }
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let initdb = bin.join("initdb");
-        if !run(&[initdb.to_str().unwrap(), "-D", data.to_str().unwrap(), "-U", "seam", "--auth=trust"]) {
+        if !run(&[
+            initdb.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "seam",
+            "--auth=trust",
+        ]) {
             eprintln!("SKIP postgres conformance: initdb failed");
             return None;
         }
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
-        if !run(&[pg_ctl.to_str().unwrap(), "-D", data.to_str().unwrap(), "-o", &opts, "-w", "-l", dir.join("log").to_str().unwrap(), "start"]) {
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.display()
+        );
+        if !run(&[
+            pg_ctl.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-w",
+            "-l",
+            dir.join("log").to_str().unwrap(),
+            "start",
+        ]) {
             eprintln!("SKIP postgres conformance: pg_ctl start failed");
             return None;
         }
-        std::fs::write(&port_file, port.to_string()).unwrap();
+        std::fs::write(port_file, port.to_string()).unwrap();
         Some(format!("postgres://seam@127.0.0.1:{port}/postgres"))
-    })
-    .clone()
+    }
 }
 
 pub fn schema(stream: &str, keys: &[&str], schema: Value) -> SchemaMessage {
@@ -216,7 +302,10 @@ pub fn rec(stream: &str, v: Value) -> RecordMessage {
 }
 
 pub fn seq(sequence: i64, stream: &str, v: Value) -> SequencedRecord {
-    SequencedRecord { sequence, message: rec(stream, v) }
+    SequencedRecord {
+        sequence,
+        message: rec(stream, v),
+    }
 }
 
 /// Runs `test` against both destinations.
@@ -236,7 +325,9 @@ pub fn rows(d: &mut dyn TestDest, sql: &str) -> Vec<Vec<Option<String>>> {
     while let Some(i) = rest.find('§') {
         out.push_str(&rest[..i]);
         let after = &rest[i + '§'.len_utf8()..];
-        let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
         out.push_str(&format!("\"{schema}\".\"{}\"", &after[..end]));
         rest = &after[end..];
     }
@@ -268,8 +359,13 @@ pub fn columns(d: &mut dyn TestDest, table: &str) -> Vec<String> {
 /// Tables of the schema, sorted.
 pub fn tables(d: &mut dyn TestDest) -> Vec<String> {
     let s = d.schema_name();
-    col(d, &format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{s}' ORDER BY table_name"))
-        .into_iter()
-        .map(Option::unwrap)
-        .collect()
+    col(
+        d,
+        &format!(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = '{s}' ORDER BY table_name"
+        ),
+    )
+    .into_iter()
+    .map(Option::unwrap)
+    .collect()
 }

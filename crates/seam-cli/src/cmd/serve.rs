@@ -1,0 +1,132 @@
+//! `seam serve [--data-dir DIR] [--listen 127.0.0.1:8080] [--warehouse duckdb:PATH|postgres://…]`: the
+//! service — integrations, the scheduler, replication jobs and the REST API, in one process.
+
+use anyhow::Context;
+use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
+use seam_server::connectors::{validate_zendesk_base_url, DefaultFactory, Warehouse};
+use seam_server::{Service, ServiceConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Arguments of `seam serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where the metastore, the secret key file and the default DuckDB warehouse live (created on first start).
+    #[arg(long, env = "SEAM_DATA_DIR", default_value = "./seam-data")]
+    data_dir: PathBuf,
+    /// Address of the REST API and dashboard.
+    #[arg(long, env = "SEAM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Warehouse: `duckdb:PATH` or a `postgres://` URL. Default: `duckdb:<data-dir>/warehouse.duckdb`.
+    #[arg(long, env = "SEAM_WAREHOUSE")]
+    warehouse: Option<String>,
+    /// Keep the metastore in PostgreSQL (`postgres://…`, schema `seam`) instead of SQLite under the data dir.
+    #[arg(long, env = "SEAM_METASTORE_URL")]
+    metastore_url: Option<String>,
+    /// Point every Zendesk integration at this loopback URL (the simulator), for tests and demos.
+    #[arg(long, env = "SEAM_ZENDESK_BASE_URL")]
+    zendesk_base_url: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with structured fields.
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Runs the service until SIGINT or SIGTERM, then stops gracefully (running jobs stop at a safe point,
+/// committed work kept; the schedule resumes on the next start).
+pub fn run(args: Args) -> anyhow::Result<()> {
+    init_logs(args.log_format);
+    let warehouse = match &args.warehouse {
+        Some(spec) => Warehouse::parse(spec)
+            .map_err(anyhow::Error::msg)
+            .context("--warehouse")?,
+        None => Warehouse::DuckDb(args.data_dir.join("warehouse.duckdb")),
+    };
+    let base_url = args
+        .zendesk_base_url
+        .as_deref()
+        .map(validate_zendesk_base_url)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        tracing::info!(warehouse = %warehouse.describe(), data_dir = %args.data_dir.display(), "starting seam");
+        let metastore: Option<Arc<dyn seam_metastore::Metastore>> = match &args.metastore_url {
+            Some(url) => Some(Arc::new(
+                seam_metastore::PostgresMetastore::connect(url, "seam")
+                    .await
+                    .context("cannot open the PostgreSQL metastore (--metastore-url)")?,
+            )),
+            None => None,
+        };
+        let service = Service::start(ServiceConfig {
+            data_dir: args.data_dir.clone(),
+            listen: args.listen,
+            factory: Arc::new(DefaultFactory::new(warehouse, base_url)),
+            clock: Arc::new(TokioClock::new()),
+            scheduler: SchedulerConfig::default(),
+            metastore,
+        })
+        .await
+        .context("seam could not start")?;
+        if let Some(token) = service.initial_token() {
+            // Printed once, on stdout only (never logged): only its hash is stored.
+            println!("seam: API token (shown once, store it now): {token}");
+        }
+        if let Some(password) = service.initial_admin_password() {
+            // Printed once, like the token; only an argon2 hash is stored.
+            println!("seam: dashboard sign-in (shown once): user admin, password {password}");
+        }
+        println!("seam: listening on http://{}", service.addr());
+        shutdown_signal().await;
+        tracing::info!("stopping: running jobs stop at a safe point, committed work is kept");
+        service.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

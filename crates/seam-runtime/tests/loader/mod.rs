@@ -1,0 +1,262 @@
+//! The loader: ordering, batching, state after commit, retries, bad input.
+
+use seam_core::singer::MessageReader;
+use seam_core::{
+    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, RetryPolicy, SchemaMessage, State,
+};
+use seam_runtime::loader::{self, Commit, LoadError, LoaderConfig, Numbered};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// An in-memory destination that records what happened and can fail commits.
+#[derive(Debug, Default)]
+struct Fake {
+    staged: BTreeMap<String, u64>,
+    committed: BTreeMap<String, u64>,
+    state: Option<State>,
+    commits: Vec<(u64, Option<State>)>,
+    fail_next: Vec<ErrorKind>,
+}
+
+impl Destination for Fake {
+    fn check(&mut self) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
+        Ok(self.state.clone())
+    }
+    fn ensure_table(&mut self, _: &SchemaMessage) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
+        *self.staged.entry(stream.to_owned()).or_default() += records.len() as u64;
+        Ok(())
+    }
+    fn activate_version(&mut self, _: &str, _: i64) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
+        if !self.fail_next.is_empty() {
+            let kind = self.fail_next.remove(0);
+            return Err(DestinationError::new(
+                kind,
+                std::io::Error::other("warehouse unreachable"),
+            ));
+        }
+        let mut report = CommitReport::default();
+        let mut n = 0;
+        for (s, c) in std::mem::take(&mut self.staged) {
+            *self.committed.entry(s.clone()).or_default() += c;
+            report.rows.insert(s, c);
+            n += c;
+        }
+        if let Some(s) = state {
+            self.state = Some(s.clone());
+        }
+        self.commits.push((n, state.cloned()));
+        Ok(report)
+    }
+    fn discard(&mut self) {
+        self.staged.clear();
+    }
+}
+
+fn lines(text: &str) -> impl Iterator<Item = Result<Numbered, seam_core::singer::ReadError>> + '_ {
+    let mut r = MessageReader::new(text.as_bytes());
+    std::iter::from_fn(move || r.next_message())
+}
+
+fn config(records: usize) -> LoaderConfig {
+    LoaderConfig {
+        max_batch_records: records,
+        retry: RetryPolicy::fast_for_tests(),
+        ..LoaderConfig::default()
+    }
+}
+
+const SCHEMA: &str = r#"{"type":"SCHEMA","stream":"s","key_properties":["id"],"schema":{"type":"object"}}"#;
+
+fn record(i: u64) -> String {
+    format!(r#"{{"type":"RECORD","stream":"s","record":{{"id":{i}}}}}"#)
+}
+
+fn state(i: u64) -> String {
+    format!(r#"{{"type":"STATE","value":{{"bookmarks":{{"s":{{"pos":{i}}}}}}}}}"#)
+}
+
+#[test]
+fn states_are_emitted_only_after_the_rows_before_them_commit() {
+    let mut text = format!("{SCHEMA}\n");
+    for i in 1..=10 {
+        text += &format!("{}\n", record(i));
+        if i % 2 == 0 {
+            text += &format!("{}\n", state(i));
+        }
+    }
+    let mut dest = Fake::default();
+    let mut emitted: Vec<(Value, u64)> = Vec::new();
+    let committed_rows = std::cell::Cell::new(0u64);
+    let mut on_commit = |c: Commit<'_>| {
+        committed_rows.set(committed_rows.get() + c.report.total_rows());
+        if let Some(s) = c.state {
+            emitted.push((s.clone(), committed_rows.get()));
+        }
+        Ok(())
+    };
+    let summary = loader::run(&mut dest, lines(&text), &mut on_commit, &config(3)).unwrap();
+    assert_eq!(summary.report.total_rows(), 10);
+    // Batches of 3 records: commits after records 3, 6, 9 and at the end.
+    assert_eq!(
+        dest.commits.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        vec![3, 3, 3, 1]
+    );
+    // Each emitted state covers only committed rows: pos <= rows committed when it was emitted.
+    for (s, rows) in &emitted {
+        let pos = s["bookmarks"]["s"]["pos"].as_u64().unwrap();
+        assert!(
+            pos <= *rows,
+            "state {pos} emitted with only {rows} rows committed"
+        );
+    }
+    assert_eq!(
+        emitted.last().unwrap().0,
+        json!({"bookmarks": {"s": {"pos": 10}}})
+    );
+    assert_eq!(summary.last_state, Some(json!({"bookmarks": {"s": {"pos": 10}}})));
+    assert_eq!(summary.per_table()["s"].rows, 10);
+}
+
+#[test]
+fn a_record_before_its_schema_is_an_error_naming_the_line() {
+    let text = format!(
+        "{SCHEMA}\n{}\n{}\n{}\n",
+        record(1),
+        state(1),
+        r#"{"type":"RECORD","stream":"other","record":{}}"#
+    );
+    let mut dest = Fake::default();
+    let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(100)).unwrap_err();
+    assert!(matches!(err, LoadError::BeforeSchema { line: 4, .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("line 4: RECORD for stream \"other\" before its SCHEMA"),
+        "{err}"
+    );
+    assert!(
+        dest.commits.is_empty(),
+        "nothing of the broken batch is committed"
+    );
+    assert_eq!(dest.state, None, "the bookmark stays put");
+}
+
+#[test]
+fn a_malformed_line_stops_the_load_and_keeps_the_last_committed_bookmark() {
+    let text = format!(
+        "{SCHEMA}\n{}\n{}\n{}\n{}\n{{\"type\":\"RECORD\",\n{}\n",
+        record(1),
+        record(2),
+        state(2),
+        record(3),
+        state(3)
+    );
+    let mut dest = Fake::default();
+    let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(2)).unwrap_err();
+    assert!(err.to_string().starts_with("line 6:"), "{err}");
+    // Records 1-2 were a full batch, committed with no state (state 2 arrived after the commit);
+    // record 3 and state 2 were in the broken batch: not committed.
+    assert_eq!(dest.committed.get("s"), Some(&2));
+    assert_eq!(dest.state, None);
+    assert!(dest.staged.is_empty(), "the broken batch was discarded");
+}
+
+#[test]
+fn transient_commit_failures_are_retried_fatal_ones_are_not() {
+    let text = format!("{SCHEMA}\n{}\n{}\n", record(1), state(1));
+    let mut dest = Fake {
+        fail_next: vec![ErrorKind::Transient, ErrorKind::Transient],
+        ..Fake::default()
+    };
+    let mut emitted = 0;
+    loader::run(
+        &mut dest,
+        lines(&text),
+        &mut |c| {
+            emitted += usize::from(c.state.is_some());
+            Ok(())
+        },
+        &config(100),
+    )
+    .unwrap();
+    assert_eq!(emitted, 1);
+    assert!(dest.state.is_some());
+
+    let mut dest = Fake {
+        fail_next: vec![ErrorKind::Transient; 10],
+        ..Fake::default()
+    };
+    let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(100)).unwrap_err();
+    assert!(matches!(err, LoadError::Destination { attempts: 6, .. }), "{err}");
+    assert!(err.to_string().contains("bookmark did not move"), "{err}");
+    assert_eq!(dest.state, None);
+
+    let mut dest = Fake {
+        fail_next: vec![ErrorKind::Schema],
+        ..Fake::default()
+    };
+    let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(100)).unwrap_err();
+    assert!(matches!(err, LoadError::Destination { attempts: 1, .. }), "{err}");
+}
+
+#[test]
+fn feeds_from_std_and_tokio_channels() {
+    let msgs: Vec<Numbered> = lines(&format!("{SCHEMA}\n{}\n{}\n", record(1), state(1)))
+        .map(Result::unwrap)
+        .collect();
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Numbered, std::io::Error>>(1);
+    let feed = msgs.clone();
+    let t = std::thread::spawn(move || feed.into_iter().for_each(|m| tx.send(Ok(m)).unwrap()));
+    let mut dest = Fake::default();
+    let s = loader::run_blocking(&mut dest, rx, &mut |_| Ok(()), &config(100)).unwrap();
+    t.join().unwrap();
+    assert_eq!(s.report.total_rows(), 1);
+
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Numbered, std::io::Error>>(1);
+    let loader = std::thread::spawn(move || {
+        let mut dest = Fake::default();
+        loader::run(
+            &mut dest,
+            loader::tokio_receiver(rx),
+            &mut |_| Ok(()),
+            &config(100),
+        )
+        .unwrap()
+    });
+    rt.block_on(async move {
+        for m in msgs {
+            tx.send(Ok(m)).await.unwrap();
+        }
+    });
+    assert_eq!(loader.join().unwrap().report.total_rows(), 1);
+}
+
+#[test]
+fn loads_into_duckdb_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dest = seam_warehouse::DuckDbDestination::open(&dir.path().join("w.duckdb"), "e2e").unwrap();
+    let mut text = format!("{SCHEMA}\n");
+    for i in 0..50 {
+        text += &format!(r#"{{"type":"RECORD","stream":"s","record":{{"id":{i},"tags":["x","y"]}}}}"#);
+        text += "\n";
+    }
+    text += &format!("{}\n", state(50));
+    let s = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(20)).unwrap();
+    let per = s.per_table();
+    assert_eq!(per["s"].rows, 50);
+    assert_eq!(per["s"].subtable_rows, 100);
+    assert_eq!(
+        dest.committed_state().unwrap().unwrap().bookmark("s", "pos"),
+        Some(&json!(50))
+    );
+}

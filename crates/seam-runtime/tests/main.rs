@@ -1,0 +1,4 @@
+//! seam-runtime's integration tests.
+#![allow(clippy::unwrap_used)]
+
+mod loader;
