@@ -13,15 +13,8 @@ sizes=("$@")
 scripts/fetch-duckdb.sh
 export LD_LIBRARY_PATH="$root/.duckdb/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 bin="$CARGO_TARGET_DIR/release"
-[ -n "${SKIP_BUILD:-}" ] || cargo build --quiet --release -p zendesk-sim
+[ -n "${SKIP_BUILD:-}" ] || cargo build --quiet --release -p zendesk-sim --bin zendesk-sim -p seam-cli --bin seam
 tap=("$bin/seam" tap zendesk)
-# The tap is `seam tap zendesk`; when the seam binary cannot be built (a workspace mid-change),
-# fall back to seam-zendesk's `singer_tap` example, which has the same output path.
-if [ -n "${TAP_EXAMPLE:-}" ] || ! { [ -n "${SKIP_BUILD:-}" ] || cargo build --quiet --release -p seam-cli; }; then
-  echo "bench_tap: measuring seam-zendesk's singer_tap example instead of seam tap" >&2
-  cargo build --quiet --release -p seam-zendesk --example singer_tap
-  tap=("$bin/examples/singer_tap")
-fi
 work="$(mktemp -d /tmp/seam-bench-tap.XXXXXX)"
 sim_pid=""
 cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true; rm -rf "$work"; }

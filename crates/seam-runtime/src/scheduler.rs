@@ -596,6 +596,9 @@ impl Scheduler {
                 job_name,
             });
         }
+        // Read the integration again now that no job of it runs: a snapshot taken before the lock
+        // may predate the bookmarks the previous job stored, and the job would start from those.
+        let integration = self.live_integration(integration.id).await?;
         let ctx = self.inner.ctx.clone();
         let job = ctx
             .metastore
