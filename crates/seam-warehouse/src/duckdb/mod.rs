@@ -66,6 +66,9 @@ impl std::fmt::Debug for DuckDbDestination {
     }
 }
 
+/// DuckDB's memory limit for a loader connection.
+pub const DUCKDB_MEMORY_LIMIT: &str = "128MB";
+
 impl DuckDbDestination {
     /// Opens (creating when missing) the database file and the integration's schema with its system
     /// tables `_sdc_rejected` and `_sdc_state`, and reads the existing table layout.
@@ -80,7 +83,22 @@ impl DuckDbDestination {
         schema: &str,
         append_only: HashSet<String>,
     ) -> Result<Self, DestinationError> {
-        let conn = duckdb::Connection::open(path).map_err(|source| {
+        // DuckDB's buffer pool defaults to 80% of RAM and keeps pages it has touched; a loader only
+        // needs the pages of the batch it merges, so memory stays flat however large the file grows.
+        let config = duckdb::Config::default()
+            .max_memory(DUCKDB_MEMORY_LIMIT)
+            .and_then(|c| c.threads(2))
+            .map_err(|source| {
+                DestinationError::new(
+                    ErrorKind::Internal,
+                    WarehouseError::DuckDb {
+                        path: path.display().to_string(),
+                        action: "bad settings".into(),
+                        source,
+                    },
+                )
+            })?;
+        let conn = duckdb::Connection::open_with_flags(path, config).map_err(|source| {
             DestinationError::new(
                 ErrorKind::Config,
                 WarehouseError::DuckDb {
