@@ -10,6 +10,79 @@ use zendesk_sim::{FaultConfig, SimConfig, SimHandle};
 
 const SCHEMA: &str = "stitch_zendesk";
 
+/// The warehouse a test syncs into, and how it reads it back.
+enum Warehouse {
+    DuckDb(std::path::PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+impl Warehouse {
+    fn destination(&self) -> String {
+        match self {
+            Warehouse::DuckDb(path) => format!("duckdb:{}", path.display()),
+            Warehouse::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    fn schema(&self) -> &str {
+        match self {
+            Warehouse::DuckDb(_) => SCHEMA,
+            Warehouse::Postgres { schema, .. } => schema,
+        }
+    }
+
+    /// Rows of a two-column text query; `None` when the table does not exist.
+    fn pairs(&self, sql: &str) -> Option<Vec<(String, String)>> {
+        match self {
+            Warehouse::DuckDb(path) => {
+                let conn = duckdb::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(sql).ok()?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .collect();
+                Some(rows)
+            }
+            // The blocking client runs its own runtime: keep it off the test's async threads.
+            Warehouse::Postgres { url, .. } => off_runtime(|| {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                let rows = client.query(sql, &[]).ok()?;
+                Some(
+                    rows.iter()
+                        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                        .collect(),
+                )
+            }),
+        }
+    }
+}
+
+/// The PostgreSQL server tests use (`SEAM_TEST_POSTGRES_URL`, set by `.ci/run`), with a fresh schema.
+fn postgres_warehouse(name: &str) -> Option<Warehouse> {
+    let Ok(url) = std::env::var("SEAM_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set SEAM_TEST_POSTGRES_URL"
+        );
+        eprintln!("SKIP {name}: SEAM_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let schema = format!("sync_test_{}_{name}", std::process::id());
+    off_runtime(|| {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .unwrap();
+    });
+    Some(Warehouse::Postgres { url, schema })
+}
+
+/// Runs `f` on a plain thread (blocking clients may not run on an async runtime's threads).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
 async fn start_sim(tickets: usize, slow_ms: u64) -> SimHandle {
     let config = SimConfig {
         tickets,
@@ -37,28 +110,28 @@ fn write_config(dir: &Path, base_url: &str) -> std::path::PathBuf {
     path
 }
 
-fn sync_command(config: &Path, db: &Path, batch: usize) -> Command {
+fn sync_command(config: &Path, wh: &Warehouse, batch: usize) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_seam"));
     cmd.args([
         "sync",
         "--plain",
         "--schema",
-        SCHEMA,
+        wh.schema(),
         "--max-batch-records",
         &batch.to_string(),
     ])
     .arg("--config")
     .arg(config)
     .arg("--destination")
-    .arg(format!("duckdb:{}", db.display()))
+    .arg(wh.destination())
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
     cmd
 }
 
-fn run_to_end(config: &Path, db: &Path, batch: usize) -> String {
-    let out = sync_command(config, db, batch).output().unwrap();
+fn run_to_end(config: &Path, wh: &Warehouse, batch: usize) -> String {
+    let out = sync_command(config, wh, batch).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "seam sync failed: {stderr}");
     stderr
@@ -93,8 +166,7 @@ const FULL_TABLE: &[&str] = &["tags", "sla_policies", "talk_phone_numbers"];
 /// For every stream of the truth: no duplicate row, every id of the truth present, and nothing else —
 /// except, for incremental streams, rows of records deleted at the source since `earlier` (Stitch
 /// never deletes rows; deleted tickets themselves come back with `status: "deleted"`).
-fn assert_matches_truth(db: &Path, truth: &Value, earlier: Option<&Value>) {
-    let conn = duckdb::Connection::open(db).unwrap();
+fn assert_matches_truth(wh: &Warehouse, truth: &Value, earlier: Option<&Value>) {
     let streams = truth.as_object().unwrap();
     assert!(streams.len() >= 16, "the truth lists {} streams", streams.len());
     let mut mismatches = BTreeMap::new();
@@ -111,21 +183,17 @@ fn assert_matches_truth(db: &Path, truth: &Value, earlier: Option<&Value>) {
             _ => BTreeSet::new(),
         };
         let key = key_of(stream);
-        let sql = format!("SELECT CAST(\"{key}\" AS VARCHAR) FROM \"{SCHEMA}\".\"{stream}\"");
-        let mut stmt = match conn.prepare(&sql) {
-            Ok(s) => s,
-            Err(e) => {
-                if !want.is_empty() {
-                    mismatches.insert(stream.clone(), format!("table missing: {e}"));
-                }
-                continue;
+        let sql = format!(
+            "SELECT CAST(\"{key}\" AS TEXT), '' FROM \"{}\".\"{stream}\"",
+            wh.schema()
+        );
+        let Some(rows) = wh.pairs(&sql) else {
+            if !want.is_empty() {
+                mismatches.insert(stream.clone(), "table missing".to_owned());
             }
+            continue;
         };
-        let got: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let got: Vec<String> = rows.into_iter().map(|(k, _)| k).collect();
         let unique: BTreeSet<String> = got.iter().cloned().collect();
         if unique.len() != got.len() {
             mismatches.insert(
@@ -150,18 +218,15 @@ fn assert_matches_truth(db: &Path, truth: &Value, earlier: Option<&Value>) {
 }
 
 /// The newest version of every ticket and user is in the warehouse (not an older one).
-fn assert_latest_versions(db: &Path, truth: &Value) {
-    let conn = duckdb::Connection::open(db).unwrap();
-    let query = |sql: &str| -> BTreeMap<String, String> {
-        let mut stmt = conn.prepare(sql).unwrap();
-        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    };
-    let tickets = query(&format!(
-        "SELECT CAST(id AS VARCHAR), CAST(generated_timestamp AS VARCHAR) FROM \"{SCHEMA}\".tickets"
-    ));
+fn assert_latest_versions(wh: &Warehouse, truth: &Value) {
+    let schema = wh.schema();
+    let tickets: BTreeMap<String, String> = wh
+        .pairs(&format!(
+            "SELECT CAST(id AS TEXT), CAST(generated_timestamp AS TEXT) FROM \"{schema}\".tickets"
+        ))
+        .unwrap()
+        .into_iter()
+        .collect();
     for (id, ts) in truth["tickets"]["updated"].as_object().unwrap() {
         assert_eq!(
             tickets.get(id).map(String::as_str),
@@ -169,42 +234,61 @@ fn assert_latest_versions(db: &Path, truth: &Value) {
             "ticket {id}"
         );
     }
-    let users = query(&format!(
-        "SELECT CAST(id AS VARCHAR), strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') FROM \"{SCHEMA}\".users"
-    ));
+    let users_sql = match wh {
+        Warehouse::DuckDb(_) => {
+            format!("SELECT CAST(id AS TEXT), strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') FROM \"{schema}\".users")
+        }
+        Warehouse::Postgres { .. } => format!(
+            "SELECT CAST(id AS TEXT), to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM \"{schema}\".users"
+        ),
+    };
+    let users: BTreeMap<String, String> = wh.pairs(&users_sql).unwrap().into_iter().collect();
     for (id, ts) in truth["users"]["updated"].as_object().unwrap() {
         assert_eq!(users.get(id).map(String::as_str), ts.as_str(), "user {id}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_then_incremental_sync_matches_the_truth() {
+/// A full sync, then Zendesk changes, then a second sync: the warehouse equals the truth both times.
+async fn full_then_incremental(wh: Warehouse) {
     let sim = start_sim(300, 0).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim.base_url());
-    let db = dir.path().join("wh.duckdb");
-    let (c, d) = (config.clone(), db.clone());
-    let summary = tokio::task::spawn_blocking(move || run_to_end(&c, &d, 20_000))
+    let wh = std::sync::Arc::new(wh);
+    let (c, w) = (config.clone(), wh.clone());
+    let summary = tokio::task::spawn_blocking(move || run_to_end(&c, &w, 20_000))
         .await
         .unwrap();
     assert!(summary.contains("tickets"), "no per-table summary: {summary}");
     let before = sim.truth();
-    assert_matches_truth(&db, &before, None);
-    assert_latest_versions(&db, &before);
+    assert_matches_truth(&wh, &before, None);
+    assert_latest_versions(&wh, &before);
 
     // Zendesk changes; a minute later the second run picks up exactly the changes.
     sim.mutate(40);
     sim.advance_clock(61);
-    sim.reset_stats();
-    let (c, d) = (config.clone(), db.clone());
-    tokio::task::spawn_blocking(move || run_to_end(&c, &d, 20_000))
+    let (c, w) = (config.clone(), wh.clone());
+    tokio::task::spawn_blocking(move || run_to_end(&c, &w, 20_000))
         .await
         .unwrap();
     let after = sim.truth();
     assert_ne!(before, after, "the mutation changed nothing");
-    assert_matches_truth(&db, &after, Some(&before));
-    assert_latest_versions(&db, &after);
+    assert_matches_truth(&wh, &after, Some(&before));
+    assert_latest_versions(&wh, &after);
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_then_incremental_sync_into_duckdb_matches_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    full_then_incremental(Warehouse::DuckDb(dir.path().join("wh.duckdb"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_then_incremental_sync_into_postgres_matches_the_truth() {
+    let Some(wh) = postgres_warehouse("incremental") else {
+        return;
+    };
+    full_then_incremental(wh).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,11 +297,11 @@ async fn kill_nine_at_many_points_loses_nothing_and_duplicates_nothing() {
     let sim = start_sim(400, 15).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim.base_url());
-    let db = dir.path().join("wh.duckdb");
+    let wh = std::sync::Arc::new(Warehouse::DuckDb(dir.path().join("wh.duckdb")));
     let before = sim.truth();
     let mut killed = 0;
     for step in 0..10u64 {
-        let mut child = sync_command(&config, &db, 150).spawn().unwrap();
+        let mut child = sync_command(&config, &wh, 150).spawn().unwrap();
         tokio::time::sleep(Duration::from_millis(150 + step * 170)).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -234,12 +318,12 @@ async fn kill_nine_at_many_points_loses_nothing_and_duplicates_nothing() {
         killed >= 5,
         "only {killed} runs were killed mid-way: the test did not exercise crashes"
     );
-    let (c, d) = (config.clone(), db.clone());
-    tokio::task::spawn_blocking(move || run_to_end(&c, &d, 150))
+    let (c, w) = (config.clone(), wh.clone());
+    tokio::task::spawn_blocking(move || run_to_end(&c, &w, 150))
         .await
         .unwrap();
     let after = sim.truth();
-    assert_matches_truth(&db, &after, Some(&before));
-    assert_latest_versions(&db, &after);
+    assert_matches_truth(&wh, &after, Some(&before));
+    assert_latest_versions(&wh, &after);
     sim.shutdown().await;
 }
