@@ -21,10 +21,11 @@
 //! written to the extraction log (errors are logged with their message, which the source guarantees
 //! free of secrets).
 
+use crate::loader::{Commit, LoadError, Loader, LoaderConfig, Numbered};
 use crate::scheduler::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
-use seam_core::singer::{Message, RecordMessage};
+use seam_core::singer::Message;
 use seam_core::{
     Catalog, Classify, CommitReport, Destination, DestinationError, ErrorKind, Source, SourceError, State,
 };
@@ -45,7 +46,7 @@ use tracing::{info, warn};
 
 /// Messages in flight between the source and the loader; bounds memory and gives backpressure.
 pub const CHANNEL_CAPACITY: usize = 1_000;
-/// Records staged per stream before a `write_batch`.
+/// Messages handed to the loader per hop to the blocking pool.
 pub const BATCH_SIZE: usize = 500;
 
 /// Setting key: the row limit of a billing period.
@@ -373,20 +374,21 @@ impl JobLog {
     }
 }
 
-/// Feeds a destination from the async side: records are staged per stream and each destination call
-/// (`ensure_table`, `write_batch`, `commit`) runs on tokio's blocking pool, the destination moving to
-/// the blocking thread and back. Commits happen at every STATE (rows and state durable together) and
-/// once at the end for records after the last STATE.
+/// What one commit made durable, as the job's bookkeeping sees it.
+type Committed = (CommitReport, Option<State>);
+
+/// Feeds a destination from the async side through the shared [`Loader`] (the same batching, commit
+/// and retry rules as `seam sync` and `seam target`). Messages are queued and handed over in chunks;
+/// each chunk runs on tokio's blocking pool with the destination and the loader moving to the blocking
+/// thread and back.
 ///
 /// Short blocking hops instead of one long-lived loader thread: the async side never blocks, and a
 /// paused-clock test is never stalled by a blocking thread that waits on the source.
-///
-/// TODO(lead): when `seam_runtime::loader` settles, route these calls through it (same contract: commit
-/// at STATE boundaries, report rows per table).
 struct BatchLoader {
     dest: Option<Box<dyn Destination>>,
-    staged: BTreeMap<String, Vec<RecordMessage>>,
-    dirty: bool,
+    loader: Option<Loader>,
+    queue: Vec<Numbered>,
+    line: u64,
 }
 
 impl BatchLoader {
@@ -400,8 +402,9 @@ impl BatchLoader {
             .map_err(|e| JobError::Loader(e.to_string()))??;
         Ok(BatchLoader {
             dest: Some(dest),
-            staged: BTreeMap::new(),
-            dirty: false,
+            loader: Some(Loader::new(LoaderConfig::default())),
+            queue: Vec::new(),
+            line: 0,
         })
     }
 
@@ -424,77 +427,65 @@ impl BatchLoader {
         Ok(result?)
     }
 
-    async fn flush(&mut self) -> Result<(), JobError> {
-        let batches: Vec<(String, Vec<RecordMessage>)> = std::mem::take(&mut self.staged)
-            .into_iter()
-            .filter(|(_, r)| !r.is_empty())
-            .collect();
-        if batches.is_empty() {
-            return Ok(());
+    /// Queues one message; hands the queue to the loader when it is full. Returns what got committed.
+    async fn handle(&mut self, msg: Message, progress: &ProgressHandle) -> Result<Vec<Committed>, JobError> {
+        if let Message::Record(record) = &msg {
+            update(progress, |p| {
+                p.records_extracted += 1;
+                *p.records_by_stream.entry(record.stream.clone()).or_default() += 1;
+                if p.current_stream.as_deref() != Some(record.stream.as_str()) {
+                    p.current_stream = Some(record.stream.clone());
+                }
+            });
         }
-        self.blocking(move |d| {
-            for (stream, records) in &batches {
-                d.write_batch(stream, records)?;
-            }
-            Ok(())
+        self.line += 1;
+        self.queue.push((self.line, msg));
+        if self.queue.len() >= BATCH_SIZE {
+            return self.drain(false).await;
+        }
+        Ok(Vec::new())
+    }
+
+    /// Hands what is queued to the loader and, after the source ended, commits the rest.
+    async fn finish(&mut self) -> Result<Vec<Committed>, JobError> {
+        self.drain(true).await
+    }
+
+    async fn drain(&mut self, end: bool) -> Result<Vec<Committed>, JobError> {
+        let lost = || JobError::Loader("destination lost after a panic".into());
+        let mut dest = self.dest.take().ok_or_else(lost)?;
+        let mut loader = self.loader.take().ok_or_else(lost)?;
+        let queue = std::mem::take(&mut self.queue);
+        let (dest, loader, result) = tokio::task::spawn_blocking(move || {
+            let mut commits: Vec<Committed> = Vec::new();
+            let result = {
+                let mut on_commit = |c: Commit<'_>| {
+                    let state = c.state.and_then(|v| State::from_value(v.clone()).ok());
+                    commits.push((c.report.clone(), state));
+                    Ok(())
+                };
+                let pushed = queue
+                    .into_iter()
+                    .try_for_each(|(line, m)| loader.push(dest.as_mut(), line, m, &mut on_commit));
+                match pushed {
+                    Ok(()) if end => loader.finish(dest.as_mut(), &mut on_commit).map(|_| ()),
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        loader.abort(dest.as_mut());
+                        Err(e)
+                    }
+                }
+            };
+            (dest, loader, result.map(|()| commits))
         })
         .await
-    }
-
-    /// Handles one message; returns a commit report when the message was a STATE.
-    async fn handle(
-        &mut self,
-        msg: Message,
-        progress: &ProgressHandle,
-    ) -> Result<Option<(CommitReport, Option<State>)>, JobError> {
-        match msg {
-            Message::Schema(schema) => {
-                self.flush().await?;
-                self.blocking(move |d| d.ensure_table(&schema)).await?;
-            }
-            Message::Record(record) => {
-                update(progress, |p| {
-                    p.records_extracted += 1;
-                    *p.records_by_stream.entry(record.stream.clone()).or_default() += 1;
-                    if p.current_stream.as_deref() != Some(record.stream.as_str()) {
-                        p.current_stream = Some(record.stream.clone());
-                    }
-                });
-                let batch = self.staged.entry(record.stream.clone()).or_default();
-                batch.push(record);
-                self.dirty = true;
-                if batch.len() >= BATCH_SIZE {
-                    self.flush().await?;
-                }
-            }
-            Message::State { value } => {
-                self.flush().await?;
-                let state = State::from_value(value).ok();
-                let for_commit = state.clone();
-                let report = self.blocking(move |d| d.commit(for_commit.as_ref())).await?;
-                self.dirty = false;
-                return Ok(Some((report, state)));
-            }
-            Message::ActivateVersion { stream, version } => {
-                self.flush().await?;
-                self.blocking(move |d| d.activate_version(&stream, version))
-                    .await?;
-                self.dirty = true;
-            }
-            Message::Unknown { .. } => {}
-        }
-        Ok(None)
-    }
-
-    /// Commits what is left after the source ended.
-    async fn finish(&mut self) -> Result<Option<CommitReport>, JobError> {
-        if !self.dirty {
-            return Ok(None);
-        }
-        self.flush().await?;
-        let report = self.blocking(|d| d.commit(None)).await?;
-        self.dirty = false;
-        Ok(Some(report))
+        .map_err(|e| JobError::Loader(e.to_string()))?;
+        self.dest = Some(dest);
+        self.loader = Some(loader);
+        result.map_err(|e| match e {
+            LoadError::Destination { source, .. } => JobError::Destination(source),
+            other => JobError::Loader(other.to_string()),
+        })
     }
 }
 
@@ -780,12 +771,12 @@ async fn run_phases(
     book.labels = bookmark_labels(&book.committed);
     let loaded: Result<(), JobError> = async {
         while let Some(msg) = rx.recv().await {
-            if let Some((report, state)) = loader.handle(msg, progress).await? {
+            for (report, state) in loader.handle(msg, progress).await? {
                 book.committed_batch(report, state).await;
             }
         }
-        if let Some(report) = loader.finish().await? {
-            book.committed_batch(report, None).await;
+        for (report, state) in loader.finish().await? {
+            book.committed_batch(report, state).await;
         }
         Ok(())
     }

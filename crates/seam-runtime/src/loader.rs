@@ -175,9 +175,12 @@ pub fn tokio_receiver<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Iterato
     std::iter::from_fn(move || rx.blocking_recv())
 }
 
-struct Run<'d, D: Destination + ?Sized> {
-    dest: &'d mut D,
-    config: &'d LoaderConfig,
+/// The loader's state between messages: what is staged, the latest STATE, what was committed. It
+/// does not hold the destination, so a caller may keep it across calls on different threads (the
+/// job runner hops to the blocking pool per chunk of messages). [`run`] is a loop over [`Loader::push`].
+#[derive(Debug)]
+pub struct Loader {
+    config: LoaderConfig,
     streams: HashSet<String>,
     pending_stream: Option<String>,
     pending: Vec<RecordMessage>,
@@ -202,26 +205,18 @@ where
     I: IntoIterator<Item = Result<Numbered, E>>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let mut run = Run {
-        dest,
-        config,
-        streams: HashSet::new(),
-        pending_stream: None,
-        pending: Vec::new(),
-        batch_records: 0,
-        batch_bytes: 0,
-        batch_started: None,
-        state: None,
-        dirty: false,
-        summary: LoadSummary::default(),
-    };
-    let result = run.consume(input, on_commit);
-    if result.is_err() {
-        // Nothing of the broken batch may reach the warehouse.
-        run.pending.clear();
-        run.dest.discard();
+    let mut loader = Loader::new(config.clone());
+    let result = input.into_iter().try_for_each(|item| {
+        let (line, message) = item.map_err(|e| LoadError::Input(Box::new(e)))?;
+        loader.push(dest, line, message, on_commit)
+    });
+    match result {
+        Ok(()) => loader.finish(dest, on_commit),
+        Err(e) => {
+            loader.abort(dest);
+            Err(e)
+        }
     }
-    result.map(|()| run.summary)
 }
 
 /// [`run`] over a standard channel (the sending side may be a source thread or async code).
@@ -238,23 +233,37 @@ where
     run(dest, rx, on_commit, config)
 }
 
-impl<D: Destination + ?Sized> Run<'_, D> {
-    fn consume<I, E>(
+impl Loader {
+    /// A loader with nothing staged.
+    pub fn new(config: LoaderConfig) -> Self {
+        Loader {
+            config,
+            streams: HashSet::new(),
+            pending_stream: None,
+            pending: Vec::new(),
+            batch_records: 0,
+            batch_bytes: 0,
+            batch_started: None,
+            state: None,
+            dirty: false,
+            summary: LoadSummary::default(),
+        }
+    }
+
+    /// Takes one message (`line` is its position, for errors), committing when the batch is full.
+    /// After an error, call [`Loader::abort`]: nothing of the batch in progress may be committed.
+    pub fn push<D: Destination + ?Sized>(
         &mut self,
-        input: I,
+        dest: &mut D,
+        line: u64,
+        message: Message,
         on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
-    ) -> Result<(), LoadError>
-    where
-        I: IntoIterator<Item = Result<Numbered, E>>,
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        for item in input {
-            let (line, message) = item.map_err(|e| LoadError::Input(Box::new(e)))?;
+    ) -> Result<(), LoadError> {
+        {
             match message {
                 Message::Schema(schema) => {
-                    self.flush_pending()?;
-                    self.dest
-                        .ensure_table(&schema)
+                    self.flush_pending(dest)?;
+                    dest.ensure_table(&schema)
                         .map_err(|source| LoadError::Destination { attempts: 1, source })?;
                     self.streams.insert(schema.stream.clone());
                 }
@@ -267,7 +276,7 @@ impl<D: Destination + ?Sized> Run<'_, D> {
                         });
                     }
                     if self.pending_stream.as_deref() != Some(record.stream.as_str()) {
-                        self.flush_pending()?;
+                        self.flush_pending(dest)?;
                         self.pending_stream = Some(record.stream.clone());
                     }
                     self.batch_started.get_or_insert_with(Instant::now);
@@ -276,7 +285,7 @@ impl<D: Destination + ?Sized> Run<'_, D> {
                     self.pending.push(record);
                     self.dirty = true;
                     if self.pending.len() >= 1_000 {
-                        self.flush_pending()?;
+                        self.flush_pending(dest)?;
                     }
                 }
                 Message::State { value } => {
@@ -293,13 +302,11 @@ impl<D: Destination + ?Sized> Run<'_, D> {
                             stream,
                         });
                     }
-                    self.flush_pending()?;
-                    self.dest
-                        .activate_version(&stream, version)
+                    self.flush_pending(dest)?;
+                    dest.activate_version(&stream, version)
                         .map_err(|source| LoadError::Destination { attempts: 1, source })?;
                     self.dirty = true;
-                    self.commit(on_commit)?;
-                    continue;
+                    return self.commit(dest, on_commit);
                 }
                 Message::Unknown { message_type } => {
                     debug!(line, message_type, "ignoring a message of unknown type");
@@ -311,20 +318,44 @@ impl<D: Destination + ?Sized> Run<'_, D> {
                     .batch_started
                     .is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
             if full {
-                self.commit(on_commit)?;
+                self.commit(dest, on_commit)?;
             }
-        }
-        if self.dirty || self.state.is_some() {
-            self.commit(on_commit)?;
         }
         Ok(())
     }
 
-    fn flush_pending(&mut self) -> Result<(), LoadError> {
+    /// Commits what is staged (and the latest STATE) at the end of the input; returns the totals.
+    pub fn finish<D: Destination + ?Sized>(
+        &mut self,
+        dest: &mut D,
+        on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    ) -> Result<LoadSummary, LoadError> {
+        if self.dirty || self.state.is_some() {
+            if let Err(e) = self.commit(dest, on_commit) {
+                self.abort(dest);
+                return Err(e);
+            }
+        }
+        Ok(std::mem::take(&mut self.summary))
+    }
+
+    /// Forgets the batch in progress, in the loader and in the destination: nothing of it is committed.
+    pub fn abort<D: Destination + ?Sized>(&mut self, dest: &mut D) {
+        self.pending.clear();
+        self.state = None;
+        self.dirty = false;
+        dest.discard();
+    }
+
+    /// What has been committed so far.
+    pub fn summary(&self) -> &LoadSummary {
+        &self.summary
+    }
+
+    fn flush_pending<D: Destination + ?Sized>(&mut self, dest: &mut D) -> Result<(), LoadError> {
         if let Some(stream) = &self.pending_stream {
             if !self.pending.is_empty() {
-                self.dest
-                    .write_batch(stream, &self.pending)
+                dest.write_batch(stream, &self.pending)
                     .map_err(|source| LoadError::Destination { attempts: 1, source })?;
                 self.pending.clear();
             }
@@ -332,13 +363,17 @@ impl<D: Destination + ?Sized> Run<'_, D> {
         Ok(())
     }
 
-    fn commit(&mut self, on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>) -> Result<(), LoadError> {
-        self.flush_pending()?;
+    fn commit<D: Destination + ?Sized>(
+        &mut self,
+        dest: &mut D,
+        on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    ) -> Result<(), LoadError> {
+        self.flush_pending(dest)?;
         let state = self.state.take();
         let mut attempt = 0;
         let report = loop {
             attempt += 1;
-            match self.dest.commit(state.as_ref().map(|(_, s)| s)) {
+            match dest.commit(state.as_ref().map(|(_, s)| s)) {
                 Ok(r) => break r,
                 Err(e) => match self.config.retry.decide(e.kind(), attempt) {
                     RetryDecision::RetryAfter(wait) => {
