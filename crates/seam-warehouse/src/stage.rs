@@ -6,6 +6,7 @@
 //! twice is staged once). At commit the stager checks each record against the warehouse's [`Layout`],
 //! plans the DDL (create, add, split), and hands the destination physical rows per table.
 
+use crate::error::WarehouseError;
 use crate::flatten::Ddl;
 use crate::flatten::{
     flatten_record, level_column, physical_rows, FlatRecord, Layout, NameRules, Rejection, StreamSpec,
@@ -13,8 +14,16 @@ use crate::flatten::{
 };
 use chrono::Utc;
 use indexmap::IndexMap;
-use seam_core::{CommitReport, LoadMode, RecordMessage, SchemaMessage, SequenceClock, SequencedRecord};
+use seam_core::{
+    CommitReport, DestinationError, ErrorKind, LoadMode, RecordMessage, SchemaMessage, SequenceClock,
+    SequencedRecord,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Input that cannot be staged (a stream used before its SCHEMA): a schema-kind error, never retried.
+fn input_error(message: String) -> DestinationError {
+    DestinationError::new(ErrorKind::Schema, WarehouseError::Input(message))
+}
 
 /// Staged, not yet committed work.
 #[derive(Debug)]
@@ -105,7 +114,7 @@ impl Stager {
     }
 
     /// Stages records, giving each the next sequence.
-    pub fn stage(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), String> {
+    pub fn stage(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
         let sequenced: Vec<SequencedRecord> = records
             .iter()
             .map(|r| SequencedRecord {
@@ -117,11 +126,15 @@ impl Stager {
     }
 
     /// Stages records with the sequences the caller gave them.
-    pub fn stage_sequenced(&mut self, stream: &str, records: &[SequencedRecord]) -> Result<(), String> {
+    pub fn stage_sequenced(
+        &mut self,
+        stream: &str,
+        records: &[SequencedRecord],
+    ) -> Result<(), DestinationError> {
         let Some(spec) = self.specs.get(stream) else {
-            return Err(format!(
+            return Err(input_error(format!(
                 "stream {stream:?} has no SCHEMA yet: send its SCHEMA message before its records"
-            ));
+            )));
         };
         let batched_at = Utc::now();
         let batch = self.pending.entry(stream.to_owned()).or_default();
@@ -147,11 +160,11 @@ impl Stager {
     }
 
     /// Records a version activation (applied after the rows staged before it).
-    pub fn activate(&mut self, stream: &str, version: i64) -> Result<(), String> {
+    pub fn activate(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
         if !self.specs.contains_key(stream) {
-            return Err(format!(
+            return Err(input_error(format!(
                 "ACTIVATE_VERSION for stream {stream:?} before its SCHEMA"
-            ));
+            )));
         }
         self.activations.push((stream.to_owned(), version));
         Ok(())

@@ -147,9 +147,7 @@ impl DuckDbDestination {
         stream: &str,
         records: &[SequencedRecord],
     ) -> Result<(), DestinationError> {
-        self.stager
-            .stage_sequenced(stream, records)
-            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager.stage_sequenced(stream, records)
     }
 
     pub(crate) fn err(&self, source: duckdb::Error, action: &str) -> DestinationError {
@@ -246,15 +244,11 @@ impl Destination for DuckDbDestination {
     }
 
     fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
-        self.stager
-            .stage(stream, records)
-            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager.stage(stream, records)
     }
 
     fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
-        self.stager
-            .activate(stream, version)
-            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager.activate(stream, version)
     }
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {

@@ -150,9 +150,7 @@ impl PostgresDestination {
         stream: &str,
         records: &[SequencedRecord],
     ) -> Result<(), DestinationError> {
-        self.stager
-            .stage_sequenced(stream, records)
-            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager.stage_sequenced(stream, records)
     }
 
     pub(crate) fn err(&self, source: postgres::Error, action: &str) -> DestinationError {
@@ -235,15 +233,11 @@ impl Destination for PostgresDestination {
     }
 
     fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
-        self.stager
-            .stage(stream, records)
-            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager.stage(stream, records)
     }
 
     fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
-        self.stager
-            .activate(stream, version)
-            .map_err(|m| DestinationError::new(ErrorKind::Schema, WarehouseError::Input(m)))
+        self.stager.activate(stream, version)
     }
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
