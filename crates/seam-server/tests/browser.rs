@@ -6,7 +6,9 @@
 //! Replicate, Run Extraction Now, the job finishing, rows on the Loads tab, usage growing, then a new
 //! frequency and Pause Syncing; and the bad inputs (bad site prefix, wrong token, a clashing name). It
 //! ends by reading the rows from the DuckDB warehouse the job loaded.
-//! Every page is saved to `docs/screenshots/*.png`.
+//! Every page is saved as a screenshot: to `docs/screenshots/*.png` (the ones README shows) when
+//! `SEAM_UPDATE_SCREENSHOTS=1`, else under the test's temporary target directory, so a test run leaves
+//! the work tree clean.
 //!
 //! Without chromium/chromedriver the tests print a SKIP line and pass, unless `CI` is set: then a
 //! missing browser fails them (`.ci/run` installs both).
@@ -282,9 +284,15 @@ impl Stack {
         self.c().execute(script, vec![]).await.unwrap()
     }
 
-    /// Saves the whole page (the window grows to the page's height) as `docs/screenshots/{name}.png`.
+    /// Saves the whole page (the window grows to the page's height) as `{name}.png` in the screenshot
+    /// directory (see the module docs).
     async fn shot(&self, name: &str) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        let dir = if std::env::var_os("SEAM_UPDATE_SCREENSHOTS").is_some() {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+        } else {
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+        };
+        let _ = std::fs::create_dir_all(&dir);
         self.shot_to(&dir.join(format!("{name}.png"))).await;
     }
 
