@@ -2,6 +2,7 @@
 
 use seam_core::{Catalog, Destination};
 use seam_metastore::ZENDESK_TYPE;
+use seam_postgres::ConnectOptions;
 use seam_runtime::job::{ConnectorFactory, JobError, SourceSpec};
 use std::path::PathBuf;
 
@@ -10,12 +11,12 @@ use std::path::PathBuf;
 pub enum Warehouse {
     /// A DuckDB file (the embedded default: `<data-dir>/warehouse.duckdb`).
     DuckDb(PathBuf),
-    /// A PostgreSQL database URL.
-    Postgres(String),
+    /// A PostgreSQL database: URL and TLS settings (`Debug` hides the password).
+    Postgres(Box<ConnectOptions>),
 }
 
 impl Warehouse {
-    /// Parses `duckdb:PATH` or a `postgres://` URL.
+    /// Parses `duckdb:PATH` or a `postgres://` URL (with its `sslmode`, `sslrootcert`; no IO).
     pub fn parse(spec: &str) -> Result<Warehouse, String> {
         if let Some(path) = spec.strip_prefix("duckdb:") {
             if path.is_empty() {
@@ -24,10 +25,13 @@ impl Warehouse {
             return Ok(Warehouse::DuckDb(PathBuf::from(path)));
         }
         if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            return Ok(Warehouse::Postgres(spec.to_owned()));
+            return ConnectOptions::parse(spec)
+                .map(|options| Warehouse::Postgres(Box::new(options)))
+                .map_err(|e| e.to_string());
         }
         Err(format!(
-            "warehouse {spec:?} is not understood: use duckdb:PATH or a postgres:// URL"
+            "warehouse {:?} is not understood: use duckdb:PATH or a postgres:// URL",
+            seam_postgres::redact_url(spec)
         ))
     }
 
@@ -35,13 +39,7 @@ impl Warehouse {
     pub fn describe(&self) -> String {
         match self {
             Warehouse::DuckDb(p) => format!("duckdb:{}", p.display()),
-            Warehouse::Postgres(url) => match reqwest::Url::parse(url) {
-                Ok(mut u) => {
-                    let _ = u.set_password(None);
-                    u.to_string()
-                }
-                Err(_) => "postgres://…".to_owned(),
-            },
+            Warehouse::Postgres(options) => options.redacted().to_owned(),
         }
     }
 }
@@ -118,8 +116,8 @@ impl ConnectorFactory for DefaultFactory {
                 schema_name,
                 append_only,
             )?),
-            Warehouse::Postgres(url) => Box::new(seam_warehouse::PostgresDestination::connect_with(
-                url,
+            Warehouse::Postgres(options) => Box::new(seam_warehouse::PostgresDestination::connect_options(
+                options,
                 schema_name,
                 append_only,
             )?),
@@ -161,10 +159,34 @@ mod tests {
         assert!(Warehouse::parse("mysql://x").is_err());
         let pg = Warehouse::parse("postgres://u:secret@h/db").expect("pg");
         assert!(!pg.describe().contains("secret"));
+        let e = Warehouse::parse("postgres://u:secret@h/db?sslmode=verify").unwrap_err();
+        assert!(e.contains("sslmode=verify") && !e.contains("secret"), "{e}");
+        assert!(!Warehouse::parse("mysql://u:secret@h/db")
+            .unwrap_err()
+            .contains("secret"));
         assert!(validate_zendesk_base_url("http://127.0.0.1:9000").is_ok());
         assert!(validate_zendesk_base_url("http://localhost:9000/").is_ok());
         assert!(validate_zendesk_base_url("http://example.com").is_err());
         assert!(validate_zendesk_base_url("https://10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_a_postgres_password() {
+        for url in [
+            "postgres://seam:hunter2@db.internal:5432/warehouse?sslmode=require",
+            "postgresql://seam@db.internal/warehouse?password=hunter2",
+        ] {
+            let warehouse = Warehouse::parse(url).expect("a postgres url");
+            let factory = DefaultFactory::new(warehouse.clone(), None);
+            for shown in [
+                format!("{warehouse:?}"),
+                format!("{factory:?}"),
+                warehouse.describe(),
+            ] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+                assert!(shown.contains("db.internal"), "{shown}");
+            }
+        }
     }
 
     fn users() -> seam_core::SchemaMessage {

@@ -4,3 +4,4 @@
 mod conformance;
 mod duckdb_shared;
 mod harness;
+mod postgres_tls;
