@@ -444,3 +444,5 @@ fn sealed_credentials_use_a_0600_key_file() {
         "the same key comes back"
     );
 }
+
+mod postgres_tls;
