@@ -23,6 +23,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod headers;
 pub mod rate_limit;
 pub mod raw;
 pub mod registry;

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 /// - `discover`: every stream in [`STREAMS`], user and organization custom fields typed from the
 ///   account's field definitions (two requests).
 /// - `read`: the selected streams, several at once within the rate limits; see the crate docs for
-///   how each is replicated.
+///   how each is replicated. A cancel stops it within moments, whatever it waits on.
 #[derive(Debug, Clone)]
 pub struct ZendeskSource {
     config: Arc<ZendeskConfig>,
@@ -187,6 +187,13 @@ fn is_forbidden(e: &SourceError) -> bool {
         .is_some_and(ApiError::is_forbidden)
 }
 
+/// True when a stream stopped because the read was cancelled (a stop, not a failure).
+fn is_cancelled(e: &SourceError) -> bool {
+    e.source
+        .downcast_ref::<ApiError>()
+        .is_some_and(ApiError::is_cancelled)
+}
+
 fn forbidden_reason(e: &SourceError) -> String {
     match e.source.downcast_ref::<ApiError>() {
         Some(ApiError::Forbidden { message, .. }) => message.clone(),
@@ -211,9 +218,12 @@ impl Source for ZendeskSource {
     async fn check(&self) -> Result<(), SourceError> {
         let me: Me = self
             .client
-            .get(EndpointClass::Account, "/api/v2/users/me.json", |b| {
-                serde_json::from_slice(b)
-            })
+            .get(
+                EndpointClass::Account,
+                "/api/v2/users/me.json",
+                &CancellationToken::new(),
+                |b| serde_json::from_slice(b),
+            )
             .await?;
         let user = me.user.ok_or_else(|| {
             SourceError::new(
@@ -361,6 +371,10 @@ impl Source for ZendeskSource {
                     info!(streams = ?names, "stream finished");
                 }
                 Err(e) if is_forbidden(&e) => ctx.skip(&members, &forbidden_reason(&e)),
+                Err(e) if is_cancelled(&e) => {
+                    let names: Vec<&str> = members.iter().map(|d| d.name).collect();
+                    info!(streams = ?names, "stream stopped: the read was cancelled");
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "stream failed");
                     // Credentials, config and a vanished consumer end the whole read; other
@@ -378,7 +392,10 @@ impl Source for ZendeskSource {
             return Err(e);
         }
         if !cancel.is_cancelled() {
-            ctx.checkpoint(|_| {}).await?;
+            match ctx.checkpoint(|_| {}).await {
+                Err(e) if !is_cancelled(&e) => return Err(e),
+                _ => {}
+            }
         }
         let mut summary = ctx.summary.lock().clone();
         summary.requests = self.client.requests();

@@ -6,3 +6,4 @@ mod errors;
 mod faults;
 mod full_sync;
 mod incremental;
+mod waits;

@@ -70,19 +70,33 @@ fn parse_page<'a>(
         }
         Some(_) => None,
         // No cursor pagination on this endpoint: follow an offset `next_page` link, rebased on our
-        // base URL (the link names Zendesk's host).
+        // base URL (the link names Zendesk's host). Only an API path is followed: anything else
+        // would be appended to the base URL and could name another host.
         None => match all.get("next_page") {
-            Some(v) => serde_json::from_str::<Option<String>>(v.get())?.and_then(|u| {
-                let url = url::Url::parse(&u).ok()?;
-                Some(match url.query() {
-                    Some(q) => format!("{}?{q}", url.path()),
-                    None => url.path().to_owned(),
-                })
-            }),
+            Some(v) => match serde_json::from_str::<Option<String>>(v.get())? {
+                None => None,
+                Some(u) => Some(api_path_of(&u).ok_or_else(|| {
+                    <serde_json::Error as serde::de::Error>::custom(format!(
+                        "next_page {u:?} is not a link to the zendesk api"
+                    ))
+                })?),
+            },
             None => None,
         },
     };
     Ok((items, next))
+}
+
+/// The path and query of an `http(s)` link to `/api/v2/...`, or `None`.
+fn api_path_of(link: &str) -> Option<String> {
+    let url = url::Url::parse(link).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.path().starts_with("/api/v2/") {
+        return None;
+    }
+    Some(match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    })
 }
 
 /// Walks a list from the start, calling `per_page` with each page's records.
@@ -102,7 +116,7 @@ where
     loop {
         let page = ctx
             .client
-            .get(EndpointClass::Account, &q, |b| {
+            .get(EndpointClass::Account, &q, &ctx.cancel, |b| {
                 let (items, next) = parse_page(b, key, &base)?;
                 Ok(ListPage {
                     items: per_page(&items)?,
@@ -182,7 +196,7 @@ pub async fn list_stream(
         }
         let page = ctx
             .client
-            .get(EndpointClass::Account, &q, |b| {
+            .get(EndpointClass::Account, &q, &ctx.cancel, |b| {
                 let (items, next) = parse_page(b, key, &base)?;
                 let mut keep = Vec::with_capacity(items.len());
                 let mut page_max: Option<i64> = None;
@@ -277,6 +291,15 @@ mod tests {
             Some("/api/v2/x.json?page=2&per_page=100")
         );
         assert!(parse_page(br#"{"meta":{}}"#, "x", "q").is_err());
+        // A link that leaves the API is refused rather than glued to the base URL.
+        for bad in [
+            "mailto:x",
+            "https://evil.example/steal",
+            "ftp://acme.zendesk.com/api/v2/x.json",
+        ] {
+            let b = format!(r#"{{"x":[],"next_page":"{bad}"}}"#);
+            assert!(parse_page(b.as_bytes(), "x", "q").is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -288,5 +311,33 @@ mod tests {
             s.get(),
             r#"{"_sdc_deleted_at":"2024-01-01T00:00:00Z","id":1,"deleted_at":"2024-01-01T00:00:00Z"}"#
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3_000))]
+
+        /// Any list page, well-formed or not: parsed or refused, never a panic; a next page always
+        /// stays on the API path.
+        #[test]
+        fn list_pages_parse_or_fail(body in proptest::prop_oneof![
+            crate::streams::arb::page("groups"),
+            crate::streams::arb::mutated(r#"{"groups":[{"id":1,"updated_at":"2024-01-01T00:00:00Z"}],"meta":{"has_more":true,"after_cursor":"xyz"},"next_page":"https://acme.zendesk.com/api/v2/groups.json?page=2"}"#),
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ]) {
+            if let Ok((items, Some(next))) = parse_page(&body, "groups", "/api/v2/groups.json?page[size]=100") {
+                proptest::prop_assert!(next.starts_with("/api/v2/"), "{next}");
+                let _ = items;
+            }
+            let _ = soft_deleted_from(&body);
+        }
+    }
+
+    /// Runs the soft-delete rewrite over every item of a page that parses.
+    fn soft_deleted_from(body: &[u8]) -> Option<()> {
+        let (items, _) = parse_page(body, "groups", "q").ok()?;
+        for i in items {
+            let _ = soft_deleted(i, "deleted_at");
+        }
+        Some(())
     }
 }
