@@ -8,7 +8,7 @@ use crate::streams::{self, exports, lists, Fetch, Position, ReadCtx, StreamDef, 
 use async_trait::async_trait;
 use seam_core::catalog::{Catalog, CatalogEntry, PARENT_TAP_STREAM_ID};
 use seam_core::singer::{Message, SchemaMessage};
-use seam_core::state::State;
+use seam_core::state::{State, VERSION_BOOKMARK};
 use seam_core::{Classify, ErrorKind, ReadSummary, RetryPolicy, Source, SourceError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,7 +25,8 @@ use tracing::{info, warn};
 /// - `discover`: every stream in [`STREAMS`], user and organization custom fields typed from the
 ///   account's field definitions (two requests).
 /// - `read`: the selected streams, several at once within the rate limits; see the crate docs for
-///   how each is replicated. A cancel stops it within moments, whatever it waits on.
+///   how each is replicated. A cancel stops it within moments, whatever it waits on; streams cut
+///   short send no ACTIVATE_VERSION.
 #[derive(Debug, Clone)]
 pub struct ZendeskSource {
     config: Arc<ZendeskConfig>,
@@ -194,6 +195,15 @@ fn is_cancelled(e: &SourceError) -> bool {
         .is_some_and(ApiError::is_cancelled)
 }
 
+/// This run's table version for a full-table stream: now in milliseconds, and always newer than the
+/// version the state says the stream completed last.
+fn next_version(now_ms: i64, state: &State, stream: &str) -> i64 {
+    match state.bookmark(stream, VERSION_BOOKMARK).and_then(Value::as_i64) {
+        Some(last) if last >= now_ms => last.saturating_add(1),
+        _ => now_ms,
+    }
+}
+
 fn forbidden_reason(e: &SourceError) -> String {
     match e.source.downcast_ref::<ApiError>() {
         Some(ApiError::Forbidden { message, .. }) => message.clone(),
@@ -314,7 +324,7 @@ impl Source for ZendeskSource {
         cancel: CancellationToken,
     ) -> Result<ReadSummary, SourceError> {
         streams::normalise_bookmarks(&mut state);
-        let version = chrono::Utc::now().timestamp_millis();
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut outs = HashMap::new();
         let mut selected: Vec<&'static StreamDef> = Vec::new();
         for entry in catalog.selected() {
@@ -331,7 +341,8 @@ impl Source for ZendeskSource {
                 def.name,
                 StreamOut {
                     def,
-                    version: full.then_some(version),
+                    version: full.then(|| next_version(now_ms, &state, def.name)),
+                    activate_first: full && state.bookmark(def.name, VERSION_BOOKMARK).is_none(),
                     keep,
                 },
             );
@@ -427,6 +438,18 @@ mod tests {
         assert_eq!(tasks.len(), 4, "{tasks:?}");
         let per_ticket = plan(&sel, &State::default(), CommentsSource::TicketAudits);
         assert_eq!(per_ticket.len(), 3, "{per_ticket:?}");
+    }
+
+    #[test]
+    fn versions_only_move_forward() {
+        let state = State::from_value(json!({"bookmarks": {"tags": {"version": 5_000}}})).unwrap();
+        assert_eq!(next_version(9_000, &state, "tags"), 9_000);
+        assert_eq!(
+            next_version(4_000, &state, "tags"),
+            5_001,
+            "a clock that went back"
+        );
+        assert_eq!(next_version(4_000, &state, "sla_policies"), 4_000);
     }
 
     #[test]

@@ -62,6 +62,10 @@ async fn an_absurd_retry_after_ends_the_read_with_what_zendesk_asked() {
          (Retry-After), more than the 300 s limit (max_rate_limit_wait_seconds): the next scheduled run tries again"
     );
     assert!(matches!(e.kind, seam_core::ErrorKind::RateLimited { .. }));
+    assert!(run
+        .messages
+        .iter()
+        .all(|m| !matches!(m, Message::ActivateVersion { .. })));
 
     // An HTTP-date far ahead is refused the same way; the limit is configurable.
     let src = source(&sim, json!({"max_rate_limit_wait_seconds": 60}));
@@ -150,7 +154,8 @@ fn start_read(
     (cancel, reading, collect)
 }
 
-/// Cancels and expects the read to return `Ok` within 5 s (the waits involved last minutes).
+/// Cancels and expects the read to return `Ok` within 5 s (the waits involved last minutes), with
+/// no ACTIVATE_VERSION for the unfinished stream.
 async fn cancel_stops_within_5s(
     cancel: CancellationToken,
     reading: tokio::task::JoinHandle<Result<ReadSummary, SourceError>>,
@@ -162,7 +167,10 @@ async fn cancel_stops_within_5s(
         .expect("the read did not stop within 5 s of the cancel")
         .unwrap();
     assert!(result.is_ok(), "a cancelled read returns Ok: {result:?}");
-    let _ = collect.await.unwrap();
+    let messages = collect.await.unwrap();
+    assert!(messages
+        .iter()
+        .all(|m| !matches!(m, Message::ActivateVersion { .. })));
 }
 
 fn tags_answers(sim: &SimHandle, status: &str) -> u64 {

@@ -5,8 +5,21 @@
 //! Lists have no server-side change filter (satisfaction_ratings aside, which takes `start_time`), so
 //! incremental list streams read the whole list and keep records with `updated_at >= bookmark`
 //! (inclusive: the boundary second is re-read, which is safe by primary key). Records arrive out of
-//! order, so the bookmark moves once, after the whole list. Full-table streams send ACTIVATE_VERSION
-//! before and after their records, which carry that version, so the loader can drop vanished rows.
+//! order, so the bookmark moves once, after the whole list.
+//!
+//! Full-table streams (tags, sla_policies, talk_phone_numbers) write every record with this run's
+//! table version and, once the last page is sent, a STATE setting `bookmarks.<stream>.version` to it
+//! followed by ACTIVATE_VERSION, so the warehouse drops the rows of older versions (records deleted
+//! in Zendesk) in the commit that also records the marker. Only a stream without that marker (it
+//! never completed a version: a first sync) also activates before its first record, once the first
+//! page has arrived, so its rows show at once. A stream that is refused (403), fails, runs out of
+//! retries or is cancelled sends no ACTIVATE_VERSION: the warehouse keeps the last complete version,
+//! with the new version's records upserted over it by key.
+//!
+//! The STATE goes just before the final ACTIVATE_VERSION rather than after it: a loader that commits
+//! at an activation (seam's does) then makes the marker durable in the same transaction; and should
+//! a consumer persist the STATE and crash before the activation, the marker only means the next run
+//! activates at its end, never at its start, so no run can empty the table.
 
 use super::{store_position, Position, ReadCtx, StreamDef};
 use crate::error::ApiError;
@@ -14,6 +27,7 @@ use crate::rate_limit::EndpointClass;
 use crate::raw::{json_string, members, write_object, Head, Members};
 use seam_core::catalog::ReplicationMethod;
 use seam_core::singer::Message;
+use seam_core::state::VERSION_BOOKMARK;
 use seam_core::SourceError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -154,7 +168,8 @@ fn soft_deleted(item: &RawValue, from: &str) -> Result<Box<RawValue>, serde_json
     RawValue::from_string(write_object(&[("_sdc_deleted_at", &at)], &m, &[]))
 }
 
-/// A list stream: incremental with a client-side filter, or full table with ACTIVATE_VERSION.
+/// A list stream: incremental with a client-side filter, or full table with ACTIVATE_VERSION (see
+/// the module docs for when it is sent).
 ///
 /// Pages are emitted as they arrive (memory holds one page), and the bookmark is written after the
 /// last page.
@@ -179,13 +194,10 @@ pub async fn list_stream(
         ("satisfaction_ratings", Some(s)) => format!("&start_time={s}"),
         _ => String::new(),
     };
-    if let (true, Some(v)) = (full, out.version) {
-        ctx.send(Message::ActivateVersion {
-            stream: def.name.to_owned(),
-            version: v,
-        })
-        .await?;
-    }
+    let version = out.version.filter(|_| full);
+    // A first sync activates its version once the first page is in hand (a refused or failing
+    // endpoint activates nothing).
+    let mut activate_first = version.filter(|_| out.activate_first);
     let rk = def.replication_key;
     let mut max_ts: Option<i64> = None;
     let base = format!("{path}?page[size]={}{extra}", ctx.config.page_size);
@@ -222,13 +234,23 @@ pub async fn list_stream(
             Err(e) => return Err(SourceError::from(e).in_stream(def.name)),
         };
         max_ts = max_ts.max(page_max);
+        if let Some(v) = activate_first.take() {
+            ctx.send(Message::ActivateVersion {
+                stream: def.name.to_owned(),
+                version: v,
+            })
+            .await?;
+        }
         ctx.records(out, page.items).await?;
         match page.next {
             Some(n) => q = n,
             None => break,
         }
     }
-    if let (true, Some(v)) = (full, out.version) {
+    if let Some(v) = version {
+        // Every record of version `v` was sent: mark it complete, then activate it.
+        ctx.checkpoint(|s| s.set_bookmark(def.name, VERSION_BOOKMARK, v.into()))
+            .await?;
         ctx.send(Message::ActivateVersion {
             stream: def.name.to_owned(),
             version: v,

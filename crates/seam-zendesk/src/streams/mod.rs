@@ -319,6 +319,9 @@ pub struct StreamOut {
     pub def: &'static StreamDef,
     /// `version` for records (full-table streams).
     pub version: Option<i64>,
+    /// Full-table streams that never completed a version (no `version` bookmark): activate the new
+    /// version before the first record too, so the rows show at once.
+    pub activate_first: bool,
     /// Top-level fields to keep; `None` keeps every field (no re-encoding).
     pub keep: Option<Arc<HashSet<String>>>,
 }
