@@ -62,8 +62,8 @@ pub enum RetryDecision {
 }
 
 /// The single retry policy: bounded exponential backoff with full jitter for transient failures;
-/// the server's `Retry-After` (or `rate_limit_default_wait` when it sent none) for rate limits;
-/// never for config, auth, schema or internal errors.
+/// the server's `Retry-After` (or `rate_limit_default_wait` when it sent none) for rate limits, unless
+/// the server asks for more than `max_wait`; never for config, auth, schema or internal errors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. After this many failures the error is surfaced.
@@ -76,7 +76,13 @@ pub struct RetryPolicy {
     pub rate_limit_default_wait: Duration,
     /// Attempts allowed for rate-limited responses (they are expected, so more are allowed).
     pub max_rate_limited_attempts: u32,
+    /// The longest wait a server may ask for (`Retry-After`, a rate-limit reset). A rate limit that
+    /// asks for more is not waited out: the error is surfaced, and the next scheduled run tries again.
+    pub max_wait: Duration,
 }
+
+/// The default [`RetryPolicy::max_wait`]: five minutes.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -86,6 +92,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(60),
             rate_limit_default_wait: Duration::from_secs(60),
             max_rate_limited_attempts: 30,
+            max_wait: DEFAULT_MAX_WAIT,
         }
     }
 }
@@ -99,20 +106,30 @@ impl RetryPolicy {
             max_backoff: Duration::from_millis(50),
             rate_limit_default_wait: Duration::from_millis(200),
             max_rate_limited_attempts: 30,
+            max_wait: DEFAULT_MAX_WAIT,
         }
+    }
+
+    /// True when a server may make seam wait `wait` (at most [`RetryPolicy::max_wait`]).
+    pub fn allows_wait(&self, wait: Duration) -> bool {
+        wait <= self.max_wait
     }
 
     /// Decides whether to retry after `attempt` failed attempts (1 = the first attempt failed).
     pub fn decide(&self, kind: ErrorKind, attempt: u32) -> RetryDecision {
         match kind {
             ErrorKind::RateLimited { retry_after } => {
-                if attempt >= self.max_rate_limited_attempts {
+                if attempt >= self.max_rate_limited_attempts
+                    || retry_after.is_some_and(|w| !self.allows_wait(w))
+                {
                     return RetryDecision::GiveUp;
                 }
                 // A small jitter keeps concurrent streams from waking up in lockstep.
-                let base = retry_after.unwrap_or(self.rate_limit_default_wait);
+                let base = retry_after
+                    .unwrap_or(self.rate_limit_default_wait)
+                    .min(self.max_wait);
                 let jitter = rand::thread_rng().gen_range(0..=base.as_millis().min(1000) as u64 / 10 + 1);
-                RetryDecision::RetryAfter(base + Duration::from_millis(jitter))
+                RetryDecision::RetryAfter(base.saturating_add(Duration::from_millis(jitter)))
             }
             ErrorKind::Transient => {
                 if attempt >= self.max_attempts {
@@ -201,5 +218,52 @@ mod tests {
             ),
             RetryDecision::GiveUp
         );
+    }
+
+    #[test]
+    fn a_rate_limit_asking_for_more_than_max_wait_gives_up_at_once() {
+        let p = RetryPolicy::default();
+        let asks = |secs: u64| ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(p.max_wait, Duration::from_secs(300));
+        assert!(matches!(p.decide(asks(300), 1), RetryDecision::RetryAfter(_)));
+        assert_eq!(p.decide(asks(301), 1), RetryDecision::GiveUp);
+        assert_eq!(
+            p.decide(
+                ErrorKind::RateLimited {
+                    retry_after: Some(Duration::MAX)
+                },
+                1
+            ),
+            RetryDecision::GiveUp
+        );
+        // A default wait longer than the limit is cut to the limit.
+        let p = RetryPolicy {
+            rate_limit_default_wait: Duration::from_secs(3600),
+            ..RetryPolicy::default()
+        };
+        let RetryDecision::RetryAfter(d) = p.decide(ErrorKind::RateLimited { retry_after: None }, 1) else {
+            panic!("should retry");
+        };
+        assert!(d <= p.max_wait + Duration::from_millis(102), "{d:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+        /// Whatever a server asks for and however many attempts failed, deciding never panics and
+        /// never waits longer than `max_wait` (plus the jitter) or `max_backoff`.
+        #[test]
+        fn decide_is_total_and_bounded(secs in proptest::prelude::any::<u64>(), nanos in 0u32..1_000_000_000,
+                                        attempt in proptest::prelude::any::<u32>(), some in proptest::prelude::any::<bool>()) {
+            let p = RetryPolicy::default();
+            let retry_after = some.then(|| Duration::new(secs, nanos));
+            if let RetryDecision::RetryAfter(d) = p.decide(ErrorKind::RateLimited { retry_after }, attempt) {
+                proptest::prop_assert!(d <= p.max_wait + Duration::from_millis(102));
+            }
+            if let RetryDecision::RetryAfter(d) = p.decide(ErrorKind::Transient, attempt) {
+                proptest::prop_assert!(d <= p.max_backoff);
+            }
+        }
     }
 }

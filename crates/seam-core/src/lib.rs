@@ -22,4 +22,4 @@ pub use schema::{JsonType, Schema};
 pub use secret::Secret;
 pub use singer::{Message, MessageReader, RecordMessage, SchemaMessage};
 pub use source::{ReadSummary, Source, SourceError};
-pub use state::State;
+pub use state::{State, VERSION_BOOKMARK};

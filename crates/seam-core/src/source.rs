@@ -100,9 +100,17 @@ pub struct ReadSummary {
 /// - bookmarks in successive STATEs never move backwards;
 /// - records are pushed into the bounded `out` channel as they arrive, never collected per stream, so
 ///   memory stays flat whatever the account's size;
-/// - when `cancel` fires, `read` stops at the next safe point and returns `Ok` with what it did;
+/// - when `cancel` fires, `read` stops promptly (every wait — a request, a rate limit, a backoff, a
+///   full output channel — races the token) and returns `Ok` with what it did;
 /// - a stream the account cannot read (plan-gated) is skipped with a warning, the others go on;
-///   fatal errors (auth, config) end the read with an error.
+///   fatal errors (auth, config) end the read with an error;
+/// - a full-table stream (its records carry a table `version`) sends `ACTIVATE_VERSION` only once
+///   the version is complete, after its last record, right after a `STATE` that sets
+///   `bookmarks.<stream>.version` ([`crate::state::VERSION_BOOKMARK`]) to it, so a consumer that
+///   commits at the activation makes both durable together. Only a stream that never completed a
+///   version (no such bookmark: a first sync) also activates before its first record, so its rows
+///   show at once. A stream that is skipped, fails or is cancelled sends no `ACTIVATE_VERSION`: the
+///   destination keeps the last complete version, with the new version's records upserted over it.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// One cheap request that proves the configuration and credentials work; a clear error otherwise.

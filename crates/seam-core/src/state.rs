@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
+/// Bookmark key of a full-table stream holding the table version of its last complete run (the
+/// Singer convention): present means the stream completed a version once, so a new run activates
+/// its version only at the end.
+pub const VERSION_BOOKMARK: &str = "version";
+
 /// The state a source resumes from.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct State {

@@ -1,8 +1,14 @@
 //! The HTTP client: authentication, timeouts, the rate limiter, and the retry loop that asks core's
 //! [`RetryPolicy`] about every failure.
+//!
+//! Every wait — the rate limiter's, a backoff, a `Retry-After` pause, the request itself — races the
+//! caller's cancel token, so a cancelled read stops within moments whatever it is waiting on. A wait
+//! Zendesk asks for that is longer than the policy's `max_wait` is not waited out: it becomes
+//! [`ApiError::WaitTooLong`], which says what Zendesk asked for.
 
 use crate::config::{Auth, ZendeskConfig};
 use crate::error::ApiError;
+use crate::headers::{self, Asked};
 use crate::rate_limit::{EndpointClass, RateLimiter, RateLimits};
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -10,7 +16,8 @@ use reqwest::StatusCode;
 use seam_core::{Classify, ErrorKind, RetryDecision, RetryPolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// The user agent seam sends.
@@ -39,12 +46,9 @@ fn snippet(body: &[u8]) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("retry-after")?.to_str().ok()?.trim();
-    v.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+fn retry_after(headers: &HeaderMap) -> Option<Asked> {
+    let v = headers.get(headers::RETRY_AFTER)?.to_str().ok()?;
+    headers::retry_after(v, SystemTime::now())
 }
 
 /// The message a 403 body carries (`{"error": {"title", "message"}}` or `{"error", "description"}`).
@@ -74,9 +78,10 @@ impl ZendeskClient {
     /// Builds a client for `config`, deciding retries with `policy` and pacing with `limits`.
     pub fn new(
         config: &ZendeskConfig,
-        policy: RetryPolicy,
+        mut policy: RetryPolicy,
         mut limits: RateLimits,
     ) -> Result<Self, ClientBuildError> {
+        policy.max_wait = config.max_rate_limit_wait;
         let mut headers = HeaderMap::new();
         let auth = match &config.auth {
             Auth::ApiToken { email, token } => {
@@ -135,10 +140,12 @@ impl ZendeskClient {
     /// GETs `path_and_query` (starting with `/api/v2/`) and parses the body with `parse`, retrying
     /// transient failures and rate limits as the policy says. A body that fails to parse is a
     /// transient failure (truncated or malformed) and is fetched again, so `parse` sees only whole pages.
+    /// When `cancel` fires, whatever is being waited on is dropped and [`ApiError::Cancelled`] returned.
     pub async fn get<T, F>(
         &self,
         class: EndpointClass,
         path_and_query: &str,
+        cancel: &CancellationToken,
         mut parse: F,
     ) -> Result<T, ApiError>
     where
@@ -149,9 +156,14 @@ impl ZendeskClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.limiter.acquire(class).await;
+            self.take_turn(class, path, cancel).await?;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let err = match self.once(&url, path).await {
+            let answer = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(cancelled(path)),
+                answer = self.once(&url, path) => answer,
+            };
+            let err = match answer {
                 Ok(body) => match parse(&body) {
                     Ok(v) => return Ok(v),
                     Err(source) => ApiError::Malformed {
@@ -168,11 +180,48 @@ impl ZendeskClient {
                         self.limiter.pause(class, wait);
                     }
                     warn!(endpoint = path, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying zendesk request");
-                    tokio::time::sleep(wait).await;
+                    sleep_or_cancel(wait, cancel, path).await?;
                 }
-                RetryDecision::GiveUp => return Err(err),
+                RetryDecision::GiveUp => return Err(self.too_long(err, path)),
             }
         }
+    }
+
+    /// A 429 given up on because Zendesk asked for more than `max_wait` becomes
+    /// [`ApiError::WaitTooLong`]; any other error is returned as it is.
+    fn too_long(&self, err: ApiError, path: &str) -> ApiError {
+        match err {
+            ApiError::RateLimited {
+                retry_after: Some(asked),
+                ..
+            } if !self.policy.allows_wait(asked.wait) => ApiError::WaitTooLong {
+                before: format!("retrying {path}"),
+                asked,
+                limit: self.policy.max_wait,
+            },
+            err => err,
+        }
+    }
+
+    /// Waits for the rate limiter's go for one request of `class`. A pause Zendesk's headers asked
+    /// for that is longer than the policy allows is an error, not a wait.
+    async fn take_turn(
+        &self,
+        class: EndpointClass,
+        path: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), ApiError> {
+        while let Some(hold) = self.limiter.reserve(class) {
+            if let Some(asked) = hold.asked.filter(|_| !self.policy.allows_wait(hold.wait)) {
+                return Err(ApiError::WaitTooLong {
+                    before: format!("the next request to {path}"),
+                    asked,
+                    limit: self.policy.max_wait,
+                });
+            }
+            sleep_or_cancel(hold.wait, cancel, path).await?;
+        }
+        Ok(())
     }
 
     async fn once(&self, url: &str, path: &str) -> Result<bytes::Bytes, ApiError> {
@@ -239,6 +288,21 @@ impl ZendeskClient {
     }
 }
 
+fn cancelled(path: &str) -> ApiError {
+    ApiError::Cancelled {
+        waiting_on: path.to_owned(),
+    }
+}
+
+/// Sleeps `wait`, or less when `cancel` fires first (then [`ApiError::Cancelled`]).
+async fn sleep_or_cancel(wait: Duration, cancel: &CancellationToken, path: &str) -> Result<(), ApiError> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(cancelled(path)),
+        () = tokio::time::sleep(wait) => Ok(()),
+    }
+}
+
 trait FromStaticLowercase {
     fn from_static_lowercase(name: &'static str) -> HeaderName;
 }
@@ -273,6 +337,9 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(retry_after(&h), None);
         h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&h).map(|a| a.wait), Some(Duration::from_secs(7)));
+        // Used to panic in Duration::from_secs_f64.
+        h.insert("retry-after", HeaderValue::from_static("1e20"));
+        assert_eq!(retry_after(&h).map(|a| a.wait), Some(headers::LONGEST_WAIT));
     }
 }

@@ -20,6 +20,10 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const DEFAULT_EXPORT_REQUESTS_PER_MINUTE: u32 = 10;
 /// Zendesk's per-ticket audits budget per minute.
 pub const AUDITS_REQUESTS_PER_MINUTE: u32 = 450;
+/// Default `max_rate_limit_wait_seconds`: five minutes.
+pub const DEFAULT_MAX_RATE_LIMIT_WAIT_SECS: u64 = 300;
+/// Largest `max_rate_limit_wait_seconds`: a day.
+pub const MAX_RATE_LIMIT_WAIT_SECS: f64 = 86_400.0;
 
 /// The config file as written: tap-zendesk's keys (so an existing tap-zendesk config works as is)
 /// plus seam's. Unknown keys are errors.
@@ -69,6 +73,10 @@ pub struct ZendeskConfigRaw {
     pub comments_source: Option<String>,
     /// seam: streams read at once (1..=16, default 4).
     pub concurrency: Option<usize>,
+    /// seam: the longest wait Zendesk may ask for (`Retry-After`, `ratelimit-reset`) before seam
+    /// gives up the run with an error saying so (the next scheduled run tries again). Seconds,
+    /// 1..=86400, default 300.
+    pub max_rate_limit_wait_seconds: Option<NumberOrString>,
 }
 
 /// A number written as a number or as a string (tap-zendesk configs do both).
@@ -150,6 +158,8 @@ pub struct ZendeskConfig {
     pub concurrency: usize,
     /// Marketplace headers to send.
     pub marketplace_headers: Vec<(&'static str, String)>,
+    /// The longest wait Zendesk may ask for before seam gives up the run.
+    pub max_rate_limit_wait: Duration,
 }
 
 /// A configuration value is missing or wrong. Names the key and the rule.
@@ -337,6 +347,19 @@ impl ZendeskConfigRaw {
                 })
             }
         };
+        let max_rate_limit_wait = match &self.max_rate_limit_wait_seconds {
+            None => Duration::from_secs(DEFAULT_MAX_RATE_LIMIT_WAIT_SECS),
+            Some(v) => match v.as_f64() {
+                Some(s) if (1.0..=MAX_RATE_LIMIT_WAIT_SECS).contains(&s) => Duration::from_secs_f64(s),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "max_rate_limit_wait_seconds",
+                        value: v.as_text(),
+                        rule: "must be a number of seconds between 1 and 86400",
+                    })
+                }
+            },
+        };
         let mut marketplace_headers = Vec::new();
         if let Some(v) = &self.marketplace_name {
             marketplace_headers.push(("X-Zendesk-Marketplace-Name", v.clone()));
@@ -360,6 +383,7 @@ impl ZendeskConfigRaw {
             comments_source,
             concurrency,
             marketplace_headers,
+            max_rate_limit_wait,
         })
     }
 }
@@ -427,6 +451,13 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(300));
         assert_eq!(c.marketplace_headers.len(), 3);
         assert_eq!(c.comments_source, CommentsSource::TicketEvents);
+        assert_eq!(c.max_rate_limit_wait, Duration::from_secs(300));
+        let c = raw(
+            serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t",
+            "max_rate_limit_wait_seconds": "600"}),
+        )
+        .unwrap();
+        assert_eq!(c.max_rate_limit_wait, Duration::from_secs(600));
         let c = raw(serde_json::json!({"subdomain": "acme", "access_token": "o", "email": "a@b.c"})).unwrap();
         assert!(matches!(c.auth, Auth::OAuth { .. }));
     }
@@ -474,6 +505,14 @@ mod tests {
             (
                 serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "concurrency": 0}),
                 "concurrency",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "max_rate_limit_wait_seconds": 0}),
+                "max_rate_limit_wait_seconds",
+            ),
+            (
+                serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "max_rate_limit_wait_seconds": "1e20"}),
+                "max_rate_limit_wait_seconds",
             ),
             (
                 serde_json::json!({"subdomain": "acme", "email": "a@b.c", "api_token": "t", "base_url": "http://example.com"}),

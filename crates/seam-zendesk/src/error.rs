@@ -1,5 +1,6 @@
 //! Errors talking to Zendesk, each with the [`ErrorKind`] that drives retries.
 
+use crate::headers::Asked;
 use seam_core::{Classify, ErrorKind, SourceError};
 use std::time::Duration;
 use thiserror::Error;
@@ -39,12 +40,29 @@ pub enum ApiError {
         path: String,
     },
     /// 429.
-    #[error("zendesk rate limit reached on {path} (429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    #[error("zendesk rate limit reached on {path} (429){}", retry_after.as_ref().map(|a| format!(", retry after {}", a.said)).unwrap_or_default())]
     RateLimited {
         /// The endpoint.
         path: String,
-        /// The `Retry-After` header, when sent.
-        retry_after: Option<Duration>,
+        /// The `Retry-After` header, when sent and readable.
+        retry_after: Option<Asked>,
+    },
+    /// Zendesk asked for a wait longer than seam accepts (`max_rate_limit_wait_seconds`).
+    #[error("zendesk asked seam to wait {} before {before} ({}), more than the {} s limit (max_rate_limit_wait_seconds): the next scheduled run tries again", asked.said, asked.header, limit.as_secs())]
+    WaitTooLong {
+        /// What seam was about to do, e.g. `retrying /api/v2/tags.json`.
+        before: String,
+        /// What Zendesk asked for.
+        asked: Asked,
+        /// The longest wait seam accepts.
+        limit: Duration,
+    },
+    /// The read was cancelled while seam waited (on Zendesk, the rate limiter, a backoff or the
+    /// output). Streams treat it as a stop, not a failure.
+    #[error("the read was cancelled while waiting on {waiting_on}")]
+    Cancelled {
+        /// What seam was waiting on.
+        waiting_on: String,
     },
     /// 5xx (and 409, which Zendesk uses for transient conflicts).
     #[error("zendesk answered {status} for {path}: {snippet}")]
@@ -94,12 +112,17 @@ impl Classify for ApiError {
             }
             ApiError::UnknownAccount { .. } => ErrorKind::Config,
             ApiError::RateLimited { retry_after, .. } => ErrorKind::RateLimited {
-                retry_after: *retry_after,
+                retry_after: retry_after.as_ref().map(|a| a.wait),
+            },
+            ApiError::WaitTooLong { asked, .. } => ErrorKind::RateLimited {
+                retry_after: Some(asked.wait),
             },
             ApiError::Server { .. } | ApiError::Network { .. } | ApiError::Malformed { .. } => {
                 ErrorKind::Transient
             }
-            ApiError::NotFound { .. } | ApiError::Rejected { .. } => ErrorKind::Internal,
+            ApiError::NotFound { .. } | ApiError::Rejected { .. } | ApiError::Cancelled { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 }
@@ -108,6 +131,11 @@ impl ApiError {
     /// True for a 403 (a plan-gated or role-gated endpoint).
     pub fn is_forbidden(&self) -> bool {
         matches!(self, ApiError::Forbidden { .. })
+    }
+
+    /// True when the read was cancelled (a stop, not a failure).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, ApiError::Cancelled { .. })
     }
 
     /// True for a 404 on a record.

@@ -11,7 +11,7 @@
 //! | ticket_comments, ticket_audits | time-based `ticket_events` export, `include=comment_events`: one request per 1,000 audits, archived tickets included; both streams from the same pages (or, with `comments_source: ticket_audits`, one request per changed ticket) | `created_at` + boundary ids |
 //! | organizations, ticket_metric_events | time-based exports | `updated_at` / `time` + boundary ids |
 //! | lists (groups, macros, ...) | cursor-paginated lists, client-side `updated_at` filter | `updated_at` (inclusive) |
-//! | tags, sla_policies, talk_phone_numbers | full table, ACTIVATE_VERSION before and after | none |
+//! | tags, sla_policies, talk_phone_numbers | full table; ACTIVATE_VERSION after the last page (and before the first on a first sync) | `version` of the last complete run |
 //! | deleted_tickets, deleted_users | lists; records carry `_sdc_deleted_at` | `deleted_at` / `updated_at` |
 //!
 //! ticket_audits choose the bulk export because it is the cheapest complete path: per-ticket audits
@@ -23,6 +23,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod headers;
 pub mod rate_limit;
 pub mod raw;
 pub mod registry;

@@ -8,7 +8,12 @@
 //! `ratelimit-limit` set the account budget (capped by `max_requests_per_minute`), and
 //! `X-Rate-Limit-Remaining` / `ratelimit-remaining` at 0 pause the account until `ratelimit-reset`.
 //! A 429 pauses its class for the wait the retry policy chose, so concurrent streams wait too.
+//!
+//! The limiter never sleeps itself: [`RateLimiter::reserve`] takes a token or says how long to wait
+//! (and, for a pause a header asked for, what it asked), and the client sleeps, racing its cancel
+//! token and asking the retry policy whether the wait is acceptable at all.
 
+use crate::headers::{self, Asked};
 use parking_lot::Mutex;
 use reqwest::header::HeaderMap;
 use std::time::Duration;
@@ -70,6 +75,31 @@ struct Bucket {
     tokens: f64,
     last: Instant,
     paused_until: Option<Instant>,
+    /// What the server asked for, when the pause comes from its headers.
+    pause_asked: Option<Asked>,
+}
+
+/// `now + wait`, or the latest instant the clock can represent on the way there (a wait that long
+/// is refused by the retry policy anyway).
+fn deadline(now: Instant, wait: Duration) -> Instant {
+    [
+        wait,
+        Duration::from_secs(86_400 * 365),
+        Duration::from_secs(86_400),
+    ]
+    .into_iter()
+    .find_map(|w| now.checked_add(w))
+    .unwrap_or(now)
+}
+
+/// A request has to wait before it may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// How long, from now.
+    pub wait: Duration,
+    /// What Zendesk asked for, when the wait is a pause its headers asked for (`ratelimit-reset`
+    /// with nothing remaining); `None` for budget refills and pauses after a 429.
+    pub asked: Option<Asked>,
 }
 
 impl Bucket {
@@ -80,24 +110,34 @@ impl Bucket {
             tokens: per_window,
             last: now,
             paused_until: None,
+            pause_asked: None,
         }
     }
 
-    /// Refills, then returns how long until a token is available (zero: available now).
-    fn wait(&mut self, now: Instant, window: Duration) -> Duration {
+    /// Refills, then returns how long until a token is available (`None`: available now).
+    fn wait(&mut self, now: Instant, window: Duration) -> Option<Hold> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_window / window.as_secs_f64()).min(self.per_window);
+        let window_secs = window.as_secs_f64().max(f64::MIN_POSITIVE);
+        self.tokens = (self.tokens + elapsed * self.per_window / window_secs).min(self.per_window);
         if let Some(p) = self.paused_until {
             if now < p {
-                return p - now;
+                return Some(Hold {
+                    wait: p - now,
+                    asked: self.pause_asked.clone(),
+                });
             }
             self.paused_until = None;
+            self.pause_asked = None;
         }
         if self.tokens >= 1.0 {
-            Duration::ZERO
+            None
         } else {
-            Duration::from_secs_f64((1.0 - self.tokens) * window.as_secs_f64() / self.per_window)
+            let secs = (1.0 - self.tokens) * window_secs / self.per_window;
+            Some(Hold {
+                wait: Duration::try_from_secs_f64(secs).unwrap_or(window),
+                asked: None,
+            })
         }
     }
 
@@ -109,9 +149,10 @@ impl Bucket {
         }
     }
 
-    fn pause(&mut self, until: Instant) {
+    fn pause(&mut self, until: Instant, asked: Option<Asked>) {
         if self.paused_until.is_none_or(|p| p < until) {
             self.paused_until = Some(until);
+            self.pause_asked = asked;
         }
     }
 }
@@ -123,17 +164,16 @@ pub struct RateLimiter {
     buckets: Mutex<[Bucket; 3]>,
 }
 
-fn header_u64(headers: &HeaderMap, names: &[&str]) -> Option<u64> {
-    names.iter().find_map(|n| {
-        headers
-            .get(*n)?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .map(|v| v.max(0.0) as u64)
-    })
+fn header<'h>(headers: &'h HeaderMap, names: &[&str]) -> Option<&'h str> {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+}
+
+fn header_count(headers: &HeaderMap, names: &[&str]) -> Option<u64> {
+    names
+        .iter()
+        .find_map(|n| headers::count(headers.get(*n)?.to_str().ok()?))
 }
 
 impl RateLimiter {
@@ -153,35 +193,34 @@ impl RateLimiter {
         }
     }
 
-    /// Waits until a request of `class` may be sent, and takes its tokens.
-    pub async fn acquire(&self, class: EndpointClass) {
-        loop {
-            let wait = {
-                let mut b = self.buckets.lock();
-                let now = Instant::now();
-                let w = self.limits.window;
-                let mut wait = b[0].wait(now, w);
-                if class != EndpointClass::Account {
-                    wait = wait.max(b[class.index()].wait(now, w));
+    /// Takes the tokens of one request of `class` if they are available (`None`), or says how long
+    /// to wait before asking again.
+    pub fn reserve(&self, class: EndpointClass) -> Option<Hold> {
+        let mut b = self.buckets.lock();
+        let now = Instant::now();
+        let w = self.limits.window;
+        let mut hold = b[0].wait(now, w);
+        if class != EndpointClass::Account {
+            if let Some(h) = b[class.index()].wait(now, w) {
+                if hold.as_ref().is_none_or(|a| h.wait > a.wait) {
+                    hold = Some(h);
                 }
-                if wait.is_zero() {
-                    b[0].tokens -= 1.0;
-                    if class != EndpointClass::Account {
-                        b[class.index()].tokens -= 1.0;
-                    }
-                    return;
-                }
-                wait
-            };
-            tokio::time::sleep(wait).await;
+            }
         }
+        if hold.is_none() {
+            b[0].tokens -= 1.0;
+            if class != EndpointClass::Account {
+                b[class.index()].tokens -= 1.0;
+            }
+        }
+        hold
     }
 
-    /// Reads Zendesk's rate-limit headers from a response.
+    /// Reads Zendesk's rate-limit headers from a response. Any value is safe: unreadable ones are
+    /// ignored, huge ones saturate (and the client refuses a wait above the policy's limit).
     pub fn observe(&self, headers: &HeaderMap) {
-        let limit = header_u64(headers, &["x-rate-limit", "ratelimit-limit"]);
-        let remaining = header_u64(headers, &["x-rate-limit-remaining", "ratelimit-remaining"]);
-        let reset = header_u64(headers, &["ratelimit-reset"]);
+        let limit = header_count(headers, &["x-rate-limit", "ratelimit-limit"]);
+        let remaining = header_count(headers, &["x-rate-limit-remaining", "ratelimit-remaining"]);
         if limit.is_none() && remaining.is_none() {
             return;
         }
@@ -192,23 +231,28 @@ impl RateLimiter {
         }
         if remaining == Some(0) {
             // The account (possibly with the customer's other apps) spent the window: sit it out.
-            let secs = reset.unwrap_or(self.limits.window.as_secs()).max(1);
-            let wait = self.scaled(Duration::from_secs(secs));
-            b[0].pause(Instant::now() + wait);
+            let asked = header(headers, &[headers::RATELIMIT_RESET]).and_then(headers::reset);
+            let wait = match &asked {
+                Some(a) => self.scaled(a.wait.max(Duration::from_secs(1))),
+                None => self.limits.window,
+            };
+            b[0].pause(deadline(Instant::now(), wait), asked);
         }
     }
 
-    /// Pauses `class` (and the account, for account-class requests) for `wait` after a 429.
+    /// Pauses `class` for `wait` after a 429 (a wait the retry policy accepted).
     pub fn pause(&self, class: EndpointClass, wait: Duration) {
-        let until = Instant::now() + wait;
+        let until = deadline(Instant::now(), wait);
         let mut b = self.buckets.lock();
-        b[class.index()].pause(until);
+        b[class.index()].pause(until, None);
     }
 
     /// Server seconds are minutes-relative; with a compressed window they shrink the same way.
     fn scaled(&self, d: Duration) -> Duration {
-        let factor = self.limits.window.as_secs_f64() / 60.0;
-        Duration::from_secs_f64(d.as_secs_f64() * factor.min(1.0))
+        let factor = (self.limits.window.as_secs_f64() / 60.0).min(1.0);
+        Duration::try_from_secs_f64(d.as_secs_f64() * factor)
+            .unwrap_or(d)
+            .min(d)
     }
 }
 
@@ -216,6 +260,13 @@ impl RateLimiter {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    /// Takes a token, sleeping (paused test time) as long as the limiter says.
+    async fn acquire(l: &RateLimiter, class: EndpointClass) {
+        while let Some(h) = l.reserve(class) {
+            tokio::time::sleep(h.wait).await;
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn exports_are_paced_after_the_burst() {
@@ -225,10 +276,10 @@ mod tests {
         });
         let t0 = Instant::now();
         for _ in 0..2 {
-            l.acquire(EndpointClass::Export).await;
+            acquire(&l, EndpointClass::Export).await;
         }
         assert_eq!(Instant::now(), t0, "the burst goes at once");
-        l.acquire(EndpointClass::Export).await;
+        acquire(&l, EndpointClass::Export).await;
         let waited = Instant::now() - t0;
         assert!(
             waited >= Duration::from_secs(29) && waited <= Duration::from_secs(31),
@@ -236,7 +287,7 @@ mod tests {
         );
         // Account-only requests are not held back by the export budget.
         let t1 = Instant::now();
-        l.acquire(EndpointClass::Account).await;
+        acquire(&l, EndpointClass::Account).await;
         assert_eq!(Instant::now(), t1);
     }
 
@@ -257,7 +308,7 @@ mod tests {
             "the cap wins over the plan"
         );
         let t0 = Instant::now();
-        l.acquire(EndpointClass::Account).await;
+        acquire(&l, EndpointClass::Account).await;
         assert!(Instant::now() - t0 >= Duration::from_secs(7));
     }
 
@@ -266,7 +317,44 @@ mod tests {
         let l = RateLimiter::new(RateLimits::default());
         l.pause(EndpointClass::Export, Duration::from_secs(5));
         let t0 = Instant::now();
-        l.acquire(EndpointClass::Export).await;
+        acquire(&l, EndpointClass::Export).await;
         assert!(Instant::now() - t0 >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_headers_neither_panic_nor_overflow() {
+        let l = RateLimiter::new(RateLimits::default());
+        for (limit, remaining, reset) in [
+            ("1e30", "0", "1e20"),
+            ("-5", "0", "NaN"),
+            ("inf", "0.0", "1e400"),
+            ("18446744073709551616", "0", "18446744073709551615"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("x-rate-limit", HeaderValue::from_static(limit));
+            h.insert("ratelimit-remaining", HeaderValue::from_static(remaining));
+            h.insert("ratelimit-reset", HeaderValue::from_static(reset));
+            l.observe(&h);
+        }
+        // The pause is there, bounded, and says what Zendesk asked for.
+        let hold = l.reserve(EndpointClass::Account).unwrap();
+        assert!(hold.wait <= headers::LONGEST_WAIT);
+        let asked = hold.asked.unwrap();
+        assert_eq!(asked.header, "ratelimit-reset");
+        assert_eq!(asked.said, "100000000000000000000 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_pause_reports_what_was_asked() {
+        let l = RateLimiter::new(RateLimits::default());
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
+        h.insert("ratelimit-reset", HeaderValue::from_static("40"));
+        l.observe(&h);
+        let hold = l.reserve(EndpointClass::Export).unwrap();
+        assert_eq!(hold.wait, Duration::from_secs(40));
+        assert_eq!(hold.asked.unwrap().said, "40 s");
+        tokio::time::advance(Duration::from_secs(40)).await;
+        assert_eq!(l.reserve(EndpointClass::Export), None);
     }
 }

@@ -8,7 +8,7 @@ use crate::streams::{self, exports, lists, Fetch, Position, ReadCtx, StreamDef, 
 use async_trait::async_trait;
 use seam_core::catalog::{Catalog, CatalogEntry, PARENT_TAP_STREAM_ID};
 use seam_core::singer::{Message, SchemaMessage};
-use seam_core::state::State;
+use seam_core::state::{State, VERSION_BOOKMARK};
 use seam_core::{Classify, ErrorKind, ReadSummary, RetryPolicy, Source, SourceError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,7 +25,8 @@ use tracing::{info, warn};
 /// - `discover`: every stream in [`STREAMS`], user and organization custom fields typed from the
 ///   account's field definitions (two requests).
 /// - `read`: the selected streams, several at once within the rate limits; see the crate docs for
-///   how each is replicated.
+///   how each is replicated. A cancel stops it within moments, whatever it waits on; streams cut
+///   short send no ACTIVATE_VERSION.
 #[derive(Debug, Clone)]
 pub struct ZendeskSource {
     config: Arc<ZendeskConfig>,
@@ -187,6 +188,22 @@ fn is_forbidden(e: &SourceError) -> bool {
         .is_some_and(ApiError::is_forbidden)
 }
 
+/// True when a stream stopped because the read was cancelled (a stop, not a failure).
+fn is_cancelled(e: &SourceError) -> bool {
+    e.source
+        .downcast_ref::<ApiError>()
+        .is_some_and(ApiError::is_cancelled)
+}
+
+/// This run's table version for a full-table stream: now in milliseconds, and always newer than the
+/// version the state says the stream completed last.
+fn next_version(now_ms: i64, state: &State, stream: &str) -> i64 {
+    match state.bookmark(stream, VERSION_BOOKMARK).and_then(Value::as_i64) {
+        Some(last) if last >= now_ms => last.saturating_add(1),
+        _ => now_ms,
+    }
+}
+
 fn forbidden_reason(e: &SourceError) -> String {
     match e.source.downcast_ref::<ApiError>() {
         Some(ApiError::Forbidden { message, .. }) => message.clone(),
@@ -211,9 +228,12 @@ impl Source for ZendeskSource {
     async fn check(&self) -> Result<(), SourceError> {
         let me: Me = self
             .client
-            .get(EndpointClass::Account, "/api/v2/users/me.json", |b| {
-                serde_json::from_slice(b)
-            })
+            .get(
+                EndpointClass::Account,
+                "/api/v2/users/me.json",
+                &CancellationToken::new(),
+                |b| serde_json::from_slice(b),
+            )
             .await?;
         let user = me.user.ok_or_else(|| {
             SourceError::new(
@@ -304,7 +324,7 @@ impl Source for ZendeskSource {
         cancel: CancellationToken,
     ) -> Result<ReadSummary, SourceError> {
         streams::normalise_bookmarks(&mut state);
-        let version = chrono::Utc::now().timestamp_millis();
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut outs = HashMap::new();
         let mut selected: Vec<&'static StreamDef> = Vec::new();
         for entry in catalog.selected() {
@@ -321,7 +341,8 @@ impl Source for ZendeskSource {
                 def.name,
                 StreamOut {
                     def,
-                    version: full.then_some(version),
+                    version: full.then(|| next_version(now_ms, &state, def.name)),
+                    activate_first: full && state.bookmark(def.name, VERSION_BOOKMARK).is_none(),
                     keep,
                 },
             );
@@ -361,6 +382,10 @@ impl Source for ZendeskSource {
                     info!(streams = ?names, "stream finished");
                 }
                 Err(e) if is_forbidden(&e) => ctx.skip(&members, &forbidden_reason(&e)),
+                Err(e) if is_cancelled(&e) => {
+                    let names: Vec<&str> = members.iter().map(|d| d.name).collect();
+                    info!(streams = ?names, "stream stopped: the read was cancelled");
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "stream failed");
                     // Credentials, config and a vanished consumer end the whole read; other
@@ -378,7 +403,10 @@ impl Source for ZendeskSource {
             return Err(e);
         }
         if !cancel.is_cancelled() {
-            ctx.checkpoint(|_| {}).await?;
+            match ctx.checkpoint(|_| {}).await {
+                Err(e) if !is_cancelled(&e) => return Err(e),
+                _ => {}
+            }
         }
         let mut summary = ctx.summary.lock().clone();
         summary.requests = self.client.requests();
@@ -410,6 +438,18 @@ mod tests {
         assert_eq!(tasks.len(), 4, "{tasks:?}");
         let per_ticket = plan(&sel, &State::default(), CommentsSource::TicketAudits);
         assert_eq!(per_ticket.len(), 3, "{per_ticket:?}");
+    }
+
+    #[test]
+    fn versions_only_move_forward() {
+        let state = State::from_value(json!({"bookmarks": {"tags": {"version": 5_000}}})).unwrap();
+        assert_eq!(next_version(9_000, &state, "tags"), 9_000);
+        assert_eq!(
+            next_version(4_000, &state, "tags"),
+            5_001,
+            "a clock that went back"
+        );
+        assert_eq!(next_version(4_000, &state, "sla_policies"), 4_000);
     }
 
     #[test]

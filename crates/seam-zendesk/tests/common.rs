@@ -216,3 +216,15 @@ pub fn assert_matches_truth(run: &Run, truth: &Value, skip: &[&str]) {
         );
     }
 }
+
+/// Waits until `done` holds, for at most `limit`; panics naming `what` otherwise.
+pub async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -19,7 +19,7 @@ async fn full_sync_matches_truth_for_every_stream() {
     check_contract(&run.messages);
     assert_no_duplicates(&run);
 
-    // Full-table streams: ACTIVATE_VERSION before and after, records carry the version.
+    // Full-table streams on a first sync: ACTIVATE_VERSION before and after, records carry the version.
     for stream in ["tags", "sla_policies", "talk_phone_numbers"] {
         let versions: Vec<i64> = run
             .messages

@@ -6,3 +6,5 @@ mod errors;
 mod faults;
 mod full_sync;
 mod incremental;
+mod versions;
+mod waits;

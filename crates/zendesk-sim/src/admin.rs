@@ -8,7 +8,8 @@
 //! | GET | `/__sim/truth[?stream=S]` | ground truth (see [`crate::data::truth`]) |
 //! | GET | `/__sim/stats` | request accounting (see [`crate::stats`]) |
 //! | POST | `/__sim/stats/reset` | clears the stats |
-//! | GET / POST | `/__sim/faults` | reads / replaces the [`crate::faults::FaultConfig`] (JSON body) |
+//! | GET / POST | `/__sim/faults` | reads / replaces the [`crate::faults::FaultConfig`] (JSON body), per-path rules included |
+//! | GET / POST / DELETE | `/__sim/faults/paths` | reads / replaces / clears only the per-path rules: a JSON array of [`crate::faults::PathFault`], e.g. `[{"path": "/api/v2/tags.json", "status": 403}]` |
 //! | POST | `/__sim/rate_limit/reset` | forgets the current rate-limit windows |
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::faults::FaultConfig;
+use crate::faults::{FaultConfig, PathFault};
 use crate::pagination::Params;
 use crate::routes::Sim;
 
@@ -96,11 +97,34 @@ pub async fn handle(sim: &Arc<Sim>, req: Request) -> Response {
             };
             match serde_json::from_slice::<FaultConfig>(&bytes) {
                 Ok(cfg) => {
+                    if let Err(e) = cfg.paths.iter().try_for_each(PathFault::validate) {
+                        return bad(&e);
+                    }
                     sim.faults.set(cfg.clone());
                     respond(StatusCode::OK, &json!(cfg))
                 }
                 Err(e) => bad(&format!("invalid fault config: {e}")),
             }
+        }
+        (Method::GET, "/__sim/faults/paths") => respond(StatusCode::OK, &json!(sim.faults.get().paths)),
+        (Method::POST, "/__sim/faults/paths") => {
+            let Ok(bytes) = to_bytes(req.into_body(), 1 << 20).await else {
+                return bad("unreadable body");
+            };
+            match serde_json::from_slice::<Vec<PathFault>>(&bytes) {
+                Ok(paths) => {
+                    if let Err(e) = paths.iter().try_for_each(PathFault::validate) {
+                        return bad(&e);
+                    }
+                    sim.faults.set_paths(paths.clone());
+                    respond(StatusCode::OK, &json!(paths))
+                }
+                Err(e) => bad(&format!("invalid path faults (a JSON array of rules): {e}")),
+            }
+        }
+        (Method::DELETE, "/__sim/faults/paths") => {
+            sim.faults.set_paths(Vec::new());
+            respond(StatusCode::OK, &json!([]))
         }
         (Method::POST, "/__sim/rate_limit/reset") => {
             sim.limiter.reset();

@@ -122,6 +122,33 @@ impl ApiError {
         e
     }
 
+    /// The answer of a [`crate::faults::PathFault`] with `status`: 403 and 404 as Zendesk words
+    /// them, 429 with the API rate limiter's body (headers come from the rule), 503 as the service
+    /// unavailable body, other 5xx as an internal error, anything else as a generic error.
+    pub fn injected(status: u16) -> Self {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match status {
+            403 => Self::forbidden(),
+            404 => Self::record_not_found(),
+            429 => Self::json(
+                code,
+                json!({"error": "APIRateLimitExceeded", "description": "Number of allowed API requests per minute exceeded"}),
+            ),
+            503 => Self::json(
+                code,
+                json!({"error": "ServiceUnavailable", "description": "Service temporarily unavailable"}),
+            ),
+            500..=599 => Self::json(
+                code,
+                json!({"error": "InternalServerError", "description": "Something went wrong"}),
+            ),
+            _ => Self::json(
+                code,
+                json!({"error": "InjectedFault", "description": format!("zendesk-sim answers {status} for this path (/__sim/faults/paths)")}),
+            ),
+        }
+    }
+
     /// 429 from Zendesk's edge protection: no `Retry-After` header (airbytehq/airbyte#14253).
     pub fn edge_rate_limited() -> Self {
         Self::json(

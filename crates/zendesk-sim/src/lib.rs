@@ -15,7 +15,7 @@
 //! - list endpoints with cursor and offset pagination ([`pagination`], [`routes::lists`]);
 //! - per-ticket audits, comments and metrics, and the account-wide audit list ([`routes::tickets`]);
 //! - rate limits by plan, on exports and on per-ticket audits ([`rate_limit`]);
-//! - injected faults ([`faults`]); a virtual clock ([`clock`]); change over time ([`data::mutate`]);
+//! - injected faults, random or per endpoint ([`faults`]); a virtual clock ([`clock`]); change over time ([`data::mutate`]);
 //! - ground truth and request stats for tests ([`data::truth`], [`stats`], [`admin`]).
 //!
 //! # Time
@@ -76,7 +76,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use faults::{FaultConfig, FaultKind};
+pub use faults::{FaultConfig, FaultKind, PathFault};
 pub use rate_limit::Plan;
 use routes::Sim;
 
@@ -166,6 +166,9 @@ pub enum SimError {
         /// What it must satisfy.
         rule: &'static str,
     },
+    /// A per-path fault rule is invalid.
+    #[error("invalid zendesk-sim {0}")]
+    PathFault(String),
     /// Data generation panicked or was cancelled.
     #[error("zendesk-sim data generation failed: {0}")]
     Generation(String),
@@ -193,6 +196,9 @@ pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, Sim
             field: "faults.rate",
             rule: "must be between 0 and 1",
         });
+    }
+    for p in &config.faults.paths {
+        p.validate().map_err(SimError::PathFault)?;
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -319,6 +325,16 @@ impl SimHandle {
     /// Replaces the fault settings.
     pub fn set_faults(&self, faults: FaultConfig) {
         self.sim.faults.set(faults);
+    }
+
+    /// Replaces only the per-path fault rules (see [`PathFault`]); the random faults are kept.
+    /// An invalid rule is refused with a message naming it.
+    pub fn set_path_faults(&self, paths: Vec<PathFault>) -> Result<(), SimError> {
+        for p in &paths {
+            p.validate().map_err(SimError::PathFault)?;
+        }
+        self.sim.faults.set_paths(paths);
+        Ok(())
     }
 
     /// Forgets the current rate-limit windows.

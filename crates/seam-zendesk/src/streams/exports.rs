@@ -173,7 +173,7 @@ pub async fn tickets_export(
         };
         let page = ctx
             .client
-            .get(EndpointClass::Export, &q, |b| {
+            .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
                 parse_tickets_page(b, o_tickets.is_some(), o_metrics.is_some())
             })
             .await;
@@ -275,7 +275,7 @@ pub async fn users_export(
         };
         let page = match ctx
             .client
-            .get(EndpointClass::Export, &q, |b| {
+            .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
                 parse_users_page(b, o_ids.is_some())
             })
             .await
@@ -434,7 +434,7 @@ pub async fn time_export(
         let q = format!("{path}?start_time={start}&per_page={EXPORT_PER_PAGE}");
         let parsed = ctx
             .client
-            .get(EndpointClass::Export, &q, |b| {
+            .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
                 let page: TimePage<&RawValue> = serde_json::from_slice(b)?;
                 let mut b2 = Boundary {
                     ts: boundary.ts,
@@ -670,7 +670,7 @@ pub async fn ticket_events(
         let q = format!("{path}?start_time={start}&per_page={EXPORT_PER_PAGE}{include}");
         let parsed = ctx
             .client
-            .get(EndpointClass::Export, &q, |b| {
+            .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
                 let page: TimePage<TicketEvent> = serde_json::from_slice(b)?;
                 let mut b2 = Boundary {
                     ts: boundary.ts,
@@ -804,7 +804,9 @@ async fn audits_of(ctx: &ReadCtx, ticket: u64, since: i64) -> Result<Children, S
         };
         match ctx
             .client
-            .get(EndpointClass::TicketAudits, &q, |b| parse_audits(b, since))
+            .get(EndpointClass::TicketAudits, &q, &ctx.cancel, |b| {
+                parse_audits(b, since)
+            })
             .await
         {
             Ok(((a, c), next)) => {
@@ -936,5 +938,100 @@ mod tests {
         assert_eq!(c["body"], "hi");
         assert_eq!(c["via"]["channel"], "web");
         assert!(c.get("event_type").is_none());
+    }
+
+    use crate::streams::arb;
+    use proptest::prelude::*;
+
+    const TICKETS: &str = r#"{"tickets":[{"id":1,"generated_timestamp":5,"status":"open","fields":[{"id":9}],"metric_set":{"id":77,"ticket_id":1}},{"id":2,"generated_timestamp":7,"status":"deleted"}],"after_cursor":"abc","end_of_stream":false}"#;
+    const USERS: &str = r#"{"users":[{"id":1,"updated_at":"2024-01-01T00:00:00Z"}],"identities":[{"id":3,"user_id":1}],"after_cursor":"a","end_of_stream":true}"#;
+    const ORGS: &str = r#"{"organizations":[{"id":1,"updated_at":"2024-01-01T00:00:00Z"},{"id":2,"updated_at":"2024-01-01T00:00:01Z"}],"end_time":1704067201,"end_of_stream":false}"#;
+    const EVENTS: &str = r#"{"ticket_events":[{"id":10,"ticket_id":3,"timestamp":1704067200,"created_at":"2024-01-01T00:00:00Z","updater_id":5,"via":"Web form","system":{},"metadata":{},"child_events":[{"id":11,"event_type":"Comment","body":"hi","audit_id":10},{"id":12,"event_type":"Change","status":"open","previous_value":"new"}]}],"end_time":1704067200,"end_of_stream":true}"#;
+    const AUDITS: &str = r#"{"audits":[{"id":1,"ticket_id":2,"created_at":"2024-01-01T00:00:00Z","via":{"channel":"web"},"metadata":{},"events":[{"id":5,"type":"Comment","body":"x"}]}],"meta":{"has_more":true,"after_cursor":"c"}}"#;
+
+    fn body(array_key: &'static str, real: &'static str) -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            arb::page(array_key),
+            arb::mutated(real),
+            proptest::collection::vec(any::<u8>(), 0..200),
+        ]
+    }
+
+    /// What a stream task does with a time-export page, minus the IO.
+    fn time_page(b: &[u8]) -> Result<usize, serde_json::Error> {
+        let page: TimePage<&RawValue> = serde_json::from_slice(b)?;
+        let mut boundary = Boundary {
+            ts: Some(1_704_067_200),
+            ids: [1].into_iter().collect(),
+        };
+        Ok(fresh_items(&page.items, "updated_at", &mut boundary)?.len())
+    }
+
+    /// What the ticket-events task does with a page, minus the IO.
+    fn events_page(b: &[u8]) -> Result<usize, serde_json::Error> {
+        let page: TimePage<TicketEvent> = serde_json::from_slice(b)?;
+        let mut boundary = Boundary::default();
+        let mut n = 0;
+        for ev in &page.items {
+            if boundary.admit(ev.id, ev.timestamp) {
+                let (a, cs) = audit_and_comments(ev, true, true)?;
+                n += usize::from(a.is_some()) + cs.len();
+            }
+        }
+        Ok(n)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Export pages, well-formed, mutated or garbage: each parses or errors, never panics.
+        #[test]
+        fn ticket_export_pages_parse_or_fail(b in body("tickets", TICKETS)) {
+            if let Ok(p) = parse_tickets_page(&b, true, true) {
+                prop_assert!(p.live_ids.len() <= p.tickets.len());
+            }
+        }
+
+        #[test]
+        fn user_export_pages_parse_or_fail(b in body("users", USERS)) {
+            let _ = parse_users_page(&b, true);
+        }
+
+        #[test]
+        fn time_export_pages_parse_or_fail(b in body("organizations", ORGS)) {
+            let _ = time_page(&b);
+        }
+
+        #[test]
+        fn ticket_event_pages_parse_or_fail(b in body("ticket_events", EVENTS)) {
+            let _ = events_page(&b);
+        }
+
+        #[test]
+        fn audit_pages_parse_or_fail(b in body("audits", AUDITS), since in any::<i64>()) {
+            let _ = parse_audits(&b, since);
+        }
+    }
+
+    #[test]
+    fn the_real_pages_parse() {
+        assert_eq!(
+            parse_tickets_page(TICKETS.as_bytes(), true, true)
+                .unwrap()
+                .tickets
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_users_page(USERS.as_bytes(), true).unwrap().identities.len(),
+            1
+        );
+        assert_eq!(
+            time_page(ORGS.as_bytes()).unwrap(),
+            1,
+            "id 1 is a repeat of the boundary"
+        );
+        assert_eq!(events_page(EVENTS.as_bytes()).unwrap(), 2);
+        assert_eq!(parse_audits(AUDITS.as_bytes(), 0).unwrap().0 .1.len(), 1);
     }
 }

@@ -5,8 +5,21 @@
 //! Lists have no server-side change filter (satisfaction_ratings aside, which takes `start_time`), so
 //! incremental list streams read the whole list and keep records with `updated_at >= bookmark`
 //! (inclusive: the boundary second is re-read, which is safe by primary key). Records arrive out of
-//! order, so the bookmark moves once, after the whole list. Full-table streams send ACTIVATE_VERSION
-//! before and after their records, which carry that version, so the loader can drop vanished rows.
+//! order, so the bookmark moves once, after the whole list.
+//!
+//! Full-table streams (tags, sla_policies, talk_phone_numbers) write every record with this run's
+//! table version and, once the last page is sent, a STATE setting `bookmarks.<stream>.version` to it
+//! followed by ACTIVATE_VERSION, so the warehouse drops the rows of older versions (records deleted
+//! in Zendesk) in the commit that also records the marker. Only a stream without that marker (it
+//! never completed a version: a first sync) also activates before its first record, once the first
+//! page has arrived, so its rows show at once. A stream that is refused (403), fails, runs out of
+//! retries or is cancelled sends no ACTIVATE_VERSION: the warehouse keeps the last complete version,
+//! with the new version's records upserted over it by key.
+//!
+//! The STATE goes just before the final ACTIVATE_VERSION rather than after it: a loader that commits
+//! at an activation (seam's does) then makes the marker durable in the same transaction; and should
+//! a consumer persist the STATE and crash before the activation, the marker only means the next run
+//! activates at its end, never at its start, so no run can empty the table.
 
 use super::{store_position, Position, ReadCtx, StreamDef};
 use crate::error::ApiError;
@@ -14,6 +27,7 @@ use crate::rate_limit::EndpointClass;
 use crate::raw::{json_string, members, write_object, Head, Members};
 use seam_core::catalog::ReplicationMethod;
 use seam_core::singer::Message;
+use seam_core::state::VERSION_BOOKMARK;
 use seam_core::SourceError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -70,19 +84,33 @@ fn parse_page<'a>(
         }
         Some(_) => None,
         // No cursor pagination on this endpoint: follow an offset `next_page` link, rebased on our
-        // base URL (the link names Zendesk's host).
+        // base URL (the link names Zendesk's host). Only an API path is followed: anything else
+        // would be appended to the base URL and could name another host.
         None => match all.get("next_page") {
-            Some(v) => serde_json::from_str::<Option<String>>(v.get())?.and_then(|u| {
-                let url = url::Url::parse(&u).ok()?;
-                Some(match url.query() {
-                    Some(q) => format!("{}?{q}", url.path()),
-                    None => url.path().to_owned(),
-                })
-            }),
+            Some(v) => match serde_json::from_str::<Option<String>>(v.get())? {
+                None => None,
+                Some(u) => Some(api_path_of(&u).ok_or_else(|| {
+                    <serde_json::Error as serde::de::Error>::custom(format!(
+                        "next_page {u:?} is not a link to the zendesk api"
+                    ))
+                })?),
+            },
             None => None,
         },
     };
     Ok((items, next))
+}
+
+/// The path and query of an `http(s)` link to `/api/v2/...`, or `None`.
+fn api_path_of(link: &str) -> Option<String> {
+    let url = url::Url::parse(link).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.path().starts_with("/api/v2/") {
+        return None;
+    }
+    Some(match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    })
 }
 
 /// Walks a list from the start, calling `per_page` with each page's records.
@@ -102,7 +130,7 @@ where
     loop {
         let page = ctx
             .client
-            .get(EndpointClass::Account, &q, |b| {
+            .get(EndpointClass::Account, &q, &ctx.cancel, |b| {
                 let (items, next) = parse_page(b, key, &base)?;
                 Ok(ListPage {
                     items: per_page(&items)?,
@@ -140,7 +168,8 @@ fn soft_deleted(item: &RawValue, from: &str) -> Result<Box<RawValue>, serde_json
     RawValue::from_string(write_object(&[("_sdc_deleted_at", &at)], &m, &[]))
 }
 
-/// A list stream: incremental with a client-side filter, or full table with ACTIVATE_VERSION.
+/// A list stream: incremental with a client-side filter, or full table with ACTIVATE_VERSION (see
+/// the module docs for when it is sent).
 ///
 /// Pages are emitted as they arrive (memory holds one page), and the bookmark is written after the
 /// last page.
@@ -165,13 +194,10 @@ pub async fn list_stream(
         ("satisfaction_ratings", Some(s)) => format!("&start_time={s}"),
         _ => String::new(),
     };
-    if let (true, Some(v)) = (full, out.version) {
-        ctx.send(Message::ActivateVersion {
-            stream: def.name.to_owned(),
-            version: v,
-        })
-        .await?;
-    }
+    let version = out.version.filter(|_| full);
+    // A first sync activates its version once the first page is in hand (a refused or failing
+    // endpoint activates nothing).
+    let mut activate_first = version.filter(|_| out.activate_first);
     let rk = def.replication_key;
     let mut max_ts: Option<i64> = None;
     let base = format!("{path}?page[size]={}{extra}", ctx.config.page_size);
@@ -182,7 +208,7 @@ pub async fn list_stream(
         }
         let page = ctx
             .client
-            .get(EndpointClass::Account, &q, |b| {
+            .get(EndpointClass::Account, &q, &ctx.cancel, |b| {
                 let (items, next) = parse_page(b, key, &base)?;
                 let mut keep = Vec::with_capacity(items.len());
                 let mut page_max: Option<i64> = None;
@@ -208,13 +234,23 @@ pub async fn list_stream(
             Err(e) => return Err(SourceError::from(e).in_stream(def.name)),
         };
         max_ts = max_ts.max(page_max);
+        if let Some(v) = activate_first.take() {
+            ctx.send(Message::ActivateVersion {
+                stream: def.name.to_owned(),
+                version: v,
+            })
+            .await?;
+        }
         ctx.records(out, page.items).await?;
         match page.next {
             Some(n) => q = n,
             None => break,
         }
     }
-    if let (true, Some(v)) = (full, out.version) {
+    if let Some(v) = version {
+        // Every record of version `v` was sent: mark it complete, then activate it.
+        ctx.checkpoint(|s| s.set_bookmark(def.name, VERSION_BOOKMARK, v.into()))
+            .await?;
         ctx.send(Message::ActivateVersion {
             stream: def.name.to_owned(),
             version: v,
@@ -277,6 +313,15 @@ mod tests {
             Some("/api/v2/x.json?page=2&per_page=100")
         );
         assert!(parse_page(br#"{"meta":{}}"#, "x", "q").is_err());
+        // A link that leaves the API is refused rather than glued to the base URL.
+        for bad in [
+            "mailto:x",
+            "https://evil.example/steal",
+            "ftp://acme.zendesk.com/api/v2/x.json",
+        ] {
+            let b = format!(r#"{{"x":[],"next_page":"{bad}"}}"#);
+            assert!(parse_page(b.as_bytes(), "x", "q").is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -288,5 +333,33 @@ mod tests {
             s.get(),
             r#"{"_sdc_deleted_at":"2024-01-01T00:00:00Z","id":1,"deleted_at":"2024-01-01T00:00:00Z"}"#
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3_000))]
+
+        /// Any list page, well-formed or not: parsed or refused, never a panic; a next page always
+        /// stays on the API path.
+        #[test]
+        fn list_pages_parse_or_fail(body in proptest::prop_oneof![
+            crate::streams::arb::page("groups"),
+            crate::streams::arb::mutated(r#"{"groups":[{"id":1,"updated_at":"2024-01-01T00:00:00Z"}],"meta":{"has_more":true,"after_cursor":"xyz"},"next_page":"https://acme.zendesk.com/api/v2/groups.json?page=2"}"#),
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ]) {
+            if let Ok((items, Some(next))) = parse_page(&body, "groups", "/api/v2/groups.json?page[size]=100") {
+                proptest::prop_assert!(next.starts_with("/api/v2/"), "{next}");
+                let _ = items;
+            }
+            let _ = soft_deleted_from(&body);
+        }
+    }
+
+    /// Runs the soft-delete rewrite over every item of a page that parses.
+    fn soft_deleted_from(body: &[u8]) -> Option<()> {
+        let (items, _) = parse_page(body, "groups", "q").ok()?;
+        for i in items {
+            let _ = soft_deleted(i, "deleted_at");
+        }
+        Some(())
     }
 }

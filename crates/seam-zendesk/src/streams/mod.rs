@@ -6,6 +6,7 @@ pub mod lists;
 
 use crate::client::ZendeskClient;
 use crate::config::ZendeskConfig;
+use crate::error::ApiError;
 use seam_core::catalog::ReplicationMethod;
 use seam_core::singer::{Message, RecordMessage};
 use seam_core::state::State;
@@ -318,6 +319,9 @@ pub struct StreamOut {
     pub def: &'static StreamDef,
     /// `version` for records (full-table streams).
     pub version: Option<i64>,
+    /// Full-table streams that never completed a version (no `version` bookmark): activate the new
+    /// version before the first record too, so the rows show at once.
+    pub activate_first: bool,
     /// Top-level fields to keep; `None` keeps every field (no re-encoding).
     pub keep: Option<Arc<HashSet<String>>>,
 }
@@ -333,7 +337,8 @@ pub struct ReadCtx {
     pub out: mpsc::Sender<Message>,
     /// Bookmarks, updated only after the records they cover were sent.
     pub state: tokio::sync::Mutex<State>,
-    /// Stops the read at the next page boundary.
+    /// Stops the read: checked at page boundaries, and raced by every wait (requests, the rate
+    /// limiter, backoffs, a full output channel).
     pub cancel: CancellationToken,
     /// Per-stream counters and skips.
     pub summary: parking_lot::Mutex<ReadSummary>,
@@ -362,10 +367,7 @@ impl ReadCtx {
             version: stream.version,
             time_extracted: None,
         };
-        self.out
-            .send(Message::Record(msg))
-            .await
-            .map_err(|_| SourceError::consumer_gone())
+        self.send(Message::Record(msg)).await
     }
 
     /// Sends a batch of records of one stream and counts them.
@@ -385,9 +387,18 @@ impl ReadCtx {
         Ok(())
     }
 
-    /// Sends any message.
+    /// Sends any message. A full channel is waited on until the consumer takes it or the read is
+    /// cancelled (then [`ApiError::Cancelled`]).
     pub async fn send(&self, msg: Message) -> Result<(), SourceError> {
-        self.out.send(msg).await.map_err(|_| SourceError::consumer_gone())
+        tokio::select! {
+            // A message the channel can take now is sent even after a cancel: only waits are cut.
+            biased;
+            sent = self.out.send(msg) => sent.map_err(|_| SourceError::consumer_gone()),
+            () = self.cancel.cancelled() => Err(ApiError::Cancelled {
+                waiting_on: "the consumer of the output".to_owned(),
+            }
+            .into()),
+        }
     }
 
     /// Applies `update` to the bookmarks and sends a STATE. Call only once every record the update
@@ -397,10 +408,7 @@ impl ReadCtx {
         let mut state = self.state.lock().await;
         update(&mut state);
         let value = state.to_value();
-        self.out
-            .send(Message::State { value })
-            .await
-            .map_err(|_| SourceError::consumer_gone())
+        self.send(Message::State { value }).await
     }
 
     /// Records that `streams` were skipped, with a warning like Stitch's.
@@ -442,6 +450,125 @@ pub fn store_position(
             None if before != Some(w) => state.clear_bookmark(def.name, BOUNDARY_IDS),
             None => {}
         }
+    }
+}
+
+/// Strategies for property tests of page parsing: JSON shaped like Zendesk's pages (keys the
+/// parsers look for, values of every type), and byte-level mutations of real pages.
+#[cfg(test)]
+pub(crate) mod arb {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    const KEYS: &[&str] = &[
+        "id",
+        "name",
+        "tickets",
+        "users",
+        "identities",
+        "after_cursor",
+        "end_of_stream",
+        "end_time",
+        "generated_timestamp",
+        "updated_at",
+        "created_at",
+        "deleted_at",
+        "time",
+        "timestamp",
+        "status",
+        "metric_set",
+        "fields",
+        "meta",
+        "has_more",
+        "next_page",
+        "ticket_id",
+        "child_events",
+        "event_type",
+        "via",
+        "system",
+        "metadata",
+        "updater_id",
+        "audit_id",
+        "type",
+        "events",
+        "audits",
+        "organizations",
+        "ticket_events",
+        "ticket_metric_events",
+        "groups",
+        "tags",
+        "",
+    ];
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::sample::select(KEYS).prop_map(str::to_owned),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<String>().prop_map(Value::from),
+            (-100_000_000_000i64..100_000_000_000).prop_map(|t| Value::from(
+                chrono::DateTime::from_timestamp(t, 0)
+                    .map(|d| d.to_rfc3339())
+                    .unwrap_or_default()
+            )),
+            proptest::sample::select(
+                &["Comment", "Change", "Create", "deleted", "open", "Web form", "Audit"][..]
+            )
+            .prop_map(Value::from),
+        ]
+    }
+
+    /// Any JSON value, nested a few levels, with keys the parsers look for.
+    pub fn json() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    /// A page object: `array_key` holds records (objects, or anything), other page keys anything.
+    pub fn page(array_key: &'static str) -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::collection::vec(json(), 0..5),
+            proptest::collection::vec((key(), json()), 0..5),
+        )
+            .prop_map(move |(items, rest)| {
+                let mut m: Map<String, Value> = rest.into_iter().collect();
+                m.insert(array_key.to_owned(), Value::Array(items));
+                serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
+            })
+    }
+
+    /// `base` with bytes replaced, inserted, removed, or cut off.
+    pub fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
+        let n = base.len();
+        proptest::collection::vec((0..=n, any::<u8>(), 0u8..4), 1..6).prop_map(move |edits| {
+            let mut b = base.as_bytes().to_vec();
+            for (at, byte, op) in edits {
+                let at = at.min(b.len());
+                match op {
+                    0 if at < b.len() => b[at] = byte,
+                    1 => b.insert(at, byte),
+                    2 if at < b.len() => {
+                        b.remove(at);
+                    }
+                    _ => b.truncate(at),
+                }
+            }
+            b
+        })
     }
 }
 

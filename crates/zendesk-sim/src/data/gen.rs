@@ -470,16 +470,29 @@ impl Gen<'_> {
                 "created_at": iso(c), "updated_at": iso(u)});
             self.put_list("sla_policies", id, u, &v);
         }
+        // Talk phone numbers as https://developer.zendesk.com/api-reference/voice/talk-api/phone_numbers/
+        // describes them: `categorised_greetings` maps greeting category ids ("1" voicemail, "2"
+        // available, ...: https://developer.zendesk.com/api-reference/voice/talk-api/greetings/) to
+        // greeting names, and `categorised_greetings_with_sub_settings` gives each category's
+        // settings, or the category's greeting name when it has none. Object keys are digits.
         for i in 0..2u64 {
             let id = self.id();
             let c = self.past_ts();
+            let greetings = json!({"1": "voicemail_en", "2": "available_en"});
+            let with_sub_settings = json!({
+                "1": {"voicemail_on_outside_business_hours": "voicemail_en",
+                      "voicemail_off_outside_business_hours": "voicemail_en_voicemail_config",
+                      "voicemail_on_inside_business_hours": "voicemail_en",
+                      "voicemail_off_inside_business_hours": "voicemail_en_voicemail_config"},
+                "2": {"voicemail_on": "available_en_voicemail_config", "voicemail_off": "available_en"}});
             let v = json!({"id": id, "url": format!("{host}/api/v2/channels/voice/phone_numbers/{id}.json"),
                 "number": format!("+1415555{:04}", 100 + i), "display_number": format!("+1 (415) 555-{:04}", 100 + i),
                 "name": format!("Main line {i}"), "nickname": if i == 0 { json!("Main") } else { Value::Null },
                 "country_code": "US", "location": "CA", "toll_free": false, "external": false, "line_type": "phone",
                 "capabilities": {"sms": true, "mms": false, "voice": true}, "sms_enabled": false, "voice_enabled": true,
-                "greeting_ids": [], "group_ids": [], "default_group_id": null, "default_greeting_ids": [],
-                "categorised_greetings": {}, "priority": 0, "recorded": true, "transcription": false,
+                "greeting_ids": [], "group_ids": [], "default_group_id": null, "default_greeting_ids": ["voicemail_en", "available_en"],
+                "categorised_greetings": greetings, "categorised_greetings_with_sub_settings": with_sub_settings,
+                "priority": 0, "recorded": true, "transcription": false,
                 "token": format!("tok{id}"), "created_at": iso(c)});
             self.put_list("talk_phone_numbers", id, c, &v);
         }

@@ -149,9 +149,45 @@ pub async fn dispatch(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         query: req.uri().query().map(str::to_owned),
     };
     drop(req);
-    let (status, faulted, resp) = api(&sim, &info, &path, &tpl).await;
+    let (status, faulted, resp) = match sim.faults.path_draw(&path, &tpl) {
+        None => api(&sim, &info, &path, &tpl).await,
+        Some(rule) => {
+            if rule.delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+            }
+            let (status, faulted, mut resp) = match rule.status {
+                // Credentials and the account are checked first, as for any other answer.
+                Some(s) => match authenticate(&sim, &info) {
+                    Err(e) => (e.status.as_u16(), false, error_response(e)),
+                    Ok(()) => (s, true, error_response(ApiError::injected(s))),
+                },
+                None => api(&sim, &info, &path, &tpl).await,
+            };
+            let h = resp.headers_mut();
+            for (k, v) in &rule.headers {
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    h.insert(k, v);
+                }
+            }
+            (status, faulted || !rule.headers.is_empty(), resp)
+        }
+    };
     sim.stats.record(&tpl, status, faulted);
     resp
+}
+
+/// The account (Host) and credential checks every API request passes first.
+fn authenticate(sim: &Sim, req: &ReqInfo) -> Result<(), ApiError> {
+    if let HostCheck::UnknownAccount(sub) = check_host(req.host.as_deref(), &sim.config.subdomain) {
+        return Err(ApiError::no_such_account(&sub));
+    }
+    if !sim.credentials.check(req.auth.as_deref()) {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(())
 }
 
 /// The parts of a request the API path needs (taken out so nothing non-`Sync` crosses an await).
@@ -165,13 +201,8 @@ struct ReqInfo {
 
 async fn api(sim: &Arc<Sim>, req: &ReqInfo, path: &str, tpl: &str) -> (u16, bool, Response) {
     let host = req.host.clone();
-    if let HostCheck::UnknownAccount(sub) = check_host(host.as_deref(), &sim.config.subdomain) {
-        let e = ApiError::no_such_account(&sub);
+    if let Err(e) = authenticate(sim, req) {
         return (e.status.as_u16(), false, error_response(e));
-    }
-    if !sim.credentials.check(req.auth.as_deref()) {
-        let e = ApiError::unauthorized();
-        return (401, false, error_response(e));
     }
     let quota = match sim.limiter.check(class_of(tpl)) {
         Decision::Allowed(q) => q,
