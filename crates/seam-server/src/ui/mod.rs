@@ -22,22 +22,25 @@
 
 pub mod assets;
 pub mod session;
+pub mod throttle;
 
 use crate::auth::DashboardCaller;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER,
+    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Form, Json, Router};
+use axum::{Extension, Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use session::{Sessions, CSRF_HEADER, SESSION_COOKIE, SIGNIN_COOKIE};
+use std::net::SocketAddr;
+use throttle::{ClientKey, SignInThrottle};
 use tower::ServiceExt as _;
 use tracing::{info, warn};
 
@@ -57,12 +60,14 @@ struct UiState {
     /// The API router, called in process.
     api: Router,
     sessions: Sessions,
+    throttle: SignInThrottle,
 }
 
 /// The dashboard's router (merged into [`crate::app`]).
 pub fn router(state: AppState) -> Router {
     let ui = UiState {
         api: crate::api::router(state.clone()),
+        throttle: state.sign_in.clone(),
         app: state,
         sessions: Sessions::default(),
     };
@@ -117,19 +122,23 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// A local path to return to after signing in: must start with one `/` (no other origin).
+/// A path on this site to return to after signing in, else `/`.
+///
+/// Accepted: printable ASCII only (what [`url_encode`] produces; browsers silently drop tabs and
+/// newlines inside URLs, so `/\t/evil.com` would read as `//evil.com`), starting with exactly one `/`
+/// (`//host` and `/\host` name another origin: browsers treat `\` as `/`), and no backslash anywhere.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n']) =>
-        {
-            n.to_owned()
-        }
+        Some(n) if is_local_path(n) => n.to_owned(),
         _ => "/".to_owned(),
     }
+}
+
+fn is_local_path(n: &str) -> bool {
+    let bytes = n.as_bytes();
+    bytes.first() == Some(&b'/')
+        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+        && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
 }
 
 /// The app shell for a signed-in browser; the sign-in page otherwise.
@@ -193,7 +202,9 @@ async fn signin_page(State(ui): State<UiState>, headers: HeaderMap, Query(q): Qu
     with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, &token, Some(3600)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The sign-in form. `Debug` shows neither the password nor the user name (what was typed may be a
+/// password typed into the wrong field).
+#[derive(Deserialize)]
 struct SignInForm {
     username: String,
     password: String,
@@ -203,8 +214,24 @@ struct SignInForm {
     signin_token: String,
 }
 
-/// `POST /signin`.
-async fn signin(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
+impl std::fmt::Debug for SignInForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInForm")
+            .field("username", &"***")
+            .field("password", &"***")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /signin`. Wrong passwords are throttled per client and overall ([`throttle`]); a refused or
+/// failed sign-in is logged with the client's address only, never with what was typed.
+async fn signin(
+    State(ui): State<UiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
     let next = safe_next(form.next.as_deref());
     let fresh = session::random_token(24);
     let again = |status: StatusCode, message: &str| {
@@ -215,25 +242,57 @@ async fn signin(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<
     if form.signin_token.is_empty() || !session::same_secret(&cookie_token, &form.signin_token) {
         return again(StatusCode::FORBIDDEN, "The sign-in form expired: sign in again.");
     }
-    match session::check_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await {
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let client = ClientKey::of(ip);
+    let client_label = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let throttled = |refused: throttle::Refused| {
+        warn!(client = %client_label, retry_after_secs = refused.retry_after_secs(), reason = ?refused,
+            "dashboard sign-in throttled");
+        let message = format!(
+            "Too many sign-in attempts. Wait {} seconds, then try again.",
+            refused.retry_after_secs()
+        );
+        let mut res = again(StatusCode::TOO_MANY_REQUESTS, &message);
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(refused.retry_after_secs()));
+        res
+    };
+    if let Err(refused) = ui.throttle.begin(client, std::time::Instant::now()) {
+        return throttled(refused);
+    }
+    let slot = match ui.throttle.check_slot().await {
+        Ok(slot) => slot,
+        Err(refused) => {
+            ui.throttle.abandoned(client);
+            return throttled(refused);
+        }
+    };
+    let checked =
+        session::check_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await;
+    drop(slot);
+    match checked {
         Ok(true) => {
+            ui.throttle.succeeded(client);
             let id = ui.sessions.create(form.username.trim());
-            info!(username = %form.username.trim(), "dashboard sign-in");
+            info!(client = %client_label, "dashboard sign-in");
             let res = with_cookie(redirect(&next), &session::set_cookie(SESSION_COOKIE, &id, None));
             with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, "", Some(0)))
         }
         Ok(false) => {
-            warn!(username = %form.username.trim(), "dashboard sign-in refused");
+            warn!(client = %client_label, "dashboard sign-in refused: wrong user name or password");
             again(
                 StatusCode::UNAUTHORIZED,
                 "Wrong user name or password. The user is admin; the password was printed when seam first started \
-                 (or set with SEAM_ADMIN_PASSWORD).",
+                 (or set with SEAM_ADMIN_PASSWORD; `seam admin reset-password` sets a new one).",
             )
         }
-        Err(e) => again(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("Cannot check the password: {e}"),
-        ),
+        Err(e) => {
+            ui.throttle.abandoned(client);
+            again(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Cannot check the password: {e}"),
+            )
+        }
     }
 }
 
@@ -415,13 +474,70 @@ async fn cron_preview(State(ui): State<UiState>, headers: HeaderMap, Query(q): Q
 mod tests {
     use super::*;
 
+    use proptest::prelude::{prop_assert, prop_assert_eq, prop_oneof, proptest, ProptestConfig};
+
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/integrations/1")), "/integrations/1");
-        for bad in ["//evil.com", "https://evil.com", "/\\evil.com", "", "x"] {
-            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        assert_eq!(safe_next(Some("/usage%3Fa%3Db%20c")), "/usage%3Fa%3Db%20c");
+        assert_eq!(
+            safe_next(Some("/integrations?tab=loads#x")),
+            "/integrations?tab=loads#x"
+        );
+        for bad in [
+            "//evil.com",
+            "https://evil.com",
+            "/\\evil.com",
+            "",
+            "x",
+            "/\t/evil.com",
+            "/\n/evil.com",
+            "/\r\n/evil.com",
+            "/ /evil.com",
+            "/\u{0}/evil.com",
+            "/x\\..\\\\evil.com",
+            "/\u{ff0f}evil.com",
+            "\t//evil.com",
+            " /x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+
+    /// Where a browser goes when this site (https://seam.example/signin) redirects to `location`:
+    /// the WHATWG URL parser, as browsers implement it.
+    fn browser_target(location: &str) -> Option<url::Url> {
+        url::Url::parse("https://seam.example/signin")
+            .ok()?
+            .join(location)
+            .ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever `next` holds, the redirect stays on this site: same scheme, host and port.
+        #[test]
+        fn next_never_leaves_the_site(next in prop_oneof![
+            "[/\\\\\t\n\r \x00-\x1f\x7f.:@a-z%?#]{0,10}",
+            "/[/\\\\\t\n\r\x0b\x0c ]{0,3}[a-z.:@]{0,10}",
+            proptest::arbitrary::any::<String>(),
+        ]) {
+            let to = safe_next(Some(&next));
+            prop_assert!(to == "/" || to == next);
+            let target = browser_target(&to).expect("a local path always parses");
+            prop_assert_eq!(target.origin(), url::Url::parse("https://seam.example/").expect("url").origin(),
+                "{:?} -> {:?} left the site", next, to);
+            prop_assert!(HeaderValue::from_str(&to).is_ok());
+        }
+
+        /// Every path the app shell encodes into `?next=` comes back unchanged.
+        #[test]
+        fn encoded_paths_are_accepted(path in "/([a-z0-9][a-z0-9/?=&#%. _-]{0,30})?") {
+            let encoded = url_encode(&path);
+            prop_assert_eq!(safe_next(Some(&encoded)), encoded);
+        }
     }
 
     #[test]

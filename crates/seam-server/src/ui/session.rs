@@ -138,8 +138,8 @@ pub async fn check_sign_in(
     Ok(ok && username == ADMIN_USERNAME)
 }
 
-/// A signed-in browser.
-#[derive(Debug, Clone)]
+/// A signed-in browser. `Debug` does not show the CSRF token.
+#[derive(Clone)]
 pub struct Session {
     /// The token state-changing requests must echo.
     pub csrf_token: String,
@@ -148,10 +148,27 @@ pub struct Session {
     last_seen: Instant,
 }
 
-/// The sessions of this process.
-#[derive(Debug, Clone, Default)]
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("csrf_token", &"***")
+            .field("username", &self.username)
+            .field("last_seen", &self.last_seen)
+            .finish()
+    }
+}
+
+/// The sessions of this process. `Debug` shows how many there are, never their ids (the cookies).
+#[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<HashMap<String, Session>>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.inner.lock().map_or(0, |m| m.len());
+        f.debug_struct("Sessions").field("count", &count).finish()
+    }
 }
 
 impl Sessions {
@@ -252,6 +269,17 @@ mod tests {
         assert_eq!(cookie(&h, "c"), None);
         let set = set_cookie(SESSION_COOKIE, "x", None);
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+    }
+
+    #[test]
+    fn debug_never_shows_session_ids_or_csrf_tokens() {
+        let s = Sessions::default();
+        let id = s.create(ADMIN_USERNAME);
+        let session = s.get(&id).expect("live");
+        let shown = format!("{s:?} {session:?}");
+        assert!(!shown.contains(&id), "{shown}");
+        assert!(!shown.contains(&session.csrf_token), "{shown}");
+        assert!(shown.contains("count: 1"), "{shown}");
     }
 
     #[test]
