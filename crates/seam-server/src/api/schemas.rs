@@ -78,11 +78,14 @@ pub fn components() -> Map<String, Value> {
     );
     put(
         "SourceCreate",
-        json!({"type": "object", "additionalProperties": false, "required": ["display_name"], "properties": {
-            "display_name": {"type": ["string", "null"]},
+        json!({"type": "object", "additionalProperties": false, "required": ["display_name", "properties"], "properties": {
+            "display_name": {"type": "string", "pattern": "[A-Za-z0-9]",
+                "description": "shown on the dashboard; the schema name is derived from it"},
             "name": {"type": ["string", "null"], "description": "schema name; derived from display_name when absent"},
             "type": {"type": ["string", "null"], "examples": ["platform.zendesk"]},
-            "properties": reference("SourcePropertiesInput")}}),
+            "properties": {"allOf": [reference("SourcePropertiesInput"), {
+                "required": ["subdomain"],
+                "anyOf": [{"required": ["access_token"]}, {"required": ["email", "api_token"]}]}]}}}),
     );
     put(
         "SourceUpdate",
