@@ -850,3 +850,44 @@ async fn openapi_documents_every_body() {
     }
     h.service.shutdown().await;
 }
+
+/// Finding 3: `seam admin reset-password` (a new stored hash) ends every dashboard session at once:
+/// a leaked password is not kept alive by a session made with it.
+#[tokio::test]
+async fn a_new_admin_password_ends_every_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start_with(&dir, SecurityConfig::default()).await;
+    let base = format!("http://{}", service.addr());
+    let client = client_from("127.0.0.1");
+    let r = sign_in(&client, &base, "admin", PASSWORD, "/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("seam_session="))
+        .unwrap();
+    let cookie = session.split(';').next().unwrap().to_owned();
+    let api = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    assert_eq!(api("/ui/api/sources").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(api("/usage").await.unwrap().status(), StatusCode::OK);
+
+    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), "a brand new password")
+        .await
+        .unwrap();
+    assert_eq!(
+        api("/ui/api/sources").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = api("/usage").await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "back to the sign-in page");
+    let r = sign_in(&client, &base, "admin", "a brand new password", "/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    service.shutdown().await;
+}

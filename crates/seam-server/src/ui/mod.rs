@@ -143,7 +143,7 @@ fn is_local_path(n: &str) -> bool {
 
 /// The app shell for a signed-in browser; the sign-in page otherwise.
 async fn shell(State(ui): State<UiState>, request: Request) -> Response {
-    let Some((_, session)) = ui.sessions.from_headers(request.headers()) else {
+    let Some(session) = ui.live_session(request.headers()).await else {
         let here = request
             .uri()
             .path_and_query()
@@ -194,7 +194,7 @@ fn signin_html(error: Option<&str>, username: &str, next: &str, token: &str) -> 
 /// `GET /signin`.
 async fn signin_page(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
-    if ui.sessions.from_headers(&headers).is_some() {
+    if ui.live_session(&headers).await.is_some() {
         return redirect(&next);
     }
     let token = session::random_token(24);
@@ -268,17 +268,17 @@ async fn signin(
         }
     };
     let checked =
-        session::check_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await;
+        session::verify_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await;
     drop(slot);
     match checked {
-        Ok(true) => {
+        Ok(Some(password_hash)) => {
             ui.throttle.succeeded(client);
-            let id = ui.sessions.create(form.username.trim());
+            let id = ui.sessions.create(form.username.trim(), &password_hash);
             info!(client = %client_label, "dashboard sign-in");
             let res = with_cookie(redirect(&next), &session::set_cookie(SESSION_COOKIE, &id, None));
             with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, "", Some(0)))
         }
-        Ok(false) => {
+        Ok(None) => {
             warn!(client = %client_label, "dashboard sign-in refused: wrong user name or password");
             again(
                 StatusCode::UNAUTHORIZED,
@@ -365,9 +365,35 @@ impl IntoResponse for Refusal {
     }
 }
 
+impl UiState {
+    /// The request's session, unless it ended: idle too long, signed out, or the admin password
+    /// changed since it signed in (`seam admin reset-password` ends every session at once).
+    async fn live_session(&self, headers: &HeaderMap) -> Option<session::Session> {
+        let (id, session) = self.sessions.from_headers(headers)?;
+        let stored = match self
+            .app
+            .metastore
+            .get_setting(session::ADMIN_PASSWORD_SETTING)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(e) => {
+                warn!(error = %e, "cannot read the admin password hash: treating the session as ended");
+                return None;
+            }
+        };
+        if !session.password_unchanged(stored.as_deref()) {
+            self.sessions.remove(&id);
+            info!("a dashboard session ended: the admin password changed");
+            return None;
+        }
+        Some(session)
+    }
+}
+
 /// Checks the session, and the CSRF header on state-changing methods.
-fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some((_, session)) = ui.sessions.from_headers(headers) else {
+async fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(session) = ui.live_session(headers).await else {
         return Err(Refusal::SignedOut);
     };
     if method != Method::GET && method != Method::HEAD {
@@ -384,7 +410,7 @@ fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), R
 
 /// `ANY /ui/api/{rest}` → the API's `/v4/{rest}`, in process.
 async fn forward(State(ui): State<UiState>, request: Request) -> Response {
-    if let Err(refused) = authorise(&ui, request.method(), request.headers()) {
+    if let Err(refused) = authorise(&ui, request.method(), request.headers()).await {
         return refused.into_response();
     }
     let (mut parts, body) = request.into_parts();
@@ -423,7 +449,7 @@ async fn schema_name(
     headers: HeaderMap,
     Query(q): Query<SchemaNameQuery>,
 ) -> Response {
-    if let Err(refused) = authorise(&ui, &Method::GET, &headers) {
+    if let Err(refused) = authorise(&ui, &Method::GET, &headers).await {
         return refused.into_response();
     }
     let explicit = q.name.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -455,7 +481,7 @@ struct CronQuery {
 
 /// `GET /ui/cron-preview`: the next five runs of a Quartz cron expression (UTC), or the error.
 async fn cron_preview(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<CronQuery>) -> Response {
-    if let Err(refused) = authorise(&ui, &Method::GET, &headers) {
+    if let Err(refused) = authorise(&ui, &Method::GET, &headers).await {
         return refused.into_response();
     }
     match seam_runtime::scheduler::parse_quartz_cron(q.expression.trim()) {

@@ -6,7 +6,8 @@
 //!   `SEAM_ADMIN_PASSWORD` when set (which also replaces a stored one on every start), otherwise
 //!   generated and returned once so the caller can print it.
 //! - A session is a random 256-bit id in the cookie [`SESSION_COOKIE`] (`HttpOnly; SameSite=Strict`);
-//!   sessions live in memory, so a restart signs everyone out.
+//!   sessions live in memory, so a restart signs everyone out, and a session ends as soon as the
+//!   stored admin password changes (`seam admin reset-password`, `SEAM_ADMIN_PASSWORD`).
 //! - Every session has its own CSRF token; state-changing requests must echo it in the
 //!   [`CSRF_HEADER`] header (or the `csrf_token` form field). The sign-in form, which has no session
 //!   yet, uses a double-submit cookie ([`SIGNIN_COOKIE`]).
@@ -128,14 +129,25 @@ pub async fn check_sign_in(
     username: &str,
     password: &str,
 ) -> Result<bool, AdminError> {
+    Ok(verify_sign_in(metastore, username, password).await?.is_some())
+}
+
+/// [`check_sign_in`], returning the stored hash the password matched: a session remembers it and
+/// ends when the password changes (`seam admin reset-password`).
+pub async fn verify_sign_in(
+    metastore: &dyn Metastore,
+    username: &str,
+    password: &str,
+) -> Result<Option<String>, AdminError> {
     let Some(hash) = metastore.get_setting(ADMIN_PASSWORD_SETTING).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+    let checked = hash.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&checked, &password))
         .await
         .map_err(|e| AdminError::Hash(e.to_string()))?;
-    Ok(ok && username == ADMIN_USERNAME)
+    Ok((ok && username == ADMIN_USERNAME).then_some(hash))
 }
 
 /// A signed-in browser. `Debug` does not show the CSRF token.
@@ -145,7 +157,16 @@ pub struct Session {
     pub csrf_token: String,
     /// Who signed in.
     pub username: String,
+    /// The stored password hash this session signed in against: a new password ends the session.
+    password_hash: String,
     last_seen: Instant,
+}
+
+impl Session {
+    /// True while the stored password hash is still the one this session signed in against.
+    pub fn password_unchanged(&self, stored_hash: Option<&str>) -> bool {
+        stored_hash.is_some_and(|h| same_secret(h, &self.password_hash))
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -172,12 +193,14 @@ impl std::fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    /// Starts a session; returns its id (the cookie value).
-    pub fn create(&self, username: &str) -> String {
+    /// Starts a session for a sign-in checked against `password_hash`; returns its id (the cookie
+    /// value).
+    pub fn create(&self, username: &str, password_hash: &str) -> String {
         let id = random_token(32);
         let session = Session {
             csrf_token: random_token(32),
             username: username.to_owned(),
+            password_hash: password_hash.to_owned(),
             last_seen: Instant::now(),
         };
         let mut map = self
@@ -274,18 +297,22 @@ mod tests {
     #[test]
     fn debug_never_shows_session_ids_or_csrf_tokens() {
         let s = Sessions::default();
-        let id = s.create(ADMIN_USERNAME);
+        let id = s.create(ADMIN_USERNAME, "$argon2id$hash");
         let session = s.get(&id).expect("live");
         let shown = format!("{s:?} {session:?}");
         assert!(!shown.contains(&id), "{shown}");
         assert!(!shown.contains(&session.csrf_token), "{shown}");
         assert!(shown.contains("count: 1"), "{shown}");
+        assert!(!shown.contains("argon2"), "{shown}");
+        assert!(session.password_unchanged(Some("$argon2id$hash")));
+        assert!(!session.password_unchanged(Some("$argon2id$other")));
+        assert!(!session.password_unchanged(None));
     }
 
     #[test]
     fn sessions_expire_and_end() {
         let s = Sessions::default();
-        let id = s.create(ADMIN_USERNAME);
+        let id = s.create(ADMIN_USERNAME, "h");
         assert!(s.get(&id).is_some());
         s.remove(&id);
         assert!(s.get(&id).is_none());
