@@ -12,8 +12,8 @@
 //!   [`CSRF_HEADER`] header (or the `csrf_token` form field). The sign-in form, which has no session
 //!   yet, uses a double-submit cookie ([`SIGNIN_COOKIE`]).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::http::header::COOKIE;
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -81,13 +81,59 @@ pub fn hash_password(password: &str) -> Result<String, AdminError> {
         .map_err(|e| AdminError::Hash(e.to_string()))
 }
 
-/// True when `password` matches the PHC string `hash`.
+/// argon2 working memory kept between checks (at most [`KEPT_BUFFERS`] of them). A check needs
+/// m_cost KiB (19 MiB with the defaults); allocating it afresh on whichever blocking thread runs the
+/// check made the allocator keep a copy per thread: 64 parallel wrong sign-ins grew the process by
+/// hundreds of megabytes. Reused buffers keep it at a few buffers' worth.
+static BUFFERS: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+/// Buffers kept for reuse (as many as checks run at once by default, plus slack).
+pub const KEPT_BUFFERS: usize = 4;
+
+/// True when `password` matches the PHC string `hash` (argon2 with the parameters in the hash,
+/// compared in constant time), with reused working memory.
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed))
+    else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let taken = BUFFERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    let mut memory = match taken {
+        Some(m) if m.len() == blocks => m,
+        _ => vec![Block::default(); blocks],
+    };
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut out,
+        &mut memory,
+    );
+    let mut kept = BUFFERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if kept.len() < KEPT_BUFFERS {
+        kept.push(memory);
+    }
+    drop(kept);
+    // `Output`'s equality is constant-time.
+    computed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// Sets the admin password (hashing it).
@@ -272,6 +318,39 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reused_memory_verifies_like_the_reference() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let a = hash_password("first password").expect("hash");
+        let b = hash_password("second password").expect("hash");
+        for _ in 0..3 {
+            for (hash, right, wrong) in [
+                (&a, "first password", "second password"),
+                (&b, "second password", "first password"),
+            ] {
+                assert!(verify_password(hash, right));
+                assert!(!verify_password(hash, wrong));
+                let parsed = PasswordHash::new(hash).expect("phc");
+                assert!(Argon2::default()
+                    .verify_password(right.as_bytes(), &parsed)
+                    .is_ok());
+            }
+        }
+        let kept = BUFFERS.lock().expect("lock").len();
+        assert!((1..=KEPT_BUFFERS).contains(&kept), "{kept}");
+        // Other parameters than the default (an older hash): its own buffer size.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"pw", &SaltString::encode_b64(b"0123456789abcdef").expect("salt"))
+        .expect("hash")
+        .to_string();
+        assert!(verify_password(&small, "pw") && !verify_password(&small, "px"));
+        assert!(verify_password(&a, "first password"), "after another size");
+    }
 
     #[test]
     fn passwords_hash_and_verify() {
