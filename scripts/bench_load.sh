@@ -12,25 +12,21 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seam-target}"
 cargo build --quiet --release -p seam-warehouse --example bench_load
 bin="$CARGO_TARGET_DIR/release/examples/bench_load"
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(100000 1000000)
+source scripts/lib.sh
 work=$(mktemp -d /tmp/seam-bench.XXXXXX)
-cleanup() {
-  if [ -n "${pgdata:-}" ]; then su postgres -c "$pgbin/pg_ctl -D $pgdata -m fast stop" >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+on_exit "rm -rf '$work'"
 url="${SEAM_TEST_POSTGRES_URL:-}"
-if [ -z "$url" ]; then
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-  if [ -n "$pgbin" ] && [ -x "$pgbin/initdb" ] && [ "$(id -u)" = 0 ]; then
-    pgdata="$work/pg"; mkdir -p "$pgdata"; chown postgres "$work" "$pgdata"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    su postgres -c "$pgbin/initdb -D $pgdata -A trust -U postgres >/dev/null"
-    # Durable settings (fsync on), as a real warehouse would run.
-    su postgres -c "$pgbin/pg_ctl -D $pgdata -l $pgdata/log -w -o '-p $port -c listen_addresses=127.0.0.1 -k $work' start >/dev/null"
-    url="postgres://postgres@127.0.0.1:$port/postgres"
-  fi
+if [ -z "$url" ] && [ -n "$(postgres_server_bin)" ]; then
+  # Durable settings (fsync on), as a real warehouse would run.
+  start_throwaway_postgres --durable
+  url="$SEAM_TEST_POSTGRES_URL"
 fi
-dests=(duckdb); [ -n "$url" ] && dests+=(postgres) || echo "SKIP postgres: no server"
+dests=(duckdb)
+if [ -n "$url" ]; then
+  dests+=(postgres)
+else
+  skip_or_fail "postgres benchmark: SEAM_TEST_POSTGRES_URL is unset and PostgreSQL is not installed (apt-get install postgresql)"
+fi
 printf '%-9s %-8s %-6s %9s %10s %8s %12s %10s %8s\n' dest shape mode records rows seconds rows_per_s peak_rss_mb ratio
 for n in "${sizes[@]}"; do
   for dest in "${dests[@]}"; do

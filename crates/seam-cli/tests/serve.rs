@@ -114,15 +114,11 @@ async fn send(method: reqwest::Method, base: &str, token: &str, path: &str, body
 
 /// Polls `path` until `done` holds (at most 60 s).
 async fn wait_for(base: &str, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    seam_test_support::wait_for_async(Duration::from_secs(60), format!("GET {path}"), async || {
         let (status, v) = get(base, token, path).await;
-        if status == 200 && done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting on {path}: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (status == 200 && done(&v)).then_some(v)
+    })
+    .await
 }
 
 async fn sign_in(base: &str, password: &str) -> u16 {

@@ -58,23 +58,11 @@ impl Warehouse {
     }
 }
 
-/// The PostgreSQL server tests use (`SEAM_TEST_POSTGRES_URL`, set by `.ci/run`), with a fresh schema.
+/// The test run's PostgreSQL server (see seam-test-support) with a fresh schema; `None` after a SKIP
+/// line (a failure under CI and `scripts/test`).
 fn postgres_warehouse(name: &str) -> Option<Warehouse> {
-    let Ok(url) = std::env::var("SEAM_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set SEAM_TEST_POSTGRES_URL"
-        );
-        eprintln!("SKIP {name}: SEAM_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    let schema = format!("sync_test_{}_{name}", std::process::id());
-    off_runtime(|| {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .unwrap();
-    });
+    let url = seam_test_support::postgres_url()?;
+    let schema = seam_test_support::unique_name(&format!("sync_{name}"));
     Some(Warehouse::Postgres { url, schema })
 }
 
@@ -291,32 +279,105 @@ async fn full_then_incremental_sync_into_postgres_matches_the_truth() {
     full_then_incremental(wh).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_at_many_points_loses_nothing_and_duplicates_nothing() {
+/// Where a warehouse stands: the committed Singer state, and the rows of the incremental streams'
+/// tables (never fewer after a later run: rows are upserted, never deleted).
+#[derive(Debug, Clone, PartialEq)]
+struct Position {
+    state: Option<String>,
+    rows: u64,
+}
+
+/// The committed position, after checking that no table holds a key twice (exactly once holds at
+/// every point a run can die, not only once a run completes).
+fn committed_position(wh: &Warehouse, streams: &[String]) -> Position {
+    let schema = wh.schema();
+    let state = wh
+        .pairs(&format!(
+            "SELECT state, CAST(committed_at AS TEXT) FROM \"{schema}\"._sdc_state"
+        ))
+        .and_then(|rows| rows.into_iter().next())
+        .map(|(state, _)| state);
+    let mut rows = 0;
+    for stream in streams {
+        let key = key_of(stream);
+        let Some(counts) = wh.pairs(&format!(
+            "SELECT CAST(count(*) AS TEXT), CAST(count(DISTINCT \"{key}\") AS TEXT) FROM \"{schema}\".\"{stream}\""
+        )) else {
+            continue; // not created yet
+        };
+        let (all, distinct) = &counts[0];
+        assert_eq!(all, distinct, "{stream} holds a key twice");
+        rows += all.parse::<u64>().unwrap();
+    }
+    Position { state, rows }
+}
+
+/// Kills `seam sync` with SIGKILL again and again, each time after it committed at least once, then
+/// lets it finish: the warehouse equals the truth, and every kill point was consistent.
+async fn kill_nine_at_many_points(wh: Warehouse) {
     // Slow answers stretch the sync so the kills land during extraction and between commits.
     let sim = start_sim(400, 15).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim.base_url());
-    let wh = std::sync::Arc::new(Warehouse::DuckDb(dir.path().join("wh.duckdb")));
+    let wh = std::sync::Arc::new(wh);
     let before = sim.truth();
-    let mut killed = 0;
-    for step in 0..10u64 {
+    let streams: Vec<String> = before
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|s| !FULL_TABLE.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    // How long a run lives before its kill: grown while runs die before their first commit, so a
+    // slow machine still gets kills after commits; varied so kills land at different points.
+    let mut lifetime = Duration::from_millis(400);
+    let mut kills = Vec::new(); // (position before the run, position after its kill)
+    for step in 0..12u64 {
+        let start = committed_position(&wh, &streams);
         let mut child = sync_command(&config, &wh, 150).spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(150 + step * 170)).await;
-        if child.try_wait().unwrap().is_none() {
+        let jitter = Duration::from_millis((step * 137) % 300);
+        tokio::time::sleep(lifetime + jitter).await;
+        if child.try_wait().unwrap().is_some() {
+            // It finished first: nothing left to interrupt until Zendesk changes.
+            child.wait().unwrap();
+            lifetime = lifetime * 2 / 3;
+        } else {
             child.kill().unwrap(); // SIGKILL
-            killed += 1;
+            child.wait().unwrap();
+            let end = committed_position(&wh, &streams);
+            assert!(
+                end.rows >= start.rows,
+                "committed rows went back from {} to {} at kill {}",
+                start.rows,
+                end.rows,
+                kills.len() + 1
+            );
+            if end.state == start.state {
+                lifetime = lifetime * 3 / 2; // died before its first commit: let the next live longer
+            }
+            kills.push((start, end));
         }
-        child.wait().unwrap();
         if step == 5 {
             // Data changes between interrupted runs too.
             sim.mutate(25);
             sim.advance_clock(61);
         }
     }
+    let after_commit = kills.iter().filter(|(s, e)| e.state != s.state).count();
+    let moved = kills.iter().filter(|(s, e)| e.rows > s.rows).count();
+    let rows: Vec<u64> = kills.iter().map(|(_, e)| e.rows).collect();
+    eprintln!(
+        "{} kills, {after_commit} after a commit of their run, committed rows at each kill: {rows:?}",
+        kills.len()
+    );
     assert!(
-        killed >= 5,
-        "only {killed} runs were killed mid-way: the test did not exercise crashes"
+        after_commit >= 4,
+        "only {after_commit} of {} kills landed after their run committed: the test did not exercise crashes between commits",
+        kills.len()
+    );
+    assert!(
+        moved >= 3,
+        "committed rows moved forward in only {moved} killed runs: {rows:?}"
     );
     let (c, w) = (config.clone(), wh.clone());
     tokio::task::spawn_blocking(move || run_to_end(&c, &w, 150))
@@ -326,4 +387,18 @@ async fn kill_nine_at_many_points_loses_nothing_and_duplicates_nothing() {
     assert_matches_truth(&wh, &after, Some(&before));
     assert_latest_versions(&wh, &after);
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_at_many_points_into_duckdb_loses_nothing_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_nine_at_many_points(Warehouse::DuckDb(dir.path().join("wh.duckdb"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_at_many_points_into_postgres_loses_nothing_and_duplicates_nothing() {
+    let Some(wh) = postgres_warehouse("kill") else {
+        return;
+    };
+    kill_nine_at_many_points(wh).await;
 }

@@ -150,7 +150,7 @@ impl Message {
                 out.write_all(b"{\"type\":\"RECORD\",\"stream\":")?;
                 serde_json::to_writer(&mut *out, &r.stream)?;
                 out.write_all(b",\"record\":")?;
-                out.write_all(r.record.get().as_bytes())?;
+                write_raw_on_one_line(out, r.record.get())?;
                 if let Some(v) = r.version {
                     write!(out, ",\"version\":{v}")?;
                 }
@@ -197,6 +197,21 @@ impl Message {
     }
 }
 
+/// Writes raw JSON text without line breaks: a pretty-printed API body passed through raw must not
+/// split a message over several lines. In JSON, CR and LF can only be whitespace between tokens
+/// (inside strings they are escaped), so spaces in their place keep the value.
+fn write_raw_on_one_line<W: Write>(out: &mut W, raw: &str) -> io::Result<()> {
+    let bytes = raw.as_bytes();
+    if !bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return out.write_all(bytes);
+    }
+    let flat: Vec<u8> = bytes
+        .iter()
+        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+        .collect();
+    out.write_all(&flat)
+}
+
 /// Formats a time the way Singer taps do: RFC 3339, UTC, microseconds, `Z`.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -216,9 +231,17 @@ struct WireIn<'a> {
     schema: Option<Box<RawValue>>,
     key_properties: Option<Vec<String>>,
     bookmark_properties: Option<Vec<String>>,
+    /// `"value": null` is a STATE with a null value (taps write it when they have no bookmarks yet),
+    /// not a STATE without one.
+    #[serde(default, deserialize_with = "present")]
     value: Option<Box<RawValue>>,
     version: Option<i64>,
     time_extracted: Option<String>,
+}
+
+/// A field that is present, `null` included (plain `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Serialize)]
@@ -430,6 +453,42 @@ mod tests {
             value: json!({"bookmarks": {}}),
         };
         assert_eq!(st.to_line(), r#"{"type":"STATE","value":{"bookmarks":{}}}"#);
+    }
+
+    #[test]
+    fn a_pretty_printed_raw_record_is_written_on_one_line() {
+        let raw = "{\n  \"id\": 1,\r\n  \"note\": \"a\\nb\"\n}";
+        let rec = RecordMessage {
+            stream: "s".into(),
+            record: RawValue::from_string(raw.to_owned()).unwrap(),
+            version: None,
+            time_extracted: None,
+        };
+        let line = Message::Record(rec).to_line();
+        assert!(!line.contains(['\n', '\r']), "{line:?}");
+        let Message::Record(back) = Message::parse(&line).unwrap() else {
+            panic!("a RECORD")
+        };
+        assert_eq!(back.value().unwrap()["note"], "a\nb");
+    }
+
+    #[test]
+    fn a_null_state_value_is_a_state() {
+        let m = Message::parse(r#"{"type":"STATE","value":null}"#).unwrap();
+        assert!(matches!(m, Message::State { value: Value::Null }), "{m:?}");
+        assert!(Message::parse(r#"{"type":"STATE"}"#).is_err());
+    }
+
+    #[test]
+    fn numbers_keep_their_exact_value() {
+        // The shortest text of a double reads back as that same double (serde_json's default
+        // parser is one bit off for this one).
+        let x = 2.404546821196881e-102_f64;
+        let m = Message::parse(&format!(r#"{{"type":"STATE","value":{x}}}"#)).unwrap();
+        let Message::State { value } = m else {
+            panic!("a STATE")
+        };
+        assert_eq!(value.as_f64(), Some(x));
     }
 
     #[test]

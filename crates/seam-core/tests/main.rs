@@ -1,6 +1,8 @@
 //! seam-core's integration tests: the public API used the way taps and targets use it.
 #![allow(clippy::unwrap_used)]
 
+mod singer_props;
+
 use seam_core::singer::{Message, MessageReader};
 use seam_core::{Catalog, State};
 use serde_json::json;

@@ -26,6 +26,9 @@ pub enum MetastoreError {
     /// The PostgreSQL database failed.
     #[error("postgres metastore: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL metastore's URL, TLS settings or server refused the connection.
+    #[error("postgres metastore: {0}")]
+    PostgresConnect(#[from] seam_postgres::ConnectError),
     /// A stored value does not parse (written by a newer seam, or edited by hand).
     #[error("metastore holds an unreadable {what}: {detail}")]
     Corrupt {
@@ -65,6 +68,10 @@ impl Classify for MetastoreError {
             }
             MetastoreError::Crypto(_) => ErrorKind::Config,
             MetastoreError::Postgres(e) if e.is_closed() || e.code().is_none() => ErrorKind::Transient,
+            MetastoreError::PostgresConnect(e) => match e.driver_error() {
+                Some(d) if !seam_postgres::is_tls_failure(d) && d.code().is_none() => ErrorKind::Transient,
+                _ => ErrorKind::Config,
+            },
             _ => ErrorKind::Internal,
         }
     }

@@ -8,9 +8,10 @@ use crate::{Metastore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use seam_core::{Catalog, State};
+use seam_postgres::ConnectOptions;
 use tokio::sync::Mutex;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 /// Migrations in order; `seam_migrations` records which ran.
 const MIGRATIONS: &[&str] = &[
@@ -22,6 +23,8 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug)]
 pub struct PostgresMetastore {
     client: Mutex<Client>,
+    /// Where it is (its `Debug` hides the password).
+    server: ConnectOptions,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -152,8 +155,13 @@ fn rows<T>(rows: &[Row], f: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
 }
 
 impl PostgresMetastore {
-    /// Connects to `url` (no TLS: a metastore on loopback or a private network), uses `schema`
-    /// (created when missing) and applies pending migrations.
+    /// The server and database (the URL with its password hidden, in `Display` and `Debug`).
+    pub fn server(&self) -> &ConnectOptions {
+        &self.server
+    }
+
+    /// Connects to `url` (honouring its `sslmode` and `sslrootcert`, see [`seam_postgres`]), uses
+    /// `schema` (created when missing) and applies pending migrations.
     pub async fn connect(url: &str, schema: &str) -> Result<Self> {
         let valid = schema
             .bytes()
@@ -168,12 +176,8 @@ impl PostgresMetastore {
                 format!("{schema:?} must match [a-z_][a-z0-9_]*"),
             ));
         }
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "postgres metastore connection ended");
-            }
-        });
+        let server = ConnectOptions::parse(url).map_err(seam_postgres::ConnectError::from)?;
+        let client = server.connect().await?;
         client
             .batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
@@ -204,6 +208,7 @@ impl PostgresMetastore {
         }
         Ok(PostgresMetastore {
             client: Mutex::new(client),
+            server,
         })
     }
 

@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! The metastore conformance suite: the same tests against every backend.
 //!
-//! SQLite runs always (in memory and on a file); PostgreSQL runs when `SEAM_TEST_POSTGRES_URL` is set
-//! (CI sets it), each instance in a fresh schema, else the suite prints a SKIP line.
+//! SQLite runs always (in memory and on a file); PostgreSQL on the test run's server
+//! (`SEAM_TEST_POSTGRES_URL`, else a throwaway cluster: see seam-test-support), each instance in a
+//! fresh schema. Without PostgreSQL the suite prints a SKIP line, and fails under CI and `scripts/test`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use seam_core::{Catalog, State};
@@ -46,24 +47,14 @@ async fn backends() -> Vec<(&'static str, Arc<dyn Metastore>, Option<tempfile::T
     let dir = tempfile::tempdir().unwrap();
     let file = SqliteMetastore::open(&dir.path().join("m.sqlite")).unwrap();
     out.push(("sqlite-file", Arc::new(file), Some(dir)));
-    match std::env::var("SEAM_TEST_POSTGRES_URL") {
-        Ok(url) => {
-            // A fresh schema per backend instance keeps tests independent.
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let schema = format!(
-                "seam_test_{}_{}_{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed),
-                chrono::Utc::now().timestamp_micros()
-            );
-            out.push((
-                "postgres",
-                Arc::new(PostgresMetastore::connect(&url, &schema).await.unwrap()),
-                None,
-            ));
-        }
-        Err(_) => println!("SKIP postgres metastore: SEAM_TEST_POSTGRES_URL is not set"),
+    if let Some(url) = seam_test_support::postgres_url() {
+        // A fresh schema per backend instance keeps tests independent.
+        let schema = seam_test_support::unique_name("seam_test");
+        out.push((
+            "postgres",
+            Arc::new(PostgresMetastore::connect(&url, &schema).await.unwrap()),
+            None,
+        ));
     }
     out
 }
@@ -583,7 +574,10 @@ async fn sqlite_file_survives_reopen_and_migrations_run_once() {
 fn sealed_credentials_use_a_0600_key_file() {
     let dir = tempfile::tempdir().unwrap();
     if std::env::var(crypto::SECRET_KEY_ENV).is_ok() {
-        println!("SKIP key file test: {} is set", crypto::SECRET_KEY_ENV);
+        seam_test_support::skip(format_args!(
+            "key file test: {} is set, so no key file is used (unset it to run this test)",
+            crypto::SECRET_KEY_ENV
+        ));
         return;
     }
     let (c1, created) = SecretCipher::load_or_create(dir.path()).unwrap();
@@ -633,3 +627,5 @@ async fn a_sqlite_metastore_from_before_token_revocation_upgrades() {
     m.revoke_token(old.id, t0()).await.unwrap();
     assert!(m.find_token("old-hash").await.unwrap().is_none());
 }
+
+mod postgres_tls;

@@ -1,22 +1,22 @@
 //! The production [`ConnectorFactory`]: the Zendesk source and the DuckDB or PostgreSQL warehouse.
 
-use seam_core::{Catalog, Destination, DestinationError};
+use seam_core::{Catalog, Destination};
 use seam_metastore::ZENDESK_TYPE;
+use seam_postgres::ConnectOptions;
 use seam_runtime::job::{ConnectorFactory, JobError, SourceSpec};
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
 
 /// Where jobs load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Warehouse {
     /// A DuckDB file (the embedded default: `<data-dir>/warehouse.duckdb`).
     DuckDb(PathBuf),
-    /// A PostgreSQL database URL.
-    Postgres(String),
+    /// A PostgreSQL database: URL and TLS settings (`Debug` hides the password).
+    Postgres(Box<ConnectOptions>),
 }
 
 impl Warehouse {
-    /// Parses `duckdb:PATH` or a `postgres://` URL.
+    /// Parses `duckdb:PATH` or a `postgres://` URL (with its `sslmode`, `sslrootcert`; no IO).
     pub fn parse(spec: &str) -> Result<Warehouse, String> {
         if let Some(path) = spec.strip_prefix("duckdb:") {
             if path.is_empty() {
@@ -25,10 +25,13 @@ impl Warehouse {
             return Ok(Warehouse::DuckDb(PathBuf::from(path)));
         }
         if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            return Ok(Warehouse::Postgres(spec.to_owned()));
+            return ConnectOptions::parse(spec)
+                .map(|options| Warehouse::Postgres(Box::new(options)))
+                .map_err(|e| e.to_string());
         }
         Err(format!(
-            "warehouse {spec:?} is not understood: use duckdb:PATH or a postgres:// URL"
+            "warehouse {:?} is not understood: use duckdb:PATH or a postgres:// URL",
+            seam_postgres::redact_url(spec)
         ))
     }
 
@@ -36,96 +39,20 @@ impl Warehouse {
     pub fn describe(&self) -> String {
         match self {
             Warehouse::DuckDb(p) => format!("duckdb:{}", p.display()),
-            Warehouse::Postgres(url) => match reqwest::Url::parse(url) {
-                Ok(mut u) => {
-                    let _ = u.set_password(None);
-                    u.to_string()
-                }
-                Err(_) => "postgres://…".to_owned(),
-            },
+            Warehouse::Postgres(options) => options.redacted().to_owned(),
         }
-    }
-}
-
-/// One writer at a time for a DuckDB file: two database instances on one file in one process would
-/// corrupt it, so jobs that load into DuckDB take turns (PostgreSQL jobs run side by side).
-#[derive(Debug, Default)]
-struct WriterLock {
-    busy: Mutex<bool>,
-    freed: Condvar,
-}
-
-#[derive(Debug)]
-struct WriterTurn(Arc<WriterLock>);
-
-impl WriterLock {
-    fn take(self: &Arc<Self>) -> WriterTurn {
-        let mut busy = self
-            .busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *busy {
-            busy = self
-                .freed
-                .wait(busy)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *busy = true;
-        WriterTurn(Arc::clone(self))
-    }
-}
-
-impl Drop for WriterTurn {
-    fn drop(&mut self) {
-        *self
-            .0
-            .busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
-        self.0.freed.notify_one();
-    }
-}
-
-/// A destination that holds the DuckDB writer turn for as long as it lives.
-struct Turned {
-    inner: Box<dyn Destination>,
-    _turn: WriterTurn,
-}
-
-impl Destination for Turned {
-    fn check(&mut self) -> Result<(), DestinationError> {
-        self.inner.check()
-    }
-    fn committed_state(&mut self) -> Result<Option<seam_core::State>, DestinationError> {
-        self.inner.committed_state()
-    }
-    fn ensure_table(&mut self, schema: &seam_core::SchemaMessage) -> Result<(), DestinationError> {
-        self.inner.ensure_table(schema)
-    }
-    fn write_batch(
-        &mut self,
-        stream: &str,
-        records: &[seam_core::RecordMessage],
-    ) -> Result<(), DestinationError> {
-        self.inner.write_batch(stream, records)
-    }
-    fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
-        self.inner.activate_version(stream, version)
-    }
-    fn commit(
-        &mut self,
-        state: Option<&seam_core::State>,
-    ) -> Result<seam_core::CommitReport, DestinationError> {
-        self.inner.commit(state)
     }
 }
 
 /// Builds `ZendeskSource`s from integration settings and opens the configured warehouse.
+///
+/// Every job gets a destination of its own. DuckDB jobs share the file's one database instance
+/// (each with its own connection), so jobs of different integrations load side by side and a job
+/// waiting on Zendesk holds nothing that blocks another's commit.
 #[derive(Debug, Clone)]
 pub struct DefaultFactory {
     warehouse: Warehouse,
     zendesk_base_url: Option<String>,
-    duckdb_writer: Arc<WriterLock>,
 }
 
 impl DefaultFactory {
@@ -135,7 +62,6 @@ impl DefaultFactory {
         DefaultFactory {
             warehouse,
             zendesk_base_url,
-            duckdb_writer: Arc::default(),
         }
     }
 
@@ -185,16 +111,13 @@ impl ConnectorFactory for DefaultFactory {
     ) -> Result<Box<dyn Destination>, JobError> {
         let append_only = seam_runtime::pipeline::append_only_streams(catalog);
         Ok(match &self.warehouse {
-            Warehouse::DuckDb(path) => {
-                let turn = self.duckdb_writer.take();
-                let inner = seam_warehouse::DuckDbDestination::open_with(path, schema_name, append_only)?;
-                Box::new(Turned {
-                    inner: Box::new(inner),
-                    _turn: turn,
-                })
-            }
-            Warehouse::Postgres(url) => Box::new(seam_warehouse::PostgresDestination::connect_with(
-                url,
+            Warehouse::DuckDb(path) => Box::new(seam_warehouse::DuckDbDestination::open_with(
+                path,
+                schema_name,
+                append_only,
+            )?),
+            Warehouse::Postgres(options) => Box::new(seam_warehouse::PostgresDestination::connect_options(
+                options,
                 schema_name,
                 append_only,
             )?),
@@ -236,9 +159,86 @@ mod tests {
         assert!(Warehouse::parse("mysql://x").is_err());
         let pg = Warehouse::parse("postgres://u:secret@h/db").expect("pg");
         assert!(!pg.describe().contains("secret"));
+        let e = Warehouse::parse("postgres://u:secret@h/db?sslmode=verify").unwrap_err();
+        assert!(e.contains("sslmode=verify") && !e.contains("secret"), "{e}");
+        assert!(!Warehouse::parse("mysql://u:secret@h/db")
+            .unwrap_err()
+            .contains("secret"));
         assert!(validate_zendesk_base_url("http://127.0.0.1:9000").is_ok());
         assert!(validate_zendesk_base_url("http://localhost:9000/").is_ok());
         assert!(validate_zendesk_base_url("http://example.com").is_err());
         assert!(validate_zendesk_base_url("https://10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_a_postgres_password() {
+        for url in [
+            "postgres://seam:hunter2@db.internal:5432/warehouse?sslmode=require",
+            "postgresql://seam@db.internal/warehouse?password=hunter2",
+        ] {
+            let warehouse = Warehouse::parse(url).expect("a postgres url");
+            let factory = DefaultFactory::new(warehouse.clone(), None);
+            for shown in [
+                format!("{warehouse:?}"),
+                format!("{factory:?}"),
+                warehouse.describe(),
+            ] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+                assert!(shown.contains("db.internal"), "{shown}");
+            }
+        }
+    }
+
+    fn users() -> seam_core::SchemaMessage {
+        seam_core::SchemaMessage {
+            stream: "users".into(),
+            schema: serde_json::from_value(serde_json::json!({"type": "object"})).expect("schema"),
+            key_properties: vec!["id".into()],
+            bookmark_properties: None,
+        }
+    }
+
+    fn users_batch(ids: std::ops::Range<i64>) -> Vec<seam_core::RecordMessage> {
+        ids.map(|id| {
+            seam_core::RecordMessage::from_value("users", &serde_json::json!({"id": id})).expect("record")
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_job_waiting_on_its_source_blocks_no_other_integrations_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("warehouse.duckdb");
+        let factory = DefaultFactory::new(Warehouse::DuckDb(path.clone()), None);
+        // Job A staged rows and now waits on Zendesk.
+        let mut a = factory.destination("integration_a").expect("a");
+        a.ensure_table(&users()).expect("a schema");
+        a.write_batch("users", &users_batch(0..3)).expect("a rows");
+        // Job B, another integration, loads and finishes meanwhile.
+        let (done, finished) = std::sync::mpsc::channel();
+        let b_factory = factory.clone();
+        std::thread::spawn(move || {
+            let mut b = b_factory.destination("integration_b").expect("b");
+            b.ensure_table(&users()).expect("b schema");
+            b.write_batch("users", &users_batch(0..5)).expect("b rows");
+            let report = b.commit(None).expect("b commit");
+            let _ = done.send(report.total_rows());
+        });
+        // Generous: B takes about a second; behind A's writer turn it waited for A's whole job.
+        let b_rows = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("job B loaded while job A was waiting");
+        assert_eq!(b_rows, 5);
+        a.write_batch("users", &users_batch(3..4)).expect("a more rows");
+        assert_eq!(a.commit(None).expect("a commit").total_rows(), 4);
+        drop(a);
+        let check = seam_warehouse::DuckDbDestination::open(&path, "check").expect("open");
+        for (schema, rows) in [("integration_a", 4), ("integration_b", 5)] {
+            let n: i64 = check
+                .connection()
+                .query_row(&format!("SELECT count(*) FROM {schema}.users"), [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(n, rows, "{schema}");
+        }
     }
 }

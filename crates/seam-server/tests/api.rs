@@ -527,9 +527,10 @@ async fn pause_reset_and_delete() {
     assert_eq!(v["properties"]["frequency_in_minutes"], "60");
 
     // Delete: the warehouse keeps the data; the name can be reused.
-    while api.get(&format!("/v4/sources/{id}")).await.1["sync_status"] == "In Progress" {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    api.wait_for(&format!("/v4/sources/{id}"), |s| {
+        s["sync_status"] != "In Progress"
+    })
+    .await;
     let (s, v) = api.delete(&format!("/v4/sources/{id}")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["deleted_at"].is_string());
@@ -623,12 +624,12 @@ async fn failures_notify_in_app_and_by_webhook() {
         notes[0]["subject"],
         "We're encountering some errors with your Flaky integration"
     );
-    for _ in 0..200 {
-        if !received.lock().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    seam_test_support::wait_until_async(
+        std::time::Duration::from_secs(30),
+        "the webhook to receive the notification",
+        async || !received.lock().unwrap().is_empty(),
+    )
+    .await;
     assert_eq!(
         received.lock().unwrap()[0]["code"],
         "platform.exit_status",
@@ -776,13 +777,15 @@ async fn progress_and_stop_extraction() {
         .await;
     assert_eq!(jobs[0]["status"], "cancelled");
     let url = format!("{}/v4/sources/{id}/extractions/current", api.base);
-    for _ in 0..500 {
-        let r = api.client.get(&url).bearer_auth(&api.token).send().await.unwrap();
-        if r.status() == StatusCode::NOT_FOUND {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    seam_test_support::wait_until_async(
+        std::time::Duration::from_secs(30),
+        "the current extraction to be gone (404)",
+        async || {
+            let r = api.client.get(&url).bearer_auth(&api.token).send().await.unwrap();
+            r.status() == StatusCode::NOT_FOUND
+        },
+    )
+    .await;
     let (s, _) = api.delete(&format!("/v4/sources/{id}/sync")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     h.service.shutdown().await;

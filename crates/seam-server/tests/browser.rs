@@ -10,8 +10,8 @@
 //! `SEAM_UPDATE_SCREENSHOTS=1`, else under the test's temporary target directory, so a test run leaves
 //! the work tree clean.
 //!
-//! Without chromium/chromedriver the tests print a SKIP line and pass, unless `CI` is set: then a
-//! missing browser fails them (`.ci/run` installs both).
+//! Without chromium/chromedriver the tests print a SKIP line, unless `CI` or `SEAM_TEST_NO_SKIP` is
+//! set: then a missing browser fails them (`.ci/run` installs both; `scripts/test` demands them).
 #![allow(clippy::unwrap_used)]
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -20,10 +20,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
 use seam_server::connectors::{DefaultFactory, Warehouse};
 use seam_server::{Service, ServiceConfig};
+use seam_test_support::{try_wait_for_async, wait_until_async};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -33,36 +34,12 @@ const HEIGHT: u32 = 900;
 // ---------------------------------------------------------------------------------------------
 // The browser.
 
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for n in names {
-            let p = dir.join(n);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// Chromium and chromedriver, or `None` after printing SKIP (panics under CI: CI installs them).
-fn browser_programs(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let chromium = find_program(&["chromium", "chromium-browser"]);
-    let driver = find_program(&["chromedriver"]);
-    match (chromium, driver) {
-        (Some(c), Some(d)) => Some((c, d)),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: chromium and chromedriver are required when CI is set (apt-get install chromium chromium-driver)"
-            );
-            println!(
-                "SKIP {test}: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
-            );
-            None
-        }
-    }
+/// Chromium and chromedriver, or `None` after a SKIP line (a failure under CI and `scripts/test`).
+fn browser_programs() -> Option<(PathBuf, PathBuf)> {
+    const INSTALL: &str = "the browser test needs them: apt-get install chromium chromium-driver";
+    let chromium = seam_test_support::require_program(&["chromium", "chromium-browser"], INSTALL)?;
+    let driver = seam_test_support::require_program(&["chromedriver"], INSTALL)?;
+    Some((chromium, driver))
 }
 
 struct Browser {
@@ -87,11 +64,13 @@ impl Browser {
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http.get(format!("{url}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start on {url}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let status = format!("{url}/status");
+        wait_until_async(
+            Duration::from_secs(30),
+            format!("chromedriver to answer on {url}"),
+            async || http.get(&status).send().await.is_ok(),
+        )
+        .await;
         let profile = tempfile::tempdir().unwrap();
         let args = vec![
             "--headless".to_owned(),
@@ -206,20 +185,27 @@ impl Stack {
 
     /// Waits until `css` matches an element whose text contains `text`; returns that text.
     async fn wait_text(&self, css: &str, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let mut last = String::new();
-        loop {
-            if let Ok(els) = self.c().find_all(Locator::Css(css)).await {
+        let found = try_wait_for_async(
+            Duration::from_secs(60),
+            format!("{css:?} to contain {text:?}"),
+            async || {
+                let els = self.c().find_all(Locator::Css(css)).await.ok()?;
                 for e in els {
                     if let Ok(t) = e.text().await {
                         if t.contains(text) {
-                            return t;
+                            return Some(t);
                         }
                         last = t;
                     }
                 }
-            }
-            if Instant::now() > deadline {
+                None
+            },
+        )
+        .await;
+        match found {
+            Ok(t) => t,
+            Err(timed_out) => {
                 let url = self
                     .c()
                     .current_url()
@@ -229,39 +215,38 @@ impl Stack {
                 let shot = std::env::temp_dir().join("seam-browser-failure.png");
                 self.shot_to(&shot).await;
                 eprintln!("screenshot of the failure: {}", shot.display());
-                panic!("timed out waiting for {css:?} to contain {text:?} on {url}; last text: {last:?}");
+                panic!("{timed_out} on {url}; last text: {last:?}");
             }
-            tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
 
     /// Waits until the JavaScript expression `cond` is true on the page.
     async fn wait_until(&self, cond: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.js(&format!("return !!({cond})")).await != Value::Bool(true) {
-            assert!(Instant::now() < deadline, "timed out waiting until {cond}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let script = format!("return !!({cond})");
+        wait_until_async(Duration::from_secs(60), cond, async || {
+            self.js(&script).await == Value::Bool(true)
+        })
+        .await;
     }
 
     async fn click(&self, css: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let found = self.c().find(Locator::Css(css)).await;
-            if let Ok(e) = &found {
+        wait_until_async(
+            Duration::from_secs(30),
+            format!("{css:?} to be clickable"),
+            async || {
+                let Ok(e) = self.c().find(Locator::Css(css)).await else {
+                    return false;
+                };
                 // Centre it first, so sticky bars never cover what a person would click.
-                let arg = serde_json::to_value(e).unwrap();
+                let arg = serde_json::to_value(&e).unwrap();
                 let _ = self
                     .c()
                     .execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg])
                     .await;
-            }
-            match found {
-                Ok(e) if e.click().await.is_ok() => return,
-                _ if Instant::now() > deadline => panic!("cannot click {css}"),
-                _ => tokio::time::sleep(Duration::from_millis(150)).await,
-            }
-        }
+                e.click().await.is_ok()
+            },
+        )
+        .await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -319,7 +304,7 @@ impl Stack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seed_flow_in_a_real_browser() {
-    let Some((chromium, driver)) = browser_programs("seed_flow_in_a_real_browser") else {
+    let Some((chromium, driver)) = browser_programs() else {
         return;
     };
     let s = Stack::start(&chromium, &driver).await;

@@ -8,7 +8,6 @@ use seam_server::connectors::{DefaultFactory, Warehouse};
 use seam_server::{Service, ServiceConfig};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_to_duckdb_over_the_api() {
@@ -89,17 +88,12 @@ async fn simulator_to_duckdb_over_the_api() {
     api.select_all(id).await;
 
     // The scheduler starts the first job at once (Pending → Active); wait for it.
-    let mut jobs = json!([]);
-    for _ in 0..600 {
-        jobs = api.get(&format!("/v4/sources/{id}/extractions")).await.1;
-        if jobs
-            .as_array()
-            .is_some_and(|a| !a.is_empty() && a[0]["status"] != "running")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{id}/extractions"), |jobs| {
+            jobs.as_array()
+                .is_some_and(|a| !a.is_empty() && a[0]["status"] != "running")
+        })
+        .await;
     assert_eq!(jobs[0]["status"], "succeeded", "{jobs}");
     let job_id = jobs[0]["job_id"].as_i64().unwrap();
     let (_, logs) = api

@@ -66,16 +66,23 @@ impl Api {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
-    /// Polls until `f` is true (real time, up to 10 s).
+    /// Polls `GET path` until `f` holds for a successful answer (real time, up to 60 s).
     pub async fn wait_for(&self, path: &str, f: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..500 {
-            let (status, v) = self.get(path).await;
-            if status.is_success() && f(&v) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("timed out waiting on {path}: last {:?}", self.get(path).await);
+        let mut last = None;
+        let found = seam_test_support::try_wait_for_async(
+            Duration::from_secs(60),
+            format!("GET {path} to match"),
+            async || {
+                let (status, v) = self.get(path).await;
+                if status.is_success() && f(&v) {
+                    return Some(v);
+                }
+                last = Some((status, v));
+                None
+            },
+        )
+        .await;
+        found.unwrap_or_else(|e| panic!("{e}: last answer {last:?}"))
     }
 
     /// Creates an integration with `subdomain` and waits for its connection check to end.

@@ -27,6 +27,9 @@ pub enum WarehouseError {
         #[source]
         source: postgres::Error,
     },
+    /// The PostgreSQL URL or its TLS settings cannot be used, or the server refused the connection.
+    #[error(transparent)]
+    PostgresConnect(#[from] seam_postgres::ConnectError),
     /// Input the destination cannot accept (a record before its SCHEMA, say).
     #[error("{0}")]
     Input(String),

@@ -24,11 +24,18 @@
 //! keeps its data) and the new value goes to `c__<suffix>`; every later type adds its own suffixed
 //! column. Key columns never split: a record whose key has another type is rejected.
 //!
-//! Names are canonicalised per destination ([`NameRules`]); source fields named like a system column
-//! (see `is_reserved_name`), with the `_rjm` prefix or a type suffix (`__bi __bo __de __do __it __st __ti`), names over the length
-//! limit, and two fields of one record that canonicalise to the same column are not loadable: the
-//! whole record goes to `_sdc_rejected` with the reason (Stitch drops only the column for over-long
-//! names; we reject the record so nothing is silently lost).
+//! Names are canonicalised per destination ([`NameRules::canonical_field`]: ASCII letters, digits and
+//! underscores, leading digits dropped, a name of digits only kept behind an underscore). A name
+//! with nothing left, named like a system column (see `is_reserved_name`), with the `_rjm` prefix or
+//! a type suffix (`__bi __bo __de __do __it __st __ti`), over the length limit, or shared by two
+//! fields cannot be a column:
+//! - for the record's own fields, the whole record goes to `_sdc_rejected` with the reason (Stitch
+//!   drops only the column for over-long names; we reject the record so nothing is silently lost),
+//!   as it does for a key or a top-level value no column type holds;
+//! - inside the record, the object holding such a key is loaded whole, as JSON text, in its own
+//!   column (an array element object in the subtable's `value`). The same goes for an object or
+//!   array holding a value no column type holds, and for an array whose subtable name would be too
+//!   long: nothing nested ever rejects a record, and nothing is lost.
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -197,22 +204,28 @@ impl NameRules {
     };
 
     /// Canonicalises one source field (or stream) name: keeps ASCII letters, digits and underscores,
-    /// drops leading digits, folds case when the destination does; refuses reserved prefixes and type
-    /// suffixes and names left empty.
+    /// drops leading digits (Stitch's rule: `4customerid` → `customerid`), folds case when the
+    /// destination does. A name made only of digits keeps them behind an underscore (`"1"` → `_1`), so
+    /// it still names a column that starts with an underscore, as identifiers must. Refuses reserved
+    /// prefixes and type suffixes, and names with no ASCII letter, digit or underscore at all.
     pub fn canonical_field(&self, name: &str) -> Result<String, String> {
         let mut out: String = name
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        let digits = out.chars().take_while(|c| c.is_ascii_digit()).count();
-        out.drain(..digits);
-        if self.fold_case {
-            out.make_ascii_lowercase();
-        }
         if out.is_empty() {
             return Err(format!(
-                "field name {name:?} has no letters, digits or underscores to name a column"
+                "field name {name:?} has no ASCII letter, digit or underscore to name a column"
             ));
+        }
+        let digits = out.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == out.len() {
+            out.insert(0, '_');
+        } else {
+            out.drain(..digits);
+        }
+        if self.fold_case {
+            out.make_ascii_lowercase();
         }
         let lower = out.to_ascii_lowercase();
         if is_reserved_name(&lower) {
@@ -436,17 +449,25 @@ pub fn flatten_record(
         };
         system.push((DELETED_AT.to_owned(), cell));
     }
+    let mut entries: Vec<(&String, &Value)> =
+        object.iter().filter(|(k, _)| k.as_str() != DELETED_AT).collect();
+    // Key fields are already in the row under their canonical names.
+    entries.retain(|(k, _)| spec.append_only || !spec.key_properties.contains(k));
+    // The record's own fields must each name a column of their own (or the record is rejected);
+    // deeper down, an object or array that cannot be flattened is kept whole as JSON instead (see
+    // `Flattener::value_into`).
+    let columns = flat
+        .field_columns("", &entries, None)
+        .map_err(|r| reject(&table, r))?;
+    let claimed: HashSet<String> = columns.iter().cloned().collect();
     let ctx = Ctx {
         table: &table,
         levels: Vec::new(),
         source_keys: &key_cells,
         system: &system,
+        claimed: Some(&claimed),
     };
-    let mut entries: Vec<(&String, &Value)> =
-        object.iter().filter(|(k, _)| k.as_str() != DELETED_AT).collect();
-    // Key fields are already in the row under their canonical names.
-    entries.retain(|(k, _)| spec.append_only || !spec.key_properties.contains(k));
-    flat.object_into(&mut top, "", entries.into_iter(), Some(&spec.schema), &ctx)
+    flat.object_into(&mut top, &entries, columns, Some(&spec.schema), &ctx)
         .map_err(|r| reject(&table, r))?;
     for (col, cell) in &system {
         top.insert(col.clone(), cell.clone());
@@ -477,6 +498,9 @@ struct Ctx<'a> {
     levels: Vec<i64>,
     source_keys: &'a [(String, Cell)],
     system: &'a [(String, Cell)],
+    /// The columns of the record's own fields (top-level row only): a nested object never takes
+    /// one, whatever the order of the fields.
+    claimed: Option<&'a HashSet<String>>,
 }
 
 struct Flattener<'a> {
@@ -485,28 +509,79 @@ struct Flattener<'a> {
 }
 
 impl Flattener<'_> {
-    /// Flattens an object's fields into `row` with column prefix `prefix`.
-    fn object_into<'v>(
-        &mut self,
-        row: &mut Row,
+    /// The column each field of an object takes under `prefix`, in the object's order; `Err` (the
+    /// reason) when some key cannot name a column of its own: it has no ASCII letter, digit or
+    /// underscore, it is reserved, the column would be too long, two keys name the same column, or
+    /// (nested) the column is one a field of the record itself names.
+    fn field_columns(
+        &self,
         prefix: &str,
-        fields: impl Iterator<Item = (&'v String, &'v Value)>,
-        schema: Option<&Schema>,
-        ctx: &Ctx<'_>,
-    ) -> Result<(), String> {
-        for (name, value) in fields {
+        fields: &[(&String, &Value)],
+        claimed: Option<&HashSet<String>>,
+    ) -> Result<Vec<String>, String> {
+        let mut columns: Vec<String> = Vec::with_capacity(fields.len());
+        // Small objects (the usual case) are checked for duplicates by a scan, large ones by a set.
+        let mut seen: HashSet<String> = HashSet::new();
+        for (name, _) in fields {
             let canon = self.rules.canonical_field(name)?;
             let column = if prefix.is_empty() {
                 canon
             } else {
                 format!("{prefix}__{canon}")
             };
+            self.rules.check_column(&column)?;
+            let duplicate = if fields.len() <= 16 {
+                columns.contains(&column)
+            } else {
+                !seen.insert(column.clone())
+            };
+            if duplicate || (!prefix.is_empty() && claimed.is_some_and(|c| c.contains(&column))) {
+                return Err(format!("Field collision on {column}"));
+            }
+            columns.push(column);
+        }
+        Ok(columns)
+    }
+
+    /// Flattens an object's fields into `row`, each under its column from [`Self::field_columns`].
+    fn object_into(
+        &mut self,
+        row: &mut Row,
+        fields: &[(&String, &Value)],
+        columns: Vec<String>,
+        schema: Option<&Schema>,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), String> {
+        for ((name, value), column) in fields.iter().zip(columns) {
             let sub_schema = schema.and_then(|s| child(s, name));
             self.value_into(row, &column, value, sub_schema, ctx)?;
         }
         Ok(())
     }
 
+    /// Puts one cell in `row`, refusing a column name the destination cannot take and a second
+    /// value for a column (two source fields that canonicalise alike).
+    fn put(&self, row: &mut Row, column: &str, cell: Cell) -> Result<(), String> {
+        self.rules.check_column(column)?;
+        if row.contains_key(column) {
+            return Err(format!("Field collision on {column}"));
+        }
+        row.insert(column.to_owned(), cell);
+        Ok(())
+    }
+
+    /// An object or array loaded as one text column holding its JSON.
+    fn put_json(&self, row: &mut Row, column: &str, value: &Value) -> Result<(), String> {
+        let json = serde_json::to_string(value)
+            .map_err(|e| format!("the value of {column} cannot be written as JSON: {e}"))?;
+        self.put(row, column, Cell::Text(json))
+    }
+
+    /// Flattens `value` into `column` of `row` (objects into `column__…` columns, arrays into the
+    /// subtable `<table>__column`). An object or array that cannot be flattened whole (a key that
+    /// names no column, a name too long, two names for one column, a value no column type holds)
+    /// is kept whole instead, as JSON text in `column`: what it had put in `row` and the subtables
+    /// is taken back first, so nothing is loaded twice.
     fn value_into(
         &mut self,
         row: &mut Row,
@@ -516,38 +591,51 @@ impl Flattener<'_> {
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
         match value {
-            Value::Null => {
-                // NULLs create nothing, but two fields mapping to one column still collide.
-                self.rules.check_column(column)?;
-                if row.contains_key(column) {
-                    return Err(format!("Field collision on {column}"));
+            // NULLs create nothing, but two fields mapping to one column still collide.
+            Value::Null => self.put(row, column, Cell::Null),
+            Value::Object(m) => {
+                let (row_len, tables_len) = (row.len(), self.tables.len());
+                let fields: Vec<(&String, &Value)> = m.iter().collect();
+                let flattened = self
+                    .field_columns(column, &fields, ctx.claimed)
+                    .and_then(|columns| self.object_into(row, &fields, columns, schema, ctx));
+                if flattened.is_err() {
+                    row.truncate(row_len);
+                    self.tables.truncate(tables_len);
+                    return self.put_json(row, column, value);
                 }
-                row.insert(column.to_owned(), Cell::Null);
                 Ok(())
             }
-            Value::Object(m) => self.object_into(row, column, m.iter(), schema, ctx),
-            Value::Array(items) => self.array(column, items, schema.and_then(items_schema), ctx),
-            scalar => {
-                self.rules.check_column(column)?;
-                let cell = scalar_cell(scalar, schema)?.unwrap_or(Cell::Null);
-                if row.contains_key(column) {
-                    return Err(format!("Field collision on {column}"));
+            Value::Array(items) => {
+                let tables_len = self.tables.len();
+                let table = format!("{}__{column}", ctx.table);
+                let loaded = self
+                    .rules
+                    .check_table(&table)
+                    .and_then(|()| self.array(table, items, schema.and_then(items_schema), ctx));
+                if loaded.is_err() {
+                    self.tables.truncate(tables_len);
+                    return self.put_json(row, column, value);
                 }
-                row.insert(column.to_owned(), cell);
                 Ok(())
+            }
+            scalar => {
+                let cell = scalar_cell(scalar, schema)?.unwrap_or(Cell::Null);
+                self.put(row, column, cell)
             }
         }
     }
 
+    /// One subtable row per non-null element. An element object that cannot be flattened lands
+    /// whole, as JSON text, in the row's `value` column; any other failure fails the array (which
+    /// its parent then keeps as JSON).
     fn array(
         &mut self,
-        column: &str,
+        table: String,
         items: &[Value],
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
-        let table = format!("{}__{column}", ctx.table);
-        self.rules.check_table(&table)?;
         for (i, item) in items.iter().enumerate() {
             if item.is_null() {
                 continue;
@@ -566,9 +654,21 @@ impl Flattener<'_> {
                 levels,
                 source_keys: ctx.source_keys,
                 system: ctx.system,
+                claimed: None,
             };
             match item {
-                Value::Object(m) => self.object_into(&mut row, "", m.iter(), schema, &sub)?,
+                Value::Object(m) => {
+                    let (row_len, tables_len) = (row.len(), self.tables.len());
+                    let fields: Vec<(&String, &Value)> = m.iter().collect();
+                    let flattened = self
+                        .field_columns("", &fields, None)
+                        .and_then(|columns| self.object_into(&mut row, &fields, columns, schema, &sub));
+                    if flattened.is_err() {
+                        row.truncate(row_len);
+                        self.tables.truncate(tables_len);
+                        self.put_json(&mut row, VALUE, item)?;
+                    }
+                }
                 other => self.value_into(&mut row, VALUE, other, schema, &sub)?,
             }
             for (col, cell) in ctx.system {
@@ -1014,12 +1114,31 @@ mod tests {
         );
         assert!(r.canonical_field("_rjm").is_err());
         assert!(r.canonical_field("age__bi").is_err());
-        assert!(r.canonical_field("%%%").is_err());
+        let e = r.canonical_field("%%%").unwrap_err();
+        assert_eq!(
+            e,
+            "field name \"%%%\" has no ASCII letter, digit or underscore to name a column"
+        );
+        assert!(r.canonical_field("").is_err());
+        assert!(r.canonical_field("日本").is_err());
+        // Names made only of digits keep them behind an underscore; other leading digits go.
+        assert_eq!(r.canonical_field("1").unwrap(), "_1");
+        assert_eq!(r.canonical_field("#12").unwrap(), "_12");
+        assert_eq!(r.canonical_field("1_").unwrap(), "_");
+        assert_eq!(r.canonical_field("2fa").unwrap(), "fa");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         let e = flat(&tickets(), json!({"id": 1, "customer#id": 1, "customerid": 2})).unwrap_err();
         assert_eq!(e.reason, "Field collision on customerid");
-        let e = flat(&tickets(), json!({"id": 1, "a": {"b": 1}, "a__b": 2})).unwrap_err();
-        assert_eq!(e.reason, "Field collision on a__b");
+        // A nested object never takes the column of one of the record's own fields: it is kept
+        // whole as JSON, whichever comes first.
+        for record in [
+            json!({"id": 1, "a": {"b": 1}, "a__b": 2}),
+            json!({"id": 1, "a__b": 2, "a": {"b": 1}}),
+        ] {
+            let f = flat(&tickets(), record).unwrap();
+            assert_eq!(f.rows[0].1["a__b"], Cell::BigInt(2));
+            assert_eq!(f.rows[0].1["a"], Cell::Text(r#"{"b":1}"#.into()));
+        }
         let long = "x".repeat(60);
         let e = flat(&tickets(), json!({"id": 1, long.clone(): 1})).unwrap_err();
         assert!(e.reason.contains("too long"), "{}", e.reason);
@@ -1029,6 +1148,82 @@ mod tests {
             .unwrap_err()
             .reason
             .contains("out of range"));
+    }
+
+    #[test]
+    fn digit_keys_name_columns_and_unnameable_nested_objects_stay_json() {
+        // Zendesk Talk's phone numbers: greeting categories keyed by id.
+        let spec = StreamSpec::new(
+            &schema_msg("talk_phone_numbers", &["id"], json!({"type": "object"})),
+            false,
+            &NameRules::POSTGRES,
+        );
+        let f = flat(
+            &spec,
+            json!({"id": 7, "categorised_greetings": {"1": "voicemail_en", "2": "available_en"}}),
+        )
+        .unwrap();
+        let top = &f.rows[0].1;
+        assert_eq!(
+            top["categorised_greetings___1"],
+            Cell::Text("voicemail_en".into())
+        );
+        assert_eq!(
+            top["categorised_greetings___2"],
+            Cell::Text("available_en".into())
+        );
+        // A nested key with nothing to name a column keeps its object whole, as JSON text.
+        let f = flat(&spec, json!({"id": 7, "labels": {"日本": 1, "a": 2}, "n": 3})).unwrap();
+        let top = &f.rows[0].1;
+        assert_eq!(top["labels"], Cell::Text(r#"{"日本":1,"a":2}"#.into()));
+        assert_eq!(top["n"], Cell::BigInt(3));
+        assert!(!top.contains_key("labels__a"));
+        // So do reserved names, names too long once prefixed, and keys that name one column twice.
+        for (field, object) in [
+            ("x", json!({"_sdc_sequence": 1})),
+            ("y", json!({"bi": 1})),
+            ("z", json!({"f".repeat(58): 1})),
+            ("w", json!({"1": 1, "_1": 2})),
+        ] {
+            let f = flat(&spec, json!({"id": 1, field: object.clone()})).unwrap();
+            assert_eq!(f.rows[0].1[field], Cell::Text(object.to_string()), "{field}");
+        }
+        // Array elements whose keys cannot name columns land whole in `value`.
+        let f = flat(&spec, json!({"id": 1, "items": [{"a": 1}, {"": 2}]})).unwrap();
+        assert_eq!(f.rows[1].1["a"], Cell::BigInt(1));
+        assert_eq!(f.rows[2].1[VALUE], Cell::Text(r#"{"":2}"#.into()));
+        // Arrays whose subtable name would be too long stay in their column as JSON text.
+        let long = "g".repeat(45);
+        let f = flat(&spec, json!({"id": 1, long.clone(): [1, 2]})).unwrap();
+        assert_eq!(f.rows.len(), 1);
+        assert_eq!(f.rows[0].1[long.as_str()], Cell::Text("[1,2]".into()));
+        // Nested values no column type holds keep their object or array whole, as JSON.
+        let f = flat(
+            &spec,
+            json!({"id": 1, "m": {"big": 18446744073709551615u64, "n": 1}}),
+        )
+        .unwrap();
+        assert_eq!(
+            f.rows[0].1["m"],
+            Cell::Text(r#"{"big":18446744073709551615,"n":1}"#.into())
+        );
+        assert!(!f.rows[0].1.contains_key("m__n"), "nothing of it is loaded twice");
+        let f = flat(&spec, json!({"id": 1, "xs": [{"a": [1, 2]}, "nul\u{0}"]})).unwrap();
+        assert_eq!(f.rows.len(), 1, "no subtable rows: {:?}", f.rows);
+        assert_eq!(
+            f.rows[0].1["xs"],
+            Cell::Text(r#"[{"a":[1,2]},"nul\u0000"]"#.into())
+        );
+        // Nested collisions across levels keep the innermost object that collides.
+        let f = flat(&spec, json!({"id": 1, "p": {"q__r": 1, "q": {"r": 2}}})).unwrap();
+        assert_eq!(f.rows[0].1["p__q__r"], Cell::BigInt(1));
+        assert_eq!(f.rows[0].1["p__q"], Cell::Text(r#"{"r":2}"#.into()));
+        // The record's own fields still have to name columns and hold loadable values: those
+        // records are rejected.
+        let e = flat(&spec, json!({"id": 1, "%": 1})).unwrap_err();
+        assert!(e.reason.contains("no ASCII letter"), "{}", e.reason);
+        let e = flat(&spec, json!({"id": 1, "big": 18446744073709551615u64})).unwrap_err();
+        assert!(e.reason.contains("out of range"), "{}", e.reason);
     }
 
     #[test]
@@ -1095,21 +1290,55 @@ mod tests {
         assert!(rows.columns.iter().all(|(c, _)| c != "gone"));
     }
 
+    /// Object keys as sources send them, odd ones included: empty, digits only, leading digits,
+    /// unicode, very long, quotes, dots, case variants that fold together, reserved names and
+    /// suffixes.
+    fn odd_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-zA-Z_\"; -]{1,6}",
+            1 => Just(String::new()),
+            2 => "[0-9]{1,3}",
+            1 => "_?[0-9]{1,2}[a-z]{0,2}",
+            1 => "\\PC{1,4}",
+            1 => "[a-z]{50,70}",
+            1 => "[a-z.]{1,5}",
+            2 => "[aA][bB]?",
+            1 => prop::sample::select(vec!["_sdc_sequence", "_SDC_level_0_id", "_rjm", "x__bi", "bi", "value", "_sdc_deleted_at"])
+                .prop_map(str::to_owned),
+        ]
+    }
+
+    /// Any JSON value. Strings never start with `{` or `[`, so a text cell that does holds an
+    /// object or array kept whole as JSON.
     fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|i| json!(i)),
             (-4000i32..4000).prop_map(|i| json!(f64::from(i) / 4.0)),
-            "[a-z \"';]{0,8}".prop_map(Value::String),
+            "[a-z \"';{\\[]{0,8}"
+                .prop_filter("not JSON-looking", |s: &String| !s.starts_with(['{', '[']))
+                .prop_map(Value::String),
+            // Values no column type holds: an integer past i64, a string with NUL.
+            Just(json!(u64::MAX)),
+            Just(json!("a\u{0}b")),
         ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
+        leaf.prop_recursive(4, 32, 5, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("[a-zA-Z_\"; -]{1,6}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::vec((odd_key(), inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
             ]
         })
+    }
+
+    /// An object or an array, holding anything.
+    fn nested_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            prop::collection::vec(json_value(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((odd_key(), json_value()), 0..5)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
     }
 
     /// Counts the scalars (non-null) reachable in a value, skipping array nulls.
@@ -1122,40 +1351,145 @@ mod tests {
         }
     }
 
-    proptest! {
-        #[test]
-        fn flattening_is_total_and_loses_no_value(fields in prop::collection::btree_map("[a-zA-Z_\"; -]{1,6}", json_value(), 0..6)) {
-            let mut obj: Map<String, Value> = fields.into_iter().collect();
-            obj.insert("id".into(), json!(1));
-            let value = Value::Object(obj);
-            match flat(&tickets(), value.clone()) {
-                Ok(f) => {
-                    // Every scalar lands in exactly one cell (system and key cells aside).
-                    let mut n = 0;
-                    for (i, (_, row)) in f.rows.iter().enumerate() {
-                        for (c, cell) in row {
-                            let system = c.starts_with("_sdc") || c == SDC_PRIMARY_KEY || (i == 0 && c == "id");
-                            if !system && *cell != Cell::Null { n += 1; }
-                        }
+    /// The scalars a flattened record holds: one per non-null cell, or those of the JSON an
+    /// object or array was kept as (system and key cells aside).
+    fn scalars_loaded(f: &FlatRecord) -> usize {
+        let mut n = 0;
+        for (i, (_, row)) in f.rows.iter().enumerate() {
+            for (c, cell) in row {
+                let system = matches!(
+                    c.as_str(),
+                    EXTRACTED_AT | RECEIVED_AT | BATCHED_AT | SEQUENCE | TABLE_VERSION | SDC_PRIMARY_KEY
+                ) || c.starts_with(SOURCE_KEY_PREFIX)
+                    || c.starts_with("_sdc_level_")
+                    || (i == 0 && (c == "id" || c == DELETED_AT));
+                match cell {
+                    _ if system => {}
+                    Cell::Null => {}
+                    Cell::Text(t) if t.starts_with(['{', '[']) => {
+                        n += scalars(&serde_json::from_str::<Value>(t).expect("kept JSON parses"));
                     }
-                    prop_assert_eq!(n, scalars(&value) - 1);
-                    // Every name is a loadable identifier.
+                    _ => n += 1,
+                }
+            }
+        }
+        n
+    }
+
+    fn rules_for(fold: bool) -> NameRules {
+        if fold {
+            NameRules::DUCKDB
+        } else {
+            NameRules::POSTGRES
+        }
+    }
+
+    fn flat_with(rules: &NameRules, v: &Value) -> Result<FlatRecord, Rejection> {
+        let s = schema_msg(
+            "tickets",
+            &["id"],
+            json!({"type": "object", "properties": {"id": {"type": "integer"}}}),
+        );
+        let spec = StreamSpec::new(&s, false, rules);
+        let rec = RecordMessage::from_value(&spec.stream, v).unwrap();
+        let sys = SystemCells {
+            sequence: 1_700_000_000_000_000_000,
+            batched_at: DateTime::<Utc>::from_timestamp_nanos(1_700_000_000_000_000_000),
+        };
+        flatten_record(&spec, rules, &rec, &sys)
+    }
+
+    fn record_with_id(fields: Vec<(String, Value)>) -> Value {
+        let mut obj: Map<String, Value> = fields.into_iter().collect();
+        obj.insert("id".into(), json!(1));
+        Value::Object(obj)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Any record becomes rows or one rejection with a reason, never a panic; rows lose no
+        /// value and every name they use is a loadable identifier.
+        #[test]
+        fn flattening_is_total_and_loses_no_value(
+            fields in prop::collection::vec((odd_key(), json_value()), 0..7),
+            fold in any::<bool>(),
+        ) {
+            let rules = rules_for(fold);
+            let value = record_with_id(fields);
+            match flat_with(&rules, &value) {
+                Ok(f) => {
+                    // Every scalar lands in exactly one cell, or in one object kept as JSON.
+                    prop_assert_eq!(scalars_loaded(&f), scalars(&value) - 1);
+                    // The first row is the record's; subtables follow.
+                    prop_assert_eq!(f.rows[0].0.as_str(), "tickets");
+                    prop_assert!(f.rows[1..].iter().all(|(t, _)| t.starts_with("tickets__")));
+                    // Every name is a loadable identifier, and the layout reads back the same.
                     let mut layout = Layout::default();
                     let mut ddl = Vec::new();
                     layout.plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl).unwrap();
                     for (t, tl) in &layout.tables {
-                        prop_assert!(t.len() <= 63);
-                        for (c, _) in tl.physical_columns() {
-                            prop_assert!(c.len() <= 63 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'), "{}", c);
+                        prop_assert!(t.len() <= 63, "{}", t);
+                        for (c, ty) in tl.physical_columns() {
+                            prop_assert!(c.len() <= 63 && !c.is_empty(), "{}", c);
+                            prop_assert!(c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'), "{}", c);
+                            prop_assert!(!c.starts_with(|ch: char| ch.is_ascii_digit()), "{}", c);
+                            prop_assert!(!fold || !c.chars().any(|ch| ch.is_ascii_uppercase()), "{}", c);
+                            let split_suffix = format!("__{}", ty.suffix());
+                            let base = c.strip_suffix(&split_suffix).unwrap_or(&c);
+                            prop_assert!(tl.physical(base, ty).is_some(), "{}", c);
                         }
+                        prop_assert_eq!(&TableLayout::from_physical(tl.physical_columns()), tl);
                     }
                 }
                 Err(rej) => {
-                    // Rejections keep the record and say why.
+                    // One rejection that keeps the record and says why.
                     prop_assert!(!rej.reason.is_empty());
+                    prop_assert_eq!(rej.table_name.as_str(), "tickets");
                     prop_assert_eq!(serde_json::from_str::<Value>(&rej.record).unwrap(), value);
                 }
             }
+        }
+
+        /// Only the record's own fields can reject it: with plain top-level names, whatever is
+        /// nested (odd keys, long names, collisions, values no column type holds) loads.
+        #[test]
+        fn nested_values_never_reject_a_record(
+            fields in prop::collection::btree_map("[a-z]{1,8}", nested_value(), 0..6),
+            fold in any::<bool>(),
+        ) {
+            let rules = rules_for(fold);
+            let value = record_with_id(fields.into_iter().collect());
+            match flat_with(&rules, &value) {
+                Ok(f) => prop_assert_eq!(scalars_loaded(&f), scalars(&value) - 1),
+                Err(rej) => prop_assert!(false, "rejected {}: {}", rej.record, rej.reason),
+            }
+        }
+
+        /// The same records give the same rows, rejections, DDL and layout, every time.
+        #[test]
+        fn flattening_and_layout_are_deterministic(
+            records in prop::collection::vec(prop::collection::vec((odd_key(), json_value()), 0..5), 1..5),
+            fold in any::<bool>(),
+        ) {
+            let rules = rules_for(fold);
+            let run = || {
+                let mut layout = Layout::default();
+                let mut ddl = Vec::new();
+                let mut out = Vec::new();
+                for fields in &records {
+                    let r = flat_with(&rules, &record_with_id(fields.clone()));
+                    if let Ok(f) = &r {
+                        let planned = layout.plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl);
+                        out.push((r.clone(), planned));
+                    } else {
+                        out.push((r, Ok(())));
+                    }
+                }
+                (out, ddl, layout)
+            };
+            let first = run();
+            prop_assert_eq!(&first, &run());
         }
 
         #[test]

@@ -2,4 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod duckdb_shared;
 mod harness;
+mod postgres_tls;

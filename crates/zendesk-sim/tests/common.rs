@@ -3,6 +3,9 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use zendesk_sim::{SimConfig, SimHandle};
 
+/// Walks over paginated lists and exports end within this many pages, or the test fails.
+pub const MAX_PAGES: usize = 10_000;
+
 pub async fn start(config: SimConfig) -> SimHandle {
     zendesk_sim::start(config, "127.0.0.1:0".parse().unwrap())
         .await

@@ -5,10 +5,8 @@ use crate::common::*;
 async fn walk_cursor(sim: &zendesk_sim::SimHandle, first: &str, key: &str) -> (Vec<u64>, String, usize) {
     let mut url = first.to_owned();
     let mut all = Vec::new();
-    let mut pages = 0;
-    loop {
+    for pages in 1..=MAX_PAGES {
         let page = get_json(sim, &url).await;
-        pages += 1;
         all.extend(record_ids(&page, key));
         let after = page["after_url"].as_str().unwrap().to_owned();
         assert!(page["after_cursor"].is_string());
@@ -17,6 +15,7 @@ async fn walk_cursor(sim: &zendesk_sim::SimHandle, first: &str, key: &str) -> (V
         }
         url = after;
     }
+    panic!("{first} did not reach end_of_stream within {MAX_PAGES} pages");
 }
 
 #[tokio::test]

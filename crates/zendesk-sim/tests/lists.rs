@@ -6,7 +6,7 @@ use zendesk_sim::SimConfig;
 async fn walk_cursor_list(sim: &zendesk_sim::SimHandle, path: &str, key: &str) -> Vec<u64> {
     let mut url = format!("{path}?page[size]=7");
     let mut all = Vec::new();
-    loop {
+    for _ in 0..MAX_PAGES {
         let page = get_json(sim, &url).await;
         all.extend(record_ids(&page, key));
         if !page["meta"]["has_more"].as_bool().unwrap() {
@@ -14,6 +14,7 @@ async fn walk_cursor_list(sim: &zendesk_sim::SimHandle, path: &str, key: &str) -
         }
         url = page["links"]["next"].as_str().unwrap().to_owned();
     }
+    panic!("{path} still has_more after {MAX_PAGES} pages");
 }
 
 #[tokio::test]
@@ -104,14 +105,16 @@ async fn archived_and_deleted_tickets() {
     let listed: BTreeSet<u64> = {
         let mut url = "/api/v2/tickets.json?page[size]=100".to_owned();
         let mut all = BTreeSet::new();
-        loop {
+        for page_number in 1..=MAX_PAGES {
             let page = get_json(&sim, &url).await;
             all.extend(record_ids(&page, "tickets"));
             if !page["meta"]["has_more"].as_bool().unwrap() {
-                break all;
+                break;
             }
+            assert!(page_number < MAX_PAGES, "the ticket list never ends");
             url = page["links"]["next"].as_str().unwrap().to_owned();
         }
+        all
     };
     let export = get_json(&sim, "/api/v2/incremental/tickets/cursor.json?start_time=1").await;
     let tickets = export["tickets"].as_array().unwrap();
@@ -167,7 +170,7 @@ async fn archived_and_deleted_tickets() {
     // The account-wide audit list leaves archived tickets out.
     let mut url = "/api/v2/ticket_audits.json?limit=1000".to_owned();
     let mut seen_tickets = BTreeSet::new();
-    loop {
+    for page_number in 1..=MAX_PAGES {
         let page = get_json(&sim, &url).await;
         for a in page["audits"].as_array().unwrap() {
             seen_tickets.insert(a["ticket_id"].as_u64().unwrap());
@@ -176,6 +179,7 @@ async fn archived_and_deleted_tickets() {
             Some(u) => url = u.to_owned(),
             None => break,
         }
+        assert!(page_number < MAX_PAGES, "the audit list never ends");
     }
     assert!(archived.iter().all(|id| !seen_tickets.contains(id)));
     assert!(seen_tickets.iter().all(|id| listed.contains(id)));

@@ -6,14 +6,12 @@ use zendesk_sim::SimConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_walker_matches_truth() {
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("python3 not found: skipping");
+    let Some(python) = seam_test_support::require_program(
+        &["python3"],
+        "the walker is a Python script: apt-get install python3",
+    ) else {
         return;
-    }
+    };
     let sim = start(SimConfig {
         tickets: 400,
         ..config(400)
@@ -24,7 +22,7 @@ async fn python_walker_matches_truth() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/sim_walk.py");
     let base = sim.base_url();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
+        std::process::Command::new(python)
             .args([
                 script,
                 "--base-url",

@@ -3,9 +3,12 @@
 //! Rows are bulk-loaded through DuckDB's appender into staging tables, then merged with set-based SQL;
 //! a commit is one DuckDB transaction (DDL included), so rows, `_sdc_rejected` and `_sdc_state`
 //! become durable together. DuckDB allows one writing process per file: a second `seam` on the same
-//! file fails to open it with a clear error.
+//! file fails to open it with a clear error. Within a process, every destination on a file shares one
+//! database instance and has its own connection ([`shared`]): destinations on different schemas
+//! stage and commit side by side, and one waiting on its source blocks no other.
 
 mod load;
+mod shared;
 
 use crate::error::WarehouseError;
 use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
@@ -47,7 +50,9 @@ pub(crate) const DIALECT: Dialect = Dialect {
 
 /// A DuckDB database file as a [`Destination`].
 pub struct DuckDbDestination {
+    // Declared before `_lease`: the connection closes first, so the lease closes the instance.
     conn: duckdb::Connection,
+    _lease: shared::Lease,
     path: PathBuf,
     schema: String,
     /// `"catalog"."schema"`, for SQL.
@@ -71,7 +76,9 @@ pub const DUCKDB_MEMORY_LIMIT: &str = "128MB";
 
 impl DuckDbDestination {
     /// Opens (creating when missing) the database file and the integration's schema with its system
-    /// tables `_sdc_rejected` and `_sdc_state`, and reads the existing table layout.
+    /// tables `_sdc_rejected` and `_sdc_state`, and reads the existing table layout. The file's
+    /// database instance is shared with every other destination on it in this process; this
+    /// destination has a connection of its own.
     pub fn open(path: &Path, schema: &str) -> Result<Self, DestinationError> {
         Self::open_with(path, schema, HashSet::new())
     }
@@ -98,19 +105,22 @@ impl DuckDbDestination {
                     },
                 )
             })?;
-        let conn = duckdb::Connection::open_with_flags(path, config).map_err(|source| {
-            DestinationError::new(
-                ErrorKind::Config,
-                WarehouseError::DuckDb {
-                    path: path.display().to_string(),
-                    action: "cannot open the file (check the path, and that no other process has it open)"
-                        .into(),
-                    source,
-                },
-            )
-        })?;
+        let (conn, lease) = shared::connect(path, || duckdb::Connection::open_with_flags(path, config))
+            .map_err(|source| {
+                DestinationError::new(
+                    ErrorKind::Config,
+                    WarehouseError::DuckDb {
+                        path: path.display().to_string(),
+                        action:
+                            "cannot open the file (check the path, and that no other process has it open)"
+                                .into(),
+                        source,
+                    },
+                )
+            })?;
         let mut d = DuckDbDestination {
             conn,
+            _lease: lease,
             path: path.to_path_buf(),
             schema: schema.to_owned(),
             schema_sql: String::new(),

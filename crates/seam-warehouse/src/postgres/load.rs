@@ -77,7 +77,7 @@ pub(super) fn apply(
     state: Option<&State>,
 ) -> Result<(), DestinationError> {
     let schema = quote_ident(&d.schema);
-    let shown = d.shown_url.clone();
+    let shown = d.options.redacted().to_owned();
     let err = move |source: postgres::Error, action: &str| {
         DestinationError::new(
             super::classify(&source),

@@ -4,7 +4,9 @@
 //! commit), merges with `INSERT … ON CONFLICT` on the table's primary key (`<table>_pkey`, as Stitch
 //! creates it), `_sdc_rejected`, version activations and `_sdc_state`. The blocking `postgres` crate
 //! drives the connection (it runs its own private current-thread runtime); a closed connection is
-//! re-opened on the next commit, so a retried commit after a network failure works.
+//! re-opened on the next commit, so a retried commit after a network failure works. The URL's
+//! `sslmode` and `sslrootcert` are honoured (see [`seam_postgres`]); the password never shows in
+//! messages or `Debug`.
 
 mod load;
 
@@ -12,11 +14,12 @@ use crate::error::WarehouseError;
 use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
 use crate::sql::{self, Dialect};
 use crate::stage::Stager;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use seam_core::{
     CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord,
     State,
 };
+use seam_postgres::{ConnectError, ConnectOptions};
 use std::collections::{BTreeMap, HashSet};
 
 /// PostgreSQL's SQL types for seam's column types (timestamps without time zone hold UTC, as in
@@ -50,8 +53,7 @@ pub(crate) const DIALECT: Dialect = Dialect {
 /// A PostgreSQL schema as a [`Destination`].
 pub struct PostgresDestination {
     client: Client,
-    url: String,
-    shown_url: String,
+    options: ConnectOptions,
     schema: String,
     stager: Stager,
     layout: Layout,
@@ -60,27 +62,22 @@ pub struct PostgresDestination {
 impl std::fmt::Debug for PostgresDestination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresDestination")
-            .field("url", &self.shown_url)
+            .field("url", &self.options.redacted())
             .field("schema", &self.schema)
             .finish()
     }
 }
 
 /// The URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use seam_postgres::redact_url;
 
 /// The kind of a driver error: connection trouble and contention are transient; bad credentials
-/// are auth; a missing database is config; the rest internal.
+/// are auth; TLS refused or a certificate that does not verify, and a missing database, are config;
+/// the rest internal.
 pub fn classify(e: &postgres::Error) -> ErrorKind {
+    if seam_postgres::is_tls_failure(e) {
+        return ErrorKind::Config;
+    }
     if e.is_closed() {
         return ErrorKind::Transient;
     }
@@ -106,22 +103,22 @@ impl PostgresDestination {
         schema: &str,
         append_only: HashSet<String>,
     ) -> Result<Self, DestinationError> {
-        let shown_url = redact_url(url);
-        let client = Client::connect(url, NoTls).map_err(|source| {
-            DestinationError::new(
-                classify(&source),
-                WarehouseError::Postgres {
-                    url: shown_url.clone(),
-                    action: "cannot connect (check the URL, that the server is running, and the credentials)"
-                        .into(),
-                    source,
-                },
-            )
+        let options = ConnectOptions::parse(url).map_err(|e| {
+            DestinationError::new(ErrorKind::Config, WarehouseError::from(ConnectError::from(e)))
         })?;
+        Self::connect_options(&options, schema, append_only)
+    }
+
+    /// Like [`PostgresDestination::connect_with`], with settings already parsed.
+    pub fn connect_options(
+        options: &ConnectOptions,
+        schema: &str,
+        append_only: HashSet<String>,
+    ) -> Result<Self, DestinationError> {
+        let client = open(options)?;
         let mut d = PostgresDestination {
             client,
-            url: url.to_owned(),
-            shown_url,
+            options: options.clone(),
             schema: schema.to_owned(),
             stager: Stager::new(NameRules::POSTGRES, append_only),
             layout: Layout::default(),
@@ -157,7 +154,7 @@ impl PostgresDestination {
         DestinationError::new(
             classify(&source),
             WarehouseError::Postgres {
-                url: self.shown_url.clone(),
+                url: self.options.redacted().to_owned(),
                 action: action.to_owned(),
                 source,
             },
@@ -166,7 +163,7 @@ impl PostgresDestination {
 
     fn reconnect_if_closed(&mut self) -> Result<(), DestinationError> {
         if self.client.is_closed() {
-            self.client = Client::connect(&self.url, NoTls).map_err(|e| self.err(e, "reconnecting"))?;
+            self.client = open(&self.options)?;
         }
         Ok(())
     }
@@ -196,6 +193,14 @@ impl PostgresDestination {
                 .collect(),
         })
     }
+}
+
+/// Connects with the URL's TLS settings; errors say which sslmode was used and what to check.
+fn open(options: &ConnectOptions) -> Result<Client, DestinationError> {
+    options.connect_blocking().map_err(|e| {
+        let kind = e.driver_error().map_or(ErrorKind::Config, classify);
+        DestinationError::new(kind, WarehouseError::PostgresConnect(e))
+    })
 }
 
 impl Destination for PostgresDestination {

@@ -4,5 +4,6 @@ mod activate_version;
 mod atomicity;
 mod evolution;
 mod layout;
+mod nested_names;
 mod rejection;
 mod upsert;

@@ -4,9 +4,6 @@ use seam_core::{Destination, RecordMessage, SchemaMessage, SequencedRecord};
 use seam_warehouse::{DuckDbDestination, PostgresDestination};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 
 /// A destination under test, plus raw SQL access for assertions.
 pub trait TestDest: Destination {
@@ -109,14 +106,12 @@ pub struct Place {
     _dir: Option<tempfile::TempDir>,
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 impl Place {
-    /// A fresh DuckDB file, or a fresh PostgreSQL schema; `None` (with a SKIP line) when PostgreSQL
-    /// is unavailable.
+    /// A fresh DuckDB file, or a fresh PostgreSQL schema; `None` (with a SKIP line, a failure under
+    /// CI) when PostgreSQL is unavailable.
     pub fn new(kind: Kind) -> Option<Place> {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let schema = format!("conf_{}_{n}", std::process::id());
+        // Unique across processes and runs: the PostgreSQL server may be shared and long-lived.
+        let schema = seam_test_support::unique_name("conf");
         match kind {
             Kind::DuckDb => {
                 let dir = tempfile::tempdir().unwrap();
@@ -154,139 +149,9 @@ impl Place {
     }
 }
 
-/// `SEAM_TEST_POSTGRES_URL`, or a throwaway cluster started with initdb/pg_ctl in
-/// `$TMPDIR/seam-pg-conformance` (on a free loopback port, trust auth, reused by later runs), or
-/// `None` after printing SKIP.
-pub fn postgres_url() -> Option<String> {
-    static URL: OnceLock<Option<String>> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("SEAM_TEST_POSTGRES_URL") {
-            return Some(url);
-        }
-        let bin = [
-            "/usr/lib/postgresql/15/bin",
-            "/usr/lib/postgresql/16/bin",
-            "/usr/lib/postgresql/17/bin",
-        ]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("initdb").exists());
-        let Some(bin) = bin else {
-            eprintln!("SKIP postgres conformance: SEAM_TEST_POSTGRES_URL unset and no initdb found");
-            return None;
-        };
-        // One shared throwaway cluster, reused by later runs (so none is left behind per run).
-        let dir = std::env::temp_dir().join("seam-pg-conformance");
-        let data = dir.join("data");
-        let port_file = dir.join("port");
-        std::fs::create_dir_all(&dir).unwrap();
-        // initdb refuses to run as root; run as the `postgres` user when we are root.
-        let as_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout.starts_with(b"0"))
-            .unwrap_or(false);
-        let run = |args: &[&str]| -> bool {
-            let mut c = if as_root {
-                let mut c = Command::new("su");
-                let line = args
-                    .iter()
-                    .map(|a| format!("'{a}'"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
-                c
-            } else {
-                let mut c = Command::new(args[0]);
-                c.args(&args[1..]);
-                c
-            };
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        let pg_ctl = bin.join("pg_ctl");
-        // Test processes (nextest runs one per test) start the cluster one at a time.
-        let lock = dir.join("lock");
-        for _ in 0..300 {
-            if std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-                .is_ok()
-            {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        let url = start_or_reuse(&run, &pg_ctl, &bin, &dir, &data, &port_file, as_root);
-        let _ = std::fs::remove_file(&lock);
-        url
-    })
-    .clone()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn start_or_reuse(
-    run: &dyn Fn(&[&str]) -> bool,
-    pg_ctl: &std::path::Path,
-    bin: &std::path::Path,
-    dir: &std::path::Path,
-    data: &std::path::Path,
-    port_file: &std::path::Path,
-    as_root: bool,
-) -> Option<String> {
-    {
-        let running = run(&[pg_ctl.to_str().unwrap(), "-D", data.to_str().unwrap(), "status"]);
-        if let (true, Ok(port)) = (running, std::fs::read_to_string(port_file)) {
-            return Some(format!("postgres://seam@127.0.0.1:{}/postgres", port.trim()));
-        }
-        let _ = std::fs::remove_dir_all(data);
-        if as_root {
-            let _ = Command::new("chown")
-                .args(["-R", "postgres", dir.to_str().unwrap()])
-                .status();
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let initdb = bin.join("initdb");
-        if !run(&[
-            initdb.to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-U",
-            "seam",
-            "--auth=trust",
-        ]) {
-            eprintln!("SKIP postgres conformance: initdb failed");
-            return None;
-        }
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            dir.display()
-        );
-        if !run(&[
-            pg_ctl.to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-o",
-            &opts,
-            "-w",
-            "-l",
-            dir.join("log").to_str().unwrap(),
-            "start",
-        ]) {
-            eprintln!("SKIP postgres conformance: pg_ctl start failed");
-            return None;
-        }
-        std::fs::write(port_file, port.to_string()).unwrap();
-        Some(format!("postgres://seam@127.0.0.1:{port}/postgres"))
-    }
-}
+/// The PostgreSQL server of the test run: `SEAM_TEST_POSTGRES_URL`, or the throwaway cluster
+/// seam-test-support starts; `None` after a SKIP line (a failure under CI and `scripts/test`).
+pub use seam_test_support::postgres_url;
 
 pub fn schema(stream: &str, keys: &[&str], schema: Value) -> SchemaMessage {
     SchemaMessage {

@@ -1,0 +1,507 @@
+//! PostgreSQL connection settings, in one place for seam's warehouse and metastore.
+//!
+//! A [`ConnectOptions`] is parsed from a `postgres://` (or `postgresql://`) URL without IO; its
+//! `Debug` and `Display` show the URL with the password replaced by `***`. Connecting honours
+//! libpq's `sslmode` with rustls:
+//!
+//! | `sslmode` | TLS | server certificate |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` (the default) | when the server offers it, else plain; plain again if the TLS handshake fails | not checked |
+//! | `require` | always: a server without TLS is an error | not checked; the chain is checked when `sslrootcert` is given (libpq's rule) |
+//! | `verify-ca` | always | chain up to a CA in `sslrootcert` |
+//! | `verify-full` | always | chain up to a CA in `sslrootcert`, and the host name |
+//!
+//! `sslrootcert=PATH` names a PEM file with one or more CA certificates; `sslrootcert=system` trusts
+//! the public web CAs (Mozilla's list, built in). Without `sslrootcert`, `verify-ca` and
+//! `verify-full` read `~/.postgresql/root.crt`, as libpq does. Client certificates (`sslcert`,
+//! `sslkey`) are not supported and refused by name.
+
+mod tls;
+mod url;
+
+pub mod testing;
+
+pub use crate::url::redact as redact_url;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use thiserror::Error;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// libpq's `sslmode`, as seam implements it (see the crate documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, unauthenticated; plain otherwise. The default.
+    Prefer,
+    /// TLS or fail; the certificate is checked only when `sslrootcert` is given.
+    Require,
+    /// TLS, with the certificate chain checked against the CA.
+    VerifyCa,
+    /// TLS, with the chain and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The URL spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn parse(value: &str) -> Option<SslMode> {
+        Some(match value {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    /// What the driver is told: it only knows whether TLS is off, optional or required.
+    fn driver(self) -> tokio_postgres::config::SslMode {
+        match self {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The CA certificates `sslrootcert` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCert {
+    /// A PEM file.
+    File(PathBuf),
+    /// `sslrootcert=system`: the public web CAs.
+    System,
+}
+
+/// A URL that cannot be used, or TLS material that cannot be read. Messages never hold a password.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// Not a `postgres://` URL.
+    #[error("{url} is not a PostgreSQL URL: use postgres://user:password@host:port/database")]
+    NotAUrl {
+        /// The text, redacted.
+        url: String,
+    },
+    /// The driver refused the URL.
+    #[error("PostgreSQL URL {url} is not valid: {source}")]
+    Invalid {
+        /// The URL, redacted.
+        url: String,
+        /// The driver's reason.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// An `sslmode` seam does not know.
+    #[error(
+        "sslmode={value} in {url} is not supported: use disable, prefer, require, verify-ca or verify-full"
+    )]
+    BadSslMode {
+        /// The value given.
+        value: String,
+        /// The URL, redacted.
+        url: String,
+    },
+    /// A libpq parameter seam does not implement.
+    #[error("{parameter} in {url} is not supported by seam (no client certificates yet): remove it")]
+    Unsupported {
+        /// The parameter.
+        parameter: String,
+        /// The URL, redacted.
+        url: String,
+    },
+    /// `verify-ca`/`verify-full` without a CA to verify against.
+    #[error(
+        "sslmode={ssl_mode} needs the CA certificate that signed the server's: add sslrootcert=/path/to/ca.pem \
+         (or sslrootcert=system for a server with a public certificate) to the URL, or put it in ~/.postgresql/root.crt"
+    )]
+    RootCertNeeded {
+        /// The mode.
+        ssl_mode: SslMode,
+    },
+    /// The `sslrootcert` file cannot be read.
+    #[error("cannot read sslrootcert {path}: {source}: check the path and that seam may read it")]
+    RootCertRead {
+        /// The file.
+        path: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `sslrootcert` file holds no usable certificate.
+    #[error("sslrootcert {path} is not a PEM file of CA certificates: {detail}")]
+    RootCertInvalid {
+        /// The file.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// rustls refused the protocol settings (not expected with its defaults).
+    #[error("cannot set up TLS: {source}")]
+    Tls {
+        /// rustls' error.
+        #[source]
+        source: rustls::Error,
+    },
+    /// rustls refused the CA certificates.
+    #[error("cannot verify servers with the CA certificates given: {detail}")]
+    Verifier {
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Connecting failed: the settings, or the server.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// The settings or TLS material.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server could not be reached, refused TLS or the credentials, or its certificate did not
+    /// verify.
+    #[error("cannot connect to PostgreSQL at {url} with sslmode={ssl_mode}: {detail}: {hint}")]
+    Connect {
+        /// The URL, redacted.
+        url: String,
+        /// The mode used.
+        ssl_mode: SslMode,
+        /// The driver's error with its causes.
+        detail: String,
+        /// What to check.
+        hint: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl ConnectError {
+    /// The driver's error, when the server was involved.
+    pub fn driver_error(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            ConnectError::Connect { source, .. } => Some(source),
+            ConnectError::Config(_) => None,
+        }
+    }
+}
+
+/// How to reach a PostgreSQL server: the driver's settings plus seam's TLS settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    config: tokio_postgres::Config,
+    ssl_mode: SslMode,
+    root_cert: Option<RootCert>,
+    shown: String,
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &self.shown)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("root_cert", &self.root_cert)
+            .finish()
+    }
+}
+
+/// The URL with the password hidden.
+impl fmt::Display for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl FromStr for ConnectOptions {
+    type Err = ConfigError;
+
+    fn from_str(url: &str) -> Result<Self, ConfigError> {
+        ConnectOptions::parse(url)
+    }
+}
+
+impl ConnectOptions {
+    /// Parses a `postgres://` URL (no IO): the driver's parameters plus `sslmode` (default
+    /// `prefer`) and `sslrootcert`.
+    pub fn parse(url: &str) -> Result<ConnectOptions, ConfigError> {
+        let shown = redact_url(url);
+        if !url::SCHEMES.iter().any(|s| url.starts_with(s)) {
+            return Err(ConfigError::NotAUrl { url: shown });
+        }
+        let split = url::split(url);
+        if let Some(parameter) = split.unsupported.first() {
+            return Err(ConfigError::Unsupported {
+                parameter: parameter.clone(),
+                url: shown,
+            });
+        }
+        let ssl_mode = match split.ssl_mode.as_deref() {
+            None => SslMode::Prefer,
+            Some(v) => SslMode::parse(v).ok_or_else(|| ConfigError::BadSslMode {
+                value: v.to_owned(),
+                url: shown.clone(),
+            })?,
+        };
+        let root_cert = split.ssl_root_cert.map(|v| match v.as_str() {
+            "system" => RootCert::System,
+            path => RootCert::File(PathBuf::from(path)),
+        });
+        let mut config =
+            tokio_postgres::Config::from_str(&split.driver_url).map_err(|source| ConfigError::Invalid {
+                url: shown.clone(),
+                source,
+            })?;
+        config.ssl_mode(ssl_mode.driver());
+        Ok(ConnectOptions {
+            config,
+            ssl_mode,
+            root_cert,
+            shown,
+        })
+    }
+
+    /// The sslmode.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// The CA certificates named by `sslrootcert`.
+    pub fn root_cert(&self) -> Option<&RootCert> {
+        self.root_cert.as_ref()
+    }
+
+    /// The URL with the password hidden, for messages and logs.
+    pub fn redacted(&self) -> &str {
+        &self.shown
+    }
+
+    /// The driver's settings (with its own sslmode set to match).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// The TLS connector for this sslmode; reads `sslrootcert` when the mode verifies (IO).
+    pub fn tls(&self) -> Result<MakeRustlsConnect, ConfigError> {
+        let config = tls::client_config(self.ssl_mode, self.root_cert.as_ref())?;
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// The driver settings to retry with in plain TCP: only for `prefer`, after a failed TLS
+    /// handshake (libpq does the same).
+    fn plain_retry(&self, error: &tokio_postgres::Error) -> Option<tokio_postgres::Config> {
+        if self.ssl_mode != SslMode::Prefer || !is_tls_failure(error) {
+            return None;
+        }
+        tracing::warn!(url = %self.shown, error = %error, "TLS handshake failed with sslmode=prefer; connecting without TLS");
+        let mut plain = self.config.clone();
+        plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        Some(plain)
+    }
+
+    fn connect_error(&self, source: tokio_postgres::Error) -> ConnectError {
+        let detail = error_chain(&source);
+        let hint = if detail.contains(NO_TLS) {
+            "the server does not offer TLS: turn ssl on in its postgresql.conf, or lower sslmode (prefer, disable)"
+        } else if is_tls_failure(&source) {
+            "check sslrootcert (the CA that signed the server's certificate) and, for verify-full, that the \
+             certificate names the host in the URL"
+        } else {
+            "check the URL, that the server is running and reachable, and the credentials"
+        };
+        ConnectError::Connect {
+            url: self.shown.clone(),
+            ssl_mode: self.ssl_mode,
+            detail,
+            hint,
+            source,
+        }
+    }
+
+    /// Connects (async) and spawns the connection's task on the current tokio runtime; the task
+    /// ends when the client is dropped or the connection fails (logged).
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, ConnectError> {
+        let tls = self.tls()?;
+        let attempt = self.config.connect(tls.clone()).await;
+        let (client, connection) = match attempt {
+            Ok(pair) => pair,
+            Err(e) => match self.plain_retry(&e) {
+                Some(plain) => plain.connect(tls).await.map_err(|e| self.connect_error(e))?,
+                None => return Err(self.connect_error(e)),
+            },
+        };
+        let shown = self.shown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(url = %shown, error = %e, "postgresql connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Connects with the blocking driver (which runs its own runtime: call it off async tasks).
+    pub fn connect_blocking(&self) -> Result<postgres::Client, ConnectError> {
+        let tls = self.tls()?;
+        let attempt = postgres::Config::from(self.config.clone()).connect(tls.clone());
+        match attempt {
+            Ok(client) => Ok(client),
+            Err(e) => match self.plain_retry(&e) {
+                Some(plain) => postgres::Config::from(plain)
+                    .connect(tls)
+                    .map_err(|e| self.connect_error(e)),
+                None => Err(self.connect_error(e)),
+            },
+        }
+    }
+}
+
+/// What the driver says when the server answers "no TLS" to a connection that requires it (its
+/// only trace: the cause is a plain string).
+const NO_TLS: &str = "server does not support TLS";
+
+/// A driver error with its causes, `outer: inner: …` (the driver's own `Display` shows only the
+/// outermost, e.g. "error performing TLS handshake").
+pub fn error_chain(error: &tokio_postgres::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = e.source();
+    }
+    out
+}
+
+/// Whether a driver error is about TLS: the server refused it (`sslmode` requires it), or the
+/// handshake or the certificate check failed. Such errors need a settings change, not a retry.
+pub fn is_tls_failure(error: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                return true;
+            }
+        }
+        if e.to_string() == NO_TLS {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmodes_parse_and_default_to_prefer() {
+        let o = ConnectOptions::parse("postgres://seam@h/db").unwrap();
+        assert_eq!(o.ssl_mode(), SslMode::Prefer);
+        assert_eq!(o.config().get_ssl_mode(), tokio_postgres::config::SslMode::Prefer);
+        for (text, mode) in [
+            ("disable", SslMode::Disable),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("verify-full", SslMode::VerifyFull),
+        ] {
+            let o = ConnectOptions::parse(&format!("postgres://seam@h/db?sslmode={text}")).unwrap();
+            assert_eq!(o.ssl_mode(), mode);
+            assert_eq!(o.ssl_mode().as_str(), text);
+        }
+        let o =
+            ConnectOptions::parse("postgresql://h/db?sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem").unwrap();
+        assert_eq!(o.root_cert(), Some(&RootCert::File("/etc/ca.pem".into())));
+        assert_eq!(
+            o.config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let o = ConnectOptions::parse("postgres://h/db?sslrootcert=system&sslmode=verify-full").unwrap();
+        assert_eq!(o.root_cert(), Some(&RootCert::System));
+    }
+
+    #[test]
+    fn bad_settings_say_what_to_fix_without_the_password() {
+        let e = ConnectOptions::parse("postgres://u:hunter2@h/db?sslmode=verify").unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("sslmode=verify in") && m.contains("verify-full"),
+            "{m}"
+        );
+        assert!(!m.contains("hunter2"), "{m}");
+        let e = ConnectOptions::parse("postgres://u:hunter2@h/db?sslcert=/c.pem").unwrap_err();
+        assert!(e.to_string().contains("sslcert"), "{e}");
+        let e = ConnectOptions::parse("mysql://u:hunter2@h/db").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = ConnectOptions::parse("postgres://u:hunter2@h:notaport/db").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        // verify modes need a CA: a missing file is named when connecting.
+        let o = ConnectOptions::parse("postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .unwrap();
+        let Err(e) = o.tls() else {
+            panic!("a missing sslrootcert file was accepted")
+        };
+        assert!(
+            e.to_string()
+                .contains("cannot read sslrootcert /nonexistent/ca.pem"),
+            "{e}"
+        );
+        // Unverified modes read nothing.
+        assert!(ConnectOptions::parse("postgres://h/db?sslmode=require")
+            .unwrap()
+            .tls()
+            .is_ok());
+        assert!(
+            ConnectOptions::parse("postgres://h/db?sslmode=verify-full&sslrootcert=system")
+                .unwrap()
+                .tls()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn debug_and_display_never_show_the_password() {
+        for url in [
+            "postgres://seam:hunter2@db.internal:5432/warehouse?sslmode=require",
+            "postgresql://seam@db.internal/warehouse?password=hunter2",
+        ] {
+            let o = ConnectOptions::parse(url).unwrap();
+            let debug = format!("{o:?}");
+            let display = o.to_string();
+            assert!(
+                !debug.contains("hunter2") && !display.contains("hunter2"),
+                "{debug} / {display}"
+            );
+            assert!(
+                display.contains("***") && display.contains("db.internal"),
+                "{display}"
+            );
+        }
+    }
+}

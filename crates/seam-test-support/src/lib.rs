@@ -1,0 +1,21 @@
+//! What every seam test suite shares, in one place (dev-dependency only; nothing ships it).
+//!
+//! - [`skip`]: the one way a test gives up on a missing tool. It prints `SKIP …` on a developer's
+//!   machine, and fails the test when `CI` (or `SEAM_TEST_NO_SKIP`, which `scripts/test` sets) is set:
+//!   a suite never passes by skipping where the full test command runs.
+//! - [`wait_until`], [`wait_for`] and their async forms: every polling loop in a test has a deadline
+//!   and panics naming what it waited for.
+//! - [`postgres_url`]: the PostgreSQL server tests use — `SEAM_TEST_POSTGRES_URL`, else a throwaway
+//!   cluster started with the server binaries on a free loopback port.
+
+mod postgres;
+mod programs;
+mod skip;
+mod wait;
+
+pub use postgres::{postgres_url, unique_name, PostgresUnavailable, POSTGRES_URL_ENV};
+pub use programs::{find_program, require_program};
+pub use skip::{must_not_skip, skip, NO_SKIP_ENV};
+pub use wait::{
+    try_wait_for, try_wait_for_async, wait_for, wait_for_async, wait_until, wait_until_async, TimedOut,
+};
