@@ -4,7 +4,7 @@
 //! # Routes (the API owns `/v4`, `/health`, `/openapi.json`, `/metrics`; everything here is the UI's)
 //! | route | what |
 //! |---|---|
-//! | `GET /signin`, `POST /signin` | the sign-in form (user `admin`); a double-submit cookie guards the form |
+//! | `GET /signin`, `POST /signin` | the sign-in form (user `admin`); a double-submit cookie guards the form; wrong passwords are throttled per client and overall (429 with `Retry-After`, see [`throttle`]); `next` must be a path on this site |
 //! | `POST /signout` | ends the session (CSRF token in the form) |
 //! | `GET /`, `/integrations/…`, `/usage`, `/notifications` | the app shell; the page is drawn by `assets/js/app.js` |
 //! | `GET /assets/{file}` | embedded CSS, JavaScript, images |
