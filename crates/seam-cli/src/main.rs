@@ -28,10 +28,16 @@ enum Command {
     Serve(cmd::serve::Args),
     /// A first look without a Zendesk account: a simulated Zendesk plus the service and dashboard, with the sign-in printed.
     Demo(cmd::demo::Args),
+    /// API tokens of `seam serve`: `seam token create [--name NAME]`, `seam token list`, `seam token revoke ID|NAME`.
+    Token(cmd::token::Args),
+    /// The dashboard's admin account: `seam admin reset-password` prints a new password once.
+    Admin(cmd::admin::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything is created: the files seam writes hold credentials and Zendesk data.
+    cmd::restrict_umask();
     let result = match cli.command {
         Command::SchemaName(args) => cmd::schema_name::run(args),
         Command::Tap(args) => cmd::tap::run(args),
@@ -39,6 +45,8 @@ fn main() -> ExitCode {
         Command::Target(args) => cmd::target::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Admin(args) => cmd::admin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod full_table;
+mod serve;
 mod sync;
 mod target;

@@ -15,7 +15,7 @@ pub mod model;
 pub mod postgres;
 pub mod sqlite;
 
-pub use crypto::{Credentials, SecretCipher};
+pub use crypto::{reseal_legacy_credentials, Credentials, SecretCipher};
 pub use error::MetastoreError;
 pub use model::*;
 pub use postgres::PostgresMetastore;
@@ -43,6 +43,18 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
 
     /// Creates an integration.
     async fn create_integration(&self, new: NewIntegration) -> Result<Integration>;
+    /// Creates an integration whose credentials are sealed for its new id (see [`crypto`]): the row
+    /// is inserted, `credentials` are sealed with `cipher` bound to the id it got, and stored, in one
+    /// transaction. `new.sealed_credentials` is ignored.
+    async fn create_integration_sealed(
+        &self,
+        new: NewIntegration,
+        cipher: &SecretCipher,
+        credentials: &Credentials,
+    ) -> Result<Integration>;
+    /// Replaces only the sealed credentials of an integration, deleted or not (re-sealing in a new
+    /// format; `updated_at` is kept). [`MetastoreError::NotFound`] for an unknown id.
+    async fn set_sealed_credentials(&self, id: IntegrationId, sealed: &[u8]) -> Result<()>;
     /// An integration, deleted or not.
     async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>>;
     /// Integrations in id order; deleted ones only when asked.
@@ -122,10 +134,16 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
 
     /// Stores a token hash.
     async fn add_token(&self, name: &str, token_hash: &str, at: DateTime<Utc>) -> Result<ApiToken>;
-    /// The token with this hash.
+    /// The token with this hash, unless it is revoked.
     async fn find_token(&self, token_hash: &str) -> Result<Option<ApiToken>>;
-    /// How many tokens exist.
+    /// How many tokens were ever created, revoked ones included (the service creates one only when
+    /// none ever existed).
     async fn count_tokens(&self) -> Result<u64>;
+    /// Every token, revoked ones too, in id order.
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
+    /// Revokes a token: [`Metastore::find_token`] no longer returns it. Revoking a revoked token keeps
+    /// its first revocation time. [`MetastoreError::NotFound`] for an unknown id.
+    async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<ApiToken>;
 
     // -- settings ----------------------------------------------------------------------------------
 

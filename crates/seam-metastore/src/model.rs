@@ -502,6 +502,8 @@ pub struct ApiToken {
     pub token_hash: String,
     /// Created at.
     pub created_at: DateTime<Utc>,
+    /// Revoked at: the API refuses the token from then on.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

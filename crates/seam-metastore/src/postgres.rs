@@ -1,6 +1,7 @@
 //! The PostgreSQL backend (a metastore several seam workers could share). Same layout and value
 //! representation as the SQLite backend; one connection, each call one transaction or statement.
 
+use crate::crypto::{Credentials, SecretCipher};
 use crate::error::MetastoreError;
 use crate::model::*;
 use crate::{Metastore, Result};
@@ -13,7 +14,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
 /// Migrations in order; `seam_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_token_revocation.sql"),
+];
 
 /// The PostgreSQL metastore.
 #[derive(Debug)]
@@ -134,12 +138,15 @@ fn notification_row(r: &Row) -> Result<Notification> {
     })
 }
 
+const TOKEN_COLS: &str = "id, name, token_hash, created_at, revoked_at";
+
 fn token_row(r: &Row) -> Result<ApiToken> {
     Ok(ApiToken {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
         token_hash: r.try_get(2)?,
         created_at: parse_ts(&r.try_get::<_, String>(3)?)?,
+        revoked_at: opt_ts(r.try_get(4)?)?,
     })
 }
 
@@ -243,6 +250,60 @@ impl Metastore for PostgresMetastore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn create_integration_sealed(
+        &self,
+        new: NewIntegration,
+        cipher: &SecretCipher,
+        credentials: &Credentials,
+    ) -> Result<Integration> {
+        let properties = to_json("properties", &new.properties)?;
+        let mut c = self.client.lock().await;
+        let tx = c.transaction().await?;
+        let res = tx
+            .query_one(
+                "INSERT INTO integrations (display_name, name, kind, properties, sealed_credentials, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                &[&new.display_name, &new.name, &new.kind, &properties, &Vec::<u8>::new(), &ts(new.created_at)],
+            )
+            .await;
+        let id: IntegrationId = match res {
+            Ok(row) => row.try_get(0)?,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(MetastoreError::NameTaken { name: new.name })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let sealed = cipher.seal(id, credentials)?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE integrations SET sealed_credentials = $2 WHERE id = $1 RETURNING {INTEGRATION_COLS}"
+                ),
+                &[&id, &sealed],
+            )
+            .await?;
+        let created = integration_row(&row)?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn set_sealed_credentials(&self, id: IntegrationId, sealed: &[u8]) -> Result<()> {
+        let c = self.client.lock().await;
+        if c.execute(
+            "UPDATE integrations SET sealed_credentials = $2 WHERE id = $1",
+            &[&id, &sealed],
+        )
+        .await?
+            == 0
+        {
+            return Err(MetastoreError::NotFound {
+                what: "integration",
+                id,
+            });
+        }
+        Ok(())
     }
 
     async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>> {
@@ -667,8 +728,9 @@ impl Metastore for PostgresMetastore {
         let c = self.client.lock().await;
         let row = c
             .query_one(
-                "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3) \
-                 RETURNING id, name, token_hash, created_at",
+                &format!(
+                    "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3) RETURNING {TOKEN_COLS}"
+                ),
                 &[&name, &token_hash, &ts(at)],
             )
             .await?;
@@ -679,7 +741,7 @@ impl Metastore for PostgresMetastore {
         let c = self.client.lock().await;
         let row = c
             .query_opt(
-                "SELECT id, name, token_hash, created_at FROM api_tokens WHERE token_hash = $1",
+                &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"),
                 &[&token_hash],
             )
             .await?;
@@ -693,6 +755,28 @@ impl Metastore for PostgresMetastore {
             .await?
             .try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        let c = self.client.lock().await;
+        let r = c
+            .query(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id"), &[])
+            .await?;
+        rows(&r, token_row)
+    }
+
+    async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<ApiToken> {
+        let c = self.client.lock().await;
+        let row = c
+            .query_opt(
+                &format!(
+                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {TOKEN_COLS}"
+                ),
+                &[&id, &ts(at)],
+            )
+            .await?
+            .ok_or(MetastoreError::NotFound { what: "API token", id })?;
+        token_row(&row)
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {

@@ -1,6 +1,7 @@
 //! The SQLite backend: one connection behind a mutex, every call on tokio's blocking pool so the async
 //! runtime never waits on disk.
 
+use crate::crypto::{Credentials, SecretCipher};
 use crate::error::MetastoreError;
 use crate::model::*;
 use crate::{Metastore, Result};
@@ -12,7 +13,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Migrations in order; `user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_token_revocation.sql"),
+];
 
 /// The SQLite metastore (embedded default: `<data-dir>/metastore.sqlite`).
 #[derive(Debug, Clone)]
@@ -136,12 +140,15 @@ fn notification_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
     })
 }
 
+const TOKEN_COLS: &str = "id, name, token_hash, created_at, revoked_at";
+
 fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
     Ok(ApiToken {
         id: r.get(0)?,
         name: r.get(1)?,
         token_hash: r.get(2)?,
         created_at: parse_ts(&r.get::<_, String>(3)?)?,
+        revoked_at: opt_ts(r.get(4)?)?,
     })
 }
 
@@ -236,6 +243,57 @@ impl Metastore for SqliteMetastore {
             }
             let id = conn.last_insert_rowid();
             load_integration(conn, id)?.ok_or(MetastoreError::NotFound { what: "integration", id })
+        })
+        .await
+    }
+
+    async fn create_integration_sealed(
+        &self,
+        new: NewIntegration,
+        cipher: &SecretCipher,
+        credentials: &Credentials,
+    ) -> Result<Integration> {
+        let properties = to_json("properties", &new.properties)?;
+        let (cipher, credentials) = (cipher.clone(), credentials.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let res = tx.execute(
+                "INSERT INTO integrations (display_name, name, kind, properties, sealed_credentials, created_at, \
+                 updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![new.display_name, new.name, new.kind, properties, Vec::<u8>::new(), ts(new.created_at)],
+            );
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Err(MetastoreError::NameTaken { name: new.name }),
+                Err(e) => return Err(e.into()),
+            }
+            let id = tx.last_insert_rowid();
+            let sealed = cipher.seal(id, &credentials)?;
+            tx.execute(
+                "UPDATE integrations SET sealed_credentials = ?2 WHERE id = ?1",
+                params![id, sealed],
+            )?;
+            let created = load_integration(&tx, id)?.ok_or(MetastoreError::NotFound { what: "integration", id })?;
+            tx.commit()?;
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn set_sealed_credentials(&self, id: IntegrationId, sealed: &[u8]) -> Result<()> {
+        let sealed = sealed.to_vec();
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE integrations SET sealed_credentials = ?2 WHERE id = ?1",
+                params![id, sealed],
+            )?;
+            if n == 0 {
+                return Err(MetastoreError::NotFound {
+                    what: "integration",
+                    id,
+                });
+            }
+            Ok(())
         })
         .await
     }
@@ -679,7 +737,7 @@ impl Metastore for SqliteMetastore {
             )?;
             let id = conn.last_insert_rowid();
             Ok(conn.query_row(
-                "SELECT id, name, token_hash, created_at FROM api_tokens WHERE id = ?1",
+                &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"),
                 [id],
                 token_row,
             )?)
@@ -692,7 +750,9 @@ impl Metastore for SqliteMetastore {
         self.call(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, name, token_hash, created_at FROM api_tokens WHERE token_hash = ?1",
+                    &format!(
+                        "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL"
+                    ),
                     [token_hash],
                     token_row,
                 )
@@ -704,6 +764,37 @@ impl Metastore for SqliteMetastore {
     async fn count_tokens(&self) -> Result<u64> {
         self.call(|conn| {
             Ok(conn.query_row("SELECT COUNT(*) FROM api_tokens", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id"))?;
+            let rows = stmt
+                .query_map([], token_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<ApiToken> {
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                params![id, ts(at)],
+            )?;
+            conn.query_row(
+                &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"),
+                [id],
+                token_row,
+            )
+            .optional()?
+            .ok_or(MetastoreError::NotFound {
+                what: "API token",
+                id,
+            })
         })
         .await
     }

@@ -83,6 +83,9 @@ mod conformance {
         jobs_and_logs,
         loads_and_usage,
         notifications_tokens_settings,
+        tokens_list_and_revoke,
+        credentials_are_sealed_for_the_new_id,
+        legacy_credentials_are_resealed_bound_to_their_integration,
     );
 }
 
@@ -388,14 +391,170 @@ mod cases {
 
         assert_eq!(m.count_tokens().await.unwrap(), 0);
         let t = m.add_token("first", "abc123", t0()).await.unwrap();
-        assert_eq!(m.find_token("abc123").await.unwrap(), Some(t));
+        assert_eq!(m.find_token("abc123").await.unwrap(), Some(t.clone()));
         assert!(m.find_token("nope").await.unwrap().is_none());
         assert_eq!(m.count_tokens().await.unwrap(), 1);
+
+        assert_eq!(t.revoked_at, None);
 
         assert_eq!(m.get_setting("row_limit").await.unwrap(), None);
         m.set_setting("row_limit", "1000").await.unwrap();
         m.set_setting("row_limit", "2000").await.unwrap();
         assert_eq!(m.get_setting("row_limit").await.unwrap().as_deref(), Some("2000"));
+    }
+
+    pub async fn tokens_list_and_revoke(m: &dyn Metastore) {
+        assert_eq!(m.list_tokens().await.unwrap(), vec![]);
+        let a = m.add_token("initial", "hash-a", t0()).await.unwrap();
+        let b = m
+            .add_token("ci", "hash-b", t0() + Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            m.list_tokens().await.unwrap(),
+            vec![a.clone(), b.clone()],
+            "id order"
+        );
+
+        let at = t0() + Duration::minutes(5);
+        let revoked = m.revoke_token(a.id, at).await.unwrap();
+        assert_eq!(revoked.revoked_at, Some(at));
+        assert_eq!((revoked.id, revoked.name.as_str()), (a.id, "initial"));
+        assert_eq!(
+            m.find_token("hash-a").await.unwrap(),
+            None,
+            "a revoked token is refused"
+        );
+        assert_eq!(m.find_token("hash-b").await.unwrap(), Some(b.clone()));
+        let again = m.revoke_token(a.id, at + Duration::minutes(1)).await.unwrap();
+        assert_eq!(again.revoked_at, Some(at), "the first revocation time stays");
+        let listed = m.list_tokens().await.unwrap();
+        assert_eq!(listed.len(), 2, "revoked tokens stay listed");
+        assert_eq!(listed[0].revoked_at, Some(at));
+        assert_eq!(listed[1].revoked_at, None);
+        assert_eq!(
+            m.count_tokens().await.unwrap(),
+            2,
+            "revoked tokens still count as created"
+        );
+        assert!(matches!(
+            m.revoke_token(9999, at).await,
+            Err(MetastoreError::NotFound { .. })
+        ));
+    }
+
+    fn zendesk_credentials(token: &str) -> Credentials {
+        Credentials {
+            api_token: Some(token.into()),
+            access_token: None,
+        }
+    }
+
+    pub async fn credentials_are_sealed_for_the_new_id(m: &dyn Metastore) {
+        let cipher = SecretCipher::from_key([4; 32]);
+        let first = m.create_integration(new_integration("first")).await.unwrap();
+        let creds = zendesk_credentials("zd-secret");
+        let mut new = new_integration("sealed");
+        new.sealed_credentials = vec![];
+        let i = m.create_integration_sealed(new, &cipher, &creds).await.unwrap();
+        assert!(i.id > first.id);
+        assert_eq!(cipher.open(i.id, &i.sealed_credentials).unwrap(), creds);
+        let stored = m.get_integration(i.id).await.unwrap().unwrap();
+        assert_eq!(stored, i);
+        assert!(
+            cipher.open(first.id, &stored.sealed_credentials).is_err(),
+            "bound to its own id"
+        );
+        // A blob copied onto another integration's row does not open there.
+        m.set_sealed_credentials(first.id, &stored.sealed_credentials)
+            .await
+            .unwrap();
+        let copied = m.get_integration(first.id).await.unwrap().unwrap();
+        assert_eq!(copied.updated_at, first.updated_at, "only the blob changes");
+        assert!(cipher.open(first.id, &copied.sealed_credentials).is_err());
+        assert!(matches!(
+            m.set_sealed_credentials(9999, &[1]).await,
+            Err(MetastoreError::NotFound { .. })
+        ));
+        // A name clash rolls the whole creation back.
+        let err = m
+            .create_integration_sealed(new_integration("sealed"), &cipher, &creds)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MetastoreError::NameTaken { .. }), "{err}");
+        assert_eq!(m.list_integrations(true).await.unwrap().len(), 2);
+    }
+
+    /// A blob exactly as seam sealed credentials before they were bound to their integration:
+    /// `1 || nonce || ChaCha20-Poly1305(key, nonce, json)` with no associated data.
+    fn seal_the_old_way(key: [u8; 32], credentials: &Credentials) -> Vec<u8> {
+        use chacha20poly1305::aead::{Aead, KeyInit};
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key));
+        let nonce = [9u8; 12];
+        let plain = serde_json::to_vec(credentials).unwrap();
+        let sealed = cipher
+            .encrypt(chacha20poly1305::Nonce::from_slice(&nonce), plain.as_slice())
+            .unwrap();
+        let mut blob = vec![1u8];
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&sealed);
+        blob
+    }
+
+    pub async fn legacy_credentials_are_resealed_bound_to_their_integration(m: &dyn Metastore) {
+        let key = [5u8; 32];
+        let cipher = SecretCipher::from_key(key);
+        let mut ids = Vec::new();
+        for (name, token) in [("old_a", "token-a"), ("old_b", "token-b")] {
+            let mut new = new_integration(name);
+            new.sealed_credentials = seal_the_old_way(key, &zendesk_credentials(token));
+            ids.push(m.create_integration(new).await.unwrap().id);
+        }
+        m.delete_integration(ids[1], t0()).await.unwrap();
+        let mut damaged = new_integration("damaged");
+        damaged.sealed_credentials = seal_the_old_way([6; 32], &zendesk_credentials("other key"));
+        let damaged = m.create_integration(damaged).await.unwrap();
+        let current = m
+            .create_integration_sealed(
+                new_integration("current"),
+                &cipher,
+                &zendesk_credentials("token-c"),
+            )
+            .await
+            .unwrap();
+        let before = m.get_integration(ids[0]).await.unwrap().unwrap();
+        assert!(
+            matches!(
+                cipher.open(ids[0], &before.sealed_credentials),
+                Err(crypto::CryptoError::Legacy { .. })
+            ),
+            "the old format is refused until re-sealed"
+        );
+
+        let report = reseal_legacy_credentials(m, &cipher).await.unwrap();
+        assert_eq!(report.resealed, ids, "deleted integrations too");
+        assert_eq!(report.unreadable, vec![damaged.id]);
+        for (id, token) in ids.iter().zip(["token-a", "token-b"]) {
+            let i = m.get_integration(*id).await.unwrap().unwrap();
+            assert_eq!(
+                cipher.open(*id, &i.sealed_credentials).unwrap(),
+                zendesk_credentials(token)
+            );
+        }
+        let a = m.get_integration(ids[0]).await.unwrap().unwrap();
+        assert!(
+            cipher.open(ids[1], &a.sealed_credentials).is_err(),
+            "now bound to its integration"
+        );
+        assert_eq!(a.updated_at, before.updated_at);
+        let c = m.get_integration(current.id).await.unwrap().unwrap();
+        assert_eq!(
+            c.sealed_credentials, current.sealed_credentials,
+            "current blobs are left alone"
+        );
+
+        let again = reseal_legacy_credentials(m, &cipher).await.unwrap();
+        assert_eq!(again.resealed, Vec::<i64>::new(), "idempotent");
     }
 }
 
@@ -439,10 +598,34 @@ fn sealed_credentials_use_a_0600_key_file() {
         access_token: None,
     };
     assert_eq!(
-        c2.open(&c1.seal(&creds).unwrap()).unwrap(),
+        c2.open(1, &c1.seal(1, &creds).unwrap()).unwrap(),
         creds,
         "the same key comes back"
     );
+}
+
+/// A metastore made before tokens could be revoked (only the first migration applied) upgrades in
+/// place: its tokens stay valid, and can be revoked.
+#[tokio::test]
+async fn a_sqlite_metastore_from_before_token_revocation_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ('initial', 'old-hash', '2026-01-01T00:00:00.000000Z')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let m = SqliteMetastore::open(&path).unwrap();
+    let old = m.find_token("old-hash").await.unwrap().expect("still valid");
+    assert_eq!(old.revoked_at, None);
+    m.revoke_token(old.id, t0()).await.unwrap();
+    assert!(m.find_token("old-hash").await.unwrap().is_none());
 }
 
 mod postgres_tls;

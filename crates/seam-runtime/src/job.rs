@@ -301,7 +301,9 @@ impl JobContext {
             schema_name: integration.name.clone(),
             kind: integration.kind.clone(),
             properties: integration.properties.clone(),
-            credentials: self.cipher.open(&integration.sealed_credentials)?,
+            credentials: self
+                .cipher
+                .open(integration.id, &integration.sealed_credentials)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The API's error: Stitch's JSON shape, `{"error": "<Code>", "data": {"message": "..."}}`, everywhere.
 
-use axum::http::StatusCode;
+use axum::http::header::{ALLOW, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use seam_metastore::MetastoreError;
 use seam_runtime::scheduler::SchedulerError;
@@ -20,6 +21,9 @@ pub enum ApiError {
     /// The body is not what the route accepts (400).
     #[error("{0}")]
     InvalidBody(String),
+    /// The query string is not what the route accepts (400).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// A property breaks its rule (400).
     #[error("{0}")]
     InvalidProperties(String),
@@ -41,6 +45,34 @@ pub enum ApiError {
     /// Nothing is selected (409).
     #[error("{0}")]
     NotConfigured(String),
+    /// The path exists but not with this method (405); `allow` lists the methods it serves.
+    #[error("this route does not accept that method: use {allow} (see /openapi.json)")]
+    MethodNotAllowed {
+        /// The `Allow` header's value.
+        allow: String,
+    },
+    /// The body is too large (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not JSON (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too many requests (429); try again after `retry_after_secs`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What happened.
+        message: String,
+        /// The `Retry-After` header's value.
+        retry_after_secs: u64,
+    },
+    /// An error answer from below the handlers (axum, tower), re-worded in this shape.
+    #[error("{message}")]
+    Http {
+        /// Its status.
+        status: StatusCode,
+        /// What happened.
+        message: String,
+    },
     /// A failure inside seam (500).
     #[error("{0}")]
     Internal(String),
@@ -53,6 +85,12 @@ impl ApiError {
             ApiError::InvalidName(_) => "InvalidName",
             ApiError::InvalidDisplayName(_) => "InvalidDisplayName",
             ApiError::InvalidBody(_) => "InvalidBody",
+            ApiError::InvalidQuery(_) => "InvalidQuery",
+            ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
+            ApiError::PayloadTooLarge(_) => "PayloadTooLarge",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::Http { status, .. } => status_code_name(*status),
             ApiError::InvalidProperties(_) => "InvalidProperties",
             ApiError::InvalidCronExpression(_) => "InvalidCronExpression",
             ApiError::Unauthorized(_) => "Unauthorized",
@@ -70,6 +108,7 @@ impl ApiError {
             ApiError::InvalidName(_)
             | ApiError::InvalidDisplayName(_)
             | ApiError::InvalidBody(_)
+            | ApiError::InvalidQuery(_)
             | ApiError::InvalidProperties(_)
             | ApiError::InvalidCronExpression(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -77,6 +116,11 @@ impl ApiError {
             ApiError::ResetRequired(_) | ApiError::Conflict(_) | ApiError::NotConfigured(_) => {
                 StatusCode::CONFLICT
             }
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,13 +131,43 @@ impl ApiError {
     }
 }
 
+/// The code of an error answer that came from below the handlers, by status.
+fn status_code_name(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "InvalidBody",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::REQUEST_TIMEOUT => "RequestTimeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+        s if s.is_server_error() => "InternalError",
+        _ => "InvalidRequest",
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(m) = &self {
             error!(error = %m, "internal error answering a request");
         }
         let body = json!({"error": self.code(), "data": {"message": self.to_string()}});
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        match &self {
+            ApiError::MethodNotAllowed { allow } => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    response.headers_mut().insert(ALLOW, v);
+                }
+            }
+            ApiError::TooManyRequests { retry_after_secs, .. } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -3,11 +3,15 @@
 //! # API (design note — the dashboard builds against this; keep it true)
 //!
 //! Auth: every `/v4/*` route needs `Authorization: Bearer <token>`. A token is created on first start
-//! and printed once; only its SHA-256 is stored. `/health`, `/openapi.json` and `/metrics` are public.
-//! Errors are always JSON: `{"error": "<Code>", "data": {"message": "<what to fix>"}}` with codes
-//! `InvalidName`, `InvalidDisplayName`, `InvalidBody`, `InvalidProperties`, `InvalidCronExpression` (400),
-//! `Unauthorized` (401), `NotFound` (404), `ResetRequired`, `Conflict`, `NotConfigured` (409),
-//! `InternalError` (500). Times are RFC 3339 UTC strings.
+//! and printed once; only its SHA-256 is stored. `seam token create|list|revoke` manage tokens (a
+//! revoked token is refused at once). `/health`, `/openapi.json` and `/metrics` are public.
+//! Errors are always JSON, axum's own rejections included: `{"error": "<Code>", "data": {"message":
+//! "<what to fix>"}}` with codes `InvalidName`, `InvalidDisplayName`, `InvalidBody`, `InvalidQuery`,
+//! `InvalidProperties`, `InvalidCronExpression` (400), `Unauthorized` (401), `NotFound` (404),
+//! `MethodNotAllowed` (405, with `Allow`), `ResetRequired`, `Conflict`, `NotConfigured` (409),
+//! `PayloadTooLarge` (413, bodies over 1 MiB), `UnsupportedMediaType` (415: a body must be sent as
+//! `application/json`), `InternalError` (500). Times are RFC 3339 UTC strings. `/openapi.json` has the
+//! JSON Schema of every request and response body below (`api::schemas`).
 //!
 //! | route | body → response |
 //! |---|---|
@@ -45,8 +49,10 @@
 //!   one of 30/60/180/360/720/1440; `anchor_time` needs ≥ 60; `cron_expression` is Quartz (6 or 7 fields,
 //!   seconds `0`, exactly one of day-of-month/day-of-week `?`, UTC) and wins over frequency.
 //! - `SourceUpdate`: only `display_name`, `properties` (partial; same keys as create), `paused_at`
-//!   (any time = paused, `null` = resume), and `confirm_reset` (must be `true` when `start_date` changes:
-//!   the change clears every bookmark and re-replicates everything; without it → 409 `ResetRequired`).
+//!   (any time = paused, `null` = resume), and `confirm_reset` (must be `true` when `start_date` or
+//!   `subdomain` changes: the change clears every bookmark and re-replicates everything — a new
+//!   subdomain is another Zendesk account, whose ids would overwrite this one's rows; without it → 409
+//!   `ResetRequired`).
 //! - `Source`: `{"id":1,"type":"platform.zendesk","display_name":..,"name":"stitch_zendesk",
 //!   "properties":{"subdomain","email","start_date","frequency_in_minutes":"30","anchor_time","cron_expression",
 //!   "auth_method":"api_token"|"access_token"},"created_at","updated_at","paused_at",
@@ -83,7 +89,8 @@
 //! from a `ConnectorFactory` ([`connectors::DefaultFactory`]: Zendesk + DuckDB/PostgreSQL). Metrics:
 //! `seam_jobs_total{source_id,outcome}`, `seam_rows_loaded_total{source_id}`,
 //! `seam_source_api_requests_total{source_id}`, `seam_source_api_rate_limited_total{source_id}`,
-//! `seam_http_requests_total{route,status}`.
+//! `seam_http_requests_total{route,status}` (`route` is `"<METHOD> <route template>"`; methods HTTP
+//! does not define are `OTHER`).
 //!
 //! UI: [`app`] merges the API router with an optional UI router (a `ui` module may add one); the API
 //! owns `/v4`, `/health`, `/openapi.json`, `/metrics`, everything else is free for the dashboard.
@@ -91,6 +98,7 @@
 pub mod api;
 pub mod auth;
 pub mod connectors;
+pub mod datadir;
 pub mod error;
 pub mod notify;
 pub mod service;
@@ -98,7 +106,7 @@ pub mod state;
 pub mod ui;
 
 pub use error::ApiError;
-pub use service::{Service, ServiceConfig, ServiceError};
+pub use service::{SecurityConfig, Service, ServiceConfig, ServiceError};
 pub use state::AppState;
 
 use axum::Router;

@@ -1,8 +1,14 @@
-//! Boots the service: data directory, metastore, secret key, API token, scheduler, HTTP listener.
+//! Boots the service: HTTP listener, data directory, metastore, secret key, API token, scheduler.
+//!
+//! The listener binds first: a start that cannot listen (the port is taken) fails before anything is
+//! created, so the API token and admin password generated on the first start that succeeds are the
+//! ones printed.
 
 use crate::auth::bootstrap_token;
-use crate::notify::WebhookNotifier;
+use crate::notify::{WebhookNotifier, WebhookPolicy};
 use crate::state::AppState;
+use crate::ui::throttle::SignInLimits;
+use seam_core::Secret;
 use seam_metastore::crypto::CryptoError;
 use seam_metastore::{Metastore, MetastoreError, SecretCipher, SqliteMetastore};
 use seam_runtime::job::{ConnectorFactory, JobContext, Notifier, Telemetry};
@@ -13,7 +19,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// The metastore's file under the data directory.
 pub const METASTORE_FILE: &str = "metastore.sqlite";
@@ -33,6 +39,17 @@ pub struct ServiceConfig {
     pub scheduler: SchedulerConfig,
     /// A metastore to use instead of `<data_dir>/metastore.sqlite`.
     pub metastore: Option<Arc<dyn Metastore>>,
+    /// Limits and policies against outsiders (sign-in throttling, webhook targets).
+    pub security: SecurityConfig,
+}
+
+/// What keeps outsiders from wearing the service down or using it as a stepping stone.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// Dashboard sign-in throttling.
+    pub sign_in: SignInLimits,
+    /// Where notification webhooks may go.
+    pub webhooks: WebhookPolicy,
 }
 
 /// The service failed to start.
@@ -70,29 +87,44 @@ pub enum ServiceError {
     },
 }
 
-/// A running service.
+/// A running service. `Debug` never shows the initial token or password.
 #[derive(Debug)]
 pub struct Service {
     addr: SocketAddr,
-    initial_token: Option<String>,
-    initial_admin_password: Option<String>,
+    initial_token: Option<Secret>,
+    initial_admin_password: Option<Secret>,
     state: AppState,
     stop_http: CancellationToken,
     server: JoinHandle<()>,
 }
 
 impl Service {
-    /// Starts everything; returns once the listener is bound.
+    /// Starts everything; returns once the listener is bound. The listener binds before anything is
+    /// created or changed on disk.
     pub async fn start(config: ServiceConfig) -> Result<Service, ServiceError> {
-        let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::DataDir {
-            path: dir.clone(),
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServiceError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServiceError::Bind {
+            addr: config.listen,
             source,
         })?;
+        let dir = config.data_dir.clone();
+        let data_dir_error = |source| ServiceError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        };
+        for path in crate::datadir::prepare(&dir).map_err(data_dir_error)? {
+            warn!(path = %path.display(), "the file was readable by other users: tightened to mode 0600");
+        }
         let metastore: Arc<dyn Metastore> = match config.metastore {
             Some(m) => m,
             None => {
                 let path = dir.join(METASTORE_FILE);
+                crate::datadir::create_private_file(&path).map_err(data_dir_error)?;
                 let opened = tokio::task::spawn_blocking(move || SqliteMetastore::open(&path))
                     .await
                     .map_err(MetastoreError::from)??;
@@ -106,13 +138,28 @@ impl Service {
         if created {
             info!(path = %dir.join(seam_metastore::crypto::KEY_FILE).display(), "created the secret key file (mode 0600)");
         }
-        let initial_token = bootstrap_token(metastore.as_ref(), config.clock.now()).await?;
+        // Before anything opens a blob: credentials sealed before they were bound to their integration.
+        let report = seam_metastore::reseal_legacy_credentials(metastore.as_ref(), &cipher).await?;
+        if !report.resealed.is_empty() {
+            info!(integrations = ?report.resealed, "re-sealed stored credentials bound to their integration");
+        }
+        if !report.unreadable.is_empty() {
+            warn!(integrations = ?report.unreadable, "stored credentials do not open with this secret key: \
+                check SEAM_SECRET_KEY or the key file, or enter the credentials again");
+        }
+        let initial_token = bootstrap_token(metastore.as_ref(), config.clock.now())
+            .await?
+            .map(Secret::new);
         // The dashboard's `admin` account: SEAM_ADMIN_PASSWORD, or a password generated on first start.
         let admin_env = std::env::var(crate::ui::ADMIN_PASSWORD_ENV).ok();
-        let initial_admin_password =
-            crate::ui::bootstrap_admin(metastore.as_ref(), admin_env.as_deref()).await?;
+        let initial_admin_password = crate::ui::bootstrap_admin(metastore.as_ref(), admin_env.as_deref())
+            .await?
+            .map(Secret::new);
         let telemetry = Arc::new(Telemetry::default());
-        let notifier: Arc<dyn Notifier> = Arc::new(WebhookNotifier::new(Arc::clone(&metastore)));
+        let notifier: Arc<dyn Notifier> = Arc::new(WebhookNotifier::new(
+            Arc::clone(&metastore),
+            config.security.webhooks.clone(),
+        ));
         let ctx = JobContext {
             metastore: Arc::clone(&metastore),
             cipher: cipher.clone(),
@@ -128,22 +175,15 @@ impl Service {
             scheduler,
             telemetry,
             clock: config.clock,
+            sign_in: crate::ui::throttle::SignInThrottle::new(config.security.sign_in.clone()),
+            security: Arc::new(config.security),
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServiceError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| ServiceError::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let app = crate::app(state.clone());
         let stop_http = CancellationToken::new();
         let stop = stop_http.clone();
         let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
+            // The peer address feeds the sign-in throttle (per client).
+            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             if let Err(e) = served {
@@ -168,13 +208,13 @@ impl Service {
 
     /// The API token created on this first start (print it once), `None` on later starts.
     pub fn initial_token(&self) -> Option<&str> {
-        self.initial_token.as_deref()
+        self.initial_token.as_ref().map(Secret::expose)
     }
 
     /// The dashboard password of user `admin` generated on this first start (print it once); `None`
     /// on later starts or when `SEAM_ADMIN_PASSWORD` set it.
     pub fn initial_admin_password(&self) -> Option<&str> {
-        self.initial_admin_password.as_deref()
+        self.initial_admin_password.as_ref().map(Secret::expose)
     }
 
     /// The shared state (tests and embedding).

@@ -18,4 +18,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Limits and policies against outsiders.
+    pub security: Arc<crate::service::SecurityConfig>,
+    /// The dashboard's sign-in throttle (one per service).
+    pub sign_in: crate::ui::throttle::SignInThrottle,
 }

@@ -141,6 +141,7 @@ impl Stack {
             clock: Arc::new(TokioClock::new()),
             scheduler: SchedulerConfig::default(),
             metastore: None,
+            security: seam_server::SecurityConfig::default(),
         })
         .await
         .unwrap();
@@ -333,6 +334,15 @@ async fn seed_flow_in_a_real_browser() {
     // The empty Dashboard, then Add an Integration → Zendesk.
     s.wait_text("h1", "Dashboard").await;
     s.wait_text(".empty", "No integrations yet").await;
+    // The usage chart of an empty period: whole-number ticks (it used to read 0.3, 0.6, 0.8999999).
+    let ticks = s
+        .js("return [...document.querySelectorAll('svg.chart text.y-tick')].map((t) => t.textContent)")
+        .await;
+    assert_eq!(
+        ticks,
+        serde_json::json!(["0", "1", "2", "3", "4"]),
+        "y-axis ticks"
+    );
     s.click("#add-integration").await;
     s.wait_text("h1", "Add an Integration").await;
     s.shot("03-add-an-integration").await;
@@ -560,6 +570,7 @@ async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
         clock: Arc::new(TokioClock::new()),
         scheduler: SchedulerConfig::default(),
         metastore: None,
+        security: seam_server::SecurityConfig::default(),
     })
     .await
     .unwrap();

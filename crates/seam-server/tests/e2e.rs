@@ -32,6 +32,7 @@ async fn simulator_to_duckdb_over_the_api() {
         clock: Arc::new(TokioClock::new()),
         scheduler: SchedulerConfig::default(),
         metastore: None,
+        security: seam_server::SecurityConfig::default(),
     })
     .await
     .unwrap();

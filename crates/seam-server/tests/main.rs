@@ -6,6 +6,7 @@ mod browser;
 mod e2e;
 mod fakes;
 mod scheduler;
+mod security;
 
 use fakes::FakeFactory;
 use reqwest::StatusCode;
@@ -139,6 +140,7 @@ impl Harness {
             clock: Arc::new(TokioClock::new()),
             scheduler: SchedulerConfig::default(),
             metastore: None,
+            security: seam_server::SecurityConfig::default(),
         })
         .await
         .unwrap();

@@ -69,14 +69,18 @@ async fn integration(
         access_token: None,
     };
     let i = m
-        .create_integration(NewIntegration {
-            display_name: name.into(),
-            name: name.into(),
-            kind: ZENDESK_TYPE.into(),
-            properties: p,
-            sealed_credentials: cipher().seal(&creds).unwrap(),
-            created_at: t0(),
-        })
+        .create_integration_sealed(
+            NewIntegration {
+                display_name: name.into(),
+                name: name.into(),
+                kind: ZENDESK_TYPE.into(),
+                properties: p,
+                sealed_credentials: Vec::new(),
+                created_at: t0(),
+            },
+            &cipher(),
+            &creds,
+        )
         .await
         .unwrap();
     let mut c = catalog();

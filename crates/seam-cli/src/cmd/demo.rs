@@ -78,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             clock: Arc::new(TokioClock::new()),
             scheduler: SchedulerConfig::default(),
             metastore: None,
+            security: seam_server::SecurityConfig::default(),
         })
         .await
         .context("seam could not start (is something else listening on --listen?)")?;

@@ -1,32 +1,34 @@
 //! `seam serve [--data-dir DIR] [--listen 127.0.0.1:8080] [--warehouse duckdb:PATH|postgres://…]`: the
 //! service — integrations, the scheduler, replication jobs and the REST API, in one process.
 
+use super::store::{StoreArgs, POSTGRES_SCHEMA};
 use anyhow::Context;
 use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
 use seam_server::connectors::{validate_zendesk_base_url, DefaultFactory, Warehouse};
-use seam_server::{Service, ServiceConfig};
+use seam_server::notify::WebhookPolicy;
+use seam_server::{SecurityConfig, Service, ServiceConfig};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Arguments of `seam serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where the metastore, the secret key file and the default DuckDB warehouse live (created on first start).
-    #[arg(long, env = "SEAM_DATA_DIR", default_value = "./seam-data")]
-    data_dir: PathBuf,
+    /// `--data-dir` and `--metastore-url` (shared with `seam token` and `seam admin`).
+    #[command(flatten)]
+    store: StoreArgs,
     /// Address of the REST API and dashboard.
     #[arg(long, env = "SEAM_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Warehouse: `duckdb:PATH` or a `postgres://` URL. Default: `duckdb:<data-dir>/warehouse.duckdb`.
     #[arg(long, env = "SEAM_WAREHOUSE")]
     warehouse: Option<String>,
-    /// Keep the metastore in PostgreSQL (`postgres://…`, schema `seam`) instead of SQLite under the data dir.
-    #[arg(long, env = "SEAM_METASTORE_URL")]
-    metastore_url: Option<String>,
     /// Point every Zendesk integration at this loopback URL (the simulator), for tests and demos.
     #[arg(long, env = "SEAM_ZENDESK_BASE_URL")]
     zendesk_base_url: Option<String>,
+    /// Refuse notification webhooks to loopback, private and link-local addresses (checked on the
+    /// addresses the host resolves to).
+    #[arg(long, env = "SEAM_WEBHOOK_REFUSE_PRIVATE_ADDRESSES")]
+    webhook_refuse_private_addresses: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -61,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(spec) => Warehouse::parse(spec)
             .map_err(anyhow::Error::msg)
             .context("--warehouse")?,
-        None => Warehouse::DuckDb(args.data_dir.join("warehouse.duckdb")),
+        None => Warehouse::DuckDb(args.store.data_dir.join("warehouse.duckdb")),
     };
     let base_url = args
         .zendesk_base_url
@@ -74,22 +76,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        tracing::info!(warehouse = %warehouse.describe(), data_dir = %args.data_dir.display(), "starting seam");
-        let metastore: Option<Arc<dyn seam_metastore::Metastore>> = match &args.metastore_url {
+        tracing::info!(warehouse = %warehouse.describe(), data_dir = %args.store.data_dir.display(), "starting seam");
+        let metastore: Option<Arc<dyn seam_metastore::Metastore>> = match &args.store.metastore_url {
             Some(url) => Some(Arc::new(
-                seam_metastore::PostgresMetastore::connect(url, "seam")
+                seam_metastore::PostgresMetastore::connect(url, POSTGRES_SCHEMA)
                     .await
                     .context("cannot open the PostgreSQL metastore (--metastore-url)")?,
             )),
             None => None,
         };
         let service = Service::start(ServiceConfig {
-            data_dir: args.data_dir.clone(),
+            data_dir: args.store.data_dir.clone(),
             listen: args.listen,
             factory: Arc::new(DefaultFactory::new(warehouse, base_url)),
             clock: Arc::new(TokioClock::new()),
             scheduler: SchedulerConfig::default(),
             metastore,
+            security: SecurityConfig {
+                webhooks: WebhookPolicy {
+                    refuse_private_addresses: args.webhook_refuse_private_addresses,
+                },
+                ..SecurityConfig::default()
+            },
         })
         .await
         .context("seam could not start")?;

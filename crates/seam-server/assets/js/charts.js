@@ -5,11 +5,26 @@ import { h, compact, num, duration } from "./dom.js";
 
 const s = (tag, attrs, ...children) => h("svg:" + tag, attrs, ...children);
 
-function niceMax(v) {
-  if (v <= 0) return 10;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
+/** The smallest of 1, 2, 5 × 10^k (at least 1: rows are whole) that is ≥ `raw`. */
+function niceStep(raw) {
+  if (!(raw > 1)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return m * p;
   return 10 * p;
+}
+
+/**
+ * The y axis of a count chart that must reach `top`: whole-number ticks from 0, about `intervals`
+ * apart, in steps of 1, 2 or 5 × 10^k. An empty chart (top 0) gets 0–4, so it reads "nothing yet",
+ * never 0.3 rows.
+ */
+export function countAxis(top, intervals = 4) {
+  const want = Math.max(0, Number(top) || 0);
+  const step = want > 0 ? niceStep(want / intervals) : 1;
+  const n = want > 0 ? Math.max(1, Math.ceil(want / step)) : intervals;
+  const ticks = [];
+  for (let k = 0; k <= n; k++) ticks.push(k * step);
+  return { max: n * step, ticks };
 }
 
 function days(start, end) {
@@ -45,16 +60,16 @@ export function usageChart(usage, { height = 230, showLimit = true } = {}) {
   });
   const limit = Number(usage.row_limit || 0);
   // Scale to the usage, so a small sync is visible; the limit line shows when it is in reach.
-  const peak = Math.max(running, 1);
-  const max = niceMax(showLimit && limit && limit <= peak * 4 ? Math.max(limit, peak) * 1.05 : peak * 1.15);
+  const reach = showLimit && limit && running > 0 && limit <= running * 4 ? Math.max(limit, running) * 1.05 : running * 1.15;
+  const axis = countAxis(reach);
+  const max = axis.max;
   const n = Math.max(all.length, 1);
   const x = (i) => L + ((W - L - R) * (i + 0.5)) / n;
   const y = (v) => T + (H - T - B) * (1 - v / max);
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `Rows used this billing period: ${num(running)} of ${num(limit)}` });
-  for (let k = 0; k <= 4; k++) {
-    const v = (max * k) / 4;
+  for (const v of axis.ticks) {
     svg.append(s("line", { class: "grid-line", x1: L, x2: W - R, y1: y(v), y2: y(v) }),
-      s("text", { x: L - 8, y: y(v) + 4, "text-anchor": "end" }, compact(v)));
+      s("text", { class: "y-tick", x: L - 8, y: y(v) + 4, "text-anchor": "end" }, compact(v)));
   }
   // Daily bars on the same scale as the running total: a bar is what that day added.
   const bw = Math.max(2, ((W - L - R) / n) * 0.6);

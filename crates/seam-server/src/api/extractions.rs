@@ -1,10 +1,11 @@
 //! Jobs: Run Extraction Now / Stop Extraction, the Extractions list, live progress and logs.
 
+use super::extract::{Path, Query};
 use super::sources::load_live;
 use super::{opt_time, parse_id, time};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -147,9 +148,18 @@ pub async fn logs(
     Path((id, job_id)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
+    let text = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("text") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "format {other} is unknown: use json (the default) or text"
+            )))
+        }
+    };
     let job = job_of(&state, &id, &job_id).await?;
     let lines = state.metastore.job_logs(job.id).await?;
-    if q.format.as_deref() == Some("text") {
+    if text {
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }

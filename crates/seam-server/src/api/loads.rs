@@ -1,9 +1,10 @@
 //! `/v4/sources/{id}/loads`: per-table loading reports (Stitch's Loads tab).
 
+use super::extract::{Path, Query};
 use super::{opt_time, parse_id};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use seam_runtime::job::usage_summary;
@@ -44,7 +45,7 @@ pub async fn list(
             Some(this_start),
         ),
         other => {
-            return Err(ApiError::InvalidBody(format!(
+            return Err(ApiError::InvalidQuery(format!(
                 "period {other} is unknown: use 24h, this_billing or prev_billing"
             )))
         }

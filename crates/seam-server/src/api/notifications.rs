@@ -1,9 +1,10 @@
 //! `/v4/notifications`: the in-app list.
 
+use super::extract::{Path, Query};
 use super::{opt_time, parse_id, time};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use seam_metastore::Notification;

@@ -1,10 +1,12 @@
 //! `/v4/sources`: integrations (Stitch's sources), their settings and connection checks.
 
+use super::extract::Body;
+use super::extract::Path;
 use super::{opt_time, parse_id, parse_json, time};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -231,8 +233,12 @@ struct CreateBody {
 }
 
 /// `POST /v4/sources`.
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let body: CreateBody = parse_json(&body)?;
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: CreateBody = parse_json(&headers, &body)?;
     let kind = body.kind.unwrap_or_else(|| ZENDESK_TYPE.to_owned());
     if kind != ZENDESK_TYPE {
         return Err(ApiError::InvalidBody(format!(
@@ -250,21 +256,18 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<impl I
     let now = state.clock.now();
     let mut credentials = Credentials::default();
     let properties = apply_properties(None, &mut credentials, &body.properties, now)?;
-    let sealed = state
-        .cipher
-        .seal(&credentials)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let new = NewIntegration {
         display_name: display_name.trim().to_owned(),
         name: name.clone(),
         kind,
         properties,
-        sealed_credentials: sealed,
+        sealed_credentials: Vec::new(),
         created_at: now,
     };
+    // Credentials are sealed bound to the id the integration gets, in the same transaction.
     let integration = state
         .metastore
-        .create_integration(new)
+        .create_integration_sealed(new, &state.cipher, &credentials)
         .await
         .map_err(|e| match e {
             seam_metastore::MetastoreError::NameTaken { name: taken } if body.name.is_none() => {
@@ -322,16 +325,26 @@ const PUT_KEYS: [&str; 4] = ["display_name", "properties", "paused_at", "confirm
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let current = load_live(&state, &id).await?;
-    let body: Map<String, Value> = parse_json(&body)?;
+    let body: Map<String, Value> = parse_json(&headers, &body)?;
     if body.keys().any(|k| !PUT_KEYS.contains(&k.as_str())) {
         return Err(ApiError::InvalidBody(
             "PUT body many only include the keys: display_name, properties, and paused_at (and confirm_reset)"
                 .to_owned(),
         ));
     }
+    let confirm_reset = match body.get("confirm_reset") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(other) => {
+            return Err(ApiError::InvalidBody(format!(
+                "confirm_reset must be true or false, not {other}"
+            )))
+        }
+    };
     let now = state.clock.now();
     let display_name = match body.get("display_name") {
         None => current.display_name.clone(),
@@ -348,7 +361,7 @@ pub async fn update(
     };
     let mut credentials = state
         .cipher
-        .open(&current.sealed_credentials)
+        .open(current.id, &current.sealed_credentials)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let before_credentials = credentials.clone();
     let properties = match body.get("properties") {
@@ -372,13 +385,35 @@ pub async fn update(
             )))
         }
     };
-    let reset = properties.start_date != current.properties.start_date;
-    if reset && body.get("confirm_reset") != Some(&Value::Bool(true)) {
+    // A new start date re-replicates from it; a new subdomain is another Zendesk account whose ids
+    // would overwrite the old account's rows under the same keys. Both reset every bookmark, so both
+    // need the caller's confirmation.
+    let start_date_changed = properties.start_date != current.properties.start_date;
+    let subdomain_changed = properties.subdomain != current.properties.subdomain;
+    let reset = start_date_changed || subdomain_changed;
+    if reset && !confirm_reset {
+        let what = match (start_date_changed, subdomain_changed) {
+            (true, true) => format!(
+                "changing start_date from {} to {} and subdomain from {} to {}",
+                time(current.properties.start_date),
+                time(properties.start_date),
+                current.properties.subdomain,
+                properties.subdomain
+            ),
+            (true, false) => format!(
+                "changing start_date from {} to {}",
+                time(current.properties.start_date),
+                time(properties.start_date)
+            ),
+            _ => format!(
+                "changing subdomain from {} to {} points this integration at another Zendesk account (its \
+                 records would overwrite this account's rows with the same ids in schema {}); it",
+                current.properties.subdomain, properties.subdomain, current.name
+            ),
+        };
         return Err(ApiError::ResetRequired(format!(
-            "changing start_date from {} to {} resets every bookmark and re-replicates all data from the new date \
-             (this counts toward row usage and cannot be undone): repeat the request with \"confirm_reset\": true",
-            time(current.properties.start_date),
-            time(properties.start_date)
+            "{what} resets every bookmark and re-replicates all data from the start date (this counts toward row \
+             usage and cannot be undone): repeat the request with \"confirm_reset\": true"
         )));
     }
     let connection_changed = credentials != before_credentials
@@ -387,7 +422,7 @@ pub async fn update(
     let sealed = if credentials != before_credentials {
         state
             .cipher
-            .seal(&credentials)
+            .seal(current.id, &credentials)
             .map_err(|e| ApiError::Internal(e.to_string()))?
     } else {
         current.sealed_credentials.clone()
@@ -409,7 +444,7 @@ pub async fn update(
         state.metastore.set_state(current.id, None).await?;
         info!(
             source_id = current.id,
-            "start date changed: bookmarks reset, full re-replication queued"
+            start_date_changed, subdomain_changed, "bookmarks reset, full re-replication queued"
         );
     }
     if connection_changed {
@@ -505,7 +540,7 @@ pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, Api
     let now = state.clock.now();
     let next = next.map(|t| t.max(now));
     let check = state.metastore.last_check(i.id).await?;
-    let credentials = state.cipher.open(&i.sealed_credentials).ok();
+    let credentials = state.cipher.open(i.id, &i.sealed_credentials).ok();
     let auth_method = match credentials {
         Some(Credentials {
             access_token: Some(_),

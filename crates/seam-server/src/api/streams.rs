@@ -4,12 +4,14 @@
 //! for a field; only the `selected` key may be set. Primary keys (and replication keys) are
 //! `automatic` and stay selected whatever is asked. De-selecting never touches warehouse data.
 
+use super::extract::Body;
+use super::extract::Path;
 use super::parse_json;
 use super::sources::load_live;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use seam_core::catalog::{CatalogEntry, Inclusion, SELECTED};
 use seam_core::Catalog;
@@ -191,9 +193,10 @@ pub async fn get_one(
 pub async fn update_many(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body: StreamsBody = parse_json(&body)?;
+    let body: StreamsBody = parse_json(&headers, &body)?;
     let i = load_live(&state, &id).await?;
     let mut catalog = catalog_of(&i)?;
     for patch in &body.streams {
@@ -211,9 +214,10 @@ pub async fn update_many(
 pub async fn update_one(
     State(state): State<AppState>,
     Path((id, stream)): Path<(String, String)>,
-    body: Bytes,
+    headers: HeaderMap,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body: OneStreamBody = parse_json(&body)?;
+    let body: OneStreamBody = parse_json(&headers, &body)?;
     let i = load_live(&state, &id).await?;
     let mut catalog = catalog_of(&i)?;
     let entry = catalog

@@ -1,9 +1,9 @@
 //! `/health`, `/openapi.json`, `/metrics`, and the request counter.
 
-use super::ROUTES;
+use super::{schemas, ParamKind, QueryParam, Success, ROUTES};
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,33 +14,105 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
+/// Every status an API operation can answer with besides its success: the body is always `Error`.
+const ERROR_STATUSES: [(u16, &str); 9] = [
+    (
+        400,
+        "The request is invalid: a body, query string or property breaks a rule",
+    ),
+    (401, "Missing or unknown API token"),
+    (404, "No such resource"),
+    (405, "The path does not accept this method (see the Allow header)"),
+    (
+        409,
+        "Conflicts with the current state (ResetRequired, Conflict, NotConfigured)",
+    ),
+    (413, "The body is too large"),
+    (415, "The body is not sent as application/json"),
+    (429, "Too many requests"),
+    (500, "A failure inside seam"),
+];
+
+fn query_param(q: &QueryParam) -> Value {
+    let schema = match q.kind {
+        ParamKind::Integer { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+        ParamKind::Boolean => json!({"type": "boolean"}),
+        ParamKind::OneOf(values) => json!({"type": "string", "enum": values}),
+    };
+    json!({"name": q.name, "in": "query", "required": false, "description": q.description, "schema": schema})
+}
+
+/// A path parameter: ids are whole numbers; the example (integration 1, its job 1, stream tickets)
+/// is what a first integration has.
+fn path_param(name: &str) -> Value {
+    let (schema, example) = match name {
+        "id" | "job_id" => (json!({"type": "integer", "minimum": 1}), json!(1)),
+        "stream" => (json!({"type": "string"}), json!("tickets")),
+        _ => (json!({"type": "string"}), Value::Null),
+    };
+    json!({"name": name, "in": "path", "required": true, "schema": schema, "example": example})
+}
+
+fn success_response(success: Success) -> (u16, Value) {
+    let json_content = |schema: &str| json!({"application/json": {"schema": schemas::reference(schema)}});
+    let text_content = json!({"text/plain": {"schema": {"type": "string"}}});
+    match success {
+        Success::Json(status, schema) => (
+            status,
+            json!({"description": "OK", "content": json_content(schema)}),
+        ),
+        Success::JsonOrText(status, schema) => {
+            let mut content = json_content(schema);
+            if let (Value::Object(c), Value::Object(t)) = (&mut content, text_content) {
+                c.extend(t);
+            }
+            (status, json!({"description": "OK", "content": content}))
+        }
+        Success::Text(status) => (status, json!({"description": "OK", "content": text_content})),
+        Success::Empty(status) => (status, json!({"description": "Done (no body)"})),
+    }
+}
+
 /// The OpenAPI 3.1 document, built from [`ROUTES`] (hand-built: the route table is the single source,
-/// which a derive-based generator would duplicate as annotations on every handler).
+/// which a derive-based generator would duplicate as annotations on every handler). Every operation
+/// lists its path and query parameters, its request body schema, its success response's schema and
+/// every error status (all in the `Error` shape); the schemas are [`schemas::components`].
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let params: Vec<Value> = r
+        let mut params: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(path_param)
             .collect();
+        params.extend(r.query.iter().map(query_param));
+        let mut responses = Map::new();
+        let (status, ok) = success_response(r.success);
+        responses.insert(status.to_string(), ok);
+        for (status, description) in ERROR_STATUSES {
+            if status == 401 && !r.auth {
+                continue;
+            }
+            responses.insert(
+                status.to_string(),
+                json!({"description": description, "content": {"application/json": {"schema": schemas::reference("Error")}}}),
+            );
+        }
         let mut op = json!({
             "summary": r.summary,
+            "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.', '-'], "_")),
             "parameters": params,
-            "responses": {
-                "200": {"description": "OK"},
-                "400": {"$ref": "#/components/responses/Error"},
-                "401": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-                "409": {"$ref": "#/components/responses/Error"},
-            },
+            "responses": responses,
         });
-        if r.auth {
-            op["security"] = json!([{"bearer": []}]);
-        } else {
-            op["security"] = json!([]);
+        if let Some(body) = r.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schemas::reference(body)}}});
         }
+        op["security"] = if r.auth {
+            json!([{"bearer": []}])
+        } else {
+            json!([])
+        };
         let entry = paths
             .entry(r.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -55,10 +127,7 @@ pub fn openapi_document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error", "data"], "properties": {
-                "error": {"type": "string", "examples": ["InvalidName"]},
-                "data": {"type": "object", "properties": {"message": {"type": "string"}}}}}},
-            "responses": {"Error": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": schemas::components(),
         },
     })
 }
@@ -76,17 +145,50 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Middleware: counts requests by route and status.
+/// The `method` label of a request: the methods HTTP defines, anything else `OTHER` (a client may
+/// send any token as a method; each would otherwise be a new time series).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Middleware: counts requests by method, route template (never the raw path: ids would each make a
+/// series) and status.
 pub async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let method = request.method().as_str().to_owned();
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     state
         .telemetry
         .http_request(&format!("{method} {route}"), response.status().as_u16());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        for m in ["XYZ", "get", "PROPFIND", "BREW"] {
+            let method = Method::from_bytes(m.as_bytes()).expect("a token");
+            assert_eq!(method_label(&method), "OTHER", "{m}");
+        }
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+    }
 }

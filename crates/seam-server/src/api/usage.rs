@@ -1,10 +1,11 @@
 //! `/v4/usage` and `/v4/settings`: row usage in the billing period, the row limit and the webhook.
 
+use super::extract::Body;
 use super::parse_json;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use seam_runtime::job::{
     usage_summary, DEFAULT_ROW_LIMIT, SETTING_ROW_LIMIT, SETTING_STOP_AT_LIMIT, SETTING_WEBHOOK_URL,
@@ -80,8 +81,12 @@ pub async fn get_settings(State(state): State<AppState>) -> Result<Json<Value>, 
 }
 
 /// `PUT /v4/settings`.
-pub async fn put_settings(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let body: Map<String, Value> = parse_json(&body)?;
+pub async fn put_settings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let body: Map<String, Value> = parse_json(&headers, &body)?;
     let mut writes: Vec<(&str, String)> = Vec::new();
     for (k, v) in &body {
         match (k.as_str(), v) {
@@ -106,11 +111,14 @@ pub async fn put_settings(State(state): State<AppState>, body: Bytes) -> Result<
                 let parsed = reqwest::Url::parse(u).map_err(|e| {
                     ApiError::InvalidBody(format!("notification_webhook_url {u:?} is not a URL: {e}"))
                 })?;
-                if !matches!(parsed.scheme(), "http" | "https") {
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
                     return Err(ApiError::InvalidBody(
-                        "notification_webhook_url must be http or https".to_owned(),
+                        "notification_webhook_url must be an http or https URL with a host".to_owned(),
                     ));
                 }
+                crate::notify::check_target(&parsed, &state.security.webhooks)
+                    .await
+                    .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
                 writes.push((SETTING_WEBHOOK_URL, u.clone()));
             }
             ("notification_webhook_url", _) => {

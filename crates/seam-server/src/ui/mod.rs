@@ -4,7 +4,7 @@
 //! # Routes (the API owns `/v4`, `/health`, `/openapi.json`, `/metrics`; everything here is the UI's)
 //! | route | what |
 //! |---|---|
-//! | `GET /signin`, `POST /signin` | the sign-in form (user `admin`); a double-submit cookie guards the form |
+//! | `GET /signin`, `POST /signin` | the sign-in form (user `admin`); a double-submit cookie guards the form; wrong passwords are throttled per client and overall (429 with `Retry-After`, see [`throttle`]); `next` must be a path on this site |
 //! | `POST /signout` | ends the session (CSRF token in the form) |
 //! | `GET /`, `/integrations/…`, `/usage`, `/notifications` | the app shell; the page is drawn by `assets/js/app.js` |
 //! | `GET /assets/{file}` | embedded CSS, JavaScript, images |
@@ -22,22 +22,25 @@
 
 pub mod assets;
 pub mod session;
+pub mod throttle;
 
 use crate::auth::DashboardCaller;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER,
+    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Form, Json, Router};
+use axum::{Extension, Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use session::{Sessions, CSRF_HEADER, SESSION_COOKIE, SIGNIN_COOKIE};
+use std::net::SocketAddr;
+use throttle::{ClientKey, SignInThrottle};
 use tower::ServiceExt as _;
 use tracing::{info, warn};
 
@@ -57,12 +60,14 @@ struct UiState {
     /// The API router, called in process.
     api: Router,
     sessions: Sessions,
+    throttle: SignInThrottle,
 }
 
 /// The dashboard's router (merged into [`crate::app`]).
 pub fn router(state: AppState) -> Router {
     let ui = UiState {
         api: crate::api::router(state.clone()),
+        throttle: state.sign_in.clone(),
         app: state,
         sessions: Sessions::default(),
     };
@@ -117,24 +122,28 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// A local path to return to after signing in: must start with one `/` (no other origin).
+/// A path on this site to return to after signing in, else `/`.
+///
+/// Accepted: printable ASCII only (what [`url_encode`] produces; browsers silently drop tabs and
+/// newlines inside URLs, so `/\t/evil.com` would read as `//evil.com`), starting with exactly one `/`
+/// (`//host` and `/\host` name another origin: browsers treat `\` as `/`), and no backslash anywhere.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n']) =>
-        {
-            n.to_owned()
-        }
+        Some(n) if is_local_path(n) => n.to_owned(),
         _ => "/".to_owned(),
     }
 }
 
+fn is_local_path(n: &str) -> bool {
+    let bytes = n.as_bytes();
+    bytes.first() == Some(&b'/')
+        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+        && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
+}
+
 /// The app shell for a signed-in browser; the sign-in page otherwise.
 async fn shell(State(ui): State<UiState>, request: Request) -> Response {
-    let Some((_, session)) = ui.sessions.from_headers(request.headers()) else {
+    let Some(session) = ui.live_session(request.headers()).await else {
         let here = request
             .uri()
             .path_and_query()
@@ -185,7 +194,7 @@ fn signin_html(error: Option<&str>, username: &str, next: &str, token: &str) -> 
 /// `GET /signin`.
 async fn signin_page(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
-    if ui.sessions.from_headers(&headers).is_some() {
+    if ui.live_session(&headers).await.is_some() {
         return redirect(&next);
     }
     let token = session::random_token(24);
@@ -193,7 +202,9 @@ async fn signin_page(State(ui): State<UiState>, headers: HeaderMap, Query(q): Qu
     with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, &token, Some(3600)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The sign-in form. `Debug` shows neither the password nor the user name (what was typed may be a
+/// password typed into the wrong field).
+#[derive(Deserialize)]
 struct SignInForm {
     username: String,
     password: String,
@@ -203,8 +214,24 @@ struct SignInForm {
     signin_token: String,
 }
 
-/// `POST /signin`.
-async fn signin(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
+impl std::fmt::Debug for SignInForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInForm")
+            .field("username", &"***")
+            .field("password", &"***")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /signin`. Wrong passwords are throttled per client and overall ([`throttle`]); a refused or
+/// failed sign-in is logged with the client's address only, never with what was typed.
+async fn signin(
+    State(ui): State<UiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
     let next = safe_next(form.next.as_deref());
     let fresh = session::random_token(24);
     let again = |status: StatusCode, message: &str| {
@@ -215,25 +242,57 @@ async fn signin(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<
     if form.signin_token.is_empty() || !session::same_secret(&cookie_token, &form.signin_token) {
         return again(StatusCode::FORBIDDEN, "The sign-in form expired: sign in again.");
     }
-    match session::check_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await {
-        Ok(true) => {
-            let id = ui.sessions.create(form.username.trim());
-            info!(username = %form.username.trim(), "dashboard sign-in");
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let client = ClientKey::of(ip);
+    let client_label = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let throttled = |refused: throttle::Refused| {
+        warn!(client = %client_label, retry_after_secs = refused.retry_after_secs(), reason = ?refused,
+            "dashboard sign-in throttled");
+        let message = format!(
+            "Too many sign-in attempts. Wait {} seconds, then try again.",
+            refused.retry_after_secs()
+        );
+        let mut res = again(StatusCode::TOO_MANY_REQUESTS, &message);
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(refused.retry_after_secs()));
+        res
+    };
+    if let Err(refused) = ui.throttle.begin(client, std::time::Instant::now()) {
+        return throttled(refused);
+    }
+    let slot = match ui.throttle.check_slot().await {
+        Ok(slot) => slot,
+        Err(refused) => {
+            ui.throttle.abandoned(client);
+            return throttled(refused);
+        }
+    };
+    let checked =
+        session::verify_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await;
+    drop(slot);
+    match checked {
+        Ok(Some(password_hash)) => {
+            ui.throttle.succeeded(client);
+            let id = ui.sessions.create(form.username.trim(), &password_hash);
+            info!(client = %client_label, "dashboard sign-in");
             let res = with_cookie(redirect(&next), &session::set_cookie(SESSION_COOKIE, &id, None));
             with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, "", Some(0)))
         }
-        Ok(false) => {
-            warn!(username = %form.username.trim(), "dashboard sign-in refused");
+        Ok(None) => {
+            warn!(client = %client_label, "dashboard sign-in refused: wrong user name or password");
             again(
                 StatusCode::UNAUTHORIZED,
                 "Wrong user name or password. The user is admin; the password was printed when seam first started \
-                 (or set with SEAM_ADMIN_PASSWORD).",
+                 (or set with SEAM_ADMIN_PASSWORD; `seam admin reset-password` sets a new one).",
             )
         }
-        Err(e) => again(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("Cannot check the password: {e}"),
-        ),
+        Err(e) => {
+            ui.throttle.abandoned(client);
+            again(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Cannot check the password: {e}"),
+            )
+        }
     }
 }
 
@@ -306,9 +365,35 @@ impl IntoResponse for Refusal {
     }
 }
 
+impl UiState {
+    /// The request's session, unless it ended: idle too long, signed out, or the admin password
+    /// changed since it signed in (`seam admin reset-password` ends every session at once).
+    async fn live_session(&self, headers: &HeaderMap) -> Option<session::Session> {
+        let (id, session) = self.sessions.from_headers(headers)?;
+        let stored = match self
+            .app
+            .metastore
+            .get_setting(session::ADMIN_PASSWORD_SETTING)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(e) => {
+                warn!(error = %e, "cannot read the admin password hash: treating the session as ended");
+                return None;
+            }
+        };
+        if !session.password_unchanged(stored.as_deref()) {
+            self.sessions.remove(&id);
+            info!("a dashboard session ended: the admin password changed");
+            return None;
+        }
+        Some(session)
+    }
+}
+
 /// Checks the session, and the CSRF header on state-changing methods.
-fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some((_, session)) = ui.sessions.from_headers(headers) else {
+async fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(session) = ui.live_session(headers).await else {
         return Err(Refusal::SignedOut);
     };
     if method != Method::GET && method != Method::HEAD {
@@ -325,7 +410,7 @@ fn authorise(ui: &UiState, method: &Method, headers: &HeaderMap) -> Result<(), R
 
 /// `ANY /ui/api/{rest}` → the API's `/v4/{rest}`, in process.
 async fn forward(State(ui): State<UiState>, request: Request) -> Response {
-    if let Err(refused) = authorise(&ui, request.method(), request.headers()) {
+    if let Err(refused) = authorise(&ui, request.method(), request.headers()).await {
         return refused.into_response();
     }
     let (mut parts, body) = request.into_parts();
@@ -364,7 +449,7 @@ async fn schema_name(
     headers: HeaderMap,
     Query(q): Query<SchemaNameQuery>,
 ) -> Response {
-    if let Err(refused) = authorise(&ui, &Method::GET, &headers) {
+    if let Err(refused) = authorise(&ui, &Method::GET, &headers).await {
         return refused.into_response();
     }
     let explicit = q.name.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -396,7 +481,7 @@ struct CronQuery {
 
 /// `GET /ui/cron-preview`: the next five runs of a Quartz cron expression (UTC), or the error.
 async fn cron_preview(State(ui): State<UiState>, headers: HeaderMap, Query(q): Query<CronQuery>) -> Response {
-    if let Err(refused) = authorise(&ui, &Method::GET, &headers) {
+    if let Err(refused) = authorise(&ui, &Method::GET, &headers).await {
         return refused.into_response();
     }
     match seam_runtime::scheduler::parse_quartz_cron(q.expression.trim()) {
@@ -415,13 +500,70 @@ async fn cron_preview(State(ui): State<UiState>, headers: HeaderMap, Query(q): Q
 mod tests {
     use super::*;
 
+    use proptest::prelude::{prop_assert, prop_assert_eq, prop_oneof, proptest, ProptestConfig};
+
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/integrations/1")), "/integrations/1");
-        for bad in ["//evil.com", "https://evil.com", "/\\evil.com", "", "x"] {
-            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        assert_eq!(safe_next(Some("/usage%3Fa%3Db%20c")), "/usage%3Fa%3Db%20c");
+        assert_eq!(
+            safe_next(Some("/integrations?tab=loads#x")),
+            "/integrations?tab=loads#x"
+        );
+        for bad in [
+            "//evil.com",
+            "https://evil.com",
+            "/\\evil.com",
+            "",
+            "x",
+            "/\t/evil.com",
+            "/\n/evil.com",
+            "/\r\n/evil.com",
+            "/ /evil.com",
+            "/\u{0}/evil.com",
+            "/x\\..\\\\evil.com",
+            "/\u{ff0f}evil.com",
+            "\t//evil.com",
+            " /x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+
+    /// Where a browser goes when this site (https://seam.example/signin) redirects to `location`:
+    /// the WHATWG URL parser, as browsers implement it.
+    fn browser_target(location: &str) -> Option<url::Url> {
+        url::Url::parse("https://seam.example/signin")
+            .ok()?
+            .join(location)
+            .ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever `next` holds, the redirect stays on this site: same scheme, host and port.
+        #[test]
+        fn next_never_leaves_the_site(next in prop_oneof![
+            "[/\\\\\t\n\r \x00-\x1f\x7f.:@a-z%?#]{0,10}",
+            "/[/\\\\\t\n\r\x0b\x0c ]{0,3}[a-z.:@]{0,10}",
+            proptest::arbitrary::any::<String>(),
+        ]) {
+            let to = safe_next(Some(&next));
+            prop_assert!(to == "/" || to == next);
+            let target = browser_target(&to).expect("a local path always parses");
+            prop_assert_eq!(target.origin(), url::Url::parse("https://seam.example/").expect("url").origin(),
+                "{:?} -> {:?} left the site", next, to);
+            prop_assert!(HeaderValue::from_str(&to).is_ok());
+        }
+
+        /// Every path the app shell encodes into `?next=` comes back unchanged.
+        #[test]
+        fn encoded_paths_are_accepted(path in "/([a-z0-9][a-z0-9/?=&#%. _-]{0,30})?") {
+            let encoded = url_encode(&path);
+            prop_assert_eq!(safe_next(Some(&encoded)), encoded);
+        }
     }
 
     #[test]

@@ -6,13 +6,14 @@
 //!   `SEAM_ADMIN_PASSWORD` when set (which also replaces a stored one on every start), otherwise
 //!   generated and returned once so the caller can print it.
 //! - A session is a random 256-bit id in the cookie [`SESSION_COOKIE`] (`HttpOnly; SameSite=Strict`);
-//!   sessions live in memory, so a restart signs everyone out.
+//!   sessions live in memory, so a restart signs everyone out, and a session ends as soon as the
+//!   stored admin password changes (`seam admin reset-password`, `SEAM_ADMIN_PASSWORD`).
 //! - Every session has its own CSRF token; state-changing requests must echo it in the
 //!   [`CSRF_HEADER`] header (or the `csrf_token` form field). The sign-in form, which has no session
 //!   yet, uses a double-submit cookie ([`SIGNIN_COOKIE`]).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::http::header::COOKIE;
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -80,13 +81,59 @@ pub fn hash_password(password: &str) -> Result<String, AdminError> {
         .map_err(|e| AdminError::Hash(e.to_string()))
 }
 
-/// True when `password` matches the PHC string `hash`.
+/// argon2 working memory kept between checks (at most [`KEPT_BUFFERS`] of them). A check needs
+/// m_cost KiB (19 MiB with the defaults); allocating it afresh on whichever blocking thread runs the
+/// check made the allocator keep a copy per thread: 64 parallel wrong sign-ins grew the process by
+/// hundreds of megabytes. Reused buffers keep it at a few buffers' worth.
+static BUFFERS: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+/// Buffers kept for reuse (as many as checks run at once by default, plus slack).
+pub const KEPT_BUFFERS: usize = 4;
+
+/// True when `password` matches the PHC string `hash` (argon2 with the parameters in the hash,
+/// compared in constant time), with reused working memory.
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed))
+    else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let taken = BUFFERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    let mut memory = match taken {
+        Some(m) if m.len() == blocks => m,
+        _ => vec![Block::default(); blocks],
+    };
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut out,
+        &mut memory,
+    );
+    let mut kept = BUFFERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if kept.len() < KEPT_BUFFERS {
+        kept.push(memory);
+    }
+    drop(kept);
+    // `Output`'s equality is constant-time.
+    computed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// Sets the admin password (hashing it).
@@ -128,39 +175,78 @@ pub async fn check_sign_in(
     username: &str,
     password: &str,
 ) -> Result<bool, AdminError> {
-    let Some(hash) = metastore.get_setting(ADMIN_PASSWORD_SETTING).await? else {
-        return Ok(false);
-    };
-    let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .map_err(|e| AdminError::Hash(e.to_string()))?;
-    Ok(ok && username == ADMIN_USERNAME)
+    Ok(verify_sign_in(metastore, username, password).await?.is_some())
 }
 
-/// A signed-in browser.
-#[derive(Debug, Clone)]
+/// [`check_sign_in`], returning the stored hash the password matched: a session remembers it and
+/// ends when the password changes (`seam admin reset-password`).
+pub async fn verify_sign_in(
+    metastore: &dyn Metastore,
+    username: &str,
+    password: &str,
+) -> Result<Option<String>, AdminError> {
+    let Some(hash) = metastore.get_setting(ADMIN_PASSWORD_SETTING).await? else {
+        return Ok(None);
+    };
+    let password = password.to_owned();
+    let checked = hash.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&checked, &password))
+        .await
+        .map_err(|e| AdminError::Hash(e.to_string()))?;
+    Ok((ok && username == ADMIN_USERNAME).then_some(hash))
+}
+
+/// A signed-in browser. `Debug` does not show the CSRF token.
+#[derive(Clone)]
 pub struct Session {
     /// The token state-changing requests must echo.
     pub csrf_token: String,
     /// Who signed in.
     pub username: String,
+    /// The stored password hash this session signed in against: a new password ends the session.
+    password_hash: String,
     last_seen: Instant,
 }
 
-/// The sessions of this process.
-#[derive(Debug, Clone, Default)]
+impl Session {
+    /// True while the stored password hash is still the one this session signed in against.
+    pub fn password_unchanged(&self, stored_hash: Option<&str>) -> bool {
+        stored_hash.is_some_and(|h| same_secret(h, &self.password_hash))
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("csrf_token", &"***")
+            .field("username", &self.username)
+            .field("last_seen", &self.last_seen)
+            .finish()
+    }
+}
+
+/// The sessions of this process. `Debug` shows how many there are, never their ids (the cookies).
+#[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<HashMap<String, Session>>>,
 }
 
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.inner.lock().map_or(0, |m| m.len());
+        f.debug_struct("Sessions").field("count", &count).finish()
+    }
+}
+
 impl Sessions {
-    /// Starts a session; returns its id (the cookie value).
-    pub fn create(&self, username: &str) -> String {
+    /// Starts a session for a sign-in checked against `password_hash`; returns its id (the cookie
+    /// value).
+    pub fn create(&self, username: &str, password_hash: &str) -> String {
         let id = random_token(32);
         let session = Session {
             csrf_token: random_token(32),
             username: username.to_owned(),
+            password_hash: password_hash.to_owned(),
             last_seen: Instant::now(),
         };
         let mut map = self
@@ -234,6 +320,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reused_memory_verifies_like_the_reference() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let a = hash_password("first password").expect("hash");
+        let b = hash_password("second password").expect("hash");
+        for _ in 0..3 {
+            for (hash, right, wrong) in [
+                (&a, "first password", "second password"),
+                (&b, "second password", "first password"),
+            ] {
+                assert!(verify_password(hash, right));
+                assert!(!verify_password(hash, wrong));
+                let parsed = PasswordHash::new(hash).expect("phc");
+                assert!(Argon2::default()
+                    .verify_password(right.as_bytes(), &parsed)
+                    .is_ok());
+            }
+        }
+        let kept = BUFFERS.lock().expect("lock").len();
+        assert!((1..=KEPT_BUFFERS).contains(&kept), "{kept}");
+        // Other parameters than the default (an older hash): its own buffer size.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"pw", &SaltString::encode_b64(b"0123456789abcdef").expect("salt"))
+        .expect("hash")
+        .to_string();
+        assert!(verify_password(&small, "pw") && !verify_password(&small, "px"));
+        assert!(verify_password(&a, "first password"), "after another size");
+    }
+
+    #[test]
     fn passwords_hash_and_verify() {
         let p = generate_password();
         assert_eq!(p.len(), 20);
@@ -255,9 +374,24 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_session_ids_or_csrf_tokens() {
+        let s = Sessions::default();
+        let id = s.create(ADMIN_USERNAME, "$argon2id$hash");
+        let session = s.get(&id).expect("live");
+        let shown = format!("{s:?} {session:?}");
+        assert!(!shown.contains(&id), "{shown}");
+        assert!(!shown.contains(&session.csrf_token), "{shown}");
+        assert!(shown.contains("count: 1"), "{shown}");
+        assert!(!shown.contains("argon2"), "{shown}");
+        assert!(session.password_unchanged(Some("$argon2id$hash")));
+        assert!(!session.password_unchanged(Some("$argon2id$other")));
+        assert!(!session.password_unchanged(None));
+    }
+
+    #[test]
     fn sessions_expire_and_end() {
         let s = Sessions::default();
-        let id = s.create(ADMIN_USERNAME);
+        let id = s.create(ADMIN_USERNAME, "h");
         assert!(s.get(&id).is_some());
         s.remove(&id);
         assert!(s.get(&id).is_none());
