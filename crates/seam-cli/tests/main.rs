@@ -1,5 +1,6 @@
 //! The `seam` binary's integration tests: the commands as a user runs them.
 #![allow(clippy::unwrap_used)]
 
+mod serve_kill;
 mod sync;
 mod target;
