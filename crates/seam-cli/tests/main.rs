@@ -3,5 +3,6 @@
 
 mod full_table;
 mod serve;
+mod serve_kill;
 mod sync;
 mod target;

@@ -192,12 +192,16 @@ impl JobTrigger {
 
 /// A job's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Running now.
     Running,
     /// Finished without error.
     Succeeded,
+    /// Finished, but part of the selection was not replicated (streams the source skipped, e.g. a
+    /// 403 for a feature the account's plan lacks); [`Job::warning_message`] says which and why. Counts
+    /// as a success for scheduling, backoff and the integration's status.
+    SucceededWithWarnings,
     /// Ended by a critical error.
     Failed,
     /// Stopped by the user or by shutdown; committed work kept.
@@ -210,6 +214,7 @@ impl JobStatus {
         match self {
             JobStatus::Running => "running",
             JobStatus::Succeeded => "succeeded",
+            JobStatus::SucceededWithWarnings => "succeeded_with_warnings",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
         }
@@ -220,10 +225,16 @@ impl JobStatus {
         Some(match s {
             "running" => JobStatus::Running,
             "succeeded" => JobStatus::Succeeded,
+            "succeeded_with_warnings" => JobStatus::SucceededWithWarnings,
             "failed" => JobStatus::Failed,
             "cancelled" => JobStatus::Cancelled,
             _ => return None,
         })
+    }
+
+    /// True for the statuses that count as a successful job (with or without warnings).
+    pub fn is_success(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::SucceededWithWarnings)
     }
 }
 
@@ -252,6 +263,9 @@ pub struct Job {
     pub target_exit_status: Option<i32>,
     /// The critical error, in words.
     pub error_message: Option<String>,
+    /// What needs the user's attention in a job that succeeded with warnings (e.g. the streams the
+    /// source skipped and why), in words.
+    pub warning_message: Option<String>,
     /// Rows loaded (subtables counted).
     pub rows_loaded: i64,
 }
@@ -271,6 +285,8 @@ pub struct JobFinish {
     pub target_exit_status: Option<i32>,
     /// The critical error, in words.
     pub error_message: Option<String>,
+    /// What needs attention (with [`JobStatus::SucceededWithWarnings`]), in words.
+    pub warning_message: Option<String>,
 }
 
 /// Where a log line comes from (Stitch: `main`, `tap`, `target`).

@@ -17,6 +17,7 @@ use tokio_postgres::{Client, Row};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_token_revocation.sql"),
+    include_str!("../migrations/postgres/0003_job_warnings.sql"),
 ];
 
 /// The PostgreSQL metastore.
@@ -99,7 +100,7 @@ fn check_row(r: &Row) -> Result<ConnectionCheck> {
 
 const JOB_COLS: &str =
     "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
-                        tap_exit_status, target_exit_status, error_message, rows_loaded";
+                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message";
 
 fn job_row(r: &Row) -> Result<Job> {
     let id: i64 = r.try_get(0)?;
@@ -119,6 +120,7 @@ fn job_row(r: &Row) -> Result<Job> {
         target_exit_status: r.try_get(8)?,
         error_message: r.try_get(9)?,
         rows_loaded: r.try_get(10)?,
+        warning_message: r.try_get(11)?,
     })
 }
 
@@ -473,7 +475,8 @@ impl Metastore for PostgresMetastore {
             .query_opt(
                 &format!(
                     "UPDATE jobs SET status = $2, completion_time = $3, discovery_exit_status = $4, tap_exit_status = $5, \
-                     target_exit_status = $6, error_message = $7 WHERE id = $1 RETURNING {JOB_COLS}"
+                     target_exit_status = $6, error_message = $7, warning_message = $8 WHERE id = $1 \
+                     RETURNING {JOB_COLS}"
                 ),
                 &[
                     &id,
@@ -483,6 +486,7 @@ impl Metastore for PostgresMetastore {
                     &f.tap_exit_status,
                     &f.target_exit_status,
                     &f.error_message,
+                    &f.warning_message,
                 ],
             )
             .await?;

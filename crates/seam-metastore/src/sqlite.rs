@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_token_revocation.sql"),
+    include_str!("../migrations/sqlite/0003_job_warnings.sql"),
 ];
 
 /// The SQLite metastore (embedded default: `<data-dir>/metastore.sqlite`).
@@ -101,7 +102,7 @@ fn check_row(r: &Row<'_>) -> rusqlite::Result<ConnectionCheck> {
 
 const JOB_COLS: &str =
     "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
-                        tap_exit_status, target_exit_status, error_message, rows_loaded";
+                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let id: i64 = r.get(0)?;
@@ -121,6 +122,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         target_exit_status: r.get(8)?,
         error_message: r.get(9)?,
         rows_loaded: r.get(10)?,
+        warning_message: r.get(11)?,
     })
 }
 
@@ -469,7 +471,7 @@ impl Metastore for SqliteMetastore {
         self.call(move |conn| {
             let n = conn.execute(
                 "UPDATE jobs SET status = ?2, completion_time = ?3, discovery_exit_status = ?4, tap_exit_status = ?5, \
-                 target_exit_status = ?6, error_message = ?7 WHERE id = ?1",
+                 target_exit_status = ?6, error_message = ?7, warning_message = ?8 WHERE id = ?1",
                 params![
                     id,
                     f.status.as_str(),
@@ -477,7 +479,8 @@ impl Metastore for SqliteMetastore {
                     f.discovery_exit_status,
                     f.tap_exit_status,
                     f.target_exit_status,
-                    f.error_message
+                    f.error_message,
+                    f.warning_message
                 ],
             )?;
             if n == 0 {

@@ -81,6 +81,7 @@ mod conformance {
         catalog_and_state,
         checks,
         jobs_and_logs,
+        jobs_succeed_with_warnings,
         loads_and_usage,
         notifications_tokens_settings,
         tokens_list_and_revoke,
@@ -230,9 +231,11 @@ mod cases {
             tap_exit_status: Some(0),
             target_exit_status: Some(0),
             error_message: None,
+            warning_message: None,
         };
         let done = m.finish_job(j1.id, &f).await.unwrap();
         assert_eq!(done.status, JobStatus::Succeeded);
+        assert_eq!(done.warning_message, None);
         assert_eq!(done.completion_time, Some(f.completion_time));
         let j2 = m
             .create_job(a.id, JobTrigger::Manual, t0() + Duration::minutes(30))
@@ -278,6 +281,37 @@ mod cases {
         );
         assert_eq!(logs[2].level, LogLevel::Critical);
         assert!(m.job_logs(j2.id).await.unwrap().is_empty());
+    }
+
+    pub async fn jobs_succeed_with_warnings(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        let j = m.create_job(a.id, JobTrigger::Manual, t0()).await.unwrap();
+        assert_eq!(j.warning_message, None);
+        let warning = "skipped sla_policies: zendesk answered 403 (the plan lacks SLA policies)";
+        let done = m
+            .finish_job(
+                j.id,
+                &JobFinish {
+                    status: JobStatus::SucceededWithWarnings,
+                    completion_time: t0() + Duration::minutes(1),
+                    discovery_exit_status: Some(0),
+                    tap_exit_status: Some(0),
+                    target_exit_status: Some(0),
+                    error_message: None,
+                    warning_message: Some(warning.into()),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, JobStatus::SucceededWithWarnings);
+        assert_eq!(done.warning_message.as_deref(), Some(warning));
+        let read = m.get_job(j.id).await.unwrap().unwrap();
+        assert_eq!(read, done, "the status and the warning are stored");
+        assert_eq!(read.status.as_str(), "succeeded_with_warnings");
+        assert_eq!(
+            m.list_jobs(a.id, 1).await.unwrap()[0].warning_message.as_deref(),
+            Some(warning)
+        );
     }
 
     pub async fn loads_and_usage(m: &dyn Metastore) {
@@ -568,6 +602,101 @@ async fn sqlite_file_survives_reopen_and_migrations_run_once() {
     };
     let m = SqliteMetastore::open(&path).unwrap();
     assert_eq!(m.get_integration(id).await.unwrap().unwrap().name, "zendesk");
+}
+
+/// A jobs row written before the `warning_message` column existed.
+const OLD_JOB_STATUS: &str = "succeeded";
+
+/// A metastore created by a seam without job warnings (only the first migration) opens, gains the
+/// column, and its jobs read back with no warning.
+#[tokio::test]
+async fn sqlite_metastore_from_before_job_warnings_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO integrations (display_name, name, kind, properties, sealed_credentials, created_at, updated_at) \
+             VALUES ('Old', 'old', 'platform.zendesk', ?1, x'010203', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+            [serde_json::to_string(&props()).unwrap()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO jobs (integration_id, trigger, status, start_time) VALUES (1, 'manual', ?1, '2026-01-01T00:00:00Z')",
+            [OLD_JOB_STATUS],
+        )
+        .unwrap();
+    }
+    let m = SqliteMetastore::open(&path).unwrap();
+    let old = m.list_jobs(1, 10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].status, JobStatus::Succeeded);
+    assert_eq!(old[0].warning_message, None);
+    cases::jobs_succeed_with_warnings(&m).await;
+}
+
+/// The same migration on PostgreSQL.
+#[tokio::test]
+async fn postgres_metastore_from_before_job_warnings_migrates() {
+    let Ok(url) = std::env::var("SEAM_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set SEAM_TEST_POSTGRES_URL"
+        );
+        println!("SKIP postgres migration: SEAM_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!(
+        "seam_old_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; \
+                 CREATE TABLE seam_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL); \
+                 INSERT INTO seam_migrations VALUES (1, '2026-01-01T00:00:00Z');"
+            ))
+            .await
+            .unwrap();
+        client
+            .batch_execute(include_str!("../migrations/postgres/0001_init.sql"))
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO integrations (display_name, name, kind, properties, sealed_credentials, created_at, updated_at) \
+                 VALUES ('Old', 'old', 'platform.zendesk', $1, '\\x010203', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                &[&serde_json::to_string(&props()).unwrap()],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO jobs (integration_id, trigger, status, start_time) \
+                 SELECT id, 'manual', $1, '2026-01-01T00:00:00Z' FROM integrations",
+                &[&OLD_JOB_STATUS],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = driver.await;
+    }
+    let m = PostgresMetastore::connect(&url, &schema).await.unwrap();
+    let id = m.list_integrations(false).await.unwrap()[0].id;
+    let old = m.list_jobs(id, 10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].status, JobStatus::Succeeded);
+    assert_eq!(old[0].warning_message, None);
+    cases::jobs_succeed_with_warnings(&m).await;
 }
 
 #[test]

@@ -17,6 +17,17 @@
 //! that STATE as the integration's bookmarks. A crash between the two re-reads from the older bookmark
 //! on the next run, and the upserting destination absorbs the duplicates (at-least-once, no loss).
 //!
+//! A job cannot wedge:
+//! - a panic in the source (building it, `discover`, `read`), on the loader's blocking thread or in
+//!   the runner ends the job `failed` with the panic's message (CRITICAL log line, notification);
+//! - a stop ([`JobConfig::stop_grace`]): the source is told (its token) and gets the grace to return
+//!   at a safe point while what it sends is still loaded; the commit-retry wait ends at once; a
+//!   warehouse call gets what is left of the grace. Whatever is still running then is abandoned (the
+//!   source's task aborted, a blocking call left to finish on its own thread) and the job ends
+//!   `cancelled`: what was not committed is read again by the next job from the last bookmark;
+//! - streams the source skipped (`ReadSummary::skipped`) end the job `succeeded_with_warnings`, with a
+//!   `warning_message` naming them and a Warning notification.
+//!
 //! Credentials: opened from the metastore's sealed blob only to build the source; never logged, never
 //! written to the extraction log (errors are logged with their message, which the source guarantees
 //! free of secrets).
@@ -25,6 +36,7 @@ use crate::loader::{Commit, LoadError, Loader, LoaderConfig, Numbered};
 use crate::scheduler::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
+use futures::FutureExt as _;
 use seam_core::singer::Message;
 use seam_core::{
     Catalog, Classify, CommitReport, Destination, DestinationError, ErrorKind, Source, SourceError, State,
@@ -36,13 +48,18 @@ use seam_metastore::{
     NewNotification, NotificationLevel, SecretCipher,
 };
 use serde::Serialize;
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{error, info, warn};
 
 /// Messages in flight between the source and the loader; bounds memory and gives backpressure.
 pub const CHANNEL_CAPACITY: usize = 1_000;
@@ -128,9 +145,35 @@ pub enum JobError {
     /// The connector's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The loader thread panicked or vanished.
+    /// The loader failed outside the warehouse (bad input from the source, a lost connection).
     #[error("the loader stopped unexpectedly: {0}")]
     Loader(String),
+    /// A part of the job panicked (a bug); the job ended instead of hanging.
+    #[error(
+        "the {part} panicked: {message}; this is a bug in seam, please report it with this extraction's \
+         log (work committed before it is kept)"
+    )]
+    Panicked {
+        /// What panicked: [`PART_SOURCE`], [`PART_LOADER`] or [`PART_JOB`].
+        part: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+    /// After a stop, a part of the job did not return within the grace period and was abandoned.
+    #[error(
+        "the {part} did not stop within {} s of the stop; seam abandoned it: what was not committed \
+         is read again by the next job",
+        grace.as_secs_f64()
+    )]
+    StopTimedOut {
+        /// What was abandoned: [`PART_SOURCE`] or [`PART_WAREHOUSE`].
+        part: &'static str,
+        /// The grace it had.
+        grace: Duration,
+    },
+    /// A stop came while the loader waited to retry a failed commit.
+    #[error(transparent)]
+    Stopped(LoadError),
 }
 
 impl Classify for JobError {
@@ -139,9 +182,145 @@ impl Classify for JobError {
             JobError::Source(e) => e.kind(),
             JobError::Destination(e) => e.kind(),
             JobError::Metastore(e) => e.kind(),
+            JobError::Stopped(LoadError::Stopped { source, .. }) => source.kind(),
             JobError::Crypto(_) | JobError::UnknownType { .. } | JobError::Config(_) => ErrorKind::Config,
-            JobError::Loader(_) => ErrorKind::Internal,
+            JobError::Loader(_)
+            | JobError::Panicked { .. }
+            | JobError::StopTimedOut { .. }
+            | JobError::Stopped(_) => ErrorKind::Internal,
         }
+    }
+}
+
+/// [`JobError::Panicked`]: the source (its `discover` or `read`, or building it).
+pub const PART_SOURCE: &str = "source";
+/// [`JobError::Panicked`]: the loader's blocking thread (loader or warehouse destination code).
+pub const PART_LOADER: &str = "loader";
+/// [`JobError::StopTimedOut`]: a warehouse call on the loader's blocking thread.
+pub const PART_WAREHOUSE: &str = "warehouse";
+/// [`JobError::Panicked`]: the job runner itself.
+pub const PART_JOB: &str = "job runner";
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// A task of `part` that did not return: a panic becomes [`JobError::Panicked`] with its message.
+fn join_error(part: &'static str, e: tokio::task::JoinError) -> JobError {
+    if e.is_panic() {
+        JobError::Panicked {
+            part,
+            message: panic_message(e.into_panic().as_ref()),
+        }
+    } else {
+        JobError::Loader(format!("the {part} task was cancelled"))
+    }
+}
+
+/// How long a stopped job waits for the source and the warehouse by default.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// How jobs run.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Batching and commit retries of the loader.
+    pub loader: LoaderConfig,
+    /// After a stop (Stop Extraction, shutdown), how long the job waits for the source to return at a
+    /// safe point and for an in-flight warehouse call to end. Past it the job abandons them (what the
+    /// warehouse has not committed is dropped; the next job reads it again from the last committed
+    /// bookmark) and ends `cancelled`.
+    pub stop_grace: Duration,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            loader: LoaderConfig::default(),
+            stop_grace: DEFAULT_STOP_GRACE,
+        }
+    }
+}
+
+/// A job's stop request and its grace period; every wait of the job races it.
+#[derive(Debug)]
+struct Stop {
+    cancel: CancellationToken,
+    grace: Duration,
+    /// Set when a wait first sees the stop: the grace counts once for the whole job.
+    deadline: OnceLock<tokio::time::Instant>,
+}
+
+impl Stop {
+    fn new(cancel: CancellationToken, grace: Duration) -> Self {
+        Stop {
+            cancel,
+            grace,
+            deadline: OnceLock::new(),
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Resolves once the grace after the stop has run out; never without a stop.
+    async fn expired(&self) {
+        self.cancel.cancelled().await;
+        let deadline = *self
+            .deadline
+            .get_or_init(|| tokio::time::Instant::now() + self.grace);
+        tokio::time::sleep_until(deadline).await;
+    }
+
+    /// `fut`'s result, unless the grace after a stop runs out first: then `fut` is dropped (a blocking
+    /// call it waited on finishes on its own thread) and the result is [`JobError::StopTimedOut`].
+    async fn bounded<T>(
+        &self,
+        part: &'static str,
+        fut: impl Future<Output = Result<T, JobError>>,
+    ) -> Result<T, JobError> {
+        tokio::select! {
+            biased;
+            out = fut => out,
+            () = self.expired() => Err(self.timed_out(part)),
+        }
+    }
+
+    /// `fut`'s output if it comes within the grace (counted from now, or from the stop).
+    async fn within_grace<F: Future>(&self, fut: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = fut => Some(out),
+            () = self.expired() => None,
+            () = tokio::time::sleep(self.grace) => None,
+        }
+    }
+
+    fn timed_out(&self, part: &'static str) -> JobError {
+        JobError::StopTimedOut {
+            part,
+            grace: self.grace,
+        }
+    }
+
+    /// True for the errors that only mean "the stop cut this short".
+    fn ended_by_stop(&self, e: &JobError) -> bool {
+        self.is_stopped() && matches!(e, JobError::StopTimedOut { .. } | JobError::Stopped(_))
+    }
+
+    /// Logs how the stop cut the job short; the job then ends `cancelled`.
+    async fn stopped_at(&self, log: &JobLog, e: JobError) -> Result<(), (LogLocation, JobError)> {
+        warn!(job_id = log.job_id, error = %e, "stopped job did not end at a safe point");
+        log.line(LogLocation::Main, LogLevel::Warning, e.to_string())
+            .await;
+        Ok(())
     }
 }
 
@@ -195,7 +374,7 @@ impl Telemetry {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// A job ended with `outcome` (`succeeded`, `failed`, `cancelled`).
+    /// A job ended with `outcome` (`succeeded`, `succeeded_with_warnings`, `failed`, `cancelled`).
     pub fn job_finished(&self, integration: IntegrationId, outcome: JobStatus) {
         self.with(|t| *t.jobs.entry((integration, outcome.as_str())).or_default() += 1);
     }
@@ -385,7 +564,9 @@ type Committed = (CommitReport, Option<State>);
 /// thread and back.
 ///
 /// Short blocking hops instead of one long-lived loader thread: the async side never blocks, and a
-/// paused-clock test is never stalled by a blocking thread that waits on the source.
+/// paused-clock test is never stalled by a blocking thread that waits on the source. A hop the job
+/// stops waiting for (see [`Stop`]) keeps the destination on its thread, which drops it when the call
+/// returns; the loader is then unusable and says so.
 struct BatchLoader {
     dest: Option<Box<dyn Destination>>,
     loader: Option<Loader>,
@@ -393,18 +574,26 @@ struct BatchLoader {
     line: u64,
 }
 
+/// What a hop to the blocking pool returns when the destination is gone.
+fn destination_lost() -> JobError {
+    JobError::Loader("the warehouse connection was lost after an earlier failure".into())
+}
+
 impl BatchLoader {
     async fn open(
         factory: Arc<dyn ConnectorFactory>,
         schema_name: String,
         catalog: Catalog,
+        config: &JobConfig,
+        cancel: &CancellationToken,
     ) -> Result<Self, JobError> {
         let dest = tokio::task::spawn_blocking(move || factory.destination_for(&schema_name, &catalog))
             .await
-            .map_err(|e| JobError::Loader(e.to_string()))??;
+            .map_err(|e| join_error(PART_LOADER, e))??;
         Ok(BatchLoader {
             dest: Some(dest),
-            loader: Some(Loader::new(LoaderConfig::default())),
+            // A stop also ends a commit-retry wait.
+            loader: Some(Loader::new(config.loader.clone()).stop_on(cancel.clone())),
             queue: Vec::new(),
             line: 0,
         })
@@ -415,16 +604,13 @@ impl BatchLoader {
         &mut self,
         f: impl FnOnce(&mut dyn Destination) -> Result<R, DestinationError> + Send + 'static,
     ) -> Result<R, JobError> {
-        let mut dest = self
-            .dest
-            .take()
-            .ok_or_else(|| JobError::Loader("destination lost after a panic".into()))?;
+        let mut dest = self.dest.take().ok_or_else(destination_lost)?;
         let (dest, result) = tokio::task::spawn_blocking(move || {
             let r = f(dest.as_mut());
             (dest, r)
         })
         .await
-        .map_err(|e| JobError::Loader(e.to_string()))?;
+        .map_err(|e| join_error(PART_LOADER, e))?;
         self.dest = Some(dest);
         Ok(result?)
     }
@@ -454,9 +640,8 @@ impl BatchLoader {
     }
 
     async fn drain(&mut self, end: bool) -> Result<Vec<Committed>, JobError> {
-        let lost = || JobError::Loader("destination lost after a panic".into());
-        let mut dest = self.dest.take().ok_or_else(lost)?;
-        let mut loader = self.loader.take().ok_or_else(lost)?;
+        let mut dest = self.dest.take().ok_or_else(destination_lost)?;
+        let mut loader = self.loader.take().ok_or_else(destination_lost)?;
         let queue = std::mem::take(&mut self.queue);
         let (dest, loader, result) = tokio::task::spawn_blocking(move || {
             let mut commits: Vec<Committed> = Vec::new();
@@ -481,11 +666,12 @@ impl BatchLoader {
             (dest, loader, result.map(|()| commits))
         })
         .await
-        .map_err(|e| JobError::Loader(e.to_string()))?;
+        .map_err(|e| join_error(PART_LOADER, e))?;
         self.dest = Some(dest);
         self.loader = Some(loader);
         result.map_err(|e| match e {
             LoadError::Destination { source, .. } => JobError::Destination(source),
+            stopped @ LoadError::Stopped { .. } => JobError::Stopped(stopped),
             other => JobError::Loader(other.to_string()),
         })
     }
@@ -524,15 +710,24 @@ pub struct JobOutcome {
     pub rows_loaded: u64,
 }
 
+/// Stitch's words for a job that replicated data but needs the user to look at something.
+pub const WARNING_SUBJECT: &str = "Data has been replicated, but something may require your attention.";
+
 /// Runs one job to the end (or to the first safe point after `cancel`), recording everything in the
-/// metastore. The caller then runs [`check_usage_thresholds`]. Never returns an error: failures end the job as `failed` with the error's message, a
-/// CRITICAL log line and a notification.
+/// metastore. The caller then runs [`check_usage_thresholds`].
+///
+/// Never returns an error and never unwinds: failures — panics in the source, the warehouse or the
+/// job itself included — end the job as `failed` with the error's message, a CRITICAL log line and a
+/// notification. A job whose source skipped selected streams ends `succeeded_with_warnings`, naming
+/// them. After `cancel`, the job ends `cancelled` within [`JobConfig::stop_grace`] (plus its
+/// bookkeeping), whatever the source or the warehouse is waiting on.
 pub async fn run_job(
     ctx: &JobContext,
     integration: Integration,
     job: Job,
     cancel: CancellationToken,
     progress: ProgressHandle,
+    config: &JobConfig,
 ) -> JobOutcome {
     let log = JobLog {
         metastore: Arc::clone(&ctx.metastore),
@@ -556,21 +751,38 @@ pub async fn run_job(
         tap_exit_status: None,
         target_exit_status: None,
         error_message: None,
+        warning_message: None,
     };
     let mut rows_total = 0u64;
-    let result = run_phases(
+    let stop = Stop::new(cancel.clone(), config.stop_grace);
+    let phases = run_phases(
         ctx,
         &integration,
         &job,
-        &cancel,
+        &stop,
+        config,
         &progress,
         &log,
         &mut finish,
         &mut rows_total,
-    )
-    .await;
+    );
+    // A panic anywhere in the job ends it like any other critical error (the source's read task and
+    // the loader's blocking hops report theirs through their join handles).
+    let result = match AssertUnwindSafe(phases).catch_unwind().await {
+        Ok(r) => r,
+        Err(payload) => Err((
+            LogLocation::Main,
+            JobError::Panicked {
+                part: PART_JOB,
+                message: panic_message(payload.as_ref()),
+            },
+        )),
+    };
     if let Err((location, err)) = result {
         let message = err.to_string();
+        if matches!(err, JobError::Panicked { .. }) {
+            error!(source_id = integration.id, job = %job.job_name, error = %message, "job panicked");
+        }
         log.line(location, LogLevel::Critical, message.clone()).await;
         finish.status = JobStatus::Failed;
         finish.error_message = Some(message.clone());
@@ -603,9 +815,27 @@ pub async fn run_job(
         log.line(
             LogLocation::Main,
             LogLevel::Info,
-            "Extraction stopped; data extracted before the stop was loaded",
+            "Extraction stopped; data committed before the stop is kept",
         )
         .await;
+    } else if let Some(warning) = finish.warning_message.clone() {
+        finish.status = JobStatus::SucceededWithWarnings;
+        log.line(
+            LogLocation::Main,
+            LogLevel::Warning,
+            format!("Job finished with warnings: {rows_total} rows loaded; {warning}"),
+        )
+        .await;
+        ctx.notifier
+            .notify(NewNotification {
+                level: NotificationLevel::Warning,
+                code: "extraction-warnings".to_owned(),
+                integration_id: Some(integration.id),
+                subject: WARNING_SUBJECT.to_owned(),
+                message: format!("{}: {warning}", integration.display_name),
+                created_at: ctx.clock.now(),
+            })
+            .await;
     } else {
         log.line(
             LogLocation::Main,
@@ -623,6 +853,8 @@ pub async fn run_job(
             Job {
                 status: finish.status,
                 completion_time: Some(finish.completion_time),
+                error_message: finish.error_message,
+                warning_message: finish.warning_message,
                 ..job
             }
         }
@@ -634,12 +866,29 @@ pub async fn run_job(
     }
 }
 
+/// The warning of a job whose source skipped selected streams: which, and why.
+fn skipped_warning(skipped: &BTreeMap<String, String>) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = skipped
+        .iter()
+        .map(|(stream, reason)| format!("{stream} ({reason})"))
+        .collect();
+    Some(format!(
+        "{} selected table(s) were not replicated: {}",
+        skipped.len(),
+        list.join("; ")
+    ))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_phases(
     ctx: &JobContext,
     integration: &Integration,
     job: &Job,
-    cancel: &CancellationToken,
+    stop: &Stop,
+    config: &JobConfig,
     progress: &ProgressHandle,
     log: &JobLog,
     finish: &mut JobFinish,
@@ -647,19 +896,38 @@ async fn run_phases(
 ) -> Result<(), (LogLocation, JobError)> {
     let main_err = |e: JobError| (LogLocation::Main, e);
     let tap_err = |e: JobError| (LogLocation::Tap, e);
+    let target_err = |e: JobError| (LogLocation::Target, e);
     let spec = ctx.spec(integration).map_err(main_err)?;
-    let source: Arc<dyn Source> = Arc::from(ctx.factory.source(&spec).map_err(tap_err)?);
+    let built =
+        std::panic::catch_unwind(AssertUnwindSafe(|| ctx.factory.source(&spec))).map_err(|payload| {
+            tap_err(JobError::Panicked {
+                part: PART_SOURCE,
+                message: panic_message(payload.as_ref()),
+            })
+        })?;
+    let source: Arc<dyn Source> = Arc::from(built.map_err(tap_err)?);
 
-    // Discovery (structure sync).
+    // Discovery (structure sync). It only reads, so a stop abandons it at once.
     update(progress, |p| p.phase = JobPhase::Discovery);
     log.line(LogLocation::Tap, LogLevel::Info, "Running discovery")
         .await;
-    let discovered = source.discover().await;
+    let discovered = tokio::select! {
+        biased;
+        d = AssertUnwindSafe(source.discover()).catch_unwind() => d,
+        () = stop.cancel.cancelled() => return Ok(()),
+    };
     let mut catalog = match discovered {
-        Ok(c) => c,
-        Err(e) => {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             finish.discovery_exit_status = Some(1);
             return Err(tap_err(e.into()));
+        }
+        Err(payload) => {
+            finish.discovery_exit_status = Some(1);
+            return Err(tap_err(JobError::Panicked {
+                part: PART_SOURCE,
+                message: panic_message(payload.as_ref()),
+            }));
         }
     };
     finish.discovery_exit_status = Some(0);
@@ -693,7 +961,7 @@ async fn run_phases(
         finish.target_exit_status = Some(0);
         return Ok(());
     }
-    if cancel.is_cancelled() {
+    if stop.is_stopped() {
         return Ok(());
     }
 
@@ -701,31 +969,46 @@ async fn run_phases(
     // durable with the rows it covers (exactly once, append-only streams included). An integration
     // without bookmarks in the metastore (new, or reset by a new start date) starts from scratch, and
     // that empty state is committed first so a crash right after still starts from scratch.
-    let mut loader = BatchLoader::open(
-        Arc::clone(&ctx.factory),
-        integration.name.clone(),
-        catalog.clone(),
-    )
-    .await
-    .map_err(|e| (LogLocation::Target, e))?;
-    let state = if integration.state.is_none() {
-        loader
-            .blocking(|d| d.commit(Some(&State::default())))
-            .await
-            .map_err(|e| (LogLocation::Target, e))?;
-        log.line(
-            LogLocation::Main,
-            LogLevel::Info,
-            "No bookmarks: full replication from the start date",
+    let opened = stop
+        .bounded(
+            PART_WAREHOUSE,
+            BatchLoader::open(
+                Arc::clone(&ctx.factory),
+                integration.name.clone(),
+                catalog.clone(),
+                config,
+                &stop.cancel,
+            ),
         )
         .await;
-        State::default()
+    let mut loader = match opened {
+        Err(e) if stop.ended_by_stop(&e) => return stop.stopped_at(log, e).await,
+        other => other.map_err(target_err)?,
+    };
+    let start = if integration.state.is_none() {
+        stop.bounded(
+            PART_WAREHOUSE,
+            loader.blocking(|d| d.commit(Some(&State::default())).map(|_| None::<State>)),
+        )
+        .await
     } else {
-        loader
-            .blocking(|d| d.committed_state())
+        stop.bounded(PART_WAREHOUSE, loader.blocking(|d| d.committed_state()))
             .await
-            .map_err(|e| (LogLocation::Target, e))?
-            .unwrap_or_default()
+            .map(|s| Some(s.unwrap_or_default()))
+    };
+    let state = match start {
+        Err(e) if stop.ended_by_stop(&e) => return stop.stopped_at(log, e).await,
+        Err(e) => return Err(target_err(e)),
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            log.line(
+                LogLocation::Main,
+                LogLevel::Info,
+                "No bookmarks: full replication from the start date",
+            )
+            .await;
+            State::default()
+        }
     };
     for stream in &selected {
         match state.bookmarks.get(stream) {
@@ -750,15 +1033,17 @@ async fn run_phases(
     }
     update(progress, |p| p.phase = JobPhase::Extraction);
     let (tx, mut rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
-    let read_source = Arc::clone(&source);
-    let read_catalog = catalog.clone();
-    let read_cancel = cancel.clone();
-    let start_state = state.clone();
-    let reader = tokio::spawn(async move {
-        read_source
-            .read(&read_catalog, start_state, tx, read_cancel)
-            .await
-    });
+    // The source's own token: stopped with the job, and also when loading fails.
+    let read_cancel = stop.cancel.child_token();
+    let reader = AbortOnDropHandle::new(tokio::spawn({
+        let (source, catalog, state, cancel) = (
+            Arc::clone(&source),
+            catalog.clone(),
+            state.clone(),
+            read_cancel.clone(),
+        );
+        async move { source.read(&catalog, state, tx, cancel).await }
+    }));
 
     let mut book = Bookkeeper {
         ctx,
@@ -772,25 +1057,45 @@ async fn run_phases(
     };
     book.labels = bookmark_labels(&book.committed);
     let loaded: Result<(), JobError> = async {
-        while let Some(msg) = rx.recv().await {
-            for (report, state) in loader.handle(msg, progress).await? {
+        loop {
+            // After a stop the source gets the grace to return at a safe point; what it sends
+            // meanwhile is still loaded.
+            let msg = tokio::select! {
+                biased;
+                msg = rx.recv() => msg,
+                () = stop.expired() => return Err(stop.timed_out(PART_SOURCE)),
+            };
+            let Some(msg) = msg else { break };
+            for (report, state) in stop.bounded(PART_WAREHOUSE, loader.handle(msg, progress)).await? {
                 book.committed_batch(report, state).await;
             }
         }
-        for (report, state) in loader.finish().await? {
+        for (report, state) in stop.bounded(PART_WAREHOUSE, loader.finish()).await? {
             book.committed_batch(report, state).await;
         }
         Ok(())
     }
     .await;
     *rows_total = book.rows_total;
-    // Closing the channel makes the source stop at its next send.
+    // The source has returned (its channel closed), or must stop now: closing the channel makes it
+    // stop at its next send, the token at its next wait. It gets the grace to do so, then is aborted.
+    read_cancel.cancel();
     drop(rx);
-    let read = reader
-        .await
-        .map_err(|e| main_err(JobError::Loader(e.to_string())))?;
+    let read = match &loaded {
+        Err(JobError::StopTimedOut { .. }) => None,
+        _ => stop.within_grace(reader).await,
+    };
+    let read = match read {
+        Some(Ok(r)) => Some(Ok(r)),
+        Some(Err(e)) => Some(Err(join_error(PART_SOURCE, e))),
+        // Not back in time: the abort-on-drop handle ends the task when this function returns.
+        None => None,
+    };
     update(progress, |p| p.phase = JobPhase::Finishing);
     if let Err(e) = loaded {
+        if stop.ended_by_stop(&e) {
+            return stop.stopped_at(log, e).await;
+        }
         finish.target_exit_status = Some(1);
         if let Some(table) = error_table(&e) {
             let delta = LoadDelta {
@@ -805,10 +1110,25 @@ async fn run_phases(
                 .await;
         }
         // The source stops on its own once the channel closes; its error, if any, is a consequence.
-        finish.tap_exit_status = Some(if read.is_ok() { 0 } else { 1 });
+        finish.tap_exit_status = Some(if matches!(read, Some(Ok(Ok(_)))) { 0 } else { 1 });
         return Err((LogLocation::Target, e));
     }
     finish.target_exit_status = Some(0);
+    let read = match read {
+        Some(Ok(read)) => read,
+        Some(Err(e)) => {
+            finish.tap_exit_status = Some(1);
+            return Err(tap_err(e));
+        }
+        None => {
+            let e = stop.timed_out(PART_SOURCE);
+            if stop.is_stopped() {
+                return stop.stopped_at(log, e).await;
+            }
+            finish.tap_exit_status = Some(1);
+            return Err(tap_err(e));
+        }
+    };
     match read {
         Ok(summary) => {
             finish.tap_exit_status = Some(0);
@@ -821,6 +1141,7 @@ async fn run_phases(
                 )
                 .await;
             }
+            finish.warning_message = skipped_warning(&summary.skipped);
             for (stream, n) in &summary.records {
                 log.line(
                     LogLocation::Tap,

@@ -18,6 +18,9 @@
 //! - a failed commit is retried under the [`RetryPolicy`] (transient and rate-limited kinds only); when
 //!   it gives up, or on bad input (a malformed line, a record before its schema), nothing of the
 //!   current batch is committed and the last committed state stays where it was;
+//! - the wait between two commit attempts ends early when the loader's stop token
+//!   ([`Loader::stop_on`]) is cancelled: the commit then fails with [`LoadError::Stopped`], with the
+//!   same guarantee (nothing of the batch committed, the state where it was);
 //! - memory is bounded by one batch (plus the destination's staging of it).
 //!
 //! To feed it from async code, run it on a blocking thread over a channel:
@@ -33,10 +36,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// A message with its position in the input (its line number for a Singer stream on stdin).
 pub type Numbered = (u64, Message);
+
+/// How often a commit-retry wait looks at the stop token. The wait runs on a blocking thread, where
+/// the token cannot be awaited; a stop is seen within this.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Batching and retry settings.
 #[derive(Debug, Clone)]
@@ -168,6 +176,17 @@ pub enum LoadError {
     /// `on_commit` failed (for the target: stdout closed).
     #[error("reporting a committed state failed: {0}")]
     Sink(#[source] io::Error),
+    /// A stop was asked for while a failed commit waited to be retried.
+    #[error(
+        "stopped while retrying a failed commit (attempt {attempts}); the bookmark did not move: {source}"
+    )]
+    Stopped {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        #[source]
+        source: DestinationError,
+    },
 }
 
 /// Wraps a tokio channel receiver as a blocking iterator, for [`run`] on a blocking thread.
@@ -190,6 +209,7 @@ pub struct Loader {
     state: Option<(Value, State)>,
     dirty: bool,
     summary: LoadSummary,
+    stop: Option<CancellationToken>,
 }
 
 /// Loads every message of `input` into `dest`; returns what was committed. See the module docs for
@@ -205,7 +225,21 @@ where
     I: IntoIterator<Item = Result<Numbered, E>>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let mut loader = Loader::new(config.clone());
+    run_with(Loader::new(config.clone()), dest, input, on_commit)
+}
+
+/// [`run`] with a loader set up by the caller (e.g. [`Loader::stop_on`] a cancellation token).
+pub fn run_with<D, I, E>(
+    mut loader: Loader,
+    dest: &mut D,
+    input: I,
+    on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+) -> Result<LoadSummary, LoadError>
+where
+    D: Destination + ?Sized,
+    I: IntoIterator<Item = Result<Numbered, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let result = input.into_iter().try_for_each(|item| {
         let (line, message) = item.map_err(|e| LoadError::Input(Box::new(e)))?;
         loader.push(dest, line, message, on_commit)
@@ -247,6 +281,33 @@ impl Loader {
             state: None,
             dirty: false,
             summary: LoadSummary::default(),
+            stop: None,
+        }
+    }
+
+    /// Ends commit-retry waits when `stop` is cancelled (the failed commit then returns
+    /// [`LoadError::Stopped`]). Without it, a retry wait lasts what the [`RetryPolicy`] says.
+    pub fn stop_on(mut self, stop: CancellationToken) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Sleeps `wait`, or less when the stop token is cancelled; true when it was.
+    fn wait_unless_stopped(&self, wait: Duration) -> bool {
+        let Some(stop) = &self.stop else {
+            std::thread::sleep(wait);
+            return false;
+        };
+        let until = Instant::now() + wait;
+        loop {
+            if stop.is_cancelled() {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(STOP_POLL));
         }
     }
 
@@ -378,7 +439,12 @@ impl Loader {
                 Err(e) => match self.config.retry.decide(e.kind(), attempt) {
                     RetryDecision::RetryAfter(wait) => {
                         warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "commit failed; retrying");
-                        std::thread::sleep(wait);
+                        if self.wait_unless_stopped(wait) {
+                            return Err(LoadError::Stopped {
+                                attempts: attempt,
+                                source: e,
+                            });
+                        }
                     }
                     RetryDecision::GiveUp => {
                         return Err(LoadError::Destination {

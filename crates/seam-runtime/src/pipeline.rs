@@ -124,7 +124,9 @@ impl Classify for PipelineError {
         match self {
             PipelineError::Source(e) => e.kind(),
             PipelineError::Destination(e) => e.kind(),
-            PipelineError::Load(LoadError::Destination { source, .. }) => source.kind(),
+            PipelineError::Load(
+                LoadError::Destination { source, .. } | LoadError::Stopped { source, .. },
+            ) => source.kind(),
             PipelineError::Load(_) => ErrorKind::Schema,
             PipelineError::Task(_) => ErrorKind::Internal,
         }
@@ -176,6 +178,7 @@ where
     let (tx, rx) = mpsc::channel::<Message>(config.channel_capacity);
     let loader_progress = progress.clone();
     let loader_config = config.loader.clone();
+    let loader_stop = cancel.clone();
     let reset_state = config.reset_state;
     let loader = tokio::task::spawn_blocking(move || -> Result<LoadSummary, PipelineError> {
         let mut dest = open_destination().map_err(PipelineError::Destination)?;
@@ -202,7 +205,10 @@ where
             loader_progress.committed(c.report.total_rows());
             on_commit(c)
         };
-        loader::run(dest.as_mut(), input, &mut report_commit, &loader_config).map_err(PipelineError::Load)
+        // A stop also ends a commit-retry wait (the batch is then not committed; its records are read
+        // again from the last committed state next time).
+        let loader = loader::Loader::new(loader_config).stop_on(loader_stop);
+        loader::run_with(loader, dest.as_mut(), input, &mut report_commit).map_err(PipelineError::Load)
     });
 
     let Ok(state) = state_rx.await else {

@@ -21,24 +21,27 @@
 //! with paused time.
 
 use crate::job::{
-    check_usage_thresholds, run_check, run_job, usage_summary, JobContext, JobPhase, JobProgress,
-    ProgressHandle,
+    check_usage_thresholds, panic_message, run_check, run_job, usage_summary, JobConfig, JobContext,
+    JobPhase, JobProgress, ProgressHandle, PART_JOB,
 };
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use futures::FutureExt as _;
 use seam_metastore::{
-    ConnectionCheck, Integration, IntegrationId, IntegrationProperties, Job, JobStatus, JobTrigger,
-    MetastoreError,
+    CheckStatus, ConnectionCheck, Integration, IntegrationId, IntegrationProperties, Job, JobFinish,
+    JobStatus, JobTrigger, LogLevel, LogLine, LogLocation, MetastoreError, NewNotification,
+    NotificationLevel,
 };
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Replication frequencies seam offers, in minutes (default first).
 pub const FREQUENCIES: [u32; 6] = [30, 60, 180, 360, 720, 1440];
@@ -294,13 +297,14 @@ pub struct ScheduleInputs {
     pub consecutive_failures: u32,
 }
 
-/// Failed jobs in a row, newest first; running and cancelled jobs are passed over.
+/// Failed jobs in a row, newest first; running and cancelled jobs are passed over. A job that
+/// succeeded with warnings ends the run like any success.
 pub fn consecutive_failures(jobs_newest_first: &[Job]) -> u32 {
     let mut n = 0;
     for j in jobs_newest_first {
         match j.status {
             JobStatus::Failed => n += 1,
-            JobStatus::Succeeded => break,
+            JobStatus::Succeeded | JobStatus::SucceededWithWarnings => break,
             JobStatus::Running | JobStatus::Cancelled => {}
         }
     }
@@ -344,7 +348,7 @@ pub fn integration_status(integration: &Integration, jobs_newest_first: &[Job]) 
         IntegrationStatus::NotConfigured
     } else if consecutive_failures(jobs_newest_first) > 0 {
         IntegrationStatus::Failing
-    } else if !jobs_newest_first.iter().any(|j| j.status == JobStatus::Succeeded) {
+    } else if !jobs_newest_first.iter().any(|j| j.status.is_success()) {
         IntegrationStatus::Pending
     } else {
         IntegrationStatus::Active
@@ -357,12 +361,15 @@ pub struct SchedulerConfig {
     /// Longest sleep between two looks at the metastore (changes made elsewhere are seen at least this
     /// often; changes through the API wake the scheduler at once).
     pub max_sleep: Duration,
+    /// How jobs run (loader batching, the grace a stopped job gives the source and the warehouse).
+    pub job: JobConfig,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             max_sleep: Duration::from_secs(60),
+            job: JobConfig::default(),
         }
     }
 }
@@ -517,8 +524,31 @@ impl Scheduler {
         let check = ctx.metastore.create_check(id, ctx.clock.now()).await?;
         let returned = check.clone();
         let me = self.clone();
+        let shutdown = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {
-            run_check(&ctx, integration, check).await;
+            // A check only reads: shutdown does not wait for it, and a panic ends it as failed.
+            let ran = tokio::select! {
+                biased;
+                ran = AssertUnwindSafe(run_check(&ctx, integration, check.clone())).catch_unwind() => {
+                    ran.map(|_| ()).map_err(|payload| panic_message(payload.as_ref()))
+                }
+                () = shutdown.cancelled() => {
+                    Err("seam stopped during the connection check: run it again".to_owned())
+                }
+            };
+            if let Err(message) = ran {
+                warn!(source_id = id, error = %message, "connection check did not finish");
+                let failed = ConnectionCheck {
+                    status: CheckStatus::Failed,
+                    completion_time: Some(ctx.clock.now()),
+                    check_exit_status: Some(check.check_exit_status.unwrap_or(1)),
+                    check_error_message: Some(message),
+                    ..check
+                };
+                if let Err(e) = ctx.metastore.finish_check(&failed).await {
+                    warn!(source_id = id, error = %e, "could not store the connection check result");
+                }
+            }
             me.changed();
         });
         Ok(returned)
@@ -561,16 +591,43 @@ impl Scheduler {
     }
 
     /// Stops scheduling, asks running jobs to stop at a safe point, and waits for them (committed work
-    /// is kept; the schedule resumes on the next start).
+    /// is kept; the schedule resumes on the next start). Each job ends within its stop grace
+    /// ([`JobConfig::stop_grace`]) plus its bookkeeping; connection checks are abandoned at once.
     pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.inner.tasks.wait().await;
+        info!("scheduler stopped");
+    }
+
+    /// [`Scheduler::shutdown`], waiting at most `timeout`; false when something was still running
+    /// then (it is left behind: a job still `running` in the metastore is marked failed at the next
+    /// start, and resumes from its last committed bookmark).
+    pub async fn shutdown_within(&self, timeout: Duration) -> bool {
+        self.begin_shutdown();
+        if tokio::time::timeout(timeout, self.inner.tasks.wait())
+            .await
+            .is_ok()
+        {
+            info!("scheduler stopped");
+            return true;
+        }
+        let jobs: Vec<i64> = self.running().values().map(|j| j.job_id).collect();
+        warn!(
+            ?jobs,
+            timeout_s = timeout.as_secs_f64(),
+            "scheduler did not stop in time; leaving what still runs (jobs left running are marked \
+             failed at the next start and resume from their last committed bookmarks)"
+        );
+        false
+    }
+
+    fn begin_shutdown(&self) {
         info!("scheduler stopping");
         self.inner.shutdown.cancel();
         for job in self.running().values() {
             update_stopping(&job.progress);
         }
         self.inner.tasks.close();
-        self.inner.tasks.wait().await;
-        info!("scheduler stopped");
     }
 
     async fn live_integration(&self, id: IntegrationId) -> Result<Integration, SchedulerError> {
@@ -625,13 +682,25 @@ impl Scheduler {
             },
         );
         info!(source_id = integration.id, job = %job.job_name, trigger = trigger.as_str(), "starting job");
-        let me = self.clone();
+        // Clears the running entry however the task ends (returned, panicked, aborted).
+        let running = RunningGuard {
+            scheduler: self.clone(),
+            integration: integration.id,
+            job_id: job.id,
+        };
         let started = job.clone();
-        let id = integration.id;
+        let config = self.inner.config.job.clone();
         self.inner.tasks.spawn(async move {
-            run_job(&ctx, integration, started, cancel, progress).await;
-            me.running().remove(&id);
-            me.changed();
+            let job = started.clone();
+            let ran = AssertUnwindSafe(run_job(&ctx, integration, started, cancel, progress, &config))
+                .catch_unwind()
+                .await;
+            if let Err(payload) = ran {
+                // run_job turns panics of the source, the loader and its phases into failed jobs; this
+                // one came from its own bookkeeping (the metastore, the notifier).
+                fail_after_panic(&ctx, &job, panic_message(payload.as_ref())).await;
+            }
+            drop(running);
             check_usage_thresholds(&ctx).await;
         });
         Ok(job)
@@ -694,6 +763,78 @@ impl Scheduler {
             }
         }
         Ok(wait)
+    }
+}
+
+/// Removes a job's running entry when dropped, and wakes the scheduler.
+struct RunningGuard {
+    scheduler: Scheduler,
+    integration: IntegrationId,
+    job_id: i64,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        {
+            let mut running = self.scheduler.running();
+            if running
+                .get(&self.integration)
+                .is_some_and(|j| j.job_id == self.job_id)
+            {
+                running.remove(&self.integration);
+            }
+        }
+        self.scheduler.changed();
+    }
+}
+
+/// Ends a job whose runner panicked as failed, best effort: a CRITICAL log line, the job's status,
+/// a notification (each of which may be what panicked; a second panic is only logged).
+async fn fail_after_panic(ctx: &JobContext, job: &Job, panic: String) {
+    let message = crate::job::JobError::Panicked {
+        part: PART_JOB,
+        message: panic,
+    }
+    .to_string();
+    error!(source_id = job.integration_id, job = %job.job_name, error = %message, "job panicked");
+    let now = ctx.clock.now();
+    let finish = JobFinish {
+        status: JobStatus::Failed,
+        completion_time: now,
+        discovery_exit_status: None,
+        tap_exit_status: None,
+        target_exit_status: None,
+        error_message: Some(message.clone()),
+        warning_message: None,
+    };
+    let line = LogLine {
+        at: now,
+        location: LogLocation::Main,
+        level: LogLevel::Critical,
+        message: message.clone(),
+    };
+    let notification = NewNotification {
+        level: NotificationLevel::Critical,
+        code: "platform.exit_status".to_owned(),
+        integration_id: Some(job.integration_id),
+        subject: "We're encountering some errors with one of your integrations".to_owned(),
+        message,
+        created_at: now,
+    };
+    let recorded = AssertUnwindSafe(async {
+        if let Err(e) = ctx.metastore.append_logs(job.id, &[line]).await {
+            warn!(job = %job.job_name, error = %e, "could not store an extraction log line");
+        }
+        if let Err(e) = ctx.metastore.finish_job(job.id, &finish).await {
+            warn!(job = %job.job_name, error = %e, "could not record the end of a job; the next start marks it failed");
+        }
+        ctx.telemetry.job_finished(job.integration_id, JobStatus::Failed);
+        ctx.notifier.notify(notification).await;
+    })
+    .catch_unwind()
+    .await;
+    if let Err(payload) = recorded {
+        error!(job = %job.job_name, panic = %panic_message(payload.as_ref()), "recording a panicked job panicked too");
     }
 }
 
@@ -864,6 +1005,70 @@ mod tests {
             Schedule::from_properties(&p).expect("ok").kind(),
             "cron",
             "cron wins"
+        );
+    }
+
+    fn job(status: JobStatus) -> Job {
+        Job {
+            id: 1,
+            integration_id: 1,
+            job_name: "1.1.sync".into(),
+            trigger: JobTrigger::Scheduled,
+            status,
+            start_time: at(1, 0),
+            completion_time: Some(at(1, 5)),
+            discovery_exit_status: Some(0),
+            tap_exit_status: Some(0),
+            target_exit_status: Some(0),
+            error_message: None,
+            warning_message: None,
+            rows_loaded: 0,
+        }
+    }
+
+    #[test]
+    fn a_job_with_warnings_counts_as_a_success() {
+        use JobStatus::*;
+        let newest_first = [job(Failed), job(SucceededWithWarnings), job(Failed), job(Failed)];
+        assert_eq!(consecutive_failures(&newest_first), 1, "the streak ends at it");
+        assert_eq!(consecutive_failures(&newest_first[1..]), 0);
+        let integration = Integration {
+            id: 1,
+            display_name: "Zendesk".into(),
+            name: "zendesk".into(),
+            kind: "platform.zendesk".into(),
+            properties: IntegrationProperties {
+                subdomain: "acme".into(),
+                email: None,
+                start_date: at(0, 0),
+                frequency_in_minutes: 30,
+                anchor_time: None,
+                cron_expression: None,
+            },
+            sealed_credentials: Vec::new(),
+            paused_at: None,
+            deleted_at: None,
+            created_at: at(0, 0),
+            updated_at: at(0, 0),
+            catalog: Some(seam_core::Catalog {
+                streams: vec![{
+                    let mut e = seam_core::catalog::CatalogEntry::new(
+                        "tickets",
+                        seam_core::Schema::object(Vec::<(String, seam_core::Schema)>::new()),
+                        &["id"],
+                        seam_core::ReplicationMethod::Incremental,
+                        None,
+                    );
+                    e.set_selected(true);
+                    e
+                }],
+            }),
+            state: None,
+        };
+        assert_eq!(
+            integration_status(&integration, &[job(SucceededWithWarnings)]),
+            IntegrationStatus::Active,
+            "not Pending: data was replicated"
         );
     }
 }

@@ -30,7 +30,7 @@
 //! | `GET /v4/sources/{id}/streams/{stream}` | `StreamDetail` |
 //! | `PUT /v4/sources/{id}/streams/{stream}` | `{"metadata":[breadcrumb entries as above]}` → `StreamDetail` |
 //! | `POST /v4/sources/{id}/sync` | Run Extraction Now → 202 `{"job_id":7,"job_name":"1.7.sync","status":"running"}`; 409 `Conflict` if one runs, 409 `NotConfigured` if nothing is selected |
-//! | `DELETE /v4/sources/{id}/sync` | Stop Extraction → 202 `{"job_id":7,"stopping":true}`; 404 if none runs |
+//! | `DELETE /v4/sources/{id}/sync` | Stop Extraction → 202 `{"job_id":7,"stopping":true}`; 404 if none runs. The job ends `cancelled` within seconds (the source gets a few seconds to stop at a safe point, then is abandoned); committed rows and bookmarks are kept |
 //! | `GET /v4/sources/{id}/extractions` | `[Extraction]` newest first (`?limit=`, default 50) |
 //! | `GET /v4/sources/{id}/extractions/current` | `Progress` of the running job; 404 when none runs |
 //! | `GET /v4/sources/{id}/extractions/{job_id}` | `Extraction` |
@@ -72,9 +72,13 @@
 //!   `StreamDetail` adds `"schema"`, `"metadata":[{"breadcrumb","metadata"}]` and
 //!   `"fields":[{"name","type":["null","string"],"inclusion":"automatic"|"available"|"unsupported","selected"}]`.
 //! - `Extraction`: `{"job_id","job_name","source_id","tap_name":"tap-zendesk","trigger":"scheduled"|"manual",
-//!   "status":"running"|"succeeded"|"failed"|"cancelled","start_time","completion_time","discovery_exit_status",
-//!   "discovery_description","tap_exit_status","tap_description","target_exit_status","target_description",
-//!   "error_message","rows_loaded"}`.
+//!   "status":"running"|"succeeded"|"succeeded_with_warnings"|"failed"|"cancelled","start_time","completion_time",
+//!   "discovery_exit_status","discovery_description","tap_exit_status","tap_description","target_exit_status",
+//!   "target_description","error_message","warning_message","rows_loaded"}`. `succeeded_with_warnings`: data
+//!   was replicated, but something may require your attention — `warning_message` names the selected tables
+//!   the source skipped and why (e.g. a 403 for a feature the Zendesk plan lacks); it counts as a success for
+//!   the schedule, backoff and the source's `status`. `error_message` is set on `failed` (a panic in seam
+//!   included: the job ends failed with its message, never stays `running`).
 //! - `Progress`: `{"source_id","job_id","job_name","phase":"discovery"|"extraction"|"finishing","current_stream",
 //!   "records_extracted","rows_loaded","records_by_stream":{"tickets":120},"started_at","stopping":false}`.
 //! - `Load`: `{"source_id","source_name","stream_name","rows_loaded","last_batch_loaded_at",

@@ -16,6 +16,7 @@ use seam_runtime::scheduler::{Clock, Scheduler, SchedulerConfig, SchedulerError}
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,9 @@ use tracing::{info, warn};
 
 /// The metastore's file under the data directory.
 pub const METASTORE_FILE: &str = "metastore.sqlite";
+
+/// How long [`Service::shutdown`] waits for jobs and requests to end before it gives up on them.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to run the service.
 #[derive(Debug, Clone)]
@@ -222,12 +226,34 @@ impl Service {
         &self.state
     }
 
-    /// Graceful stop: running jobs stop at a safe point with their committed work kept, the HTTP
-    /// server finishes in-flight requests, then returns.
-    pub async fn shutdown(self) {
-        self.state.scheduler.shutdown().await;
+    /// Graceful stop within [`DEFAULT_SHUTDOWN_TIMEOUT`]; see [`Service::shutdown_within`].
+    pub async fn shutdown(self) -> bool {
+        self.shutdown_within(DEFAULT_SHUTDOWN_TIMEOUT).await
+    }
+
+    /// Graceful stop, bounded: running jobs stop at a safe point with their committed work kept (each
+    /// within its stop grace), then the HTTP server finishes in-flight requests. Whatever has not ended
+    /// when `timeout` is up is left behind (a job still `running` is marked failed at the next start
+    /// and resumes from its last committed bookmark); returns false then.
+    pub async fn shutdown_within(self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // The API keeps answering while jobs stop (the dashboard shows "stopping").
+        let mut clean = self.state.scheduler.shutdown_within(timeout).await;
         self.stop_http.cancel();
-        let _ = self.server.await;
-        info!("seam stopped");
+        let mut server = self.server;
+        if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+            warn!("http requests still in flight at the shutdown deadline; closing them");
+            server.abort();
+            clean = false;
+        }
+        if clean {
+            info!("seam stopped");
+        } else {
+            warn!(
+                timeout_s = timeout.as_secs_f64(),
+                "seam stopped without waiting for everything: the shutdown timeout was reached"
+            );
+        }
+        clean
     }
 }

@@ -799,3 +799,105 @@ async fn the_admin_password_is_made_once_and_stored_hashed() {
         .await
         .is_err());
 }
+
+/// A plan-gated table (Zendesk answers 403): the real source skips it, the job ends "Succeeded with
+/// warnings", and the integration page says so, naming the table, in the Extractions list and a
+/// banner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_skipped_table_shows_as_succeeded_with_warnings() {
+    let Some((chromium, driver)) = browser_programs() else {
+        return;
+    };
+    let sim_config = zendesk_sim::SimConfig {
+        tickets: 30,
+        rate_limits: false,
+        gated: vec!["sla_policies".to_owned()],
+        ..Default::default()
+    };
+    let sim = zendesk_sim::start(sim_config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::DuckDb(data.path().join("warehouse.duckdb"));
+    let service = Service::start(ServiceConfig {
+        data_dir: data.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        factory: Arc::new(DefaultFactory::new(warehouse, Some(sim.base_url()))),
+        clock: Arc::new(TokioClock::new()),
+        scheduler: SchedulerConfig::default(),
+        metastore: None,
+        security: seam_server::SecurityConfig::default(),
+    })
+    .await
+    .unwrap();
+    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD)
+        .await
+        .unwrap();
+    let base = format!("http://{}", service.addr());
+    let api = crate::Api {
+        base: base.clone(),
+        token: service.initial_token().unwrap().to_owned(),
+        client: reqwest::Client::new(),
+        seen: Arc::default(),
+    };
+    let (status, source) = api
+        .post(
+            "/v4/sources",
+            json!({"display_name": "Gated Zendesk", "properties": {"subdomain": "acme",
+            "email": SIM_EMAIL, "api_token": SIM_TOKEN, "start_date": "2000-01-01T00:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{source}");
+    let id = source["id"].as_i64().unwrap();
+    api.wait_for(&format!("/v4/sources/{id}/last-connection-check"), |c| {
+        c["status"] == "succeeded"
+    })
+    .await;
+    let select = |s: &str| json!({"tap_stream_id": s, "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]});
+    let (status, v) = api
+        .put(
+            &format!("/v4/sources/{id}/streams"),
+            json!({"streams": [select("tickets"), select("sla_policies")]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{v}");
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{id}/extractions"), |v| {
+            v.as_array()
+                .is_some_and(|a| !a.is_empty() && a[0]["status"] != "running")
+        })
+        .await;
+    assert_eq!(jobs[0]["status"], "succeeded_with_warnings", "{jobs}");
+    assert!(
+        jobs[0]["warning_message"]
+            .as_str()
+            .is_some_and(|w| w.contains("sla_policies") && w.contains("do not have access")),
+        "{jobs}"
+    );
+
+    let s = Stack {
+        base,
+        service: Some(service),
+        sim: Some(sim),
+        data,
+        b: Browser::start(&chromium, &driver).await,
+    };
+    s.go("/").await;
+    s.wait_text("h1", "Sign in").await;
+    s.type_into("#password", &format!("{PASSWORD}\u{E007}")).await;
+    s.wait_text("h1", "Dashboard").await;
+    s.go(&format!("/integrations/{id}/extractions")).await;
+    s.wait_text(
+        "#extractions tr.job-row[data-job-status=succeeded_with_warnings] .pill",
+        "Succeeded with warnings",
+    )
+    .await;
+    s.wait_text("#extractions .job-warning", "sla_policies").await;
+    s.wait_text(
+        "#extraction-warning",
+        "Data has been replicated, but something may require your attention.",
+    )
+    .await;
+    s.wait_text("#extraction-warning", "sla_policies").await;
+    s.stop().await;
+}

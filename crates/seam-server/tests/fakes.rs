@@ -3,8 +3,12 @@
 //!
 //! Subdomains: `badauth` (401), `notadmin` (403), `unknown` (404 account), `offline` (network),
 //! `slow` (each page waits 1 minute of tokio time), `failing` (extraction fails after one page, and
-//! at once when resuming),
-//! `badload` (the destination rejects tickets); anything else works.
+//! at once when resuming), `panicdiscover` / `panicread` (the source panics in discovery / after its
+//! first page), `stuck` (sends one page, then waits forever and ignores the stop), `gated` (skips
+//! `users` as a plan-gated 403 would), `hangcheck` (the connection check never answers).
+//! Schema names (from display names): `badload` (the destination rejects tickets), `panicload` (the
+//! destination panics on a commit with rows), `ratelimitedwh` (every commit with rows is rate limited
+//! for a minute); anything else works.
 
 use async_trait::async_trait;
 use seam_core::catalog::CatalogEntry;
@@ -25,6 +29,11 @@ use tokio_util::sync::CancellationToken;
 pub const RECORDS: u64 = 25;
 /// Records per page (a STATE follows each page).
 pub const PAGE: u64 = 10;
+/// What the `panic*` fakes panic with.
+pub const PANIC_TEXT: &str = "header value is not visible ASCII";
+/// Why `gated` skips `users`.
+pub const GATED_REASON: &str =
+    "zendesk answered 403 Forbidden: the account's plan does not include this endpoint";
 
 #[derive(Debug, Default)]
 pub struct MemWarehouse {
@@ -136,11 +145,15 @@ impl Source for FakeSource {
                 ErrorKind::Transient,
                 "could not connect to offline.zendesk.com",
             )),
+            "hangcheck" => std::future::pending().await,
             _ => Ok(()),
         }
     }
 
     async fn discover(&self) -> Result<Catalog, SourceError> {
+        if self.subdomain == "panicdiscover" {
+            panic!("{PANIC_TEXT}");
+        }
         Ok(catalog())
     }
 
@@ -155,6 +168,10 @@ impl Source for FakeSource {
         let mut state = state;
         for entry in catalog.selected() {
             let stream = entry.tap_stream_id.clone();
+            if self.subdomain == "gated" && stream == "users" {
+                summary.skipped.insert(stream, GATED_REASON.to_owned());
+                continue;
+            }
             let schema = SchemaMessage {
                 stream: stream.clone(),
                 schema: entry.selected_schema(),
@@ -203,6 +220,9 @@ impl Source for FakeSource {
                 }
                 id = end;
                 pages += 1;
+                if self.subdomain == "panicread" {
+                    panic!("{PANIC_TEXT}");
+                }
                 state.set_bookmark(&stream, "id", json!(id));
                 state.set_bookmark(
                     &stream,
@@ -215,6 +235,10 @@ impl Source for FakeSource {
                 .await
                 .map_err(|_| SourceError::consumer_gone())?;
                 summary.requests += 1;
+                if self.subdomain == "stuck" {
+                    // Breaks the contract: never returns, stop or not.
+                    std::future::pending::<()>().await;
+                }
             }
         }
         Ok(summary)
@@ -268,6 +292,17 @@ impl Destination for MemDestination {
     }
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
+        if !self.staged.is_empty() && self.schema.contains("panicload") {
+            panic!("{PANIC_TEXT}");
+        }
+        if !self.staged.is_empty() && self.schema.contains("ratelimitedwh") {
+            return Err(DestinationError::new(
+                ErrorKind::RateLimited {
+                    retry_after: Some(Duration::from_secs(60)),
+                },
+                "the warehouse is throttling commits".to_owned(),
+            ));
+        }
         let mut w = self.warehouse.lock().unwrap();
         let mut report = CommitReport::default();
         for (stream, row) in self.staged.drain(..) {

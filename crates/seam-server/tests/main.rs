@@ -5,6 +5,7 @@ mod api;
 mod browser;
 mod e2e;
 mod fakes;
+mod jobs;
 mod scheduler;
 mod security;
 

@@ -8,29 +8,40 @@ use seam_runtime::scheduler::{Scheduler, SchedulerConfig, TokioClock};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).single().unwrap()
 }
 
-fn cipher() -> SecretCipher {
+pub(crate) fn cipher() -> SecretCipher {
     SecretCipher::from_key([3; 32])
 }
 
 #[allow(dead_code)]
-struct World {
-    metastore: Arc<dyn Metastore>,
-    factory: FakeFactory,
-    scheduler: Scheduler,
+pub(crate) struct World {
+    pub(crate) metastore: Arc<dyn Metastore>,
+    pub(crate) factory: FakeFactory,
+    pub(crate) scheduler: Scheduler,
 }
 
-async fn start(metastore: Arc<dyn Metastore>, factory: FakeFactory, now: DateTime<Utc>) -> World {
+pub(crate) async fn start(metastore: Arc<dyn Metastore>, factory: FakeFactory, now: DateTime<Utc>) -> World {
+    let notifier = Arc::new(InAppNotifier {
+        metastore: Arc::clone(&metastore),
+    });
+    start_with(metastore, factory, now, notifier).await
+}
+
+/// [`start`] with a chosen notifier.
+pub(crate) async fn start_with(
+    metastore: Arc<dyn Metastore>,
+    factory: FakeFactory,
+    now: DateTime<Utc>,
+    notifier: Arc<dyn seam_runtime::job::Notifier>,
+) -> World {
     let ctx = JobContext {
         metastore: Arc::clone(&metastore),
         cipher: cipher(),
         factory: Arc::new(factory.clone()),
-        notifier: Arc::new(InAppNotifier {
-            metastore: Arc::clone(&metastore),
-        }),
+        notifier,
         telemetry: Arc::new(Telemetry::default()),
         clock: Arc::new(TokioClock::starting_at(now)),
     };
@@ -38,6 +49,7 @@ async fn start(metastore: Arc<dyn Metastore>, factory: FakeFactory, now: DateTim
         ctx,
         SchedulerConfig {
             max_sleep: Duration::from_secs(60),
+            ..SchedulerConfig::default()
         },
     )
     .await
@@ -49,7 +61,7 @@ async fn start(metastore: Arc<dyn Metastore>, factory: FakeFactory, now: DateTim
     }
 }
 
-async fn integration(
+pub(crate) async fn integration(
     m: &dyn Metastore,
     name: &str,
     subdomain: &str,
@@ -90,13 +102,13 @@ async fn integration(
 }
 
 /// Job start times, oldest first, as minutes after t0.
-async fn starts(m: &dyn Metastore, id: i64) -> Vec<i64> {
+pub(crate) async fn starts(m: &dyn Metastore, id: i64) -> Vec<i64> {
     let mut jobs = m.list_jobs(id, 1000).await.unwrap();
     jobs.reverse();
     jobs.iter().map(|j| (j.start_time - t0()).num_minutes()).collect()
 }
 
-async fn sleep_minutes(m: u64) {
+pub(crate) async fn sleep_minutes(m: u64) {
     tokio::time::sleep(Duration::from_secs(m * 60)).await;
 }
 
@@ -176,6 +188,7 @@ async fn an_overrunning_job_skips_its_slot() {
             tap_exit_status: Some(0),
             target_exit_status: Some(0),
             error_message: None,
+            warning_message: None,
         },
     )
     .await

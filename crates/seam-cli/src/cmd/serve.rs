@@ -9,6 +9,11 @@ use seam_server::notify::WebhookPolicy;
 use seam_server::{SecurityConfig, Service, ServiceConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the process gives blocking work (a warehouse call that does not return) after the service
+/// stopped, before it exits anyway.
+const RUNTIME_EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Arguments of `seam serve`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +37,13 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// On SIGTERM or Ctrl-C, seconds to wait for running jobs to stop at a safe point (committed work
+    /// is kept) and for requests to finish; then seam exits anyway. A second signal exits at once.
+    #[arg(long, env = "SEAM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    shutdown_timeout: u64,
+    /// Jobs commit (rows and bookmarks together) at least every this many records.
+    #[arg(long, default_value_t = 20_000)]
+    max_batch_records: usize,
 }
 
 /// Log output format.
@@ -75,7 +87,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    let shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    let mut scheduler = SchedulerConfig::default();
+    scheduler.job.loader.max_batch_records = args.max_batch_records.max(1);
+    let served = rt.block_on(async move {
         tracing::info!(warehouse = %warehouse.describe(), data_dir = %args.store.data_dir.display(), "starting seam");
         let metastore: Option<Arc<dyn seam_metastore::Metastore>> = match &args.store.metastore_url {
             Some(url) => Some(Arc::new(
@@ -90,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             listen: args.listen,
             factory: Arc::new(DefaultFactory::new(warehouse, base_url)),
             clock: Arc::new(TokioClock::new()),
-            scheduler: SchedulerConfig::default(),
+            scheduler,
             metastore,
             security: SecurityConfig {
                 webhooks: WebhookPolicy {
@@ -111,10 +126,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         println!("seam: listening on http://{}", service.addr());
         shutdown_signal().await;
-        tracing::info!("stopping: running jobs stop at a safe point, committed work is kept");
-        service.shutdown().await;
-        Ok(())
-    })
+        tracing::info!(
+            timeout_s = shutdown_timeout.as_secs(),
+            "stopping: running jobs stop at a safe point, committed work is kept"
+        );
+        tokio::select! {
+            _ = service.shutdown_within(shutdown_timeout) => {}
+            () = shutdown_signal() => {
+                tracing::warn!("second stop signal: exiting now; jobs left running are marked failed at the next start");
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    // Blocking work that never returned (a hung warehouse call) must not keep the process alive.
+    let exiting = Instant::now();
+    rt.shutdown_timeout(RUNTIME_EXIT_GRACE);
+    if exiting.elapsed() >= RUNTIME_EXIT_GRACE {
+        tracing::warn!("exiting with blocking work still running");
+    }
+    served
 }
 
 async fn shutdown_signal() {

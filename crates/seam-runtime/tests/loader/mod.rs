@@ -207,6 +207,45 @@ fn transient_commit_failures_are_retried_fatal_ones_are_not() {
     assert!(matches!(err, LoadError::Destination { attempts: 1, .. }), "{err}");
 }
 
+/// A warehouse that rate-limits every commit for a minute: a stop ends the retry wait at once (the
+/// wait used to be a plain sleep of the whole minute, thirty times over), and nothing is committed.
+#[test]
+fn a_stop_ends_the_commit_retry_wait() {
+    let text = format!("{SCHEMA}\n{}\n{}\n", record(1), state(1));
+    let mut dest = Fake {
+        fail_next: vec![
+            ErrorKind::RateLimited {
+                retry_after: Some(std::time::Duration::from_secs(60)),
+            };
+            30
+        ],
+        ..Fake::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            stop.cancel();
+        })
+    };
+    let started = std::time::Instant::now();
+    let loader = loader::Loader::new(LoaderConfig {
+        retry: RetryPolicy::default(),
+        ..config(100)
+    })
+    .stop_on(stop);
+    let err = loader::run_with(loader, &mut dest, lines(&text), &mut |_| Ok(())).unwrap_err();
+    let took = started.elapsed();
+    stopper.join().unwrap();
+    assert!(matches!(err, LoadError::Stopped { attempts: 1, .. }), "{err}");
+    assert!(err.to_string().contains("bookmark did not move"), "{err}");
+    // Generous: the bug waits 60 s before even the second attempt.
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert_eq!(dest.state, None, "nothing committed");
+    assert!(dest.commits.is_empty());
+}
+
 #[test]
 fn feeds_from_std_and_tokio_channels() {
     let msgs: Vec<Numbered> = lines(&format!("{SCHEMA}\n{}\n{}\n", record(1), state(1)))

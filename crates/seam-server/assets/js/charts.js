@@ -126,7 +126,7 @@ export function jobTimeline(jobs) {
   const t1 = Math.max(Date.now(), ...list.map((j) => new Date(j.completion_time || Date.now()).getTime()));
   const span = Math.max(t1 - t0, 60_000);
   const x = (t) => L + ((W - L - R) * (t - t0)) / span;
-  const colour = { succeeded: "#15803d", failed: "#b91c1c", cancelled: "#94a3b8", running: "#0f766e" };
+  const colour = { succeeded: "#15803d", succeeded_with_warnings: "#b45309", failed: "#b91c1c", cancelled: "#94a3b8", running: "#0f766e" };
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Extraction timeline" });
   svg.append(s("line", { class: "grid-line", x1: L, x2: W - R, y1: H - B, y2: H - B }));
   for (const j of list) {

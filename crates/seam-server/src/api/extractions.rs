@@ -41,6 +41,7 @@ pub fn extraction_json(j: &Job) -> Value {
         "target_exit_status": j.target_exit_status,
         "target_description": exit_description(j.target_exit_status),
         "error_message": j.error_message,
+        "warning_message": j.warning_message,
         "rows_loaded": j.rows_loaded,
     })
 }

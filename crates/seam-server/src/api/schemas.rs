@@ -231,7 +231,7 @@ pub fn components() -> Map<String, Value> {
             "source_id": {"type": "integer"},
             "tap_name": {"type": "string"},
             "trigger": {"enum": ["scheduled", "manual"]},
-            "status": {"type": "string", "examples": ["running", "succeeded", "failed", "cancelled"]},
+            "status": {"enum": ["running", "succeeded", "succeeded_with_warnings", "failed", "cancelled"]},
             "start_time": time(),
             "completion_time": opt_time(),
             "discovery_exit_status": exit,
@@ -241,6 +241,7 @@ pub fn components() -> Map<String, Value> {
             "target_exit_status": exit,
             "target_description": nullable("string"),
             "error_message": nullable("string"),
+            "warning_message": nullable("string"),
             "rows_loaded": {"type": "integer"}})),
     );
     put("ExtractionList", array_of("Extraction"));

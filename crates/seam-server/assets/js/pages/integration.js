@@ -7,6 +7,10 @@ import { jobTimeline } from "../charts.js";
 
 const TABS = [["extractions", "Extractions"], ["loads", "Loads"], ["tables", "Tables to Replicate"], ["settings", "Settings"]];
 
+// How the Extractions list names a job's status.
+const JOB_STATUS_LABEL = { succeeded_with_warnings: "Succeeded with warnings" };
+const jobPill = (status) => pill(status, JOB_STATUS_LABEL[status] || status);
+
 export async function render(main, [id, tabArg], ctx) {
   let source = await api.get(`/sources/${id}`);
   if (source.deleted_at) {
@@ -147,16 +151,22 @@ export async function render(main, [id, tabArg], ctx) {
       });
       rows.push(h("tr", { class: "job-row", "data-job-status": j.status },
         h("td", {}, h("div", { class: "mono" }, j.job_name), h("div", { class: "muted small" }, j.trigger === "manual" ? "Run Extraction Now" : "scheduled"),
-          j.error_message ? h("div", { class: "job-error" }, j.error_message) : null),
-        h("td", {}, pill(j.status)),
+          j.error_message ? h("div", { class: "job-error" }, j.error_message) : null,
+          j.warning_message ? h("div", { class: "job-warning" }, j.warning_message) : null),
+        h("td", {}, jobPill(j.status)),
         h("td", { title: when(j.start_time) }, when(j.start_time)),
         h("td", {}, duration(j.start_time, j.completion_time)),
         h("td", { class: "num" }, num(j.rows_loaded)),
         h("td", { class: "num" }, view)), logs);
     }
+    // The latest finished job replicated data but skipped part of the selection: say so up front.
+    const last = jobs.find((j) => j.status !== "running");
     mount(body,
+      last && last.status === "succeeded_with_warnings"
+        ? h("div", { id: "extraction-warning" }, banner("warning", "Data has been replicated, but something may require your attention.", last.warning_message || ""))
+        : null,
       h("div", { class: "card" }, h("h2", {}, "Extraction timeline"), jobTimeline(jobs),
-        h("div", { class: "legend" }, h("span", {}, "■ width = duration"), h("span", {}, "green succeeded · red failed · grey cancelled · teal running"))),
+        h("div", { class: "legend" }, h("span", {}, "■ width = duration"), h("span", {}, "green succeeded · amber succeeded with warnings · red failed · grey cancelled · teal running"))),
       h("div", { class: "card table-card" },
         h("table", { id: "extractions" },
           h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "Status"), h("th", {}, "Started"), h("th", {}, "Duration"), h("th", { class: "num" }, "Rows loaded"), h("th", { class: "num" }, "Logs"))),
