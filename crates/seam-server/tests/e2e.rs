@@ -8,6 +8,7 @@ use seam_server::connectors::{DefaultFactory, Warehouse};
 use seam_server::{Service, ServiceConfig};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_to_duckdb_over_the_api() {
@@ -129,4 +130,201 @@ async fn simulator_to_duckdb_over_the_api() {
     assert_eq!(s["status"], "Active");
     assert!(s["schedule"]["next_fire_time"].is_string());
     service.shutdown().await;
+}
+
+/// The tickets export, as the Zendesk source asks for it.
+const TICKETS_EXPORT: &str = "/api/v2/incremental/tickets/cursor.json";
+
+/// Starts the service against `sim` (DuckDB warehouse under `dir`), with an API client.
+async fn start_service(sim: &zendesk_sim::SimHandle, dir: &std::path::Path) -> (Service, Api) {
+    let service = Service::start(ServiceConfig {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        factory: Arc::new(DefaultFactory::new(
+            Warehouse::DuckDb(dir.join("data").join("warehouse.duckdb")),
+            Some(sim.base_url()),
+        )),
+        clock: Arc::new(TokioClock::new()),
+        scheduler: SchedulerConfig::default(),
+        metastore: None,
+        security: seam_server::SecurityConfig::default(),
+    })
+    .await
+    .unwrap();
+    let api = Api {
+        base: format!("http://{}", service.addr()),
+        token: service.initial_token().unwrap().to_owned(),
+        client: reqwest::Client::new(),
+        seen: Arc::default(),
+    };
+    (service, api)
+}
+
+/// Creates an integration (waiting for its check to succeed) and selects `streams`; the scheduler
+/// then starts its first job at once.
+async fn integration_with(api: &Api, name: &str, streams: &[&str]) -> i64 {
+    let (s, source) = api
+        .post(
+            "/v4/sources",
+            json!({"display_name": name, "properties": {"subdomain": "acme",
+            "email": "admin@acme.test", "api_token": "sim-token", "start_date": "2000-01-01T00:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{source}");
+    let id = source["id"].as_i64().unwrap();
+    let check = api
+        .wait_for(&format!("/v4/sources/{id}/last-connection-check"), |c| {
+            c["status"] != "running"
+        })
+        .await;
+    assert_eq!(check["message"], "Success!", "{check}");
+    let selection: Vec<_> = streams
+        .iter()
+        .map(
+            |s| json!({"tap_stream_id": s, "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]}),
+        )
+        .collect();
+    let (s, v) = api
+        .put(
+            &format!("/v4/sources/{id}/streams"),
+            json!({ "streams": selection }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    id
+}
+
+/// Requests the simulator answered on `path` so far.
+fn requests_to(sim: &zendesk_sim::SimHandle, template: &str) -> u64 {
+    sim.stats()["endpoints"][template]["requests"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// No answer from Zendesk wedges a job of `seam serve`: with the real source, a job waiting out a
+/// two-minute `Retry-After` stops within 5 s of Stop Extraction, and so does one waiting on an
+/// answer that takes two minutes; meanwhile another integration's job loads into the same DuckDB
+/// file; a `Retry-After: 1e20` fails the job with Zendesk's ask in words (no panic, nothing left
+/// running), and Run Extraction Now works right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_from_zendesk_wedges_a_job() {
+    let sim = zendesk_sim::start(
+        zendesk_sim::SimConfig {
+            tickets: 40,
+            rate_limits: false,
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (service, api) = start_service(&sim, dir.path()).await;
+
+    let waits: [(&str, zendesk_sim::PathFault); 2] = [
+        ("a two-minute Retry-After", {
+            let mut f = zendesk_sim::PathFault::status(TICKETS_EXPORT, 429);
+            f.headers.insert("retry-after".into(), "120".into());
+            f
+        }),
+        (
+            "a two-minute answer",
+            zendesk_sim::PathFault::slow(TICKETS_EXPORT, 120_000),
+        ),
+    ];
+    // The first wait is in place before the integration's first (scheduled) job starts.
+    sim.set_path_faults(vec![waits[0].1.clone()]).unwrap();
+    let waiting = integration_with(&api, "Waiting Zendesk", &["tickets"]).await;
+    let other = integration_with(&api, "Other Zendesk", &["groups", "tags"]).await;
+    for (i, (what, fault)) in waits.into_iter().enumerate() {
+        if i > 0 {
+            sim.set_path_faults(vec![fault]).unwrap();
+            let (s, v) = api.post(&format!("/v4/sources/{waiting}/sync"), json!({})).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{what}: {v}");
+        }
+        // The job is waiting on Zendesk once it is extracting and the faulted request was made (the
+        // simulator counts a slowed request only once it answers: give it a moment instead).
+        api.wait_for(&format!("/v4/sources/{waiting}/extractions/current"), |p| {
+            p["phase"] == "extraction"
+        })
+        .await;
+        if i == 0 {
+            seam_test_support::wait_until_async(
+                Duration::from_secs(60),
+                format!("{what}: the export request"),
+                async || requests_to(&sim, "/api/v2/incremental/tickets/cursor") > 0,
+            )
+            .await;
+        } else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if i == 0 {
+            // Meanwhile, the other integration loads into the same DuckDB file.
+            let jobs = api
+                .wait_for(&format!("/v4/sources/{other}/extractions"), |jobs| {
+                    jobs.as_array()
+                        .is_some_and(|a| !a.is_empty() && a[0]["status"] != "running")
+                })
+                .await;
+            assert_eq!(jobs[0]["status"], "succeeded", "{jobs}");
+            let (_, current) = api
+                .get(&format!("/v4/sources/{waiting}/extractions/current"))
+                .await;
+            assert_eq!(current["phase"], "extraction", "{what}: still waiting: {current}");
+        }
+        let stopped_at = Instant::now();
+        let (s, v) = api.delete(&format!("/v4/sources/{waiting}/sync")).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{what}: {v}");
+        let jobs = api
+            .wait_for(&format!("/v4/sources/{waiting}/extractions"), |jobs| {
+                jobs.as_array()
+                    .is_some_and(|a| !a.is_empty() && a[0]["status"] != "running")
+            })
+            .await;
+        let took = stopped_at.elapsed();
+        assert_eq!(jobs[0]["status"], "cancelled", "{what}: {jobs}");
+        assert!(took < Duration::from_secs(5), "{what}: the stop took {took:?}");
+    }
+
+    // A wait no one should make: the job fails, saying what Zendesk asked for.
+    let mut absurd = zendesk_sim::PathFault::status(TICKETS_EXPORT, 429);
+    absurd.headers.insert("retry-after".into(), "1e20".into());
+    sim.set_path_faults(vec![absurd]).unwrap();
+    let (s, v) = api.post(&format!("/v4/sources/{waiting}/sync"), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{waiting}/extractions"), |jobs| {
+            jobs.as_array()
+                .is_some_and(|a| a.len() >= 3 && a[0]["job_id"] == v["job_id"] && a[0]["status"] != "running")
+        })
+        .await;
+    assert_eq!(jobs[0]["status"], "failed", "{jobs}");
+    let message = jobs[0]["error_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Retry-After") && message.contains("limit"),
+        "{message}"
+    );
+
+    // Nothing is left running: the next run goes through and loads every ticket.
+    sim.set_path_faults(Vec::new()).unwrap();
+    let (s, v) = api.post(&format!("/v4/sources/{waiting}/sync"), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{waiting}/extractions"), |jobs| {
+            jobs.as_array().is_some_and(|a| {
+                !a.is_empty() && a[0]["job_id"] == v["job_id"] && a[0]["status"] != "running"
+            })
+        })
+        .await;
+    assert_eq!(jobs[0]["status"], "succeeded", "{jobs}");
+    service.shutdown().await;
+    let conn = duckdb::Connection::open(dir.path().join("data").join("warehouse.duckdb")).unwrap();
+    let tickets: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT id) FROM waiting_zendesk.tickets",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tickets, 40);
 }
