@@ -76,3 +76,12 @@ impl Classify for MetastoreError {
         }
     }
 }
+
+/// `Ok` when a statement touched a row, else [`MetastoreError::NotFound`] for `what` `id`: the one
+/// check after an `UPDATE … WHERE id = …`, in both backends.
+pub(crate) fn touched<N: TryInto<u64>>(rows: N, what: &'static str, id: i64) -> Result<(), MetastoreError> {
+    match rows.try_into() {
+        Ok(0) | Err(_) => Err(MetastoreError::NotFound { what, id }),
+        Ok(_) => Ok(()),
+    }
+}

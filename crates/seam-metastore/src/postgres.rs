@@ -2,7 +2,7 @@
 //! representation as the SQLite backend; one connection, each call one transaction or statement.
 
 use crate::crypto::{Credentials, SecretCipher};
-use crate::error::MetastoreError;
+use crate::error::{touched, MetastoreError};
 use crate::model::*;
 use crate::{Metastore, Result};
 use async_trait::async_trait;
@@ -293,19 +293,13 @@ impl Metastore for PostgresMetastore {
 
     async fn set_sealed_credentials(&self, id: IntegrationId, sealed: &[u8]) -> Result<()> {
         let c = self.client.lock().await;
-        if c.execute(
-            "UPDATE integrations SET sealed_credentials = $2 WHERE id = $1",
-            &[&id, &sealed],
-        )
-        .await?
-            == 0
-        {
-            return Err(MetastoreError::NotFound {
-                what: "integration",
-                id,
-            });
-        }
-        Ok(())
+        let n = c
+            .execute(
+                "UPDATE integrations SET sealed_credentials = $2 WHERE id = $1",
+                &[&id, &sealed],
+            )
+            .await?;
+        touched(n, "integration", id)
     }
 
     async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>> {
@@ -365,34 +359,22 @@ impl Metastore for PostgresMetastore {
     async fn set_catalog(&self, id: IntegrationId, catalog: &Catalog) -> Result<()> {
         let catalog = to_json("catalog", catalog)?;
         let c = self.client.lock().await;
-        if c.execute(
-            "UPDATE integrations SET catalog = $2 WHERE id = $1",
-            &[&id, &catalog],
-        )
-        .await?
-            == 0
-        {
-            return Err(MetastoreError::NotFound {
-                what: "integration",
-                id,
-            });
-        }
-        Ok(())
+        let n = c
+            .execute(
+                "UPDATE integrations SET catalog = $2 WHERE id = $1",
+                &[&id, &catalog],
+            )
+            .await?;
+        touched(n, "integration", id)
     }
 
     async fn set_state(&self, id: IntegrationId, state: Option<&State>) -> Result<()> {
         let state = state.map(|s| to_json("state", s)).transpose()?;
         let c = self.client.lock().await;
-        if c.execute("UPDATE integrations SET state = $2 WHERE id = $1", &[&id, &state])
-            .await?
-            == 0
-        {
-            return Err(MetastoreError::NotFound {
-                what: "integration",
-                id,
-            });
-        }
-        Ok(())
+        let n = c
+            .execute("UPDATE integrations SET state = $2 WHERE id = $1", &[&id, &state])
+            .await?;
+        touched(n, "integration", id)
     }
 
     async fn create_check(
@@ -430,13 +412,7 @@ impl Metastore for PostgresMetastore {
                 ],
             )
             .await?;
-        if n == 0 {
-            return Err(MetastoreError::NotFound {
-                what: "connection check",
-                id: k.id,
-            });
-        }
-        Ok(())
+        touched(n, "connection check", k.id)
     }
 
     async fn last_check(&self, integration_id: IntegrationId) -> Result<Option<ConnectionCheck>> {
@@ -719,13 +695,7 @@ impl Metastore for PostgresMetastore {
                 &[&id, &ts(at)],
             )
             .await?;
-        if n == 0 {
-            return Err(MetastoreError::NotFound {
-                what: "notification",
-                id,
-            });
-        }
-        Ok(())
+        touched(n, "notification", id)
     }
 
     async fn add_token(&self, name: &str, token_hash: &str, at: DateTime<Utc>) -> Result<ApiToken> {

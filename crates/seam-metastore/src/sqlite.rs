@@ -2,7 +2,7 @@
 //! runtime never waits on disk.
 
 use crate::crypto::{Credentials, SecretCipher};
-use crate::error::MetastoreError;
+use crate::error::{touched, MetastoreError};
 use crate::model::*;
 use crate::{Metastore, Result};
 use async_trait::async_trait;
@@ -289,13 +289,7 @@ impl Metastore for SqliteMetastore {
                 "UPDATE integrations SET sealed_credentials = ?2 WHERE id = ?1",
                 params![id, sealed],
             )?;
-            if n == 0 {
-                return Err(MetastoreError::NotFound {
-                    what: "integration",
-                    id,
-                });
-            }
-            Ok(())
+            touched(n, "integration", id)
         })
         .await
     }
@@ -365,13 +359,7 @@ impl Metastore for SqliteMetastore {
                 "UPDATE integrations SET catalog = ?2 WHERE id = ?1",
                 params![id, catalog],
             )?;
-            if n == 0 {
-                return Err(MetastoreError::NotFound {
-                    what: "integration",
-                    id,
-                });
-            }
-            Ok(())
+            touched(n, "integration", id)
         })
         .await
     }
@@ -383,13 +371,7 @@ impl Metastore for SqliteMetastore {
                 "UPDATE integrations SET state = ?2 WHERE id = ?1",
                 params![id, state],
             )?;
-            if n == 0 {
-                return Err(MetastoreError::NotFound {
-                    what: "integration",
-                    id,
-                });
-            }
-            Ok(())
+            touched(n, "integration", id)
         })
         .await
     }
@@ -426,10 +408,7 @@ impl Metastore for SqliteMetastore {
                     c.discovery_error_message
                 ],
             )?;
-            if n == 0 {
-                return Err(MetastoreError::NotFound { what: "connection check", id: c.id });
-            }
-            Ok(())
+            touched(n, "connection check", c.id)
         })
         .await
     }
@@ -483,9 +462,7 @@ impl Metastore for SqliteMetastore {
                     f.warning_message
                 ],
             )?;
-            if n == 0 {
-                return Err(MetastoreError::NotFound { what: "job", id });
-            }
+            touched(n, "job", id)?;
             Ok(conn.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [id], job_row)?)
         })
         .await
@@ -720,13 +697,7 @@ impl Metastore for SqliteMetastore {
                 "UPDATE notifications SET dismissed_at = COALESCE(dismissed_at, ?2) WHERE id = ?1",
                 params![id, ts(at)],
             )?;
-            if n == 0 {
-                return Err(MetastoreError::NotFound {
-                    what: "notification",
-                    id,
-                });
-            }
-            Ok(())
+            touched(n, "notification", id)
         })
         .await
     }
