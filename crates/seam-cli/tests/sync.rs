@@ -2,7 +2,10 @@
 
 use crate::common::sim::{start_sim, write_config};
 use crate::common::sync::{sync_to_end, RunningSync, RUN_LIMIT};
-use crate::common::truth::{assert_latest_versions, assert_matches_truth, key_of, FULL_TABLE};
+use crate::common::truth::{
+    assert_latest_versions, assert_matches_truth, assert_nothing_rejected, assert_phone_numbers_match_truth,
+    key_of, FULL_TABLE,
+};
 use crate::common::warehouse::Warehouse;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +24,8 @@ async fn run_to_end(config: &Path, wh: &Arc<Warehouse>, batch: usize) -> String 
     stderr
 }
 
-/// A full sync, then Zendesk changes, then a second sync: the warehouse equals the truth both times.
+/// A full sync, then Zendesk changes, then a second sync: the warehouse equals the truth both times
+/// (Talk phone numbers, whose greetings are keyed by digits, included), and nothing is rejected.
 async fn full_then_incremental(wh: Warehouse) {
     let sim = start_sim(300, 7, 0).await;
     let dir = tempfile::tempdir().unwrap();
@@ -32,6 +36,8 @@ async fn full_then_incremental(wh: Warehouse) {
     let before = sim.truth();
     assert_matches_truth(&wh, &before, None);
     assert_latest_versions(&wh, &before);
+    assert_phone_numbers_match_truth(&wh, &sim).await;
+    assert_nothing_rejected(&wh);
 
     // Zendesk changes; a minute later the second run picks up exactly the changes.
     sim.mutate(40);
@@ -41,6 +47,8 @@ async fn full_then_incremental(wh: Warehouse) {
     assert_ne!(before, after, "the mutation changed nothing");
     assert_matches_truth(&wh, &after, Some(&before));
     assert_latest_versions(&wh, &after);
+    assert_phone_numbers_match_truth(&wh, &sim).await;
+    assert_nothing_rejected(&wh);
     sim.shutdown().await;
 }
 

@@ -1,6 +1,7 @@
 //! The warehouse against zendesk-sim's ground truth (`/__sim/truth`: per stream, `count`, sorted
 //! `ids`, and `updated`, each record's latest version).
 
+use super::sim::{API_TOKEN, EMAIL};
 use super::warehouse::Warehouse;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,4 +144,83 @@ pub fn assert_tags_match_truth(wh: &Warehouse, sim: &SimHandle) {
         })
         .collect();
     assert_eq!(got, want, "tags differ from the simulator's truth");
+}
+
+/// The phone numbers the simulator serves (`GET /api/v2/channels/voice/phone_numbers.json`).
+async fn served_phone_numbers(sim: &SimHandle) -> Vec<Value> {
+    let page: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v2/channels/voice/phone_numbers.json",
+            sim.base_url()
+        ))
+        .basic_auth(format!("{EMAIL}/token"), Some(API_TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["next_page"],
+        Value::Null,
+        "more than one page of phone numbers"
+    );
+    page["phone_numbers"].as_array().unwrap().clone()
+}
+
+/// The talk_phone_numbers table equals the simulator's: one row per phone number of the truth,
+/// each with the truth's `created_at`, and each greeting category of `categorised_greetings`
+/// (keys made of digits: `"1"` → `categorised_greetings___1`) holding the greeting it names.
+pub async fn assert_phone_numbers_match_truth(wh: &Warehouse, sim: &SimHandle) {
+    const STREAM: &str = "talk_phone_numbers";
+    let truth = sim.truth();
+    let served = served_phone_numbers(sim).await;
+    assert_eq!(
+        served.iter().map(|n| text(&n["id"])).collect::<BTreeSet<_>>(),
+        ids(&truth, STREAM),
+        "the simulator serves the phone numbers of its truth"
+    );
+    let schema = wh.schema();
+    for number in &served {
+        let id = text(&number["id"]);
+        let greetings = number["categorised_greetings"].as_object().unwrap();
+        assert!(!greetings.is_empty(), "phone number {id} has no greetings");
+        let mut columns = vec![wh.iso_seconds("created_at")];
+        columns.extend(
+            greetings
+                .keys()
+                .map(|k| format!("CAST(\"categorised_greetings___{k}\" AS TEXT)")),
+        );
+        let rows = wh.query(&format!(
+            "SELECT {} FROM \"{schema}\".\"{STREAM}\" WHERE CAST(id AS TEXT) = '{id}'",
+            columns.join(", ")
+        ));
+        let [row] = &rows[..] else {
+            panic!("phone number {id}: {} rows", rows.len());
+        };
+        let mut want = vec![Some(text(&truth[STREAM]["updated"][&id]))];
+        want.extend(greetings.values().map(|g| Some(text(g))));
+        assert_eq!(
+            row, &want,
+            "phone number {id}: created_at, then each categorised greeting"
+        );
+    }
+    let rows = wh.query(&format!(
+        "SELECT CAST(count(*) AS TEXT) FROM \"{schema}\".\"{STREAM}\""
+    ));
+    assert_eq!(rows[0][0], Some(served.len().to_string()), "{STREAM} rows");
+}
+
+/// `_sdc_rejected` holds no row (or does not exist).
+pub fn assert_nothing_rejected(wh: &Warehouse) {
+    if !wh.table_exists("_sdc_rejected") {
+        return;
+    }
+    let rejected = wh.query(&format!(
+        "SELECT CAST(table_name AS TEXT), CAST(reason AS TEXT) FROM \"{}\"._sdc_rejected",
+        wh.schema()
+    ));
+    assert!(rejected.is_empty(), "rejected records: {rejected:?}");
 }

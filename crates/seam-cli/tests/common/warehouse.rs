@@ -104,6 +104,16 @@ impl Warehouse {
         )
     }
 
+    /// Whether the schema holds `table`.
+    pub fn table_exists(&self, table: &str) -> bool {
+        let sql = format!(
+            "SELECT CAST(count(*) AS TEXT) FROM information_schema.tables \
+             WHERE table_schema = '{}' AND table_name = '{table}'",
+            self.schema()
+        );
+        self.query(&sql)[0][0].as_deref() != Some("0")
+    }
+
     /// The state committed with the rows (`<schema>._sdc_state`).
     pub fn committed_state(&self) -> seam_core::State {
         let schema = self.schema();
