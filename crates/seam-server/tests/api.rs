@@ -794,12 +794,7 @@ async fn progress_and_stop_extraction() {
 #[tokio::test]
 async fn openapi_lists_every_route_and_every_route_answers() {
     let h = Harness::start().await;
-    let doc: Value = reqwest::get(format!("{}/openapi.json", h.api.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = h.api.openapi().await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let mut count = 0;

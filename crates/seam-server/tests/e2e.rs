@@ -1,47 +1,22 @@
 //! End to end: `zendesk-sim` → the real Zendesk source → the real DuckDB warehouse, driven over the
 //! API, as the "done when" script would.
 
-use crate::Api;
+use crate::{real_connectors, service_config, start_service, start_sim, Api};
 use reqwest::StatusCode;
-use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
-use seam_server::connectors::{DefaultFactory, Warehouse};
-use seam_server::{Service, ServiceConfig};
 use serde_json::json;
-use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_to_duckdb_over_the_api() {
-    let sim = zendesk_sim::start(
-        zendesk_sim::SimConfig {
-            tickets: 60,
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let sim = start_sim(zendesk_sim::SimConfig {
+        tickets: 60,
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let duckdb_path = dir.path().join("data").join("warehouse.duckdb");
-    let service = Service::start(ServiceConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        factory: Arc::new(DefaultFactory::new(
-            Warehouse::DuckDb(duckdb_path.clone()),
-            Some(sim.base_url()),
-        )),
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security: seam_server::SecurityConfig::default(),
-    })
-    .await
-    .unwrap();
-    let api = Api {
-        base: format!("http://{}", service.addr()),
-        token: service.initial_token().unwrap().to_owned(),
-        client: reqwest::Client::new(),
-        seen: Arc::default(),
-    };
+    let factory = real_connectors(duckdb_path.clone(), Some(sim.base_url()));
+    let service = start_service(service_config(dir.path().join("data"), factory)).await;
+    let api = Api::of(&service);
 
     // A wrong token: the check fails and says why.
     let (s, bad) = api
