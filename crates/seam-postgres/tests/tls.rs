@@ -28,10 +28,7 @@ async fn tls_refusal(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sslmodes_against_servers_with_and_without_tls() {
-    let tls = tokio::task::spawn_blocking(PostgresServer::start_tls)
-        .await
-        .unwrap();
-    let plain = tokio::task::spawn_blocking(PostgresServer::start_plain)
+    let (tls, plain) = tokio::task::spawn_blocking(PostgresServer::start_tls_and_plain)
         .await
         .unwrap();
     let ca = format!("sslrootcert={}", tls.ca_pem().display());

@@ -62,6 +62,39 @@ pub async fn set_admin_password(service: &Service, password: &str) {
         .unwrap();
 }
 
+/// Log lines written while [`Logs::capture`]'s guard lives, as JSON lines (nextest runs each test in
+/// its own process; on a current-thread runtime the service's tasks log on the test's thread).
+#[derive(Debug, Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Sends every log event of this thread, at every level, here until the guard drops.
+    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 /// A client that remembers every response body it saw.
 #[derive(Debug, Clone)]
 pub struct Api {

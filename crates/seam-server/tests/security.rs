@@ -3,13 +3,12 @@
 //! in the API's error shape, token revocation, credentials bound to their integration.
 
 use crate::fakes::FakeFactory;
-use crate::{service_config, set_admin_password, start_service, Api, Harness};
+use crate::{service_config, set_admin_password, start_service, Api, Harness, Logs};
 use reqwest::StatusCode;
 use seam_server::notify::{WebhookError, WebhookNotifier, WebhookPolicy};
 use seam_server::ui::throttle::SignInLimits;
 use seam_server::{SecurityConfig, Service, ServiceConfig};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,37 +60,6 @@ async fn sign_in(
         .send()
         .await
         .unwrap()
-}
-
-/// Log lines of this test (nextest runs each test in its own process; the runtime is
-/// current-thread, so the service's tasks log on this thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .json()
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }
 
 /// Finding 1: a client that keeps failing gets 429 with `Retry-After`, even with the right password;

@@ -37,6 +37,19 @@ impl PostgresServer {
         PostgresServer::try_start(false).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A server with TLS on and one with TLS off, started side by side. Panics when either cannot
+    /// be started.
+    pub fn start_tls_and_plain() -> (PostgresServer, PostgresServer) {
+        std::thread::scope(|s| {
+            let tls = s.spawn(PostgresServer::start_tls);
+            let plain = PostgresServer::start_plain();
+            match tls.join() {
+                Ok(tls) => (tls, plain),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+
     /// A server with TLS on or off, or why there is none.
     pub fn try_start(tls: bool) -> Result<PostgresServer, PostgresUnavailable> {
         let dir = tempfile::Builder::new()

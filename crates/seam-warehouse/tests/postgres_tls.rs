@@ -10,8 +10,7 @@ const SSL_IN_USE: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid
 
 #[test]
 fn loads_over_verified_tls_and_refuses_a_server_without_it() {
-    let tls = PostgresServer::start_tls();
-    let plain = PostgresServer::start_plain();
+    let (tls, plain) = PostgresServer::start_tls_and_plain();
     let ca = tls.ca_pem();
     // verify-full: the chain up to the CA given by sslrootcert, and the host name.
     let url = tls.url(
