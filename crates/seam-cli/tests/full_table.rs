@@ -5,289 +5,90 @@
 //! `/api/v2/tags.json`, and compares the warehouse with the first run's snapshot and with the
 //! simulator's truth; then a clean run still converges on the truth.
 
-use seam_core::Destination;
+use crate::common::sim::{start_sim, write_config};
+use crate::common::sync::{sync_to_end, RunningSync};
+use crate::common::truth::{assert_tags_match_truth, FULL_TABLE};
+use crate::common::warehouse::Warehouse;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use zendesk_sim::{PathFault, SimConfig, SimHandle};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use zendesk_sim::{PathFault, SimHandle};
 
 const TAGS: &str = "/api/v2/tags.json";
-const FULL_TABLE: &[&str] = &["tags", "sla_policies", "talk_phone_numbers"];
 /// Per-page delay on the tags endpoint in runs that are stopped or killed mid-stream: long enough
 /// for the stream (one tag per page) to outlast `seam sync`'s first progress line (after 5 s).
 const SLOW_PAGE_MS: u64 = 700;
 
-/// The warehouse a test syncs into, and how it reads it back.
-enum Warehouse {
-    DuckDb(PathBuf),
-    Postgres { url: String, schema: String },
-}
-
-type Rows = Vec<Vec<Option<String>>>;
-
-impl Warehouse {
-    fn destination(&self) -> String {
-        match self {
-            Warehouse::DuckDb(path) => format!("duckdb:{}", path.display()),
-            Warehouse::Postgres { url, .. } => url.clone(),
-        }
-    }
-
-    fn schema(&self) -> &str {
-        match self {
-            Warehouse::DuckDb(_) => "full_table",
-            Warehouse::Postgres { schema, .. } => schema,
-        }
-    }
-
-    /// Every row of a query, each column read as text.
-    fn query(&self, sql: &str) -> Rows {
-        match self {
-            Warehouse::DuckDb(path) => {
-                let conn = duckdb::Connection::open(path).unwrap();
-                let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                let mut rows = stmt.query([]).unwrap();
-                let mut out = Vec::new();
-                while let Some(r) = rows.next().unwrap() {
-                    let n = r.as_ref().column_count();
-                    out.push((0..n).map(|i| r.get::<_, Option<String>>(i).unwrap()).collect());
-                }
-                out
-            }
-            // The blocking client runs its own runtime: keep it off the test's async threads.
-            Warehouse::Postgres { url, .. } => off_runtime(|| {
-                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
-                let rows = client.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                rows.iter()
-                    .map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect())
-                    .collect()
-            }),
-        }
-    }
-
-    /// The state committed with the rows (`<schema>._sdc_state`).
-    fn committed_state(&self) -> seam_core::State {
-        let schema = self.schema();
-        let state = match self {
-            Warehouse::DuckDb(path) => seam_warehouse::DuckDbDestination::open(path, schema)
-                .unwrap()
-                .committed_state()
-                .unwrap(),
-            Warehouse::Postgres { url, .. } => off_runtime(|| {
-                seam_warehouse::PostgresDestination::connect_with(url, schema, HashSet::new())
-                    .unwrap()
-                    .committed_state()
-                    .unwrap()
-            }),
+/// The table of `stream` and its subtables, with the columns the records carry (not `_sdc_*`).
+fn tables_of(wh: &Warehouse, stream: &str) -> BTreeMap<String, Vec<String>> {
+    let sql = format!(
+        "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns \
+         WHERE table_schema = '{}' AND (table_name = '{stream}' OR table_name LIKE '{stream}\\_\\_%' ESCAPE '\\')",
+        wh.schema()
+    );
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in wh.query(&sql) {
+        let (Some(table), Some(column)) = (row[0].clone(), row[1].clone()) else {
+            continue;
         };
-        state.unwrap_or_default()
-    }
-
-    /// The table of `stream` and its subtables, with the columns the records carry (not `_sdc_*`).
-    fn tables_of(&self, stream: &str) -> BTreeMap<String, Vec<String>> {
-        let sql = format!(
-            "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns \
-             WHERE table_schema = '{}' AND (table_name = '{stream}' OR table_name LIKE '{stream}\\_\\_%' ESCAPE '\\')",
-            self.schema()
-        );
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for row in self.query(&sql) {
-            let (Some(table), Some(column)) = (row[0].clone(), row[1].clone()) else {
-                continue;
-            };
-            let cols = out.entry(table).or_default();
-            if !column.starts_with("_sdc_") {
-                cols.push(column);
-            }
+        let cols = out.entry(table).or_default();
+        if !column.starts_with("_sdc_") {
+            cols.push(column);
         }
-        for cols in out.values_mut() {
-            cols.sort();
-        }
-        out
     }
-
-    /// Rows of `stream`'s table and subtables, business columns only, sorted: what a user sees.
-    fn snapshot(&self, stream: &str) -> BTreeMap<String, Vec<String>> {
-        let mut out = BTreeMap::new();
-        for (table, cols) in self.tables_of(stream) {
-            let select: Vec<String> = cols
-                .iter()
-                .map(|c| format!("CAST(\"{}\" AS TEXT)", c.replace('"', "\"\"")))
-                .collect();
-            let sql = format!(
-                "SELECT {} FROM \"{}\".\"{table}\"",
-                if select.is_empty() {
-                    "'x'".to_owned()
-                } else {
-                    select.join(", ")
-                },
-                self.schema()
-            );
-            let mut rows: Vec<String> = self
-                .query(&sql)
-                .into_iter()
-                .map(|r| {
-                    r.into_iter()
-                        .map(|v| v.unwrap_or_else(|| "NULL".to_owned()))
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                })
-                .collect();
-            rows.sort();
-            out.insert(table, rows);
-        }
-        out
+    for cols in out.values_mut() {
+        cols.sort();
     }
-
-    /// Rows of the tags table per table version.
-    fn tag_versions(&self) -> BTreeMap<String, usize> {
-        let sql = format!(
-            "SELECT CAST(\"_sdc_table_version\" AS TEXT) FROM \"{}\".\"tags\"",
-            self.schema()
-        );
-        let mut out = BTreeMap::new();
-        for r in self.query(&sql) {
-            *out.entry(r[0].clone().unwrap_or_default()).or_insert(0) += 1;
-        }
-        out
-    }
+    out
 }
 
-/// The PostgreSQL server tests use (`SEAM_TEST_POSTGRES_URL`, set by `.ci/run`), with a fresh schema.
-fn postgres_warehouse(name: &str) -> Option<Warehouse> {
-    let Ok(url) = std::env::var("SEAM_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set SEAM_TEST_POSTGRES_URL"
-        );
-        eprintln!("SKIP {name}: SEAM_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    let schema = format!("full_table_{}_{name}", std::process::id());
-    off_runtime(|| {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .unwrap();
-    });
-    Some(Warehouse::Postgres { url, schema })
-}
-
-/// Runs `f` on a plain thread (blocking clients may not run on an async runtime's threads).
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| s.spawn(f).join().unwrap())
-}
-
-fn write_config(dir: &Path, name: &str, base_url: &str, page_size: u32) -> PathBuf {
-    let path = dir.join(name);
-    let config = serde_json::json!({
-        "subdomain": "acme", "email": "admin@acme.test", "api_token": "sim-token",
-        "start_date": "2000-01-01T00:00:00Z", "base_url": base_url, "page_size": page_size,
-    });
-    std::fs::write(&path, config.to_string()).unwrap();
-    path
-}
-
-/// A `seam sync` in progress; its stderr is read line by line on a thread (so the pipe never
-/// fills) and kept for the test to look at while it runs.
-struct Running {
-    child: Child,
-    stderr: std::thread::JoinHandle<String>,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn start(config: &Path, wh: &Warehouse, batch: usize, catalog: Option<&Path>) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seam"));
-        cmd.args([
-            "sync",
-            "--plain",
-            "--schema",
-            wh.schema(),
-            "--max-batch-records",
-            &batch.to_string(),
-        ])
-        .arg("--config")
-        .arg(config)
-        .arg("--destination")
-        .arg(wh.destination())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        if let Some(c) = catalog {
-            cmd.arg("--catalog").arg(c);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let pipe = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let stderr = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-            sink.lock().unwrap().join("\n")
-        });
-        Running { child, stderr, lines }
-    }
-
-    /// Rows committed so far, as the latest progress line says (`…, N rows committed`).
-    fn rows_committed(&self) -> u64 {
-        let lines = self.lines.lock().unwrap();
-        lines
+/// Rows of `stream`'s table and subtables, business columns only, sorted: what a user sees.
+fn snapshot(wh: &Warehouse, stream: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (table, cols) in tables_of(wh, stream) {
+        let select: Vec<String> = cols
             .iter()
-            .rev()
-            .find_map(|l| {
-                let head = l.strip_suffix(" rows committed")?;
-                head.rsplit(' ').next()?.parse().ok()
-            })
-            .unwrap_or(0)
-    }
-
-    /// Waits for the exit (at most `limit`: a run that hangs is killed and fails the test).
-    fn finish(mut self, limit: Duration) -> (ExitStatus, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "seam sync did not exit within {limit:?}: {}",
-                    self.stderr.join().unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        (status, self.stderr.join().unwrap())
-    }
-}
-
-/// Runs `seam sync` to its end (off the async runtime).
-async fn sync(config: &Path, wh: &Arc<Warehouse>, batch: usize) -> (ExitStatus, String) {
-    let (c, w) = (config.to_owned(), wh.clone());
-    tokio::task::spawn_blocking(move || Running::start(&c, &w, batch, None).finish(Duration::from_secs(240)))
-        .await
-        .unwrap()
-}
-
-/// Waits until `done` holds, for at most `limit`; panics naming `what` otherwise.
-async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
+            .map(|c| format!("CAST(\"{}\" AS TEXT)", c.replace('"', "\"\"")))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM \"{}\".\"{table}\"",
+            if select.is_empty() {
+                "'x'".to_owned()
+            } else {
+                select.join(", ")
+            },
+            wh.schema()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut rows: Vec<String> = wh
+            .query(&sql)
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|v| v.unwrap_or_else(|| "NULL".to_owned()))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .collect();
+        rows.sort();
+        out.insert(table, rows);
     }
+    out
+}
+
+/// Rows of the tags table per table version.
+fn tag_versions(wh: &Warehouse) -> BTreeMap<String, usize> {
+    let sql = format!(
+        "SELECT CAST(\"_sdc_table_version\" AS TEXT) FROM \"{}\".\"tags\"",
+        wh.schema()
+    );
+    let mut out = BTreeMap::new();
+    for r in wh.query(&sql) {
+        *out.entry(r[0].clone().unwrap_or_default()).or_insert(0) += 1;
+    }
+    out
 }
 
 /// The tags requests the simulator answered so far.
@@ -314,19 +115,9 @@ struct Synced {
 }
 
 async fn first_sync(wh: Warehouse, dir: tempfile::TempDir) -> Synced {
-    let sim = zendesk_sim::start(
-        SimConfig {
-            tickets: 40,
-            seed: 11,
-            rate_limits: false,
-            ..SimConfig::default()
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap();
-    let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), 100);
-    let small_pages = write_config(dir.path(), "small-pages.json", &sim.base_url(), 1);
+    let sim = start_sim(40, 11, 0).await;
+    let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), Some(100));
+    let small_pages = write_config(dir.path(), "small-pages.json", &sim.base_url(), Some(1));
     let only_tags = dir.path().join("only-tags.json");
     {
         let source =
@@ -338,11 +129,11 @@ async fn first_sync(wh: Warehouse, dir: tempfile::TempDir) -> Synced {
         std::fs::write(&only_tags, serde_json::to_string(&catalog).unwrap()).unwrap();
     }
     let wh = Arc::new(wh);
-    let (status, stderr) = sync(&config, &wh, 20_000).await;
+    let (status, stderr) = sync_to_end(&config, &wh, 20_000).await;
     assert!(status.success(), "first sync failed: {stderr}");
-    let snapshot: BTreeMap<&'static str, _> = FULL_TABLE.iter().map(|s| (*s, wh.snapshot(s))).collect();
+    let snapshot: BTreeMap<&'static str, _> = FULL_TABLE.iter().map(|s| (*s, snapshot(&wh, s))).collect();
     assert_tags_match_truth(&wh, &sim);
-    let versions = wh.tag_versions();
+    let versions = tag_versions(&wh);
     assert_eq!(
         versions.len(),
         1,
@@ -367,37 +158,13 @@ async fn first_sync(wh: Warehouse, dir: tempfile::TempDir) -> Synced {
     }
 }
 
-/// The tags table holds exactly the simulator's tags, with their counts.
-fn assert_tags_match_truth(wh: &Warehouse, sim: &SimHandle) {
-    let truth = sim.truth_of("tags").unwrap();
-    let want: BTreeMap<String, f64> = truth["updated"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-        .collect();
-    let rows = wh.query(&format!(
-        "SELECT CAST(name AS TEXT), CAST(\"count\" AS TEXT) FROM \"{}\".tags",
-        wh.schema()
-    ));
-    assert_eq!(rows.len(), want.len(), "tags rows: {rows:?}");
-    let got: BTreeMap<String, f64> = rows
-        .into_iter()
-        .map(|r| {
-            let count = r[1].as_deref().unwrap().parse::<f64>().unwrap();
-            (r[0].clone().unwrap(), count)
-        })
-        .collect();
-    assert_eq!(got, want, "tags differ from the simulator's truth");
-}
-
 impl Synced {
     /// Every full-table table holds what the first run left, and the committed `version` marker
     /// has not moved.
     fn assert_unchanged(&self, after: &str) {
         for stream in FULL_TABLE {
             assert_eq!(
-                self.wh.snapshot(stream),
+                snapshot(&self.wh, stream),
                 self.snapshot[stream],
                 "{stream} changed after {after}"
             );
@@ -415,7 +182,7 @@ impl Synced {
     /// Rows of the tags table committed by the interrupted run (a newer version) and rows still
     /// of the first run: the run was stopped in the middle, after committing some of the stream.
     fn assert_stopped_mid_stream(&self) {
-        let versions = self.wh.tag_versions();
+        let versions = tag_versions(&self.wh);
         let old = versions.get(&self.first_version).copied().unwrap_or(0);
         let new = versions.values().sum::<usize>() - old;
         assert!(
@@ -427,10 +194,10 @@ impl Synced {
     /// With the fault gone, a clean run converges on the truth with one version again.
     async fn assert_recovers(self) {
         self.sim.set_path_faults(Vec::new()).unwrap();
-        let (status, stderr) = sync(&self.config, &self.wh, 20_000).await;
+        let (status, stderr) = sync_to_end(&self.config, &self.wh, 20_000).await;
         assert!(status.success(), "clean run failed: {stderr}");
         assert_tags_match_truth(&self.wh, &self.sim);
-        let versions = self.wh.tag_versions();
+        let versions = tag_versions(&self.wh);
         assert_eq!(versions.len(), 1, "{versions:?}");
         assert_ne!(versions.keys().next(), Some(&self.first_version));
         self.sim.shutdown().await;
@@ -439,16 +206,16 @@ impl Synced {
     /// Starts a run of tags alone, one tag per page, each page answered slowly and each record
     /// committed on its own; returns it once `seam sync` reports rows committed, while pages of
     /// the stream are still to come.
-    async fn start_slow_run(&self) -> Running {
+    async fn start_slow_run(&self) -> RunningSync {
         self.sim
             .set_path_faults(vec![PathFault::slow(TAGS, SLOW_PAGE_MS)])
             .unwrap();
         self.sim.reset_stats();
-        let run = Running::start(&self.small_pages, &self.wh, 1, Some(&self.only_tags));
-        wait_until(
+        let run = RunningSync::start(&self.small_pages, &self.wh, 1, Some(&self.only_tags));
+        seam_test_support::wait_until_async(
             Duration::from_secs(120),
             "a progress line with rows committed",
-            || run.rows_committed() > 0,
+            async || run.rows_committed() > 0,
         )
         .await;
         assert!(
@@ -463,7 +230,7 @@ impl Synced {
 async fn refused(wh: Warehouse, dir: tempfile::TempDir) {
     let s = first_sync(wh, dir).await;
     s.sim.set_path_faults(vec![PathFault::status(TAGS, 403)]).unwrap();
-    let (status, stderr) = sync(&s.config, &s.wh, 20_000).await;
+    let (status, stderr) = sync_to_end(&s.config, &s.wh, 20_000).await;
     assert!(status.success(), "a skipped stream is not a failure: {stderr}");
     assert!(stderr.contains("warning: skipped tags"), "{stderr}");
     s.assert_unchanged("a run that got 403 on /api/v2/tags.json");
@@ -473,7 +240,7 @@ async fn refused(wh: Warehouse, dir: tempfile::TempDir) {
 async fn failing(wh: Warehouse, dir: tempfile::TempDir) {
     let s = first_sync(wh, dir).await;
     s.sim.set_path_faults(vec![PathFault::status(TAGS, 500)]).unwrap();
-    let (status, stderr) = sync(&s.config, &s.wh, 20_000).await;
+    let (status, stderr) = sync_to_end(&s.config, &s.wh, 20_000).await;
     assert!(!status.success(), "the run should fail: {stderr}");
     assert!(
         stderr.contains("zendesk answered 500 for /api/v2/tags.json"),
@@ -516,7 +283,7 @@ async fn killed(wh: Warehouse, dir: tempfile::TempDir) {
 
 fn duckdb() -> (Warehouse, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    (Warehouse::DuckDb(dir.path().join("wh.duckdb")), dir)
+    (Warehouse::duckdb(dir.path().join("wh.duckdb"), "full_table"), dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,7 +312,7 @@ async fn duckdb_a_run_killed_mid_stream_keeps_the_last_complete_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_403_keeps_the_last_complete_version() {
-    let Some(wh) = postgres_warehouse("refused") else {
+    let Some(wh) = Warehouse::postgres("full_table_refused") else {
         return;
     };
     refused(wh, tempfile::tempdir().unwrap()).await;
@@ -553,7 +320,7 @@ async fn postgres_a_403_keeps_the_last_complete_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_500s_until_retries_run_out_keep_the_last_complete_version() {
-    let Some(wh) = postgres_warehouse("failing") else {
+    let Some(wh) = Warehouse::postgres("full_table_failing") else {
         return;
     };
     failing(wh, tempfile::tempdir().unwrap()).await;
@@ -561,7 +328,7 @@ async fn postgres_500s_until_retries_run_out_keep_the_last_complete_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_run_stopped_mid_stream_keeps_the_last_complete_version() {
-    let Some(wh) = postgres_warehouse("stopped") else {
+    let Some(wh) = Warehouse::postgres("full_table_stopped") else {
         return;
     };
     stopped(wh, tempfile::tempdir().unwrap()).await;
@@ -569,7 +336,7 @@ async fn postgres_a_run_stopped_mid_stream_keeps_the_last_complete_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_run_killed_mid_stream_keeps_the_last_complete_version() {
-    let Some(wh) = postgres_warehouse("killed") else {
+    let Some(wh) = Warehouse::postgres("full_table_killed") else {
         return;
     };
     killed(wh, tempfile::tempdir().unwrap()).await;

@@ -1,6 +1,7 @@
 //! The `seam` binary's integration tests: the commands as a user runs them.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod full_table;
 mod serve;
 mod serve_kill;

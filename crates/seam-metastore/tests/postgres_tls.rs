@@ -2,12 +2,11 @@
 
 use seam_core::{Classify, ErrorKind};
 use seam_metastore::{Metastore, MetastoreError, PostgresMetastore};
-use seam_postgres::testing::TestServer;
+use seam_test_support::PostgresServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_over_tls_and_refuses_a_server_without_it() {
-    let tls = tokio::task::spawn_blocking(TestServer::start_tls).await.unwrap();
-    let plain = tokio::task::spawn_blocking(TestServer::start_plain)
+    let (tls, plain) = tokio::task::spawn_blocking(PostgresServer::start_tls_and_plain)
         .await
         .unwrap();
     // Trust authentication ignores the password, so the connection succeeds with it in the URL.

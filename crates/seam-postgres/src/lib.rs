@@ -20,8 +20,6 @@
 mod tls;
 mod url;
 
-pub mod testing;
-
 pub use crate::url::redact as redact_url;
 
 use std::fmt;

@@ -1,8 +1,8 @@
 //! Every sslmode against a local PostgreSQL with `ssl=on` (a certificate for `localhost` signed by
 //! a throwaway CA) and one with `ssl=off`, through the async and the blocking driver.
 
-use seam_postgres::testing::TestServer;
 use seam_postgres::{is_tls_failure, ConnectError, ConnectOptions, SslMode};
+use seam_test_support::PostgresServer;
 
 const SSL_IN_USE: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
 
@@ -28,8 +28,7 @@ async fn tls_refusal(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sslmodes_against_servers_with_and_without_tls() {
-    let tls = tokio::task::spawn_blocking(TestServer::start_tls).await.unwrap();
-    let plain = tokio::task::spawn_blocking(TestServer::start_plain)
+    let (tls, plain) = tokio::task::spawn_blocking(PostgresServer::start_tls_and_plain)
         .await
         .unwrap();
     let ca = format!("sslrootcert={}", tls.ca_pem().display());

@@ -1,9 +1,8 @@
 //! The API over real HTTP (127.0.0.1:0, reqwest), with the fake source and destination.
 
-use crate::{Harness, ZENDESK_TOKEN};
+use crate::{Harness, Logs, ZENDESK_TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 /// The seed flow: create → "Success!" → select tables → Run Extraction Now → job, logs, loads,
@@ -794,12 +793,7 @@ async fn progress_and_stop_extraction() {
 #[tokio::test]
 async fn openapi_lists_every_route_and_every_route_answers() {
     let h = Harness::start().await;
-    let doc: Value = reqwest::get(format!("{}/openapi.json", h.api.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = h.api.openapi().await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let mut count = 0;
@@ -854,25 +848,8 @@ async fn openapi_lists_every_route_and_every_route_answers() {
 #[tokio::test]
 async fn credentials_never_leak() {
     // Capture every log line of the process (nextest runs each test in its own process).
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = Logs::default();
+    let _guard = captured.capture();
 
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start_in(dir, crate::fakes::FakeFactory::default(), None).await;
@@ -922,7 +899,7 @@ async fn credentials_never_leak() {
         "a credential came back in an API response"
     );
     assert!(!seen.contains(&api_token));
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("integration created"), "logs were captured: {logs}");
     assert!(!logs.contains("zd-TOKEN"), "a credential reached the logs");
     assert!(!logs.contains(&api_token), "the API token reached the logs");

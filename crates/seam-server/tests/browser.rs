@@ -17,13 +17,10 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 // chromedriver listens on loopback: plain HTTP, no TLS stack needed.
 use hyper_util::client::legacy::connect::HttpConnector;
-use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
-use seam_server::connectors::{DefaultFactory, Warehouse};
-use seam_server::{Service, ServiceConfig};
+use seam_server::Service;
 use seam_test_support::{try_wait_for_async, wait_until_async};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
@@ -110,6 +107,15 @@ impl Browser {
 // ---------------------------------------------------------------------------------------------
 // The service under test.
 
+/// The whole service with its data (and the DuckDB warehouse) in `data`, Zendesk at the
+/// simulator's address when given, and the admin password [`PASSWORD`].
+async fn start_service(data: &tempfile::TempDir, sim: Option<&zendesk_sim::SimHandle>) -> Service {
+    let factory = crate::real_connectors(data.path().join("warehouse.duckdb"), sim.map(|s| s.base_url()));
+    let service = crate::start_service(crate::service_config(data.path().to_owned(), factory)).await;
+    crate::set_admin_password(&service, PASSWORD).await;
+    service
+}
+
 struct Stack {
     base: String,
     service: Option<Service>,
@@ -128,26 +134,9 @@ impl Stack {
             rate_limits: false,
             ..Default::default()
         };
-        let sim = zendesk_sim::start(sim_config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = crate::start_sim(sim_config).await;
         let data = tempfile::tempdir().unwrap();
-        let warehouse = Warehouse::DuckDb(data.path().join("warehouse.duckdb"));
-        let factory = Arc::new(DefaultFactory::new(warehouse, Some(sim.base_url())));
-        let service = Service::start(ServiceConfig {
-            data_dir: data.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            factory,
-            clock: Arc::new(TokioClock::new()),
-            scheduler: SchedulerConfig::default(),
-            metastore: None,
-            security: seam_server::SecurityConfig::default(),
-        })
-        .await
-        .unwrap();
-        seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD)
-            .await
-            .unwrap();
+        let service = start_service(&data, Some(&sim)).await;
         let base = format!("http://{}", service.addr());
         let b = Browser::start(chromium, chromedriver).await;
         Stack {
@@ -561,22 +550,7 @@ async fn seed_flow_in_a_real_browser() {
 async fn the_dashboard_api_needs_a_session_and_a_csrf_token() {
     // No browser needed: the rules the browser relies on, over plain HTTP.
     let data = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::DuckDb(data.path().join("warehouse.duckdb"));
-    let factory = Arc::new(DefaultFactory::new(warehouse, None));
-    let service = Service::start(ServiceConfig {
-        data_dir: data.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        factory,
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security: seam_server::SecurityConfig::default(),
-    })
-    .await
-    .unwrap();
-    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD)
-        .await
-        .unwrap();
+    let service = start_service(&data, None).await;
     let base = format!("http://{}", service.addr());
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -814,53 +788,20 @@ async fn a_skipped_table_shows_as_succeeded_with_warnings() {
         gated: vec!["sla_policies".to_owned()],
         ..Default::default()
     };
-    let sim = zendesk_sim::start(sim_config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let sim = crate::start_sim(sim_config).await;
     let data = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::DuckDb(data.path().join("warehouse.duckdb"));
-    let service = Service::start(ServiceConfig {
-        data_dir: data.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        factory: Arc::new(DefaultFactory::new(warehouse, Some(sim.base_url()))),
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security: seam_server::SecurityConfig::default(),
-    })
-    .await
-    .unwrap();
-    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD)
-        .await
-        .unwrap();
+    let service = start_service(&data, Some(&sim)).await;
     let base = format!("http://{}", service.addr());
-    let api = crate::Api {
-        base: base.clone(),
-        token: service.initial_token().unwrap().to_owned(),
-        client: reqwest::Client::new(),
-        seen: Arc::default(),
-    };
-    let (status, source) = api
-        .post(
-            "/v4/sources",
+    let api = crate::Api::of(&service);
+    let (source, check) = api
+        .create_with(
             json!({"display_name": "Gated Zendesk", "properties": {"subdomain": "acme",
             "email": SIM_EMAIL, "api_token": SIM_TOKEN, "start_date": "2000-01-01T00:00:00Z"}}),
         )
         .await;
-    assert_eq!(status, reqwest::StatusCode::CREATED, "{source}");
+    assert_eq!(check["status"], "succeeded", "{check}");
     let id = source["id"].as_i64().unwrap();
-    api.wait_for(&format!("/v4/sources/{id}/last-connection-check"), |c| {
-        c["status"] == "succeeded"
-    })
-    .await;
-    let select = |s: &str| json!({"tap_stream_id": s, "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]});
-    let (status, v) = api
-        .put(
-            &format!("/v4/sources/{id}/streams"),
-            json!({"streams": [select("tickets"), select("sla_policies")]}),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{v}");
+    api.select(id, &["tickets", "sla_policies"]).await;
     let jobs = api
         .wait_for(&format!("/v4/sources/{id}/extractions"), |v| {
             v.as_array()

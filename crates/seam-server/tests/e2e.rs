@@ -1,48 +1,23 @@
 //! End to end: `zendesk-sim` → the real Zendesk source → the real DuckDB warehouse, driven over the
 //! API, as the "done when" script would.
 
-use crate::Api;
+use crate::{real_connectors, service_config, start_service, start_sim, Api};
 use reqwest::StatusCode;
-use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
-use seam_server::connectors::{DefaultFactory, Warehouse};
-use seam_server::{Service, ServiceConfig};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_to_duckdb_over_the_api() {
-    let sim = zendesk_sim::start(
-        zendesk_sim::SimConfig {
-            tickets: 60,
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let sim = start_sim(zendesk_sim::SimConfig {
+        tickets: 60,
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let duckdb_path = dir.path().join("data").join("warehouse.duckdb");
-    let service = Service::start(ServiceConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        factory: Arc::new(DefaultFactory::new(
-            Warehouse::DuckDb(duckdb_path.clone()),
-            Some(sim.base_url()),
-        )),
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security: seam_server::SecurityConfig::default(),
-    })
-    .await
-    .unwrap();
-    let api = Api {
-        base: format!("http://{}", service.addr()),
-        token: service.initial_token().unwrap().to_owned(),
-        client: reqwest::Client::new(),
-        seen: Arc::default(),
-    };
+    let factory = real_connectors(duckdb_path.clone(), Some(sim.base_url()));
+    let service = start_service(service_config(dir.path().join("data"), factory)).await;
+    let api = Api::of(&service);
 
     // A wrong token: the check fails and says why.
     let (s, bad) = api
@@ -135,62 +110,16 @@ async fn simulator_to_duckdb_over_the_api() {
 /// The tickets export, as the Zendesk source asks for it.
 const TICKETS_EXPORT: &str = "/api/v2/incremental/tickets/cursor.json";
 
-/// Starts the service against `sim` (DuckDB warehouse under `dir`), with an API client.
-async fn start_service(sim: &zendesk_sim::SimHandle, dir: &std::path::Path) -> (Service, Api) {
-    let service = Service::start(ServiceConfig {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        factory: Arc::new(DefaultFactory::new(
-            Warehouse::DuckDb(dir.join("data").join("warehouse.duckdb")),
-            Some(sim.base_url()),
-        )),
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security: seam_server::SecurityConfig::default(),
-    })
-    .await
-    .unwrap();
-    let api = Api {
-        base: format!("http://{}", service.addr()),
-        token: service.initial_token().unwrap().to_owned(),
-        client: reqwest::Client::new(),
-        seen: Arc::default(),
-    };
-    (service, api)
-}
-
 /// Creates an integration (waiting for its check to succeed) and selects `streams`; the scheduler
 /// then starts its first job at once.
 async fn integration_with(api: &Api, name: &str, streams: &[&str]) -> i64 {
-    let (s, source) = api
-        .post(
-            "/v4/sources",
-            json!({"display_name": name, "properties": {"subdomain": "acme",
-            "email": "admin@acme.test", "api_token": "sim-token", "start_date": "2000-01-01T00:00:00Z"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{source}");
-    let id = source["id"].as_i64().unwrap();
-    let check = api
-        .wait_for(&format!("/v4/sources/{id}/last-connection-check"), |c| {
-            c["status"] != "running"
-        })
+    let (source, check) = api
+        .create_with(json!({"display_name": name, "properties": {"subdomain": "acme",
+            "email": "admin@acme.test", "api_token": "sim-token", "start_date": "2000-01-01T00:00:00Z"}}))
         .await;
     assert_eq!(check["message"], "Success!", "{check}");
-    let selection: Vec<_> = streams
-        .iter()
-        .map(
-            |s| json!({"tap_stream_id": s, "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]}),
-        )
-        .collect();
-    let (s, v) = api
-        .put(
-            &format!("/v4/sources/{id}/streams"),
-            json!({ "streams": selection }),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let id = source["id"].as_i64().unwrap();
+    api.select(id, streams).await;
     id
 }
 
@@ -208,18 +137,17 @@ fn requests_to(sim: &zendesk_sim::SimHandle, template: &str) -> u64 {
 /// running), and Run Extraction Now works right after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answer_from_zendesk_wedges_a_job() {
-    let sim = zendesk_sim::start(
-        zendesk_sim::SimConfig {
-            tickets: 40,
-            rate_limits: false,
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let sim = start_sim(zendesk_sim::SimConfig {
+        tickets: 40,
+        rate_limits: false,
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let (service, api) = start_service(&sim, dir.path()).await;
+    let warehouse = dir.path().join("data").join("warehouse.duckdb");
+    let factory = real_connectors(warehouse.clone(), Some(sim.base_url()));
+    let service = start_service(service_config(dir.path().join("data"), factory)).await;
+    let api = Api::of(&service);
 
     let waits: [(&str, zendesk_sim::PathFault); 2] = [
         ("a two-minute Retry-After", {
@@ -318,7 +246,7 @@ async fn no_answer_from_zendesk_wedges_a_job() {
         .await;
     assert_eq!(jobs[0]["status"], "succeeded", "{jobs}");
     service.shutdown().await;
-    let conn = duckdb::Connection::open(dir.path().join("data").join("warehouse.duckdb")).unwrap();
+    let conn = duckdb::Connection::open(&warehouse).unwrap();
     let tickets: i64 = conn
         .query_row(
             "SELECT count(DISTINCT id) FROM waiting_zendesk.tickets",

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use seam_metastore::*;
 use seam_runtime::job::{Notifier, WARNING_SUBJECT};
 use seam_runtime::scheduler::{consecutive_failures, integration_status, IntegrationStatus};
+use seam_test_support::wait_for_async;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,21 +27,6 @@ async fn log_text(m: &dyn Metastore, job_id: i64) -> String {
         .iter()
         .map(|l| format!("{l}\n"))
         .collect()
-}
-
-/// Polls `f` every 50 ms of real time until it returns `Some`, for at most `limit`.
-async fn within<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "gave up after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,7 +205,7 @@ async fn stop_ends_a_job_waiting_to_retry_a_commit() {
     let m = memory();
     let id = integration(m.as_ref(), "ratelimitedwh", "acme", |_| {}).await;
     let w = start(Arc::clone(&m), FakeFactory::default(), Utc::now()).await;
-    within(
+    wait_for_async(
         Duration::from_secs(30),
         "the job to read every record",
         async || {
@@ -233,7 +219,7 @@ async fn stop_ends_a_job_waiting_to_retry_a_commit() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped = Instant::now();
     let job_id = w.scheduler.stop(id).expect("a running job");
-    let job = within(Duration::from_secs(90), "the job to end", async || {
+    let job = wait_for_async(Duration::from_secs(90), "the job to end", async || {
         m.get_job(job_id)
             .await
             .unwrap()

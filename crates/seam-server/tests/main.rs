@@ -11,14 +11,89 @@ mod security;
 
 use fakes::FakeFactory;
 use reqwest::StatusCode;
+use seam_runtime::job::ConnectorFactory;
 use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
+use seam_server::connectors::{DefaultFactory, Warehouse};
 use seam_server::{Service, ServiceConfig};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The API token used in create bodies; tests assert it never comes back.
 pub const ZENDESK_TOKEN: &str = "zd-TOKEN-never-shown-7f3a9c";
+
+/// How tests start the service: data in `data_dir`, a free loopback port, `factory`, real tokio
+/// time, the default scheduler and security (change fields for anything else).
+pub fn service_config(data_dir: PathBuf, factory: Arc<dyn ConnectorFactory>) -> ServiceConfig {
+    ServiceConfig {
+        data_dir,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        factory,
+        clock: Arc::new(TokioClock::new()),
+        scheduler: SchedulerConfig::default(),
+        metastore: None,
+        security: seam_server::SecurityConfig::default(),
+    }
+}
+
+/// The real connectors: the DuckDB warehouse at `warehouse`, and Zendesk at `zendesk` (the
+/// simulator's base URL) when given.
+pub fn real_connectors(warehouse: PathBuf, zendesk: Option<String>) -> Arc<dyn ConnectorFactory> {
+    Arc::new(DefaultFactory::new(Warehouse::DuckDb(warehouse), zendesk))
+}
+
+/// A simulated Zendesk with `config` on a free loopback port.
+pub async fn start_sim(config: zendesk_sim::SimConfig) -> zendesk_sim::SimHandle {
+    zendesk_sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Starts the service; panics when it cannot.
+pub async fn start_service(config: ServiceConfig) -> Service {
+    Service::start(config).await.unwrap()
+}
+
+/// Sets the dashboard's admin password (as `seam admin reset-password` does).
+pub async fn set_admin_password(service: &Service, password: &str) {
+    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), password)
+        .await
+        .unwrap();
+}
+
+/// Log lines written while [`Logs::capture`]'s guard lives, as JSON lines (nextest runs each test in
+/// its own process; on a current-thread runtime the service's tasks log on the test's thread).
+#[derive(Debug, Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Sends every log event of this thread, at every level, here until the guard drops.
+    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
 
 /// A client that remembers every response body it saw.
 #[derive(Debug, Clone)]
@@ -30,6 +105,22 @@ pub struct Api {
 }
 
 impl Api {
+    /// The API of `service`, with the token its first start made.
+    pub fn of(service: &Service) -> Api {
+        let token = service.initial_token().expect("a first start makes a token");
+        Api::with_token(service, token.to_owned())
+    }
+
+    /// The API of `service`, with `token`.
+    pub fn with_token(service: &Service, token: String) -> Api {
+        Api {
+            base: format!("http://{}", service.addr()),
+            token,
+            client: reqwest::Client::new(),
+            seen: Arc::default(),
+        }
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -67,6 +158,18 @@ impl Api {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
+    /// `/openapi.json` (served without a token).
+    pub async fn openapi(&self) -> Value {
+        let r = self
+            .client
+            .get(format!("{}/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
     /// Polls `GET path` until `f` holds for a successful answer (real time, up to 60 s).
     pub async fn wait_for(&self, path: &str, f: impl Fn(&Value) -> bool) -> Value {
         let mut last = None;
@@ -86,15 +189,20 @@ impl Api {
         found.unwrap_or_else(|e| panic!("{e}: last answer {last:?}"))
     }
 
-    /// Creates an integration with `subdomain` and waits for its connection check to end.
+    /// Creates an integration with `subdomain` (for the fakes) and waits for its connection check
+    /// to end.
     pub async fn create(&self, display_name: &str, subdomain: &str) -> (Value, Value) {
-        let (status, source) = self
-            .post(
-                "/v4/sources",
-                json!({"display_name": display_name, "type": "platform.zendesk", "properties": {
-                    "subdomain": subdomain, "email": "agent@example.com", "api_token": ZENDESK_TOKEN}}),
-            )
-            .await;
+        self.create_with(
+            json!({"display_name": display_name, "type": "platform.zendesk", "properties": {
+            "subdomain": subdomain, "email": "agent@example.com", "api_token": ZENDESK_TOKEN}}),
+        )
+        .await
+    }
+
+    /// Creates an integration from a `POST /v4/sources` body and waits for its connection check to
+    /// end; returns the source and the check.
+    pub async fn create_with(&self, body: Value) -> (Value, Value) {
+        let (status, source) = self.post("/v4/sources", body).await;
         assert_eq!(status, StatusCode::CREATED, "{source}");
         let id = source["id"].as_i64().unwrap();
         let check = self
@@ -105,17 +213,24 @@ impl Api {
         (source, check)
     }
 
-    /// Selects every stream of a source.
-    pub async fn select_all(&self, id: i64) {
+    /// Selects `streams` (whole tables) of a source.
+    pub async fn select(&self, id: i64, streams: &[&str]) {
+        let streams: Vec<Value> = streams
+            .iter()
+            .map(|s| json!({"tap_stream_id": s, "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]}))
+            .collect();
         let (status, v) = self
             .put(
                 &format!("/v4/sources/{id}/streams"),
-                json!({"streams": [
-                    {"tap_stream_id": "tickets", "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]},
-                    {"tap_stream_id": "users", "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]}]}),
+                json!({ "streams": streams }),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
+    }
+
+    /// Selects every stream of a source (the fakes have two).
+    pub async fn select_all(&self, id: i64) {
+        self.select(id, &["tickets", "users"]).await;
     }
 }
 
@@ -134,26 +249,11 @@ impl Harness {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, factory: FakeFactory, token: Option<String>) -> Harness {
-        let service = Service::start(ServiceConfig {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            factory: Arc::new(factory.clone()),
-            clock: Arc::new(TokioClock::new()),
-            scheduler: SchedulerConfig::default(),
-            metastore: None,
-            security: seam_server::SecurityConfig::default(),
-        })
-        .await
-        .unwrap();
+        let service = start_service(service_config(dir.path().join("data"), Arc::new(factory.clone()))).await;
         let token = token
             .or_else(|| service.initial_token().map(str::to_owned))
             .expect("a token");
-        let api = Api {
-            base: format!("http://{}", service.addr()),
-            token,
-            client: reqwest::Client::new(),
-            seen: Arc::default(),
-        };
+        let api = Api::with_token(&service, token);
         Harness {
             service,
             api,

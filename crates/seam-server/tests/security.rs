@@ -3,45 +3,32 @@
 //! in the API's error shape, token revocation, credentials bound to their integration.
 
 use crate::fakes::FakeFactory;
-use crate::{Api, Harness};
+use crate::{service_config, set_admin_password, start_service, Api, Harness, Logs};
 use reqwest::StatusCode;
-use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
 use seam_server::notify::{WebhookError, WebhookNotifier, WebhookPolicy};
 use seam_server::ui::throttle::SignInLimits;
 use seam_server::{SecurityConfig, Service, ServiceConfig};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn start_with(dir: &tempfile::TempDir, security: SecurityConfig) -> Service {
-    let service = Service::start(ServiceConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        factory: Arc::new(FakeFactory::default()),
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security,
-    })
-    .await
-    .unwrap();
-    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), PASSWORD)
-        .await
-        .unwrap();
-    service
+/// The configuration of a service over the fakes with its data in `dir`.
+fn config_in(dir: &tempfile::TempDir) -> ServiceConfig {
+    service_config(dir.path().join("data"), Arc::new(FakeFactory::default()))
 }
 
-fn api_of(service: &Service) -> Api {
-    Api {
-        base: format!("http://{}", service.addr()),
-        token: service.initial_token().unwrap().to_owned(),
-        client: reqwest::Client::new(),
-        seen: Arc::default(),
-    }
+/// A service over the fakes with `security`, and the admin password [`PASSWORD`].
+async fn start_with(dir: &tempfile::TempDir, security: SecurityConfig) -> Service {
+    let service = start_service(ServiceConfig {
+        security,
+        ..config_in(dir)
+    })
+    .await;
+    set_admin_password(&service, PASSWORD).await;
+    service
 }
 
 /// An HTTP client whose requests come from `from` (any 127.x.y.z reaches a 127.0.0.1 listener).
@@ -73,37 +60,6 @@ async fn sign_in(
         .send()
         .await
         .unwrap()
-}
-
-/// Log lines of this test (nextest runs each test in its own process; the runtime is
-/// current-thread, so the service's tasks log on this thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .json()
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }
 
 /// Finding 1: a client that keeps failing gets 429 with `Retry-After`, even with the right password;
@@ -267,13 +223,8 @@ async fn a_failed_first_start_loses_no_secret() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = |listen| ServiceConfig {
-        data_dir: dir.path().join("data"),
         listen,
-        factory: Arc::new(FakeFactory::default()),
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security: SecurityConfig::default(),
+        ..config_in(&dir)
     };
     let err = Service::start(config(busy.local_addr().unwrap()))
         .await
@@ -283,9 +234,7 @@ async fn a_failed_first_start_loses_no_secret() {
         !dir.path().join("data").exists(),
         "nothing is created before the listener binds"
     );
-    let service = Service::start(config("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    let service = start_service(config("127.0.0.1:0".parse().unwrap())).await;
     assert!(
         service.initial_token().is_some(),
         "the token is printed on the start that works"
@@ -300,17 +249,7 @@ async fn a_failed_first_start_loses_no_secret() {
 #[tokio::test]
 async fn debug_output_holds_no_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(ServiceConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        factory: Arc::new(FakeFactory::default()),
-        clock: Arc::new(TokioClock::new()),
-        scheduler: SchedulerConfig::default(),
-        metastore: None,
-        security: SecurityConfig::default(),
-    })
-    .await
-    .unwrap();
+    let service = start_service(config_in(&dir)).await;
     let token = service.initial_token().unwrap().to_owned();
     let shown = format!("{service:?} {:?}", service.state());
     assert!(shown.contains("initial_token"), "{shown}");
@@ -526,7 +465,7 @@ async fn private_webhook_targets_are_refused_when_asked() {
         },
     )
     .await;
-    let api = api_of(&service);
+    let api = Api::of(&service);
     for url in [
         "http://127.0.0.1:9/x",
         "http://localhost:9/x",
@@ -800,12 +739,7 @@ async fn rejections_are_json_errors() {
 #[tokio::test]
 async fn openapi_documents_every_body() {
     let h = Harness::start().await;
-    let doc: Value = reqwest::get(format!("{}/openapi.json", h.api.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = h.api.openapi().await;
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     let resolves = |v: &Value| {
         let r = v["$ref"].as_str().unwrap_or_default();
@@ -878,9 +812,7 @@ async fn a_new_admin_password_ends_every_session() {
     assert_eq!(api("/ui/api/sources").await.unwrap().status(), StatusCode::OK);
     assert_eq!(api("/usage").await.unwrap().status(), StatusCode::OK);
 
-    seam_server::ui::set_admin_password(service.state().metastore.as_ref(), "a brand new password")
-        .await
-        .unwrap();
+    set_admin_password(&service, "a brand new password").await;
     assert_eq!(
         api("/ui/api/sources").await.unwrap().status(),
         StatusCode::UNAUTHORIZED

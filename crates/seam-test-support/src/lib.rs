@@ -7,13 +7,21 @@
 //!   and panics naming what it waited for.
 //! - [`postgres_url`]: the PostgreSQL server tests use — `SEAM_TEST_POSTGRES_URL`, else a throwaway
 //!   cluster started with the server binaries on a free loopback port.
+//! - [`PostgresServer`]: a PostgreSQL server of a test's own, with TLS (certificates made by the
+//!   `openssl` CLI) or without, for testing `sslmode`.
+//!
+//! Both PostgreSQL servers are started by one piece of code (`cluster.rs`). This crate depends on
+//! no seam crate, so every seam crate can use it.
 
+mod cluster;
 mod postgres;
+mod postgres_tls;
 mod programs;
 mod skip;
 mod wait;
 
 pub use postgres::{postgres_url, unique_name, PostgresUnavailable, POSTGRES_URL_ENV};
+pub use postgres_tls::PostgresServer;
 pub use programs::{find_program, require_program};
 pub use skip::{must_not_skip, skip, NO_SKIP_ENV};
 pub use wait::{

@@ -5,11 +5,11 @@
 //! free port, `fsync=off`) and is reused by later test processes and runs, so none is left behind
 //! per run. Test processes (nextest runs one per test) take a file lock while they start or find it.
 
+use crate::cluster::{user_id, Cluster};
 use crate::skip::skip;
 use crate::wait::try_wait_for;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,7 +30,7 @@ pub enum PostgresUnavailable {
          (install postgresql, e.g. apt-get install postgresql, or set {POSTGRES_URL_ENV})"
     )]
     NoServerBinaries,
-    /// A command of the server's failed.
+    /// A command (initdb, pg_ctl, openssl, …) failed or did not finish in time.
     #[error("PostgreSQL: `{command}` failed ({status}); its log: {log}")]
     Command {
         /// The command line.
@@ -94,29 +94,30 @@ pub fn unique_name(prefix: &str) -> String {
 /// Starts the shared throwaway cluster, or finds it running.
 fn throwaway_cluster() -> Result<String, PostgresUnavailable> {
     let dir = std::env::temp_dir().join(format!("seam-test-postgres-{}", user_id()));
-    cluster_in(&dir)?.start_or_reuse_locked()
+    SharedCluster::in_dir(&dir)?.start_or_reuse_locked()
 }
 
-/// The cluster that lives in `dir` (not started yet).
-fn cluster_in(dir: &Path) -> Result<Cluster, PostgresUnavailable> {
-    let bin = server_binaries().ok_or(PostgresUnavailable::NoServerBinaries)?;
-    Ok(Cluster {
-        bin,
-        data: dir.join("data"),
-        port_file: dir.join("port"),
-        log: dir.join("log"),
-        dir: dir.to_path_buf(),
-        as_root: is_root(),
-    })
+/// The cluster test processes share, and the file naming its port.
+struct SharedCluster {
+    cluster: Cluster,
+    port_file: PathBuf,
 }
 
-impl Cluster {
+impl SharedCluster {
+    /// The shared cluster that lives in `dir` (not started yet).
+    fn in_dir(dir: &Path) -> Result<SharedCluster, PostgresUnavailable> {
+        Ok(SharedCluster {
+            cluster: Cluster::in_dir(dir)?,
+            port_file: dir.join("port"),
+        })
+    }
+
     /// Starts the cluster or finds it running, holding the directory's lock meanwhile.
     fn start_or_reuse_locked(&self) -> Result<String, PostgresUnavailable> {
-        let dir = &self.dir;
+        let dir = self.cluster.dir();
         std::fs::create_dir_all(dir).map_err(|source| PostgresUnavailable::Io {
             what: "cannot create",
-            path: dir.clone(),
+            path: dir.to_path_buf(),
             source,
         })?;
         let lock_path = dir.join("lock");
@@ -135,6 +136,30 @@ impl Cluster {
         let url = self.start_or_reuse();
         drop(lock);
         url
+    }
+
+    fn url(port: &str) -> String {
+        format!("postgres://seam@127.0.0.1:{}/postgres", port.trim())
+    }
+
+    fn start_or_reuse(&self) -> Result<String, PostgresUnavailable> {
+        if let Ok(port) = std::fs::read_to_string(&self.port_file) {
+            if self.cluster.is_running() {
+                return Ok(Self::url(&port));
+            }
+        }
+        // Nothing running: start afresh.
+        let _ = std::fs::remove_dir_all(self.cluster.data());
+        let _ = std::fs::remove_file(&self.port_file);
+        self.cluster.give_to_server_user()?;
+        self.cluster.init()?;
+        let port = self.cluster.start("")?;
+        std::fs::write(&self.port_file, port.to_string()).map_err(|source| PostgresUnavailable::Io {
+            what: "cannot write",
+            path: self.port_file.clone(),
+            source,
+        })?;
+        Ok(Self::url(&port.to_string()))
     }
 }
 
@@ -161,161 +186,6 @@ fn take_lock(lock: &File, path: &Path) -> Result<(), PostgresUnavailable> {
     }
 }
 
-struct Cluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    data: PathBuf,
-    port_file: PathBuf,
-    log: PathBuf,
-    as_root: bool,
-}
-
-impl Cluster {
-    fn url(port: &str) -> String {
-        format!("postgres://seam@127.0.0.1:{}/postgres", port.trim())
-    }
-
-    fn start_or_reuse(&self) -> Result<String, PostgresUnavailable> {
-        let pg_ctl = self.bin.join("pg_ctl");
-        let data = self.data.display().to_string();
-        if let Ok(port) = std::fs::read_to_string(&self.port_file) {
-            if self
-                .run(&[&pg_ctl.display().to_string(), "-D", &data, "status"])
-                .is_ok()
-            {
-                return Ok(Self::url(&port));
-            }
-        }
-        // Nothing running: start afresh.
-        let _ = std::fs::remove_dir_all(&self.data);
-        let _ = std::fs::remove_file(&self.port_file);
-        if self.as_root {
-            // initdb refuses root: the cluster belongs to the `postgres` user.
-            self.run_plain(Command::new("chown").args(["-R", "postgres"]).arg(&self.dir))?;
-        }
-        self.run(&[
-            &self.bin.join("initdb").display().to_string(),
-            "-D",
-            &data,
-            "-U",
-            "seam",
-            "--auth=trust",
-        ])?;
-        let port = free_port().map_err(|source| PostgresUnavailable::Io {
-            what: "cannot find a free port on",
-            path: PathBuf::from("127.0.0.1"),
-            source,
-        })?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.dir.display()
-        );
-        let started = self.run(&[
-            &pg_ctl.display().to_string(),
-            "-D",
-            &data,
-            "-o",
-            &options,
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            &self.log.display().to_string(),
-            "start",
-        ]);
-        if let Err(PostgresUnavailable::Command { command, status, .. }) = started {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            return Err(PostgresUnavailable::Command { command, status, log });
-        }
-        std::fs::write(&self.port_file, port.to_string()).map_err(|source| PostgresUnavailable::Io {
-            what: "cannot write",
-            path: self.port_file.clone(),
-            source,
-        })?;
-        Ok(Self::url(&port.to_string()))
-    }
-
-    /// Runs a server command, as the `postgres` user when we are root.
-    fn run(&self, args: &[&str]) -> Result<(), PostgresUnavailable> {
-        if self.as_root {
-            let line = args
-                .iter()
-                .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-                .collect::<Vec<_>>()
-                .join(" ");
-            self.run_plain(Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &line]))
-        } else {
-            let Some((program, rest)) = args.split_first() else {
-                return Ok(());
-            };
-            self.run_plain(Command::new(program).args(rest))
-        }
-    }
-
-    fn run_plain(&self, command: &mut Command) -> Result<(), PostgresUnavailable> {
-        let line = format!("{command:?}");
-        let out = command
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| PostgresUnavailable::Command {
-                command: line.clone(),
-                status: e.to_string(),
-                log: String::new(),
-            })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(PostgresUnavailable::Command {
-            command: line,
-            status: out.status.to_string(),
-            log: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        })
-    }
-}
-
-/// The newest `/usr/lib/postgresql/<version>/bin` with initdb (Debian's layout), else the directory
-/// of an `initdb` on `PATH`.
-fn server_binaries() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin).or_else(|| {
-        crate::programs::find_program(&["initdb"])
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .filter(|bin| bin.join("pg_ctl").is_file())
-    })
-}
-
-fn user_id() -> String {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn is_root() -> bool {
-    user_id() == "0"
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,18 +195,16 @@ mod tests {
     #[test]
     fn a_throwaway_cluster_starts_and_is_reused() {
         let dir = std::env::temp_dir().join(unique_name("seam-test-postgres-selftest"));
-        let cluster = match cluster_in(&dir) {
+        let shared = match SharedCluster::in_dir(&dir) {
             Ok(c) => c,
             Err(e) => {
                 skip(e);
                 return;
             }
         };
-        let first = cluster.start_or_reuse_locked();
-        let second = cluster.start_or_reuse_locked();
-        let pg_ctl = cluster.bin.join("pg_ctl").display().to_string();
-        let data = cluster.data.display().to_string();
-        let stopped = cluster.run(&[&pg_ctl, "-D", &data, "-m", "immediate", "stop"]);
+        let first = shared.start_or_reuse_locked();
+        let second = shared.start_or_reuse_locked();
+        let stopped = shared.cluster.stop();
         let _ = std::fs::remove_dir_all(&dir);
         let first = first.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(first, second.unwrap_or_else(|e| panic!("{e}")));

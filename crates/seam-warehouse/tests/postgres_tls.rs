@@ -2,7 +2,7 @@
 
 use crate::harness::{rec, schema};
 use seam_core::{Destination, ErrorKind};
-use seam_postgres::testing::TestServer;
+use seam_test_support::PostgresServer;
 use seam_warehouse::PostgresDestination;
 use serde_json::json;
 
@@ -10,8 +10,7 @@ const SSL_IN_USE: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid
 
 #[test]
 fn loads_over_verified_tls_and_refuses_a_server_without_it() {
-    let tls = TestServer::start_tls();
-    let plain = TestServer::start_plain();
+    let (tls, plain) = PostgresServer::start_tls_and_plain();
     let ca = tls.ca_pem();
     // verify-full: the chain up to the CA given by sslrootcert, and the host name.
     let url = tls.url(
@@ -69,7 +68,7 @@ fn loads_over_verified_tls_and_refuses_a_server_without_it() {
 
 #[test]
 fn the_password_never_shows() {
-    let tls = TestServer::start_tls();
+    let tls = PostgresServer::start_tls();
     // Trust authentication ignores the password, so the connection succeeds with it in the URL.
     let url = format!(
         "postgres://seam:hunter2@127.0.0.1:{}/postgres?sslmode=require",

@@ -4,7 +4,7 @@ use seam_core::Destination;
 use seam_warehouse::DuckDbDestination;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const N: u64 = 6_000;
@@ -56,7 +56,7 @@ fn count(db: &Path, sql: &str) -> u64 {
 /// Returns true when it ran to completion.
 fn run_target(db: &Path, kill_after: Option<Duration>) -> bool {
     let start = committed_next(db);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seam"))
+    let mut child = crate::common::seam()
         .args([
             "target",
             "duckdb",
