@@ -457,15 +457,16 @@ pub fn flatten_record(
     // deeper down, an object or array that cannot be flattened is kept whole as JSON instead (see
     // `Flattener::value_into`).
     let columns = flat
-        .field_columns("", &entries, None)
+        .field_columns("", &entries, &[])
         .map_err(|r| reject(&table, r))?;
-    let claimed: HashSet<String> = columns.iter().cloned().collect();
+    // Only a top-level column with `__` in its name can be the name of a nested one: usually none.
+    let claimed: Vec<String> = columns.iter().filter(|c| c.contains("__")).cloned().collect();
     let ctx = Ctx {
         table: &table,
         levels: Vec::new(),
         source_keys: &key_cells,
         system: &system,
-        claimed: Some(&claimed),
+        claimed: &claimed,
     };
     flat.object_into(&mut top, &entries, columns, Some(&spec.schema), &ctx)
         .map_err(|r| reject(&table, r))?;
@@ -498,9 +499,9 @@ struct Ctx<'a> {
     levels: Vec<i64>,
     source_keys: &'a [(String, Cell)],
     system: &'a [(String, Cell)],
-    /// The columns of the record's own fields (top-level row only): a nested object never takes
-    /// one, whatever the order of the fields.
-    claimed: Option<&'a HashSet<String>>,
+    /// The columns of the record's own fields that a nested column could be named like (those with
+    /// `__`; top-level row only): a nested object never takes one, whatever the order of the fields.
+    claimed: &'a [String],
 }
 
 struct Flattener<'a> {
@@ -517,7 +518,7 @@ impl Flattener<'_> {
         &self,
         prefix: &str,
         fields: &[(&String, &Value)],
-        claimed: Option<&HashSet<String>>,
+        claimed: &[String],
     ) -> Result<Vec<String>, String> {
         let mut columns: Vec<String> = Vec::with_capacity(fields.len());
         // Small objects (the usual case) are checked for duplicates by a scan, large ones by a set.
@@ -535,7 +536,7 @@ impl Flattener<'_> {
             } else {
                 !seen.insert(column.clone())
             };
-            if duplicate || (!prefix.is_empty() && claimed.is_some_and(|c| c.contains(&column))) {
+            if duplicate || (!prefix.is_empty() && claimed.contains(&column)) {
                 return Err(format!("Field collision on {column}"));
             }
             columns.push(column);
@@ -654,14 +655,14 @@ impl Flattener<'_> {
                 levels,
                 source_keys: ctx.source_keys,
                 system: ctx.system,
-                claimed: None,
+                claimed: &[],
             };
             match item {
                 Value::Object(m) => {
                     let (row_len, tables_len) = (row.len(), self.tables.len());
                     let fields: Vec<(&String, &Value)> = m.iter().collect();
                     let flattened = self
-                        .field_columns("", &fields, None)
+                        .field_columns("", &fields, &[])
                         .and_then(|columns| self.object_into(&mut row, &fields, columns, schema, &sub));
                     if flattened.is_err() {
                         row.truncate(row_len);
