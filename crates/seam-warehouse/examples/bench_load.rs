@@ -1,235 +1,210 @@
-//! Load benchmark (driven by `scripts/bench_load.sh`): loads N generated records into DuckDB or
-//! PostgreSQL, either through seam's destination (`--mode seam`: flatten, stage, merge, state, in
-//! 20,000-record commits like the loader) or as a plain bulk load of the same pre-flattened rows
-//! (`--mode plain`: DuckDB appender / PostgreSQL COPY into plain tables, no merge; flattening is not
-//! timed) — the floor seam cannot beat. Prints one line:
-//! `dest shape mode records rows seconds rows_per_s`.
+//! The "plain bulk load" baseline of `scripts/bench_load.sh`: the same flattened rows seam loaded,
+//! bulk-loaded again into fresh plain tables (no keys, no merge, no staging, no state), the floor a
+//! loader cannot beat.
 //!
-//! `cargo run --release -p seam-warehouse --example bench_load -- duckdb tickets seam 100000 [URL]`
-#![allow(clippy::unwrap_used)]
+//! ```text
+//! bench_load duckdb   SEAM_DATABASE SCHEMA PLAIN_DATABASE   # DuckDB appender, one transaction
+//! bench_load postgres URL SCHEMA PLAIN_SCHEMA               # PostgreSQL binary COPY, one transaction
+//! ```
+//!
+//! The rows are the tables `seam target` wrote into SCHEMA (every table but seam's own `_sdc_state`
+//! and `_sdc_rejected`), so the baseline loads exactly what seam loaded — same tables, columns, types
+//! and rows — without depending on how seam-warehouse flattens or stages them. Each table is read
+//! into memory first (not timed); only the load is timed: for DuckDB, appending the rows with the
+//! appender; for PostgreSQL, `COPY … FROM STDIN (FORMAT binary)` of the rows as PostgreSQL's own
+//! `COPY … TO STDOUT (FORMAT binary)` encoded them. The new tables are created with the source
+//! tables' column types inside the timed transaction.
+//!
+//! Prints one line: `tables=N rows=N cpu_s=S wall_s=S` — the CPU (user+sys of this process, all
+//! threads, from /proc/self/stat) and the wall time of the timed part only. Peak RSS measured from
+//! outside includes the largest table held in memory.
+//!
+//! `cargo run --release -p seam-warehouse --example bench_load -- duckdb seam.duckdb zendesk plain.duckdb`
 
-use seam_core::{Destination, RecordMessage, SchemaMessage, State};
-use seam_warehouse::flatten::{quote_ident, Cell, Layout, NameRules, TableRows};
-use seam_warehouse::stage::Stager;
-use seam_warehouse::{DuckDbDestination, PostgresDestination};
-use serde_json::json;
-use std::collections::HashSet;
-use std::io::Write;
+use std::error::Error;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-const BATCH: u64 = 20_000;
-const STATUSES: [&str; 4] = ["new", "open", "pending", "solved"];
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-fn record(shape: &str, i: u64) -> RecordMessage {
-    let v = if shape == "flat" {
-        json!({"id": i, "name": format!("user {i}"), "email": format!("user{i}@example.com"),
-               "created_at": "2024-01-02T03:04:05Z", "score": (i % 1000) as f64 / 7.0, "active": i.is_multiple_of(2),
-               "organization_id": i % 100})
-    } else {
-        json!({"id": i, "subject": format!("printer {i} is on fire"),
-               "description": "The printer in the third floor corridor has been making a strange noise since Monday and now smells of smoke. Please send someone.",
-               "status": STATUSES[(i % 4) as usize], "priority": "high",
-               "requester_id": i * 7, "assignee_id": i % 50, "organization_id": i % 100,
-               "via": {"channel": "email", "source": {"from": {"address": format!("c{i}@example.com"), "name": "Customer"},
-                                                      "to": {"address": "support@example.com", "name": "Support"}}},
-               "tags": ["printer", "fire", format!("t{}", i % 10)],
-               "custom_fields": [{"id": 1, "value": "a"}, {"id": 2, "value": null}, {"id": 3, "value": "c"}, {"id": 4, "value": i}],
-               "collaborator_ids": [i + 1, i + 2],
-               "created_at": "2024-01-02T03:04:05Z", "updated_at": "2024-01-03T03:04:05Z"})
+/// Tables seam keeps for itself: not rows of the stream.
+const SEAM_TABLES: [&str; 2] = ["_sdc_state", "_sdc_rejected"];
+
+/// CPU seconds (user + system, every thread) this process has used so far.
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, utime field 14, stime field 15.
+    let after = stat
+        .rsplit_once(')')
+        .ok_or("/proc/self/stat has no command name")?
+        .1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i - 3)
+            .ok_or("/proc/self/stat is too short")?
+            .parse::<f64>()?)
     };
-    let mut r = RecordMessage::from_value("bench", &v).unwrap();
-    r.time_extracted = Some(chrono::Utc::now());
-    r
+    Ok((ticks(14)? + ticks(15)?) / clock_ticks_per_second())
 }
 
-fn schema_msg(shape: &str) -> SchemaMessage {
-    let schema = if shape == "flat" {
-        json!({"type": "object", "properties": {"id": {"type": "integer"}, "created_at": {"type": "string", "format": "date-time"}, "score": {"type": "number"}}})
-    } else {
-        json!({"type": "object", "properties": {"id": {"type": "integer"},
-            "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}}})
-    };
-    SchemaMessage {
-        stream: "bench".into(),
-        schema: serde_json::from_value(schema).unwrap(),
-        key_properties: vec!["id".into()],
-        bookmark_properties: None,
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Sums the CPU and wall time of the timed parts.
+#[derive(Default)]
+struct Timer {
+    cpu: f64,
+    wall: Duration,
+}
+
+impl Timer {
+    fn time<T>(&mut self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let (cpu, wall) = (cpu_seconds()?, Instant::now());
+        let out = f()?;
+        self.wall += wall.elapsed();
+        self.cpu += cpu_seconds()? - cpu;
+        Ok(out)
     }
 }
 
-fn duck_value(c: &Cell) -> duckdb::types::Value {
-    use duckdb::types::{TimeUnit, Value};
-    match c {
-        Cell::Null => Value::Null,
-        Cell::BigInt(v) => Value::BigInt(*v),
-        Cell::Double(v) => Value::Double(*v),
-        Cell::Boolean(v) => Value::Boolean(*v),
-        Cell::Timestamp(v) => Value::Timestamp(TimeUnit::Microsecond, *v),
-        Cell::Text(v) => Value::Text(v.clone()),
-    }
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-fn copy_text(rows: &TableRows) -> Vec<u8> {
-    let mut out = Vec::new();
-    for row in &rows.rows {
-        for (i, c) in row.iter().enumerate() {
-            if i > 0 {
-                out.push(b'\t');
-            }
-            match c {
-                Cell::Null => out.extend_from_slice(b"\\N"),
-                Cell::BigInt(v) => write!(out, "{v}").unwrap(),
-                Cell::Double(v) => write!(out, "{v}").unwrap(),
-                Cell::Boolean(v) => out.push(if *v { b't' } else { b'f' }),
-                Cell::Timestamp(us) => write!(
-                    out,
-                    "{}",
-                    chrono::DateTime::from_timestamp_micros(*us)
-                        .unwrap()
-                        .format("%Y-%m-%d %H:%M:%S%.6f")
-                )
-                .unwrap(),
-                Cell::Text(s) => {
-                    for b in s.bytes() {
-                        match b {
-                            b'\\' => out.extend_from_slice(b"\\\\"),
-                            b'\t' => out.extend_from_slice(b"\\t"),
-                            b'\n' => out.extend_from_slice(b"\\n"),
-                            b'\r' => out.extend_from_slice(b"\\r"),
-                            _ => out.push(b),
-                        }
-                    }
-                }
-            }
-        }
-        out.push(b'\n');
+fn duckdb_plain(seam_db: &str, schema: &str, plain_db: &str, timer: &mut Timer) -> Result<(usize, u64)> {
+    use duckdb::types::Value;
+    let conn = duckdb::Connection::open(plain_db)?;
+    conn.execute_batch(&format!(
+        "ATTACH '{}' AS src (READ_ONLY)",
+        seam_db.replace('\'', "''")
+    ))?;
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT table_name FROM information_schema.tables \
+             WHERE table_catalog = 'src' AND table_schema = ? ORDER BY table_name",
+        )?
+        .query_map([schema], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    let tables: Vec<String> = tables
+        .into_iter()
+        .filter(|t| !SEAM_TABLES.contains(&t.as_str()))
+        .collect();
+    if tables.is_empty() {
+        return Err(format!(
+            "{seam_db} has no tables in schema {schema}: load it with `seam target duckdb` first"
+        )
+        .into());
     }
-    out
-}
-
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (dest, shape, mode, n) = (&args[1], &args[2], &args[3], args[4].parse::<u64>().unwrap());
-    let url = args.get(5).cloned().unwrap_or_default();
-    let dir = tempfile::tempdir().unwrap();
-    let schema = format!("bench_{}", std::process::id());
     let mut rows_loaded = 0u64;
-    let mut timed = Duration::ZERO;
-    let start_all = Instant::now();
-    if mode == "seam" {
-        let mut d: Box<dyn Destination> = if dest == "duckdb" {
-            Box::new(DuckDbDestination::open(&dir.path().join("bench.duckdb"), &schema).unwrap())
-        } else {
-            Box::new(PostgresDestination::connect(&url, &schema).unwrap())
-        };
-        d.ensure_table(&schema_msg(shape)).unwrap();
-        let mut i = 0;
-        while i < n {
-            let end = (i + BATCH).min(n);
-            let batch: Vec<RecordMessage> = (i..end).map(|k| record(shape, k)).collect();
-            let t = Instant::now();
-            d.write_batch("bench", &batch).unwrap();
-            let state = State::from_value(json!({"bookmarks": {"bench": {"pos": end}}})).unwrap();
-            rows_loaded += d.commit(Some(&state)).unwrap().total_rows();
-            timed += t.elapsed();
-            i = end;
+    timer.time(|| Ok(conn.execute_batch("BEGIN")?))?;
+    for table in &tables {
+        let src = format!("src.{}.{}", quote(schema), quote(table));
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {src}"))?;
+        let mut result = stmt.query([])?;
+        let columns = result.as_ref().ok_or("query has no statement")?.column_count();
+        let mut rows: Vec<Vec<Value>> = Vec::new();
+        while let Some(row) = result.next()? {
+            rows.push(
+                (0..columns)
+                    .map(|i| row.get::<_, Value>(i))
+                    .collect::<std::result::Result<_, _>>()?,
+            );
         }
-    } else {
-        // Plain bulk load of the same rows: flatten untimed, then appender/COPY into plain tables.
-        let rules = if dest == "duckdb" {
-            NameRules::DUCKDB
-        } else {
-            NameRules::POSTGRES
-        };
-        let mut stager = Stager::new(rules, HashSet::new());
-        stager.register(&schema_msg(shape));
-        let mut layout = Layout::default();
-        let duck =
-            (dest == "duckdb").then(|| duckdb::Connection::open(dir.path().join("plain.duckdb")).unwrap());
-        let mut pg = (dest != "duckdb").then(|| postgres::Client::connect(&url, postgres::NoTls).unwrap());
-        let mut created = HashSet::new();
-        let mut i = 0;
-        while i < n {
-            let end = (i + BATCH).min(n);
-            let batch: Vec<RecordMessage> = (i..end).map(|k| record(shape, k)).collect();
-            stager.stage("bench", &batch).unwrap();
-            let plan = stager.plan(&mut layout);
-            stager.clear();
-            let load = &plan.loads[0];
-            let tables: Vec<(&String, &TableRows)> = std::iter::once((&load.table, &load.rows))
-                .chain(load.subtables.iter().map(|(t, r)| (t, r)))
-                .collect();
-            let t = Instant::now();
-            if let Some(conn) = &duck {
-                conn.execute_batch("BEGIN").unwrap();
-                for (table, rows) in &tables {
-                    if created.insert((*table).clone()) {
-                        let cols: Vec<String> = rows
-                            .columns
-                            .iter()
-                            .map(|(c, ty)| {
-                                format!("{} {}", quote_ident(c), seam_warehouse::duckdb::type_name(*ty))
-                            })
-                            .collect();
-                        conn.execute_batch(&format!(
-                            "CREATE TABLE {} ({})",
-                            quote_ident(table),
-                            cols.join(", ")
-                        ))
-                        .unwrap();
-                    }
-                    let cols: Vec<&str> = rows.columns.iter().map(|(c, _)| c.as_str()).collect();
-                    let mut app = conn.appender_with_columns(table, &cols).unwrap();
-                    for row in &rows.rows {
-                        let vals: Vec<duckdb::types::Value> = row.iter().map(duck_value).collect();
-                        app.append_row(duckdb::appender_params_from_iter(vals)).unwrap();
-                    }
-                    app.flush().unwrap();
-                    rows_loaded += rows.rows.len() as u64;
-                }
-                conn.execute_batch("COMMIT").unwrap();
-            } else if let Some(client) = pg.as_mut() {
-                let mut tx = client.transaction().unwrap();
-                for (table, rows) in &tables {
-                    let name = format!("{}.{}", quote_ident(&schema), quote_ident(table));
-                    if created.insert((*table).clone()) {
-                        let cols: Vec<String> = rows
-                            .columns
-                            .iter()
-                            .map(|(c, ty)| {
-                                format!("{} {}", quote_ident(c), seam_warehouse::postgres::type_name(*ty))
-                            })
-                            .collect();
-                        tx.batch_execute(&format!(
-                            "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {name} ({})",
-                            quote_ident(&schema),
-                            cols.join(", ")
-                        ))
-                        .unwrap();
-                    }
-                    let cols: Vec<String> = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect();
-                    let mut w = tx
-                        .copy_in(&format!("COPY {name} ({}) FROM STDIN", cols.join(", ")))
-                        .unwrap();
-                    w.write_all(&copy_text(rows)).unwrap();
-                    w.finish().unwrap();
-                    rows_loaded += rows.rows.len() as u64;
-                }
-                tx.commit().unwrap();
+        drop(result);
+        drop(stmt);
+        timer.time(|| {
+            conn.execute_batch(&format!(
+                "CREATE TABLE main.{} AS FROM {src} LIMIT 0",
+                quote(table)
+            ))?;
+            let mut app = conn.appender(table)?;
+            for row in &rows {
+                app.append_row(duckdb::appender_params_from_iter(row))?;
             }
-            timed += t.elapsed();
-            i = end;
-        }
+            app.flush()?;
+            Ok(())
+        })?;
+        rows_loaded += rows.len() as u64;
     }
-    if dest != "duckdb" {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&schema)))
-            .unwrap();
+    timer.time(|| Ok(conn.execute_batch("COMMIT")?))?;
+    Ok((tables.len(), rows_loaded))
+}
+
+fn postgres_plain(url: &str, schema: &str, plain_schema: &str, timer: &mut Timer) -> Result<(usize, u64)> {
+    let mut source = postgres::Client::connect(url, postgres::NoTls)?;
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    let tables: Vec<String> = source
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY table_name",
+            &[&schema],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .filter(|t: &String| !SEAM_TABLES.contains(&t.as_str()))
+        .collect();
+    if tables.is_empty() {
+        return Err(
+            format!("schema {schema} has no tables: load it with `seam target postgres` first").into(),
+        );
     }
-    let secs = timed.as_secs_f64();
+    let mut tx = timer.time(|| {
+        let mut tx = client.transaction()?;
+        tx.batch_execute(&format!("CREATE SCHEMA {}", quote(plain_schema)))?;
+        Ok(tx)
+    })?;
+    let mut rows_loaded = 0u64;
+    for table in &tables {
+        let src = format!("{}.{}", quote(schema), quote(table));
+        let dst = format!("{}.{}", quote(plain_schema), quote(table));
+        let count: i64 = source
+            .query_one(&format!("SELECT count(*) FROM {src}"), &[])?
+            .get(0);
+        let mut encoded = Vec::new();
+        source
+            .copy_out(&format!("COPY (SELECT * FROM {src}) TO STDOUT (FORMAT binary)"))?
+            .read_to_end(&mut encoded)?;
+        timer.time(|| {
+            tx.batch_execute(&format!("CREATE TABLE {dst} (LIKE {src})"))?;
+            let mut w = tx.copy_in(&format!("COPY {dst} FROM STDIN (FORMAT binary)"))?;
+            w.write_all(&encoded)?;
+            w.finish()?;
+            Ok(())
+        })?;
+        rows_loaded += u64::try_from(count)?;
+    }
+    timer.time(|| Ok(tx.commit()?))?;
+    Ok((tables.len(), rows_loaded))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: bench_load duckdb SEAM_DATABASE SCHEMA PLAIN_DATABASE | bench_load postgres URL SCHEMA PLAIN_SCHEMA";
+    let [dest, source, schema, plain] = args.as_slice() else {
+        return Err(usage.into());
+    };
+    let mut timer = Timer::default();
+    let (tables, rows) = match dest.as_str() {
+        "duckdb" => duckdb_plain(source, schema, plain, &mut timer)?,
+        "postgres" => postgres_plain(source, schema, plain, &mut timer)?,
+        _ => return Err(usage.into()),
+    };
     println!(
-        "{dest} {shape} {mode} {n} {rows_loaded} {secs:.2} {:.0} (wall {:.2}s incl. generation)",
-        rows_loaded as f64 / secs,
-        start_all.elapsed().as_secs_f64()
+        "tables={tables} rows={rows} cpu_s={:.2} wall_s={:.2}",
+        timer.cpu,
+        timer.wall.as_secs_f64()
     );
+    Ok(())
 }
