@@ -191,7 +191,7 @@ for n in "${sizes[@]}"; do
   printf '%-30s %9s %9s %8s %10s %8s %8s  %s\n' loader records rows cpu_s "cpu_s/10k" wall_s rss_MiB "against its peer"
 
   schema=zendesk
-  rm -f "$work"/*.duckdb
+  rm -f "$work"/*.duckdb "$work"/*.duckdb.wal
   m=$(bench_measure seam-duckdb "$work/seam-duckdb.state" \
     "$seam" target duckdb --database "$work/seam.duckdb" --schema "$schema" <"$work/stream.jsonl")
   read -r s_cpu s_wall s_rss _ <<<"$m"
