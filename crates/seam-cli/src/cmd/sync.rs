@@ -4,7 +4,7 @@
 use anyhow::Context;
 use seam_core::Catalog;
 use seam_runtime::loader::TableTotals;
-use seam_runtime::pipeline::{self, PipelineConfig, Progress};
+use seam_runtime::pipeline::{self, NoHooks, PipelineConfig, Progress, Stop};
 use seam_warehouse::DestinationSpec;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -103,19 +103,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let open_schema = schema.clone();
         let mut config = PipelineConfig::default();
         config.loader.max_batch_records = args.max_batch_records.max(1);
+        // The same driver as the service's jobs: a source that ignores Ctrl-C is abandoned after the
+        // stop's grace, and a panic ends the run with an error naming the part.
+        let stop = Stop::new(cancel, config.stop_grace);
         let started = Instant::now();
-        let result = pipeline::run(
+        let run = pipeline::run(
             source,
             catalog,
             move || destination.open(&open_schema, append_only),
-            Box::new(|_| Ok(())),
-            progress.clone(),
-            cancel,
-            config,
+            &mut NoHooks,
+            &progress,
+            &stop,
+            &config,
         )
         .await;
         reporter.abort();
-        let report = result?;
+        let report = run.into_result()?;
         let elapsed = started.elapsed().as_secs_f64();
         let totals = report.load.per_table();
         print_summary(&totals, report.read.requests, elapsed);
@@ -144,7 +147,7 @@ async fn report_progress(progress: Progress, terminal: bool) {
     loop {
         tokio::time::sleep(period).await;
         let s = progress.snapshot();
-        let records: u64 = s.records.values().sum();
+        let records = s.records_total;
         let rate = records as f64 / started.elapsed().as_secs_f64().max(0.001);
         let line = format!(
             "{}: {} records read ({:.0}/s), {} rows committed",
