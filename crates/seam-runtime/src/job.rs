@@ -22,9 +22,10 @@
 //!   the runner ends the job `failed` with the panic's message (CRITICAL log line, notification);
 //! - a stop ([`PipelineConfig::stop_grace`]): the source is told (its token) and gets the grace to
 //!   return at a safe point while what it sends is still loaded; the commit-retry wait ends at once; a
-//!   warehouse call gets what is left of the grace. Whatever is still running then is abandoned (the
-//!   source's task aborted, a blocking call left to finish on its own thread) and the job ends
-//!   `cancelled`: what was not committed is read again by the next job from the last bookmark;
+//!   warehouse call gets what is left of the grace (a whole one when begun after the stop). Whatever
+//!   is still running then is abandoned (the source's task aborted, a blocking call left to finish
+//!   on its own thread) and the job ends `cancelled`: what was not committed is read again by the
+//!   next job from the last bookmark;
 //! - streams the source skipped (`ReadSummary::skipped`) end the job `succeeded_with_warnings`, with a
 //!   `warning_message` naming them and a Warning notification.
 //!
@@ -508,8 +509,8 @@ pub const WARNING_SUBJECT: &str = "Data has been replicated, but something may r
 /// Never returns an error and never unwinds: failures — panics in the source, the warehouse or the
 /// job itself included — end the job as `failed` with the error's message, a CRITICAL log line and a
 /// notification. A job whose source skipped selected streams ends `succeeded_with_warnings`, naming
-/// them. After `cancel`, the job ends `cancelled` within [`PipelineConfig::stop_grace`] (plus its
-/// bookkeeping), whatever the source or the warehouse is waiting on.
+/// them. After `cancel`, the job ends `cancelled` within twice [`PipelineConfig::stop_grace`] (plus
+/// its bookkeeping), whatever the source or the warehouse is waiting on.
 pub async fn run_job(
     ctx: &JobContext,
     integration: Integration,

@@ -24,10 +24,12 @@
 //!   run with [`PipelineError::Panicked`] naming the part; committed work is kept;
 //! - a stop ([`Stop`]): the source is told (its token) and gets the stop's grace to return at a safe
 //!   point while what it sends is still loaded; a commit-retry wait ends at once
-//!   ([`LoadError::Stopped`]); a warehouse call gets what is left of the grace. Whatever still runs
-//!   then is abandoned ([`PipelineError::StopTimedOut`]): the source's task is aborted, a blocking
-//!   warehouse call finishes on its own thread and drops its uncommitted batch. What was not
-//!   committed is read again by the next run from the last committed state.
+//!   ([`LoadError::Stopped`]); a warehouse call begun before the stop gets what is left of the grace,
+//!   one begun after it a whole grace (so a run ends within twice the grace). Whatever still runs
+//!   then is abandoned ([`PipelineError::StopTimedOut`], naming the part that did not stop): the
+//!   source's task is aborted, a blocking warehouse call finishes on its own thread and drops its
+//!   uncommitted batch. What was not committed is read again by the next run from the last
+//!   committed state.
 //!
 //! Why short hops to the blocking pool rather than one long-lived loader thread: the async side never
 //! blocks, every warehouse call can be raced against the stop, and a paused-clock test is never
@@ -256,18 +258,28 @@ impl Stop {
         }
     }
 
-    /// `fut`'s result, unless the grace after a stop runs out first: then `fut` is dropped (a blocking
+    /// `fut`'s result, unless its time after a stop runs out first: then `fut` is dropped (a blocking
     /// call it waited on finishes on its own thread) and the result is
-    /// [`PipelineError::StopTimedOut`] naming `part`.
+    /// [`PipelineError::StopTimedOut`] naming `part`. A call begun before the stop gets what is left
+    /// of the grace; one begun after it (while the source still sends within its grace) gets a
+    /// whole grace of its own, so a busy but healthy warehouse is not blamed for a source that
+    /// ignored the stop.
     pub async fn bounded<T, E: From<PipelineError>>(
         &self,
         part: &'static str,
         fut: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
+        let begun = tokio::time::Instant::now();
+        let expired = async {
+            self.cancel.cancelled().await;
+            if let Some(deadline) = self.deadline() {
+                tokio::time::sleep_until(deadline.max(begun + self.grace)).await;
+            }
+        };
         tokio::select! {
             biased;
             out = fut => out,
-            () = self.expired() => Err(self.timed_out(part).into()),
+            () = expired => Err(self.timed_out(part).into()),
         }
     }
 
@@ -529,8 +541,9 @@ where
         let mut chunk: Vec<Message> = Vec::with_capacity(HOP_MESSAGES);
         loop {
             // After a stop the source gets the grace to return at a safe point; what it sends
-            // meanwhile is still loaded. A source that keeps sending is abandoned all the same.
-            if stop.has_expired() {
+            // meanwhile is still loaded. A source that keeps sending is abandoned all the same (what
+            // a source that did return sent before is loaded).
+            if stop.has_expired() && !rx.is_closed() {
                 return Err(stop.timed_out(PART_SOURCE));
             }
             let first = tokio::select! {

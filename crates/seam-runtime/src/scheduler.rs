@@ -583,8 +583,9 @@ impl Scheduler {
     }
 
     /// Stops scheduling, asks running jobs to stop at a safe point, and waits for them (committed work
-    /// is kept; the schedule resumes on the next start). Each job ends within its stop grace
-    /// ([`JobConfig::stop_grace`]) plus its bookkeeping; connection checks are abandoned at once.
+    /// is kept; the schedule resumes on the next start). Each job ends within twice its stop grace
+    /// ([`crate::pipeline::PipelineConfig::stop_grace`]) plus its bookkeeping; connection checks are
+    /// abandoned at once.
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         self.inner.tasks.wait().await;

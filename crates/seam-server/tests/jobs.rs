@@ -166,9 +166,10 @@ async fn stop_ends_a_job_whose_source_never_returns() {
     );
 }
 
-/// A source that ignores the stop and keeps sending (a paginator that never ends): the job still
-/// ends `cancelled` within seconds of Stop Extraction. (The job's loop always had a message to load
-/// and never looked at the stop's clock: such a job ran forever.)
+/// A source that ignores the stop and keeps sending (a paginator that never ends): the job ends
+/// `cancelled` within seconds of Stop Extraction, and the log blames the source. (The grace used to
+/// run out during one of the loader's warehouse calls, busy with what the source kept sending: the
+/// job abandoned that call mid-commit and told the user their warehouse did not stop.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_ends_a_job_whose_source_keeps_sending() {
     let m = memory();
@@ -182,7 +183,7 @@ async fn stop_ends_a_job_whose_source_keeps_sending() {
     .await;
     let stopped = Instant::now();
     let job_id = w.scheduler.stop(id).expect("a running job");
-    // Generous: the grace is 3 s; the bug never ends the job.
+    // Generous: the grace is 3 s, and a warehouse call begun after the stop gets 3 s more at most.
     let job = wait_for_async(
         Duration::from_secs(60),
         "the job to end after the stop",

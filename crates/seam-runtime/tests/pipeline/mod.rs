@@ -419,8 +419,8 @@ async fn a_source_that_ignores_the_stop_is_abandoned_after_the_grace() {
     assert_eq!(w.state, None);
 }
 
-/// A source that ignores the stop and keeps sending: it is abandoned after the grace all the same
-/// (a driver that always had a message to load never looked at the clock).
+/// A source that ignores the stop and keeps sending: it is abandoned after the grace all the same,
+/// and blamed (not the warehouse call busy loading what it sent when the grace ran out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_keeps_sending_after_the_stop_is_abandoned_after_the_grace() {
     let warehouse = Arc::new(Mutex::new(Warehouse::default()));
