@@ -618,6 +618,23 @@ struct Hops {
     line: u64,
 }
 
+/// The destination is closed on the blocking pool: closing blocks (DuckDB may checkpoint, the
+/// PostgreSQL client says goodbye to the server), and the blocking PostgreSQL client panics when
+/// dropped on an async worker ("Cannot start a runtime from within a runtime").
+impl Drop for Hops {
+    fn drop(&mut self) {
+        let Some(dest) = self.dest.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(dest));
+            }
+            Err(_) => drop(dest),
+        }
+    }
+}
+
 /// What a hop returns when an earlier hop was abandoned.
 fn destination_lost() -> PipelineError {
     PipelineError::Cancelled(PART_WAREHOUSE)
