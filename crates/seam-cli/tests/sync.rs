@@ -186,3 +186,70 @@ async fn kill_nine_at_many_points_into_postgres_loses_nothing_and_duplicates_not
     };
     kill_nine_at_many_points(wh).await;
 }
+
+/// Runs `seam sync` from `config` into `destination` to its end; returns its exit status and stderr.
+async fn sync_once(config: &Path, destination: &str) -> (std::process::ExitStatus, String) {
+    let mut cmd = crate::common::seam();
+    cmd.args([
+        "sync",
+        "--plain",
+        "--schema",
+        SCHEMA,
+        "--destination",
+        destination,
+    ])
+    .arg("--config")
+    .arg(config)
+    .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `--destination` is parsed once, with the same parser as `seam serve --warehouse`, before any
+/// request to Zendesk: a PostgreSQL URL seam cannot use fails at once, saying what to fix; and the
+/// destination's password is never printed, neither in progress lines nor in errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_password_is_never_printed_and_a_bad_url_fails_before_zendesk_is_asked() {
+    let sim = start_sim(20, 7, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
+
+    // Nothing listens on port 1: the run gets as far as connecting to the warehouse, and fails.
+    let (status, stderr) = sync_once(
+        &config,
+        "postgres://seam:hunter2@127.0.0.1:1/warehouse?sslmode=disable",
+    )
+    .await;
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("seam:***@127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password was printed: {stderr}");
+
+    // An sslmode seam does not know: refused before the first request to Zendesk.
+    sim.reset_stats();
+    let (status, stderr) = sync_once(
+        &config,
+        "postgres://seam:hunter2@127.0.0.1:1/warehouse?sslmode=verify",
+    )
+    .await;
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--destination")
+            && stderr.contains("sslmode=verify")
+            && stderr.contains("verify-full"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "the password was printed: {stderr}");
+    assert_eq!(
+        sim.stats()["total"],
+        0,
+        "zendesk was asked before the destination was checked: {}",
+        sim.stats()
+    );
+
+    let (status, stderr) = sync_once(&config, "./warehouse.duckdb").await;
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("duckdb:./warehouse.duckdb"), "{stderr}");
+    sim.shutdown().await;
+}

@@ -4,10 +4,10 @@
 //!
 //! ```text
 //! source.discover()  -> catalog (the user's selection carried over) -> metastore
-//! source.read(catalog, bookmarks) --bounded mpsc--> loader on a blocking thread -> destination
-//!                                                      | every commit: CommitReport + the committed STATE
-//!                                                      v
-//!                          metastore: bookmarks, loads per table, usage per day; extraction log lines
+//! pipeline::run(source, catalog, destination)    (the driver `seam sync` runs too)
+//!        | every commit (PipelineHooks): CommitReport + the committed STATE
+//!        v
+//! metastore: bookmarks, loads per table, usage per day; extraction log lines
 //! ```
 //!
 //! The moving parts that talk to the outside (the Zendesk source, the warehouse) come from a
@@ -17,14 +17,15 @@
 //! that STATE as the integration's bookmarks. A crash between the two re-reads from the older bookmark
 //! on the next run, and the upserting destination absorbs the duplicates (at-least-once, no loss).
 //!
-//! A job cannot wedge:
-//! - a panic in the source (building it, `discover`, `read`), on the loader's blocking thread or in
+//! A job cannot wedge (the pipeline's guarantees, see [`crate::pipeline`], plus the job's own):
+//! - a panic in the source (building it, `discover`, `read`), in the loader or the warehouse, or in
 //!   the runner ends the job `failed` with the panic's message (CRITICAL log line, notification);
-//! - a stop ([`JobConfig::stop_grace`]): the source is told (its token) and gets the grace to return
-//!   at a safe point while what it sends is still loaded; the commit-retry wait ends at once; a
-//!   warehouse call gets what is left of the grace. Whatever is still running then is abandoned (the
-//!   source's task aborted, a blocking call left to finish on its own thread) and the job ends
-//!   `cancelled`: what was not committed is read again by the next job from the last bookmark;
+//! - a stop ([`PipelineConfig::stop_grace`]): the source is told (its token) and gets the grace to
+//!   return at a safe point while what it sends is still loaded; the commit-retry wait ends at once; a
+//!   warehouse call gets what is left of the grace (a whole one when begun after the stop). Whatever
+//!   is still running then is abandoned (the source's task aborted, a blocking call left to finish
+//!   on its own thread) and the job ends `cancelled`: what was not committed is read again by the
+//!   next job from the last bookmark;
 //! - streams the source skipped (`ReadSummary::skipped`) end the job `succeeded_with_warnings`, with a
 //!   `warning_message` naming them and a Warning notification.
 //!
@@ -32,12 +33,14 @@
 //! written to the extraction log (errors are logged with their message, which the source guarantees
 //! free of secrets).
 
-use crate::loader::{Commit, LoadError, Loader, LoaderConfig, Numbered};
+use crate::loader::{Commit, LoadError};
+use crate::pipeline::{
+    self, Phase, PipelineConfig, PipelineError, PipelineHooks, PipelineRun, Progress, Stop,
+};
 use crate::scheduler::Clock;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use futures::FutureExt as _;
-use seam_core::singer::Message;
 use seam_core::{
     Catalog, Classify, CommitReport, Destination, DestinationError, ErrorKind, Source, SourceError, State,
 };
@@ -48,23 +51,14 @@ use seam_metastore::{
     NewNotification, NotificationLevel, SecretCipher,
 };
 use serde::Serialize;
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info, warn};
-
-/// Messages in flight between the source and the loader; bounds memory and gives backpressure.
-pub const CHANNEL_CAPACITY: usize = 1_000;
-/// Messages handed to the loader per hop to the blocking pool.
-pub const BATCH_SIZE: usize = 500;
 
 /// Setting key: the row limit of a billing period.
 pub const SETTING_ROW_LIMIT: &str = "row_limit";
@@ -192,136 +186,45 @@ impl Classify for JobError {
     }
 }
 
-/// [`JobError::Panicked`]: the source (its `discover` or `read`, or building it).
-pub const PART_SOURCE: &str = "source";
-/// [`JobError::Panicked`]: the loader's blocking thread (loader or warehouse destination code).
-pub const PART_LOADER: &str = "loader";
-/// [`JobError::StopTimedOut`]: a warehouse call on the loader's blocking thread.
-pub const PART_WAREHOUSE: &str = "warehouse";
+pub use crate::pipeline::{panic_message, DEFAULT_STOP_GRACE, PART_LOADER, PART_SOURCE, PART_WAREHOUSE};
+
 /// [`JobError::Panicked`]: the job runner itself.
 pub const PART_JOB: &str = "job runner";
 
-/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
-}
-
-/// A task of `part` that did not return: a panic becomes [`JobError::Panicked`] with its message.
-fn join_error(part: &'static str, e: tokio::task::JoinError) -> JobError {
-    if e.is_panic() {
-        JobError::Panicked {
-            part,
-            message: panic_message(e.into_panic().as_ref()),
-        }
-    } else {
-        JobError::Loader(format!("the {part} task was cancelled"))
-    }
-}
-
-/// How long a stopped job waits for the source and the warehouse by default.
-pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
-
-/// How jobs run.
-#[derive(Debug, Clone)]
-pub struct JobConfig {
-    /// Batching and commit retries of the loader.
-    pub loader: LoaderConfig,
-    /// After a stop (Stop Extraction, shutdown), how long the job waits for the source to return at a
-    /// safe point and for an in-flight warehouse call to end. Past it the job abandons them (what the
-    /// warehouse has not committed is dropped; the next job reads it again from the last committed
-    /// bookmark) and ends `cancelled`.
-    pub stop_grace: Duration,
-}
-
-impl Default for JobConfig {
-    fn default() -> Self {
-        JobConfig {
-            loader: LoaderConfig::default(),
-            stop_grace: DEFAULT_STOP_GRACE,
+impl From<PipelineError> for JobError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Source(e) => JobError::Source(e),
+            PipelineError::Destination(e) | PipelineError::Load(LoadError::Destination { source: e, .. }) => {
+                JobError::Destination(e)
+            }
+            PipelineError::Load(stopped @ LoadError::Stopped { .. }) => JobError::Stopped(stopped),
+            PipelineError::Load(other) => JobError::Loader(other.to_string()),
+            PipelineError::Panicked { part, message } => JobError::Panicked { part, message },
+            PipelineError::StopTimedOut { part, grace } => JobError::StopTimedOut { part, grace },
+            cancelled @ PipelineError::Cancelled(_) => JobError::Loader(cancelled.to_string()),
         }
     }
 }
 
-/// A job's stop request and its grace period; every wait of the job races it.
-#[derive(Debug)]
-struct Stop {
-    cancel: CancellationToken,
-    grace: Duration,
-    /// Set when a wait first sees the stop: the grace counts once for the whole job.
-    deadline: OnceLock<tokio::time::Instant>,
+/// How jobs run: the pipeline's settings (batching, commit retries, channel size, and
+/// [`PipelineConfig::stop_grace`]: after Stop Extraction or shutdown, how long the job waits for the
+/// source to return at a safe point and for an in-flight warehouse call to end before it abandons
+/// them and ends `cancelled`). `reset_state` is decided per job: an integration without bookmarks
+/// in the metastore starts from scratch.
+pub type JobConfig = PipelineConfig;
+
+/// True for the errors that only mean "the stop cut this short".
+fn ended_by_stop(stop: &Stop, e: &JobError) -> bool {
+    stop.is_stopped() && matches!(e, JobError::StopTimedOut { .. } | JobError::Stopped(_))
 }
 
-impl Stop {
-    fn new(cancel: CancellationToken, grace: Duration) -> Self {
-        Stop {
-            cancel,
-            grace,
-            deadline: OnceLock::new(),
-        }
-    }
-
-    fn is_stopped(&self) -> bool {
-        self.cancel.is_cancelled()
-    }
-
-    /// Resolves once the grace after the stop has run out; never without a stop.
-    async fn expired(&self) {
-        self.cancel.cancelled().await;
-        let deadline = *self
-            .deadline
-            .get_or_init(|| tokio::time::Instant::now() + self.grace);
-        tokio::time::sleep_until(deadline).await;
-    }
-
-    /// `fut`'s result, unless the grace after a stop runs out first: then `fut` is dropped (a blocking
-    /// call it waited on finishes on its own thread) and the result is [`JobError::StopTimedOut`].
-    async fn bounded<T>(
-        &self,
-        part: &'static str,
-        fut: impl Future<Output = Result<T, JobError>>,
-    ) -> Result<T, JobError> {
-        tokio::select! {
-            biased;
-            out = fut => out,
-            () = self.expired() => Err(self.timed_out(part)),
-        }
-    }
-
-    /// `fut`'s output if it comes within the grace (counted from now, or from the stop).
-    async fn within_grace<F: Future>(&self, fut: F) -> Option<F::Output> {
-        tokio::select! {
-            biased;
-            out = fut => Some(out),
-            () = self.expired() => None,
-            () = tokio::time::sleep(self.grace) => None,
-        }
-    }
-
-    fn timed_out(&self, part: &'static str) -> JobError {
-        JobError::StopTimedOut {
-            part,
-            grace: self.grace,
-        }
-    }
-
-    /// True for the errors that only mean "the stop cut this short".
-    fn ended_by_stop(&self, e: &JobError) -> bool {
-        self.is_stopped() && matches!(e, JobError::StopTimedOut { .. } | JobError::Stopped(_))
-    }
-
-    /// Logs how the stop cut the job short; the job then ends `cancelled`.
-    async fn stopped_at(&self, log: &JobLog, e: JobError) -> Result<(), (LogLocation, JobError)> {
-        warn!(job_id = log.job_id, error = %e, "stopped job did not end at a safe point");
-        log.line(LogLocation::Main, LogLevel::Warning, e.to_string())
-            .await;
-        Ok(())
-    }
+/// Logs how the stop cut the job short; the job then ends `cancelled`.
+async fn stopped_at(log: &JobLog, e: JobError) -> Result<(), (LogLocation, JobError)> {
+    warn!(job_id = log.job_id, error = %e, "stopped job did not end at a safe point");
+    log.line(LogLocation::Main, LogLevel::Warning, e.to_string())
+        .await;
+    Ok(())
 }
 
 /// Receives every notification the runtime raises (in-app store, webhook, ...). Must not fail the
@@ -487,19 +390,8 @@ impl JobContext {
     }
 }
 
-/// Where a running job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobPhase {
-    /// Structure sync.
-    Discovery,
-    /// Reading and loading.
-    Extraction,
-    /// Final commit and bookkeeping.
-    Finishing,
-}
-
-/// Live progress of a running job (the dashboard polls it).
+/// Live progress of a running job, as the dashboard and the API show it: the job, and its
+/// [`Progress`] (the pipeline's counters, the same `seam sync` shows).
 #[derive(Debug, Clone, Serialize)]
 pub struct JobProgress {
     /// The job.
@@ -507,7 +399,7 @@ pub struct JobProgress {
     /// Its name.
     pub job_name: String,
     /// Phase.
-    pub phase: JobPhase,
+    pub phase: Phase,
     /// The stream of the latest record.
     pub current_stream: Option<String>,
     /// Records received from the source so far.
@@ -522,11 +414,22 @@ pub struct JobProgress {
     pub stopping: bool,
 }
 
-/// Shared handle on a job's progress.
-pub type ProgressHandle = Arc<Mutex<JobProgress>>;
-
-fn update(progress: &ProgressHandle, f: impl FnOnce(&mut JobProgress)) {
-    f(&mut progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+impl JobProgress {
+    /// `job`'s progress as `progress` counts it now.
+    pub fn of(job: &Job, progress: &Progress) -> JobProgress {
+        let p = progress.snapshot();
+        JobProgress {
+            job_id: job.id,
+            job_name: job.job_name.clone(),
+            phase: p.phase,
+            current_stream: p.current_stream,
+            records_extracted: p.records_total,
+            rows_loaded: p.rows_committed,
+            records_by_stream: p.records,
+            started_at: job.start_time,
+            stopping: p.stopping,
+        }
+    }
 }
 
 /// Writes extraction-log lines for one job, in Stitch's format.
@@ -538,6 +441,14 @@ struct JobLog {
 }
 
 impl JobLog {
+    fn of(ctx: &JobContext, job_id: i64) -> JobLog {
+        JobLog {
+            metastore: Arc::clone(&ctx.metastore),
+            clock: Arc::clone(&ctx.clock),
+            job_id,
+        }
+    }
+
     async fn line(&self, location: LogLocation, level: LogLevel, message: impl Into<String>) {
         let line = LogLine {
             at: self.clock.now(),
@@ -552,128 +463,6 @@ impl JobLog {
         {
             warn!(job_id = self.job_id, error = %e, "could not store an extraction log line");
         }
-    }
-}
-
-/// What one commit made durable, as the job's bookkeeping sees it.
-type Committed = (CommitReport, Option<State>);
-
-/// Feeds a destination from the async side through the shared [`Loader`] (the same batching, commit
-/// and retry rules as `seam sync` and `seam target`). Messages are queued and handed over in chunks;
-/// each chunk runs on tokio's blocking pool with the destination and the loader moving to the blocking
-/// thread and back.
-///
-/// Short blocking hops instead of one long-lived loader thread: the async side never blocks, and a
-/// paused-clock test is never stalled by a blocking thread that waits on the source. A hop the job
-/// stops waiting for (see [`Stop`]) keeps the destination on its thread, which drops it when the call
-/// returns; the loader is then unusable and says so.
-struct BatchLoader {
-    dest: Option<Box<dyn Destination>>,
-    loader: Option<Loader>,
-    queue: Vec<Numbered>,
-    line: u64,
-}
-
-/// What a hop to the blocking pool returns when the destination is gone.
-fn destination_lost() -> JobError {
-    JobError::Loader("the warehouse connection was lost after an earlier failure".into())
-}
-
-impl BatchLoader {
-    async fn open(
-        factory: Arc<dyn ConnectorFactory>,
-        schema_name: String,
-        catalog: Catalog,
-        config: &JobConfig,
-        cancel: &CancellationToken,
-    ) -> Result<Self, JobError> {
-        let dest = tokio::task::spawn_blocking(move || factory.destination_for(&schema_name, &catalog))
-            .await
-            .map_err(|e| join_error(PART_LOADER, e))??;
-        Ok(BatchLoader {
-            dest: Some(dest),
-            // A stop also ends a commit-retry wait.
-            loader: Some(Loader::new(config.loader.clone()).stop_on(cancel.clone())),
-            queue: Vec::new(),
-            line: 0,
-        })
-    }
-
-    /// Runs `f` with the destination on the blocking pool.
-    async fn blocking<R: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut dyn Destination) -> Result<R, DestinationError> + Send + 'static,
-    ) -> Result<R, JobError> {
-        let mut dest = self.dest.take().ok_or_else(destination_lost)?;
-        let (dest, result) = tokio::task::spawn_blocking(move || {
-            let r = f(dest.as_mut());
-            (dest, r)
-        })
-        .await
-        .map_err(|e| join_error(PART_LOADER, e))?;
-        self.dest = Some(dest);
-        Ok(result?)
-    }
-
-    /// Queues one message; hands the queue to the loader when it is full. Returns what got committed.
-    async fn handle(&mut self, msg: Message, progress: &ProgressHandle) -> Result<Vec<Committed>, JobError> {
-        if let Message::Record(record) = &msg {
-            update(progress, |p| {
-                p.records_extracted += 1;
-                *p.records_by_stream.entry(record.stream.clone()).or_default() += 1;
-                if p.current_stream.as_deref() != Some(record.stream.as_str()) {
-                    p.current_stream = Some(record.stream.clone());
-                }
-            });
-        }
-        self.line += 1;
-        self.queue.push((self.line, msg));
-        if self.queue.len() >= BATCH_SIZE {
-            return self.drain(false).await;
-        }
-        Ok(Vec::new())
-    }
-
-    /// Hands what is queued to the loader and, after the source ended, commits the rest.
-    async fn finish(&mut self) -> Result<Vec<Committed>, JobError> {
-        self.drain(true).await
-    }
-
-    async fn drain(&mut self, end: bool) -> Result<Vec<Committed>, JobError> {
-        let mut dest = self.dest.take().ok_or_else(destination_lost)?;
-        let mut loader = self.loader.take().ok_or_else(destination_lost)?;
-        let queue = std::mem::take(&mut self.queue);
-        let (dest, loader, result) = tokio::task::spawn_blocking(move || {
-            let mut commits: Vec<Committed> = Vec::new();
-            let result = {
-                let mut on_commit = |c: Commit<'_>| {
-                    let state = c.state.and_then(|v| State::from_value(v.clone()).ok());
-                    commits.push((c.report.clone(), state));
-                    Ok(())
-                };
-                let pushed = queue
-                    .into_iter()
-                    .try_for_each(|(line, m)| loader.push(dest.as_mut(), line, m, &mut on_commit));
-                match pushed {
-                    Ok(()) if end => loader.finish(dest.as_mut(), &mut on_commit).map(|_| ()),
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        loader.abort(dest.as_mut());
-                        Err(e)
-                    }
-                }
-            };
-            (dest, loader, result.map(|()| commits))
-        })
-        .await
-        .map_err(|e| join_error(PART_LOADER, e))?;
-        self.dest = Some(dest);
-        self.loader = Some(loader);
-        result.map_err(|e| match e {
-            LoadError::Destination { source, .. } => JobError::Destination(source),
-            stopped @ LoadError::Stopped { .. } => JobError::Stopped(stopped),
-            other => JobError::Loader(other.to_string()),
-        })
     }
 }
 
@@ -714,26 +503,23 @@ pub struct JobOutcome {
 pub const WARNING_SUBJECT: &str = "Data has been replicated, but something may require your attention.";
 
 /// Runs one job to the end (or to the first safe point after `cancel`), recording everything in the
-/// metastore. The caller then runs [`check_usage_thresholds`].
+/// metastore. The caller then runs [`check_usage_thresholds`]. Extraction and loading run through
+/// [`pipeline::run`], the driver `seam sync` uses; `progress` is that run's [`Progress`].
 ///
 /// Never returns an error and never unwinds: failures — panics in the source, the warehouse or the
 /// job itself included — end the job as `failed` with the error's message, a CRITICAL log line and a
 /// notification. A job whose source skipped selected streams ends `succeeded_with_warnings`, naming
-/// them. After `cancel`, the job ends `cancelled` within [`JobConfig::stop_grace`] (plus its
-/// bookkeeping), whatever the source or the warehouse is waiting on.
+/// them. After `cancel`, the job ends `cancelled` within twice [`PipelineConfig::stop_grace`] (plus
+/// its bookkeeping), whatever the source or the warehouse is waiting on.
 pub async fn run_job(
     ctx: &JobContext,
     integration: Integration,
     job: Job,
     cancel: CancellationToken,
-    progress: ProgressHandle,
+    progress: Progress,
     config: &JobConfig,
 ) -> JobOutcome {
-    let log = JobLog {
-        metastore: Arc::clone(&ctx.metastore),
-        clock: Arc::clone(&ctx.clock),
-        job_id: job.id,
-    };
+    let log = JobLog::of(ctx, job.id);
     info!(source_id = integration.id, job = %job.job_name, "job started");
     log.line(
         LogLocation::Main,
@@ -744,15 +530,7 @@ pub async fn run_job(
         ),
     )
     .await;
-    let mut finish = JobFinish {
-        status: JobStatus::Succeeded,
-        completion_time: job.start_time,
-        discovery_exit_status: None,
-        tap_exit_status: None,
-        target_exit_status: None,
-        error_message: None,
-        warning_message: None,
-    };
+    let mut finish = unfinished(&job);
     let mut rows_total = 0u64;
     let stop = Stop::new(cancel.clone(), config.stop_grace);
     let phases = run_phases(
@@ -767,7 +545,7 @@ pub async fn run_job(
         &mut rows_total,
     );
     // A panic anywhere in the job ends it like any other critical error (the source's read task and
-    // the loader's blocking hops report theirs through their join handles).
+    // the loader's blocking hops report theirs through the pipeline).
     let result = match AssertUnwindSafe(phases).catch_unwind().await {
         Ok(r) => r,
         Err(payload) => Err((
@@ -779,37 +557,16 @@ pub async fn run_job(
         )),
     };
     if let Err((location, err)) = result {
-        let message = err.to_string();
-        if matches!(err, JobError::Panicked { .. }) {
-            error!(source_id = integration.id, job = %job.job_name, error = %message, "job panicked");
-        }
-        log.line(location, LogLevel::Critical, message.clone()).await;
-        finish.status = JobStatus::Failed;
-        finish.error_message = Some(message.clone());
-        let (code, subject) = if location == LogLocation::Target {
-            (
-                "loading-error",
-                "We're having trouble writing to your data warehouse".to_owned(),
-            )
-        } else {
-            (
-                "platform.exit_status",
-                format!(
-                    "We're encountering some errors with your {} integration",
-                    integration.display_name
-                ),
-            )
-        };
-        ctx.notifier
-            .notify(NewNotification {
-                level: NotificationLevel::Critical,
-                code: code.to_owned(),
-                integration_id: Some(integration.id),
-                subject,
-                message,
-                created_at: ctx.clock.now(),
-            })
-            .await;
+        let notification = record_failure(
+            &log,
+            integration.id,
+            &integration.display_name,
+            location,
+            &err,
+            &mut finish,
+        )
+        .await;
+        ctx.notifier.notify(notification).await;
     } else if cancel.is_cancelled() {
         finish.status = JobStatus::Cancelled;
         log.line(
@@ -844,25 +601,113 @@ pub async fn run_job(
         )
         .await;
     }
-    finish.completion_time = ctx.clock.now();
-    ctx.telemetry.job_finished(integration.id, finish.status);
-    let stored = match ctx.metastore.finish_job(job.id, &finish).await {
-        Ok(j) => j,
-        Err(e) => {
-            warn!(job = %job.job_name, error = %e, "could not record the end of a job");
-            Job {
-                status: finish.status,
-                completion_time: Some(finish.completion_time),
-                error_message: finish.error_message,
-                warning_message: finish.warning_message,
-                ..job
-            }
-        }
-    };
+    let stored = store_finish(ctx, &job, &mut finish).await;
     info!(source_id = integration.id, job = %stored.job_name, status = stored.status.as_str(), rows = rows_total, "job ended");
     JobOutcome {
         job: stored,
         rows_loaded: rows_total,
+    }
+}
+
+/// The finish record of a job that has not ended yet.
+fn unfinished(job: &Job) -> JobFinish {
+    JobFinish {
+        status: JobStatus::Succeeded,
+        completion_time: job.start_time,
+        discovery_exit_status: None,
+        tap_exit_status: None,
+        target_exit_status: None,
+        error_message: None,
+        warning_message: None,
+    }
+}
+
+/// Records a failed job in its log and in `finish`, and returns the notification to raise: the one
+/// place a job failure is described, for a failure of its phases and for a panic of the job runner.
+async fn record_failure(
+    log: &JobLog,
+    integration_id: IntegrationId,
+    display_name: &str,
+    location: LogLocation,
+    err: &JobError,
+    finish: &mut JobFinish,
+) -> NewNotification {
+    let message = err.to_string();
+    if matches!(err, JobError::Panicked { .. }) {
+        error!(source_id = integration_id, job_id = log.job_id, error = %message, "job panicked");
+    }
+    log.line(location, LogLevel::Critical, message.clone()).await;
+    finish.status = JobStatus::Failed;
+    finish.error_message = Some(message.clone());
+    let (code, subject) = if location == LogLocation::Target {
+        (
+            "loading-error",
+            "We're having trouble writing to your data warehouse".to_owned(),
+        )
+    } else {
+        (
+            "platform.exit_status",
+            format!("We're encountering some errors with your {display_name} integration"),
+        )
+    };
+    NewNotification {
+        level: NotificationLevel::Critical,
+        code: code.to_owned(),
+        integration_id: Some(integration_id),
+        subject,
+        message,
+        created_at: log.clock.now(),
+    }
+}
+
+/// Stores the end of a job (completed now) and counts its outcome; returns the job as stored (as it
+/// should have been stored, when the metastore failed: the next start then marks it failed).
+async fn store_finish(ctx: &JobContext, job: &Job, finish: &mut JobFinish) -> Job {
+    finish.completion_time = ctx.clock.now();
+    ctx.telemetry.job_finished(job.integration_id, finish.status);
+    match ctx.metastore.finish_job(job.id, finish).await {
+        Ok(j) => j,
+        Err(e) => {
+            warn!(job = %job.job_name, error = %e, "could not record the end of a job; the next start marks it failed");
+            Job {
+                status: finish.status,
+                completion_time: Some(finish.completion_time),
+                error_message: finish.error_message.clone(),
+                warning_message: finish.warning_message.clone(),
+                ..job.clone()
+            }
+        }
+    }
+}
+
+/// Ends a job whose runner panicked outside its phases (in its own bookkeeping: the metastore, the
+/// notifier) as failed, best effort, with the same records as any failed job: a CRITICAL log line,
+/// the job's status, a notification. Each of them may be what panicked; a second panic is only
+/// logged.
+pub(crate) async fn fail_after_panic(ctx: &JobContext, job: &Job, display_name: &str, panic: String) {
+    let recorded = AssertUnwindSafe(async {
+        let log = JobLog::of(ctx, job.id);
+        let err = JobError::Panicked {
+            part: PART_JOB,
+            message: panic,
+        };
+        let mut finish = unfinished(job);
+        let notification = record_failure(
+            &log,
+            job.integration_id,
+            display_name,
+            LogLocation::Main,
+            &err,
+            &mut finish,
+        )
+        .await;
+        store_finish(ctx, job, &mut finish).await;
+        ctx.notifier.notify(notification).await;
+    })
+    .catch_unwind()
+    .await;
+    if let Err(payload) = recorded {
+        error!(job = %job.job_name, panic = %panic_message(payload.as_ref()), "recording a panicked job panicked too");
     }
 }
 
@@ -889,14 +734,13 @@ async fn run_phases(
     job: &Job,
     stop: &Stop,
     config: &JobConfig,
-    progress: &ProgressHandle,
+    progress: &Progress,
     log: &JobLog,
     finish: &mut JobFinish,
     rows_total: &mut u64,
 ) -> Result<(), (LogLocation, JobError)> {
     let main_err = |e: JobError| (LogLocation::Main, e);
     let tap_err = |e: JobError| (LogLocation::Tap, e);
-    let target_err = |e: JobError| (LogLocation::Target, e);
     let spec = ctx.spec(integration).map_err(main_err)?;
     let built =
         std::panic::catch_unwind(AssertUnwindSafe(|| ctx.factory.source(&spec))).map_err(|payload| {
@@ -908,13 +752,13 @@ async fn run_phases(
     let source: Arc<dyn Source> = Arc::from(built.map_err(tap_err)?);
 
     // Discovery (structure sync). It only reads, so a stop abandons it at once.
-    update(progress, |p| p.phase = JobPhase::Discovery);
+    progress.set_phase(Phase::Discovery);
     log.line(LogLocation::Tap, LogLevel::Info, "Running discovery")
         .await;
     let discovered = tokio::select! {
         biased;
         d = AssertUnwindSafe(source.discover()).catch_unwind() => d,
-        () = stop.cancel.cancelled() => return Ok(()),
+        () = stop.token().cancelled() => return Ok(()),
     };
     let mut catalog = match discovered {
         Ok(Ok(c)) => c,
@@ -965,138 +809,47 @@ async fn run_phases(
         return Ok(());
     }
 
-    // Extraction and loading. The destination's committed state is where the job resumes: it was made
-    // durable with the rows it covers (exactly once, append-only streams included). An integration
-    // without bookmarks in the metastore (new, or reset by a new start date) starts from scratch, and
-    // that empty state is committed first so a crash right after still starts from scratch.
-    let opened = stop
-        .bounded(
-            PART_WAREHOUSE,
-            BatchLoader::open(
-                Arc::clone(&ctx.factory),
-                integration.name.clone(),
-                catalog.clone(),
-                config,
-                &stop.cancel,
-            ),
-        )
-        .await;
-    let mut loader = match opened {
-        Err(e) if stop.ended_by_stop(&e) => return stop.stopped_at(log, e).await,
-        other => other.map_err(target_err)?,
-    };
-    let start = if integration.state.is_none() {
-        stop.bounded(
-            PART_WAREHOUSE,
-            loader.blocking(|d| d.commit(Some(&State::default())).map(|_| None::<State>)),
-        )
-        .await
-    } else {
-        stop.bounded(PART_WAREHOUSE, loader.blocking(|d| d.committed_state()))
-            .await
-            .map(|s| Some(s.unwrap_or_default()))
-    };
-    let state = match start {
-        Err(e) if stop.ended_by_stop(&e) => return stop.stopped_at(log, e).await,
-        Err(e) => return Err(target_err(e)),
-        Ok(Some(state)) => state,
-        Ok(None) => {
-            log.line(
-                LogLocation::Main,
-                LogLevel::Info,
-                "No bookmarks: full replication from the start date",
-            )
-            .await;
-            State::default()
-        }
-    };
-    for stream in &selected {
-        match state.bookmarks.get(stream) {
-            Some(b) => {
-                log.line(
-                    LogLocation::Tap,
-                    LogLevel::Info,
-                    format!("found current bookmark for {stream}: {b}"),
-                )
-                .await
-            }
-            None => {
-                let start = seam_core::singer::format_time(integration.properties.start_date);
-                log.line(
-                    LogLocation::Tap,
-                    LogLevel::Info,
-                    format!("no bookmark for {stream}; starting from {start}"),
-                )
-                .await
-            }
-        }
-    }
-    update(progress, |p| p.phase = JobPhase::Extraction);
-    let (tx, mut rx) = mpsc::channel::<Message>(CHANNEL_CAPACITY);
-    // The source's own token: stopped with the job, and also when loading fails.
-    let read_cancel = stop.cancel.child_token();
-    let reader = AbortOnDropHandle::new(tokio::spawn({
-        let (source, catalog, state, cancel) = (
-            Arc::clone(&source),
+    // Extraction and loading: the pipeline, as `seam sync` runs it. The destination's committed state
+    // is where the job resumes: it was made durable with the rows it covers (exactly once,
+    // append-only streams included). An integration without bookmarks in the metastore (new, or
+    // reset by a new start date) starts from scratch, and that empty state is committed first so a
+    // crash right after still starts from scratch.
+    let mut config = config.clone();
+    config.reset_state = integration.state.is_none();
+    let open = {
+        let (factory, schema, catalog) = (
+            Arc::clone(&ctx.factory),
+            integration.name.clone(),
             catalog.clone(),
-            state.clone(),
-            read_cancel.clone(),
         );
-        async move { source.read(&catalog, state, tx, cancel).await }
-    }));
-
+        move || {
+            factory.destination_for(&schema, &catalog).map_err(|e| match e {
+                JobError::Destination(e) => e,
+                other => DestinationError::new(other.kind(), other),
+            })
+        }
+    };
     let mut book = Bookkeeper {
         ctx,
         integration,
         job,
         log,
-        progress,
-        committed: state,
+        selected: &selected,
+        committed: State::default(),
         labels: BTreeMap::new(),
         rows_total: 0,
     };
-    book.labels = bookmark_labels(&book.committed);
-    let loaded: Result<(), JobError> = async {
-        loop {
-            // After a stop the source gets the grace to return at a safe point; what it sends
-            // meanwhile is still loaded.
-            let msg = tokio::select! {
-                biased;
-                msg = rx.recv() => msg,
-                () = stop.expired() => return Err(stop.timed_out(PART_SOURCE)),
-            };
-            let Some(msg) = msg else { break };
-            for (report, state) in stop.bounded(PART_WAREHOUSE, loader.handle(msg, progress)).await? {
-                book.committed_batch(report, state).await;
-            }
-        }
-        for (report, state) in stop.bounded(PART_WAREHOUSE, loader.finish()).await? {
-            book.committed_batch(report, state).await;
-        }
-        Ok(())
-    }
-    .await;
+    let run = pipeline::run(source, catalog, open, &mut book, progress, stop, &config).await;
     *rows_total = book.rows_total;
-    // The source has returned (its channel closed), or must stop now: closing the channel makes it
-    // stop at its next send, the token at its next wait. It gets the grace to do so, then is aborted.
-    read_cancel.cancel();
-    drop(rx);
-    let read = match &loaded {
-        Err(JobError::StopTimedOut { .. }) => None,
-        _ => stop.within_grace(reader).await,
-    };
-    let read = match read {
-        Some(Ok(r)) => Some(Ok(r)),
-        Some(Err(e)) => Some(Err(join_error(PART_SOURCE, e))),
-        // Not back in time: the abort-on-drop handle ends the task when this function returns.
-        None => None,
-    };
-    update(progress, |p| p.phase = JobPhase::Finishing);
-    if let Err(e) = loaded {
-        if stop.ended_by_stop(&e) {
-            return stop.stopped_at(log, e).await;
+    let PipelineRun { read, load, .. } = run;
+    if let Err(e) = load {
+        let e = JobError::from(e);
+        if ended_by_stop(stop, &e) {
+            return stopped_at(log, e).await;
         }
         finish.target_exit_status = Some(1);
+        // The source stops on its own once loading fails; its error, if any, is a consequence.
+        finish.tap_exit_status = read.as_ref().map(|r| if r.is_ok() { 0 } else { 1 });
         if let Some(table) = error_table(&e) {
             let delta = LoadDelta {
                 table_name: table,
@@ -1109,70 +862,93 @@ async fn run_phases(
                 .record_loads(integration.id, job.id, ctx.clock.now(), &[delta])
                 .await;
         }
-        // The source stops on its own once the channel closes; its error, if any, is a consequence.
-        finish.tap_exit_status = Some(if matches!(read, Some(Ok(Ok(_)))) { 0 } else { 1 });
         return Err((LogLocation::Target, e));
     }
     finish.target_exit_status = Some(0);
-    let read = match read {
-        Some(Ok(read)) => read,
+    let summary = match read {
+        Some(Ok(summary)) => summary,
         Some(Err(e)) => {
+            let e = JobError::from(e);
+            if ended_by_stop(stop, &e) {
+                return stopped_at(log, e).await;
+            }
             finish.tap_exit_status = Some(1);
             return Err(tap_err(e));
         }
         None => {
-            let e = stop.timed_out(PART_SOURCE);
-            if stop.is_stopped() {
-                return stop.stopped_at(log, e).await;
-            }
             finish.tap_exit_status = Some(1);
-            return Err(tap_err(e));
+            return Err(tap_err(PipelineError::Cancelled(PART_SOURCE).into()));
         }
     };
-    match read {
-        Ok(summary) => {
-            finish.tap_exit_status = Some(0);
-            ctx.telemetry.source_requests(integration.id, summary.requests, 0);
-            for (stream, reason) in &summary.skipped {
-                log.line(
-                    LogLocation::Tap,
-                    LogLevel::Warning,
-                    format!("skipped {stream}: {reason}"),
-                )
-                .await;
-            }
-            finish.warning_message = skipped_warning(&summary.skipped);
-            for (stream, n) in &summary.records {
-                log.line(
-                    LogLocation::Tap,
-                    LogLevel::Info,
-                    format!("{stream}: {n} records extracted"),
-                )
-                .await;
-            }
-            Ok(())
-        }
-        Err(e) => {
-            finish.tap_exit_status = Some(1);
-            Err(tap_err(e.into()))
-        }
+    finish.tap_exit_status = Some(0);
+    ctx.telemetry.source_requests(integration.id, summary.requests, 0);
+    for (stream, reason) in &summary.skipped {
+        log.line(
+            LogLocation::Tap,
+            LogLevel::Warning,
+            format!("skipped {stream}: {reason}"),
+        )
+        .await;
     }
+    finish.warning_message = skipped_warning(&summary.skipped);
+    for (stream, n) in &summary.records {
+        log.line(
+            LogLocation::Tap,
+            LogLevel::Info,
+            format!("{stream}: {n} records extracted"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
-/// Records what each commit made durable: bookmarks, loads per table, usage, log lines, progress.
+/// A job's side of the pipeline: logs where each stream starts, and records what each commit made
+/// durable (bookmarks, loads per table, usage, log lines).
 struct Bookkeeper<'a> {
     ctx: &'a JobContext,
     integration: &'a Integration,
     job: &'a Job,
     log: &'a JobLog,
-    progress: &'a ProgressHandle,
+    selected: &'a [String],
     committed: State,
     labels: BTreeMap<String, String>,
     rows_total: u64,
 }
 
+#[async_trait]
+impl PipelineHooks for Bookkeeper<'_> {
+    async fn started(&mut self, state: &State, reset: bool) {
+        if reset {
+            self.log
+                .line(
+                    LogLocation::Main,
+                    LogLevel::Info,
+                    "No bookmarks: full replication from the start date",
+                )
+                .await;
+        }
+        for stream in self.selected {
+            let line = match state.bookmarks.get(stream) {
+                Some(b) => format!("found current bookmark for {stream}: {b}"),
+                None => {
+                    let start = seam_core::singer::format_time(self.integration.properties.start_date);
+                    format!("no bookmark for {stream}; starting from {start}")
+                }
+            };
+            self.log.line(LogLocation::Tap, LogLevel::Info, line).await;
+        }
+        self.committed = state.clone();
+        self.labels = bookmark_labels(state);
+    }
+
+    async fn committed(&mut self, commit: Commit<'_>) {
+        let state = commit.state.and_then(|v| State::from_value(v.clone()).ok());
+        self.committed_batch(commit.report, state).await;
+    }
+}
+
 impl Bookkeeper<'_> {
-    async fn committed_batch(&mut self, report: CommitReport, state: Option<State>) {
+    async fn committed_batch(&mut self, report: &CommitReport, state: Option<State>) {
         let (ctx, id) = (self.ctx, self.integration.id);
         let at = ctx.clock.now();
         if let Some(s) = &state {
@@ -1207,7 +983,6 @@ impl Bookkeeper<'_> {
         let rows = report.total_rows();
         self.rows_total += rows;
         ctx.telemetry.rows_loaded(id, rows);
-        update(self.progress, |p| p.rows_loaded += rows);
         for (table, n) in &report.rejected {
             self.log
                 .line(

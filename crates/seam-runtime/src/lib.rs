@@ -1,5 +1,6 @@
-//! seam's runtime: the Singer message loader shared by `seam target` and `seam sync`, the job runner
-//! and the scheduler.
+//! seam's runtime: the loader (batching, commits, retries: `seam target` runs it over stdin), the
+//! pipeline (the one source → destination driver of `seam sync` and of the service's jobs), the job
+//! runner and the scheduler.
 
 pub mod job;
 pub mod loader;

@@ -1,5 +1,6 @@
-//! The loader: consumes Singer messages and drives a [`Destination`], shared by `seam target` and
-//! `seam sync`.
+//! The loader: consumes Singer messages and drives a [`Destination`]. The one place batching,
+//! commits and commit retries live: `seam target` runs it over stdin ([`run`]), and
+//! [`crate::pipeline`] (`seam sync`, the service's jobs) feeds it a source's messages.
 //!
 //! ```text
 //! messages (stdin lines, or a channel fed by a source) --> run() --> destination.write_batch / commit
@@ -23,9 +24,9 @@
 //!   same guarantee (nothing of the batch committed, the state where it was);
 //! - memory is bounded by one batch (plus the destination's staging of it).
 //!
-//! To feed it from async code, run it on a blocking thread over a channel:
-//! `run(&mut dest, tokio_receiver(rx), &mut on_commit, &config)` where the source side sends
-//! `Ok((n, message))` into a bounded `tokio::sync::mpsc` channel (backpressure for free).
+//! A source's messages go through [`crate::pipeline::run`], which hands them to a [`Loader`] in
+//! chunks on the blocking pool. For other feeds, [`run_blocking`] reads a standard channel and
+//! [`tokio_receiver`] wraps a tokio one, for [`run`] on a blocking thread.
 
 use seam_core::singer::Message;
 use seam_core::{
@@ -196,7 +197,7 @@ pub fn tokio_receiver<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Iterato
 
 /// The loader's state between messages: what is staged, the latest STATE, what was committed. It
 /// does not hold the destination, so a caller may keep it across calls on different threads (the
-/// job runner hops to the blocking pool per chunk of messages). [`run`] is a loop over [`Loader::push`].
+/// pipeline hops to the blocking pool per chunk of messages). [`run`] is a loop over [`Loader::push`].
 #[derive(Debug)]
 pub struct Loader {
     config: LoaderConfig,

@@ -1,36 +1,77 @@
-//! The pipeline: one source feeding one destination, exactly once.
+//! The pipeline: the one driver from a source to a destination, exactly once. `seam sync` and every
+//! job of `seam serve` run through [`run`]; `seam target` feeds the same [`Loader`] from stdin
+//! ([`crate::loader::run`]). Batching, commits and commit retries live in the loader, and nowhere
+//! else.
 //!
 //! ```text
-//! destination.committed_state() ──► source.read(catalog, state) ──bounded mpsc──► loader (blocking thread)
-//!                                                                                   │ write_batch / commit(rows + STATE)
-//!                                                                                   ▼
-//!                                                                     on_commit(report, state)
+//! open_destination()  (blocking pool)
+//!   committed_state() or, on a reset, commit(empty state) ──► hooks.started(state)
+//! source.read(catalog, state) ──bounded mpsc──► driver ──chunks──► Loader::push on the blocking pool
+//!                                                 │                   │ write_batch / commit(rows + STATE)
+//!                                                 │ progress          ▼
+//!                                                 └──────────► hooks.committed(report, state)
 //! ```
 //!
-//! The state a sync resumes from is the one the destination committed together with the rows it
+//! The state a run resumes from is the one the destination committed together with the rows it
 //! covers, so a crash at any point — before, during or after a commit — neither loses nor duplicates
 //! a row: records after the last committed STATE are read again and upserted over themselves.
 //!
 //! Backpressure: the channel holds at most [`PipelineConfig::channel_capacity`] messages; when the
 //! warehouse is slower than the API the source waits, so memory stays flat whatever the account size.
+//!
+//! A run cannot wedge:
+//! - a panic in the source's `read` or in the destination (opening it, loading, committing) ends the
+//!   run with [`PipelineError::Panicked`] naming the part; committed work is kept;
+//! - a stop ([`Stop`]): the source is told (its token) and gets the stop's grace to return at a safe
+//!   point while what it sends is still loaded; a commit-retry wait ends at once
+//!   ([`LoadError::Stopped`]); a warehouse call begun before the stop gets what is left of the grace,
+//!   one begun after it a whole grace (so a run ends within twice the grace). Whatever still runs
+//!   then is abandoned ([`PipelineError::StopTimedOut`], naming the part that did not stop): the
+//!   source's task is aborted, a blocking warehouse call finishes on its own thread and drops its
+//!   uncommitted batch. What was not committed is read again by the next run from the last
+//!   committed state.
+//!
+//! Why short hops to the blocking pool rather than one long-lived loader thread: the async side never
+//! blocks, every warehouse call can be raced against the stop, and a paused-clock test is never
+//! stalled by a blocking thread that waits on the source.
 
-use crate::loader::{self, Commit, LoadError, LoadSummary, LoaderConfig};
+use crate::loader::{Commit, LoadError, LoadSummary, Loader, LoaderConfig};
+use async_trait::async_trait;
 use seam_core::catalog::Catalog;
 use seam_core::singer::Message;
 use seam_core::{
-    Classify, Destination, DestinationError, ErrorKind, ReadSummary, Source, SourceError, State,
+    Classify, CommitReport, Destination, DestinationError, ErrorKind, ReadSummary, Source, SourceError, State,
 };
+use serde::Serialize;
+use serde_json::Value;
+use std::any::Any;
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::io;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// Stream-level catalog metadata: `true` when the stream's rows are appended, never upserted
 /// (Stitch's "Append-Only Incremental", e.g. Zendesk's `ticket_audits`).
 pub const APPEND_ONLY_METADATA: &str = "seam-append-only";
+
+/// How long a stopped run waits for the source and the warehouse by default.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// At most this many messages go to the loader per hop to the blocking pool (fewer when the source
+/// has sent fewer: the driver never waits to fill a hop).
+pub const HOP_MESSAGES: usize = 500;
+
+/// [`PipelineError::Panicked`], [`PipelineError::StopTimedOut`]: the source (its `read`; for jobs
+/// also building it and its `discover`).
+pub const PART_SOURCE: &str = "source";
+/// [`PipelineError::Panicked`]: the loader's blocking work (loader or destination code).
+pub const PART_LOADER: &str = "loader";
+/// [`PipelineError::StopTimedOut`]: a warehouse call on the blocking pool.
+pub const PART_WAREHOUSE: &str = "warehouse";
 
 /// Settings of a pipeline run.
 #[derive(Debug, Clone)]
@@ -43,6 +84,9 @@ pub struct PipelineConfig {
     /// integration reusing a schema name). The empty state is committed before anything is read, so
     /// a crash right after still restarts from scratch.
     pub reset_state: bool,
+    /// After a stop, how long the source gets to return at a safe point and an in-flight warehouse
+    /// call to end (see [`Stop`]).
+    pub stop_grace: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -51,11 +95,26 @@ impl Default for PipelineConfig {
             channel_capacity: 2_000,
             loader: LoaderConfig::default(),
             reset_state: false,
+            stop_grace: DEFAULT_STOP_GRACE,
         }
     }
 }
 
-/// Live counters of a run, shared with whoever shows progress. Cheap to clone.
+/// Where a run is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Before extraction (a job's structure sync; `seam sync`'s discovery).
+    #[default]
+    Discovery,
+    /// Reading and loading.
+    Extraction,
+    /// The source is done or stopped: the last commit and bookkeeping.
+    Finishing,
+}
+
+/// Live counters of a run, shared with whoever shows progress (`seam sync`'s progress lines, the
+/// dashboard's view of a job). Cheap to clone; every clone sees the same counters.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
     inner: Arc<Mutex<ProgressSnapshot>>,
@@ -64,45 +123,187 @@ pub struct Progress {
 /// What a run has done so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProgressSnapshot {
+    /// Where the run is.
+    pub phase: Phase,
     /// Records received from the source, per stream.
     pub records: BTreeMap<String, u64>,
+    /// Records received from the source, all streams.
+    pub records_total: u64,
     /// The stream of the latest record.
     pub current_stream: Option<String>,
     /// Rows committed to the warehouse (subtables counted).
     pub rows_committed: u64,
     /// Commits made.
     pub commits: u64,
+    /// True once a stop was asked for.
+    pub stopping: bool,
 }
 
 impl Progress {
     /// A copy of the counters.
     pub fn snapshot(&self) -> ProgressSnapshot {
-        self.inner.lock().map(|g| g.clone()).unwrap_or_default()
+        self.with(|p| p.clone())
     }
 
-    fn record(&self, stream: &str) {
-        if let Ok(mut g) = self.inner.lock() {
-            if g.current_stream.as_deref() != Some(stream) {
-                g.current_stream = Some(stream.to_owned());
-            }
-            match g.records.get_mut(stream) {
-                Some(n) => *n += 1,
-                None => {
-                    g.records.insert(stream.to_owned(), 1);
+    /// Moves the run to `phase`.
+    pub fn set_phase(&self, phase: Phase) {
+        self.with(|p| p.phase = phase);
+    }
+
+    /// Marks the run as stopping (a stop was asked for).
+    pub fn set_stopping(&self) {
+        self.with(|p| p.stopping = true);
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut ProgressSnapshot) -> R) -> R {
+        f(&mut self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Counts the records of `messages` (one lock per chunk, not per record).
+    fn received(&self, messages: &[Message]) {
+        let mut counts: Vec<(&str, u64)> = Vec::new();
+        let mut last = None;
+        for m in messages {
+            if let Message::Record(r) = m {
+                match counts.last_mut() {
+                    Some((s, n)) if *s == r.stream => *n += 1,
+                    _ => counts.push((&r.stream, 1)),
                 }
+                last = Some(r.stream.as_str());
             }
         }
+        if counts.is_empty() {
+            return;
+        }
+        self.with(|p| {
+            for (stream, n) in counts {
+                p.records_total += n;
+                match p.records.get_mut(stream) {
+                    Some(total) => *total += n,
+                    None => {
+                        p.records.insert(stream.to_owned(), n);
+                    }
+                }
+            }
+            if p.current_stream.as_deref() != last {
+                p.current_stream = last.map(str::to_owned);
+            }
+        });
     }
 
     fn committed(&self, rows: u64) {
-        if let Ok(mut g) = self.inner.lock() {
-            g.rows_committed += rows;
-            g.commits += 1;
+        self.with(|p| {
+            p.rows_committed += rows;
+            p.commits += 1;
+        });
+    }
+}
+
+/// A run's stop request and its grace period; every wait of the run races it.
+#[derive(Debug)]
+pub struct Stop {
+    cancel: CancellationToken,
+    grace: Duration,
+    /// Set when a wait first sees the stop: the grace counts once for the whole run.
+    deadline: OnceLock<tokio::time::Instant>,
+}
+
+impl Stop {
+    /// A stop asked for by cancelling `cancel`, after which the run gets `grace`.
+    pub fn new(cancel: CancellationToken, grace: Duration) -> Self {
+        Stop {
+            cancel,
+            grace,
+            deadline: OnceLock::new(),
+        }
+    }
+
+    /// The token that asks for the stop.
+    pub fn token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The grace after a stop.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// True once the stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// When the grace runs out: `None` before a stop; fixed the first time it is asked for after one.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.is_stopped().then(|| {
+            *self
+                .deadline
+                .get_or_init(|| tokio::time::Instant::now() + self.grace)
+        })
+    }
+
+    /// True once the grace after a stop has run out.
+    pub fn has_expired(&self) -> bool {
+        self.deadline().is_some_and(|d| tokio::time::Instant::now() >= d)
+    }
+
+    /// Resolves once the grace after a stop has run out; never without a stop.
+    pub async fn expired(&self) {
+        self.cancel.cancelled().await;
+        if let Some(deadline) = self.deadline() {
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+
+    /// `fut`'s result, unless its time after a stop runs out first: then `fut` is dropped (a blocking
+    /// call it waited on finishes on its own thread) and the result is
+    /// [`PipelineError::StopTimedOut`] naming `part`. A call begun before the stop gets what is left
+    /// of the grace; one begun after it (while the source still sends within its grace) gets a
+    /// whole grace of its own, so a busy but healthy warehouse is not blamed for a source that
+    /// ignored the stop.
+    pub async fn bounded<T, E: From<PipelineError>>(
+        &self,
+        part: &'static str,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let begun = tokio::time::Instant::now();
+        let expired = async {
+            self.cancel.cancelled().await;
+            if let Some(deadline) = self.deadline() {
+                tokio::time::sleep_until(deadline.max(begun + self.grace)).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            out = fut => out,
+            () = expired => Err(self.timed_out(part).into()),
+        }
+    }
+
+    /// `fut`'s output if it comes within the grace (counted from now, or from the stop).
+    pub async fn within_grace<F: Future>(&self, fut: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = fut => Some(out),
+            () = self.expired() => None,
+            () = tokio::time::sleep(self.grace) => None,
+        }
+    }
+
+    /// The error of a `part` that did not return within the grace.
+    pub fn timed_out(&self, part: &'static str) -> PipelineError {
+        PipelineError::StopTimedOut {
+            part,
+            grace: self.grace,
         }
     }
 }
 
-/// Why a run failed. Whatever was committed before the failure stays committed, with its state.
+/// Why a run (or one side of it) failed. Whatever was committed before the failure stays committed,
+/// with its state.
 #[derive(Debug, Error)]
 pub enum PipelineError {
     /// The source failed.
@@ -111,12 +312,45 @@ pub enum PipelineError {
     /// Loading failed.
     #[error("{0}")]
     Load(#[source] LoadError),
-    /// The destination could not be opened or read.
+    /// The destination could not be opened or its committed state read.
     #[error("{0}")]
     Destination(#[source] DestinationError),
-    /// A task of the pipeline died.
-    #[error("a pipeline task stopped unexpectedly: {0}")]
-    Task(String),
+    /// A part of the run panicked (a bug); the run ended instead of hanging.
+    #[error(
+        "the {part} panicked: {message}; this is a bug in seam, please report it (work committed before it is kept)"
+    )]
+    Panicked {
+        /// What panicked: [`PART_SOURCE`] or [`PART_LOADER`].
+        part: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+    /// After a stop, a part of the run did not return within the grace and was abandoned.
+    #[error(
+        "the {part} did not stop within {} s of the stop; seam abandoned it: what was not committed \
+         is read again by the next run",
+        grace.as_secs_f64()
+    )]
+    StopTimedOut {
+        /// What was abandoned: [`PART_SOURCE`] or [`PART_WAREHOUSE`].
+        part: &'static str,
+        /// The grace it had.
+        grace: Duration,
+    },
+    /// A task of the run ended without a result (cancelled from outside).
+    #[error("the {0} task was cancelled")]
+    Cancelled(&'static str),
+}
+
+impl PipelineError {
+    /// True for the errors that only mean "the stop cut this short" (an abandoned part, a
+    /// commit-retry wait ended by the stop).
+    pub fn is_stop(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::StopTimedOut { .. } | PipelineError::Load(LoadError::Stopped { .. })
+        )
+    }
 }
 
 impl Classify for PipelineError {
@@ -128,8 +362,33 @@ impl Classify for PipelineError {
                 LoadError::Destination { source, .. } | LoadError::Stopped { source, .. },
             ) => source.kind(),
             PipelineError::Load(_) => ErrorKind::Schema,
-            PipelineError::Task(_) => ErrorKind::Internal,
+            PipelineError::Panicked { .. }
+            | PipelineError::StopTimedOut { .. }
+            | PipelineError::Cancelled(_) => ErrorKind::Internal,
         }
+    }
+}
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// A task of `part` that did not return: a panic becomes [`PipelineError::Panicked`] with its message.
+fn join_error(part: &'static str, e: tokio::task::JoinError) -> PipelineError {
+    if e.is_panic() {
+        PipelineError::Panicked {
+            part,
+            message: panic_message(e.into_panic().as_ref()),
+        }
+    } else {
+        PipelineError::Cancelled(part)
     }
 }
 
@@ -144,6 +403,58 @@ pub struct PipelineReport {
     pub started_from: State,
 }
 
+/// How each side of a run ended.
+#[derive(Debug)]
+pub struct PipelineRun {
+    /// The state the run started from; `None` when the destination could not be opened or read.
+    pub started_from: Option<State>,
+    /// How the source ended; `None` when it was not started, or was abandoned without being waited
+    /// for (the warehouse did not return within the stop's grace).
+    pub read: Option<Result<ReadSummary, PipelineError>>,
+    /// How loading ended: everything committed, or the first failure.
+    pub load: Result<LoadSummary, PipelineError>,
+}
+
+impl PipelineRun {
+    /// The run as one result: the loading failure first (it explains a source that stopped because
+    /// its consumer went away), then the source's.
+    pub fn into_result(self) -> Result<PipelineReport, PipelineError> {
+        let load = self.load?;
+        match self.read {
+            Some(Ok(read)) => Ok(PipelineReport {
+                read,
+                load,
+                started_from: self.started_from.unwrap_or_default(),
+            }),
+            Some(Err(e)) => Err(e),
+            None => Err(PipelineError::Cancelled(PART_SOURCE)),
+        }
+    }
+}
+
+/// What a caller does at the run's milestones (a job's bookkeeping; nothing for `seam sync`). The
+/// hooks run on the driver's task, between warehouse calls: while one runs, nothing is loaded.
+#[async_trait]
+pub trait PipelineHooks: Send {
+    /// The destination is open and the run starts from `state`; `reset`: the empty state was just
+    /// committed ([`PipelineConfig::reset_state`]).
+    async fn started(&mut self, state: &State, reset: bool) {
+        let _ = (state, reset);
+    }
+
+    /// A commit succeeded: its rows and the STATE made durable with them. Called once per commit,
+    /// in order, after [`Progress`] counted it.
+    async fn committed(&mut self, commit: Commit<'_>) {
+        let _ = commit;
+    }
+}
+
+/// No hooks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl PipelineHooks for NoHooks {}
+
 /// The append-only streams of a catalog (selected streams with [`APPEND_ONLY_METADATA`]).
 pub fn append_only_streams(catalog: &Catalog) -> std::collections::HashSet<String> {
     catalog
@@ -157,100 +468,293 @@ pub fn append_only_streams(catalog: &Catalog) -> std::collections::HashSet<Strin
         .collect()
 }
 
-/// Runs `source` into the destination `open_destination` returns (called on the loader's blocking
-/// thread), resuming from the destination's committed state. `on_commit` runs on the loader thread
-/// after every successful commit. Returns when the source is done and everything is committed, or at
-/// the first failure (committed work kept). Cancelling `cancel` stops the source at its next safe
-/// point; what it sent before is still loaded.
+/// Runs `source` into the destination `open_destination` returns (called on the blocking pool),
+/// resuming from the destination's committed state (or from empty state with
+/// [`PipelineConfig::reset_state`]). Returns when the source is done and everything is committed,
+/// at the first failure (committed work kept), or once the grace after a stop ran out. Cancelling
+/// `stop`'s token stops the source at its next safe point; what it sent before is still loaded. See
+/// the module docs for what cannot wedge a run.
 pub async fn run<F>(
     source: Arc<dyn Source>,
     catalog: Catalog,
     open_destination: F,
-    mut on_commit: Box<dyn FnMut(Commit<'_>) -> io::Result<()> + Send>,
-    progress: Progress,
-    cancel: CancellationToken,
-    config: PipelineConfig,
-) -> Result<PipelineReport, PipelineError>
+    hooks: &mut (dyn PipelineHooks + '_),
+    progress: &Progress,
+    stop: &Stop,
+    config: &PipelineConfig,
+) -> PipelineRun
 where
     F: FnOnce() -> Result<Box<dyn Destination>, DestinationError> + Send + 'static,
 {
-    let (state_tx, state_rx) = tokio::sync::oneshot::channel::<State>();
-    let (tx, rx) = mpsc::channel::<Message>(config.channel_capacity);
-    let loader_progress = progress.clone();
-    let loader_config = config.loader.clone();
-    let loader_stop = cancel.clone();
-    let reset_state = config.reset_state;
-    let loader = tokio::task::spawn_blocking(move || -> Result<LoadSummary, PipelineError> {
-        let mut dest = open_destination().map_err(PipelineError::Destination)?;
-        let state = if reset_state {
-            let empty = State::default();
-            dest.commit(Some(&empty)).map_err(PipelineError::Destination)?;
-            empty
-        } else {
-            dest.committed_state()
-                .map_err(PipelineError::Destination)?
-                .unwrap_or_default()
-        };
-        // The reader waits for this; if it is dropped (open failed) the reader gives up.
-        let _ = state_tx.send(state);
-        let mut n = 0u64;
-        let input = loader::tokio_receiver(rx).map(|m| {
-            n += 1;
-            if let Message::Record(r) = &m {
-                loader_progress.record(&r.stream);
-            }
-            Ok::<_, Infallible>((n, m))
-        });
-        let mut report_commit = |c: Commit<'_>| {
-            loader_progress.committed(c.report.total_rows());
-            on_commit(c)
-        };
-        // A stop also ends a commit-retry wait (the batch is then not committed; its records are read
-        // again from the last committed state next time).
-        let loader = loader::Loader::new(loader_config).stop_on(loader_stop);
-        loader::run_with(loader, dest.as_mut(), input, &mut report_commit).map_err(PipelineError::Load)
-    });
-
-    let Ok(state) = state_rx.await else {
-        // The loader failed before reading the committed state: report its error.
-        return match loader.await {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(_)) => Err(PipelineError::Task(
-                "the loader ended before reading the committed state".into(),
-            )),
-            Err(e) => Err(PipelineError::Task(e.to_string())),
-        };
+    let mut run = PipelineRun {
+        started_from: None,
+        read: None,
+        load: Ok(LoadSummary::default()),
     };
-    let started_from = state.clone();
-    let read = source.read(&catalog, state, tx, cancel.clone()).await;
-    // `tx` moved into read and is dropped now: the loader drains the channel and makes its last commit.
-    let loaded = loader.await.map_err(|e| PipelineError::Task(e.to_string()))?;
-    match (read, loaded) {
-        // A loader failure explains a source that stopped because its consumer went away.
-        (_, Err(e)) => Err(e),
-        (Err(e), Ok(_)) => Err(PipelineError::Source(e)),
-        (Ok(read), Ok(load)) => Ok(PipelineReport {
-            read,
-            load,
-            started_from,
-        }),
+    // A stop also ends a commit-retry wait (the batch is then not committed; its records are read
+    // again from the last committed state next time).
+    let loader = Loader::new(config.loader.clone()).stop_on(stop.token().clone());
+    let opened = stop
+        .bounded(PART_WAREHOUSE, Hops::open(open_destination, loader))
+        .await;
+    let mut hops = match opened {
+        Ok(hops) => hops,
+        Err(e) => {
+            run.load = Err(e);
+            return run;
+        }
+    };
+    let reset = config.reset_state;
+    let start = if reset {
+        stop.bounded(
+            PART_WAREHOUSE,
+            hops.call(|d| d.commit(Some(&State::default())).map(|_| State::default())),
+        )
+        .await
+    } else {
+        stop.bounded(
+            PART_WAREHOUSE,
+            hops.call(|d| d.committed_state().map(Option::unwrap_or_default)),
+        )
+        .await
+    };
+    let state = match start {
+        Ok(state) => state,
+        Err(e) => {
+            run.load = Err(e);
+            return run;
+        }
+    };
+    hooks.started(&state, reset).await;
+    run.started_from = Some(state.clone());
+    progress.set_phase(Phase::Extraction);
+
+    let (tx, mut rx) = mpsc::channel::<Message>(config.channel_capacity.max(1));
+    // The source's own token: stopped with the run, and also when loading fails.
+    let read_cancel = stop.token().child_token();
+    let reader = AbortOnDropHandle::new(tokio::spawn({
+        let cancel = read_cancel.clone();
+        async move { source.read(&catalog, state, tx, cancel).await }
+    }));
+
+    let loaded: Result<LoadSummary, PipelineError> = async {
+        let mut chunk: Vec<Message> = Vec::with_capacity(HOP_MESSAGES);
+        loop {
+            // After a stop the source gets the grace to return at a safe point; what it sends
+            // meanwhile is still loaded. A source that keeps sending is abandoned all the same (what
+            // a source that did return sent before is loaded).
+            if stop.has_expired() && !rx.is_closed() {
+                return Err(stop.timed_out(PART_SOURCE));
+            }
+            let first = tokio::select! {
+                biased;
+                m = rx.recv() => m,
+                () = stop.expired() => return Err(stop.timed_out(PART_SOURCE)),
+            };
+            let Some(first) = first else { break };
+            chunk.push(first);
+            while chunk.len() < HOP_MESSAGES {
+                match rx.try_recv() {
+                    Ok(m) => chunk.push(m),
+                    Err(_) => break,
+                }
+            }
+            progress.received(&chunk);
+            let messages = std::mem::replace(&mut chunk, Vec::with_capacity(HOP_MESSAGES));
+            let commits = stop.bounded(PART_WAREHOUSE, hops.push(messages)).await?;
+            announce(&commits, hooks, progress).await;
+        }
+        let (summary, commits) = stop.bounded(PART_WAREHOUSE, hops.finish()).await?;
+        announce(&commits, hooks, progress).await;
+        Ok(summary)
+    }
+    .await;
+    // The source has returned (its channel closed), or must stop now: closing the channel makes it
+    // stop at its next send, the token at its next wait. It gets the grace to do so, then is aborted
+    // (the abort-on-drop handle, when this function returns).
+    read_cancel.cancel();
+    drop(rx);
+    if !matches!(
+        loaded,
+        Err(PipelineError::StopTimedOut {
+            part: PART_WAREHOUSE,
+            ..
+        })
+    ) {
+        run.read = Some(match stop.within_grace(reader).await {
+            Some(Ok(Ok(summary))) => Ok(summary),
+            Some(Ok(Err(e))) => Err(PipelineError::Source(e)),
+            Some(Err(e)) => Err(join_error(PART_SOURCE, e)),
+            None => Err(stop.timed_out(PART_SOURCE)),
+        });
+    }
+    progress.set_phase(Phase::Finishing);
+    run.load = loaded;
+    run
+}
+
+/// Counts what a hop committed and hands it to the hooks.
+async fn announce(commits: &[Committed], hooks: &mut (dyn PipelineHooks + '_), progress: &Progress) {
+    for (report, state) in commits {
+        progress.committed(report.total_rows());
+        hooks
+            .committed(Commit {
+                report,
+                state: state.as_ref(),
+            })
+            .await;
+    }
+}
+
+/// What one commit made durable: its report and the STATE committed with it.
+type Committed = (CommitReport, Option<Value>);
+
+/// The destination and the loader, moving to the blocking pool for each call and back. A hop the
+/// run stopped waiting for keeps them on its thread, which drops them when the call returns (the
+/// uncommitted batch with them); later calls then say the destination is gone.
+struct Hops {
+    dest: Option<Box<dyn Destination>>,
+    loader: Option<Loader>,
+    line: u64,
+}
+
+/// The destination is closed on the blocking pool: closing blocks (DuckDB may checkpoint, the
+/// PostgreSQL client says goodbye to the server), and the blocking PostgreSQL client panics when
+/// dropped on an async worker ("Cannot start a runtime from within a runtime").
+impl Drop for Hops {
+    fn drop(&mut self) {
+        let Some(dest) = self.dest.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(dest));
+            }
+            Err(_) => drop(dest),
+        }
+    }
+}
+
+/// What a hop returns when an earlier hop was abandoned.
+fn destination_lost() -> PipelineError {
+    PipelineError::Cancelled(PART_WAREHOUSE)
+}
+
+impl Hops {
+    async fn open<F>(open: F, loader: Loader) -> Result<Hops, PipelineError>
+    where
+        F: FnOnce() -> Result<Box<dyn Destination>, DestinationError> + Send + 'static,
+    {
+        let dest = tokio::task::spawn_blocking(open)
+            .await
+            .map_err(|e| join_error(PART_LOADER, e))?
+            .map_err(PipelineError::Destination)?;
+        Ok(Hops {
+            dest: Some(dest),
+            loader: Some(loader),
+            line: 0,
+        })
+    }
+
+    /// Runs `f` with the destination on the blocking pool.
+    async fn call<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Destination) -> Result<R, DestinationError> + Send + 'static,
+    ) -> Result<R, PipelineError> {
+        let mut dest = self.dest.take().ok_or_else(destination_lost)?;
+        let (dest, result) = tokio::task::spawn_blocking(move || {
+            let r = f(dest.as_mut());
+            (dest, r)
+        })
+        .await
+        .map_err(|e| join_error(PART_LOADER, e))?;
+        self.dest = Some(dest);
+        result.map_err(PipelineError::Destination)
+    }
+
+    /// Hands `messages` to the loader; returns what got committed.
+    async fn push(&mut self, messages: Vec<Message>) -> Result<Vec<Committed>, PipelineError> {
+        let first = self.line + 1;
+        self.line += messages.len() as u64;
+        self.hop(move |loader, dest, on_commit| {
+            let pushed = (first..)
+                .zip(messages)
+                .try_for_each(|(line, m)| loader.push(&mut *dest, line, m, &mut *on_commit));
+            if pushed.is_err() {
+                loader.abort(dest);
+            }
+            pushed
+        })
+        .await
+        .map(|((), commits)| commits)
+    }
+
+    /// Commits what is staged after the source ended; returns the run's totals.
+    async fn finish(&mut self) -> Result<(LoadSummary, Vec<Committed>), PipelineError> {
+        self.hop(|loader, dest, on_commit| loader.finish(dest, on_commit))
+            .await
+    }
+
+    async fn hop<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(
+                &mut Loader,
+                &mut dyn Destination,
+                &mut dyn FnMut(Commit<'_>) -> std::io::Result<()>,
+            ) -> Result<R, LoadError>
+            + Send
+            + 'static,
+    ) -> Result<(R, Vec<Committed>), PipelineError> {
+        let mut dest = self.dest.take().ok_or_else(destination_lost)?;
+        let mut loader = self.loader.take().ok_or_else(destination_lost)?;
+        let (dest, loader, result) = tokio::task::spawn_blocking(move || {
+            let mut commits: Vec<Committed> = Vec::new();
+            let mut on_commit = |c: Commit<'_>| {
+                commits.push((c.report.clone(), c.state.cloned()));
+                Ok(())
+            };
+            let result = f(&mut loader, dest.as_mut(), &mut on_commit);
+            (dest, loader, result.map(|r| (r, commits)))
+        })
+        .await
+        .map_err(|e| join_error(PART_LOADER, e))?;
+        self.dest = Some(dest);
+        self.loader = Some(loader);
+        result.map_err(PipelineError::Load)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seam_core::RecordMessage;
+
+    fn record(stream: &str) -> Message {
+        Message::Record(RecordMessage::from_value(stream, &serde_json::json!({"id": 1})).expect("record"))
+    }
 
     #[test]
     fn progress_counts_records_and_commits() {
         let p = Progress::default();
-        p.record("tickets");
-        p.record("tickets");
-        p.record("users");
+        p.received(&[
+            record("tickets"),
+            Message::State {
+                value: serde_json::json!({}),
+            },
+            record("tickets"),
+            record("users"),
+        ]);
+        p.received(&[]);
         p.committed(5);
         let s = p.snapshot();
         assert_eq!(s.records["tickets"], 2);
+        assert_eq!(s.records_total, 3);
         assert_eq!(s.current_stream.as_deref(), Some("users"));
         assert_eq!((s.rows_committed, s.commits), (5, 1));
+        assert_eq!(s.phase, Phase::Discovery);
+        p.set_phase(Phase::Extraction);
+        p.set_stopping();
+        let s = p.snapshot();
+        assert!(s.stopping && s.phase == Phase::Extraction);
     }
 }

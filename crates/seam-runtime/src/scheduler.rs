@@ -21,15 +21,15 @@
 //! with paused time.
 
 use crate::job::{
-    check_usage_thresholds, panic_message, run_check, run_job, usage_summary, JobConfig, JobContext,
-    JobPhase, JobProgress, ProgressHandle, PART_JOB,
+    check_usage_thresholds, fail_after_panic, panic_message, run_check, run_job, usage_summary, JobConfig,
+    JobContext, JobProgress,
 };
+use crate::pipeline::Progress;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::FutureExt as _;
 use seam_metastore::{
-    CheckStatus, ConnectionCheck, Integration, IntegrationId, IntegrationProperties, Job, JobFinish,
-    JobStatus, JobTrigger, LogLevel, LogLine, LogLocation, MetastoreError, NewNotification,
-    NotificationLevel,
+    CheckStatus, ConnectionCheck, Integration, IntegrationId, IntegrationProperties, Job, JobStatus,
+    JobTrigger, MetastoreError,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -41,7 +41,7 @@ use thiserror::Error;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Replication frequencies seam offers, in minutes (default first).
 pub const FREQUENCIES: [u32; 6] = [30, 60, 180, 360, 720, 1440];
@@ -401,9 +401,9 @@ pub enum SchedulerError {
 
 #[derive(Debug)]
 struct RunningJob {
-    job_id: i64,
+    job: Job,
     cancel: CancellationToken,
-    progress: ProgressHandle,
+    progress: Progress,
 }
 
 #[derive(Debug)]
@@ -485,12 +485,7 @@ impl Scheduler {
     pub fn progress(&self, id: IntegrationId) -> Option<JobProgress> {
         let running = self.running();
         let job = running.get(&id)?;
-        let p = job
-            .progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        Some(p)
+        Some(JobProgress::of(&job.job, &job.progress))
     }
 
     /// Run Extraction Now: starts a job unless one runs (allowed while paused).
@@ -507,11 +502,8 @@ impl Scheduler {
         let running = self.running();
         let job = running.get(&id)?;
         job.cancel.cancel();
-        job.progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .stopping = true;
-        Some(job.job_id)
+        job.progress.set_stopping();
+        Some(job.job.id)
     }
 
     /// Starts a connection check + discovery in the background; returns the `running` check record.
@@ -591,8 +583,9 @@ impl Scheduler {
     }
 
     /// Stops scheduling, asks running jobs to stop at a safe point, and waits for them (committed work
-    /// is kept; the schedule resumes on the next start). Each job ends within its stop grace
-    /// ([`JobConfig::stop_grace`]) plus its bookkeeping; connection checks are abandoned at once.
+    /// is kept; the schedule resumes on the next start). Each job ends within twice its stop grace
+    /// ([`crate::pipeline::PipelineConfig::stop_grace`]) plus its bookkeeping; connection checks are
+    /// abandoned at once.
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         self.inner.tasks.wait().await;
@@ -611,7 +604,7 @@ impl Scheduler {
             info!("scheduler stopped");
             return true;
         }
-        let jobs: Vec<i64> = self.running().values().map(|j| j.job_id).collect();
+        let jobs: Vec<i64> = self.running().values().map(|j| j.job.id).collect();
         warn!(
             ?jobs,
             timeout_s = timeout.as_secs_f64(),
@@ -625,7 +618,7 @@ impl Scheduler {
         info!("scheduler stopping");
         self.inner.shutdown.cancel();
         for job in self.running().values() {
-            update_stopping(&job.progress);
+            job.progress.set_stopping();
         }
         self.inner.tasks.close();
     }
@@ -646,7 +639,7 @@ impl Scheduler {
             let job_name = self
                 .running()
                 .get(&integration.id)
-                .map(|j| format!("{}.{}.sync", integration.id, j.job_id))
+                .map(|j| j.job.job_name.clone())
                 .unwrap_or_default();
             return Err(SchedulerError::AlreadyRunning {
                 integration: integration.id,
@@ -662,23 +655,13 @@ impl Scheduler {
             .create_job(integration.id, trigger, ctx.clock.now())
             .await?;
         let cancel = self.inner.shutdown.child_token();
-        let progress: ProgressHandle = Arc::new(Mutex::new(JobProgress {
-            job_id: job.id,
-            job_name: job.job_name.clone(),
-            phase: JobPhase::Discovery,
-            current_stream: None,
-            records_extracted: 0,
-            rows_loaded: 0,
-            records_by_stream: Default::default(),
-            started_at: job.start_time,
-            stopping: false,
-        }));
+        let progress = Progress::default();
         self.running().insert(
             integration.id,
             RunningJob {
-                job_id: job.id,
+                job: job.clone(),
                 cancel: cancel.clone(),
-                progress: Arc::clone(&progress),
+                progress: progress.clone(),
             },
         );
         info!(source_id = integration.id, job = %job.job_name, trigger = trigger.as_str(), "starting job");
@@ -690,6 +673,7 @@ impl Scheduler {
         };
         let started = job.clone();
         let config = self.inner.config.job.clone();
+        let display_name = integration.display_name.clone();
         self.inner.tasks.spawn(async move {
             let job = started.clone();
             let ran = AssertUnwindSafe(run_job(&ctx, integration, started, cancel, progress, &config))
@@ -698,7 +682,7 @@ impl Scheduler {
             if let Err(payload) = ran {
                 // run_job turns panics of the source, the loader and its phases into failed jobs; this
                 // one came from its own bookkeeping (the metastore, the notifier).
-                fail_after_panic(&ctx, &job, panic_message(payload.as_ref())).await;
+                fail_after_panic(&ctx, &job, &display_name, panic_message(payload.as_ref())).await;
             }
             drop(running);
             check_usage_thresholds(&ctx).await;
@@ -779,70 +763,13 @@ impl Drop for RunningGuard {
             let mut running = self.scheduler.running();
             if running
                 .get(&self.integration)
-                .is_some_and(|j| j.job_id == self.job_id)
+                .is_some_and(|j| j.job.id == self.job_id)
             {
                 running.remove(&self.integration);
             }
         }
         self.scheduler.changed();
     }
-}
-
-/// Ends a job whose runner panicked as failed, best effort: a CRITICAL log line, the job's status,
-/// a notification (each of which may be what panicked; a second panic is only logged).
-async fn fail_after_panic(ctx: &JobContext, job: &Job, panic: String) {
-    let message = crate::job::JobError::Panicked {
-        part: PART_JOB,
-        message: panic,
-    }
-    .to_string();
-    error!(source_id = job.integration_id, job = %job.job_name, error = %message, "job panicked");
-    let now = ctx.clock.now();
-    let finish = JobFinish {
-        status: JobStatus::Failed,
-        completion_time: now,
-        discovery_exit_status: None,
-        tap_exit_status: None,
-        target_exit_status: None,
-        error_message: Some(message.clone()),
-        warning_message: None,
-    };
-    let line = LogLine {
-        at: now,
-        location: LogLocation::Main,
-        level: LogLevel::Critical,
-        message: message.clone(),
-    };
-    let notification = NewNotification {
-        level: NotificationLevel::Critical,
-        code: "platform.exit_status".to_owned(),
-        integration_id: Some(job.integration_id),
-        subject: "We're encountering some errors with one of your integrations".to_owned(),
-        message,
-        created_at: now,
-    };
-    let recorded = AssertUnwindSafe(async {
-        if let Err(e) = ctx.metastore.append_logs(job.id, &[line]).await {
-            warn!(job = %job.job_name, error = %e, "could not store an extraction log line");
-        }
-        if let Err(e) = ctx.metastore.finish_job(job.id, &finish).await {
-            warn!(job = %job.job_name, error = %e, "could not record the end of a job; the next start marks it failed");
-        }
-        ctx.telemetry.job_finished(job.integration_id, JobStatus::Failed);
-        ctx.notifier.notify(notification).await;
-    })
-    .catch_unwind()
-    .await;
-    if let Err(payload) = recorded {
-        error!(job = %job.job_name, panic = %panic_message(payload.as_ref()), "recording a panicked job panicked too");
-    }
-}
-
-fn update_stopping(progress: &ProgressHandle) {
-    progress
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .stopping = true;
 }
 
 #[cfg(test)]

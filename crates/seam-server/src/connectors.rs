@@ -2,47 +2,8 @@
 
 use seam_core::{Catalog, Destination};
 use seam_metastore::ZENDESK_TYPE;
-use seam_postgres::ConnectOptions;
 use seam_runtime::job::{ConnectorFactory, JobError, SourceSpec};
-use std::path::PathBuf;
-
-/// Where jobs load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Warehouse {
-    /// A DuckDB file (the embedded default: `<data-dir>/warehouse.duckdb`).
-    DuckDb(PathBuf),
-    /// A PostgreSQL database: URL and TLS settings (`Debug` hides the password).
-    Postgres(Box<ConnectOptions>),
-}
-
-impl Warehouse {
-    /// Parses `duckdb:PATH` or a `postgres://` URL (with its `sslmode`, `sslrootcert`; no IO).
-    pub fn parse(spec: &str) -> Result<Warehouse, String> {
-        if let Some(path) = spec.strip_prefix("duckdb:") {
-            if path.is_empty() {
-                return Err("duckdb: needs a file path, e.g. duckdb:./seam-data/warehouse.duckdb".to_owned());
-            }
-            return Ok(Warehouse::DuckDb(PathBuf::from(path)));
-        }
-        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            return ConnectOptions::parse(spec)
-                .map(|options| Warehouse::Postgres(Box::new(options)))
-                .map_err(|e| e.to_string());
-        }
-        Err(format!(
-            "warehouse {:?} is not understood: use duckdb:PATH or a postgres:// URL",
-            seam_postgres::redact_url(spec)
-        ))
-    }
-
-    /// For logs: the DuckDB path, or the PostgreSQL URL without its password.
-    pub fn describe(&self) -> String {
-        match self {
-            Warehouse::DuckDb(p) => format!("duckdb:{}", p.display()),
-            Warehouse::Postgres(options) => options.redacted().to_owned(),
-        }
-    }
-}
+use seam_warehouse::DestinationSpec;
 
 /// Builds `ZendeskSource`s from integration settings and opens the configured warehouse.
 ///
@@ -51,14 +12,14 @@ impl Warehouse {
 /// waiting on Zendesk holds nothing that blocks another's commit.
 #[derive(Debug, Clone)]
 pub struct DefaultFactory {
-    warehouse: Warehouse,
+    warehouse: DestinationSpec,
     zendesk_base_url: Option<String>,
 }
 
 impl DefaultFactory {
     /// A factory loading into `warehouse`; `zendesk_base_url` (tests and demos: a loopback simulator)
     /// replaces `https://<subdomain>.zendesk.com` for every integration.
-    pub fn new(warehouse: Warehouse, zendesk_base_url: Option<String>) -> Self {
+    pub fn new(warehouse: DestinationSpec, zendesk_base_url: Option<String>) -> Self {
         DefaultFactory {
             warehouse,
             zendesk_base_url,
@@ -66,7 +27,7 @@ impl DefaultFactory {
     }
 
     /// The warehouse.
-    pub fn warehouse(&self) -> &Warehouse {
+    pub fn warehouse(&self) -> &DestinationSpec {
         &self.warehouse
     }
 }
@@ -110,18 +71,7 @@ impl ConnectorFactory for DefaultFactory {
         catalog: &Catalog,
     ) -> Result<Box<dyn Destination>, JobError> {
         let append_only = seam_runtime::pipeline::append_only_streams(catalog);
-        Ok(match &self.warehouse {
-            Warehouse::DuckDb(path) => Box::new(seam_warehouse::DuckDbDestination::open_with(
-                path,
-                schema_name,
-                append_only,
-            )?),
-            Warehouse::Postgres(options) => Box::new(seam_warehouse::PostgresDestination::connect_options(
-                options,
-                schema_name,
-                append_only,
-            )?),
-        })
+        Ok(self.warehouse.open(schema_name, append_only)?)
     }
 }
 
@@ -150,20 +100,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn warehouse_specs_and_base_urls() {
-        assert_eq!(
-            Warehouse::parse("duckdb:/tmp/w.duckdb"),
-            Ok(Warehouse::DuckDb("/tmp/w.duckdb".into()))
-        );
-        assert!(Warehouse::parse("duckdb:").is_err());
-        assert!(Warehouse::parse("mysql://x").is_err());
-        let pg = Warehouse::parse("postgres://u:secret@h/db").expect("pg");
-        assert!(!pg.describe().contains("secret"));
-        let e = Warehouse::parse("postgres://u:secret@h/db?sslmode=verify").unwrap_err();
-        assert!(e.contains("sslmode=verify") && !e.contains("secret"), "{e}");
-        assert!(!Warehouse::parse("mysql://u:secret@h/db")
-            .unwrap_err()
-            .contains("secret"));
+    fn zendesk_base_urls_are_loopback_only() {
         assert!(validate_zendesk_base_url("http://127.0.0.1:9000").is_ok());
         assert!(validate_zendesk_base_url("http://localhost:9000/").is_ok());
         assert!(validate_zendesk_base_url("http://example.com").is_err());
@@ -172,21 +109,14 @@ mod tests {
 
     #[test]
     fn debug_never_shows_a_postgres_password() {
-        for url in [
-            "postgres://seam:hunter2@db.internal:5432/warehouse?sslmode=require",
-            "postgresql://seam@db.internal/warehouse?password=hunter2",
-        ] {
-            let warehouse = Warehouse::parse(url).expect("a postgres url");
-            let factory = DefaultFactory::new(warehouse.clone(), None);
-            for shown in [
-                format!("{warehouse:?}"),
-                format!("{factory:?}"),
-                warehouse.describe(),
-            ] {
-                assert!(!shown.contains("hunter2"), "{shown}");
-                assert!(shown.contains("db.internal"), "{shown}");
-            }
-        }
+        let warehouse: DestinationSpec = "postgres://seam:hunter2@db.internal:5432/warehouse?sslmode=require"
+            .parse()
+            .expect("a postgres url");
+        let shown = format!("{:?}", DefaultFactory::new(warehouse, None));
+        assert!(
+            !shown.contains("hunter2") && shown.contains("db.internal"),
+            "{shown}"
+        );
     }
 
     fn users() -> seam_core::SchemaMessage {
@@ -209,7 +139,7 @@ mod tests {
     fn a_job_waiting_on_its_source_blocks_no_other_integrations_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("warehouse.duckdb");
-        let factory = DefaultFactory::new(Warehouse::DuckDb(path.clone()), None);
+        let factory = DefaultFactory::new(DestinationSpec::DuckDb(path.clone()), None);
         // Job A staged rows and now waits on Zendesk.
         let mut a = factory.destination("integration_a").expect("a");
         a.ensure_table(&users()).expect("a schema");

@@ -256,3 +256,53 @@ async fn no_answer_from_zendesk_wedges_a_job() {
         .unwrap();
     assert_eq!(tickets, 40);
 }
+
+/// `zendesk-sim` → the real Zendesk source → a PostgreSQL warehouse, through a job of the service:
+/// the job succeeds and the tickets are in PostgreSQL. (The job used to drop its warehouse
+/// connection on an async worker, where the blocking PostgreSQL client panics — "Cannot start a
+/// runtime from within a runtime" — so a job into PostgreSQL could end failed after loading.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_to_postgres_through_a_job() {
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let sim = start_sim(zendesk_sim::SimConfig {
+        tickets: 30,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse: seam_warehouse::DestinationSpec = url.parse().unwrap();
+    let factory = std::sync::Arc::new(seam_server::connectors::DefaultFactory::new(
+        warehouse,
+        Some(sim.base_url()),
+    ));
+    let service = start_service(service_config(dir.path().join("data"), factory)).await;
+    let api = Api::of(&service);
+    let name = seam_test_support::unique_name("e2e_pg");
+    let schema = seam_core::naming::schema_name(&name).unwrap();
+    let id = integration_with(&api, &name, &["tickets"]).await;
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{id}/extractions"), |jobs| {
+            jobs.as_array()
+                .is_some_and(|a| !a.is_empty() && a[0]["status"] != "running")
+        })
+        .await;
+    let job_id = jobs[0]["job_id"].as_i64().unwrap();
+    let (_, logs) = api
+        .get(&format!("/v4/sources/{id}/extractions/{job_id}/logs?format=text"))
+        .await;
+    assert_eq!(jobs[0]["status"], "succeeded", "{jobs}\n{logs}");
+    let tickets: i64 = tokio::task::spawn_blocking(move || {
+        let mut check = seam_warehouse::PostgresDestination::connect(&url, &schema).unwrap();
+        let row = check
+            .client()
+            .query_one(&format!("SELECT count(*) FROM \"{schema}\".tickets"), &[])
+            .unwrap();
+        row.get(0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(tickets, 30);
+    service.shutdown().await;
+}

@@ -4,7 +4,8 @@
 //! Subdomains: `badauth` (401), `notadmin` (403), `unknown` (404 account), `offline` (network),
 //! `slow` (each page waits 1 minute of tokio time), `failing` (extraction fails after one page, and
 //! at once when resuming), `panicdiscover` / `panicread` (the source panics in discovery / after its
-//! first page), `stuck` (sends one page, then waits forever and ignores the stop), `gated` (skips
+//! first page), `stuck` (sends one page, then waits forever and ignores the stop), `flood` (sends
+//! records forever, ignoring the stop: a paginator that never ends), `gated` (skips
 //! `users` as a plan-gated 403 would), `hangcheck` (the connection check never answers).
 //! Schema names (from display names): `badload` (the destination rejects tickets), `panicload` (the
 //! destination panics on a commit with rows), `ratelimitedwh` (every commit with rows is rate limited
@@ -181,6 +182,15 @@ impl Source for FakeSource {
             out.send(Message::Schema(Box::new(schema)))
                 .await
                 .map_err(|_| SourceError::consumer_gone())?;
+            if self.subdomain == "flood" {
+                // Breaks the contract: never returns, stop or not, and always has more to send.
+                for n in (1..=RECORDS).cycle() {
+                    let record = RecordMessage::from_value(stream.clone(), &json!({"id": n})).unwrap();
+                    out.send(Message::Record(record))
+                        .await
+                        .map_err(|_| SourceError::consumer_gone())?;
+                }
+            }
             // Resume after the bookmark: the fake's records have ids 1..=RECORDS and updated_at = id seconds.
             let from = state.bookmark(&stream, "id").and_then(Value::as_u64).unwrap_or(0);
             let mut id = from;

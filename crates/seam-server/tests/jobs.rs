@@ -166,6 +166,50 @@ async fn stop_ends_a_job_whose_source_never_returns() {
     );
 }
 
+/// A source that ignores the stop and keeps sending (a paginator that never ends): the job ends
+/// `cancelled` within seconds of Stop Extraction, and the log blames the source. (The grace used to
+/// run out during one of the loader's warehouse calls, busy with what the source kept sending: the
+/// job abandoned that call mid-commit and told the user their warehouse did not stop.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_a_job_whose_source_keeps_sending() {
+    let m = memory();
+    let id = integration(m.as_ref(), "flood", "flood", |_| {}).await;
+    let w = start(Arc::clone(&m), FakeFactory::default(), Utc::now()).await;
+    wait_for_async(
+        Duration::from_secs(30),
+        "the job to read thousands of records",
+        async || w.scheduler.progress(id).filter(|p| p.records_extracted > 5_000),
+    )
+    .await;
+    let stopped = Instant::now();
+    let job_id = w.scheduler.stop(id).expect("a running job");
+    // Generous: the grace is 3 s, and a warehouse call begun after the stop gets 3 s more at most.
+    let job = wait_for_async(
+        Duration::from_secs(60),
+        "the job to end after the stop",
+        async || {
+            m.get_job(job_id)
+                .await
+                .unwrap()
+                .filter(|j| j.status != JobStatus::Running)
+        },
+    )
+    .await;
+    let took = stopped.elapsed();
+    assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "the job ended {took:?} after the stop"
+    );
+    let log = log_text(m.as_ref(), job_id).await;
+    assert!(
+        log.contains("WARNING the source did not stop within 3 s of the stop"),
+        "{log}"
+    );
+    assert!(!w.scheduler.is_running(id));
+    assert!(w.scheduler.shutdown_within(Duration::from_secs(10)).await);
+}
+
 /// A connection check that never answers does not hold shutdown; it ends failed, saying why.
 #[tokio::test(start_paused = true)]
 async fn shutdown_does_not_wait_for_a_hanging_connection_check() {

@@ -13,8 +13,9 @@ use fakes::FakeFactory;
 use reqwest::StatusCode;
 use seam_runtime::job::ConnectorFactory;
 use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
-use seam_server::connectors::{DefaultFactory, Warehouse};
+use seam_server::connectors::DefaultFactory;
 use seam_server::{Service, ServiceConfig};
+use seam_warehouse::DestinationSpec;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,7 @@ pub fn service_config(data_dir: PathBuf, factory: Arc<dyn ConnectorFactory>) -> 
 /// The real connectors: the DuckDB warehouse at `warehouse`, and Zendesk at `zendesk` (the
 /// simulator's base URL) when given.
 pub fn real_connectors(warehouse: PathBuf, zendesk: Option<String>) -> Arc<dyn ConnectorFactory> {
-    Arc::new(DefaultFactory::new(Warehouse::DuckDb(warehouse), zendesk))
+    Arc::new(DefaultFactory::new(DestinationSpec::DuckDb(warehouse), zendesk))
 }
 
 /// A simulated Zendesk with `config` on a free loopback port.

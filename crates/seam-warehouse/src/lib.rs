@@ -16,11 +16,13 @@ pub mod duckdb;
 pub mod error;
 pub mod flatten;
 pub mod postgres;
+pub mod spec;
 pub mod sql;
 pub mod stage;
 
 pub use crate::duckdb::DuckDbDestination;
 pub use crate::postgres::PostgresDestination;
+pub use crate::spec::DestinationSpec;
 
 pub use error::WarehouseError;
 pub use flatten::NameRules;

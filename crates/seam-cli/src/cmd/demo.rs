@@ -5,8 +5,9 @@
 
 use anyhow::Context;
 use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
-use seam_server::connectors::{DefaultFactory, Warehouse};
+use seam_server::connectors::DefaultFactory;
 use seam_server::{Service, ServiceConfig};
+use seam_warehouse::DestinationSpec;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             data_dir: data_dir.clone(),
             listen: args.listen,
             factory: Arc::new(DefaultFactory::new(
-                Warehouse::DuckDb(warehouse_path.clone()),
+                DestinationSpec::DuckDb(warehouse_path.clone()),
                 Some(sim.base_url()),
             )),
             clock: Arc::new(TokioClock::new()),

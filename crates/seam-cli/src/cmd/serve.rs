@@ -4,9 +4,10 @@
 use super::store::{StoreArgs, POSTGRES_SCHEMA};
 use anyhow::Context;
 use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
-use seam_server::connectors::{validate_zendesk_base_url, DefaultFactory, Warehouse};
+use seam_server::connectors::{validate_zendesk_base_url, DefaultFactory};
 use seam_server::notify::WebhookPolicy;
 use seam_server::{SecurityConfig, Service, ServiceConfig};
+use seam_warehouse::DestinationSpec;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,10 +73,8 @@ fn init_logs(format: LogFormat) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     init_logs(args.log_format);
     let warehouse = match &args.warehouse {
-        Some(spec) => Warehouse::parse(spec)
-            .map_err(anyhow::Error::msg)
-            .context("--warehouse")?,
-        None => Warehouse::DuckDb(args.store.data_dir.join("warehouse.duckdb")),
+        Some(text) => DestinationSpec::parse(text).context("--warehouse")?,
+        None => DestinationSpec::DuckDb(args.store.data_dir.join("warehouse.duckdb")),
     };
     let base_url = args
         .zendesk_base_url
@@ -91,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut scheduler = SchedulerConfig::default();
     scheduler.job.loader.max_batch_records = args.max_batch_records.max(1);
     let served = rt.block_on(async move {
-        tracing::info!(warehouse = %warehouse.describe(), data_dir = %args.store.data_dir.display(), "starting seam");
+        tracing::info!(warehouse = %warehouse, data_dir = %args.store.data_dir.display(), "starting seam");
         let metastore: Option<Arc<dyn seam_metastore::Metastore>> = match &args.store.metastore_url {
             Some(url) => Some(Arc::new(
                 seam_metastore::PostgresMetastore::connect(url, POSTGRES_SCHEMA)

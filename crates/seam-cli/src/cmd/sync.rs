@@ -2,11 +2,10 @@
 //! Zendesk → warehouse in one process, resuming from the bookmarks committed in the destination.
 
 use anyhow::Context;
-use seam_core::{Catalog, Destination, DestinationError};
+use seam_core::Catalog;
 use seam_runtime::loader::TableTotals;
-use seam_runtime::pipeline::{self, PipelineConfig, Progress};
-use seam_warehouse::{DuckDbDestination, PostgresDestination};
-use std::collections::HashSet;
+use seam_runtime::pipeline::{self, NoHooks, PipelineConfig, Progress, Stop};
+use seam_warehouse::DestinationSpec;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,39 +38,6 @@ pub struct Args {
     max_batch_records: usize,
 }
 
-#[derive(Debug, Clone)]
-enum Target {
-    DuckDb(PathBuf),
-    Postgres(String),
-}
-
-impl Target {
-    fn parse(spec: &str) -> anyhow::Result<Target> {
-        if let Some(path) = spec.strip_prefix("duckdb:") {
-            anyhow::ensure!(
-                !path.is_empty(),
-                "--destination duckdb: needs a file path, e.g. duckdb:./warehouse.duckdb"
-            );
-            return Ok(Target::DuckDb(PathBuf::from(path)));
-        }
-        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            return Ok(Target::Postgres(spec.to_owned()));
-        }
-        anyhow::bail!("--destination {spec:?} is not understood: use duckdb:PATH or a postgres:// URL")
-    }
-
-    fn open(
-        &self,
-        schema: &str,
-        append_only: HashSet<String>,
-    ) -> Result<Box<dyn Destination>, DestinationError> {
-        Ok(match self {
-            Target::DuckDb(path) => Box::new(DuckDbDestination::open_with(path, schema, append_only)?),
-            Target::Postgres(url) => Box::new(PostgresDestination::connect_with(url, schema, append_only)?),
-        })
-    }
-}
-
 /// Runs the sync.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
@@ -82,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let schema = seam_core::naming::validate_schema_name(&args.schema).context("--schema")?;
-    let target = Target::parse(&args.destination)?;
+    let destination = DestinationSpec::parse(&args.destination).context("--destination")?;
     let config = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read the config file {}", args.config.display()))?;
     let source: Arc<dyn seam_core::Source> =
@@ -118,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "seam sync: {} streams into {} ({})",
             selected.len(),
             schema,
-            args.destination
+            destination
         );
         let append_only = pipeline::append_only_streams(&catalog);
         let cancel = CancellationToken::new();
@@ -137,19 +103,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let open_schema = schema.clone();
         let mut config = PipelineConfig::default();
         config.loader.max_batch_records = args.max_batch_records.max(1);
+        // The same driver as the service's jobs: a source that ignores Ctrl-C is abandoned after the
+        // stop's grace, and a panic ends the run with an error naming the part.
+        let stop = Stop::new(cancel, config.stop_grace);
         let started = Instant::now();
-        let result = pipeline::run(
+        let run = pipeline::run(
             source,
             catalog,
-            move || target.open(&open_schema, append_only),
-            Box::new(|_| Ok(())),
-            progress.clone(),
-            cancel,
-            config,
+            move || destination.open(&open_schema, append_only),
+            &mut NoHooks,
+            &progress,
+            &stop,
+            &config,
         )
         .await;
         reporter.abort();
-        let report = result?;
+        let report = run.into_result()?;
         let elapsed = started.elapsed().as_secs_f64();
         let totals = report.load.per_table();
         print_summary(&totals, report.read.requests, elapsed);
@@ -178,7 +147,7 @@ async fn report_progress(progress: Progress, terminal: bool) {
     loop {
         tokio::time::sleep(period).await;
         let s = progress.snapshot();
-        let records: u64 = s.records.values().sum();
+        let records = s.records_total;
         let rate = records as f64 / started.elapsed().as_secs_f64().max(0.001);
         let line = format!(
             "{}: {} records read ({:.0}/s), {} rows committed",

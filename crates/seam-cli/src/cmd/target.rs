@@ -7,9 +7,9 @@
 //! ```
 
 use seam_core::singer::MessageReader;
-use seam_core::{Classify, Destination, DestinationError, RetryDecision, RetryPolicy};
+use seam_core::{Classify, DestinationError, RetryDecision, RetryPolicy};
 use seam_runtime::loader::{self, Commit, LoaderConfig};
-use seam_warehouse::{DuckDbDestination, PostgresDestination};
+use seam_warehouse::DestinationSpec;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -80,19 +80,12 @@ fn flat(e: impl std::fmt::Display) -> anyhow::Error {
 /// Runs the target until stdin ends.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let append_only: HashSet<String> = args.append_only.iter().cloned().collect();
-    let mut dest: Box<dyn Destination> = match &args.warehouse {
-        Warehouse::Duckdb { database, schema } => {
-            let schema = seam_core::naming::validate_schema_name(schema)?;
-            Box::new(DuckDbDestination::open_with(database, &schema, append_only).map_err(flat)?)
-        }
-        Warehouse::Postgres { url, schema } => {
-            let schema = seam_core::naming::validate_schema_name(schema)?;
-            Box::new(
-                open_with_retry(|| PostgresDestination::connect_with(url, &schema, append_only.clone()))
-                    .map_err(flat)?,
-            )
-        }
+    let (destination, schema) = match &args.warehouse {
+        Warehouse::Duckdb { database, schema } => (DestinationSpec::DuckDb(database.clone()), schema),
+        Warehouse::Postgres { url, schema } => (DestinationSpec::postgres(url).map_err(flat)?, schema),
     };
+    let schema = seam_core::naming::validate_schema_name(schema)?;
+    let mut dest = open_with_retry(|| destination.open(&schema, append_only.clone())).map_err(flat)?;
     let config = LoaderConfig {
         max_batch_records: args.max_batch_records.max(1),
         max_batch_bytes: args.max_batch_bytes.max(1),

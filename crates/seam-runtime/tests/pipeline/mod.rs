@@ -1,0 +1,524 @@
+//! The pipeline, the one source → destination driver of `seam sync` and the service's jobs: resume
+//! and reset, hooks and progress, and what cannot wedge a run (a source that ignores the stop, one
+//! that keeps sending after it, a commit-retry wait, panics).
+
+use async_trait::async_trait;
+use seam_core::catalog::CatalogEntry;
+use seam_core::singer::{Message, RecordMessage, SchemaMessage};
+use seam_core::{
+    Catalog, CommitReport, Destination, DestinationError, ErrorKind, JsonType, ReadSummary,
+    ReplicationMethod, RetryPolicy, Schema, Source, SourceError, State,
+};
+use seam_runtime::loader::{Commit, LoadError, LoaderConfig};
+use seam_runtime::pipeline::{
+    self, NoHooks, Phase, PipelineConfig, PipelineError, PipelineHooks, PipelineRun, Progress, Stop,
+    PART_LOADER, PART_SOURCE,
+};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const STREAM: &str = "s";
+/// Records per page; a STATE follows each page.
+const PAGE: u64 = 10;
+/// What the panicking fakes panic with.
+const PANIC_TEXT: &str = "index out of bounds in a page";
+/// How long a test lets a stopped run take before calling it wedged: the runs below have a grace of
+/// half a second; a wedged run never returns.
+const WEDGED: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// `n` pages, resuming after the bookmark; returns at a page boundary once stopped.
+    Pages(u64),
+    /// One page, then waits forever, ignoring the stop.
+    Stuck,
+    /// Records forever, ignoring the stop.
+    Flood,
+    /// One page, then panics.
+    Panics,
+}
+
+#[derive(Debug)]
+struct FakeSource(Behaviour);
+
+fn catalog() -> Catalog {
+    let schema = Schema::object([("id".to_string(), Schema::nullable(JsonType::Integer))]);
+    let mut entry = CatalogEntry::new(STREAM, schema, &["id"], ReplicationMethod::FullTable, None);
+    entry.set_selected(true);
+    Catalog { streams: vec![entry] }
+}
+
+fn record(id: u64) -> Message {
+    Message::Record(RecordMessage::from_value(STREAM, &json!({ "id": id })).unwrap())
+}
+
+fn gone(_: impl std::fmt::Debug) -> SourceError {
+    SourceError::consumer_gone()
+}
+
+#[async_trait]
+impl Source for FakeSource {
+    async fn check(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    async fn discover(&self) -> Result<Catalog, SourceError> {
+        Ok(catalog())
+    }
+
+    async fn read(
+        &self,
+        _catalog: &Catalog,
+        state: State,
+        out: mpsc::Sender<Message>,
+        cancel: CancellationToken,
+    ) -> Result<ReadSummary, SourceError> {
+        let schema = SchemaMessage {
+            stream: STREAM.into(),
+            schema: catalog().streams[0].selected_schema(),
+            key_properties: vec!["id".into()],
+            bookmark_properties: None,
+        };
+        out.send(Message::Schema(Box::new(schema))).await.map_err(gone)?;
+        let mut summary = ReadSummary::default();
+        let mut pos = state.bookmark(STREAM, "pos").and_then(Value::as_u64).unwrap_or(0);
+        if self.0 == Behaviour::Flood {
+            for id in (1..=PAGE).cycle() {
+                out.send(record(id)).await.map_err(gone)?;
+            }
+        }
+        let pages = match self.0 {
+            Behaviour::Pages(n) => n,
+            _ => 1,
+        };
+        while pos < pages * PAGE {
+            if cancel.is_cancelled() {
+                return Ok(summary);
+            }
+            for id in pos + 1..=pos + PAGE {
+                out.send(record(id)).await.map_err(gone)?;
+            }
+            pos += PAGE;
+            *summary.records.entry(STREAM.into()).or_default() += PAGE;
+            let mut state = State::default();
+            state.set_bookmark(STREAM, "pos", json!(pos));
+            out.send(Message::State {
+                value: state.to_value(),
+            })
+            .await
+            .map_err(gone)?;
+            match self.0 {
+                Behaviour::Stuck => std::future::pending::<()>().await,
+                Behaviour::Panics => panic!("{PANIC_TEXT}"),
+                _ => {}
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// What the in-memory warehouse holds.
+#[derive(Debug, Default)]
+struct Warehouse {
+    /// Committed row ids.
+    rows: BTreeMap<u64, ()>,
+    /// The committed state.
+    state: Option<State>,
+    /// The state of each commit, in order.
+    commits: Vec<Option<State>>,
+    /// Every commit with rows fails with this kind.
+    fail_with: Option<ErrorKind>,
+    /// Every commit with rows panics.
+    panic_on_commit: bool,
+    /// Commits that failed with `fail_with`.
+    failed_commits: u64,
+}
+
+/// A destination over a shared [`Warehouse`].
+#[derive(Debug)]
+struct Mem {
+    warehouse: Arc<Mutex<Warehouse>>,
+    staged: Vec<u64>,
+}
+
+impl Destination for Mem {
+    fn check(&mut self) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
+        Ok(self.warehouse.lock().unwrap().state.clone())
+    }
+    fn ensure_table(&mut self, _: &SchemaMessage) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn write_batch(&mut self, _: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
+        for r in records {
+            self.staged.push(r.value().unwrap()["id"].as_u64().unwrap());
+        }
+        Ok(())
+    }
+    fn activate_version(&mut self, _: &str, _: i64) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
+        let mut w = self.warehouse.lock().unwrap();
+        if !self.staged.is_empty() {
+            if w.panic_on_commit {
+                panic!("{PANIC_TEXT}");
+            }
+            if let Some(kind) = w.fail_with {
+                w.failed_commits += 1;
+                return Err(DestinationError::new(
+                    kind,
+                    "the warehouse is throttling commits".to_owned(),
+                ));
+            }
+        }
+        let mut report = CommitReport::default();
+        for id in self.staged.drain(..) {
+            w.rows.insert(id, ());
+            *report.rows.entry(STREAM.into()).or_default() += 1;
+        }
+        if let Some(s) = state {
+            w.state = Some(s.clone());
+        }
+        w.commits.push(state.cloned());
+        Ok(report)
+    }
+    fn discard(&mut self) {
+        self.staged.clear();
+    }
+}
+
+fn opener(
+    warehouse: &Arc<Mutex<Warehouse>>,
+) -> impl FnOnce() -> Result<Box<dyn Destination>, DestinationError> + Send + 'static {
+    let warehouse = Arc::clone(warehouse);
+    move || {
+        Ok(Box::new(Mem {
+            warehouse,
+            staged: Vec::new(),
+        }) as Box<dyn Destination>)
+    }
+}
+
+fn config(batch: usize) -> PipelineConfig {
+    PipelineConfig {
+        loader: LoaderConfig {
+            max_batch_records: batch,
+            retry: RetryPolicy::fast_for_tests(),
+            ..LoaderConfig::default()
+        },
+        stop_grace: Duration::from_millis(500),
+        ..PipelineConfig::default()
+    }
+}
+
+/// What the hooks saw.
+#[derive(Debug, Default)]
+struct Recorder {
+    started: Vec<(Option<u64>, bool)>,
+    /// (rows, state's position) per commit.
+    commits: Vec<(u64, Option<u64>)>,
+    progress: Option<Progress>,
+    /// Rows committed as the progress counted them when each commit reached the hooks.
+    progress_rows: Vec<u64>,
+}
+
+fn pos_of(state: &Value) -> Option<u64> {
+    state.pointer("/bookmarks/s/pos").and_then(Value::as_u64)
+}
+
+#[async_trait]
+impl PipelineHooks for Recorder {
+    async fn started(&mut self, state: &State, reset: bool) {
+        let pos = state.bookmark(STREAM, "pos").and_then(Value::as_u64);
+        self.started.push((pos, reset));
+    }
+
+    async fn committed(&mut self, commit: Commit<'_>) {
+        self.commits
+            .push((commit.report.total_rows(), commit.state.and_then(pos_of)));
+        if let Some(p) = &self.progress {
+            self.progress_rows.push(p.snapshot().rows_committed);
+        }
+    }
+}
+
+async fn run(
+    source: Behaviour,
+    warehouse: &Arc<Mutex<Warehouse>>,
+    hooks: &mut (dyn PipelineHooks + '_),
+    progress: &Progress,
+    stop: &Stop,
+    config: &PipelineConfig,
+) -> PipelineRun {
+    pipeline::run(
+        Arc::new(FakeSource(source)),
+        catalog(),
+        opener(warehouse),
+        hooks,
+        progress,
+        stop,
+        config,
+    )
+    .await
+}
+
+/// Runs `source` with a stop asked for once `ready` holds for its progress; returns the run and how
+/// long after the stop it returned. Fails, rather than hangs, when the run is wedged.
+async fn stopped_run(
+    source: Behaviour,
+    warehouse: &Arc<Mutex<Warehouse>>,
+    config: PipelineConfig,
+    ready: impl Fn(&pipeline::ProgressSnapshot) -> bool,
+) -> (PipelineRun, Duration) {
+    let progress = Progress::default();
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn({
+        let (warehouse, progress, cancel) = (Arc::clone(warehouse), progress.clone(), cancel.clone());
+        async move {
+            let stop = Stop::new(cancel, config.stop_grace);
+            run(source, &warehouse, &mut NoHooks, &progress, &stop, &config).await
+        }
+    });
+    seam_test_support::wait_until_async(
+        Duration::from_secs(30),
+        "the run to get where it is stopped",
+        async || ready(&progress.snapshot()),
+    )
+    .await;
+    let stopped = Instant::now();
+    cancel.cancel();
+    let run = tokio::time::timeout(WEDGED, handle)
+        .await
+        .unwrap_or_else(|_| panic!("the run did not end within {WEDGED:?} of the stop"))
+        .unwrap();
+    (run, stopped.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_resumes_and_resets_with_hooks_and_progress() {
+    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
+    let progress = Progress::default();
+    let mut hooks = Recorder {
+        progress: Some(progress.clone()),
+        ..Recorder::default()
+    };
+    let stop = Stop::new(CancellationToken::new(), Duration::from_secs(1));
+    // Commits every 15 records: each STATE is made durable with, or after, the rows it covers.
+    let report = run(
+        Behaviour::Pages(3),
+        &warehouse,
+        &mut hooks,
+        &progress,
+        &stop,
+        &config(15),
+    )
+    .await
+    .into_result()
+    .unwrap();
+    assert_eq!(report.read.records[STREAM], 30);
+    assert_eq!(report.load.report.total_rows(), 30);
+    assert_eq!(hooks.started, vec![(None, false)]);
+    assert_eq!(
+        hooks.commits,
+        vec![(15, Some(10)), (15, Some(20)), (0, Some(30))],
+        "the last STATE is committed at the end, after the rows it covers"
+    );
+    assert_eq!(
+        hooks.progress_rows,
+        vec![15, 30, 30],
+        "progress counts a commit before the hooks see it"
+    );
+    let p = progress.snapshot();
+    assert_eq!((p.records_total, p.records[STREAM]), (30, 30));
+    assert_eq!((p.rows_committed, p.commits, p.phase), (30, 3, Phase::Finishing));
+    assert_eq!(p.current_stream.as_deref(), Some(STREAM));
+
+    // The next run resumes from the committed state: nothing is read again.
+    let mut hooks = Recorder::default();
+    let report = run(
+        Behaviour::Pages(4),
+        &warehouse,
+        &mut hooks,
+        &Progress::default(),
+        &stop,
+        &config(15),
+    )
+    .await
+    .into_result()
+    .unwrap();
+    assert_eq!(hooks.started, vec![(Some(30), false)]);
+    assert_eq!(report.started_from.bookmark(STREAM, "pos"), Some(&json!(30)));
+    assert_eq!(report.read.records[STREAM], 10, "only the new page");
+
+    // A reset commits the empty state before anything is read, and reads everything again.
+    let mut hooks = Recorder::default();
+    let reset = PipelineConfig {
+        reset_state: true,
+        ..config(100)
+    };
+    let commits_before = warehouse.lock().unwrap().commits.len();
+    let report = run(
+        Behaviour::Pages(2),
+        &warehouse,
+        &mut hooks,
+        &Progress::default(),
+        &stop,
+        &reset,
+    )
+    .await
+    .into_result()
+    .unwrap();
+    assert_eq!(hooks.started, vec![(None, true)]);
+    assert_eq!(report.read.records[STREAM], 20);
+    let w = warehouse.lock().unwrap();
+    assert_eq!(w.commits[commits_before], Some(State::default()));
+    assert_eq!(
+        w.state.as_ref().unwrap().bookmark(STREAM, "pos"),
+        Some(&json!(20))
+    );
+}
+
+/// A source that ignores the stop and never returns (`seam sync` on Ctrl-C waited for it forever):
+/// the run ends within the grace, nothing it sent after the last commit is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_ignores_the_stop_is_abandoned_after_the_grace() {
+    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
+    let (run, took) = stopped_run(Behaviour::Stuck, &warehouse, config(1_000), |p| {
+        p.records_total == PAGE
+    })
+    .await;
+    let err = run.load.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::StopTimedOut {
+                part: PART_SOURCE,
+                ..
+            }
+        ) && err.is_stop(),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the source did not stop within 0.5 s of the stop"),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the run ended {took:?} after the stop"
+    );
+    let w = warehouse.lock().unwrap();
+    assert!(w.rows.is_empty(), "records after the last commit are not kept");
+    assert_eq!(w.state, None);
+}
+
+/// A source that ignores the stop and keeps sending: it is abandoned after the grace all the same,
+/// and blamed (not the warehouse call busy loading what it sent when the grace ran out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_keeps_sending_after_the_stop_is_abandoned_after_the_grace() {
+    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
+    let (run, took) = stopped_run(Behaviour::Flood, &warehouse, config(20_000), |p| {
+        p.records_total > 5_000
+    })
+    .await;
+    let err = run.load.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::StopTimedOut {
+                part: PART_SOURCE,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the run ended {took:?} after the stop"
+    );
+}
+
+/// A warehouse that answers "rate limited, retry in a minute": the stop ends the retry wait at once,
+/// nothing of the batch is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_a_commit_retry_wait() {
+    let warehouse = Arc::new(Mutex::new(Warehouse {
+        fail_with: Some(ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(60)),
+        }),
+        ..Warehouse::default()
+    }));
+    let mut config = config(15);
+    config.loader.retry = RetryPolicy::default();
+    // The stop comes once the first commit failed and its retry wait began.
+    let failed = Arc::clone(&warehouse);
+    let (run, took) = stopped_run(Behaviour::Pages(3), &warehouse, config, move |_| {
+        failed.lock().unwrap().failed_commits > 0
+    })
+    .await;
+    let err = run.load.unwrap_err();
+    assert!(
+        matches!(err, PipelineError::Load(LoadError::Stopped { .. })) && err.is_stop(),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the run ended {took:?} after the stop"
+    );
+    assert!(warehouse.lock().unwrap().rows.is_empty());
+}
+
+/// A panic in the source's read or in the destination ends the run with an error naming the part
+/// (`seam sync` unwound with the source's panic); what was committed before stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_source_or_the_destination_ends_the_run_naming_it() {
+    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
+    let stop = Stop::new(CancellationToken::new(), Duration::from_millis(500));
+    let run = run(
+        Behaviour::Panics,
+        &warehouse,
+        &mut NoHooks,
+        &Progress::default(),
+        &stop,
+        &config(5),
+    )
+    .await;
+    assert!(run.load.is_ok(), "{:?}", run.load);
+    let err = run.into_result().unwrap_err();
+    let PipelineError::Panicked { part, message } = &err else {
+        panic!("not a panic: {err}")
+    };
+    assert_eq!((*part, message.as_str()), (PART_SOURCE, PANIC_TEXT));
+    assert!(err.to_string().starts_with("the source panicked: "), "{err}");
+    assert_eq!(
+        warehouse.lock().unwrap().rows.len(),
+        10,
+        "the page sent before the panic is committed"
+    );
+
+    let warehouse = Arc::new(Mutex::new(Warehouse {
+        panic_on_commit: true,
+        ..Warehouse::default()
+    }));
+    let run = self::run(
+        Behaviour::Pages(2),
+        &warehouse,
+        &mut NoHooks,
+        &Progress::default(),
+        &stop,
+        &config(5),
+    )
+    .await;
+    let err = run.into_result().unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Panicked { part: PART_LOADER, message } if message == PANIC_TEXT),
+        "{err}"
+    );
+}
