@@ -45,6 +45,41 @@ use seam_core::{RecordMessage, SchemaMessage};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+/// A column name. Rows share them: a clone is a reference count, not a copy.
+pub type Col = Arc<str>;
+
+/// The hasher of rows and column caches (fast on short names; seeded per process).
+pub type FastHash = foldhash::fast::RandomState;
+
+/// `_sdc_level_<n>_id` for the usual nesting depths, made once.
+static LEVEL_COLUMNS: LazyLock<Vec<Col>> =
+    LazyLock::new(|| (0..16).map(|n| Col::from(level_column(n))).collect());
+
+/// The system column names, made once.
+static SYSTEM_COLUMNS: LazyLock<[Col; 7]> = LazyLock::new(|| {
+    [
+        EXTRACTED_AT,
+        RECEIVED_AT,
+        BATCHED_AT,
+        SEQUENCE,
+        TABLE_VERSION,
+        DELETED_AT,
+        SDC_PRIMARY_KEY,
+    ]
+    .map(Col::from)
+});
+
+/// The `value` column of scalar array elements.
+static VALUE_COLUMN: LazyLock<Col> = LazyLock::new(|| Col::from(VALUE));
+
+fn level_col(n: usize) -> Col {
+    LEVEL_COLUMNS
+        .get(n)
+        .cloned()
+        .unwrap_or_else(|| Col::from(level_column(n)))
+}
 
 /// `_sdc_extracted_at`: the RECORD's `time_extracted`.
 pub const EXTRACTED_AT: &str = "_sdc_extracted_at";
@@ -248,8 +283,10 @@ impl NameRules {
                 self.destination
             ));
         }
-        let lower = column.to_ascii_lowercase();
-        if let Some(sfx) = RESERVED_SUFFIXES.iter().find(|s| lower.ends_with(*s)) {
+        if let Some(sfx) = RESERVED_SUFFIXES
+            .iter()
+            .find(|s| ends_with_ignore_case(column, s))
+        {
             return Err(format!(
                 "column name {column} ends with the reserved datatype suffix {sfx}"
             ));
@@ -263,6 +300,11 @@ impl NameRules {
         }
         Ok(())
     }
+}
+
+fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// Names a source field may not take. Stitch reserves the whole `_sdc` prefix; Singer SDK taps
@@ -305,6 +347,48 @@ pub struct StreamSpec {
     pub append_only: bool,
     /// The JSON schema, for types.
     pub schema: Schema,
+    /// The columns its fields were found to take (shared by clones of the spec).
+    columns: Arc<Mutex<ColumnCache>>,
+}
+
+/// Most `(prefix, field)` pairs a stream's [`ColumnCache`] remembers: memory stays bounded for a
+/// stream whose objects are keyed by data (ids as keys); past it, names are worked out each time.
+const COLUMN_CACHE_MAX: usize = 20_000;
+
+/// The column each field under a prefix takes (or why it cannot name one), worked out once per
+/// stream instead of once per record.
+#[derive(Debug, Default)]
+struct ColumnCache {
+    by_prefix: HashMap<Col, FieldColumns, FastHash>,
+    len: usize,
+}
+
+/// Under one prefix: field name → its column, or why it cannot name one.
+type FieldColumns = HashMap<Box<str>, Result<Col, String>, FastHash>;
+
+impl ColumnCache {
+    fn column(&mut self, rules: &NameRules, prefix: &str, name: &str) -> Result<Col, String> {
+        if let Some(found) = self.by_prefix.get(prefix).and_then(|m| m.get(name)) {
+            return found.clone();
+        }
+        let column = rules.canonical_field(name).and_then(|canon| {
+            let column = if prefix.is_empty() {
+                canon
+            } else {
+                format!("{prefix}__{canon}")
+            };
+            rules.check_column(&column)?;
+            Ok(Col::from(column))
+        });
+        if self.len < COLUMN_CACHE_MAX {
+            self.len += 1;
+            self.by_prefix
+                .entry(Col::from(prefix))
+                .or_default()
+                .insert(name.into(), column.clone());
+        }
+        column
+    }
 }
 
 impl StreamSpec {
@@ -329,12 +413,13 @@ impl StreamSpec {
             key_columns,
             append_only,
             schema: schema.schema.clone(),
+            columns: Arc::default(),
         }
     }
 }
 
 /// A row: base column name → cell, in first-seen order. Base names are before any type split.
-pub type Row = IndexMap<String, Cell>;
+pub type Row = IndexMap<Col, Cell, FastHash>;
 
 /// One record flattened: its rows, table by table; the first row is the top-level table's.
 #[derive(Debug, Clone, PartialEq)]
@@ -346,7 +431,7 @@ pub struct FlatRecord {
     /// The record's JSON, for `_sdc_rejected` should a later check refuse it.
     pub raw: String,
     /// `(table, row)` pairs.
-    pub rows: Vec<(String, Row)>,
+    pub rows: Vec<(Col, Row)>,
 }
 
 /// A record that cannot be loaded, bound for `_sdc_rejected`.
@@ -381,44 +466,46 @@ pub fn flatten_record(
         reason,
         record: record.record.get().to_owned(),
     };
-    let table = match &spec.table {
-        Ok(t) => t.clone(),
+    let table: Col = match &spec.table {
+        Ok(t) => Col::from(t.as_str()),
         Err(reason) => return Err(reject(&spec.stream, reason.clone())),
     };
     let object: Map<String, Value> = match record.value() {
         Ok(o) => o,
         Err(e) => return Err(reject(&table, format!("record is not a JSON object: {e}"))),
     };
+    let [extracted_at, received_at, batched_at, sequence, table_version, deleted_at, primary_key] =
+        &*SYSTEM_COLUMNS;
     let received = DateTime::<Utc>::from_timestamp_nanos(sys.sequence);
-    let mut system: Vec<(String, Cell)> = vec![
+    let mut system: Vec<(Col, Cell)> = vec![
         (
-            EXTRACTED_AT.to_owned(),
+            extracted_at.clone(),
             record.time_extracted.map(Cell::time).unwrap_or(Cell::Null),
         ),
-        (RECEIVED_AT.to_owned(), Cell::time(received)),
-        (BATCHED_AT.to_owned(), Cell::time(sys.batched_at)),
-        (SEQUENCE.to_owned(), Cell::BigInt(sys.sequence)),
+        (received_at.clone(), Cell::time(received)),
+        (batched_at.clone(), Cell::time(sys.batched_at)),
+        (sequence.clone(), Cell::BigInt(sys.sequence)),
         (
-            TABLE_VERSION.to_owned(),
+            table_version.clone(),
             record.version.map(Cell::BigInt).unwrap_or(Cell::Null),
         ),
     ];
 
     // Keys: top-level, non-null, scalar.
-    let mut key_cells: Vec<(String, Cell)> = Vec::new();
+    let mut key_cells: Vec<(Col, Cell)> = Vec::new();
     if spec.append_only {
         let id = uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_OID,
             format!("{}\n{}", spec.stream, record.record.get()).as_bytes(),
         );
-        key_cells.push((SDC_PRIMARY_KEY.to_owned(), Cell::Text(id.to_string())));
+        key_cells.push((primary_key.clone(), Cell::Text(id.to_string())));
     }
     for (prop, col) in spec.key_properties.iter().zip(rules_key_columns(spec, rules)) {
         let col = col.map_err(|r| reject(&table, r))?;
         let value = object.get(prop).unwrap_or(&Value::Null);
         let cell = scalar_cell(value, spec.schema.property(prop)).map_err(|r| reject(&table, r))?;
         match cell {
-            Some(c) if c != Cell::Null => key_cells.push((col, c)),
+            Some(c) if c != Cell::Null => key_cells.push((Col::from(col), c)),
             _ => {
                 return Err(reject(
                     &table,
@@ -432,12 +519,19 @@ pub fn flatten_record(
         c.key_text(&mut key);
         key.push('\u{1f}');
     }
+    // The subtable columns holding the top-level key, named once per record.
+    let source_keys: Vec<(Col, Cell)> = key_cells
+        .iter()
+        .map(|(k, c)| (Col::from(format!("{SOURCE_KEY_PREFIX}{k}")), c.clone()))
+        .collect();
 
+    let mut cache = spec.columns.lock().unwrap_or_else(PoisonError::into_inner);
     let mut flat = Flattener {
         rules,
+        cache: &mut cache,
         tables: Vec::new(),
     };
-    let mut top = Row::new();
+    let mut top = Row::with_capacity_and_hasher(object.len() + system.len() + 1, FastHash::default());
     for (col, cell) in &key_cells {
         top.insert(col.clone(), cell.clone());
     }
@@ -447,7 +541,7 @@ pub fn flatten_record(
             _ if v.is_null() => Cell::Null,
             _ => return Err(reject(&table, format!("{DELETED_AT} is not an RFC 3339 time"))),
         };
-        system.push((DELETED_AT.to_owned(), cell));
+        system.push((deleted_at.clone(), cell));
     }
     let mut entries: Vec<(&String, &Value)> =
         object.iter().filter(|(k, _)| k.as_str() != DELETED_AT).collect();
@@ -460,11 +554,11 @@ pub fn flatten_record(
         .field_columns("", &entries, &[])
         .map_err(|r| reject(&table, r))?;
     // Only a top-level column with `__` in its name can be the name of a nested one: usually none.
-    let claimed: Vec<String> = columns.iter().filter(|c| c.contains("__")).cloned().collect();
+    let claimed: Vec<Col> = columns.iter().filter(|c| c.contains("__")).cloned().collect();
     let ctx = Ctx {
         table: &table,
         levels: Vec::new(),
-        source_keys: &key_cells,
+        source_keys: &source_keys,
         system: &system,
         claimed: &claimed,
     };
@@ -473,7 +567,7 @@ pub fn flatten_record(
     for (col, cell) in &system {
         top.insert(col.clone(), cell.clone());
     }
-    let mut rows = vec![(table.clone(), top)];
+    let mut rows = vec![(table, top)];
     rows.append(&mut flat.tables);
     Ok(FlatRecord {
         key,
@@ -495,18 +589,20 @@ fn rules_key_columns<'a>(
 }
 
 struct Ctx<'a> {
-    table: &'a str,
+    table: &'a Col,
     levels: Vec<i64>,
-    source_keys: &'a [(String, Cell)],
-    system: &'a [(String, Cell)],
+    /// `(_sdc_source_key_<k>, value)` for each key column of the top-level table.
+    source_keys: &'a [(Col, Cell)],
+    system: &'a [(Col, Cell)],
     /// The columns of the record's own fields that a nested column could be named like (those with
     /// `__`; top-level row only): a nested object never takes one, whatever the order of the fields.
-    claimed: &'a [String],
+    claimed: &'a [Col],
 }
 
 struct Flattener<'a> {
     rules: &'a NameRules,
-    tables: Vec<(String, Row)>,
+    cache: &'a mut ColumnCache,
+    tables: Vec<(Col, Row)>,
 }
 
 impl Flattener<'_> {
@@ -515,22 +611,16 @@ impl Flattener<'_> {
     /// underscore, it is reserved, the column would be too long, two keys name the same column, or
     /// (nested) the column is one a field of the record itself names.
     fn field_columns(
-        &self,
+        &mut self,
         prefix: &str,
         fields: &[(&String, &Value)],
-        claimed: &[String],
-    ) -> Result<Vec<String>, String> {
-        let mut columns: Vec<String> = Vec::with_capacity(fields.len());
+        claimed: &[Col],
+    ) -> Result<Vec<Col>, String> {
+        let mut columns: Vec<Col> = Vec::with_capacity(fields.len());
         // Small objects (the usual case) are checked for duplicates by a scan, large ones by a set.
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<Col, FastHash> = HashSet::default();
         for (name, _) in fields {
-            let canon = self.rules.canonical_field(name)?;
-            let column = if prefix.is_empty() {
-                canon
-            } else {
-                format!("{prefix}__{canon}")
-            };
-            self.rules.check_column(&column)?;
+            let column = self.cache.column(self.rules, prefix, name)?;
             let duplicate = if fields.len() <= 16 {
                 columns.contains(&column)
             } else {
@@ -549,7 +639,7 @@ impl Flattener<'_> {
         &mut self,
         row: &mut Row,
         fields: &[(&String, &Value)],
-        columns: Vec<String>,
+        columns: Vec<Col>,
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
@@ -562,17 +652,17 @@ impl Flattener<'_> {
 
     /// Puts one cell in `row`, refusing a column name the destination cannot take and a second
     /// value for a column (two source fields that canonicalise alike).
-    fn put(&self, row: &mut Row, column: &str, cell: Cell) -> Result<(), String> {
+    fn put(&self, row: &mut Row, column: &Col, cell: Cell) -> Result<(), String> {
         self.rules.check_column(column)?;
         if row.contains_key(column) {
             return Err(format!("Field collision on {column}"));
         }
-        row.insert(column.to_owned(), cell);
+        row.insert(column.clone(), cell);
         Ok(())
     }
 
     /// An object or array loaded as one text column holding its JSON.
-    fn put_json(&self, row: &mut Row, column: &str, value: &Value) -> Result<(), String> {
+    fn put_json(&self, row: &mut Row, column: &Col, value: &Value) -> Result<(), String> {
         let json = serde_json::to_string(value)
             .map_err(|e| format!("the value of {column} cannot be written as JSON: {e}"))?;
         self.put(row, column, Cell::Text(json))
@@ -586,7 +676,7 @@ impl Flattener<'_> {
     fn value_into(
         &mut self,
         row: &mut Row,
-        column: &str,
+        column: &Col,
         value: &Value,
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
@@ -613,7 +703,7 @@ impl Flattener<'_> {
                 let loaded = self
                     .rules
                     .check_table(&table)
-                    .and_then(|()| self.array(table, items, schema.and_then(items_schema), ctx));
+                    .and_then(|()| self.array(Col::from(table), items, schema.and_then(items_schema), ctx));
                 if loaded.is_err() {
                     self.tables.truncate(tables_len);
                     return self.put_json(row, column, value);
@@ -632,23 +722,24 @@ impl Flattener<'_> {
     /// its parent then keeps as JSON).
     fn array(
         &mut self,
-        table: String,
+        table: Col,
         items: &[Value],
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
+        let value_column = &*VALUE_COLUMN;
         for (i, item) in items.iter().enumerate() {
             if item.is_null() {
                 continue;
             }
             let mut levels = ctx.levels.clone();
             levels.push(i as i64);
-            let mut row = Row::new();
+            let mut row = Row::default();
             for (k, c) in ctx.source_keys {
-                row.insert(format!("{SOURCE_KEY_PREFIX}{k}"), c.clone());
+                row.insert(k.clone(), c.clone());
             }
             for (n, id) in levels.iter().enumerate() {
-                row.insert(level_column(n), Cell::BigInt(*id));
+                row.insert(level_col(n), Cell::BigInt(*id));
             }
             let sub = Ctx {
                 table: &table,
@@ -667,13 +758,13 @@ impl Flattener<'_> {
                     if flattened.is_err() {
                         row.truncate(row_len);
                         self.tables.truncate(tables_len);
-                        self.put_json(&mut row, VALUE, item)?;
+                        self.put_json(&mut row, value_column, item)?;
                     }
                 }
-                other => self.value_into(&mut row, VALUE, other, schema, &sub)?,
+                other => self.value_into(&mut row, value_column, other, schema, &sub)?,
             }
             for (col, cell) in ctx.system {
-                if col != DELETED_AT {
+                if &**col != DELETED_AT {
                     row.insert(col.clone(), cell.clone());
                 }
             }
@@ -857,19 +948,22 @@ impl Layout {
     /// Checks a record's rows against the layout (with the changes planned so far) and plans the DDL
     /// it needs. Key columns (`keys`, per table) never split: `Err` names the conflict and nothing is
     /// planned for the record.
-    pub fn plan_record(
+    pub fn plan_record<'k>(
         &mut self,
-        rows: &[(String, Row)],
-        keys: &dyn Fn(&str) -> Vec<String>,
+        rows: &[(Col, Row)],
+        keys: &dyn Fn(&str) -> &'k [String],
         ddl: &mut Vec<Ddl>,
     ) -> Result<(), String> {
         // First pass: find key conflicts without mutating.
         for (table, row) in rows {
-            let Some(t) = self.tables.get(table) else { continue };
+            let Some(t) = self.tables.get(&**table) else {
+                continue;
+            };
             for key in keys(table) {
-                if let (Some(cell_ty), Some(st)) =
-                    (row.get(&key).and_then(Cell::column_type), t.columns.get(&key))
-                {
+                if let (Some(cell_ty), Some(st)) = (
+                    row.get(key.as_str()).and_then(Cell::column_type),
+                    t.columns.get(key),
+                ) {
                     if *st != ColumnState::Single(cell_ty) {
                         return Err(format!(
                             "primary key {key} of {table} has a value of another type than its column"
@@ -879,33 +973,31 @@ impl Layout {
             }
         }
         for (table, row) in rows {
-            let typed: Vec<(&String, ColumnType)> = row
+            let typed = row
                 .iter()
-                .filter_map(|(c, v)| v.column_type().or_else(|| system_column_type(c)).map(|t| (c, t)))
-                .collect();
-            let Some(t) = self.tables.get_mut(table) else {
+                .filter_map(|(c, v)| v.column_type().or_else(|| system_column_type(c)).map(|t| (c, t)));
+            let Some(t) = self.tables.get_mut(&**table) else {
                 // A table needs at least one non-null value besides the system columns.
                 let mut layout = TableLayout::default();
-                let columns: Vec<(String, ColumnType)> =
-                    typed.iter().map(|(c, t)| ((*c).clone(), *t)).collect();
+                let columns: Vec<(String, ColumnType)> = typed.map(|(c, t)| (c.to_string(), t)).collect();
                 for (c, ty) in &columns {
                     layout.columns.insert(c.clone(), ColumnState::Single(*ty));
                 }
                 ddl.push(Ddl::CreateTable {
-                    table: table.clone(),
+                    table: table.to_string(),
                     columns,
-                    key: keys(table),
+                    key: keys(table).to_vec(),
                 });
-                self.tables.insert(table.clone(), layout);
+                self.tables.insert(table.to_string(), layout);
                 continue;
             };
             for (base, ty) in typed {
-                match t.columns.get_mut(base) {
+                match t.columns.get_mut(&**base) {
                     None => {
-                        t.columns.insert(base.clone(), ColumnState::Single(ty));
+                        t.columns.insert(base.to_string(), ColumnState::Single(ty));
                         ddl.push(Ddl::AddColumn {
-                            table: table.clone(),
-                            column: base.clone(),
+                            table: table.to_string(),
+                            column: base.to_string(),
                             ty,
                         });
                     }
@@ -914,12 +1006,12 @@ impl Layout {
                         let ColumnState::Single(old) = *st else { continue };
                         *st = ColumnState::Split(vec![old, ty]);
                         ddl.push(Ddl::RenameColumn {
-                            table: table.clone(),
-                            from: base.clone(),
+                            table: table.to_string(),
+                            from: base.to_string(),
                             to: format!("{base}__{}", old.suffix()),
                         });
                         ddl.push(Ddl::AddColumn {
-                            table: table.clone(),
+                            table: table.to_string(),
                             column: format!("{base}__{}", ty.suffix()),
                             ty,
                         });
@@ -928,7 +1020,7 @@ impl Layout {
                         if !ts.contains(&ty) {
                             ts.push(ty);
                             ddl.push(Ddl::AddColumn {
-                                table: table.clone(),
+                                table: table.to_string(),
                                 column: format!("{base}__{}", ty.suffix()),
                                 ty,
                             });
@@ -952,43 +1044,50 @@ impl Layout {
     }
 }
 
-/// Rows for one table, with physical column names, ready to stage.
+/// Rows for one table, with physical column names, ready to stage. The cells are borrowed from
+/// the staged records: nothing is copied between flattening and the warehouse.
 #[derive(Debug, Clone, Default)]
-pub struct TableRows {
+pub struct TableRows<'r> {
     /// Physical columns, in the order of each row's cells.
     pub columns: Vec<(String, ColumnType)>,
     /// Rows; each has one cell per column.
-    pub rows: Vec<Vec<Cell>>,
+    pub rows: Vec<Vec<&'r Cell>>,
 }
 
+/// The cell of a column a row has no value for.
+static NULL_CELL: Cell = Cell::Null;
+
 /// Turns base-named rows into physical rows for one table (after planning).
-pub fn physical_rows<'r>(layout: &TableLayout, rows: impl Iterator<Item = &'r Row>) -> TableRows {
-    let mut index: HashMap<String, usize> = HashMap::new();
+pub fn physical_rows<'r>(layout: &TableLayout, rows: impl Iterator<Item = &'r Row>) -> TableRows<'r> {
+    // (base, type) → physical column index, or `None` for a cell the layout has no column for.
+    let mut index: HashMap<(&'r str, ColumnType), Option<usize>, FastHash> = HashMap::default();
     let mut out = TableRows::default();
-    let mut cells: Vec<Vec<(usize, Cell)>> = Vec::new();
+    let mut cells: Vec<(usize, &'r Cell)> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
     for row in rows {
-        let mut r = Vec::with_capacity(row.len());
         for (base, cell) in row {
             let Some(ty) = cell.column_type() else { continue };
-            let Some(phys) = layout.physical(base, ty) else {
-                continue;
-            };
-            let i = *index.entry(phys.clone()).or_insert_with(|| {
+            let i = *index.entry((&**base, ty)).or_insert_with(|| {
+                let phys = layout.physical(base, ty)?;
                 out.columns.push((phys, ty));
-                out.columns.len() - 1
+                Some(out.columns.len() - 1)
             });
-            r.push((i, cell.clone()));
+            if let Some(i) = i {
+                cells.push((i, cell));
+            }
         }
-        cells.push(r);
+        ends.push(cells.len());
     }
     let width = out.columns.len();
-    out.rows = cells
+    let mut start = 0;
+    out.rows = ends
         .into_iter()
-        .map(|r| {
-            let mut full = vec![Cell::Null; width];
-            for (i, c) in r {
+        .map(|end| {
+            let mut full = vec![&NULL_CELL; width];
+            for &(i, c) in &cells[start..end] {
                 full[i] = c;
             }
+            start = end;
             full
         })
         .collect();
@@ -1001,8 +1100,8 @@ pub fn tables_in<'a>(records: impl Iterator<Item = &'a FlatRecord>) -> Vec<Strin
     let mut out = Vec::new();
     for r in records {
         for (t, _) in &r.rows {
-            if seen.insert(t.as_str()) {
-                out.push(t.clone());
+            if seen.insert(&**t) {
+                out.push(t.to_string());
             }
         }
     }
@@ -1018,6 +1117,8 @@ impl fmt::Display for ColumnType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// The key columns of a table keyed by `id`.
+    static ID_KEY: LazyLock<Vec<String>> = LazyLock::new(|| vec!["id".to_owned()]);
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -1059,7 +1160,7 @@ mod tests {
                    "custom_fields": [{"id": 1, "value": "v", "opts": [true]}], "updated_at": "2024-01-01T00:00:00Z", "price": 3}),
         )
         .unwrap();
-        let tables: Vec<&str> = f.rows.iter().map(|(t, _)| t.as_str()).collect();
+        let tables: Vec<&str> = f.rows.iter().map(|(t, _)| &**t).collect();
         assert_eq!(
             tables,
             [
@@ -1244,8 +1345,8 @@ mod tests {
     fn splits_rename_the_original_column() {
         let mut layout = Layout::default();
         let mut ddl = Vec::new();
-        let no_keys = |_: &str| Vec::new();
-        let row = |v: Cell| vec![("t".to_owned(), Row::from_iter([("age".to_owned(), v)]))];
+        let no_keys = |_: &str| -> &[String] { &[] };
+        let row = |v: Cell| vec![(Col::from("t"), Row::from_iter([(Col::from("age"), v)]))];
         layout
             .plan_record(&row(Cell::BigInt(1)), &no_keys, &mut ddl)
             .unwrap();
@@ -1269,7 +1370,8 @@ mod tests {
         let phys: Vec<String> = t.physical_columns().into_iter().map(|(c, _)| c).collect();
         assert_eq!(phys, ["age__bi", "age__do", "age__st"]);
         assert_eq!(TableLayout::from_physical(t.physical_columns()), *t);
-        let keyed = |_: &str| vec!["age".to_owned()];
+        let age = ["age".to_owned()];
+        let keyed = |_: &str| -> &[String] { &age };
         let mut l2 = Layout::default();
         l2.plan_record(&row(Cell::BigInt(1)), &keyed, &mut ddl).unwrap();
         assert!(l2
@@ -1281,10 +1383,9 @@ mod tests {
     fn null_only_fields_create_nothing() {
         let mut layout = Layout::default();
         let mut ddl = Vec::new();
+        let id = ["id".to_owned()];
         let f = flat(&tickets(), json!({"id": 1, "gone": null, "tags": []})).unwrap();
-        layout
-            .plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl)
-            .unwrap();
+        layout.plan_record(&f.rows, &|_| &id[..], &mut ddl).unwrap();
         assert_eq!(f.rows.len(), 1);
         assert!(!layout.tables["tickets"].columns.contains_key("gone"));
         let rows = physical_rows(&layout.tables["tickets"], f.rows.iter().map(|(_, r)| r));
@@ -1359,11 +1460,11 @@ mod tests {
         for (i, (_, row)) in f.rows.iter().enumerate() {
             for (c, cell) in row {
                 let system = matches!(
-                    c.as_str(),
+                    &**c,
                     EXTRACTED_AT | RECEIVED_AT | BATCHED_AT | SEQUENCE | TABLE_VERSION | SDC_PRIMARY_KEY
                 ) || c.starts_with(SOURCE_KEY_PREFIX)
                     || c.starts_with("_sdc_level_")
-                    || (i == 0 && (c == "id" || c == DELETED_AT));
+                    || (i == 0 && (&**c == "id" || &**c == DELETED_AT));
                 match cell {
                     _ if system => {}
                     Cell::Null => {}
@@ -1423,12 +1524,12 @@ mod tests {
                     // Every scalar lands in exactly one cell, or in one object kept as JSON.
                     prop_assert_eq!(scalars_loaded(&f), scalars(&value) - 1);
                     // The first row is the record's; subtables follow.
-                    prop_assert_eq!(f.rows[0].0.as_str(), "tickets");
+                    prop_assert_eq!(&*f.rows[0].0, "tickets");
                     prop_assert!(f.rows[1..].iter().all(|(t, _)| t.starts_with("tickets__")));
                     // Every name is a loadable identifier, and the layout reads back the same.
                     let mut layout = Layout::default();
                     let mut ddl = Vec::new();
-                    layout.plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl).unwrap();
+                    layout.plan_record(&f.rows, &|_| &ID_KEY[..], &mut ddl).unwrap();
                     for (t, tl) in &layout.tables {
                         prop_assert!(t.len() <= 63, "{}", t);
                         for (c, ty) in tl.physical_columns() {
@@ -1481,7 +1582,7 @@ mod tests {
                 for fields in &records {
                     let r = flat_with(&rules, &record_with_id(fields.clone()));
                     if let Ok(f) = &r {
-                        let planned = layout.plan_record(&f.rows, &|_| vec!["id".to_owned()], &mut ddl);
+                        let planned = layout.plan_record(&f.rows, &|_| &ID_KEY[..], &mut ddl);
                         out.push((r.clone(), planned));
                     } else {
                         out.push((r, Ok(())));
@@ -1499,8 +1600,8 @@ mod tests {
             let mut ddl = Vec::new();
             let cells = [Cell::BigInt(1), Cell::Double(0.5), Cell::Boolean(true), Cell::Timestamp(0), Cell::Text("s".into())];
             for t in &types {
-                let rows = vec![("t".to_owned(), Row::from_iter([("c".to_owned(), cells[*t].clone())]))];
-                layout.plan_record(&rows, &|_| Vec::new(), &mut ddl).unwrap();
+                let rows = vec![(Col::from("t"), Row::from_iter([(Col::from("c"), cells[*t].clone())]))];
+                layout.plan_record(&rows, &|_| &[], &mut ddl).unwrap();
                 let tl = &layout.tables["t"];
                 prop_assert!(tl.physical("c", cells[*t].column_type().unwrap()).is_some());
             }

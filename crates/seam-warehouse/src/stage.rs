@@ -40,7 +40,7 @@ pub struct Stager {
 
 /// One stream's rows for a commit.
 #[derive(Debug, Clone)]
-pub struct StreamLoad {
+pub struct StreamLoad<'r> {
     /// The top-level table.
     pub table: String,
     /// Its key columns (`__sdc_primary_key` for append-only).
@@ -48,14 +48,14 @@ pub struct StreamLoad {
     /// Append-only: never replace an existing row.
     pub append_only: bool,
     /// Top-level rows (one per key).
-    pub rows: TableRows,
+    pub rows: TableRows<'r>,
     /// Subtable rows, per subtable.
-    pub subtables: Vec<(String, TableRows)>,
+    pub subtables: Vec<(String, TableRows<'r>)>,
     /// Every subtable the table has after this commit (their rows for replaced parents are deleted).
     pub all_subtables: Vec<String>,
 }
 
-impl StreamLoad {
+impl StreamLoad<'_> {
     /// The subtable columns that hold the parent key, paired with the parent's key columns.
     pub fn source_key_columns(&self) -> Vec<(String, String)> {
         self.key_columns
@@ -67,11 +67,11 @@ impl StreamLoad {
 
 /// Everything one commit does, in order: DDL, per-stream merges, rejections, version activations.
 #[derive(Debug, Clone, Default)]
-pub struct CommitPlan {
+pub struct CommitPlan<'r> {
     /// Table changes, in order.
     pub ddl: Vec<Ddl>,
     /// Per-stream loads.
-    pub loads: Vec<StreamLoad>,
+    pub loads: Vec<StreamLoad<'r>>,
     /// Records for `_sdc_rejected`.
     pub rejected: Vec<Rejection>,
     /// `(table, version)`: delete rows of other versions from the table and its subtables.
@@ -186,7 +186,7 @@ impl Stager {
     }
 
     /// Plans the commit against `layout`, which it updates to the layout after the DDL.
-    pub fn plan(&self, layout: &mut Layout) -> CommitPlan {
+    pub fn plan(&self, layout: &mut Layout) -> CommitPlan<'_> {
         let mut plan = CommitPlan {
             rejected: self.rejected.clone(),
             ..CommitPlan::default()
@@ -196,18 +196,17 @@ impl Stager {
                 continue;
             };
             let Ok(table) = spec.table.clone() else { continue };
-            let source_keys: Vec<String> = spec
+            let mut sub_keys: Vec<String> = spec
                 .key_columns
                 .iter()
                 .map(|k| format!("{SOURCE_KEY_PREFIX}{k}"))
                 .collect();
-            let keys = |t: &str| -> Vec<String> {
+            sub_keys.extend((0..8).map(level_column));
+            let keys = |t: &str| -> &[String] {
                 if t == table {
-                    spec.key_columns.clone()
+                    &spec.key_columns
                 } else {
-                    let mut k = source_keys.clone();
-                    k.extend((0..8).map(level_column));
-                    k
+                    &sub_keys
                 }
             };
             let mut accepted: Vec<&FlatRecord> = Vec::with_capacity(records.len());
@@ -231,7 +230,7 @@ impl Stager {
             let mut by_sub: BTreeMap<&str, Vec<&crate::flatten::Row>> = BTreeMap::new();
             for rec in &accepted {
                 for (t, row) in &rec.rows[1..] {
-                    by_sub.entry(t.as_str()).or_default().push(row);
+                    by_sub.entry(&**t).or_default().push(row);
                 }
             }
             let mut subtables = Vec::new();

@@ -5,17 +5,22 @@ use super::{DuckDbDestination, DIALECT};
 use crate::flatten::{Cell, TableLayout, TableRows, REJECTED_TABLE};
 use crate::sql::{self, qualified};
 use crate::stage::CommitPlan;
-use duckdb::types::{TimeUnit, Value};
+use duckdb::types::{TimeUnit, ToSql, ToSqlOutput, Value, ValueRef};
 use seam_core::{DestinationError, State};
 
-fn cell_value(c: &Cell) -> Value {
-    match c {
-        Cell::Null => Value::Null,
-        Cell::BigInt(v) => Value::BigInt(*v),
-        Cell::Double(v) => Value::Double(*v),
-        Cell::Boolean(v) => Value::Boolean(*v),
-        Cell::Timestamp(v) => Value::Timestamp(TimeUnit::Microsecond, *v),
-        Cell::Text(v) => Value::Text(v.clone()),
+/// A cell as an appender parameter, text borrowed rather than copied.
+struct CellParam<'c>(&'c Cell);
+
+impl ToSql for CellParam<'_> {
+    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Cell::Null => ValueRef::Null,
+            Cell::BigInt(v) => ValueRef::BigInt(*v),
+            Cell::Double(v) => ValueRef::Double(*v),
+            Cell::Boolean(v) => ValueRef::Boolean(*v),
+            Cell::Timestamp(v) => ValueRef::Timestamp(TimeUnit::Microsecond, *v),
+            Cell::Text(v) => ValueRef::Text(v.as_bytes()),
+        }))
     }
 }
 
@@ -30,9 +35,10 @@ fn append(d: &DuckDbDestination, table: &str, rows: &TableRows) -> Result<(), De
         .appender_to_catalog_and_db(table, &d.catalog, &d.schema)
         .map_err(|e| d.err(e, "opening an appender"))?;
     for row in &rows.rows {
-        let values: Vec<Value> = row.iter().map(cell_value).collect();
-        app.append_row(duckdb::appender_params_from_iter(values))
-            .map_err(|e| d.err(e, "appending a row"))?;
+        app.append_row(duckdb::appender_params_from_iter(
+            row.iter().map(|c| CellParam(c)),
+        ))
+        .map_err(|e| d.err(e, "appending a row"))?;
     }
     app.flush().map_err(|e| d.err(e, "flushing the appender"))
 }

@@ -263,7 +263,7 @@ impl Destination for DuckDbDestination {
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
         let mut layout = self.layout.clone();
-        let plan = self.stager.plan(&mut layout);
+        let mut plan = self.stager.plan(&mut layout);
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(|e| self.err(e, "starting a transaction"))?;
@@ -273,9 +273,11 @@ impl Destination for DuckDbDestination {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     return Err(self.err(e, "committing"));
                 }
+                let report = std::mem::take(&mut plan.report);
+                drop(plan);
                 self.layout = layout;
                 self.stager.clear();
-                Ok(plan.report)
+                Ok(report)
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");

@@ -248,11 +248,18 @@ impl Destination for PostgresDestination {
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
         self.reconnect_if_closed()?;
         let mut layout = self.layout.clone();
-        let plan = self.stager.plan(&mut layout);
-        load::apply(self, &plan, &layout, state)?;
+        // The plan borrows the staged rows while `apply` needs the connection: the stager steps
+        // out for the commit and comes back whatever happens.
+        let stager = std::mem::replace(&mut self.stager, Stager::new(NameRules::POSTGRES, HashSet::new()));
+        let mut plan = stager.plan(&mut layout);
+        let applied = load::apply(self, &plan, &layout, state);
+        let report = std::mem::take(&mut plan.report);
+        drop(plan);
+        self.stager = stager;
+        applied?;
         self.layout = layout;
         self.stager.clear();
-        Ok(plan.report)
+        Ok(report)
     }
 
     fn discard(&mut self) {
