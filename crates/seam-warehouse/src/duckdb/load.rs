@@ -1,10 +1,16 @@
 //! One commit into DuckDB: DDL, appender-loaded staging tables, set-based merges, rejections,
 //! activations and the state, inside the caller's transaction.
+//!
+//! A stream whose batch holds only keys the table does not have yet (a first sync, new tickets)
+//! needs no merge: its rows are appended straight into the table and its subtables. Only the keys
+//! are staged to find that out (or nothing, for a table this commit creates). Subtable rows exist
+//! only for parents the table holds (merges and version activations delete them together), so a
+//! parent that is new has no subtable rows to replace.
 
 use super::{DuckDbDestination, DIALECT};
-use crate::flatten::{Cell, TableLayout, TableRows, REJECTED_TABLE};
+use crate::flatten::{quote_ident, Cell, Ddl, TableLayout, TableRows, REJECTED_TABLE};
 use crate::sql::{self, qualified};
-use crate::stage::CommitPlan;
+use crate::stage::{CommitPlan, StreamLoad};
 use duckdb::types::{TimeUnit, ToSql, ToSqlOutput, Value, ValueRef};
 use seam_core::{DestinationError, State};
 
@@ -29,11 +35,19 @@ pub(crate) fn now_literal() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
-fn append(d: &DuckDbDestination, table: &str, rows: &TableRows) -> Result<(), DestinationError> {
+/// Appends `rows` to `table`. With `named`, the appender fills the rows' columns by name (the
+/// table's other columns get NULL); without, the table has exactly the rows' columns, in order.
+fn append(d: &DuckDbDestination, table: &str, rows: &TableRows, named: bool) -> Result<(), DestinationError> {
     let mut app = d
         .conn
         .appender_to_catalog_and_db(table, &d.catalog, &d.schema)
         .map_err(|e| d.err(e, "opening an appender"))?;
+    if named {
+        for (column, _) in &rows.columns {
+            app.add_column(column)
+                .map_err(|e| d.err(e, "naming an appender column"))?;
+        }
+    }
     for row in &rows.rows {
         app.append_row(duckdb::appender_params_from_iter(
             row.iter().map(|c| CellParam(c)),
@@ -41,6 +55,69 @@ fn append(d: &DuckDbDestination, table: &str, rows: &TableRows) -> Result<(), De
         .map_err(|e| d.err(e, "appending a row"))?;
     }
     app.flush().map_err(|e| d.err(e, "flushing the appender"))
+}
+
+/// True when `table` may already hold one of the keys of `load`'s rows (staged in `keys_table`
+/// for the check); false only when none of them is there. A table this commit creates is empty.
+fn has_any_key(
+    d: &DuckDbDestination,
+    plan: &CommitPlan,
+    load: &StreamLoad,
+    keys_table: &str,
+) -> Result<bool, DestinationError> {
+    let created = plan
+        .ddl
+        .iter()
+        .any(|c| matches!(c, Ddl::CreateTable { table, .. } if *table == load.table));
+    if created {
+        return Ok(false);
+    }
+    let positions: Option<Vec<usize>> = load
+        .key_columns
+        .iter()
+        .map(|k| load.rows.columns.iter().position(|(c, _)| c == k))
+        .collect();
+    let Some(positions) = positions else {
+        return Ok(true);
+    };
+    let keys = TableRows {
+        columns: positions.iter().map(|&i| load.rows.columns[i].clone()).collect(),
+        rows: load
+            .rows
+            .rows
+            .iter()
+            .map(|r| positions.iter().map(|&i| r[i]).collect())
+            .collect(),
+    };
+    let exec = |sql: &str, what: &str| d.conn.execute_batch(sql).map_err(|e| d.err(e, what));
+    exec(
+        &sql::create_stage(&d.schema_sql, keys_table, &keys.columns, &DIALECT, false),
+        "creating a key table",
+    )?;
+    append(d, keys_table, &keys, false)?;
+    let matches = load
+        .key_columns
+        .iter()
+        .map(|k| format!("t.{q} = k.{q}", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let found: bool = d
+        .conn
+        .query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {} t JOIN {} k ON {matches})",
+                qualified(&d.schema_sql, &load.table),
+                qualified(&d.schema_sql, keys_table)
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| d.err(e, "looking for existing keys"))?;
+    exec(
+        &format!("DROP TABLE {}", qualified(&d.schema_sql, keys_table)),
+        "dropping a key table",
+    )?;
+    Ok(found)
 }
 
 pub(super) fn apply(
@@ -54,6 +131,16 @@ pub(super) fn apply(
         exec(&sql::ddl(&d.schema_sql, change, &DIALECT), "changing a table")?;
     }
     for (i, load) in plan.loads.iter().enumerate() {
+        if !has_any_key(d, plan, load, &format!("_sdc_keys_{i}"))
+            .map_err(|e| e.in_table(load.table.clone()))?
+        {
+            for (t, rows) in
+                std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
+            {
+                append(d, t, rows, true).map_err(|e| e.in_table(t.clone()))?;
+            }
+            continue;
+        }
         let stage_name = |t: &str| -> String {
             if t == load.table {
                 format!("_sdc_stage_{i}")
@@ -76,7 +163,7 @@ pub(super) fn apply(
                 "creating a staging table",
             )
             .map_err(|e| e.in_table(t.clone()))?;
-            append(d, &name, rows).map_err(|e| e.in_table(t.clone()))?;
+            append(d, &name, rows, false).map_err(|e| e.in_table(t.clone()))?;
             staged.push(name);
         }
         let win = format!("_sdc_win_{i}");
