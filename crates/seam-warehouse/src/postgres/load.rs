@@ -1,71 +1,111 @@
-//! One commit into PostgreSQL: DDL, `COPY` into temporary staging tables, `INSERT … ON CONFLICT`
+//! One commit into PostgreSQL: DDL, binary `COPY` into temporary staging tables, `INSERT … ON CONFLICT`
 //! merges, rejections, activations and the state, in one transaction.
 
 use super::{PostgresDestination, DIALECT};
 use crate::error::WarehouseError;
-use crate::flatten::{quote_ident, Cell, TableLayout, TableRows, REJECTED_TABLE};
+use crate::flatten::{quote_ident, Cell, ColumnType, TableLayout, TableRows, REJECTED_TABLE};
 use crate::sql::{self, qualified};
 use crate::stage::CommitPlan;
-use seam_core::{DestinationError, ErrorKind, State};
-use std::io::Write;
+use bytes::BytesMut;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{IsNull, ToSql, Type};
+use seam_core::{DestinationError, State};
 
-/// Writes one cell in COPY's text format.
-fn write_cell(out: &mut Vec<u8>, c: &Cell) {
-    match c {
-        Cell::Null => out.extend_from_slice(b"\\N"),
-        Cell::BigInt(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Cell::Double(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Cell::Boolean(v) => out.push(if *v { b't' } else { b'f' }),
-        Cell::Timestamp(us) => match chrono::DateTime::from_timestamp_micros(*us) {
-            Some(t) => {
-                let _ = write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f"));
-            }
-            None => out.extend_from_slice(b"\\N"),
-        },
-        Cell::Text(s) => {
-            for b in s.bytes() {
-                match b {
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    b'\t' => out.extend_from_slice(b"\\t"),
-                    b'\n' => out.extend_from_slice(b"\\n"),
-                    b'\r' => out.extend_from_slice(b"\\r"),
-                    _ => out.push(b),
-                }
-            }
-        }
+/// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00; seam's
+/// [`Cell::Timestamp`] from 1970-01-01 00:00:00 (both UTC, no time zone).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// The PostgreSQL type of a column type, as [`super::type_name`] declares it.
+fn pg_type(t: ColumnType) -> Type {
+    match t {
+        ColumnType::BigInt => Type::INT8,
+        ColumnType::Double => Type::FLOAT8,
+        ColumnType::Boolean => Type::BOOL,
+        ColumnType::Timestamp => Type::TIMESTAMP,
+        ColumnType::Text => Type::TEXT,
     }
 }
 
+/// A cell whose type is not its column's: a bug in the staging plan, never outside input.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a {cell:?} value was staged for a {column} column: the commit plan is inconsistent, please report it"
+)]
+struct CellTypeMismatch {
+    cell: ColumnType,
+    column: Type,
+}
+
+/// A [`Cell`] in PostgreSQL's binary format, for binary `COPY` and array parameters.
+#[derive(Debug)]
+struct PgCell<'a>(&'a Cell);
+
+impl ToSql for PgCell<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let cell = self.0;
+        let Some(cell_type) = cell.column_type() else {
+            return Ok(IsNull::Yes);
+        };
+        if pg_type(cell_type) != *ty {
+            return Err(Box::new(CellTypeMismatch {
+                cell: cell_type,
+                column: ty.clone(),
+            }));
+        }
+        match cell {
+            Cell::Null => Ok(IsNull::Yes),
+            Cell::BigInt(v) => v.to_sql(ty, out),
+            Cell::Double(v) => v.to_sql(ty, out),
+            Cell::Boolean(v) => v.to_sql(ty, out),
+            // Flattening keeps years 1..=9999, far inside both ranges; an overflow cannot happen.
+            Cell::Timestamp(us) => match us.checked_sub(PG_EPOCH_OFFSET_MICROS) {
+                Some(pg) => pg.to_sql(&Type::INT8, out),
+                None => Ok(IsNull::Yes),
+            },
+            Cell::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        [Type::INT8, Type::FLOAT8, Type::BOOL, Type::TIMESTAMP, Type::TEXT].contains(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+type ErrFn<'e> = dyn Fn(postgres::Error, &str) -> DestinationError + 'e;
+
+/// Binary `COPY` of `rows` into `table_sql` (already quoted).
 fn copy_rows(
     tx: &mut postgres::Transaction<'_>,
-    d_err: &dyn Fn(postgres::Error, &str) -> DestinationError,
+    d_err: &ErrFn<'_>,
     table_sql: &str,
     rows: &TableRows,
 ) -> Result<(), DestinationError> {
-    let cols: Vec<String> = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect();
-    let mut writer = tx
-        .copy_in(&format!("COPY {table_sql} ({}) FROM STDIN", cols.join(", ")))
-        .map_err(|e| d_err(e, "starting COPY"))?;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let io_err = |e: std::io::Error| DestinationError::new(ErrorKind::Transient, WarehouseError::Io(e));
-    for row in &rows.rows {
-        for (i, c) in row.iter().enumerate() {
-            if i > 0 {
-                buf.push(b'\t');
-            }
-            write_cell(&mut buf, c);
-        }
-        buf.push(b'\n');
-        if buf.len() >= 60 * 1024 {
-            writer.write_all(&buf).map_err(io_err)?;
-            buf.clear();
-        }
+    if rows.rows.is_empty() {
+        return Ok(());
     }
-    writer.write_all(&buf).map_err(io_err)?;
+    let cols: Vec<String> = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect();
+    let types: Vec<Type> = rows.columns.iter().map(|(_, t)| pg_type(*t)).collect();
+    let writer = tx
+        .copy_in(&format!(
+            "COPY {table_sql} ({}) FROM STDIN (FORMAT binary)",
+            cols.join(", ")
+        ))
+        .map_err(|e| d_err(e, "starting COPY"))?;
+    let mut writer = BinaryCopyInWriter::new(writer, &types);
+    for row in &rows.rows {
+        writer
+            .write_raw(row.iter().map(|c| {
+                let c: &Cell = c;
+                PgCell(c)
+            }))
+            .map_err(|e| d_err(e, "writing COPY rows"))?;
+    }
     writer.finish().map_err(|e| d_err(e, "finishing COPY"))?;
     Ok(())
 }
