@@ -15,10 +15,10 @@ use crate::flatten::{
 };
 use crate::sql::{self, qualified};
 use crate::stage::{CommitPlan, StreamLoad};
-use bytes::BytesMut;
-use postgres::binary_copy::BinaryCopyInWriter;
+use bytes::{BufMut, BytesMut};
 use postgres::types::{IsNull, ToSql, Type};
-use seam_core::{DestinationError, State};
+use seam_core::{DestinationError, ErrorKind, State};
+use std::io::Write;
 
 /// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00; seam's
 /// [`Cell::Timestamp`] from 1970-01-01 00:00:00 (both UTC, no time zone).
@@ -88,7 +88,28 @@ impl ToSql for PgCell<'_> {
 
 type ErrFn<'e> = dyn Fn(postgres::Error, &str) -> DestinationError + 'e;
 
+/// The signature that opens PostgreSQL's binary `COPY` format, then its flags and the length of its
+/// header extension (both zero).
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Bytes buffered before they go to the server.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// A row that cannot be encoded: an internal inconsistency, never outside input (flattening caps
+/// what reaches a cell).
+fn encode_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DestinationError {
+    DestinationError::new(
+        ErrorKind::Internal,
+        WarehouseError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+    )
+}
+
 /// Binary `COPY` of `rows` into `table_sql` (already quoted).
+///
+/// Each value is encoded by the driver's [`ToSql`] (through [`PgCell`]); the framing (signature,
+/// field counts and lengths) is written here into one buffer sent in large chunks, because
+/// `postgres::binary_copy::BinaryCopyInWriter` enters the driver's runtime once per row, which
+/// cost more than encoding the rows (measured with perf on a Zendesk-shaped stream).
 fn copy_rows(
     tx: &mut postgres::Transaction<'_>,
     d_err: &ErrFn<'_>,
@@ -100,21 +121,38 @@ fn copy_rows(
     }
     let cols: Vec<String> = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect();
     let types: Vec<Type> = rows.columns.iter().map(|(_, t)| pg_type(*t)).collect();
-    let writer = tx
+    let width = i16::try_from(types.len())
+        .map_err(|_| encode_error(format!("{} columns do not fit one postgresql row", types.len())))?;
+    let mut writer = tx
         .copy_in(&format!(
             "COPY {table_sql} ({}) FROM STDIN (FORMAT binary)",
             cols.join(", ")
         ))
         .map_err(|e| d_err(e, "starting COPY"))?;
-    let mut writer = BinaryCopyInWriter::new(writer, &types);
+    let io_err = |e: std::io::Error| DestinationError::new(ErrorKind::Transient, WarehouseError::Io(e));
+    let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
+    buf.put_slice(COPY_SIGNATURE);
+    buf.put_i32(0);
+    buf.put_i32(0);
     for row in &rows.rows {
-        writer
-            .write_raw(row.iter().map(|c| {
-                let c: &Cell = c;
-                PgCell(c)
-            }))
-            .map_err(|e| d_err(e, "writing COPY rows"))?;
+        buf.put_i16(width);
+        for (c, ty) in row.iter().zip(&types) {
+            let c: &Cell = c;
+            let at = buf.len();
+            buf.put_i32(-1);
+            if let IsNull::No = PgCell(c).to_sql_checked(ty, &mut buf).map_err(encode_error)? {
+                let len = i32::try_from(buf.len() - at - 4)
+                    .map_err(|_| encode_error("a value longer than 2 GiB does not fit postgresql"))?;
+                buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+        }
+        if buf.len() >= COPY_CHUNK {
+            writer.write_all(&buf).map_err(io_err)?;
+            buf.clear();
+        }
     }
+    buf.put_i16(-1);
+    writer.write_all(&buf).map_err(io_err)?;
     writer.finish().map_err(|e| d_err(e, "finishing COPY"))?;
     Ok(())
 }
@@ -424,4 +462,41 @@ pub(super) fn apply(
             .map_err(|e| err(e, "storing the state"))?;
     }
     tx.commit().map_err(|e| err(e, "committing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(cell: &Cell, ty: &Type) -> Result<Option<Vec<u8>>, String> {
+        let mut buf = BytesMut::new();
+        match PgCell(cell).to_sql_checked(ty, &mut buf) {
+            Ok(IsNull::Yes) => Ok(None),
+            Ok(IsNull::No) => Ok(Some(buf.to_vec())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn timestamps_count_from_postgresqls_epoch() {
+        let at = |us: i64| encode(&Cell::Timestamp(us), &Type::TIMESTAMP).unwrap();
+        assert_eq!(at(PG_EPOCH_OFFSET_MICROS), Some(0i64.to_be_bytes().to_vec()));
+        assert_eq!(at(0), Some((-PG_EPOCH_OFFSET_MICROS).to_be_bytes().to_vec()));
+        assert_eq!(
+            at(i64::MIN),
+            None,
+            "an instant before i64's range is NULL, never a panic"
+        );
+    }
+
+    #[test]
+    fn a_cell_of_another_type_than_its_column_is_an_error() {
+        let err = encode(&Cell::Text("1".into()), &Type::INT8).unwrap_err();
+        assert!(err.contains("staged for a int8 column"), "{err}");
+        assert_eq!(encode(&Cell::Null, &Type::INT8), Ok(None));
+        assert_eq!(
+            encode(&Cell::BigInt(-2), &Type::INT8),
+            Ok(Some((-2i64).to_be_bytes().to_vec()))
+        );
+    }
 }
