@@ -4,4 +4,5 @@
 mod conformance;
 mod duckdb_shared;
 mod harness;
+mod postgres_copy;
 mod postgres_tls;

@@ -1,8 +1,9 @@
 //! PostgreSQL: a real server, one schema per integration.
 //!
-//! Each commit is one transaction: DDL, `COPY` (text format) into temporary staging tables (dropped at
-//! commit), merges with `INSERT … ON CONFLICT` on the table's primary key (`<table>_pkey`, as Stitch
-//! creates it), `_sdc_rejected`, version activations and `_sdc_state`. The blocking `postgres` crate
+//! Each commit is one transaction: DDL, the rows (binary `COPY` straight into the tables when no staged
+//! row loses to a warehouse row, else into temporary staging tables merged with `INSERT … ON CONFLICT`
+//! on the table's primary key, `<table>_pkey` as Stitch creates it; see `load.rs`), `_sdc_rejected`,
+//! version activations and `_sdc_state`. The blocking `postgres` crate
 //! drives the connection (it runs its own private current-thread runtime); a closed connection is
 //! re-opened on the next commit, so a retried commit after a network failure works. The URL's
 //! `sslmode` and `sslrootcert` are honoured (see [`seam_postgres`]); the password never shows in
