@@ -7,11 +7,11 @@
 //! plans the DDL (create, add, split), and hands the destination physical rows per table.
 
 use crate::error::WarehouseError;
-use crate::flatten::Ddl;
 use crate::flatten::{
     flatten_record, level_column, physical_rows, FlatRecord, Layout, NameRules, Rejection, StreamSpec,
     SystemCells, TableRows, SOURCE_KEY_PREFIX,
 };
+use crate::flatten::{Ddl, FastHash};
 use chrono::Utc;
 use indexmap::IndexMap;
 use seam_core::{
@@ -31,7 +31,7 @@ pub struct Stager {
     rules: NameRules,
     forced_append_only: HashSet<String>,
     specs: HashMap<String, StreamSpec>,
-    pending: IndexMap<String, IndexMap<String, FlatRecord>>,
+    pending: IndexMap<String, IndexMap<String, FlatRecord, FastHash>>,
     rejected: Vec<Rejection>,
     activations: Vec<(String, i64)>,
     clock: SequenceClock,
@@ -115,14 +115,10 @@ impl Stager {
 
     /// Stages records, giving each the next sequence.
     pub fn stage(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
-        let sequenced: Vec<SequencedRecord> = records
-            .iter()
-            .map(|r| SequencedRecord {
-                sequence: self.clock.next_sequence(),
-                message: r.clone(),
-            })
-            .collect();
-        self.stage_sequenced(stream, &sequenced)
+        let mut clock = std::mem::take(&mut self.clock);
+        let staged = self.stage_each(stream, records.iter().map(|r| (clock.next_sequence(), r)));
+        self.clock = clock;
+        staged
     }
 
     /// Stages records with the sequences the caller gave them.
@@ -131,6 +127,14 @@ impl Stager {
         stream: &str,
         records: &[SequencedRecord],
     ) -> Result<(), DestinationError> {
+        self.stage_each(stream, records.iter().map(|r| (r.sequence, &r.message)))
+    }
+
+    fn stage_each<'m>(
+        &mut self,
+        stream: &str,
+        records: impl Iterator<Item = (i64, &'m RecordMessage)>,
+    ) -> Result<(), DestinationError> {
         let Some(spec) = self.specs.get(stream) else {
             return Err(input_error(format!(
                 "stream {stream:?} has no SCHEMA yet: send its SCHEMA message before its records"
@@ -138,18 +142,21 @@ impl Stager {
         };
         let batched_at = Utc::now();
         let batch = self.pending.entry(stream.to_owned()).or_default();
-        for r in records {
-            let sys = SystemCells {
-                sequence: r.sequence,
-                batched_at,
-            };
-            match flatten_record(spec, &self.rules, &r.message, &sys) {
-                Ok(flat) => {
+        for (sequence, message) in records {
+            let sys = SystemCells { sequence, batched_at };
+            match flatten_record(spec, &self.rules, message, &sys) {
+                Ok(mut flat) => {
                     self.staged_records += 1;
-                    match batch.get(&flat.key) {
+                    match batch.get_mut(&flat.key) {
                         Some(old) if old.sequence > flat.sequence => {}
-                        _ => {
-                            batch.insert(flat.key.clone(), flat);
+                        Some(old) => {
+                            flat.key.clear();
+                            *old = flat;
+                        }
+                        None => {
+                            // The map holds the key; the staged record need not hold it twice.
+                            let key = std::mem::take(&mut flat.key);
+                            batch.insert(key, flat);
                         }
                     }
                 }

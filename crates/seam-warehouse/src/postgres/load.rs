@@ -209,7 +209,7 @@ impl<'a> KeyArrays<'a> {
             .map(|&p| {
                 rows.clone()
                     .map(|r| {
-                        let c: &Cell = &load.rows.rows[r][p];
+                        let c: &Cell = load.rows.rows[r][p];
                         PgCell(c)
                     })
                     .collect()
@@ -295,7 +295,7 @@ fn probe(
             return Ok(Route::Merge);
         };
         let staged_seq = match rows.rows.get(i).map(|r| {
-            let c: &Cell = &r[seq];
+            let c: &Cell = r[seq];
             c
         }) {
             Some(Cell::BigInt(s)) => *s,
