@@ -848,7 +848,7 @@ pub enum ColumnState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableLayout {
     /// Base column → state, in creation order.
-    pub columns: IndexMap<String, ColumnState>,
+    pub columns: IndexMap<String, ColumnState, FastHash>,
 }
 
 impl TableLayout {
