@@ -56,6 +56,14 @@ pub struct StreamLoad<'r> {
 }
 
 impl StreamLoad<'_> {
+    /// Where each key column sits among the staged top-level columns (`None` when one is missing).
+    pub fn key_positions(&self) -> Option<Vec<usize>> {
+        self.key_columns
+            .iter()
+            .map(|k| self.rows.columns.iter().position(|(c, _)| c == k))
+            .collect()
+    }
+
     /// The subtable columns that hold the parent key, paired with the parent's key columns.
     pub fn source_key_columns(&self) -> Vec<(String, String)> {
         self.key_columns

@@ -72,12 +72,7 @@ fn has_any_key(
     if created {
         return Ok(false);
     }
-    let positions: Option<Vec<usize>> = load
-        .key_columns
-        .iter()
-        .map(|k| load.rows.columns.iter().position(|(c, _)| c == k))
-        .collect();
-    let Some(positions) = positions else {
+    let Some(positions) = load.key_positions() else {
         return Ok(true);
     };
     let keys = TableRows {

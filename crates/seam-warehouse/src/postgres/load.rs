@@ -164,7 +164,7 @@ enum Route {
     /// their subtable rows) of the staged keys in `replaced` (indexes into the top-level rows),
     /// then `COPY` every staged row straight into its table.
     Direct {
-        /// [`key_positions`].
+        /// [`StreamLoad::key_positions`].
         keys: Vec<usize>,
         /// Rows whose key the warehouse holds with an older or equal sequence.
         replaced: Vec<usize>,
@@ -183,16 +183,8 @@ struct KeyArrays<'a> {
     values: Vec<Vec<PgCell<'a>>>,
 }
 
-/// Where each key column sits among the staged top-level columns (`None` when one is missing).
-fn key_positions(load: &StreamLoad) -> Option<Vec<usize>> {
-    load.key_columns
-        .iter()
-        .map(|k| load.rows.columns.iter().position(|(c, _)| c == k))
-        .collect()
-}
-
 impl<'a> KeyArrays<'a> {
-    /// The staged key values of `rows`; `positions` from [`key_positions`].
+    /// The staged key values of `rows`; `positions` from [`StreamLoad::key_positions`].
     fn new(
         load: &'a StreamLoad,
         positions: &[usize],
@@ -267,7 +259,7 @@ fn probe(
     let Some(seq) = rows.columns.iter().position(|(c, _)| c == SEQUENCE) else {
         return Ok(Route::Merge);
     };
-    let Some(positions) = key_positions(load) else {
+    let Some(positions) = load.key_positions() else {
         return Ok(Route::Merge);
     };
     if positions.is_empty() {
