@@ -37,12 +37,13 @@
 //!   array holding a value no column type holds, and for an array whose subtable name would be too
 //!   long: nothing nested ever rejects a record, and nothing is lost.
 
+use crate::json::Json;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use seam_core::schema::{JsonType, Schema};
 use seam_core::singer::parse_time;
 use seam_core::{RecordMessage, SchemaMessage};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -430,8 +431,29 @@ pub struct FlatRecord {
     pub sequence: i64,
     /// The record's JSON, for `_sdc_rejected` should a later check refuse it.
     pub raw: String,
-    /// `(table, row)` pairs.
+    /// `(table, row)` pairs. The system cells are not in the rows: see [`FlatRecord::system`].
     pub rows: Vec<(Col, Row)>,
+    /// The system cells every row of the record ends with, held once for all of them: the
+    /// top-level row has them all, a subtable row all but `_sdc_deleted_at` (kept last).
+    pub system: Vec<(Col, Cell)>,
+}
+
+impl FlatRecord {
+    /// The system cells of row `i` (see [`FlatRecord::system`]).
+    pub fn system_of(&self, i: usize) -> &[(Col, Cell)] {
+        match self.system.last() {
+            Some((c, _)) if i > 0 && &**c == DELETED_AT => &self.system[..self.system.len() - 1],
+            _ => &self.system,
+        }
+    }
+
+    /// Row `i`'s cells, its system cells last.
+    pub fn cells_of(&self, i: usize) -> impl Iterator<Item = (&Col, &Cell)> {
+        self.rows[i]
+            .1
+            .iter()
+            .chain(self.system_of(i).iter().map(|(c, v)| (c, v)))
+    }
 }
 
 /// A record that cannot be loaded, bound for `_sdc_rejected`.
@@ -470,10 +492,12 @@ pub fn flatten_record(
         Ok(t) => Col::from(t.as_str()),
         Err(reason) => return Err(reject(&spec.stream, reason.clone())),
     };
-    let object: Map<String, Value> = match record.value() {
-        Ok(o) => o,
+    let object: Vec<(Cow<'_, str>, Json<'_>)> = match Json::parse(record.record.get()) {
+        Ok(Json::Object(fields)) => fields,
+        Ok(_) => return Err(reject(&table, "record is not a JSON object".to_owned())),
         Err(e) => return Err(reject(&table, format!("record is not a JSON object: {e}"))),
     };
+    let field = |name: &str| object.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let [extracted_at, received_at, batched_at, sequence, table_version, deleted_at, primary_key] =
         &*SYSTEM_COLUMNS;
     let received = DateTime::<Utc>::from_timestamp_nanos(sys.sequence);
@@ -502,7 +526,7 @@ pub fn flatten_record(
     }
     for (prop, col) in spec.key_properties.iter().zip(rules_key_columns(spec, rules)) {
         let col = col.map_err(|r| reject(&table, r))?;
-        let value = object.get(prop).unwrap_or(&Value::Null);
+        let value = field(prop).unwrap_or(&Json::Null);
         let cell = scalar_cell(value, spec.schema.property(prop)).map_err(|r| reject(&table, r))?;
         match cell {
             Some(c) if c != Cell::Null => key_cells.push((Col::from(col), c)),
@@ -531,11 +555,11 @@ pub fn flatten_record(
         cache: &mut cache,
         tables: Vec::new(),
     };
-    let mut top = Row::with_capacity_and_hasher(object.len() + system.len() + 1, FastHash::default());
+    let mut top = Row::with_capacity_and_hasher(object.len() + key_cells.len(), FastHash::default());
     for (col, cell) in &key_cells {
         top.insert(col.clone(), cell.clone());
     }
-    if let Some(v) = object.get(DELETED_AT) {
+    if let Some(v) = field(DELETED_AT) {
         let cell = match v.as_str().map(parse_time) {
             Some(Ok(t)) => Cell::time(t),
             _ if v.is_null() => Cell::Null,
@@ -543,10 +567,12 @@ pub fn flatten_record(
         };
         system.push((deleted_at.clone(), cell));
     }
-    let mut entries: Vec<(&String, &Value)> =
-        object.iter().filter(|(k, _)| k.as_str() != DELETED_AT).collect();
     // Key fields are already in the row under their canonical names.
-    entries.retain(|(k, _)| spec.append_only || !spec.key_properties.contains(k));
+    let entries: Vec<(&str, &Json<'_>)> = object
+        .iter()
+        .filter(|(k, _)| k != DELETED_AT && (spec.append_only || !spec.key_properties.iter().any(|p| p == k)))
+        .map(|(k, v)| (&**k, v))
+        .collect();
     // The record's own fields must each name a column of their own (or the record is rejected);
     // deeper down, an object or array that cannot be flattened is kept whole as JSON instead (see
     // `Flattener::value_into`).
@@ -559,14 +585,10 @@ pub fn flatten_record(
         table: &table,
         levels: Vec::new(),
         source_keys: &source_keys,
-        system: &system,
         claimed: &claimed,
     };
     flat.object_into(&mut top, &entries, columns, Some(&spec.schema), &ctx)
         .map_err(|r| reject(&table, r))?;
-    for (col, cell) in &system {
-        top.insert(col.clone(), cell.clone());
-    }
     let mut rows = vec![(table, top)];
     rows.append(&mut flat.tables);
     Ok(FlatRecord {
@@ -574,6 +596,7 @@ pub fn flatten_record(
         sequence: sys.sequence,
         raw: record.record.get().to_owned(),
         rows,
+        system,
     })
 }
 
@@ -593,7 +616,6 @@ struct Ctx<'a> {
     levels: Vec<i64>,
     /// `(_sdc_source_key_<k>, value)` for each key column of the top-level table.
     source_keys: &'a [(Col, Cell)],
-    system: &'a [(Col, Cell)],
     /// The columns of the record's own fields that a nested column could be named like (those with
     /// `__`; top-level row only): a nested object never takes one, whatever the order of the fields.
     claimed: &'a [Col],
@@ -613,7 +635,7 @@ impl Flattener<'_> {
     fn field_columns(
         &mut self,
         prefix: &str,
-        fields: &[(&String, &Value)],
+        fields: &[(&str, &Json<'_>)],
         claimed: &[Col],
     ) -> Result<Vec<Col>, String> {
         let mut columns: Vec<Col> = Vec::with_capacity(fields.len());
@@ -638,7 +660,7 @@ impl Flattener<'_> {
     fn object_into(
         &mut self,
         row: &mut Row,
-        fields: &[(&String, &Value)],
+        fields: &[(&str, &Json<'_>)],
         columns: Vec<Col>,
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
@@ -662,7 +684,7 @@ impl Flattener<'_> {
     }
 
     /// An object or array loaded as one text column holding its JSON.
-    fn put_json(&self, row: &mut Row, column: &Col, value: &Value) -> Result<(), String> {
+    fn put_json(&self, row: &mut Row, column: &Col, value: &Json<'_>) -> Result<(), String> {
         let json = serde_json::to_string(value)
             .map_err(|e| format!("the value of {column} cannot be written as JSON: {e}"))?;
         self.put(row, column, Cell::Text(json))
@@ -677,16 +699,16 @@ impl Flattener<'_> {
         &mut self,
         row: &mut Row,
         column: &Col,
-        value: &Value,
+        value: &Json<'_>,
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
         match value {
             // NULLs create nothing, but two fields mapping to one column still collide.
-            Value::Null => self.put(row, column, Cell::Null),
-            Value::Object(m) => {
+            Json::Null => self.put(row, column, Cell::Null),
+            Json::Object(m) => {
                 let (row_len, tables_len) = (row.len(), self.tables.len());
-                let fields: Vec<(&String, &Value)> = m.iter().collect();
+                let fields: Vec<(&str, &Json<'_>)> = m.iter().map(|(k, v)| (&**k, v)).collect();
                 let flattened = self
                     .field_columns(column, &fields, ctx.claimed)
                     .and_then(|columns| self.object_into(row, &fields, columns, schema, ctx));
@@ -697,7 +719,7 @@ impl Flattener<'_> {
                 }
                 Ok(())
             }
-            Value::Array(items) => {
+            Json::Array(items) => {
                 let tables_len = self.tables.len();
                 let table = format!("{}__{column}", ctx.table);
                 let loaded = self
@@ -723,7 +745,7 @@ impl Flattener<'_> {
     fn array(
         &mut self,
         table: Col,
-        items: &[Value],
+        items: &[Json<'_>],
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
@@ -745,13 +767,12 @@ impl Flattener<'_> {
                 table: &table,
                 levels,
                 source_keys: ctx.source_keys,
-                system: ctx.system,
                 claimed: &[],
             };
             match item {
-                Value::Object(m) => {
+                Json::Object(m) => {
                     let (row_len, tables_len) = (row.len(), self.tables.len());
-                    let fields: Vec<(&String, &Value)> = m.iter().collect();
+                    let fields: Vec<(&str, &Json<'_>)> = m.iter().map(|(k, v)| (&**k, v)).collect();
                     let flattened = self
                         .field_columns("", &fields, &[])
                         .and_then(|columns| self.object_into(&mut row, &fields, columns, schema, &sub));
@@ -762,11 +783,6 @@ impl Flattener<'_> {
                     }
                 }
                 other => self.value_into(&mut row, value_column, other, schema, &sub)?,
-            }
-            for (col, cell) in ctx.system {
-                if &**col != DELETED_AT {
-                    row.insert(col.clone(), cell.clone());
-                }
             }
             self.tables.push((table.clone(), row));
         }
@@ -794,11 +810,11 @@ fn is_date_time(schema: &Schema) -> bool {
 }
 
 /// The cell for a scalar JSON value; `Ok(None)` for objects and arrays.
-fn scalar_cell(value: &Value, schema: Option<&Schema>) -> Result<Option<Cell>, String> {
+fn scalar_cell(value: &Json<'_>, schema: Option<&Schema>) -> Result<Option<Cell>, String> {
     Ok(Some(match value {
-        Value::Null => Cell::Null,
-        Value::Bool(b) => Cell::Boolean(*b),
-        Value::Number(n) => {
+        Json::Null => Cell::Null,
+        Json::Bool(b) => Cell::Boolean(*b),
+        Json::Number(n) => {
             let number_only = schema.is_some_and(|s| {
                 let t = s.non_null_types();
                 t.contains(&JsonType::Number) && !t.contains(&JsonType::Integer)
@@ -820,15 +836,15 @@ fn scalar_cell(value: &Value, schema: Option<&Schema>) -> Result<Option<Cell>, S
                 }
             }
         }
-        Value::String(s) if s.contains('\0') => {
+        Json::String(s) if s.contains('\0') => {
             return Err("a text value contains a NUL character, which warehouses cannot store".to_owned())
         }
-        Value::String(s) => match schema.filter(|s| is_date_time(s)).map(|_| parse_time(s)) {
+        Json::String(s) => match schema.filter(|s| is_date_time(s)).map(|_| parse_time(s)) {
             // Years outside 1..=9999 do not fit every warehouse's timestamp; they stay text.
             Some(Ok(t)) if (1..=9999).contains(&chrono::Datelike::year(&t)) => Cell::time(t),
-            _ => Cell::Text(s.clone()),
+            _ => Cell::Text(s.to_string()),
         },
-        Value::Object(_) | Value::Array(_) => return Ok(None),
+        Json::Object(_) | Json::Array(_) => return Ok(None),
     }))
 }
 
@@ -950,12 +966,12 @@ impl Layout {
     /// planned for the record.
     pub fn plan_record<'k>(
         &mut self,
-        rows: &[(Col, Row)],
+        record: &FlatRecord,
         keys: &dyn Fn(&str) -> &'k [String],
         ddl: &mut Vec<Ddl>,
     ) -> Result<(), String> {
         // First pass: find key conflicts without mutating.
-        for (table, row) in rows {
+        for (table, row) in &record.rows {
             let Some(t) = self.tables.get(&**table) else {
                 continue;
             };
@@ -972,9 +988,9 @@ impl Layout {
                 }
             }
         }
-        for (table, row) in rows {
-            let typed = row
-                .iter()
+        for (i, (table, _)) in record.rows.iter().enumerate() {
+            let typed = record
+                .cells_of(i)
                 .filter_map(|(c, v)| v.column_type().or_else(|| system_column_type(c)).map(|t| (c, t)));
             let Some(t) = self.tables.get_mut(&**table) else {
                 // A table needs at least one non-null value besides the system columns.
@@ -1057,20 +1073,29 @@ pub struct TableRows<'r> {
 /// The cell of a column a row has no value for.
 static NULL_CELL: Cell = Cell::Null;
 
-/// Turns base-named rows into physical rows for one table (after planning).
-pub fn physical_rows<'r>(layout: &TableLayout, rows: impl Iterator<Item = &'r Row>) -> TableRows<'r> {
+/// Turns base-named rows (each an iterator of its cells, see [`FlatRecord::cells_of`]) into
+/// physical rows for one table (after planning).
+pub fn physical_rows<'r, R>(layout: &TableLayout, rows: impl Iterator<Item = R>) -> TableRows<'r>
+where
+    R: Iterator<Item = (&'r Col, &'r Cell)>,
+{
     // (base, type) → physical column index, or `None` for a cell the layout has no column for.
-    let mut index: HashMap<(&'r str, ColumnType), Option<usize>, FastHash> = HashMap::default();
+    // Rows share their column names, so most cells are found by the name's address; the text is
+    // hashed only the first time an address is seen.
+    let mut by_name: HashMap<(&'r str, ColumnType), Option<usize>, FastHash> = HashMap::default();
+    let mut by_address: HashMap<(*const u8, ColumnType), Option<usize>, FastHash> = HashMap::default();
     let mut out = TableRows::default();
     let mut cells: Vec<(usize, &'r Cell)> = Vec::new();
     let mut ends: Vec<usize> = Vec::new();
     for row in rows {
         for (base, cell) in row {
             let Some(ty) = cell.column_type() else { continue };
-            let i = *index.entry((&**base, ty)).or_insert_with(|| {
-                let phys = layout.physical(base, ty)?;
-                out.columns.push((phys, ty));
-                Some(out.columns.len() - 1)
+            let i = *by_address.entry((base.as_ptr(), ty)).or_insert_with(|| {
+                *by_name.entry((&**base, ty)).or_insert_with(|| {
+                    let phys = layout.physical(base, ty)?;
+                    out.columns.push((phys, ty));
+                    Some(out.columns.len() - 1)
+                })
             });
             if let Some(i) = i {
                 cells.push((i, cell));
@@ -1121,6 +1146,7 @@ mod tests {
     static ID_KEY: LazyLock<Vec<String>> = LazyLock::new(|| vec!["id".to_owned()]);
     use proptest::prelude::*;
     use serde_json::json;
+    use serde_json::{Map, Value};
 
     fn schema_msg(stream: &str, keys: &[&str], schema: Value) -> SchemaMessage {
         SchemaMessage {
@@ -1128,6 +1154,17 @@ mod tests {
             schema: serde_json::from_value(schema).unwrap(),
             key_properties: keys.iter().map(|k| (*k).to_owned()).collect(),
             bookmark_properties: None,
+        }
+    }
+
+    /// A record of one row with one cell and no system cells.
+    fn one_row(table: &str, column: &str, cell: Cell) -> FlatRecord {
+        FlatRecord {
+            key: String::new(),
+            sequence: 0,
+            raw: String::new(),
+            rows: vec![(Col::from(table), Row::from_iter([(Col::from(column), cell)]))],
+            system: Vec::new(),
         }
     }
 
@@ -1180,7 +1217,18 @@ mod tests {
             Cell::Double(3.0),
             "schema says number: integers become doubles"
         );
-        assert_eq!(top[SEQUENCE], Cell::BigInt(1_700_000_000_000_000_000));
+        let sequence = |i: usize| {
+            f.cells_of(i)
+                .find(|(c, _)| &***c == SEQUENCE)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(sequence(0), Some(Cell::BigInt(1_700_000_000_000_000_000)));
+        assert_eq!(
+            sequence(4),
+            sequence(0),
+            "subtable rows carry the record's system cells"
+        );
+        assert!(!top.contains_key(SEQUENCE), "held once per record, not per row");
         assert!(!top.contains_key("tags") && !top.contains_key("custom_fields"));
         let tag1 = &f.rows[2].1;
         assert_eq!(tag1["_sdc_source_key_id"], Cell::BigInt(7));
@@ -1346,7 +1394,7 @@ mod tests {
         let mut layout = Layout::default();
         let mut ddl = Vec::new();
         let no_keys = |_: &str| -> &[String] { &[] };
-        let row = |v: Cell| vec![(Col::from("t"), Row::from_iter([(Col::from("age"), v)]))];
+        let row = |v: Cell| one_row("t", "age", v);
         layout
             .plan_record(&row(Cell::BigInt(1)), &no_keys, &mut ddl)
             .unwrap();
@@ -1385,10 +1433,10 @@ mod tests {
         let mut ddl = Vec::new();
         let id = ["id".to_owned()];
         let f = flat(&tickets(), json!({"id": 1, "gone": null, "tags": []})).unwrap();
-        layout.plan_record(&f.rows, &|_| &id[..], &mut ddl).unwrap();
+        layout.plan_record(&f, &|_| &id[..], &mut ddl).unwrap();
         assert_eq!(f.rows.len(), 1);
         assert!(!layout.tables["tickets"].columns.contains_key("gone"));
-        let rows = physical_rows(&layout.tables["tickets"], f.rows.iter().map(|(_, r)| r));
+        let rows = physical_rows(&layout.tables["tickets"], std::iter::once(f.cells_of(0)));
         assert!(rows.columns.iter().all(|(c, _)| c != "gone"));
     }
 
@@ -1529,7 +1577,7 @@ mod tests {
                     // Every name is a loadable identifier, and the layout reads back the same.
                     let mut layout = Layout::default();
                     let mut ddl = Vec::new();
-                    layout.plan_record(&f.rows, &|_| &ID_KEY[..], &mut ddl).unwrap();
+                    layout.plan_record(&f, &|_| &ID_KEY[..], &mut ddl).unwrap();
                     for (t, tl) in &layout.tables {
                         prop_assert!(t.len() <= 63, "{}", t);
                         for (c, ty) in tl.physical_columns() {
@@ -1582,7 +1630,7 @@ mod tests {
                 for fields in &records {
                     let r = flat_with(&rules, &record_with_id(fields.clone()));
                     if let Ok(f) = &r {
-                        let planned = layout.plan_record(&f.rows, &|_| &ID_KEY[..], &mut ddl);
+                        let planned = layout.plan_record(&f, &|_| &ID_KEY[..], &mut ddl);
                         out.push((r.clone(), planned));
                     } else {
                         out.push((r, Ok(())));
@@ -1600,8 +1648,7 @@ mod tests {
             let mut ddl = Vec::new();
             let cells = [Cell::BigInt(1), Cell::Double(0.5), Cell::Boolean(true), Cell::Timestamp(0), Cell::Text("s".into())];
             for t in &types {
-                let rows = vec![(Col::from("t"), Row::from_iter([(Col::from("c"), cells[*t].clone())]))];
-                layout.plan_record(&rows, &|_| &[], &mut ddl).unwrap();
+                layout.plan_record(&one_row("t", "c", cells[*t].clone()), &|_| &[], &mut ddl).unwrap();
                 let tl = &layout.tables["t"];
                 prop_assert!(tl.physical("c", cells[*t].column_type().unwrap()).is_some());
             }

@@ -15,6 +15,7 @@
 pub mod duckdb;
 pub mod error;
 pub mod flatten;
+pub mod json;
 pub mod postgres;
 pub mod spec;
 pub mod sql;

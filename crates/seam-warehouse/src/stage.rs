@@ -226,7 +226,7 @@ impl Stager {
             };
             let mut accepted: Vec<&FlatRecord> = Vec::with_capacity(records.len());
             for rec in records.values() {
-                match layout.plan_record(&rec.rows, &keys, &mut plan.ddl) {
+                match layout.plan_record(rec, &keys, &mut plan.ddl) {
                     Ok(()) => accepted.push(rec),
                     Err(reason) => plan.rejected.push(Rejection {
                         table_name: table.clone(),
@@ -241,18 +241,22 @@ impl Stager {
             let Some(top_layout) = layout.tables.get(&table) else {
                 continue;
             };
-            let rows = physical_rows(top_layout, accepted.iter().map(|r| &r.rows[0].1));
-            let mut by_sub: BTreeMap<&str, Vec<&crate::flatten::Row>> = BTreeMap::new();
+            let rows = physical_rows(top_layout, accepted.iter().map(|r| r.cells_of(0)));
+            // (record, row) pairs per subtable.
+            let mut by_sub: BTreeMap<&str, Vec<(&FlatRecord, usize)>> = BTreeMap::new();
             for rec in &accepted {
-                for (t, row) in &rec.rows[1..] {
-                    by_sub.entry(&**t).or_default().push(row);
+                for (i, (t, _)) in rec.rows.iter().enumerate().skip(1) {
+                    by_sub.entry(&**t).or_default().push((rec, i));
                 }
             }
             let mut subtables = Vec::new();
             for (t, rows) in by_sub {
                 let Some(tl) = layout.tables.get(t) else { continue };
                 *plan.report.rows.entry(t.to_owned()).or_default() += rows.len() as u64;
-                subtables.push((t.to_owned(), physical_rows(tl, rows.into_iter())));
+                subtables.push((
+                    t.to_owned(),
+                    physical_rows(tl, rows.into_iter().map(|(r, i)| r.cells_of(i))),
+                ));
             }
             *plan.report.rows.entry(table.clone()).or_default() += rows.rows.len() as u64;
             plan.loads.push(StreamLoad {
