@@ -368,27 +368,48 @@ struct ColumnCache {
 type FieldColumns = HashMap<Box<str>, Result<Col, String>, FastHash>;
 
 impl ColumnCache {
-    fn column(&mut self, rules: &NameRules, prefix: &str, name: &str) -> Result<Col, String> {
-        if let Some(found) = self.by_prefix.get(prefix).and_then(|m| m.get(name)) {
-            return found.clone();
+    /// The column each of `names` takes under `prefix`, in order, onto `out` (the prefix is looked
+    /// up once for them all).
+    fn columns<'n>(
+        &mut self,
+        rules: &NameRules,
+        prefix: &str,
+        names: impl Iterator<Item = &'n str>,
+        out: &mut Vec<Result<Col, String>>,
+    ) {
+        let work_out = |name: &str| {
+            rules.canonical_field(name).and_then(|canon| {
+                let column = if prefix.is_empty() {
+                    canon
+                } else {
+                    format!("{prefix}__{canon}")
+                };
+                rules.check_column(&column)?;
+                Ok(Col::from(column))
+            })
+        };
+        if !self.by_prefix.contains_key(prefix) {
+            if self.len >= COLUMN_CACHE_MAX {
+                out.extend(names.map(work_out));
+                return;
+            }
+            self.by_prefix.insert(Col::from(prefix), FieldColumns::default());
         }
-        let column = rules.canonical_field(name).and_then(|canon| {
-            let column = if prefix.is_empty() {
-                canon
-            } else {
-                format!("{prefix}__{canon}")
-            };
-            rules.check_column(&column)?;
-            Ok(Col::from(column))
-        });
-        if self.len < COLUMN_CACHE_MAX {
-            self.len += 1;
-            self.by_prefix
-                .entry(Col::from(prefix))
-                .or_default()
-                .insert(name.into(), column.clone());
+        let Some(known) = self.by_prefix.get_mut(prefix) else {
+            return out.extend(names.map(work_out));
+        };
+        for name in names {
+            if let Some(found) = known.get(name) {
+                out.push(found.clone());
+                continue;
+            }
+            let column = work_out(name);
+            if self.len < COLUMN_CACHE_MAX {
+                self.len += 1;
+                known.insert(name.into(), column.clone());
+            }
+            out.push(column);
         }
-        column
     }
 }
 
@@ -420,7 +441,71 @@ impl StreamSpec {
 }
 
 /// A row: base column name → cell, in first-seen order. Base names are before any type split.
-pub type Row = IndexMap<Col, Cell, FastHash>;
+///
+/// A plain list: rows are small (a record's fields, an element's), built once and read in order, so
+/// a scan that compares lengths first costs less than hashing every name into a map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row(Vec<(Col, Cell)>);
+
+impl Row {
+    /// An empty row with room for `n` cells.
+    pub fn with_capacity(n: usize) -> Row {
+        Row(Vec::with_capacity(n))
+    }
+
+    /// The cell of `column`.
+    pub fn get(&self, column: &str) -> Option<&Cell> {
+        self.0
+            .iter()
+            .find(|(c, _)| c.len() == column.len() && &**c == column)
+            .map(|(_, v)| v)
+    }
+
+    /// True when the row has a cell for `column`.
+    pub fn contains_key(&self, column: &str) -> bool {
+        self.get(column).is_some()
+    }
+
+    /// Adds a cell; the caller makes sure the row has none for `column` yet.
+    pub fn push(&mut self, column: Col, cell: Cell) {
+        self.0.push((column, cell));
+    }
+
+    /// Cells.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True without cells.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Keeps the first `n` cells.
+    pub fn truncate(&mut self, n: usize) {
+        self.0.truncate(n);
+    }
+
+    /// `(column, cell)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Col, &Cell)> {
+        self.0.iter().map(|(c, v)| (c, v))
+    }
+}
+
+impl FromIterator<(Col, Cell)> for Row {
+    fn from_iter<I: IntoIterator<Item = (Col, Cell)>>(iter: I) -> Row {
+        Row(iter.into_iter().collect())
+    }
+}
+
+impl std::ops::Index<&str> for Row {
+    type Output = Cell;
+
+    fn index(&self, column: &str) -> &Cell {
+        self.get(column)
+            .unwrap_or_else(|| panic!("the row has no column {column}"))
+    }
+}
 
 /// One record flattened: its rows, table by table; the first row is the top-level table's.
 #[derive(Debug, Clone, PartialEq)]
@@ -554,10 +639,11 @@ pub fn flatten_record(
         rules,
         cache: &mut cache,
         tables: Vec::new(),
+        levels: Vec::new(),
     };
-    let mut top = Row::with_capacity_and_hasher(object.len() + key_cells.len(), FastHash::default());
+    let mut top = Row::with_capacity(object.len() + key_cells.len());
     for (col, cell) in &key_cells {
-        top.insert(col.clone(), cell.clone());
+        top.push(col.clone(), cell.clone());
     }
     if let Some(v) = field(DELETED_AT) {
         let cell = match v.as_str().map(parse_time) {
@@ -583,7 +669,6 @@ pub fn flatten_record(
     let claimed: Vec<Col> = columns.iter().filter(|c| c.contains("__")).cloned().collect();
     let ctx = Ctx {
         table: &table,
-        levels: Vec::new(),
         source_keys: &source_keys,
         claimed: &claimed,
     };
@@ -613,7 +698,6 @@ fn rules_key_columns<'a>(
 
 struct Ctx<'a> {
     table: &'a Col,
-    levels: Vec<i64>,
     /// `(_sdc_source_key_<k>, value)` for each key column of the top-level table.
     source_keys: &'a [(Col, Cell)],
     /// The columns of the record's own fields that a nested column could be named like (those with
@@ -625,6 +709,8 @@ struct Flattener<'a> {
     rules: &'a NameRules,
     cache: &'a mut ColumnCache,
     tables: Vec<(Col, Row)>,
+    /// The array indexes leading to the element being flattened, outermost first.
+    levels: Vec<i64>,
 }
 
 impl Flattener<'_> {
@@ -638,11 +724,18 @@ impl Flattener<'_> {
         fields: &[(&str, &Json<'_>)],
         claimed: &[Col],
     ) -> Result<Vec<Col>, String> {
+        let mut found = Vec::with_capacity(fields.len());
+        self.cache.columns(
+            self.rules,
+            prefix,
+            fields.iter().map(|(name, _)| *name),
+            &mut found,
+        );
         let mut columns: Vec<Col> = Vec::with_capacity(fields.len());
         // Small objects (the usual case) are checked for duplicates by a scan, large ones by a set.
         let mut seen: HashSet<Col, FastHash> = HashSet::default();
-        for (name, _) in fields {
-            let column = self.cache.column(self.rules, prefix, name)?;
+        for column in found {
+            let column = column?;
             let duplicate = if fields.len() <= 16 {
                 columns.contains(&column)
             } else {
@@ -679,7 +772,7 @@ impl Flattener<'_> {
         if row.contains_key(column) {
             return Err(format!("Field collision on {column}"));
         }
-        row.insert(column.clone(), cell);
+        row.push(column.clone(), cell);
         Ok(())
     }
 
@@ -749,23 +842,38 @@ impl Flattener<'_> {
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
-        let value_column = &*VALUE_COLUMN;
         for (i, item) in items.iter().enumerate() {
             if item.is_null() {
                 continue;
             }
-            let mut levels = ctx.levels.clone();
-            levels.push(i as i64);
-            let mut row = Row::default();
+            // The element's level stays on the stack while its row and nested arrays are built.
+            self.levels.push(i as i64);
+            let row = self.element_row(&table, item, schema, ctx);
+            self.levels.pop();
+            self.tables.push((table.clone(), row?));
+        }
+        Ok(())
+    }
+
+    /// The subtable row of one array element (the element's level on top of `self.levels`).
+    fn element_row(
+        &mut self,
+        table: &Col,
+        item: &Json<'_>,
+        schema: Option<&Schema>,
+        ctx: &Ctx<'_>,
+    ) -> Result<Row, String> {
+        let value_column = &*VALUE_COLUMN;
+        {
+            let mut row = Row::with_capacity(ctx.source_keys.len() + self.levels.len() + 1);
             for (k, c) in ctx.source_keys {
-                row.insert(k.clone(), c.clone());
+                row.push(k.clone(), c.clone());
             }
-            for (n, id) in levels.iter().enumerate() {
-                row.insert(level_col(n), Cell::BigInt(*id));
+            for (n, id) in self.levels.iter().enumerate() {
+                row.push(level_col(n), Cell::BigInt(*id));
             }
             let sub = Ctx {
-                table: &table,
-                levels,
+                table,
                 source_keys: ctx.source_keys,
                 claimed: &[],
             };
@@ -784,9 +892,8 @@ impl Flattener<'_> {
                 }
                 other => self.value_into(&mut row, value_column, other, schema, &sub)?,
             }
-            self.tables.push((table.clone(), row));
+            Ok(row)
         }
-        Ok(())
     }
 }
 
@@ -1506,7 +1613,7 @@ mod tests {
     fn scalars_loaded(f: &FlatRecord) -> usize {
         let mut n = 0;
         for (i, (_, row)) in f.rows.iter().enumerate() {
-            for (c, cell) in row {
+            for (c, cell) in row.iter() {
                 let system = matches!(
                     &**c,
                     EXTRACTED_AT | RECEIVED_AT | BATCHED_AT | SEQUENCE | TABLE_VERSION | SDC_PRIMARY_KEY
