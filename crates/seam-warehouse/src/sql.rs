@@ -96,27 +96,17 @@ pub fn ddl(schema: &str, change: &Ddl, d: &Dialect) -> String {
     }
 }
 
-/// `CREATE TABLE` for a staging table with the given columns.
-pub fn create_stage(
-    schema: &str,
-    stage: &str,
-    columns: &[(String, ColumnType)],
-    d: &Dialect,
-    temp: bool,
-) -> String {
+/// `CREATE TEMP TABLE … ON COMMIT DROP` (PostgreSQL) for a staging table with the given columns.
+pub fn create_stage(stage: &str, columns: &[(String, ColumnType)], d: &Dialect) -> String {
     let cols: Vec<String> = columns
         .iter()
         .map(|(c, t)| format!("{} {}", quote_ident(c), (d.type_name)(*t)))
         .collect();
-    if temp {
-        format!(
-            "CREATE TEMP TABLE {} ({}) ON COMMIT DROP",
-            quote_ident(stage),
-            cols.join(", ")
-        )
-    } else {
-        format!("CREATE TABLE {} ({})", qualified(schema, stage), cols.join(", "))
-    }
+    format!(
+        "CREATE TEMP TABLE {} ({}) ON COMMIT DROP",
+        quote_ident(stage),
+        cols.join(", ")
+    )
 }
 
 /// The statements that merge one stream's staged rows. `stage_of(table)` names a table's staging

@@ -35,12 +35,55 @@ pub(crate) fn now_literal() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
+/// Where a table lives: the integration's schema, or the connection's own temporary catalog.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Schema,
+    Scratch,
+}
+
+/// The catalog of connection-private temporary tables, and its schema.
+const SCRATCH_CATALOG: &str = "temp";
+const SCRATCH_SCHEMA: &str = "main";
+
+/// A scratch table's qualified name.
+///
+/// Key checks, staged rows and merge winners live in temporary tables: they are private to the
+/// destination's connection, never written to the database's WAL or file, and dropped before the
+/// commit ends.
+fn scratch(name: &str) -> String {
+    format!("{SCRATCH_CATALOG}.{SCRATCH_SCHEMA}.{}", quote_ident(name))
+}
+
+/// `CREATE TEMP TABLE` for a scratch table with these columns.
+fn create_scratch(name: &str, columns: &[(String, crate::flatten::ColumnType)]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|(c, t)| format!("{} {}", quote_ident(c), (DIALECT.type_name)(*t)))
+        .collect();
+    format!(
+        "CREATE OR REPLACE TEMP TABLE {} ({})",
+        quote_ident(name),
+        cols.join(", ")
+    )
+}
+
 /// Appends `rows` to `table`. With `named`, the appender fills the rows' columns by name (the
 /// table's other columns get NULL); without, the table has exactly the rows' columns, in order.
-fn append(d: &DuckDbDestination, table: &str, rows: &TableRows, named: bool) -> Result<(), DestinationError> {
+fn append(
+    d: &DuckDbDestination,
+    place: Place,
+    table: &str,
+    rows: &TableRows,
+    named: bool,
+) -> Result<(), DestinationError> {
+    let (catalog, schema) = match place {
+        Place::Schema => (d.catalog.as_str(), d.schema.as_str()),
+        Place::Scratch => (SCRATCH_CATALOG, SCRATCH_SCHEMA),
+    };
     let mut app = d
         .conn
-        .appender_to_catalog_and_db(table, &d.catalog, &d.schema)
+        .appender_to_catalog_and_db(table, catalog, schema)
         .map_err(|e| d.err(e, "opening an appender"))?;
     if named {
         for (column, _) in &rows.columns {
@@ -85,11 +128,8 @@ fn has_any_key(
             .collect(),
     };
     let exec = |sql: &str, what: &str| d.conn.execute_batch(sql).map_err(|e| d.err(e, what));
-    exec(
-        &sql::create_stage(&d.schema_sql, keys_table, &keys.columns, &DIALECT, false),
-        "creating a key table",
-    )?;
-    append(d, keys_table, &keys, false)?;
+    exec(&create_scratch(keys_table, &keys.columns), "creating a key table")?;
+    append(d, Place::Scratch, keys_table, &keys, false)?;
     let matches = load
         .key_columns
         .iter()
@@ -102,14 +142,14 @@ fn has_any_key(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM {} t JOIN {} k ON {matches})",
                 qualified(&d.schema_sql, &load.table),
-                qualified(&d.schema_sql, keys_table)
+                scratch(keys_table)
             ),
             [],
             |r| r.get(0),
         )
         .map_err(|e| d.err(e, "looking for existing keys"))?;
     exec(
-        &format!("DROP TABLE {}", qualified(&d.schema_sql, keys_table)),
+        &format!("DROP TABLE {}", scratch(keys_table)),
         "dropping a key table",
     )?;
     Ok(found)
@@ -132,7 +172,7 @@ pub(super) fn apply(
             for (t, rows) in
                 std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
             {
-                append(d, t, rows, true).map_err(|e| e.in_table(t.clone()))?;
+                append(d, Place::Schema, t, rows, true).map_err(|e| e.in_table(t.clone()))?;
             }
             continue;
         }
@@ -153,25 +193,22 @@ pub(super) fn apply(
             std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
         {
             let name = stage_name(t);
-            exec(
-                &sql::create_stage(&d.schema_sql, &name, &rows.columns, &DIALECT, false),
-                "creating a staging table",
-            )
-            .map_err(|e| e.in_table(t.clone()))?;
-            append(d, &name, rows, false).map_err(|e| e.in_table(t.clone()))?;
+            exec(&create_scratch(&name, &rows.columns), "creating a staging table")
+                .map_err(|e| e.in_table(t.clone()))?;
+            append(d, Place::Scratch, &name, rows, false).map_err(|e| e.in_table(t.clone()))?;
             staged.push(name);
         }
         let win = format!("_sdc_win_{i}");
         let empty = TableLayout::default();
         let target_layout = layout.tables.get(&load.table).unwrap_or(&empty);
-        let stage_of = |t: &str| qualified(&d.schema_sql, &stage_name(t));
+        let stage_of = |t: &str| scratch(&stage_name(t));
         for stmt in sql::merge(
             &d.schema_sql,
             load,
             target_layout,
             &stage_of,
-            &qualified(&d.schema_sql, &win),
-            &format!("CREATE TABLE {}", qualified(&d.schema_sql, &win)),
+            &scratch(&win),
+            &format!("CREATE OR REPLACE TEMP TABLE {}", quote_ident(&win)),
             &DIALECT,
         ) {
             exec(&stmt, "merging rows").map_err(|e| e.in_table(load.table.clone()))?;
@@ -179,7 +216,7 @@ pub(super) fn apply(
         staged.push(win);
         for name in staged {
             exec(
-                &format!("DROP TABLE {}", qualified(&d.schema_sql, &name)),
+                &format!("DROP TABLE {}", scratch(&name)),
                 "dropping a staging table",
             )?;
         }

@@ -372,7 +372,7 @@ fn merge_staged(
         std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
     {
         let name = stage_name(t);
-        tx.batch_execute(&sql::create_stage(schema, &name, &rows.columns, &DIALECT, true))
+        tx.batch_execute(&sql::create_stage(&name, &rows.columns, &DIALECT))
             .map_err(|e| err(e, "creating a staging table").in_table(t.clone()))?;
         copy_rows(tx, err, &quote_ident(&name), rows).map_err(|e| e.in_table(t.clone()))?;
     }
