@@ -350,6 +350,12 @@ pub struct StreamSpec {
     pub schema: Schema,
     /// The columns its fields were found to take (shared by clones of the spec).
     columns: Arc<Mutex<ColumnCache>>,
+    /// The top-level table's name, shared by every row of the stream.
+    table_col: Option<Col>,
+    /// The column of each key property, or why it cannot be one.
+    key_cols: Vec<Result<Col, String>>,
+    /// The subtable columns holding the top-level key (`_sdc_source_key_<k>`), one per key cell.
+    source_key_cols: Vec<Col>,
 }
 
 /// Most `(prefix, field)` pairs a stream's [`ColumnCache`] remembers: memory stays bounded for a
@@ -428,14 +434,32 @@ impl StreamSpec {
                 .map(|k| rules.canonical_field(k).unwrap_or_else(|_| k.clone()))
                 .collect()
         };
+        let key_cols: Vec<Result<Col, String>> = schema
+            .key_properties
+            .iter()
+            .map(|k| {
+                let c = rules.canonical_field(k)?;
+                rules.check_column(&c)?;
+                Ok(Col::from(c))
+            })
+            .collect();
+        let source_key_cols = append_only
+            .then_some(SDC_PRIMARY_KEY)
+            .into_iter()
+            .chain(key_cols.iter().flatten().map(|c| &**c))
+            .map(|k| Col::from(format!("{SOURCE_KEY_PREFIX}{k}")))
+            .collect();
         StreamSpec {
             stream: schema.stream.clone(),
+            table_col: table.as_ref().ok().map(|t| Col::from(t.as_str())),
             table,
             key_properties: schema.key_properties.clone(),
             key_columns,
             append_only,
             schema: schema.schema.clone(),
             columns: Arc::default(),
+            key_cols,
+            source_key_cols,
         }
     }
 }
@@ -561,7 +585,8 @@ pub struct SystemCells {
     pub batched_at: DateTime<Utc>,
 }
 
-/// Flattens one record. `Err` means the record goes to `_sdc_rejected`.
+/// Flattens one record. `Err` means the record goes to `_sdc_rejected`. `rules` are the ones `spec`
+/// was built with.
 pub fn flatten_record(
     spec: &StreamSpec,
     rules: &NameRules,
@@ -573,9 +598,10 @@ pub fn flatten_record(
         reason,
         record: record.record.get().to_owned(),
     };
-    let table: Col = match &spec.table {
-        Ok(t) => Col::from(t.as_str()),
-        Err(reason) => return Err(reject(&spec.stream, reason.clone())),
+    let table: Col = match (&spec.table, &spec.table_col) {
+        (Ok(_), Some(t)) => t.clone(),
+        (Err(reason), _) => return Err(reject(&spec.stream, reason.clone())),
+        (Ok(t), None) => Col::from(t.as_str()),
     };
     let object: Vec<(Cow<'_, str>, Json<'_>)> = match Json::parse(record.record.get()) {
         Ok(Json::Object(fields)) => fields,
@@ -609,12 +635,12 @@ pub fn flatten_record(
         );
         key_cells.push((primary_key.clone(), Cell::Text(id.to_string())));
     }
-    for (prop, col) in spec.key_properties.iter().zip(rules_key_columns(spec, rules)) {
-        let col = col.map_err(|r| reject(&table, r))?;
+    for (prop, col) in spec.key_properties.iter().zip(&spec.key_cols) {
+        let col = col.clone().map_err(|r| reject(&table, r))?;
         let value = field(prop).unwrap_or(&Json::Null);
         let cell = scalar_cell(value, spec.schema.property(prop)).map_err(|r| reject(&table, r))?;
         match cell {
-            Some(c) if c != Cell::Null => key_cells.push((Col::from(col), c)),
+            Some(c) if c != Cell::Null => key_cells.push((col, c)),
             _ => {
                 return Err(reject(
                     &table,
@@ -628,10 +654,12 @@ pub fn flatten_record(
         c.key_text(&mut key);
         key.push('\u{1f}');
     }
-    // The subtable columns holding the top-level key, named once per record.
-    let source_keys: Vec<(Col, Cell)> = key_cells
+    // The subtable columns holding the top-level key, named once per stream.
+    let source_keys: Vec<(Col, Cell)> = spec
+        .source_key_cols
         .iter()
-        .map(|(k, c)| (Col::from(format!("{SOURCE_KEY_PREFIX}{k}")), c.clone()))
+        .zip(&key_cells)
+        .map(|(k, (_, c))| (k.clone(), c.clone()))
         .collect();
 
     let mut cache = spec.columns.lock().unwrap_or_else(PoisonError::into_inner);
@@ -682,17 +710,6 @@ pub fn flatten_record(
         raw: record.record.get().to_owned(),
         rows,
         system,
-    })
-}
-
-fn rules_key_columns<'a>(
-    spec: &'a StreamSpec,
-    rules: &'a NameRules,
-) -> impl Iterator<Item = Result<String, String>> + 'a {
-    spec.key_properties.iter().map(move |k| {
-        let c = rules.canonical_field(k)?;
-        rules.check_column(&c)?;
-        Ok(c)
     })
 }
 
@@ -1060,6 +1077,15 @@ pub enum Ddl {
     },
 }
 
+/// What [`Layout::plan_record_with`] learnt about earlier records of a batch: `(table, column, type)`
+/// triples whose cells fit the layout as planned (by the column name's address: the records share
+/// their names, and stay alive while the memo is used).
+#[derive(Debug, Default)]
+pub struct PlanMemo<'r> {
+    tables: HashMap<&'r str, u32, FastHash>,
+    fits: HashSet<(u32, *const u8, ColumnType), FastHash>,
+}
+
 /// Every table a destination holds, keyed by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -1077,8 +1103,43 @@ impl Layout {
         keys: &dyn Fn(&str) -> &'k [String],
         ddl: &mut Vec<Ddl>,
     ) -> Result<(), String> {
-        // First pass: find key conflicts without mutating.
-        for (table, row) in &record.rows {
+        self.plan_record_with(record, keys, ddl, &mut PlanMemo::default())
+    }
+
+    /// [`Layout::plan_record`] for one record of many planned in a row: `memo` remembers the cells
+    /// found to fit already, so the records of a batch, which share their column names, are checked
+    /// against the layout once per column rather than once per cell. Every record planned with one
+    /// memo must stay alive (unmoved) until the memo is dropped.
+    pub fn plan_record_with<'r, 'k>(
+        &mut self,
+        record: &'r FlatRecord,
+        keys: &dyn Fn(&str) -> &'k [String],
+        ddl: &mut Vec<Ddl>,
+        memo: &mut PlanMemo<'r>,
+    ) -> Result<(), String> {
+        // The cells of each row the memo does not know yet, with the row's table number.
+        let mut unknown: Vec<(u32, &'r Col, ColumnType)> = Vec::new();
+        let mut rows_unknown: Vec<(usize, usize)> = Vec::with_capacity(record.rows.len());
+        for (i, (table, _)) in record.rows.iter().enumerate() {
+            let next = memo.tables.len() as u32;
+            let n = *memo.tables.entry(&**table).or_insert(next);
+            let start = unknown.len();
+            for (c, v) in record.cells_of(i) {
+                let Some(ty) = v.column_type().or_else(|| system_column_type(c)) else {
+                    continue;
+                };
+                if !memo.fits.contains(&(n, c.as_ptr(), ty)) {
+                    unknown.push((n, c, ty));
+                }
+            }
+            rows_unknown.push((start, unknown.len()));
+        }
+        // First pass: find key conflicts without mutating. A key cell the memo knows has its
+        // column's type already (key columns never split).
+        for ((table, row), &(start, end)) in record.rows.iter().zip(&rows_unknown) {
+            if start == end {
+                continue;
+            }
             let Some(t) = self.tables.get(&**table) else {
                 continue;
             };
@@ -1096,9 +1157,14 @@ impl Layout {
             }
         }
         for (i, (table, _)) in record.rows.iter().enumerate() {
-            let typed = record
-                .cells_of(i)
-                .filter_map(|(c, v)| v.column_type().or_else(|| system_column_type(c)).map(|t| (c, t)));
+            let (start, end) = rows_unknown[i];
+            if start == end {
+                continue;
+            }
+            for &(n, c, ty) in &unknown[start..end] {
+                memo.fits.insert((n, c.as_ptr(), ty));
+            }
+            let typed = unknown[start..end].iter().map(|&(_, c, ty)| (c, ty));
             let Some(t) = self.tables.get_mut(&**table) else {
                 // A table needs at least one non-null value besides the system columns.
                 let mut layout = TableLayout::default();
@@ -1737,7 +1803,7 @@ mod tests {
                 for fields in &records {
                     let r = flat_with(&rules, &record_with_id(fields.clone()));
                     if let Ok(f) = &r {
-                        let planned = layout.plan_record(&f, &|_| &ID_KEY[..], &mut ddl);
+                        let planned = layout.plan_record(f, &|_| &ID_KEY[..], &mut ddl);
                         out.push((r.clone(), planned));
                     } else {
                         out.push((r, Ok(())));
@@ -1747,6 +1813,48 @@ mod tests {
             };
             let first = run();
             prop_assert_eq!(&first, &run());
+        }
+
+        /// Planning a batch with one memo gives the DDL, layout and rejections planning each record
+        /// alone gives: records flattened with one spec share their names, keys of several types
+        /// and values that split columns included.
+        #[test]
+        fn planning_with_a_memo_plans_the_same(
+            records in prop::collection::vec(
+                (prop::collection::vec((odd_key(), json_value()), 0..5), prop_oneof![Just(json!(1)), Just(json!("1")), Just(json!(2.5))]),
+                1..8,
+            ),
+            fold in any::<bool>(),
+        ) {
+            let rules = rules_for(fold);
+            let s = schema_msg("tickets", &["id"], json!({"type": "object"}));
+            let spec = StreamSpec::new(&s, false, &rules);
+            let sys = SystemCells {
+                sequence: 1_700_000_000_000_000_000,
+                batched_at: DateTime::<Utc>::from_timestamp_nanos(1_700_000_000_000_000_000),
+            };
+            let flats: Vec<FlatRecord> = records
+                .iter()
+                .filter_map(|(fields, id)| {
+                    let mut v = record_with_id(fields.clone());
+                    v["id"] = id.clone();
+                    let rec = RecordMessage::from_value("tickets", &v).unwrap();
+                    flatten_record(&spec, &rules, &rec, &sys).ok()
+                })
+                .collect();
+            let mut sub_keys: Vec<String> = vec![format!("{SOURCE_KEY_PREFIX}id")];
+            sub_keys.extend((0..8).map(level_column));
+            let keys = |t: &str| -> &[String] { if t == "tickets" { &ID_KEY[..] } else { &sub_keys[..] } };
+            let (mut alone, mut batched) = (Layout::default(), Layout::default());
+            let (mut ddl_alone, mut ddl_batched) = (Vec::new(), Vec::new());
+            let mut memo = PlanMemo::default();
+            for f in &flats {
+                let a = alone.plan_record(f, &keys, &mut ddl_alone);
+                let b = batched.plan_record_with(f, &keys, &mut ddl_batched, &mut memo);
+                prop_assert_eq!(a, b);
+            }
+            prop_assert_eq!(ddl_alone, ddl_batched);
+            prop_assert_eq!(alone, batched);
         }
 
         #[test]

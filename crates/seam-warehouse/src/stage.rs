@@ -11,7 +11,7 @@ use crate::flatten::{
     flatten_record, level_column, physical_rows, FlatRecord, Layout, NameRules, Rejection, StreamSpec,
     SystemCells, TableRows, SOURCE_KEY_PREFIX,
 };
-use crate::flatten::{Ddl, FastHash};
+use crate::flatten::{Ddl, FastHash, PlanMemo};
 use chrono::Utc;
 use indexmap::IndexMap;
 use seam_core::{
@@ -225,8 +225,9 @@ impl Stager {
                 }
             };
             let mut accepted: Vec<&FlatRecord> = Vec::with_capacity(records.len());
+            let mut memo = PlanMemo::default();
             for rec in records.values() {
-                match layout.plan_record(rec, &keys, &mut plan.ddl) {
+                match layout.plan_record_with(rec, &keys, &mut plan.ddl, &mut memo) {
                     Ok(()) => accepted.push(rec),
                     Err(reason) => plan.rejected.push(Rejection {
                         table_name: table.clone(),
