@@ -588,6 +588,12 @@ where
             None => Err(stop.timed_out(PART_SOURCE)),
         });
     }
+    // Let go of the warehouse before the run is reported ended: closing DuckDB checkpoints and
+    // removes its WAL, and a reader that opens the file meanwhile fails. Not waited for past a stop's
+    // grace (the close then finishes on its own), nor for a destination an abandoned hop still holds.
+    if stop.bounded(PART_WAREHOUSE, hops.close()).await.is_err() {
+        tracing::warn!("the warehouse connection was still closing when the run ended");
+    }
     progress.set_phase(Phase::Finishing);
     run.load = loaded;
     run
@@ -670,6 +676,17 @@ impl Hops {
         .map_err(|e| join_error(PART_LOADER, e))?;
         self.dest = Some(dest);
         result.map_err(PipelineError::Destination)
+    }
+
+    /// Closes the destination on the blocking pool and waits for it (dropping the future leaves the
+    /// close to finish there on its own).
+    async fn close(&mut self) -> Result<(), PipelineError> {
+        let Some(dest) = self.dest.take() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || drop(dest))
+            .await
+            .map_err(|e| join_error(PART_LOADER, e))
     }
 
     /// Hands `messages` to the loader; returns what got committed.
