@@ -102,8 +102,10 @@ fn committed_position(wh: &Warehouse, streams: &[String]) -> Position {
 /// Kills `seam sync` with SIGKILL again and again, each time after it committed at least once, then
 /// lets it finish: the warehouse equals the truth, and every kill point was consistent.
 async fn kill_nine_at_many_points(wh: Warehouse) {
-    // Slow answers stretch the sync so the kills land during extraction and between commits.
-    let sim = start_sim(400, 7, 15).await;
+    // Slow answers stretch the sync so the kills land during extraction and between commits (the
+    // answers and the account size, not the loader, set the pace: 400 tickets at 15 ms were all loaded
+    // by the third kill once loading got faster).
+    let sim = start_sim(1000, 7, 25).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
     let wh = Arc::new(wh);
