@@ -350,8 +350,8 @@ pub struct StreamSpec {
     pub schema: Schema,
     /// The columns its fields were found to take (shared by clones of the spec).
     columns: Arc<Mutex<ColumnCache>>,
-    /// The top-level table's name, shared by every row of the stream.
-    table_col: Option<Col>,
+    /// The top-level table's name, shared by every row of the stream (or why it has none).
+    table_col: Result<Col, String>,
     /// The column of each key property, or why it cannot be one.
     key_cols: Vec<Result<Col, String>>,
     /// The subtable columns holding the top-level key (`_sdc_source_key_<k>`), one per key cell.
@@ -451,7 +451,7 @@ impl StreamSpec {
             .collect();
         StreamSpec {
             stream: schema.stream.clone(),
-            table_col: table.as_ref().ok().map(|t| Col::from(t.as_str())),
+            table_col: table.clone().map(Col::from),
             table,
             key_properties: schema.key_properties.clone(),
             key_columns,
@@ -479,10 +479,7 @@ impl Row {
 
     /// The cell of `column`.
     pub fn get(&self, column: &str) -> Option<&Cell> {
-        self.0
-            .iter()
-            .find(|(c, _)| c.len() == column.len() && &**c == column)
-            .map(|(_, v)| v)
+        self.0.iter().find(|(c, _)| &**c == column).map(|(_, v)| v)
     }
 
     /// True when the row has a cell for `column`.
@@ -598,10 +595,9 @@ pub fn flatten_record(
         reason,
         record: record.record.get().to_owned(),
     };
-    let table: Col = match (&spec.table, &spec.table_col) {
-        (Ok(_), Some(t)) => t.clone(),
-        (Err(reason), _) => return Err(reject(&spec.stream, reason.clone())),
-        (Ok(t), None) => Col::from(t.as_str()),
+    let table: Col = match &spec.table_col {
+        Ok(t) => t.clone(),
+        Err(reason) => return Err(reject(&spec.stream, reason.clone())),
     };
     let object: Vec<(Cow<'_, str>, Json<'_>)> = match Json::parse(record.record.get()) {
         Ok(Json::Object(fields)) => fields,

@@ -64,6 +64,21 @@ impl StreamLoad<'_> {
             .collect()
     }
 
+    /// The staging table of `table` (the top-level table or one of its subtables) for the `i`-th
+    /// load of a commit.
+    pub fn stage_name(&self, i: usize, table: &str) -> String {
+        if table == self.table {
+            format!("_sdc_stage_{i}")
+        } else {
+            let j = self
+                .subtables
+                .iter()
+                .position(|(s, _)| s == table)
+                .unwrap_or(usize::MAX);
+            format!("_sdc_stage_{i}_{j}")
+        }
+    }
+
     /// The subtable columns that hold the parent key, paired with the parent's key columns.
     pub fn source_key_columns(&self) -> Vec<(String, String)> {
         self.key_columns

@@ -176,18 +176,7 @@ pub(super) fn apply(
             }
             continue;
         }
-        let stage_name = |t: &str| -> String {
-            if t == load.table {
-                format!("_sdc_stage_{i}")
-            } else {
-                let j = load
-                    .subtables
-                    .iter()
-                    .position(|(s, _)| s == t)
-                    .unwrap_or(usize::MAX);
-                format!("_sdc_stage_{i}_{j}")
-            }
-        };
+        let stage_name = |t: &str| load.stage_name(i, t);
         let mut staged = Vec::new();
         for (t, rows) in
             std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))

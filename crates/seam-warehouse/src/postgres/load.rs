@@ -356,18 +356,7 @@ fn merge_staged(
     load: &StreamLoad,
     target_layout: &TableLayout,
 ) -> Result<(), DestinationError> {
-    let stage_name = |t: &str| -> String {
-        if t == load.table {
-            format!("_sdc_stage_{i}")
-        } else {
-            let j = load
-                .subtables
-                .iter()
-                .position(|(s, _)| s == t)
-                .unwrap_or(usize::MAX);
-            format!("_sdc_stage_{i}_{j}")
-        }
-    };
+    let stage_name = |t: &str| load.stage_name(i, t);
     for (t, rows) in
         std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
     {
