@@ -17,14 +17,13 @@
 //! - everything the rules read lives in the metastore (jobs and their times), so the schedule survives
 //!   restarts; jobs left `running` by a dead process are marked failed at start-up.
 //!
-//! Time comes from a [`Clock`]; [`TokioClock`] follows tokio's clock, so tests drive the scheduler
-//! with paused time.
+//! Time comes from the jobs' [`Clock`](crate::clock::Clock); [`TokioClock`](crate::clock::TokioClock)
+//! follows tokio's clock, so tests drive the scheduler with paused time.
 
-use crate::job::{
-    check_usage_thresholds, fail_after_panic, panic_message, run_check, run_job, usage_summary, JobConfig,
-    JobContext, JobProgress,
-};
-use crate::pipeline::Progress;
+use crate::job::{fail_after_panic, run_check, run_job, JobConfig, JobContext};
+use crate::pipeline::{panic_message, Progress};
+use crate::progress::JobProgress;
+use crate::usage::{check_usage_thresholds, usage_summary};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::FutureExt as _;
 use seam_metastore::{
@@ -33,7 +32,6 @@ use seam_metastore::{
 };
 use serde::Serialize;
 use std::collections::HashMap;
-use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,48 +49,6 @@ pub const DEFAULT_FREQUENCY_MINUTES: u32 = 30;
 pub const MAX_BACKOFF_SLOTS: u32 = 16;
 /// Jobs read per integration to decide its schedule and status.
 const RECENT_JOBS: u32 = 20;
-
-/// Wall-clock time for the scheduler and jobs.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// Now, in UTC.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// Wall time that advances with tokio's clock: `base + (tokio now - tokio base)`. Under
-/// `tokio::time::pause` it advances only when the test advances time.
-#[derive(Debug, Clone)]
-pub struct TokioClock {
-    base_wall: DateTime<Utc>,
-    base: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// Starts at the system's current time.
-    pub fn new() -> Self {
-        Self::starting_at(Utc::now())
-    }
-
-    /// Starts at `wall`.
-    pub fn starting_at(wall: DateTime<Utc>) -> Self {
-        TokioClock {
-            base_wall: wall,
-            base: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Default for TokioClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.base);
-        self.base_wall + ChronoDuration::from_std(elapsed).unwrap_or(ChronoDuration::zero())
-    }
-}
 
 /// Why a schedule is invalid. Messages name the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -2,7 +2,8 @@
 
 use seam_core::{Catalog, Destination};
 use seam_metastore::ZENDESK_TYPE;
-use seam_runtime::job::{ConnectorFactory, JobError, SourceSpec};
+use seam_runtime::connector::{ConnectorFactory, SourceSpec};
+use seam_runtime::error::JobError;
 use seam_warehouse::DestinationSpec;
 
 /// Builds `ZendeskSource`s from integration settings and opens the configured warehouse.

@@ -16,7 +16,7 @@ use crate::api::notifications::notification_json;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use seam_metastore::{Metastore, NewNotification};
-use seam_runtime::job::{Notifier, SETTING_WEBHOOK_URL};
+use seam_runtime::notify::{Notifier, SETTING_WEBHOOK_URL};
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

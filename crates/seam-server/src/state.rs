@@ -1,8 +1,9 @@
 //! What every handler shares.
 
 use seam_metastore::{Metastore, SecretCipher};
-use seam_runtime::job::Telemetry;
-use seam_runtime::scheduler::{Clock, Scheduler};
+use seam_runtime::clock::Clock;
+use seam_runtime::scheduler::Scheduler;
+use seam_runtime::telemetry::Telemetry;
 use std::sync::Arc;
 
 /// Shared state of the API; cheap to clone.

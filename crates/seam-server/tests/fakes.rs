@@ -18,7 +18,8 @@ use seam_core::{
     Catalog, CommitReport, Destination, DestinationError, ErrorKind, JsonType, ReadSummary,
     ReplicationMethod, Schema, Source, SourceError, State,
 };
-use seam_runtime::job::{ConnectorFactory, JobError, SourceSpec};
+use seam_runtime::connector::{ConnectorFactory, SourceSpec};
+use seam_runtime::error::JobError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -11,8 +11,9 @@ mod security;
 
 use fakes::FakeFactory;
 use reqwest::StatusCode;
-use seam_runtime::job::ConnectorFactory;
-use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
+use seam_runtime::clock::TokioClock;
+use seam_runtime::connector::ConnectorFactory;
+use seam_runtime::scheduler::SchedulerConfig;
 use seam_server::connectors::DefaultFactory;
 use seam_server::{Service, ServiceConfig};
 use seam_warehouse::DestinationSpec;

@@ -3,8 +3,11 @@
 use crate::fakes::{catalog, FakeFactory};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use seam_metastore::*;
-use seam_runtime::job::{InAppNotifier, JobContext, Telemetry};
-use seam_runtime::scheduler::{Scheduler, SchedulerConfig, TokioClock};
+use seam_runtime::clock::TokioClock;
+use seam_runtime::job::JobContext;
+use seam_runtime::notify::InAppNotifier;
+use seam_runtime::scheduler::{Scheduler, SchedulerConfig};
+use seam_runtime::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +38,7 @@ pub(crate) async fn start_with(
     metastore: Arc<dyn Metastore>,
     factory: FakeFactory,
     now: DateTime<Utc>,
-    notifier: Arc<dyn seam_runtime::job::Notifier>,
+    notifier: Arc<dyn seam_runtime::notify::Notifier>,
 ) -> World {
     let ctx = JobContext {
         metastore: Arc::clone(&metastore),
@@ -318,10 +321,10 @@ async fn graceful_shutdown_and_restart_resume_the_schedule() {
 async fn stop_at_limit_only_when_asked() {
     let m: Arc<dyn Metastore> = Arc::new(SqliteMetastore::open_in_memory().unwrap());
     let id = integration(m.as_ref(), "limited", "acme", |_| {}).await;
-    m.set_setting(seam_runtime::job::SETTING_ROW_LIMIT, "60")
+    m.set_setting(seam_runtime::usage::SETTING_ROW_LIMIT, "60")
         .await
         .unwrap();
-    m.set_setting(seam_runtime::job::SETTING_STOP_AT_LIMIT, "true")
+    m.set_setting(seam_runtime::usage::SETTING_STOP_AT_LIMIT, "true")
         .await
         .unwrap();
     let w = start(Arc::clone(&m), FakeFactory::default(), t0()).await;
@@ -344,7 +347,7 @@ async fn stop_at_limit_only_when_asked() {
         JobStatus::Succeeded
     );
     // Without the flag, replication goes on past the limit.
-    m.set_setting(seam_runtime::job::SETTING_STOP_AT_LIMIT, "false")
+    m.set_setting(seam_runtime::usage::SETTING_STOP_AT_LIMIT, "false")
         .await
         .unwrap();
     w.scheduler.changed();

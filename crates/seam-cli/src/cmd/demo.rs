@@ -4,7 +4,8 @@
 //! demo Zendesk's site prefix, email and API token to type into the Add Integration form.
 
 use anyhow::Context;
-use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
+use seam_runtime::clock::TokioClock;
+use seam_runtime::scheduler::SchedulerConfig;
 use seam_server::connectors::DefaultFactory;
 use seam_server::{Service, ServiceConfig};
 use seam_warehouse::DestinationSpec;

@@ -3,7 +3,8 @@
 
 use super::store::{StoreArgs, POSTGRES_SCHEMA};
 use anyhow::Context;
-use seam_runtime::scheduler::{SchedulerConfig, TokioClock};
+use seam_runtime::clock::TokioClock;
+use seam_runtime::scheduler::SchedulerConfig;
 use seam_server::connectors::{validate_zendesk_base_url, DefaultFactory};
 use seam_server::notify::WebhookPolicy;
 use seam_server::{SecurityConfig, Service, ServiceConfig};

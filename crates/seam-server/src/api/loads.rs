@@ -7,7 +7,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
-use seam_runtime::job::usage_summary;
+use seam_runtime::usage::usage_summary;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ pub async fn list(
         "24h" => (now - Duration::hours(24), None),
         "this_billing" => (this_start, None),
         "prev_billing" => (
-            this_start - Duration::days(seam_runtime::job::BILLING_PERIOD_DAYS),
+            this_start - Duration::days(seam_runtime::usage::BILLING_PERIOD_DAYS),
             Some(this_start),
         ),
         other => {

@@ -7,9 +7,8 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use seam_runtime::job::{
-    usage_summary, DEFAULT_ROW_LIMIT, SETTING_ROW_LIMIT, SETTING_STOP_AT_LIMIT, SETTING_WEBHOOK_URL,
-};
+use seam_runtime::notify::SETTING_WEBHOOK_URL;
+use seam_runtime::usage::{usage_summary, DEFAULT_ROW_LIMIT, SETTING_ROW_LIMIT, SETTING_STOP_AT_LIMIT};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
