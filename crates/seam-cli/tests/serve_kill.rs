@@ -65,7 +65,7 @@ async fn sigterm_stops_serve_within_its_bound_with_a_job_in_progress() {
         api.committed(id, "tickets").await.0 > 0
     })
     .await;
-    slow_down(&sim, 600_000).await;
+    slow_down(&sim, 600_000);
     let current = api
         .wait_for(
             &format!("/v4/sources/{id}/extractions/current"),
@@ -162,7 +162,7 @@ async fn kill_nine_mid_job_then_restart_resumes_from_the_bookmark() {
     // Zendesk changes while seam is down.
     sim.mutate(30);
     sim.advance_clock(61);
-    slow_down(&sim, 0).await;
+    slow_down(&sim, 0);
 
     let log2 = dir.path().join("serve2.log");
     let mut serve = start_serve(&data, &sim, Some(&token), &log2, &args);

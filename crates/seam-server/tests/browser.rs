@@ -134,7 +134,7 @@ impl Stack {
             rate_limits: false,
             ..Default::default()
         };
-        let sim = crate::start_sim(sim_config).await;
+        let sim = seam_test_support::sim::start_sim_with(sim_config).await;
         let data = tempfile::tempdir().unwrap();
         let service = start_service(&data, Some(&sim)).await;
         let base = format!("http://{}", service.addr());
@@ -788,7 +788,7 @@ async fn a_skipped_table_shows_as_succeeded_with_warnings() {
         gated: vec!["sla_policies".to_owned()],
         ..Default::default()
     };
-    let sim = crate::start_sim(sim_config).await;
+    let sim = seam_test_support::sim::start_sim_with(sim_config).await;
     let data = tempfile::tempdir().unwrap();
     let service = start_service(&data, Some(&sim)).await;
     let base = format!("http://{}", service.addr());

@@ -1,14 +1,15 @@
 //! End to end: `zendesk-sim` → the real Zendesk source → the real DuckDB warehouse, driven over the
 //! API, as the "done when" script would.
 
-use crate::{real_connectors, service_config, start_service, start_sim, Api};
+use crate::{real_connectors, service_config, start_service, Api};
 use reqwest::StatusCode;
+use seam_test_support::sim::start_sim_with;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_to_duckdb_over_the_api() {
-    let sim = start_sim(zendesk_sim::SimConfig {
+    let sim = start_sim_with(zendesk_sim::SimConfig {
         tickets: 60,
         ..Default::default()
     })
@@ -137,7 +138,7 @@ fn requests_to(sim: &zendesk_sim::SimHandle, template: &str) -> u64 {
 /// running), and Run Extraction Now works right after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answer_from_zendesk_wedges_a_job() {
-    let sim = start_sim(zendesk_sim::SimConfig {
+    let sim = start_sim_with(zendesk_sim::SimConfig {
         tickets: 40,
         rate_limits: false,
         ..Default::default()
@@ -266,7 +267,7 @@ async fn simulator_to_postgres_through_a_job() {
     let Some(url) = seam_test_support::postgres_url() else {
         return;
     };
-    let sim = start_sim(zendesk_sim::SimConfig {
+    let sim = start_sim_with(zendesk_sim::SimConfig {
         tickets: 30,
         ..Default::default()
     })

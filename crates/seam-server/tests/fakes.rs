@@ -1,5 +1,5 @@
-//! Test doubles: a fake Zendesk-like source whose behaviour is chosen by subdomain, and an in-memory
-//! destination that upserts by primary key and counts subtable rows.
+//! Test doubles: a fake Zendesk-like source whose behaviour is chosen by subdomain, and a factory that
+//! pairs it with seam-test-support's in-memory destination (faults chosen by schema name).
 //!
 //! Subdomains: `badauth` (401), `notadmin` (403), `unknown` (404 account), `offline` (network),
 //! `slow` (each page waits 1 minute of tokio time), `failing` (extraction fails after one page, and
@@ -15,13 +15,13 @@ use async_trait::async_trait;
 use seam_core::catalog::CatalogEntry;
 use seam_core::singer::{Message, RecordMessage, SchemaMessage};
 use seam_core::{
-    Catalog, CommitReport, Destination, DestinationError, ErrorKind, JsonType, ReadSummary,
-    ReplicationMethod, Schema, Source, SourceError, State,
+    Catalog, Destination, ErrorKind, JsonType, ReadSummary, ReplicationMethod, Schema, Source, SourceError,
+    State,
 };
 use seam_runtime::connector::{ConnectorFactory, SourceSpec};
 use seam_runtime::error::JobError;
+use seam_test_support::doubles::{lock, Faults, MemDestination, MemWarehouse};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -37,14 +37,6 @@ pub const PANIC_TEXT: &str = "header value is not visible ASCII";
 pub const GATED_REASON: &str =
     "zendesk answered 403 Forbidden: the account's plan does not include this endpoint";
 
-#[derive(Debug, Default)]
-pub struct MemWarehouse {
-    /// schema -> table -> primary key -> row
-    pub tables: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>,
-    pub states: BTreeMap<String, State>,
-    pub commits: u64,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct FakeFactory {
     pub warehouse: Arc<Mutex<MemWarehouse>>,
@@ -54,13 +46,7 @@ pub struct FakeFactory {
 
 impl FakeFactory {
     pub fn rows(&self, schema: &str, table: &str) -> usize {
-        self.warehouse
-            .lock()
-            .unwrap()
-            .tables
-            .get(schema)
-            .and_then(|t| t.get(table))
-            .map_or(0, BTreeMap::len)
+        lock(&self.warehouse).rows(schema, table)
     }
 }
 
@@ -73,13 +59,19 @@ impl ConnectorFactory for FakeFactory {
     }
 
     fn destination(&self, schema_name: &str) -> Result<Box<dyn Destination>, JobError> {
-        Ok(Box::new(MemDestination {
-            schema: schema_name.to_owned(),
-            warehouse: Arc::clone(&self.warehouse),
-            staged: Vec::new(),
-            keys: BTreeMap::new(),
-            reject_tickets: false,
-        }))
+        let faults = Faults {
+            reject_stream: schema_name.contains("badload").then(|| "tickets".to_owned()),
+            panic_with: schema_name.contains("panicload").then(|| PANIC_TEXT.to_owned()),
+            fail_with: schema_name
+                .contains("ratelimitedwh")
+                .then_some(ErrorKind::RateLimited {
+                    retry_after: Some(Duration::from_secs(60)),
+                }),
+            ..Faults::default()
+        };
+        Ok(Box::new(
+            MemDestination::new(schema_name, &self.warehouse).with_faults(faults),
+        ))
     }
 }
 
@@ -253,95 +245,5 @@ impl Source for FakeSource {
             }
         }
         Ok(summary)
-    }
-}
-
-#[derive(Debug)]
-pub struct MemDestination {
-    schema: String,
-    warehouse: Arc<Mutex<MemWarehouse>>,
-    staged: Vec<(String, Value)>,
-    keys: BTreeMap<String, Vec<String>>,
-    reject_tickets: bool,
-}
-
-impl Destination for MemDestination {
-    fn check(&mut self) -> Result<(), DestinationError> {
-        Ok(())
-    }
-
-    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
-        Ok(self.warehouse.lock().unwrap().states.get(&self.schema).cloned())
-    }
-
-    fn ensure_table(&mut self, schema: &SchemaMessage) -> Result<(), DestinationError> {
-        if schema.stream == "tickets" && self.schema.contains("badload") {
-            self.reject_tickets = true;
-        }
-        self.keys
-            .insert(schema.stream.clone(), schema.key_properties.clone());
-        Ok(())
-    }
-
-    fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
-        if self.reject_tickets && stream == "tickets" {
-            return Err(DestinationError::new(
-                ErrorKind::Schema,
-                "column subject has conflicting types".to_owned(),
-            )
-            .in_table("tickets"));
-        }
-        for r in records {
-            self.staged
-                .push((stream.to_owned(), Value::Object(r.value().unwrap())));
-        }
-        Ok(())
-    }
-
-    fn activate_version(&mut self, _stream: &str, _version: i64) -> Result<(), DestinationError> {
-        Ok(())
-    }
-
-    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
-        if !self.staged.is_empty() && self.schema.contains("panicload") {
-            panic!("{PANIC_TEXT}");
-        }
-        if !self.staged.is_empty() && self.schema.contains("ratelimitedwh") {
-            return Err(DestinationError::new(
-                ErrorKind::RateLimited {
-                    retry_after: Some(Duration::from_secs(60)),
-                },
-                "the warehouse is throttling commits".to_owned(),
-            ));
-        }
-        let mut w = self.warehouse.lock().unwrap();
-        let mut report = CommitReport::default();
-        for (stream, row) in self.staged.drain(..) {
-            let key = row.get("id").map(Value::to_string).unwrap_or_default();
-            if let Some(tags) = row.get("tags").and_then(Value::as_array) {
-                let sub = format!("{stream}__tags");
-                for (i, t) in tags.iter().enumerate() {
-                    w.tables
-                        .entry(self.schema.clone())
-                        .or_default()
-                        .entry(sub.clone())
-                        .or_default()
-                        .insert(format!("{key}/{i}"), t.clone());
-                }
-                *report.rows.entry(sub).or_default() += tags.len() as u64;
-            }
-            w.tables
-                .entry(self.schema.clone())
-                .or_default()
-                .entry(stream.clone())
-                .or_default()
-                .insert(key, row);
-            *report.rows.entry(stream).or_default() += 1;
-        }
-        if let Some(s) = state {
-            w.states.insert(self.schema.clone(), s.clone());
-        }
-        w.commits += 1;
-        Ok(report)
     }
 }

@@ -45,13 +45,6 @@ pub fn real_connectors(warehouse: PathBuf, zendesk: Option<String>) -> Arc<dyn C
     Arc::new(DefaultFactory::new(DestinationSpec::DuckDb(warehouse), zendesk))
 }
 
-/// A simulated Zendesk with `config` on a free loopback port.
-pub async fn start_sim(config: zendesk_sim::SimConfig) -> zendesk_sim::SimHandle {
-    zendesk_sim::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
-
 /// Starts the service; panics when it cannot.
 pub async fn start_service(config: ServiceConfig) -> Service {
     Service::start(config).await.unwrap()

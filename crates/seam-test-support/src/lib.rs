@@ -10,13 +10,23 @@
 //! - [`PostgresServer`]: a PostgreSQL server of a test's own, with TLS (certificates made by the
 //!   `openssl` CLI) or without, for testing `sslmode`.
 //!
-//! Both PostgreSQL servers are started by one piece of code (`cluster.rs`). This crate depends on
-//! no seam crate, so every seam crate can use it.
+//! - [`sim`] (feature `sim`): the Zendesk simulator on a free loopback port, and the config that points
+//!   seam at it.
+//! - [`doubles`] (feature `doubles`): an in-memory warehouse and a destination over it that fails on
+//!   demand.
+//!
+//! Both PostgreSQL servers are started by one piece of code (`cluster.rs`). Without features this
+//! crate depends on no seam crate, so every seam crate can use it; the features bring in seam-core
+//! and zendesk-sim for the crates that test against them.
 
 mod cluster;
+#[cfg(feature = "doubles")]
+pub mod doubles;
 mod postgres;
 mod postgres_tls;
 mod programs;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod skip;
 mod wait;
 

@@ -1,14 +1,15 @@
 //! What the `seam` command's tests share: the simulator and the Zendesk config pointing at it
-//! ([`sim`]), the warehouse and reading it back ([`warehouse`]), comparisons with the simulator's
-//! ground truth ([`truth`]), and `seam sync` / `seam serve` as processes ([`sync`], [`serve`]).
+//! ([`sim`], seam-test-support's), the warehouse and reading it back ([`warehouse`]), comparisons
+//! with the simulator's ground truth ([`truth`]), and `seam sync` / `seam serve` as processes
+//! ([`sync`], [`serve`]).
 //! Waits are seam-test-support's (bounded, naming what they wait for).
 
 pub mod serve;
-pub mod sim;
 pub mod sync;
 pub mod truth;
 pub mod warehouse;
 
+pub use seam_test_support::sim;
 use std::process::Command;
 
 /// The `seam` binary under test, without the environment variables that would point it at

@@ -1,64 +1,22 @@
 //! The loader: ordering, batching, state after commit, retries, bad input.
 
 use seam_core::singer::MessageReader;
-use seam_core::{
-    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, RetryPolicy, SchemaMessage, State,
-};
+use seam_core::{Destination, ErrorKind, RetryPolicy};
 use seam_runtime::loader::{self, Commit, LoadError, LoaderConfig, Numbered};
+use seam_test_support::doubles::{Faults, MemCommit, MemDestination, MemWarehouse};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
-/// An in-memory destination that records what happened and can fail commits.
-#[derive(Debug, Default)]
-struct Fake {
-    staged: BTreeMap<String, u64>,
-    committed: BTreeMap<String, u64>,
-    state: Option<State>,
-    commits: Vec<(u64, Option<State>)>,
-    fail_next: Vec<ErrorKind>,
+/// An in-memory destination of its own warehouse.
+fn fake() -> MemDestination {
+    MemDestination::new("loader", &MemWarehouse::shared())
 }
 
-impl Destination for Fake {
-    fn check(&mut self) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
-        Ok(self.state.clone())
-    }
-    fn ensure_table(&mut self, _: &SchemaMessage) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn write_batch(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
-        *self.staged.entry(stream.to_owned()).or_default() += records.len() as u64;
-        Ok(())
-    }
-    fn activate_version(&mut self, _: &str, _: i64) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
-        if !self.fail_next.is_empty() {
-            let kind = self.fail_next.remove(0);
-            return Err(DestinationError::new(
-                kind,
-                std::io::Error::other("warehouse unreachable"),
-            ));
-        }
-        let mut report = CommitReport::default();
-        let mut n = 0;
-        for (s, c) in std::mem::take(&mut self.staged) {
-            *self.committed.entry(s.clone()).or_default() += c;
-            report.rows.insert(s, c);
-            n += c;
-        }
-        if let Some(s) = state {
-            self.state = Some(s.clone());
-        }
-        self.commits.push((n, state.cloned()));
-        Ok(report)
-    }
-    fn discard(&mut self) {
-        self.staged.clear();
-    }
+/// The same, failing its next commits with `kinds`.
+fn failing(kinds: Vec<ErrorKind>) -> MemDestination {
+    fake().with_faults(Faults {
+        fail_next: kinds,
+        ..Faults::default()
+    })
 }
 
 fn lines(text: &str) -> impl Iterator<Item = Result<Numbered, seam_core::singer::ReadError>> + '_ {
@@ -93,7 +51,7 @@ fn states_are_emitted_only_after_the_rows_before_them_commit() {
             text += &format!("{}\n", state(i));
         }
     }
-    let mut dest = Fake::default();
+    let mut dest = fake();
     let mut emitted: Vec<(Value, u64)> = Vec::new();
     let committed_rows = std::cell::Cell::new(0u64);
     let mut on_commit = |c: Commit<'_>| {
@@ -107,7 +65,11 @@ fn states_are_emitted_only_after_the_rows_before_them_commit() {
     assert_eq!(summary.report.total_rows(), 10);
     // Batches of 3 records: commits after records 3, 6, 9 and at the end.
     assert_eq!(
-        dest.commits.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        dest.warehouse()
+            .commits
+            .iter()
+            .map(MemCommit::total)
+            .collect::<Vec<_>>(),
         vec![3, 3, 3, 1]
     );
     // Each emitted state covers only committed rows: pos <= rows committed when it was emitted.
@@ -134,7 +96,7 @@ fn a_record_before_its_schema_is_an_error_naming_the_line() {
         state(1),
         r#"{"type":"RECORD","stream":"other","record":{}}"#
     );
-    let mut dest = Fake::default();
+    let mut dest = fake();
     let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(100)).unwrap_err();
     assert!(matches!(err, LoadError::BeforeSchema { line: 4, .. }), "{err}");
     assert!(
@@ -143,10 +105,10 @@ fn a_record_before_its_schema_is_an_error_naming_the_line() {
         "{err}"
     );
     assert!(
-        dest.commits.is_empty(),
+        dest.warehouse().commits.is_empty(),
         "nothing of the broken batch is committed"
     );
-    assert_eq!(dest.state, None, "the bookmark stays put");
+    assert_eq!(dest.state(), None, "the bookmark stays put");
 }
 
 #[test]
@@ -159,23 +121,20 @@ fn a_malformed_line_stops_the_load_and_keeps_the_last_committed_bookmark() {
         record(3),
         state(3)
     );
-    let mut dest = Fake::default();
+    let mut dest = fake();
     let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(2)).unwrap_err();
     assert!(err.to_string().starts_with("line 6:"), "{err}");
     // Records 1-2 were a full batch, committed with no state (state 2 arrived after the commit);
     // record 3 and state 2 were in the broken batch: not committed.
-    assert_eq!(dest.committed.get("s"), Some(&2));
-    assert_eq!(dest.state, None);
-    assert!(dest.staged.is_empty(), "the broken batch was discarded");
+    assert_eq!(dest.warehouse().committed_records("s"), 2);
+    assert_eq!(dest.state(), None);
+    assert!(dest.staged() == 0, "the broken batch was discarded");
 }
 
 #[test]
 fn transient_commit_failures_are_retried_fatal_ones_are_not() {
     let text = format!("{SCHEMA}\n{}\n{}\n", record(1), state(1));
-    let mut dest = Fake {
-        fail_next: vec![ErrorKind::Transient, ErrorKind::Transient],
-        ..Fake::default()
-    };
+    let mut dest = failing(vec![ErrorKind::Transient, ErrorKind::Transient]);
     let mut emitted = 0;
     loader::run(
         &mut dest,
@@ -188,21 +147,15 @@ fn transient_commit_failures_are_retried_fatal_ones_are_not() {
     )
     .unwrap();
     assert_eq!(emitted, 1);
-    assert!(dest.state.is_some());
+    assert!(dest.state().is_some());
 
-    let mut dest = Fake {
-        fail_next: vec![ErrorKind::Transient; 10],
-        ..Fake::default()
-    };
+    let mut dest = failing(vec![ErrorKind::Transient; 10]);
     let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(100)).unwrap_err();
     assert!(matches!(err, LoadError::Destination { attempts: 6, .. }), "{err}");
     assert!(err.to_string().contains("bookmark did not move"), "{err}");
-    assert_eq!(dest.state, None);
+    assert_eq!(dest.state(), None);
 
-    let mut dest = Fake {
-        fail_next: vec![ErrorKind::Schema],
-        ..Fake::default()
-    };
+    let mut dest = failing(vec![ErrorKind::Schema]);
     let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(100)).unwrap_err();
     assert!(matches!(err, LoadError::Destination { attempts: 1, .. }), "{err}");
 }
@@ -212,15 +165,12 @@ fn transient_commit_failures_are_retried_fatal_ones_are_not() {
 #[test]
 fn a_stop_ends_the_commit_retry_wait() {
     let text = format!("{SCHEMA}\n{}\n{}\n", record(1), state(1));
-    let mut dest = Fake {
-        fail_next: vec![
-            ErrorKind::RateLimited {
-                retry_after: Some(std::time::Duration::from_secs(60)),
-            };
-            30
-        ],
-        ..Fake::default()
-    };
+    let mut dest = failing(vec![
+        ErrorKind::RateLimited {
+            retry_after: Some(std::time::Duration::from_secs(60)),
+        };
+        30
+    ]);
     let stop = tokio_util::sync::CancellationToken::new();
     let stopper = {
         let stop = stop.clone();
@@ -242,8 +192,8 @@ fn a_stop_ends_the_commit_retry_wait() {
     assert!(err.to_string().contains("bookmark did not move"), "{err}");
     // Generous: the bug waits 60 s before even the second attempt.
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
-    assert_eq!(dest.state, None, "nothing committed");
-    assert!(dest.commits.is_empty());
+    assert_eq!(dest.state(), None, "nothing committed");
+    assert!(dest.warehouse().commits.is_empty());
 }
 
 #[test]
@@ -255,7 +205,7 @@ fn feeds_from_std_and_tokio_channels() {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Numbered, std::io::Error>>(1);
     let feed = msgs.clone();
     let t = std::thread::spawn(move || feed.into_iter().for_each(|m| tx.send(Ok(m)).unwrap()));
-    let mut dest = Fake::default();
+    let mut dest = fake();
     let s = loader::run_blocking(&mut dest, rx, &mut |_| Ok(()), &config(100)).unwrap();
     t.join().unwrap();
     assert_eq!(s.report.total_rows(), 1);
@@ -263,7 +213,7 @@ fn feeds_from_std_and_tokio_channels() {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Numbered, std::io::Error>>(1);
     let loader = std::thread::spawn(move || {
-        let mut dest = Fake::default();
+        let mut dest = fake();
         loader::run(
             &mut dest,
             loader::tokio_receiver(rx),

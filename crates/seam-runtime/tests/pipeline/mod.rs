@@ -6,17 +6,17 @@ use async_trait::async_trait;
 use seam_core::catalog::CatalogEntry;
 use seam_core::singer::{Message, RecordMessage, SchemaMessage};
 use seam_core::{
-    Catalog, CommitReport, Destination, DestinationError, ErrorKind, JsonType, ReadSummary,
-    ReplicationMethod, RetryPolicy, Schema, Source, SourceError, State,
+    Catalog, Destination, DestinationError, ErrorKind, JsonType, ReadSummary, ReplicationMethod, RetryPolicy,
+    Schema, Source, SourceError, State,
 };
 use seam_runtime::loader::{Commit, LoadError, LoaderConfig};
 use seam_runtime::pipeline::{
     self, NoHooks, Phase, PipelineConfig, PipelineError, PipelineHooks, PipelineRun, Progress, Stop,
     PART_LOADER, PART_SOURCE,
 };
+use seam_test_support::doubles::{lock, Faults, MemDestination, MemWarehouse};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -121,89 +121,42 @@ impl Source for FakeSource {
     }
 }
 
-/// What the in-memory warehouse holds.
+/// A shared in-memory warehouse, and the faults the destinations the runs open over it inject.
 #[derive(Debug, Default)]
-struct Warehouse {
-    /// Committed row ids.
-    rows: BTreeMap<u64, ()>,
+struct World {
+    warehouse: Arc<Mutex<MemWarehouse>>,
+    faults: Faults,
+}
+
+impl World {
+    fn failing(faults: Faults) -> World {
+        World {
+            faults,
+            ..World::default()
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemWarehouse> {
+        lock(&self.warehouse)
+    }
+
+    /// Rows of the stream's table.
+    fn rows(&self) -> usize {
+        self.lock().rows(SCHEMA, STREAM)
+    }
+
     /// The committed state.
-    state: Option<State>,
-    /// The state of each commit, in order.
-    commits: Vec<Option<State>>,
-    /// Every commit with rows fails with this kind.
-    fail_with: Option<ErrorKind>,
-    /// Every commit with rows panics.
-    panic_on_commit: bool,
-    /// Commits that failed with `fail_with`.
-    failed_commits: u64,
-}
-
-/// A destination over a shared [`Warehouse`].
-#[derive(Debug)]
-struct Mem {
-    warehouse: Arc<Mutex<Warehouse>>,
-    staged: Vec<u64>,
-}
-
-impl Destination for Mem {
-    fn check(&mut self) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
-        Ok(self.warehouse.lock().unwrap().state.clone())
-    }
-    fn ensure_table(&mut self, _: &SchemaMessage) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn write_batch(&mut self, _: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
-        for r in records {
-            self.staged.push(r.value().unwrap()["id"].as_u64().unwrap());
-        }
-        Ok(())
-    }
-    fn activate_version(&mut self, _: &str, _: i64) -> Result<(), DestinationError> {
-        Ok(())
-    }
-    fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
-        let mut w = self.warehouse.lock().unwrap();
-        if !self.staged.is_empty() {
-            if w.panic_on_commit {
-                panic!("{PANIC_TEXT}");
-            }
-            if let Some(kind) = w.fail_with {
-                w.failed_commits += 1;
-                return Err(DestinationError::new(
-                    kind,
-                    "the warehouse is throttling commits".to_owned(),
-                ));
-            }
-        }
-        let mut report = CommitReport::default();
-        for id in self.staged.drain(..) {
-            w.rows.insert(id, ());
-            *report.rows.entry(STREAM.into()).or_default() += 1;
-        }
-        if let Some(s) = state {
-            w.state = Some(s.clone());
-        }
-        w.commits.push(state.cloned());
-        Ok(report)
-    }
-    fn discard(&mut self) {
-        self.staged.clear();
+    fn state(&self) -> Option<State> {
+        self.lock().states.get(SCHEMA).cloned()
     }
 }
 
-fn opener(
-    warehouse: &Arc<Mutex<Warehouse>>,
-) -> impl FnOnce() -> Result<Box<dyn Destination>, DestinationError> + Send + 'static {
-    let warehouse = Arc::clone(warehouse);
-    move || {
-        Ok(Box::new(Mem {
-            warehouse,
-            staged: Vec::new(),
-        }) as Box<dyn Destination>)
-    }
+/// The warehouse schema the runs load into.
+const SCHEMA: &str = "pipeline";
+
+fn opener(world: &World) -> impl FnOnce() -> Result<Box<dyn Destination>, DestinationError> + Send + 'static {
+    let destination = MemDestination::new(SCHEMA, &world.warehouse).with_faults(world.faults.clone());
+    move || Ok(Box::new(destination) as Box<dyn Destination>)
 }
 
 fn config(batch: usize) -> PipelineConfig {
@@ -251,7 +204,7 @@ impl PipelineHooks for Recorder {
 
 async fn run(
     source: Behaviour,
-    warehouse: &Arc<Mutex<Warehouse>>,
+    world: &World,
     hooks: &mut (dyn PipelineHooks + '_),
     progress: &Progress,
     stop: &Stop,
@@ -260,7 +213,7 @@ async fn run(
     pipeline::run(
         Arc::new(FakeSource(source)),
         catalog(),
-        opener(warehouse),
+        opener(world),
         hooks,
         progress,
         stop,
@@ -273,17 +226,17 @@ async fn run(
 /// long after the stop it returned. Fails, rather than hangs, when the run is wedged.
 async fn stopped_run(
     source: Behaviour,
-    warehouse: &Arc<Mutex<Warehouse>>,
+    world: &Arc<World>,
     config: PipelineConfig,
     ready: impl Fn(&pipeline::ProgressSnapshot) -> bool,
 ) -> (PipelineRun, Duration) {
     let progress = Progress::default();
     let cancel = CancellationToken::new();
     let handle = tokio::spawn({
-        let (warehouse, progress, cancel) = (Arc::clone(warehouse), progress.clone(), cancel.clone());
+        let (world, progress, cancel) = (Arc::clone(world), progress.clone(), cancel.clone());
         async move {
             let stop = Stop::new(cancel, config.stop_grace);
-            run(source, &warehouse, &mut NoHooks, &progress, &stop, &config).await
+            run(source, &world, &mut NoHooks, &progress, &stop, &config).await
         }
     });
     seam_test_support::wait_until_async(
@@ -303,7 +256,7 @@ async fn stopped_run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_resumes_and_resets_with_hooks_and_progress() {
-    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
+    let world = World::default();
     let progress = Progress::default();
     let mut hooks = Recorder {
         progress: Some(progress.clone()),
@@ -313,7 +266,7 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
     // Commits every 15 records: each STATE is made durable with, or after, the rows it covers.
     let report = run(
         Behaviour::Pages(3),
-        &warehouse,
+        &world,
         &mut hooks,
         &progress,
         &stop,
@@ -344,7 +297,7 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
     let mut hooks = Recorder::default();
     let report = run(
         Behaviour::Pages(4),
-        &warehouse,
+        &world,
         &mut hooks,
         &Progress::default(),
         &stop,
@@ -363,10 +316,10 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
         reset_state: true,
         ..config(100)
     };
-    let commits_before = warehouse.lock().unwrap().commits.len();
+    let commits_before = world.lock().commits.len();
     let report = run(
         Behaviour::Pages(2),
-        &warehouse,
+        &world,
         &mut hooks,
         &Progress::default(),
         &stop,
@@ -377,20 +330,16 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
     .unwrap();
     assert_eq!(hooks.started, vec![(None, true)]);
     assert_eq!(report.read.records[STREAM], 20);
-    let w = warehouse.lock().unwrap();
-    assert_eq!(w.commits[commits_before], Some(State::default()));
-    assert_eq!(
-        w.state.as_ref().unwrap().bookmark(STREAM, "pos"),
-        Some(&json!(20))
-    );
+    assert_eq!(world.lock().commits[commits_before].state, Some(State::default()));
+    assert_eq!(world.state().unwrap().bookmark(STREAM, "pos"), Some(&json!(20)));
 }
 
 /// A source that ignores the stop and never returns (`seam sync` on Ctrl-C waited for it forever):
 /// the run ends within the grace, nothing it sent after the last commit is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_ignores_the_stop_is_abandoned_after_the_grace() {
-    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
-    let (run, took) = stopped_run(Behaviour::Stuck, &warehouse, config(1_000), |p| {
+    let world = Arc::new(World::default());
+    let (run, took) = stopped_run(Behaviour::Stuck, &world, config(1_000), |p| {
         p.records_total == PAGE
     })
     .await;
@@ -414,17 +363,16 @@ async fn a_source_that_ignores_the_stop_is_abandoned_after_the_grace() {
         took < Duration::from_secs(10),
         "the run ended {took:?} after the stop"
     );
-    let w = warehouse.lock().unwrap();
-    assert!(w.rows.is_empty(), "records after the last commit are not kept");
-    assert_eq!(w.state, None);
+    assert_eq!(world.rows(), 0, "records after the last commit are not kept");
+    assert_eq!(world.state(), None);
 }
 
 /// A source that ignores the stop and keeps sending: it is abandoned after the grace all the same,
 /// and blamed (not the warehouse call busy loading what it sent when the grace ran out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_keeps_sending_after_the_stop_is_abandoned_after_the_grace() {
-    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
-    let (run, took) = stopped_run(Behaviour::Flood, &warehouse, config(20_000), |p| {
+    let world = Arc::new(World::default());
+    let (run, took) = stopped_run(Behaviour::Flood, &world, config(20_000), |p| {
         p.records_total > 5_000
     })
     .await;
@@ -449,18 +397,18 @@ async fn a_source_that_keeps_sending_after_the_stop_is_abandoned_after_the_grace
 /// nothing of the batch is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_ends_a_commit_retry_wait() {
-    let warehouse = Arc::new(Mutex::new(Warehouse {
+    let world = Arc::new(World::failing(Faults {
         fail_with: Some(ErrorKind::RateLimited {
             retry_after: Some(Duration::from_secs(60)),
         }),
-        ..Warehouse::default()
+        ..Faults::default()
     }));
     let mut config = config(15);
     config.loader.retry = RetryPolicy::default();
     // The stop comes once the first commit failed and its retry wait began.
-    let failed = Arc::clone(&warehouse);
-    let (run, took) = stopped_run(Behaviour::Pages(3), &warehouse, config, move |_| {
-        failed.lock().unwrap().failed_commits > 0
+    let failed = Arc::clone(&world);
+    let (run, took) = stopped_run(Behaviour::Pages(3), &world, config, move |_| {
+        failed.lock().failed_commits > 0
     })
     .await;
     let err = run.load.unwrap_err();
@@ -472,18 +420,18 @@ async fn a_stop_ends_a_commit_retry_wait() {
         took < Duration::from_secs(10),
         "the run ended {took:?} after the stop"
     );
-    assert!(warehouse.lock().unwrap().rows.is_empty());
+    assert_eq!(world.rows(), 0);
 }
 
 /// A panic in the source's read or in the destination ends the run with an error naming the part
 /// (`seam sync` unwound with the source's panic); what was committed before stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_source_or_the_destination_ends_the_run_naming_it() {
-    let warehouse = Arc::new(Mutex::new(Warehouse::default()));
+    let world = World::default();
     let stop = Stop::new(CancellationToken::new(), Duration::from_millis(500));
     let run = run(
         Behaviour::Panics,
-        &warehouse,
+        &world,
         &mut NoHooks,
         &Progress::default(),
         &stop,
@@ -497,19 +445,15 @@ async fn a_panic_in_the_source_or_the_destination_ends_the_run_naming_it() {
     };
     assert_eq!((*part, message.as_str()), (PART_SOURCE, PANIC_TEXT));
     assert!(err.to_string().starts_with("the source panicked: "), "{err}");
-    assert_eq!(
-        warehouse.lock().unwrap().rows.len(),
-        10,
-        "the page sent before the panic is committed"
-    );
+    assert_eq!(world.rows(), 10, "the page sent before the panic is committed");
 
-    let warehouse = Arc::new(Mutex::new(Warehouse {
-        panic_on_commit: true,
-        ..Warehouse::default()
-    }));
+    let world = World::failing(Faults {
+        panic_with: Some(PANIC_TEXT.to_owned()),
+        ..Faults::default()
+    });
     let run = self::run(
         Behaviour::Pages(2),
-        &warehouse,
+        &world,
         &mut NoHooks,
         &Progress::default(),
         &stop,
