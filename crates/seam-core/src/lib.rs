@@ -1,9 +1,11 @@
 //! seam's core: the Singer protocol (messages, catalogs, state, schemas), the integration naming rule,
-//! error kinds with the one retry policy, secrets, and the `Source` and `Destination` traits.
+//! error kinds with the one retry policy, secrets, the `Source` and `Destination` traits, and what a
+//! connector declares about its settings (`ConnectorSpec`).
 //!
 //! No HTTP and no database here: connectors and warehouses depend on this crate, never the reverse.
 
 pub mod catalog;
+pub mod connector;
 pub mod destination;
 pub mod error;
 pub mod naming;
@@ -14,6 +16,7 @@ pub mod source;
 pub mod state;
 
 pub use catalog::{Catalog, CatalogEntry, Inclusion, ReplicationMethod};
+pub use connector::{ConnectorSpec, PropertySpec, PropertyType};
 pub use destination::{
     CommitReport, Destination, DestinationError, LoadMode, SequenceClock, SequencedRecord,
 };

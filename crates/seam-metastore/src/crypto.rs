@@ -22,6 +22,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore as _;
 use seam_core::Secret;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,15 +50,48 @@ pub fn is_legacy(blob: &[u8]) -> bool {
     blob.first() == Some(&LEGACY_VERSION)
 }
 
-/// An integration's credentials, in memory only. `Debug` shows `***` for each secret.
+/// An integration's credentials, in memory only: the connector's secret properties by name (for
+/// Zendesk, `api_token` or `access_token`). `Debug` shows `***` for each value.
+///
+/// Sealed as a JSON object of name → value, which is also what releases before the connector
+/// registry sealed (`{"api_token": …}`, `{"access_token": …}`): their blobs open unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credentials {
-    /// Zendesk API token (used with the integration's email).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_token: Option<Secret>,
-    /// OAuth access token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<Secret>,
+#[serde(transparent)]
+pub struct Credentials(BTreeMap<String, Secret>);
+
+impl Credentials {
+    /// The secret named `name`.
+    pub fn get(&self, name: &str) -> Option<&Secret> {
+        self.0.get(name)
+    }
+
+    /// Sets (or, with `None` or an empty value, removes) the secret named `name`.
+    pub fn set(&mut self, name: &str, value: Option<Secret>) {
+        match value.filter(|v| !v.is_empty()) {
+            Some(v) => {
+                self.0.insert(name.to_owned(), v);
+            }
+            None => {
+                self.0.remove(name);
+            }
+        }
+    }
+
+    /// The same, by value.
+    pub fn with(mut self, name: &str, value: impl Into<Secret>) -> Credentials {
+        self.set(name, Some(value.into()));
+        self
+    }
+
+    /// The secrets' names and values.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Secret)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// True when no secret is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Sealing or opening failed.
@@ -270,10 +304,7 @@ mod tests {
     use super::*;
 
     fn creds() -> Credentials {
-        Credentials {
-            api_token: Some(Secret::new("tok-very-secret")),
-            access_token: None,
-        }
+        Credentials::default().with("api_token", Secret::new("tok-very-secret"))
     }
 
     /// A blob exactly as seam sealed credentials before they were bound to their integration.

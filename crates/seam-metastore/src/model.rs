@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use seam_core::{Catalog, State};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::fmt;
 
 /// An integration's id (Stitch's `source_id`).
@@ -11,17 +12,14 @@ pub type IntegrationId = i64;
 /// A replication job's id.
 pub type JobId = i64;
 
-/// The connector type of every integration seam knows today.
-pub const ZENDESK_TYPE: &str = "platform.zendesk";
-
-/// Non-secret connection and scheduling settings of an integration (Stitch's `properties`).
+/// Non-secret settings of an integration (Stitch's `properties`): the schedule and start date every
+/// integration has, and the connector's own settings as its spec describes them.
+///
+/// Stored as one JSON object: the connector's settings sit beside the schedule's keys, which is also
+/// how releases before the connector registry stored Zendesk's `subdomain` and `email`: their rows
+/// read unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntegrationProperties {
-    /// Zendesk site prefix: `acme` for `acme.zendesk.com`; `[a-z0-9][a-z0-9-]*`.
-    pub subdomain: String,
-    /// The Zendesk user for API-token auth; `None` with OAuth.
-    #[serde(default)]
-    pub email: Option<String>,
     /// Historical start date: incremental streams replicate rows updated at or after it.
     pub start_date: DateTime<Utc>,
     /// Replication frequency in minutes: 30, 60, 180, 360, 720 or 1440.
@@ -32,6 +30,16 @@ pub struct IntegrationProperties {
     /// Quartz cron (6 or 7 fields, UTC); wins over frequency and anchor.
     #[serde(default)]
     pub cron_expression: Option<String>,
+    /// The connector's settings (for Zendesk: `subdomain`, and `email` for API-token sign-in).
+    #[serde(flatten)]
+    pub config: Map<String, Value>,
+}
+
+impl IntegrationProperties {
+    /// The connector setting `key` when it is a string.
+    pub fn config_str(&self, key: &str) -> Option<&str> {
+        self.config.get(key).and_then(Value::as_str)
+    }
 }
 
 /// An integration as stored. Credentials are an opaque sealed blob (see [`crate::crypto`]).
@@ -43,7 +51,7 @@ pub struct Integration {
     pub display_name: String,
     /// The warehouse schema name; immutable; unique among integrations that are not deleted.
     pub name: String,
-    /// Connector type, e.g. [`ZENDESK_TYPE`].
+    /// Connector type, as the connector's spec names it (`platform.zendesk`).
     pub kind: String,
     /// Settings.
     pub properties: IntegrationProperties,

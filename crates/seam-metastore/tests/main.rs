@@ -17,12 +17,14 @@ fn t0() -> DateTime<Utc> {
 
 fn props() -> IntegrationProperties {
     IntegrationProperties {
-        subdomain: "acme".into(),
-        email: Some("agent@example.com".into()),
         start_date: Utc.with_ymd_and_hms(2025, 11, 17, 0, 0, 0).single().unwrap(),
         frequency_in_minutes: 30,
         anchor_time: None,
         cron_expression: None,
+        config: json!({"subdomain": "acme", "email": "agent@example.com"})
+            .as_object()
+            .cloned()
+            .unwrap(),
     }
 }
 
@@ -30,7 +32,7 @@ fn new_integration(name: &str) -> NewIntegration {
     NewIntegration {
         display_name: format!("Display {name}"),
         name: name.into(),
-        kind: ZENDESK_TYPE.into(),
+        kind: "platform.zendesk".into(),
         properties: props(),
         sealed_credentials: vec![1, 2, 3],
         created_at: t0(),
@@ -478,10 +480,7 @@ mod cases {
     }
 
     fn zendesk_credentials(token: &str) -> Credentials {
-        Credentials {
-            api_token: Some(token.into()),
-            access_token: None,
-        }
+        Credentials::default().with("api_token", token)
     }
 
     pub async fn credentials_are_sealed_for_the_new_id(m: &dyn Metastore) {
@@ -604,6 +603,70 @@ async fn sqlite_file_survives_reopen_and_migrations_run_once() {
     assert_eq!(m.get_integration(id).await.unwrap().unwrap().name, "zendesk");
 }
 
+/// A metastore written by the release before the connector registry (`seam serve` at commit 1ff0ee8,
+/// two Zendesk integrations created over the API: one signing in with an email and API token, one
+/// with an OAuth access token; `tests/fixtures/release-0.1`, with its key file) opens with every
+/// setting and credential where the connector registry looks for them.
+#[tokio::test]
+async fn a_metastore_written_before_the_connector_registry_reads_unchanged() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/release-0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metastore.sqlite");
+    std::fs::copy(fixture.join("metastore.sqlite"), &path).unwrap();
+    let key = std::fs::read_to_string(fixture.join(seam_metastore::crypto::KEY_FILE)).unwrap();
+    let cipher = SecretCipher::from_base64(key.trim(), "the fixture's key file").unwrap();
+    let m = SqliteMetastore::open(&path).unwrap();
+    let all = m.list_integrations(false).await.unwrap();
+    assert_eq!(all.len(), 2);
+
+    let token = &all[0];
+    assert_eq!(
+        (token.kind.as_str(), token.name.as_str()),
+        ("platform.zendesk", "stitch_zendesk")
+    );
+    let p = &token.properties;
+    assert_eq!(
+        p.config,
+        *json!({"subdomain": "acme", "email": "admin@acme.test"})
+            .as_object()
+            .unwrap()
+    );
+    assert_eq!(
+        p.start_date,
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().unwrap()
+    );
+    assert_eq!(p.frequency_in_minutes, 60);
+    assert_eq!(p.anchor_time, Utc.with_ymd_and_hms(2024, 1, 1, 2, 30, 0).single());
+    assert_eq!(p.cron_expression, None);
+    let creds = cipher.open(token.id, &token.sealed_credentials).unwrap();
+    assert_eq!(
+        creds.iter().map(|(k, v)| (k, v.expose())).collect::<Vec<_>>(),
+        vec![("api_token", "fixture-api-token")]
+    );
+
+    let oauth = &all[1];
+    assert_eq!(oauth.properties.config_str("subdomain"), Some("globex"));
+    assert_eq!(oauth.properties.config_str("email"), None);
+    assert_eq!(oauth.properties.cron_expression.as_deref(), Some("0 0 3 * * ?"));
+    let creds = cipher.open(oauth.id, &oauth.sealed_credentials).unwrap();
+    assert_eq!(
+        creds.get("access_token").map(|s| s.expose()),
+        Some("fixture-oauth-token")
+    );
+    assert_eq!(creds.get("api_token"), None);
+
+    // Written back as the registry writes it, it reads the same again.
+    let update = IntegrationUpdate {
+        display_name: token.display_name.clone(),
+        properties: token.properties.clone(),
+        sealed_credentials: token.sealed_credentials.clone(),
+        paused_at: None,
+        updated_at: token.updated_at,
+    };
+    let rewritten = m.update_integration(token.id, update).await.unwrap();
+    assert_eq!(rewritten.properties, token.properties);
+}
+
 /// A jobs row written before the `warning_message` column existed.
 const OLD_JOB_STATUS: &str = "succeeded";
 
@@ -722,10 +785,7 @@ fn sealed_credentials_use_a_0600_key_file() {
     }
     let (c2, created) = SecretCipher::load_or_create(dir.path()).unwrap();
     assert!(!created);
-    let creds = Credentials {
-        api_token: Some("s3cret".into()),
-        access_token: None,
-    };
+    let creds = Credentials::default().with("api_token", "s3cret");
     assert_eq!(
         c2.open(1, &c1.seal(1, &creds).unwrap()).unwrap(),
         creds,

@@ -862,12 +862,11 @@ mod tests {
     #[test]
     fn schedule_from_properties_validates() {
         let mut p = IntegrationProperties {
-            subdomain: "acme".into(),
-            email: None,
             start_date: at(0, 0),
             frequency_in_minutes: 30,
             anchor_time: None,
             cron_expression: None,
+            config: serde_json::Map::new(),
         };
         assert_eq!(Schedule::from_properties(&p).expect("ok").kind(), "frequency");
         p.frequency_in_minutes = 45;
@@ -921,12 +920,11 @@ mod tests {
             name: "zendesk".into(),
             kind: "platform.zendesk".into(),
             properties: IntegrationProperties {
-                subdomain: "acme".into(),
-                email: None,
                 start_date: at(0, 0),
                 frequency_in_minutes: 30,
                 anchor_time: None,
                 cron_expression: None,
+                config: serde_json::Map::new(),
             },
             sealed_credentials: Vec::new(),
             paused_at: None,

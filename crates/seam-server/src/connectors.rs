@@ -1,10 +1,10 @@
 //! The production [`ConnectorFactory`]: the Zendesk source and the DuckDB or PostgreSQL warehouse.
 
 use seam_core::{Catalog, Destination};
-use seam_metastore::ZENDESK_TYPE;
 use seam_runtime::connector::{ConnectorFactory, SourceSpec};
 use seam_runtime::error::JobError;
 use seam_warehouse::DestinationSpec;
+use seam_zendesk::spec::TYPE as ZENDESK_TYPE;
 
 /// Builds `ZendeskSource`s from integration settings and opens the configured warehouse.
 ///
@@ -34,6 +34,10 @@ impl DefaultFactory {
 }
 
 impl ConnectorFactory for DefaultFactory {
+    fn connectors(&self) -> Vec<seam_core::ConnectorSpec> {
+        vec![seam_zendesk::spec::connector_spec()]
+    }
+
     fn source(&self, spec: &SourceSpec) -> Result<Box<dyn seam_core::Source>, JobError> {
         if spec.kind != ZENDESK_TYPE {
             return Err(JobError::UnknownType {
@@ -41,24 +45,11 @@ impl ConnectorFactory for DefaultFactory {
                 known: ZENDESK_TYPE.to_owned(),
             });
         }
-        let p = &spec.properties;
-        let mut config = serde_json::json!({
-            "subdomain": p.subdomain,
-            "start_date": p.start_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        });
-        if let Some(email) = &p.email {
-            config["email"] = email.clone().into();
-        }
-        if let Some(t) = &spec.credentials.api_token {
-            config["api_token"] = t.expose().into();
-        }
-        if let Some(t) = &spec.credentials.access_token {
-            config["access_token"] = t.expose().into();
-        }
+        let mut config = spec.tap_config();
         if let Some(url) = &self.zendesk_base_url {
-            config["base_url"] = url.clone().into();
+            config.insert("base_url".into(), url.clone().into());
         }
-        let source = seam_zendesk::ZendeskSource::from_json(&config.to_string())?;
+        let source = seam_zendesk::ZendeskSource::from_json(&serde_json::Value::Object(config).to_string())?;
         Ok(Box::new(source))
     }
 

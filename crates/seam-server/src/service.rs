@@ -8,6 +8,7 @@ use crate::auth::bootstrap_token;
 use crate::notify::{WebhookNotifier, WebhookPolicy};
 use crate::state::AppState;
 use crate::ui::throttle::SignInLimits;
+use seam_core::ConnectorSpec;
 use seam_core::Secret;
 use seam_metastore::crypto::CryptoError;
 use seam_metastore::{Metastore, MetastoreError, SecretCipher, SqliteMetastore};
@@ -168,6 +169,7 @@ impl Service {
             Arc::clone(&metastore),
             config.security.webhooks.clone(),
         ));
+        let connectors: Arc<[ConnectorSpec]> = config.factory.connectors().into();
         let ctx = JobContext {
             metastore: Arc::clone(&metastore),
             cipher: cipher.clone(),
@@ -183,6 +185,7 @@ impl Service {
             scheduler,
             telemetry,
             clock: config.clock,
+            connectors,
             sign_in: crate::ui::throttle::SignInThrottle::new(config.security.sign_in.clone()),
             security: Arc::new(config.security),
         };

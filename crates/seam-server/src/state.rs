@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use seam_core::ConnectorSpec;
 use seam_metastore::{Metastore, SecretCipher};
 use seam_runtime::clock::Clock;
 use seam_runtime::scheduler::Scheduler;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// The connectors integrations can use (the factory's registry), in the order they are listed.
+    pub connectors: Arc<[ConnectorSpec]>,
     /// Limits and policies against outsiders.
     pub security: Arc<crate::service::SecurityConfig>,
     /// The dashboard's sign-in throttle (one per service).

@@ -34,10 +34,7 @@ async fn create_check_select_run_and_read_everything_back() {
 
     // Credentials reached the source decrypted.
     let spec = h.factory.specs.lock().unwrap()[0].clone();
-    assert_eq!(
-        spec.credentials.api_token.as_ref().unwrap().expose(),
-        ZENDESK_TOKEN
-    );
+    assert_eq!(spec.credentials.get("api_token").unwrap().expose(), ZENDESK_TOKEN);
 
     let (_, s) = api.get(&format!("/v4/sources/{id}")).await;
     assert_eq!(s["status"], "Not Configured");
@@ -959,4 +956,42 @@ async fn an_unreachable_webhook_is_never_fatal() {
     let (s, _) = api.get("/health").await;
     assert_eq!(s, StatusCode::OK);
     h.service.shutdown().await;
+}
+
+/// The connector registry: `GET /v4/source-types` lists each connector with its settings as JSON
+/// Schema (secrets write-only); a source of another type is refused naming the known ones; the
+/// source shows which secrets are set, never their values.
+#[tokio::test]
+async fn source_types_list_the_registry_and_bound_what_a_source_may_be() {
+    let h = Harness::start().await;
+    let api = &h.api;
+    let (s, types) = api.get("/v4/source-types").await;
+    assert_eq!(s, StatusCode::OK);
+    let types = types.as_array().unwrap();
+    assert_eq!(types.len(), 1, "{types:?}");
+    let zendesk = &types[0];
+    assert_eq!(zendesk["type"], "platform.zendesk");
+    assert_eq!(zendesk["display_name"], "Zendesk Support");
+    let schema = &zendesk["properties_schema"];
+    assert_eq!(schema["required"], json!(["subdomain"]));
+    assert_eq!(schema["properties"]["api_token"]["writeOnly"], true);
+    assert_eq!(schema["properties"]["access_token"]["writeOnly"], true);
+    assert!(schema["properties"]["email"].get("writeOnly").is_none());
+
+    let (s, v) = api
+        .post(
+            "/v4/sources",
+            json!({"display_name": "Tap", "type": "singer.tap-unknown", "properties": {}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["data"]["message"],
+        "unknown source type singer.tap-unknown: seam knows platform.zendesk"
+    );
+
+    let (source, _) = api.create("Stitch Zendesk", "acme").await;
+    assert_eq!(source["properties"]["credentials_set"], json!(["api_token"]));
+    assert_eq!(source["properties"]["auth_method"], "api_token");
+    assert!(!source.to_string().contains(crate::ZENDESK_TOKEN), "{source}");
 }

@@ -51,10 +51,18 @@ impl FakeFactory {
 }
 
 impl ConnectorFactory for FakeFactory {
+    fn connectors(&self) -> Vec<seam_core::ConnectorSpec> {
+        vec![seam_zendesk::spec::connector_spec()]
+    }
+
     fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, JobError> {
         self.specs.lock().unwrap().push(spec.clone());
         Ok(Box::new(FakeSource {
-            subdomain: spec.properties.subdomain.clone(),
+            subdomain: spec
+                .properties
+                .config_str("subdomain")
+                .unwrap_or_default()
+                .to_owned(),
         }))
     }
 

@@ -71,24 +71,23 @@ pub(crate) async fn integration(
     props: impl FnOnce(&mut IntegrationProperties),
 ) -> i64 {
     let mut p = IntegrationProperties {
-        subdomain: subdomain.into(),
-        email: Some("a@b.co".into()),
         start_date: t0() - ChronoDuration::days(365),
         frequency_in_minutes: 30,
         anchor_time: None,
         cron_expression: None,
+        config: serde_json::json!({"subdomain": subdomain, "email": "a@b.co"})
+            .as_object()
+            .cloned()
+            .unwrap(),
     };
     props(&mut p);
-    let creds = Credentials {
-        api_token: Some("t".into()),
-        access_token: None,
-    };
+    let creds = Credentials::default().with("api_token", "t");
     let i = m
         .create_integration_sealed(
             NewIntegration {
                 display_name: name.into(),
                 name: name.into(),
-                kind: ZENDESK_TYPE.into(),
+                kind: seam_zendesk::spec::TYPE.into(),
                 properties: p,
                 sealed_credentials: Vec::new(),
                 created_at: t0(),

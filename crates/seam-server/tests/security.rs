@@ -513,10 +513,14 @@ async fn changing_the_subdomain_needs_confirm_reset() {
     );
     let message = v["data"]["message"].as_str().unwrap();
     assert!(
-        message.contains("confirm_reset") && message.contains("another Zendesk account"),
+        message.contains("confirm_reset") && message.contains("another Zendesk Support account"),
         "{message}"
     );
-    assert_eq!(stored(&h).await.properties.subdomain, "acme", "nothing changed");
+    assert_eq!(
+        stored(&h).await.properties.config_str("subdomain"),
+        Some("acme"),
+        "nothing changed"
+    );
     assert!(stored(&h).await.state.is_some());
     let (s, v) = api
         .put(
@@ -599,7 +603,7 @@ async fn credentials_are_bound_to_their_integration() {
         .cipher
         .open(b, &stored.sealed_credentials)
         .unwrap();
-    assert_eq!(creds.access_token.unwrap().expose(), "legacy-oauth");
+    assert_eq!(creds.get("access_token").unwrap().expose(), "legacy-oauth");
     assert!(h
         .service
         .state()

@@ -29,6 +29,7 @@ pub mod raw;
 pub mod registry;
 pub mod schema;
 pub mod source;
+pub mod spec;
 pub mod streams;
 
 pub use config::{ConfigError, ZendeskConfig, ZendeskConfigRaw};

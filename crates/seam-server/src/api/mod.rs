@@ -134,13 +134,15 @@ routes! {
         body(None) query(&[]) => Json(200, "OpenApiDocument"), system::openapi;
     get "/metrics" false "Prometheus metrics"
         body(None) query(&[]) => Text(200), system::metrics;
+    get "/v4/source-types" true "Connectors integrations can use, with their settings as JSON Schema"
+        body(None) query(&[]) => Json(200, "SourceTypeList"), sources::types;
     post "/v4/sources" true "Create an integration; starts a connection check and discovery"
         body(Some("SourceCreate")) query(&[]) => Json(201, "Source"), sources::create;
     get "/v4/sources" true "List integrations"
         body(None) query(&[]) => Json(200, "SourceList"), sources::list;
     get "/v4/sources/{id}" true "Get an integration"
         body(None) query(&[]) => Json(200, "Source"), sources::get_one;
-    put "/v4/sources/{id}" true "Update display_name, properties, paused_at (confirm_reset for a new start_date or subdomain)"
+    put "/v4/sources/{id}" true "Update display_name, properties, paused_at (confirm_reset for a new start_date or account)"
         body(Some("SourceUpdate")) query(&[]) => Json(200, "Source"), sources::update;
     delete "/v4/sources/{id}" true "Delete an integration (warehouse data stays)"
         body(None) query(&[]) => Json(200, "Source"), sources::delete_one;

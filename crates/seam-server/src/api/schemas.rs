@@ -65,12 +65,10 @@ pub fn components() -> Map<String, Value> {
         {"type": "null"}]});
     put(
         "SourcePropertiesInput",
-        json!({"type": "object", "additionalProperties": false, "properties": {
-            "subdomain": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$",
-                "description": "Zendesk site prefix: acme for acme.zendesk.com"},
-            "email": nullable("string"),
-            "api_token": nullable("string"),
-            "access_token": nullable("string"),
+        json!({"type": "object",
+            "description": "the schedule's keys below, and the connector's settings as GET /v4/source-types \
+                describes them (for platform.zendesk: subdomain, email, api_token, access_token)",
+            "properties": {
             "start_date": {"type": ["string", "null"], "description": "midnight UTC, not in the future"},
             "frequency_in_minutes": frequency,
             "anchor_time": {"type": ["string", "null"], "description": "ISO 8601; needs a frequency of 60 or more"},
@@ -83,9 +81,7 @@ pub fn components() -> Map<String, Value> {
                 "description": "shown on the dashboard; the schema name is derived from it"},
             "name": {"type": ["string", "null"], "description": "schema name; derived from display_name when absent"},
             "type": {"type": ["string", "null"], "examples": ["platform.zendesk"]},
-            "properties": {"allOf": [reference("SourcePropertiesInput"), {
-                "required": ["subdomain"],
-                "anyOf": [{"required": ["access_token"]}, {"required": ["email", "api_token"]}]}]}}}),
+            "properties": reference("SourcePropertiesInput")}}),
     );
     put(
         "SourceUpdate",
@@ -94,19 +90,35 @@ pub fn components() -> Map<String, Value> {
             "properties": reference("SourcePropertiesInput"),
             "paused_at": {"type": ["string", "null"], "description": "any time pauses; null resumes"},
             "confirm_reset": {"type": "boolean",
-                "description": "must be true when start_date or subdomain changes: every bookmark is reset"}}}),
+                "description": "must be true when start_date or a setting naming the account (Zendesk's \
+                    subdomain) changes: every bookmark is reset"}}}),
     );
     put(
         "SourceProperties",
-        record(json!({
-            "subdomain": {"type": "string"},
+        json!({"type": "object",
+            "description": "the connector's non-secret settings (null when unset), the schedule, and the names of \
+                the secret settings that are set (never their values)",
+            "required": ["start_date", "frequency_in_minutes", "anchor_time", "cron_expression", "credentials_set"],
+            "properties": {
+            "subdomain": {"type": "string", "description": "platform.zendesk"},
             "email": nullable("string"),
             "start_date": time(),
             "frequency_in_minutes": {"type": "string"},
             "anchor_time": opt_time(),
             "cron_expression": nullable("string"),
-            "auth_method": {"enum": ["api_token", "access_token", "unreadable"]}})),
+            "credentials_set": {"type": ["array", "null"], "items": {"type": "string"},
+                "description": "null when the credentials cannot be opened with this key"},
+            "auth_method": {"enum": ["api_token", "access_token", "unreadable"], "description": "platform.zendesk"}}}),
     );
+    put(
+        "SourceType",
+        record(json!({
+            "type": {"type": "string", "examples": ["platform.zendesk"]},
+            "display_name": {"type": "string"},
+            "properties_schema": {"type": "object",
+                "description": "the connector's settings as JSON Schema; secret ones are writeOnly"}})),
+    );
+    put("SourceTypeList", array_of("SourceType"));
     put(
         "Source",
         record(json!({

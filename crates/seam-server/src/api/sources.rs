@@ -12,47 +12,41 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Datelike as _, NaiveDate, TimeZone as _, Utc};
 use seam_core::naming;
+use seam_core::ConnectorSpec;
 use seam_metastore::{
     CheckStatus, ConnectionCheck, Credentials, Integration, IntegrationProperties, IntegrationUpdate,
-    NewIntegration, ZENDESK_TYPE,
+    NewIntegration,
 };
 use seam_runtime::scheduler::{
     consecutive_failures, integration_status, parse_quartz_cron, validate_frequency, Schedule, ScheduleError,
     DEFAULT_FREQUENCY_MINUTES,
 };
+use seam_zendesk::spec::TYPE as ZENDESK_TYPE;
 use serde_json::{json, Map, Value};
 use tracing::info;
 
-/// Keys a `properties` object may hold.
-const PROPERTY_KEYS: [&str; 8] = [
-    "subdomain",
-    "email",
-    "api_token",
-    "access_token",
+/// Keys every integration's `properties` may hold, whatever its connector: the start date and the
+/// schedule. The connector's own settings come from its spec.
+const SCHEDULE_KEYS: [&str; 4] = [
     "start_date",
     "frequency_in_minutes",
     "anchor_time",
     "cron_expression",
 ];
 
-/// Checks a Zendesk site prefix: `[a-z0-9][a-z0-9-]*`, at most 63 characters. This is what keeps seam
-/// from being aimed at any host other than `<prefix>.zendesk.com`.
-pub fn validate_subdomain(s: &str) -> Result<(), ApiError> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidProperties(format!(
-            "subdomain {s:?} is invalid: enter only the Zendesk site prefix (acme for acme.zendesk.com): lowercase \
-             letters, digits and '-', starting with a letter or digit"
-        )))
-    }
+/// The spec of connector type `kind`, or a clear error naming the known types.
+pub fn connector<'a>(state: &'a AppState, kind: &str) -> Result<&'a ConnectorSpec, ApiError> {
+    state
+        .connectors
+        .iter()
+        .find(|c| c.type_name == kind)
+        .ok_or_else(|| {
+            let known: Vec<&str> = state.connectors.iter().map(|c| c.type_name.as_str()).collect();
+            ApiError::InvalidBody(format!(
+                "unknown source type {kind}: seam knows {}",
+                known.join(", ")
+            ))
+        })
 }
 
 fn parse_time(field: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -97,51 +91,49 @@ fn string_or_null<'a>(key: &str, v: &'a Value) -> Result<Option<&'a str>, ApiErr
 }
 
 /// Applies a (partial) `properties` object onto `current` (or defaults when creating) and onto the
-/// credentials; validates every rule. Returns the new properties and whether the start date changed.
+/// credentials: the schedule's keys here, the connector's settings as its `spec` says (secret ones
+/// into `credentials`); validates every rule. Returns the new properties.
 fn apply_properties(
+    spec: &ConnectorSpec,
     current: Option<&IntegrationProperties>,
     credentials: &mut Credentials,
     map: &Map<String, Value>,
     now: DateTime<Utc>,
 ) -> Result<IntegrationProperties, ApiError> {
-    if let Some(unknown) = map.keys().find(|k| !PROPERTY_KEYS.contains(&k.as_str())) {
-        return Err(ApiError::InvalidProperties(format!(
+    let invalid = ApiError::InvalidProperties;
+    if let Some(unknown) = map
+        .keys()
+        .find(|k| !SCHEDULE_KEYS.contains(&k.as_str()) && spec.property(k).is_none())
+    {
+        let mut keys: Vec<&str> = spec.properties.iter().map(|p| p.name.as_str()).collect();
+        keys.extend(SCHEDULE_KEYS);
+        return Err(invalid(format!(
             "unknown property {unknown}: properties may only include {}",
-            PROPERTY_KEYS.join(", ")
+            keys.join(", ")
         )));
     }
     let mut p = current.cloned().unwrap_or(IntegrationProperties {
-        subdomain: String::new(),
-        email: None,
         start_date: default_start_date(now),
         frequency_in_minutes: DEFAULT_FREQUENCY_MINUTES,
         anchor_time: None,
         cron_expression: None,
+        config: Map::new(),
     });
     for (key, v) in map {
+        let Some(property) = spec.property(key) else {
+            continue;
+        };
+        property.check(v).map_err(invalid)?;
+        if property.secret {
+            credentials.set(key, string_or_null(key, v)?.map(Into::into));
+        } else if v.is_null() || v == "" {
+            p.config.remove(key);
+        } else {
+            p.config.insert(key.clone(), v.clone());
+        }
+    }
+    for (key, v) in map {
         match key.as_str() {
-            "subdomain" => {
-                let s = string_or_null(key, v)?.unwrap_or_default();
-                validate_subdomain(s)?;
-                p.subdomain = s.to_owned();
-            }
-            "email" => {
-                p.email = match string_or_null(key, v)? {
-                    Some(e) if e.contains('@') && !e.chars().any(char::is_whitespace) => Some(e.to_owned()),
-                    Some(e) => {
-                        return Err(ApiError::InvalidProperties(format!(
-                            "email {e:?} is not an email address"
-                        )))
-                    }
-                    None => None,
-                }
-            }
-            "api_token" => {
-                credentials.api_token = string_or_null(key, v)?.filter(|s| !s.is_empty()).map(Into::into);
-            }
-            "access_token" => {
-                credentials.access_token = string_or_null(key, v)?.filter(|s| !s.is_empty()).map(Into::into);
-            }
             "start_date" => {
                 let Some(s) = string_or_null(key, v)? else {
                     p.start_date = default_start_date(now);
@@ -191,19 +183,8 @@ fn apply_properties(
             _ => {}
         }
     }
-    if p.subdomain.is_empty() {
-        return Err(ApiError::InvalidProperties(
-            "properties.subdomain is required: the Zendesk site prefix (acme for acme.zendesk.com)"
-                .to_owned(),
-        ));
-    }
-    if credentials.access_token.is_none() && (credentials.api_token.is_none() || p.email.is_none()) {
-        return Err(ApiError::InvalidProperties(
-            "credentials are required: give properties.email and properties.api_token, or properties.access_token \
-             (OAuth)"
-                .to_owned(),
-        ));
-    }
+    spec.validate(&p.config, &|name| credentials.get(name).is_some())
+        .map_err(invalid)?;
     Schedule::from_properties(&p).map_err(schedule_error)?;
     Ok(p)
 }
@@ -232,6 +213,23 @@ struct CreateBody {
     properties: Map<String, Value>,
 }
 
+/// `GET /v4/source-types`: the registry, each connector with its settings as JSON Schema.
+pub async fn types(State(state): State<AppState>) -> Json<Value> {
+    Json(Value::Array(
+        state
+            .connectors
+            .iter()
+            .map(|c| {
+                json!({
+                    "type": c.type_name,
+                    "display_name": c.display_name,
+                    "properties_schema": c.json_schema(),
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// `POST /v4/sources`.
 pub async fn create(
     State(state): State<AppState>,
@@ -240,11 +238,7 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let body: CreateBody = parse_json(&headers, &body)?;
     let kind = body.kind.unwrap_or_else(|| ZENDESK_TYPE.to_owned());
-    if kind != ZENDESK_TYPE {
-        return Err(ApiError::InvalidBody(format!(
-            "unknown source type {kind}: seam knows {ZENDESK_TYPE}"
-        )));
-    }
+    let spec = connector(&state, &kind)?;
     let display_name = body.display_name.unwrap_or_default();
     let derived = check_display_name(&display_name)?;
     let name = match body.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -255,7 +249,7 @@ pub async fn create(
     };
     let now = state.clock.now();
     let mut credentials = Credentials::default();
-    let properties = apply_properties(None, &mut credentials, &body.properties, now)?;
+    let properties = apply_properties(spec, None, &mut credentials, &body.properties, now)?;
     let new = NewIntegration {
         display_name: display_name.trim().to_owned(),
         name: name.clone(),
@@ -366,7 +360,10 @@ pub async fn update(
     let before_credentials = credentials.clone();
     let properties = match body.get("properties") {
         None => current.properties.clone(),
-        Some(Value::Object(map)) => apply_properties(Some(&current.properties), &mut credentials, map, now)?,
+        Some(Value::Object(map)) => {
+            let spec = connector(&state, &current.kind)?;
+            apply_properties(spec, Some(&current.properties), &mut credentials, map, now)?
+        }
         Some(_) => return Err(ApiError::InvalidBody("properties must be an object".to_owned())),
     };
     let paused_at = match body.get("paused_at") {
@@ -385,30 +382,47 @@ pub async fn update(
             )))
         }
     };
-    // A new start date re-replicates from it; a new subdomain is another Zendesk account whose ids
-    // would overwrite the old account's rows under the same keys. Both reset every bookmark, so both
-    // need the caller's confirmation.
+    // A new start date re-replicates from it; a new account (Zendesk's subdomain: a setting the
+    // connector marks as naming the account) has ids that would overwrite the old account's rows under
+    // the same keys. Both reset every bookmark, so both need the caller's confirmation.
     let start_date_changed = properties.start_date != current.properties.start_date;
-    let subdomain_changed = properties.subdomain != current.properties.subdomain;
-    let reset = start_date_changed || subdomain_changed;
+    let spec = connector(&state, &current.kind).ok();
+    let account_changes: Vec<String> = spec
+        .map(|spec| {
+            spec.properties
+                .iter()
+                .filter(|p| p.identity)
+                .filter_map(|p| {
+                    let (old, new) = (
+                        current.properties.config.get(&p.name),
+                        properties.config.get(&p.name),
+                    );
+                    (old != new).then(|| {
+                        let shown =
+                            |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("(none)").to_owned();
+                        format!("{} from {} to {}", p.name, shown(old), shown(new))
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let account_changed = !account_changes.is_empty();
+    let reset = start_date_changed || account_changed;
     if reset && !confirm_reset {
-        let what = match (start_date_changed, subdomain_changed) {
-            (true, true) => format!(
-                "changing start_date from {} to {} and subdomain from {} to {}",
-                time(current.properties.start_date),
-                time(properties.start_date),
-                current.properties.subdomain,
-                properties.subdomain
-            ),
-            (true, false) => format!(
-                "changing start_date from {} to {}",
-                time(current.properties.start_date),
-                time(properties.start_date)
-            ),
+        let start_date = format!(
+            "start_date from {} to {}",
+            time(current.properties.start_date),
+            time(properties.start_date)
+        );
+        let what = match (start_date_changed, account_changed) {
+            (true, true) => format!("changing {start_date} and {}", account_changes.join(" and ")),
+            (true, false) => format!("changing {start_date}"),
             _ => format!(
-                "changing subdomain from {} to {} points this integration at another Zendesk account (its \
-                 records would overwrite this account's rows with the same ids in schema {}); it",
-                current.properties.subdomain, properties.subdomain, current.name
+                "changing {} points this integration at another {} account (its records would overwrite \
+                 this account's rows with the same ids in schema {}); it",
+                account_changes.join(" and "),
+                spec.map_or("source", |s| s.display_name.as_str()),
+                current.name
             ),
         };
         return Err(ApiError::ResetRequired(format!(
@@ -416,9 +430,8 @@ pub async fn update(
              usage and cannot be undone): repeat the request with \"confirm_reset\": true"
         )));
     }
-    let connection_changed = credentials != before_credentials
-        || properties.subdomain != current.properties.subdomain
-        || properties.email != current.properties.email;
+    let connection_changed =
+        credentials != before_credentials || properties.config != current.properties.config;
     let sealed = if credentials != before_credentials {
         state
             .cipher
@@ -444,7 +457,7 @@ pub async fn update(
         state.metastore.set_state(current.id, None).await?;
         info!(
             source_id = current.id,
-            start_date_changed, subdomain_changed, "bookmarks reset, full re-replication queued"
+            start_date_changed, account_changed, "bookmarks reset, full re-replication queued"
         );
     }
     if connection_changed {
@@ -526,6 +539,45 @@ pub fn check_json(c: &ConnectionCheck) -> Value {
     })
 }
 
+/// An integration's `properties` as the API shows them: the connector's non-secret settings (null
+/// when unset), the schedule, and which secret settings are set (`credentials_set`), never their
+/// values. Zendesk's also say how it signs in (`auth_method`).
+fn properties_json(state: &AppState, i: &Integration, credentials: Option<&Credentials>) -> Value {
+    let p = &i.properties;
+    let mut out = Map::new();
+    let spec = state.connectors.iter().find(|c| c.type_name == i.kind);
+    for property in spec.iter().flat_map(|s| &s.properties).filter(|p| !p.secret) {
+        out.insert(
+            property.name.clone(),
+            p.config.get(&property.name).cloned().unwrap_or(Value::Null),
+        );
+    }
+    // Settings the connector no longer declares stay visible rather than vanish.
+    for (k, v) in &p.config {
+        out.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    out.insert("start_date".into(), json!(time(p.start_date)));
+    out.insert(
+        "frequency_in_minutes".into(),
+        json!(p.frequency_in_minutes.to_string()),
+    );
+    out.insert("anchor_time".into(), json!(opt_time(p.anchor_time)));
+    out.insert("cron_expression".into(), json!(p.cron_expression));
+    out.insert(
+        "credentials_set".into(),
+        json!(credentials.map(|c| c.iter().map(|(k, _)| k).collect::<Vec<_>>())),
+    );
+    if i.kind == ZENDESK_TYPE {
+        let auth_method = match credentials {
+            Some(c) if c.get("access_token").is_some() => "access_token",
+            Some(_) => "api_token",
+            None => "unreadable",
+        };
+        out.insert("auth_method".into(), json!(auth_method));
+    }
+    Value::Object(out)
+}
+
 /// Stitch's source object, with seam's status fields. Never includes credentials.
 pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, ApiError> {
     let jobs = state.metastore.list_jobs(i.id, 20).await?;
@@ -541,14 +593,6 @@ pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, Api
     let next = next.map(|t| t.max(now));
     let check = state.metastore.last_check(i.id).await?;
     let credentials = state.cipher.open(i.id, &i.sealed_credentials).ok();
-    let auth_method = match credentials {
-        Some(Credentials {
-            access_token: Some(_),
-            ..
-        }) => "access_token",
-        Some(_) => "api_token",
-        None => "unreadable",
-    };
     let last_started = jobs.first().map(|j| j.start_time);
     let last_completed = jobs.iter().find_map(|j| j.completion_time);
     let sync_status = if running {
@@ -574,21 +618,12 @@ pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, Api
         .iter()
         .position(|(_, done)| !done)
         .unwrap_or(steps.len() - 1);
-    let p = &i.properties;
     Ok(json!({
         "id": i.id,
         "type": i.kind,
         "display_name": i.display_name,
         "name": i.name,
-        "properties": {
-            "subdomain": p.subdomain,
-            "email": p.email,
-            "start_date": time(p.start_date),
-            "frequency_in_minutes": p.frequency_in_minutes.to_string(),
-            "anchor_time": opt_time(p.anchor_time),
-            "cron_expression": p.cron_expression,
-            "auth_method": auth_method,
-        },
+        "properties": properties_json(state, i, credentials.as_ref()),
         "created_at": time(i.created_at),
         "updated_at": time(i.updated_at),
         "paused_at": opt_time(i.paused_at),
@@ -613,26 +648,6 @@ pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, Api
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subdomains_cannot_name_another_host() {
-        for ok in ["acme", "acme-eu", "a1", "0day"] {
-            assert!(validate_subdomain(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "-acme",
-            "Acme",
-            "acme.evil.com",
-            "acme/..",
-            "127.0.0.1",
-            "a b",
-            "acme:80",
-            "évil",
-        ] {
-            assert!(validate_subdomain(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn default_start_date_is_a_year_back_at_midnight() {
