@@ -130,6 +130,9 @@ pub struct ConnectorSpec {
     pub properties: Vec<PropertySpec>,
     /// Rules beyond each setting's own, checked after them.
     pub rules: Option<Rules>,
+    /// Settings it does not declare are accepted as they are, non-secret (a Singer tap without a
+    /// spec file: its config is one JSON object, which the tap itself checks).
+    pub open: bool,
 }
 
 impl ConnectorSpec {
@@ -147,7 +150,10 @@ impl ConnectorSpec {
         config: &Map<String, Value>,
         has_secret: &dyn Fn(&str) -> bool,
     ) -> Result<(), String> {
-        if let Some(unknown) = config.keys().find(|k| self.property(k).is_none_or(|p| p.secret)) {
+        if let Some(unknown) = config
+            .keys()
+            .find(|k| self.property(k).map_or(!self.open, |p| p.secret))
+        {
             return Err(format!(
                 "unknown property {unknown}: {} has no such setting",
                 self.display_name
@@ -185,7 +191,8 @@ impl ConnectorSpec {
             .filter(|p| p.required)
             .map(|p| p.name.as_str())
             .collect();
-        json!({"type": "object", "properties": properties, "required": required})
+        json!({"type": "object", "properties": properties, "required": required,
+            "additionalProperties": self.open})
     }
 }
 
@@ -208,6 +215,7 @@ mod tests {
                 Some(p) if p > 65535 => Err(format!("port {p} is above 65535")),
                 _ => Ok(()),
             }),
+            open: false,
         }
     }
 
@@ -271,5 +279,19 @@ mod tests {
         assert_eq!(schema["properties"]["port"]["type"], "integer");
         assert_eq!(schema["properties"]["password"]["writeOnly"], true);
         assert!(schema["properties"]["host"].get("writeOnly").is_none());
+        assert_eq!(schema["additionalProperties"], false);
+    }
+
+    #[test]
+    fn an_open_spec_takes_settings_it_does_not_declare() {
+        let open = ConnectorSpec { open: true, ..spec() };
+        let config = map(json!({"host": "h", "colour": 1}));
+        assert_eq!(open.validate(&config, &|_| true), Ok(()));
+        assert_eq!(
+            open.validate(&map(json!({"host": "h", "password": "x"})), &|_| true),
+            Err("unknown property password: Test has no such setting".into()),
+            "a declared secret still never sits with the other settings"
+        );
+        assert_eq!(open.json_schema()["additionalProperties"], true);
     }
 }

@@ -1,12 +1,15 @@
-//! The production [`ConnectorFactory`]: the Zendesk source and the DuckDB or PostgreSQL warehouse.
+//! The production [`ConnectorFactory`]: the registry (the Zendesk source, and the Singer taps the
+//! admin registered) and the DuckDB or PostgreSQL warehouse.
 
-use seam_core::{Catalog, Destination};
+use seam_core::{Catalog, ConnectorSpec, Destination};
 use seam_runtime::connector::{ConnectorFactory, SourceSpec};
 use seam_runtime::error::JobError;
+use seam_singer::{TapLimits, TapProgram, TapSource};
 use seam_warehouse::DestinationSpec;
 use seam_zendesk::spec::TYPE as ZENDESK_TYPE;
 
-/// Builds `ZendeskSource`s from integration settings and opens the configured warehouse.
+/// Builds sources from integration settings (`ZendeskSource`s, and `TapSource`s for registered
+/// Singer taps) and opens the configured warehouse.
 ///
 /// Every job gets a destination of its own. DuckDB jobs share the file's one database instance
 /// (each with its own connection), so jobs of different integrations load side by side and a job
@@ -15,6 +18,8 @@ use seam_zendesk::spec::TYPE as ZENDESK_TYPE;
 pub struct DefaultFactory {
     warehouse: DestinationSpec,
     zendesk_base_url: Option<String>,
+    taps: Vec<TapProgram>,
+    tap_limits: TapLimits,
 }
 
 impl DefaultFactory {
@@ -24,7 +29,16 @@ impl DefaultFactory {
         DefaultFactory {
             warehouse,
             zendesk_base_url,
+            taps: Vec::new(),
+            tap_limits: TapLimits::default(),
         }
+    }
+
+    /// The same, with Singer taps registered (integrations of type `singer.NAME`), run within `limits`.
+    pub fn with_taps(mut self, taps: Vec<TapProgram>, limits: TapLimits) -> Self {
+        self.taps = taps;
+        self.tap_limits = limits;
+        self
     }
 
     /// The warehouse.
@@ -34,15 +48,25 @@ impl DefaultFactory {
 }
 
 impl ConnectorFactory for DefaultFactory {
-    fn connectors(&self) -> Vec<seam_core::ConnectorSpec> {
-        vec![seam_zendesk::spec::connector_spec()]
+    fn connectors(&self) -> Vec<ConnectorSpec> {
+        std::iter::once(seam_zendesk::spec::connector_spec())
+            .chain(self.taps.iter().map(TapProgram::connector_spec))
+            .collect()
     }
 
     fn source(&self, spec: &SourceSpec) -> Result<Box<dyn seam_core::Source>, JobError> {
+        if let Some(tap) = self.taps.iter().find(|t| t.type_name() == spec.kind) {
+            return Ok(Box::new(TapSource::new(
+                tap.clone(),
+                spec.tap_config(),
+                self.tap_limits,
+            )));
+        }
         if spec.kind != ZENDESK_TYPE {
+            let known: Vec<String> = self.connectors().into_iter().map(|c| c.type_name).collect();
             return Err(JobError::UnknownType {
                 kind: spec.kind.clone(),
-                known: ZENDESK_TYPE.to_owned(),
+                known: known.join(", "),
             });
         }
         let mut config = spec.tap_config();

@@ -8,6 +8,7 @@ mod fakes;
 mod jobs;
 mod scheduler;
 mod security;
+mod singer;
 
 use fakes::FakeFactory;
 use reqwest::StatusCode;

@@ -79,6 +79,7 @@ pub fn connector_spec() -> ConnectorSpec {
             .secret(),
         ],
         rules: Some(rules),
+        open: false,
     }
 }
 

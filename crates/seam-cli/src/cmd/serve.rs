@@ -8,6 +8,7 @@ use seam_runtime::scheduler::SchedulerConfig;
 use seam_server::connectors::{validate_zendesk_base_url, DefaultFactory};
 use seam_server::notify::WebhookPolicy;
 use seam_server::{SecurityConfig, Service, ServiceConfig};
+use seam_singer::{TapLimits, TapProgram};
 use seam_warehouse::DestinationSpec;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,9 +44,18 @@ pub struct Args {
     /// is kept) and for requests to finish; then seam exits anyway. A second signal exits at once.
     #[arg(long, env = "SEAM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Register a Singer tap as a connector (`NAME=/absolute/path/to/tap[,SECRET_KEY...]`, repeatable;
+    /// in the environment, registrations separated by `;`): integrations of type `singer.NAME` run it.
+    /// The listed config keys are secret: sealed with the credentials, never shown back.
+    #[arg(long = "singer-tap", env = "SEAM_SINGER_TAPS", value_delimiter = ';', value_parser = parse_tap)]
+    singer_taps: Vec<TapProgram>,
     /// Jobs commit (rows and bookmarks together) at least every this many records.
     #[arg(long, default_value_t = 20_000)]
     max_batch_records: usize,
+}
+
+fn parse_tap(arg: &str) -> Result<TapProgram, String> {
+    TapProgram::parse(arg)
 }
 
 /// Log output format.
@@ -103,7 +113,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let service = Service::start(ServiceConfig {
             data_dir: args.store.data_dir.clone(),
             listen: args.listen,
-            factory: Arc::new(DefaultFactory::new(warehouse, base_url)),
+            factory: Arc::new(
+                DefaultFactory::new(warehouse, base_url).with_taps(args.singer_taps.clone(), TapLimits::default()),
+            ),
             clock: Arc::new(TokioClock::new()),
             scheduler,
             metastore,

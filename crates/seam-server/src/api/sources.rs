@@ -103,7 +103,7 @@ fn apply_properties(
     let invalid = ApiError::InvalidProperties;
     if let Some(unknown) = map
         .keys()
-        .find(|k| !SCHEDULE_KEYS.contains(&k.as_str()) && spec.property(k).is_none())
+        .find(|k| !SCHEDULE_KEYS.contains(&k.as_str()) && !spec.open && spec.property(k).is_none())
     {
         let mut keys: Vec<&str> = spec.properties.iter().map(|p| p.name.as_str()).collect();
         keys.extend(SCHEDULE_KEYS);
@@ -120,11 +120,14 @@ fn apply_properties(
         config: Map::new(),
     });
     for (key, v) in map {
-        let Some(property) = spec.property(key) else {
+        if SCHEDULE_KEYS.contains(&key.as_str()) {
             continue;
-        };
-        property.check(v).map_err(invalid)?;
-        if property.secret {
+        }
+        let property = spec.property(key);
+        if let Some(property) = property {
+            property.check(v).map_err(invalid)?;
+        }
+        if property.is_some_and(|p| p.secret) {
             credentials.set(key, string_or_null(key, v)?.map(Into::into));
         } else if v.is_null() || v == "" {
             p.config.remove(key);
