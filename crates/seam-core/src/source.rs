@@ -119,6 +119,13 @@ pub trait Source: Send + Sync {
     /// The streams the account offers, with schemas, keys and replication metadata.
     async fn discover(&self) -> Result<Catalog, SourceError>;
 
+    /// Where the source may send lines for the job's extraction log (a Singer tap's stderr), as it
+    /// runs. A source drops lines rather than wait when `sink` is full. Default: the source has no
+    /// such lines.
+    fn log_to(&self, sink: mpsc::Sender<String>) {
+        let _ = sink;
+    }
+
     /// Reads the selected streams of `catalog` from `state` on, sending messages to `out`.
     async fn read(
         &self,

@@ -81,7 +81,10 @@ async fn create_check_select_run_and_read_everything_back() {
                 .is_some_and(|a| !a.is_empty() && a.iter().all(|j| j["status"] != "running"))
         })
         .await;
-    let job = &jobs[0];
+    // The first job loaded everything (when the scheduled job ended before Run Extraction Now, a
+    // second one ran and found nothing new).
+    let job = jobs.as_array().unwrap().last().unwrap();
+    assert!(jobs.as_array().unwrap().len() <= 2, "{jobs}");
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["discovery_exit_status"], 0);
     assert_eq!(job["tap_exit_status"], 0);

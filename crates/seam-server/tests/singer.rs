@@ -1,7 +1,7 @@
 //! A Singer tap as an integration, end to end over the API: registered with the production factory,
 //! listed in `/v4/source-types`, its secret sealed and never shown, a failing check that quotes the
 //! tap, a full sync into DuckDB, then an incremental one that resumes from the committed state and
-//! duplicates nothing.
+//! duplicates nothing, with the tap's stderr in its extraction log.
 
 use crate::{service_config, start_service, Api};
 use reqwest::StatusCode;
@@ -155,6 +155,10 @@ async fn a_singer_tap_runs_as_an_integration_exactly() {
     let logs = logs.as_str().unwrap().to_owned();
     assert!(logs.contains("found current bookmark for items"), "{logs}");
     assert!(logs.contains("items: 15 records extracted"), "{logs}");
+    assert!(
+        logs.contains("tap - INFO synced up to 40"),
+        "the tap's stderr is in the extraction log: {logs}"
+    );
     assert_eq!((count("items"), count("items__tags")), (40, 80));
     let conn = duckdb::Connection::open(&duckdb_path).unwrap();
     let distinct: i64 = conn

@@ -12,7 +12,8 @@
 //!   killed after a grace.
 //! - Failures say what the tap said: a non-zero exit or a line that is not a Singer message fails
 //!   with the tap's last stderr lines. What the loader committed before stays committed.
-//! - The tap's stderr is logged line by line (`tracing`, target `seam::tap`, with the tap's name).
+//! - The tap's stderr is logged line by line (`tracing`, target `seam::tap`, with the tap's name),
+//!   and goes to the job's extraction log ([`Source::log_to`]).
 
 use async_trait::async_trait;
 use seam_core::{
@@ -135,6 +136,7 @@ pub struct TapSource {
     program: TapProgram,
     config: Map<String, Value>,
     limits: TapLimits,
+    log: Arc<Mutex<Option<mpsc::Sender<String>>>>,
 }
 
 impl TapSource {
@@ -144,6 +146,7 @@ impl TapSource {
             program,
             config,
             limits,
+            log: Arc::default(),
         }
     }
 
@@ -191,10 +194,12 @@ impl TapSource {
             .and_then(rustix::process::Pid::from_raw);
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(stderr) = child.stderr.take() {
+            let sink = self.log.lock().unwrap_or_else(PoisonError::into_inner).clone();
             tokio::spawn(log_stderr(
                 self.program.name.clone(),
                 BufReader::new(stderr),
                 Arc::clone(&tail),
+                sink,
             ));
         }
         Ok(Running {
@@ -301,8 +306,14 @@ impl Running {
     }
 }
 
-/// Logs the tap's stderr line by line and keeps the last lines for error messages.
-async fn log_stderr(tap: String, mut stderr: impl AsyncBufRead + Unpin, tail: Arc<Mutex<VecDeque<String>>>) {
+/// Logs the tap's stderr line by line (and sends each line to the job's log, dropping lines while
+/// it is full), and keeps the last lines for error messages.
+async fn log_stderr(
+    tap: String,
+    mut stderr: impl AsyncBufRead + Unpin,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    sink: Option<mpsc::Sender<String>>,
+) {
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -320,6 +331,9 @@ async fn log_stderr(tap: String, mut stderr: impl AsyncBufRead + Unpin, tail: Ar
             continue;
         }
         tracing::info!(target: "seam::tap", tap = %tap, "{line}");
+        if let Some(sink) = &sink {
+            let _ = sink.try_send(line.clone());
+        }
         let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
         if t.len() == STDERR_TAIL {
             t.pop_front();
@@ -356,6 +370,10 @@ async fn read_line(
 
 #[async_trait]
 impl Source for TapSource {
+    fn log_to(&self, sink: mpsc::Sender<String>) {
+        *self.log.lock().unwrap_or_else(PoisonError::into_inner) = Some(sink);
+    }
+
     /// Runs discovery: a tap proves its config by discovering.
     async fn check(&self) -> Result<(), SourceError> {
         self.discover().await.map(|_| ())

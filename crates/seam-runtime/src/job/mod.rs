@@ -57,6 +57,8 @@ use seam_metastore::{
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -66,6 +68,12 @@ use tracing::{error, info, warn};
 /// them and ends `cancelled`). `reset_state` is decided per job: an integration without bookmarks
 /// in the metastore starts from scratch.
 pub type JobConfig = PipelineConfig;
+
+/// Lines of a source's own log a job holds before the source drops further ones.
+const SOURCE_LOG_LINES: usize = 1_000;
+
+/// How long a finished job waits for the source's last log lines.
+const SOURCE_LOG_DRAIN: Duration = Duration::from_secs(2);
 
 /// True for the errors that only mean "the stop cut this short".
 fn ended_by_stop(stop: &Stop, e: &JobError) -> bool {
@@ -155,6 +163,16 @@ pub async fn run_job(
     let mut finish = unfinished(&job);
     let mut rows_total = 0u64;
     let stop = Stop::new(cancel.clone(), config.stop_grace);
+    // What the source says as it runs (a Singer tap's stderr) goes to the extraction log, in order.
+    let (source_log, mut said) = mpsc::channel::<String>(SOURCE_LOG_LINES);
+    let mut writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            while let Some(line) = said.recv().await {
+                log.line(LogLocation::Tap, LogLevel::Info, line).await;
+            }
+        })
+    };
     let phases = run_phases(
         ctx,
         &integration,
@@ -165,6 +183,7 @@ pub async fn run_job(
         &log,
         &mut finish,
         &mut rows_total,
+        source_log,
     );
     // A panic anywhere in the job ends it like any other critical error (the source's read task and
     // the loader's blocking hops report theirs through the pipeline).
@@ -178,6 +197,11 @@ pub async fn run_job(
             },
         )),
     };
+    // The source is gone: its last lines come before the job's end in the log (the wait is bounded:
+    // a tap's orphaned child could hold its stderr open).
+    if tokio::time::timeout(SOURCE_LOG_DRAIN, &mut writer).await.is_err() {
+        writer.abort();
+    }
     if let Err((location, err)) = result {
         let notification = record_failure(
             &log,
@@ -360,6 +384,7 @@ async fn run_phases(
     log: &JobLog,
     finish: &mut JobFinish,
     rows_total: &mut u64,
+    source_log: mpsc::Sender<String>,
 ) -> Result<(), (LogLocation, JobError)> {
     let main_err = |e: JobError| (LogLocation::Main, e);
     let tap_err = |e: JobError| (LogLocation::Tap, e);
@@ -372,6 +397,7 @@ async fn run_phases(
             })
         })?;
     let source: Arc<dyn Source> = Arc::from(built.map_err(tap_err)?);
+    source.log_to(source_log);
 
     // Discovery (structure sync). It only reads, so a stop abandons it at once.
     progress.set_phase(Phase::Discovery);
