@@ -998,3 +998,59 @@ async fn source_types_list_the_registry_and_bound_what_a_source_may_be() {
     assert_eq!(source["properties"]["auth_method"], "api_token");
     assert!(!source.to_string().contains(crate::ZENDESK_TOKEN), "{source}");
 }
+
+/// A stream's replication method and key can be chosen where the source allows it (Stitch's choice
+/// for database tables), and are checked: a forced method stays, a key must be a valid field.
+#[tokio::test]
+async fn replication_method_and_key_are_chosen_within_what_the_source_allows() {
+    let h = Harness::start().await;
+    let api = &h.api;
+    let (source, _) = api.create("Stitch Zendesk", "acme").await;
+    let id = source["id"].as_i64().unwrap();
+    let put = |meta: Value| {
+        let api = api.clone();
+        async move {
+            api.put(
+                &format!("/v4/sources/{id}/streams/tickets"),
+                json!({"metadata": [{"breadcrumb": [], "metadata": meta}]}),
+            )
+            .await
+        }
+    };
+    let (s, v) = put(json!({"replication-method": "FULL_TABLE"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["data"]["message"],
+        "stream tickets: the source replicates it INCREMENTAL only"
+    );
+    let (s, v) = put(json!({"replication-method": "SOMETIMES"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = put(json!({"replication-key": "subject"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        v["data"]["message"],
+        "stream tickets: replication-key subject is not one of its valid replication keys (updated_at)"
+    );
+    let (s, v) = put(json!({"replication-key": "nope"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) =
+        put(json!({"selected": true, "replication-method": "INCREMENTAL", "replication-key": "updated_at"}))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let root = v["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["breadcrumb"] == json!([]))
+        .unwrap()
+        .clone();
+    assert_eq!(root["metadata"]["replication-key"], "updated_at", "{root}");
+    assert_eq!(root["metadata"]["replication-method"], "INCREMENTAL", "{root}");
+    let (s, _) = api
+        .put(
+            &format!("/v4/sources/{id}/streams/tickets"),
+            json!({"metadata": [{"breadcrumb": ["properties", "subject"], "metadata": {"replication-key": "id"}}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a field has no replication key");
+}

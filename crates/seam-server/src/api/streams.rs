@@ -1,8 +1,11 @@
 //! `/v4/sources/{id}/streams`: the discovered catalog and the user's table and field selection.
 //!
 //! Selection is written as Singer metadata breadcrumbs: `[]` for the stream, `["properties", field]`
-//! for a field; only the `selected` key may be set. Primary keys (and replication keys) are
-//! `automatic` and stay selected whatever is asked. De-selecting never touches warehouse data.
+//! for a field. `selected` may be set on both; on the stream, also `replication-method`
+//! (`FULL_TABLE` or `INCREMENTAL`, unless the source forces one) and `replication-key` (a top-level
+//! field, one of `valid-replication-keys` when the source lists them), as Stitch lets users choose
+//! for database sources. Primary keys (and replication keys) are `automatic` and stay selected
+//! whatever is asked. De-selecting never touches warehouse data.
 
 use super::extract::Body;
 use super::extract::Path;
@@ -13,7 +16,10 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use seam_core::catalog::{CatalogEntry, Inclusion, SELECTED};
+use seam_core::catalog::{
+    CatalogEntry, Inclusion, FORCED_REPLICATION_METHOD, REPLICATION_KEY, REPLICATION_METHOD, SELECTED,
+    VALID_REPLICATION_KEYS,
+};
 use seam_core::Catalog;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -117,12 +123,74 @@ fn catalog_of(i: &seam_metastore::Integration) -> Result<Catalog, ApiError> {
     })
 }
 
+/// Sets the stream's `replication-method` or `replication-key` from a `[]` patch, after checking it.
+fn apply_replication(entry: &mut CatalogEntry, key: &str, v: &Value) -> Result<(), ApiError> {
+    let bad = |m: String| {
+        Err(ApiError::InvalidBody(format!(
+            "stream {}: {m}",
+            entry.tap_stream_id
+        )))
+    };
+    match key {
+        REPLICATION_METHOD => {
+            let Some(method) = v.as_str().filter(|m| ["FULL_TABLE", "INCREMENTAL"].contains(m)) else {
+                return bad(format!(
+                    "replication-method must be FULL_TABLE or INCREMENTAL, not {v}"
+                ));
+            };
+            let forced = entry
+                .stream_metadata(FORCED_REPLICATION_METHOD)
+                .and_then(Value::as_str)
+                .filter(|f| !f.is_empty());
+            if let Some(forced) = forced.filter(|f| *f != method) {
+                return bad(format!("the source replicates it {forced} only"));
+            }
+        }
+        _ => {
+            let Some(field) = v.as_str() else {
+                return bad(format!("replication-key must be a field name, not {v}"));
+            };
+            if entry.schema.property(field).is_none() {
+                return bad(format!("replication-key {field} is not one of its fields"));
+            }
+            let valid = entry
+                .stream_metadata(VALID_REPLICATION_KEYS)
+                .and_then(Value::as_array);
+            if let Some(valid) = valid.filter(|v| !v.is_empty()) {
+                if !valid.iter().any(|k| k == field) {
+                    return bad(format!(
+                        "replication-key {field} is not one of its valid replication keys ({})",
+                        valid
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    entry.set_stream_metadata(key, v.clone());
+    Ok(())
+}
+
 fn apply(entry: &mut CatalogEntry, patches: &[MetadataPatch]) -> Result<(), ApiError> {
     for patch in patches {
-        if let Some(key) = patch.metadata.keys().find(|k| k.as_str() != SELECTED) {
+        let stream_level = patch.breadcrumb.is_empty();
+        let writable =
+            |k: &str| k == SELECTED || (stream_level && (k == REPLICATION_METHOD || k == REPLICATION_KEY));
+        if let Some(key) = patch.metadata.keys().find(|k| !writable(k)) {
             return Err(ApiError::InvalidBody(format!(
-                "metadata key {key} cannot be set: only \"selected\" is writable"
+                "metadata key {key} cannot be set: only \"selected\" is writable (and on the stream, \
+                 \"replication-method\" and \"replication-key\")"
             )));
+        }
+        if stream_level {
+            for key in [REPLICATION_METHOD, REPLICATION_KEY] {
+                if let Some(v) = patch.metadata.get(key) {
+                    apply_replication(entry, key, v)?;
+                }
+            }
         }
         let Some(selected) = patch.metadata.get(SELECTED) else {
             continue;
