@@ -842,3 +842,75 @@ async fn a_skipped_table_shows_as_succeeded_with_warnings() {
     s.wait_text("#extraction-warning", "sla_policies").await;
     s.stop().await;
 }
+
+/// A Singer tap registered with the service shows on Add an Integration, and its form is drawn from
+/// its spec: the secret as a password field, the rest of its config as JSON. Saving it runs the
+/// connection check and lands on Tables to Replicate; the secret is sealed, never sent back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_singer_tap_is_added_with_a_form_drawn_from_its_spec() {
+    let Some((chromium, driver)) = browser_programs() else {
+        return;
+    };
+    if seam_test_support::require_program(&["python3"], "apt-get install python3").is_none() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let tap_path = data.path().join("tap-items");
+    std::fs::write(&tap_path, crate::singer::TAP).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&tap_path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let tap = seam_singer::TapProgram::parse(&format!("items={},password", tap_path.display())).unwrap();
+    let factory = std::sync::Arc::new(
+        seam_server::connectors::DefaultFactory::new(
+            seam_warehouse::DestinationSpec::DuckDb(data.path().join("warehouse.duckdb")),
+            None,
+        )
+        .with_taps(vec![tap], seam_singer::TapLimits::default()),
+    );
+    let service = crate::start_service(crate::service_config(data.path().to_owned(), factory)).await;
+    crate::set_admin_password(&service, PASSWORD).await;
+    let base = format!("http://{}", service.addr());
+    let api = crate::Api::of(&service);
+    let s = Stack {
+        base,
+        service: Some(service),
+        sim: None,
+        data,
+        b: Browser::start(&chromium, &driver).await,
+    };
+    s.go("/").await;
+    s.wait_text("h1", "Sign in").await;
+    s.type_into("#password", &format!("{PASSWORD}\u{E007}")).await;
+    s.wait_text("h1", "Dashboard").await;
+    s.go("/integrations/new").await;
+    s.wait_text("#pick-singer-items", "items (Singer tap)").await;
+    s.click("#pick-singer-items").await;
+    s.wait_text("h1", "Configure items (Singer tap)").await;
+    assert_eq!(
+        s.js("return document.querySelector('#prop-password').type").await,
+        "password",
+        "a secret is a password field"
+    );
+    s.type_into("#display_name", "Items Tap").await;
+    s.wait_text("#schema-name", "items_tap").await;
+    s.type_into("#prop-password", "wrong").await;
+    s.type_into("#prop-extra", r#"{"rows": 12}"#).await;
+    s.shot("13-add-singer-tap").await;
+    s.click("#save-integration").await;
+    // The tap refuses the password: the check fails with its words and the form stays.
+    s.wait_text("#form-error", "password authentication failed for user seam")
+        .await;
+    s.type_into("#prop-password", "s3cret").await;
+    s.click("#save-integration").await;
+    s.wait_text("h1", "Items Tap").await;
+    s.wait_until("location.pathname.endsWith('/tables')").await;
+    let (_, sources) = api.get("/v4/sources").await;
+    let source = &sources[0];
+    assert_eq!(source["type"], "singer.items", "{source}");
+    assert_eq!(source["properties"]["rows"], 12, "{source}");
+    assert_eq!(source["properties"]["credentials_set"], json!(["password"]));
+    assert!(!sources.to_string().contains("s3cret"), "{sources}");
+    s.stop().await;
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// A tap in Python: `rows` items from config, resuming after `bookmarks.items.last_id`, a STATE every
 /// 10 records; it refuses any `password` but `s3cret`.
-const TAP: &str = r#"#!/usr/bin/env python3
+pub(crate) const TAP: &str = r#"#!/usr/bin/env python3
 import json, sys
 args = sys.argv[1:]
 cfg = json.load(open(args[args.index("--config") + 1]))

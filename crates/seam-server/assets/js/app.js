@@ -13,6 +13,7 @@ const routes = [
   [/^\/$/, dashboard.render, "dashboard", "Dashboard"],
   [/^\/integrations\/new\/?$/, add.renderPicker, "dashboard", "Add an Integration"],
   [/^\/integrations\/new\/zendesk\/?$/, add.renderZendesk, "dashboard", "Add Zendesk Support"],
+  [/^\/integrations\/new\/type\/([^/]+)\/?$/, add.renderConnector, "dashboard", "Add an Integration"],
   [/^\/integrations\/(\d+)(?:\/(extractions|loads|tables|settings))?\/?$/, integration.render, "dashboard", "Integration Details"],
   [/^\/usage\/?$/, usage.render, "usage", "Usage"],
   [/^\/notifications\/?$/, notifications.render, "notifications", "Notifications"],

@@ -1,4 +1,6 @@
-// Add an Integration → Zendesk Support: the seed's form. Save Integration creates the integration, the
+// Add an Integration: the picker lists every connector of the registry (GET /v4/source-types).
+// Zendesk Support keeps the seed's form; any other connector (a registered Singer tap) gets a form
+// drawn from its spec, secrets as password fields. Save Integration creates the integration, the
 // connection check runs with visible progress, and Success! shows at the top of the page; on an error
 // the form stays as typed, with what to fix.
 
@@ -7,14 +9,160 @@ import { api, ui, ApiError } from "../api.js";
 import { schemaName } from "../naming.js";
 
 export async function renderPicker(main) {
+  let types = [];
+  try { types = await api.get("/source-types"); } catch { /* the Zendesk tile still shows */ }
+  const others = types.filter((t) => t.type !== "platform.zendesk");
   mount(main,
     h("div", { class: "crumbs" }, h("a", { href: "/", "data-link": true }, "Dashboard"), " / Add an Integration"),
     h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Add an Integration"), h("p", { class: "sub" }, "Pick the source to replicate into your warehouse."))),
     h("div", { class: "tiles" },
       h("a", { class: "card tile", href: "/integrations/new/zendesk", "data-link": true, id: "pick-zendesk" },
         h("img", { src: "/assets/zendesk.svg", alt: "", width: 56, height: 56 }), "Zendesk Support",
-        h("span", { class: "muted small" }, "Tickets, users, organizations and 25 more tables"))),
-    h("p", { class: "muted small" }, "Zendesk Support is seam's first integration; more sources come as connectors are added."));
+        h("span", { class: "muted small" }, "Tickets, users, organizations and 25 more tables")),
+      others.map((t) => h("a", { class: "card tile", href: `/integrations/new/type/${encodeURIComponent(t.type)}`, "data-link": true, id: `pick-${t.type.replace(/[^a-z0-9]/g, "-")}` },
+        t.display_name, h("span", { class: "muted small" }, t.type)))),
+    h("p", { class: "muted small" }, others.length
+      ? "Singer taps are registered by the admin when starting seam (seam serve --singer-tap NAME=PATH)."
+      : "Register any Singer tap as a connector when starting seam: seam serve --singer-tap NAME=/path/to/tap."));
+}
+
+/** A form field for one property of a connector's spec (JSON Schema). */
+function specInput(name, prop, required) {
+  const id = `prop-${name}`;
+  const attrs = { id, name, autocomplete: "off", spellcheck: "false", "data-property": name, required: required || undefined };
+  if (prop.writeOnly) return h("input", { ...attrs, type: "password" });
+  if (prop.type === "integer") return h("input", { ...attrs, type: "number", step: "1" });
+  if (prop.type === "boolean") return h("input", { ...attrs, type: "checkbox", required: undefined });
+  return h("input", attrs);
+}
+
+/** The properties a spec form holds, as the API takes them; throws a message on bad input. */
+export function specProperties(form, schema) {
+  const out = {};
+  for (const [name, prop] of Object.entries(schema.properties || {})) {
+    const el = form.querySelector(`[data-property="${CSS.escape(name)}"]`);
+    if (!el) continue;
+    if (prop.type === "boolean") { out[name] = el.checked; continue; }
+    const v = el.value.trim();
+    if (v === "") continue;
+    out[name] = prop.type === "integer" ? Number(v) : v;
+  }
+  const extra = form.querySelector("#prop-extra");
+  if (extra && extra.value.trim()) {
+    let parsed;
+    try { parsed = JSON.parse(extra.value); } catch (e) { throw new Error(`Other settings are not JSON: ${e.message}`); }
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("Other settings must be one JSON object");
+    Object.assign(out, parsed);
+  }
+  return out;
+}
+
+/** Add an Integration → any connector but Zendesk: a form drawn from its spec. */
+export async function renderConnector(main, params, { navigate, flash }) {
+  const type = decodeURIComponent(params[0]);
+  const types = await api.get("/source-types");
+  const spec = types.find((t) => t.type === type);
+  if (!spec) {
+    mount(main, banner("error", "Unknown connector", `seam has no connector ${type}: pick one on Add an Integration.`));
+    return;
+  }
+  const schema = spec.properties_schema || {};
+  const required = new Set(schema.required || []);
+  const name = h("input", { id: "display_name", name: "display_name", required: true, autocomplete: "off" });
+  const schemaOut = h("code", { id: "schema-name" }, "—");
+  name.addEventListener("input", () => { schemaOut.textContent = schemaName(name.value) || "—"; });
+  const start = h("input", { id: "start_date", name: "start_date", type: "date", required: true, value: oneYearBack(), max: new Date().toISOString().slice(0, 10) });
+  const freq = h("fieldset", { class: "segmented", id: "frequency", "aria-labelledby": "frequency-title" },
+    FREQUENCIES.map(([m, label]) => h("label", {}, h("input", { type: "radio", name: "frequency", value: m, checked: m === 30, id: `frequency-${m}` }), h("span", {}, label))));
+  const formError = h("div", { id: "form-error" });
+  const progress = h("div", { id: "check-progress", class: "card", hidden: true });
+  const save = h("button", { type: "submit", class: "btn btn-primary", id: "save-integration" }, "Save Integration");
+  let createdId = null;
+  let cancelled = false;
+
+  const fields = Object.entries(schema.properties || {}).map(([pname, prop]) =>
+    field(`prop-${pname}`, prop.title || pname, specInput(pname, prop, required.has(pname)),
+      [prop.description && prop.description.replace(/\.$/, ""), prop.writeOnly ? "stored encrypted, never shown again" : null]
+        .filter(Boolean).join("; ")));
+  const extra = schema.additionalProperties
+    ? field("prop-extra", "Other settings (JSON)", h("textarea", { id: "prop-extra", rows: 6, spellcheck: "false", placeholder: "{\"host\": \"db.internal\", \"port\": 5432}" }),
+      "The rest of the connector's config, as one JSON object: the tap checks it at the connection check.")
+    : null;
+
+  const waitForCheck = async (id, previousName) => {
+    for (let i = 0; i < 1200 && !cancelled; i++) {
+      let check = null;
+      try { check = await api.get(`/sources/${id}/last-connection-check`); } catch (e) { if (!(e instanceof ApiError && e.status === 404)) throw e; }
+      if (check && check.name !== previousName && check.status !== "running") return check;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new ApiError(0, "Timeout", "the connection check is taking too long: look at the integration's Extractions tab");
+  };
+
+  const onSubmit = async (e) => {
+    e.preventDefault();
+    formError.replaceChildren();
+    if (!form.reportValidity()) return;
+    save.disabled = true;
+    save.textContent = "Saving…";
+    try {
+      const properties = {
+        ...specProperties(form, schema),
+        start_date: `${start.value}T00:00:00Z`,
+        frequency_in_minutes: String(form.querySelector("input[name=frequency]:checked")?.value || 30),
+      };
+      mount(progress, h("h2", {}, "Checking the connection…"), h("div", { class: "bar indeterminate" }, h("div")));
+      progress.hidden = false;
+      let previousName = null;
+      let source;
+      if (createdId === null) {
+        source = await api.post("/sources", { display_name: name.value.trim(), type, properties });
+        createdId = source.id;
+      } else {
+        previousName = (await api.get(`/sources/${createdId}/last-connection-check`).catch(() => null))?.name || null;
+        source = await api.put(`/sources/${createdId}`, { properties, confirm_reset: true });
+        const now = await api.get(`/sources/${createdId}/last-connection-check`).catch(() => null);
+        if (!now || now.name === previousName) await api.post(`/sources/${createdId}/check`);
+      }
+      const check = await waitForCheck(createdId, previousName);
+      progress.hidden = true;
+      if (check.status === "succeeded") {
+        flash("success", "Success!", `${source.display_name} is connected.`,
+          "Now choose the Tables to Replicate; seam starts replicating once you Finalize Your Selections.", { persist: true });
+        navigate(`/integrations/${createdId}/tables`);
+        return;
+      }
+      name.disabled = true;
+      mount(formError, banner("error", "The connection check failed.", check.message || "the connection check failed",
+        "Fix the settings below and click Save Integration to check again."));
+    } catch (err) {
+      progress.hidden = true;
+      mount(formError, banner("error", "Could not save the integration.", err.message));
+    } finally {
+      save.disabled = false;
+      save.textContent = "Save Integration";
+      window.scrollTo({ top: 0, behavior: "instant" });
+    }
+  };
+
+  const form = h("form", { class: "form", id: "connector-form", onsubmit: onSubmit },
+    field("display_name", "Integration Name", name, null),
+    h("p", { class: "schema-preview", id: "schema-preview" }, "Creates the schema ", schemaOut, " in your warehouse."),
+    h("h2", { class: "section-title" }, `${spec.display_name} settings`),
+    fields, extra,
+    h("h2", { class: "section-title" }, "Sync Historical Data"),
+    field("start_date", "Replicate data from", start, "Passed to the connector as start_date."),
+    h("h2", { class: "section-title", id: "frequency-title" }, "Replication Frequency"),
+    h("div", { class: "field" }, freq),
+    h("div", { class: "form-actions" }, save, h("a", { class: "btn btn-quiet", href: "/", "data-link": true }, "Cancel")));
+
+  mount(main,
+    h("div", { class: "crumbs" }, h("a", { href: "/", "data-link": true }, "Dashboard"), " / ", h("a", { href: "/integrations/new", "data-link": true }, "Add an Integration"), ` / ${spec.display_name}`),
+    h("div", { class: "page-head" }, h("div", {}, h("h1", {}, `Configure ${spec.display_name}`), h("p", { class: "sub" }, type))),
+    formError,
+    h("div", { class: "grid grid-main" }, h("div", { class: "card" }, form), h("div", { class: "stack" }, progress)));
+  name.focus();
+  return () => { cancelled = true; };
 }
 
 const FREQUENCIES = [[30, "30 minutes"], [60, "1 hour"], [180, "3 hours"], [360, "6 hours"], [720, "12 hours"], [1440, "24 hours"]];
