@@ -216,3 +216,135 @@ async fn kill_nine_mid_job_then_restart_resumes_from_the_bookmark() {
     assert_streams_match_truth(&wh, &after, Some(&before), &["tickets", "users"]);
     assert_latest_versions(&wh, &after);
 }
+
+/// A slow Singer tap (Python): `ROWS` items, a STATE every 10, resuming after `last_id`; after the
+/// first 50 items each one takes 20 ms, so a job lasts long enough to be killed mid-way.
+const SLOW_TAP: &str = r#"#!/usr/bin/env python3
+import json, sys, time
+args = sys.argv[1:]
+schema = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
+if "--discover" in args:
+    print(json.dumps({"streams": [{"tap_stream_id": "items", "stream": "items", "schema": schema,
+        "metadata": [{"breadcrumb": [], "metadata": {"table-key-properties": ["id"]}}]}]}))
+    sys.exit(0)
+state = json.load(open(args[args.index("--state") + 1]))
+last = state.get("bookmarks", {}).get("items", {}).get("last_id", 0)
+print(json.dumps({"type": "SCHEMA", "stream": "items", "schema": schema, "key_properties": ["id"]}), flush=True)
+for i in range(last + 1, 401):
+    print(json.dumps({"type": "RECORD", "stream": "items", "record": {"id": i, "name": "item %d" % i}}), flush=True)
+    if i % 10 == 0:
+        print(json.dumps({"type": "STATE", "value": {"bookmarks": {"items": {"last_id": i}}}}), flush=True)
+    if i > 50:
+        time.sleep(0.02)
+print(json.dumps({"type": "STATE", "value": {"bookmarks": {"items": {"last_id": 400}}}}), flush=True)
+"#;
+
+/// SIGKILL of `seam serve` mid-job of a Singer tap integration, restart, run again: the interrupted
+/// job is marked failed, the new one resumes from the committed bookmark, and the warehouse holds
+/// every item once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_mid_tap_job_then_restart_resumes_exactly() {
+    if seam_test_support::require_program(&["python3"], "apt-get install python3").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tap = dir.path().join("tap-slow");
+    std::fs::write(&tap, SLOW_TAP).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&tap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let data = dir.path().join("data");
+    let registration = format!("slow={}", tap.display());
+    let args = ["--max-batch-records", "20", "--singer-tap", &registration];
+    let options = |token| ServeOptions {
+        args: &args,
+        admin_password: Some(ADMIN_PASSWORD),
+        token,
+    };
+    // No Zendesk here: any loopback address will do for the flag.
+    let nowhere = "http://127.0.0.1:9";
+    let serve = Serve::start(&data, nowhere, &dir.path().join("serve.log"), options(None));
+    let api = serve.api();
+    let (status, source) = api
+        .call(
+            reqwest::Method::POST,
+            "/v4/sources",
+            Some(serde_json::json!({"display_name": "Slow Tap", "type": "singer.slow", "properties": {}})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{source}");
+    let id = source["id"].as_i64().unwrap();
+    let check = api
+        .wait_for(
+            &format!("/v4/sources/{id}/last-connection-check"),
+            Duration::from_secs(60),
+            |c| c["status"] != "running",
+        )
+        .await;
+    assert_eq!(check["message"], "Success!", "{check}");
+    api.pause(id).await;
+    api.select_streams(id, &["items"]).await;
+    let interrupted = api.run_now(id).await;
+    let committed = seam_test_support::wait_for_async(
+        Duration::from_secs(120),
+        "a commit carrying an items bookmark past the first 50",
+        async || {
+            let (rows, bookmark) = api.committed(id, "items").await;
+            (bookmark.starts_with("last_id") && rows > 60).then_some(rows)
+        },
+    )
+    .await;
+    serve.signal("KILL");
+    let token = serve.token.clone();
+    drop(serve);
+    assert!(committed < 400, "the kill came after every item was committed");
+
+    let mut serve = Serve::start(
+        &data,
+        nowhere,
+        &dir.path().join("serve2.log"),
+        options(Some(&token)),
+    );
+    let api = serve.api();
+    let job = api.job(id, interrupted).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let resumed = api.run_now(id).await;
+    let job = api
+        .wait_for(
+            &format!("/v4/sources/{id}/extractions/{resumed}"),
+            Duration::from_secs(120),
+            |j| j["status"] != "running",
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let logs = api
+        .get(&format!(
+            "/v4/sources/{id}/extractions/{resumed}/logs?format=text"
+        ))
+        .await;
+    let logs = logs.as_str().unwrap();
+    assert!(logs.contains("found current bookmark for items"), "{logs}");
+    let extracted: i64 = logs
+        .lines()
+        .find_map(|l| l.split("tap - INFO items: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no items count in the log: {logs}"));
+    assert!(
+        extracted < 400,
+        "the resumed job read all {extracted} items: it did not resume"
+    );
+    serve.signal("TERM");
+    tokio::task::spawn_blocking(move || {
+        serve.wait_exit(Duration::from_secs(60));
+    })
+    .await
+    .unwrap();
+    let rows = Warehouse::duckdb(data.join("warehouse.duckdb"), "slow_tap")
+        .pairs("SELECT CAST(id AS TEXT), name FROM slow_tap.items")
+        .unwrap();
+    let ids: BTreeSet<i64> = rows.iter().map(|(id, _)| id.parse().unwrap()).collect();
+    assert_eq!(rows.len(), 400, "every item once");
+    assert_eq!(ids, (1..=400).collect::<BTreeSet<i64>>());
+}
