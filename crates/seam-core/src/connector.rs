@@ -17,6 +17,12 @@ pub enum PropertyType {
     Integer,
     /// `true` or `false`.
     Boolean,
+    /// A number.
+    Number,
+    /// A JSON array.
+    Array,
+    /// A JSON object.
+    Object,
 }
 
 impl PropertyType {
@@ -25,6 +31,9 @@ impl PropertyType {
             PropertyType::String => "string",
             PropertyType::Integer => "integer",
             PropertyType::Boolean => "boolean",
+            PropertyType::Number => "number",
+            PropertyType::Array => "array",
+            PropertyType::Object => "object",
         }
     }
 
@@ -33,7 +42,28 @@ impl PropertyType {
             PropertyType::String => v.is_string(),
             PropertyType::Integer => v.is_i64() || v.is_u64(),
             PropertyType::Boolean => v.is_boolean(),
+            PropertyType::Number => v.is_number(),
+            PropertyType::Array => v.is_array(),
+            PropertyType::Object => v.is_object(),
         }
+    }
+
+    /// The type a JSON Schema `type` names (the first non-null one of a list).
+    pub fn from_json_schema(t: &Value) -> Option<PropertyType> {
+        let name = match t {
+            Value::String(s) => s.as_str(),
+            Value::Array(list) => list.iter().filter_map(Value::as_str).find(|s| *s != "null")?,
+            _ => return None,
+        };
+        Some(match name {
+            "string" => PropertyType::String,
+            "integer" => PropertyType::Integer,
+            "boolean" => PropertyType::Boolean,
+            "number" => PropertyType::Number,
+            "array" => PropertyType::Array,
+            "object" => PropertyType::Object,
+            _ => return None,
+        })
     }
 }
 
@@ -104,7 +134,10 @@ impl PropertySpec {
             Err(format!(
                 "{} must be a{} {} or null, not {v}",
                 self.name,
-                if self.kind == PropertyType::Integer {
+                if matches!(
+                    self.kind,
+                    PropertyType::Integer | PropertyType::Array | PropertyType::Object
+                ) {
                     "n"
                 } else {
                     ""

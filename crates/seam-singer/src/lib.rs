@@ -17,7 +17,8 @@
 
 use async_trait::async_trait;
 use seam_core::{
-    Catalog, ConnectorSpec, ErrorKind, Message, PropertySpec, ReadSummary, Source, SourceError, State,
+    Catalog, ConnectorSpec, ErrorKind, Message, PropertySpec, PropertyType, ReadSummary, Source, SourceError,
+    State,
 };
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
@@ -34,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 /// The prefix of a Singer tap's connector type: `singer.NAME`.
 pub const TYPE_PREFIX: &str = "singer.";
 
-/// A registered Singer tap: its name, its executable, and which config keys are secret.
+/// A registered Singer tap: its name, its executable, which config keys are secret, and the spec
+/// file it ships, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapProgram {
     /// The name integrations use (`singer.NAME`): lowercase letters, digits, `-` and `_`.
@@ -43,13 +45,19 @@ pub struct TapProgram {
     pub executable: PathBuf,
     /// Config keys sealed with the credentials and never shown back.
     pub secret_keys: Vec<String>,
+    /// The tap's spec file: its config as a JSON Schema object (see [`TapProgram::load_spec`]).
+    pub spec_file: Option<PathBuf>,
+    /// The settings the spec file declares, once loaded, and whether it admits others.
+    pub declared: Option<(Vec<PropertySpec>, bool)>,
 }
 
 impl TapProgram {
-    /// Parses a registration, `NAME=PATH[,SECRET_KEY...]`: the path must be absolute; whether it
-    /// exists and runs is the connection check's to say.
+    /// Parses a registration, `NAME=PATH[,SECRET_KEY...][,spec=SPEC_FILE]`: the paths must be
+    /// absolute; whether the tap exists and runs is the connection check's to say, the spec file is
+    /// read by [`TapProgram::load_spec`].
     pub fn parse(arg: &str) -> Result<TapProgram, String> {
-        let usage = "a Singer tap is registered as NAME=/absolute/path/to/tap[,SECRET_KEY...]";
+        let usage =
+            "a Singer tap is registered as NAME=/absolute/path/to/tap[,SECRET_KEY...][,spec=/absolute/spec.json]";
         let (name, rest) = arg.split_once('=').ok_or_else(|| format!("{arg:?}: {usage}"))?;
         let name = name.trim();
         let valid = !name.is_empty()
@@ -70,16 +78,66 @@ impl TapProgram {
                 path.display().to_string()
             ));
         }
-        let secret_keys = parts
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let mut secret_keys = Vec::new();
+        let mut spec_file = None;
+        for part in parts.map(str::trim).filter(|k| !k.is_empty()) {
+            match part.strip_prefix("spec=") {
+                Some(file) if Path::new(file).is_absolute() => spec_file = Some(PathBuf::from(file)),
+                Some(file) => {
+                    return Err(format!(
+                        "tap {name}: spec file {file:?} is not an absolute path ({usage})"
+                    ))
+                }
+                None => secret_keys.push(part.to_owned()),
+            }
+        }
         Ok(TapProgram {
             name: name.to_owned(),
             executable: path,
             secret_keys,
+            spec_file,
+            declared: None,
         })
+    }
+
+    /// Reads the spec file, if the registration names one: a JSON Schema object whose `properties`
+    /// are the tap's settings (`type`, `title`, `description`; `writeOnly: true` for a secret, as
+    /// are the keys listed at registration), with `required`, and `additionalProperties` (false by
+    /// default: settings it does not declare are refused).
+    pub fn load_spec(&mut self) -> Result<(), String> {
+        let Some(file) = &self.spec_file else {
+            return Ok(());
+        };
+        let what = format!("tap {}: spec file {}", self.name, file.display());
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{what}: {e}"))?;
+        let schema: Value = serde_json::from_str(&text).map_err(|e| format!("{what} is not JSON: {e}"))?;
+        let props = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .ok_or_else(|| format!("{what} has no \"properties\" object"))?;
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut properties = Vec::new();
+        for (key, p) in props {
+            let kind = p.get("type").and_then(PropertyType::from_json_schema).ok_or_else(|| {
+                format!(
+                    "{what}: property {key} has no type seam knows (string, integer, number, boolean, array, object)"
+                )
+            })?;
+            let text = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
+            let title = text("title").unwrap_or_else(|| key.clone());
+            let mut spec =
+                PropertySpec::string(key, &title, &text("description").unwrap_or_default()).of_type(kind);
+            spec.required = required.contains(&key.as_str());
+            spec.secret = p.get("writeOnly") == Some(&Value::Bool(true)) || self.secret_keys.contains(key);
+            properties.push(spec);
+        }
+        let open = schema.get("additionalProperties") == Some(&Value::Bool(true));
+        self.declared = Some((properties, open));
+        Ok(())
     }
 
     /// Its connector type: `singer.NAME`.
@@ -87,19 +145,25 @@ impl TapProgram {
         format!("{TYPE_PREFIX}{}", self.name)
     }
 
-    /// Its connector spec: the secret keys declared; any other key is a setting passed to the tap as
-    /// it is (the tap validates its own config, at the connection check).
+    /// Its connector spec: the settings its spec file declares (loaded by
+    /// [`TapProgram::load_spec`]); without one, the secret keys, and any other key is a setting
+    /// passed to the tap as it is (the tap validates its own config, at the connection check).
     pub fn connector_spec(&self) -> ConnectorSpec {
+        let (mut properties, open) = match &self.declared {
+            Some((declared, open)) => (declared.clone(), *open),
+            None => (Vec::new(), true),
+        };
+        for k in &self.secret_keys {
+            if !properties.iter().any(|p| &p.name == k) {
+                properties.push(PropertySpec::string(k, k, &format!("the tap's {k}")).secret());
+            }
+        }
         ConnectorSpec {
             type_name: self.type_name(),
             display_name: format!("{} (Singer tap)", self.name),
-            properties: self
-                .secret_keys
-                .iter()
-                .map(|k| PropertySpec::string(k, k, &format!("the tap's {k}")).secret())
-                .collect(),
+            properties,
             rules: None,
-            open: true,
+            open,
         }
     }
 }
@@ -529,6 +593,8 @@ mod tests {
                 name: "postgres".into(),
                 executable: "/opt/taps/tap-postgres".into(),
                 secret_keys: vec!["password".into(), "sqlalchemy_url".into()],
+                spec_file: None,
+                declared: None,
             })
         );
         let jsonl = TapProgram::parse("tap-jsonl=/usr/bin/tap-jsonl").expect("parses");
@@ -540,6 +606,7 @@ mod tests {
             "Bad Name=/bin/tap",
             "=/bin/tap",
             "a.b=/bin/tap",
+            "x=/bin/tap,spec=spec.json",
         ] {
             assert!(TapProgram::parse(bad).is_err(), "{bad}");
         }
@@ -557,5 +624,48 @@ mod tests {
             .cloned()
             .unwrap_or_default();
         assert_eq!(spec.validate(&config, &|_| true), Ok(()));
+    }
+
+    #[test]
+    fn a_spec_file_declares_the_settings_their_types_and_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("spec.json");
+        std::fs::write(
+            &file,
+            serde_json::json!({"type": "object", "required": ["host"], "properties": {
+                "host": {"type": "string", "title": "Host", "description": "the server"},
+                "port": {"type": ["integer", "null"]},
+                "filter_schemas": {"type": "array"},
+                "password": {"type": "string", "writeOnly": true},
+                "token": {"type": "string"}}})
+            .to_string(),
+        )
+        .unwrap();
+        let mut tap = TapProgram::parse(&format!("pg=/bin/tap,token,spec={}", file.display())).unwrap();
+        tap.load_spec().unwrap();
+        let spec = tap.connector_spec();
+        assert!(
+            !spec.open,
+            "a spec file without additionalProperties admits nothing else"
+        );
+        let p = |n: &str| spec.property(n).unwrap();
+        assert!(p("host").required && !p("host").secret);
+        assert_eq!(p("port").kind, PropertyType::Integer);
+        assert_eq!(p("filter_schemas").kind, PropertyType::Array);
+        assert!(p("password").secret, "writeOnly");
+        assert!(p("token").secret, "listed at registration");
+        let config = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            spec.validate(&config(serde_json::json!({"host": "h", "colour": 1})), &|_| true),
+            Err("unknown property colour: pg (Singer tap) has no such setting".into())
+        );
+        assert_eq!(
+            spec.validate(&config(serde_json::json!({"port": 1})), &|_| true),
+            Err("properties.host is required: the server".into())
+        );
+
+        std::fs::write(&file, r#"{"properties": {"x": {"type": "date"}}}"#).unwrap();
+        let err = tap.load_spec().unwrap_err();
+        assert!(err.contains("property x has no type seam knows"), "{err}");
     }
 }

@@ -44,9 +44,10 @@ pub struct Args {
     /// is kept) and for requests to finish; then seam exits anyway. A second signal exits at once.
     #[arg(long, env = "SEAM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
-    /// Register a Singer tap as a connector (`NAME=/absolute/path/to/tap[,SECRET_KEY...]`, repeatable;
-    /// in the environment, registrations separated by `;`): integrations of type `singer.NAME` run it.
-    /// The listed config keys are secret: sealed with the credentials, never shown back.
+    /// Register a Singer tap as a connector (`NAME=/absolute/path/to/tap[,SECRET_KEY...][,spec=FILE]`,
+    /// repeatable; in the environment, registrations separated by `;`): integrations of type
+    /// `singer.NAME` run it. The listed config keys are secret: sealed with the credentials, never
+    /// shown back. A spec file (JSON Schema of the tap's config) declares its settings and types.
     #[arg(long = "singer-tap", env = "SEAM_SINGER_TAPS", value_delimiter = ';', value_parser = parse_tap)]
     singer_taps: Vec<TapProgram>,
     /// Jobs commit (rows and bookmarks together) at least every this many records.
@@ -55,7 +56,9 @@ pub struct Args {
 }
 
 fn parse_tap(arg: &str) -> Result<TapProgram, String> {
-    TapProgram::parse(arg)
+    let mut tap = TapProgram::parse(arg)?;
+    tap.load_spec()?;
+    Ok(tap)
 }
 
 /// Log output format.

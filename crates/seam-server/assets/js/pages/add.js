@@ -32,6 +32,8 @@ function specInput(name, prop, required) {
   const attrs = { id, name, autocomplete: "off", spellcheck: "false", "data-property": name, required: required || undefined };
   if (prop.writeOnly) return h("input", { ...attrs, type: "password" });
   if (prop.type === "integer") return h("input", { ...attrs, type: "number", step: "1" });
+  if (prop.type === "number") return h("input", { ...attrs, type: "number", step: "any" });
+  if (prop.type === "array" || prop.type === "object") return h("textarea", { ...attrs, rows: 3, placeholder: prop.type === "array" ? "[\"…\"]" : "{}" });
   if (prop.type === "boolean") return h("input", { ...attrs, type: "checkbox", required: undefined });
   return h("input", attrs);
 }
@@ -45,7 +47,11 @@ export function specProperties(form, schema) {
     if (prop.type === "boolean") { out[name] = el.checked; continue; }
     const v = el.value.trim();
     if (v === "") continue;
-    out[name] = prop.type === "integer" ? Number(v) : v;
+    if (prop.type === "array" || prop.type === "object") {
+      try { out[name] = JSON.parse(v); } catch (e) { throw new Error(`${prop.title || name} is not JSON: ${e.message}`); }
+    } else {
+      out[name] = prop.type === "integer" || prop.type === "number" ? Number(v) : v;
+    }
   }
   const extra = form.querySelector("#prop-extra");
   if (extra && extra.value.trim()) {
