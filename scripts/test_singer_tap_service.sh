@@ -2,7 +2,7 @@
 # A real Singer tap from PyPI as an integration of `seam serve`: meltanolabs-tap-postgres (a Meltano
 # SDK tap, its own virtualenv) registered with --singer-tap, reading a PostgreSQL database this
 # script creates (a table with a key, numeric, timestamp, jsonb, array and null columns; a table
-# without a key), into DuckDB and into a PostgreSQL warehouse. Over the API: create the source (its
+# without a key), into DuckDB and into a PostgreSQL warehouse. KEEP=1 keeps the work directory. Over the API: create the source (its
 # password sealed), check, choose INCREMENTAL on updated_at for the keyed table, run; then update and
 # insert rows and run again. Each time the warehouse must equal the source row for row, with no
 # duplicates. DuckDB is read with DuckDB's own Python package (PyPI), PostgreSQL with psql. Stream
@@ -69,7 +69,8 @@ INSERT INTO events SELECT i, 'event ' || i FROM generate_series(1, 20) i;
 def source_items():
     rows = psql("SELECT json_agg(json_build_object('id', id, 'name', name, 'price', price::float8, "
                 "'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'note', note, "
-                "'tags', tags) ORDER BY id) FROM items", source_db)
+                "'tags', tags, 'doc__k', (doc->>'k')::int, 'doc__nested__a', (doc->'nested'->>'a')::int) ORDER BY id) "
+                "FROM items", source_db)
     return {r["id"]: r for r in json.loads(rows)}
 
 def run_service(label, extra):
@@ -104,7 +105,8 @@ def check_warehouse(label, read_table, want_items, want_events):
         g = items.get(i)
         if g is None:
             continue
-        for col in ("name", "price", "note"):
+        # jsonb objects are flattened into columns, as Stitch does.
+        for col in ("name", "price", "note", "doc__k", "doc__nested__a"):
             if g.get(col) != w[col]:
                 problems.append(f"item {i} {col}: {g.get(col)!r}, want {w[col]!r}")
         # DuckDB's Python package gives a datetime, PostgreSQL's JSON an ISO 8601 text.

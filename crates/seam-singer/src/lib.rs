@@ -7,9 +7,9 @@
 //!   its config object as it is, and the keys listed at registration are secret (sealed, never shown).
 //! - Files: config, catalog and state are written 0600 into a private directory (0700) made for the
 //!   run and deleted after it; the tap runs in that directory.
-//! - Bounded: discovery has a time limit; every output line has a size limit; a stop (and dropping
-//!   the read) kills the tap's whole process group; a tap that closes its output but does not exit is
-//!   killed after a grace.
+//! - Bounded: discovery has a time limit, and so has a sync's silence (no output line for an hour by
+//!   default); every output line has a size limit; a stop (and dropping the read) kills the tap's
+//!   whole process group; a tap that closes its output but does not exit is killed after a grace.
 //! - Failures say what the tap said: a non-zero exit or a line that is not a Singer message fails
 //!   with the tap's last stderr lines. What the loader committed before stays committed.
 //! - The tap's stderr is logged line by line (`tracing`, target `seam::tap`, with the tap's name),
@@ -175,6 +175,8 @@ pub struct TapLimits {
     pub discover_timeout: Duration,
     /// How long a tap that closed its stdout may take to exit.
     pub exit_grace: Duration,
+    /// How long a sync may go without printing a line before the tap is stopped and the job fails.
+    pub idle_timeout: Duration,
     /// The longest output line (one message) accepted, in bytes; a catalog is one line too.
     pub max_line_bytes: usize,
 }
@@ -184,6 +186,8 @@ impl Default for TapLimits {
         TapLimits {
             discover_timeout: Duration::from_secs(300),
             exit_grace: Duration::from_secs(30),
+            // A tap may run a long query before its first row; an hour of silence is a hung tap.
+            idle_timeout: Duration::from_secs(3600),
             max_line_bytes: 64 << 20,
         }
     }
@@ -529,12 +533,26 @@ impl Source for TapSource {
                     running.stop().await;
                     return Ok(summary);
                 }
-                line = read_line(&mut stdout, &mut buf, self.limits.max_line_bytes) => line,
+                line = tokio::time::timeout(
+                    self.limits.idle_timeout,
+                    read_line(&mut stdout, &mut buf, self.limits.max_line_bytes),
+                ) => line,
             };
             match line {
-                Ok(Some(())) => {}
-                Ok(None) => break,
-                Err(e) => {
+                Ok(Ok(Some(()))) => {}
+                Ok(Ok(None)) => break,
+                Err(_) => {
+                    running.stop().await;
+                    return Err(self.error(
+                        ErrorKind::Transient,
+                        format!(
+                            "printed nothing for {} s; it was stopped{}",
+                            self.limits.idle_timeout.as_secs_f64(),
+                            running.quote_stderr()
+                        ),
+                    ));
+                }
+                Ok(Err(e)) => {
                     running.stop().await;
                     return Err(self.error(ErrorKind::Schema, format!("{e}{}", running.quote_stderr())));
                 }

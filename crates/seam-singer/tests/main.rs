@@ -32,6 +32,7 @@ fn limits() -> TapLimits {
     TapLimits {
         discover_timeout: Duration::from_secs(20),
         exit_grace: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
         max_line_bytes: 1 << 20,
     }
 }
@@ -270,4 +271,36 @@ async fn discovery_is_bounded_and_a_missing_tap_says_so() {
         "{err}"
     );
     assert!(err.to_string().contains("config is missing key host"), "{err}");
+}
+
+/// A tap that goes silent: the sync fails once it printed nothing for the idle limit, quoting it.
+#[tokio::test]
+async fn a_silent_tap_is_stopped_after_the_idle_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = tap(
+        dir.path(),
+        r#"echo '{"type":"SCHEMA","stream":"items","schema":{"type":"object"},"key_properties":["id"]}'
+echo 'waiting for a lock on table items' >&2
+sleep 600"#,
+    );
+    let source = TapSource::new(
+        program,
+        Map::new(),
+        TapLimits {
+            idle_timeout: Duration::from_millis(700),
+            ..limits()
+        },
+    );
+    let started = Instant::now();
+    let (result, messages) = read(&source, State::default(), CancellationToken::new()).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("tap test: printed nothing for 0.7 s; it was stopped"),
+        "{text}"
+    );
+    assert!(text.contains("waiting for a lock on table items"), "{text}");
+    assert_eq!(messages.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
