@@ -4,19 +4,19 @@
 mod api;
 mod browser;
 mod e2e;
-mod fakes;
 mod jobs;
 mod scheduler;
 mod security;
 mod singer;
 
-use fakes::FakeFactory;
 use reqwest::StatusCode;
 use seam_runtime::clock::TokioClock;
 use seam_runtime::connector::ConnectorFactory;
 use seam_runtime::scheduler::SchedulerConfig;
 use seam_server::connectors::DefaultFactory;
 use seam_server::{Service, ServiceConfig};
+pub use seam_test_support::fakes;
+use seam_test_support::fakes::FakeFactory;
 use seam_warehouse::DestinationSpec;
 use serde_json::{json, Value};
 use std::path::PathBuf;

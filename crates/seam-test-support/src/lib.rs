@@ -14,14 +14,18 @@
 //!   seam at it.
 //! - [`doubles`] (feature `doubles`): an in-memory warehouse and a destination over it that fails on
 //!   demand.
+//! - [`fakes`] (feature `fakes`): a fake source with named behaviours, and a connector factory of it
+//!   and the in-memory destination.
 //!
 //! Both PostgreSQL servers are started by one piece of code (`cluster.rs`). Without features this
-//! crate depends on no seam crate, so every seam crate can use it; the features bring in seam-core
-//! and zendesk-sim for the crates that test against them.
+//! crate depends on no seam crate, so every seam crate can use it; the features bring in seam-core,
+//! seam-runtime, seam-zendesk and zendesk-sim for the crates that test against them.
 
 mod cluster;
 #[cfg(feature = "doubles")]
 pub mod doubles;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 mod postgres;
 mod postgres_tls;
 mod programs;

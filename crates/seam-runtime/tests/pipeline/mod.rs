@@ -4,10 +4,9 @@
 
 use async_trait::async_trait;
 use seam_core::catalog::CatalogEntry;
-use seam_core::singer::{Message, RecordMessage, SchemaMessage};
 use seam_core::{
-    Catalog, Destination, DestinationError, ErrorKind, JsonType, ReadSummary, ReplicationMethod, RetryPolicy,
-    Schema, Source, SourceError, State,
+    Catalog, Destination, DestinationError, ErrorKind, JsonType, ReplicationMethod, RetryPolicy, Schema,
+    State,
 };
 use seam_runtime::loader::{Commit, LoadError, LoaderConfig};
 use seam_runtime::pipeline::{
@@ -15,36 +14,18 @@ use seam_runtime::pipeline::{
     PART_LOADER, PART_SOURCE,
 };
 use seam_test_support::doubles::{lock, Faults, MemDestination, MemWarehouse};
+use seam_test_support::fakes::{FakeSource, PAGE, PANIC_TEXT};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const STREAM: &str = "s";
-/// Records per page; a STATE follows each page.
-const PAGE: u64 = 10;
-/// What the panicking fakes panic with.
-const PANIC_TEXT: &str = "index out of bounds in a page";
 /// How long a test lets a stopped run take before calling it wedged: the runs below have a grace of
 /// half a second; a wedged run never returns.
 const WEDGED: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Behaviour {
-    /// `n` pages, resuming after the bookmark; returns at a page boundary once stopped.
-    Pages(u64),
-    /// One page, then waits forever, ignoring the stop.
-    Stuck,
-    /// Records forever, ignoring the stop.
-    Flood,
-    /// One page, then panics.
-    Panics,
-}
-
-#[derive(Debug)]
-struct FakeSource(Behaviour);
-
+/// The one stream the runs read, keyed by `id`.
 fn catalog() -> Catalog {
     let schema = Schema::object([("id".to_string(), Schema::nullable(JsonType::Integer))]);
     let mut entry = CatalogEntry::new(STREAM, schema, &["id"], ReplicationMethod::FullTable, None);
@@ -52,73 +33,9 @@ fn catalog() -> Catalog {
     Catalog { streams: vec![entry] }
 }
 
-fn record(id: u64) -> Message {
-    Message::Record(RecordMessage::from_value(STREAM, &json!({ "id": id })).unwrap())
-}
-
-fn gone(_: impl std::fmt::Debug) -> SourceError {
-    SourceError::consumer_gone()
-}
-
-#[async_trait]
-impl Source for FakeSource {
-    async fn check(&self) -> Result<(), SourceError> {
-        Ok(())
-    }
-
-    async fn discover(&self) -> Result<Catalog, SourceError> {
-        Ok(catalog())
-    }
-
-    async fn read(
-        &self,
-        _catalog: &Catalog,
-        state: State,
-        out: mpsc::Sender<Message>,
-        cancel: CancellationToken,
-    ) -> Result<ReadSummary, SourceError> {
-        let schema = SchemaMessage {
-            stream: STREAM.into(),
-            schema: catalog().streams[0].selected_schema(),
-            key_properties: vec!["id".into()],
-            bookmark_properties: None,
-        };
-        out.send(Message::Schema(Box::new(schema))).await.map_err(gone)?;
-        let mut summary = ReadSummary::default();
-        let mut pos = state.bookmark(STREAM, "pos").and_then(Value::as_u64).unwrap_or(0);
-        if self.0 == Behaviour::Flood {
-            for id in (1..=PAGE).cycle() {
-                out.send(record(id)).await.map_err(gone)?;
-            }
-        }
-        let pages = match self.0 {
-            Behaviour::Pages(n) => n,
-            _ => 1,
-        };
-        while pos < pages * PAGE {
-            if cancel.is_cancelled() {
-                return Ok(summary);
-            }
-            for id in pos + 1..=pos + PAGE {
-                out.send(record(id)).await.map_err(gone)?;
-            }
-            pos += PAGE;
-            *summary.records.entry(STREAM.into()).or_default() += PAGE;
-            let mut state = State::default();
-            state.set_bookmark(STREAM, "pos", json!(pos));
-            out.send(Message::State {
-                value: state.to_value(),
-            })
-            .await
-            .map_err(gone)?;
-            match self.0 {
-                Behaviour::Stuck => std::future::pending::<()>().await,
-                Behaviour::Panics => panic!("{PANIC_TEXT}"),
-                _ => {}
-            }
-        }
-        Ok(summary)
-    }
+/// A source of `n` pages of [`PAGE`] records, resuming after the `id` bookmark.
+fn pages(n: u64) -> FakeSource {
+    FakeSource::new("works").with_records(n * PAGE)
 }
 
 /// A shared in-memory warehouse, and the faults the destinations the runs open over it inject.
@@ -183,13 +100,13 @@ struct Recorder {
 }
 
 fn pos_of(state: &Value) -> Option<u64> {
-    state.pointer("/bookmarks/s/pos").and_then(Value::as_u64)
+    state.pointer("/bookmarks/s/id").and_then(Value::as_u64)
 }
 
 #[async_trait]
 impl PipelineHooks for Recorder {
     async fn started(&mut self, state: &State, reset: bool) {
-        let pos = state.bookmark(STREAM, "pos").and_then(Value::as_u64);
+        let pos = state.bookmark(STREAM, "id").and_then(Value::as_u64);
         self.started.push((pos, reset));
     }
 
@@ -203,7 +120,7 @@ impl PipelineHooks for Recorder {
 }
 
 async fn run(
-    source: Behaviour,
+    source: FakeSource,
     world: &World,
     hooks: &mut (dyn PipelineHooks + '_),
     progress: &Progress,
@@ -211,7 +128,7 @@ async fn run(
     config: &PipelineConfig,
 ) -> PipelineRun {
     pipeline::run(
-        Arc::new(FakeSource(source)),
+        Arc::new(source),
         catalog(),
         opener(world),
         hooks,
@@ -225,7 +142,7 @@ async fn run(
 /// Runs `source` with a stop asked for once `ready` holds for its progress; returns the run and how
 /// long after the stop it returned. Fails, rather than hangs, when the run is wedged.
 async fn stopped_run(
-    source: Behaviour,
+    source: FakeSource,
     world: &Arc<World>,
     config: PipelineConfig,
     ready: impl Fn(&pipeline::ProgressSnapshot) -> bool,
@@ -264,17 +181,10 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
     };
     let stop = Stop::new(CancellationToken::new(), Duration::from_secs(1));
     // Commits every 15 records: each STATE is made durable with, or after, the rows it covers.
-    let report = run(
-        Behaviour::Pages(3),
-        &world,
-        &mut hooks,
-        &progress,
-        &stop,
-        &config(15),
-    )
-    .await
-    .into_result()
-    .unwrap();
+    let report = run(pages(3), &world, &mut hooks, &progress, &stop, &config(15))
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(report.read.records[STREAM], 30);
     assert_eq!(report.load.report.total_rows(), 30);
     assert_eq!(hooks.started, vec![(None, false)]);
@@ -296,7 +206,7 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
     // The next run resumes from the committed state: nothing is read again.
     let mut hooks = Recorder::default();
     let report = run(
-        Behaviour::Pages(4),
+        pages(4),
         &world,
         &mut hooks,
         &Progress::default(),
@@ -307,7 +217,7 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
     .into_result()
     .unwrap();
     assert_eq!(hooks.started, vec![(Some(30), false)]);
-    assert_eq!(report.started_from.bookmark(STREAM, "pos"), Some(&json!(30)));
+    assert_eq!(report.started_from.bookmark(STREAM, "id"), Some(&json!(30)));
     assert_eq!(report.read.records[STREAM], 10, "only the new page");
 
     // A reset commits the empty state before anything is read, and reads everything again.
@@ -317,21 +227,14 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
         ..config(100)
     };
     let commits_before = world.lock().commits.len();
-    let report = run(
-        Behaviour::Pages(2),
-        &world,
-        &mut hooks,
-        &Progress::default(),
-        &stop,
-        &reset,
-    )
-    .await
-    .into_result()
-    .unwrap();
+    let report = run(pages(2), &world, &mut hooks, &Progress::default(), &stop, &reset)
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(hooks.started, vec![(None, true)]);
     assert_eq!(report.read.records[STREAM], 20);
     assert_eq!(world.lock().commits[commits_before].state, Some(State::default()));
-    assert_eq!(world.state().unwrap().bookmark(STREAM, "pos"), Some(&json!(20)));
+    assert_eq!(world.state().unwrap().bookmark(STREAM, "id"), Some(&json!(20)));
 }
 
 /// A source that ignores the stop and never returns (`seam sync` on Ctrl-C waited for it forever):
@@ -339,7 +242,7 @@ async fn runs_resumes_and_resets_with_hooks_and_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_ignores_the_stop_is_abandoned_after_the_grace() {
     let world = Arc::new(World::default());
-    let (run, took) = stopped_run(Behaviour::Stuck, &world, config(1_000), |p| {
+    let (run, took) = stopped_run(FakeSource::new("stuck"), &world, config(1_000), |p| {
         p.records_total == PAGE
     })
     .await;
@@ -372,7 +275,7 @@ async fn a_source_that_ignores_the_stop_is_abandoned_after_the_grace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_keeps_sending_after_the_stop_is_abandoned_after_the_grace() {
     let world = Arc::new(World::default());
-    let (run, took) = stopped_run(Behaviour::Flood, &world, config(20_000), |p| {
+    let (run, took) = stopped_run(FakeSource::new("flood"), &world, config(20_000), |p| {
         p.records_total > 5_000
     })
     .await;
@@ -407,7 +310,7 @@ async fn a_stop_ends_a_commit_retry_wait() {
     config.loader.retry = RetryPolicy::default();
     // The stop comes once the first commit failed and its retry wait began.
     let failed = Arc::clone(&world);
-    let (run, took) = stopped_run(Behaviour::Pages(3), &world, config, move |_| {
+    let (run, took) = stopped_run(pages(3), &world, config, move |_| {
         failed.lock().failed_commits > 0
     })
     .await;
@@ -430,7 +333,7 @@ async fn a_panic_in_the_source_or_the_destination_ends_the_run_naming_it() {
     let world = World::default();
     let stop = Stop::new(CancellationToken::new(), Duration::from_millis(500));
     let run = run(
-        Behaviour::Panics,
+        FakeSource::new("panicread"),
         &world,
         &mut NoHooks,
         &Progress::default(),
@@ -452,7 +355,7 @@ async fn a_panic_in_the_source_or_the_destination_ends_the_run_naming_it() {
         ..Faults::default()
     });
     let run = self::run(
-        Behaviour::Pages(2),
+        pages(2),
         &world,
         &mut NoHooks,
         &Progress::default(),

@@ -1,16 +1,20 @@
-//! Test doubles: a fake Zendesk-like source whose behaviour is chosen by subdomain, and a factory that
-//! pairs it with seam-test-support's in-memory destination (faults chosen by schema name).
+//! A fake Zendesk-like source and a connector factory (feature `fakes`): the service's, the
+//! scheduler's and the pipeline's tests run jobs against them.
 //!
-//! Subdomains: `badauth` (401), `notadmin` (403), `unknown` (404 account), `offline` (network),
+//! [`FakeSource`] sends [`RECORDS`] records (or as many as asked) per selected stream, in pages of
+//! [`PAGE`] with a STATE after each, resuming after the `id` bookmark; its behaviour is named (the
+//! [`FakeFactory`] takes the name from the integration's subdomain): `badauth` (401), `notadmin` (403), `unknown` (404 account), `offline` (network),
 //! `slow` (each page waits 1 minute of tokio time), `failing` (extraction fails after one page, and
 //! at once when resuming), `panicdiscover` / `panicread` (the source panics in discovery / after its
 //! first page), `stuck` (sends one page, then waits forever and ignores the stop), `flood` (sends
 //! records forever, ignoring the stop: a paginator that never ends), `gated` (skips
 //! `users` as a plan-gated 403 would), `hangcheck` (the connection check never answers).
-//! Schema names (from display names): `badload` (the destination rejects tickets), `panicload` (the
-//! destination panics on a commit with rows), `ratelimitedwh` (every commit with rows is rate limited
-//! for a minute); anything else works.
+//! [`FakeFactory`] pairs it with the in-memory destination, whose faults it chooses by schema name
+//! (from display names): `badload` (the destination rejects tickets), `panicload` (the destination
+//! panics on a commit with rows), `ratelimitedwh` (every commit with rows is rate limited for a
+//! minute); anything else works.
 
+use crate::doubles::{lock, Faults, MemDestination, MemWarehouse};
 use async_trait::async_trait;
 use seam_core::catalog::CatalogEntry;
 use seam_core::singer::{Message, RecordMessage, SchemaMessage};
@@ -20,14 +24,13 @@ use seam_core::{
 };
 use seam_runtime::connector::{ConnectorFactory, SourceSpec};
 use seam_runtime::error::JobError;
-use seam_test_support::doubles::{lock, Faults, MemDestination, MemWarehouse};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Records per stream per job.
+/// Records per stream per job, unless asked otherwise.
 pub const RECORDS: u64 = 25;
 /// Records per page (a STATE follows each page).
 pub const PAGE: u64 = 10;
@@ -37,14 +40,18 @@ pub const PANIC_TEXT: &str = "header value is not visible ASCII";
 pub const GATED_REASON: &str =
     "zendesk answered 403 Forbidden: the account's plan does not include this endpoint";
 
+/// A factory of [`FakeSource`]s (behaviour: the integration's subdomain) and in-memory destinations
+/// over one shared warehouse. Registers Zendesk's connector spec, as the service's does.
 #[derive(Debug, Clone, Default)]
 pub struct FakeFactory {
+    /// The warehouse every destination it opens loads into.
     pub warehouse: Arc<Mutex<MemWarehouse>>,
     /// Every spec a source was built from (to prove credentials arrive decrypted).
     pub specs: Arc<Mutex<Vec<SourceSpec>>>,
 }
 
 impl FakeFactory {
+    /// Rows of `table` in `schema`.
     pub fn rows(&self, schema: &str, table: &str) -> usize {
         lock(&self.warehouse).rows(schema, table)
     }
@@ -56,14 +63,13 @@ impl ConnectorFactory for FakeFactory {
     }
 
     fn source(&self, spec: &SourceSpec) -> Result<Box<dyn Source>, JobError> {
-        self.specs.lock().unwrap().push(spec.clone());
-        Ok(Box::new(FakeSource {
-            subdomain: spec
-                .properties
-                .config_str("subdomain")
-                .unwrap_or_default()
-                .to_owned(),
-        }))
+        self.specs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(spec.clone());
+        Ok(Box::new(FakeSource::new(
+            spec.properties.config_str("subdomain").unwrap_or_default(),
+        )))
     }
 
     fn destination(&self, schema_name: &str) -> Result<Box<dyn Destination>, JobError> {
@@ -83,15 +89,42 @@ impl ConnectorFactory for FakeFactory {
     }
 }
 
-#[derive(Debug)]
+/// A fake source; see the module docs for its behaviours.
+#[derive(Debug, Clone)]
 pub struct FakeSource {
     subdomain: String,
+    records: u64,
+}
+
+impl FakeSource {
+    /// A source behaving as `behaviour` says (a subdomain name of the module docs; any other name
+    /// works), with [`RECORDS`] records per stream.
+    pub fn new(behaviour: &str) -> FakeSource {
+        FakeSource {
+            subdomain: behaviour.to_owned(),
+            records: RECORDS,
+        }
+    }
+
+    /// The same, with `records` records per stream.
+    pub fn with_records(mut self, records: u64) -> FakeSource {
+        self.records = records;
+        self
+    }
+}
+
+/// A record of `stream`.
+fn record(stream: &str, value: &Value) -> Result<Message, SourceError> {
+    RecordMessage::from_value(stream, value)
+        .map(Message::Record)
+        .map_err(|e| SourceError::new(ErrorKind::Internal, e.to_string()))
 }
 
 fn err(kind: ErrorKind, msg: &str) -> SourceError {
     SourceError::new(kind, msg.to_owned())
 }
 
+/// The catalog it discovers: `tickets` (with a `tags` array) and `users`, incremental on `updated_at`.
 pub fn catalog() -> Catalog {
     let tickets = Schema::object([
         ("id".to_string(), Schema::nullable(JsonType::Integer)),
@@ -185,18 +218,17 @@ impl Source for FakeSource {
                 .map_err(|_| SourceError::consumer_gone())?;
             if self.subdomain == "flood" {
                 // Breaks the contract: never returns, stop or not, and always has more to send.
-                for n in (1..=RECORDS).cycle() {
-                    let record = RecordMessage::from_value(stream.clone(), &json!({"id": n})).unwrap();
-                    out.send(Message::Record(record))
+                for n in (1..=self.records.max(1)).cycle() {
+                    out.send(record(&stream, &json!({"id": n}))?)
                         .await
                         .map_err(|_| SourceError::consumer_gone())?;
                 }
             }
-            // Resume after the bookmark: the fake's records have ids 1..=RECORDS and updated_at = id seconds.
+            // Resume after the bookmark: the fake's records have ids 1..=records and updated_at = id seconds.
             let from = state.bookmark(&stream, "id").and_then(Value::as_u64).unwrap_or(0);
             let mut id = from;
             let mut pages = 0;
-            while id < RECORDS {
+            while id < self.records {
                 if cancel.is_cancelled() {
                     return Ok(summary);
                 }
@@ -211,7 +243,7 @@ impl Source for FakeSource {
                         err(ErrorKind::Transient, "zendesk answered 503 three times").in_stream(stream)
                     );
                 }
-                let end = (id + PAGE).min(RECORDS);
+                let end = (id + PAGE).min(self.records);
                 for n in id + 1..=end {
                     let mut fields = serde_json::Map::new();
                     for f in entry.selected_fields() {
@@ -223,8 +255,7 @@ impl Source for FakeSource {
                         };
                         fields.insert(f.to_owned(), v);
                     }
-                    let record = RecordMessage::from_value(stream.clone(), &Value::Object(fields)).unwrap();
-                    out.send(Message::Record(record))
+                    out.send(record(&stream, &Value::Object(fields))?)
                         .await
                         .map_err(|_| SourceError::consumer_gone())?;
                     *summary.records.entry(stream.clone()).or_default() += 1;
