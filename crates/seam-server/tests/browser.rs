@@ -912,6 +912,31 @@ async fn a_singer_tap_is_added_with_a_form_drawn_from_its_spec() {
     assert_eq!(source["properties"]["rows"], 12, "{source}");
     assert_eq!(source["properties"]["credentials_set"], json!(["password"]));
     assert!(!sources.to_string().contains("s3cret"), "{sources}");
+
+    // Its settings page draws the same spec: the secret kept unless typed, the rest editable.
+    let id = source["id"].as_i64().unwrap();
+    s.go(&format!("/integrations/{id}/settings")).await;
+    s.wait_text("#connector-settings label", "password").await;
+    assert_eq!(
+        s.js("return document.querySelector('#connector-settings #prop-password').placeholder")
+            .await,
+        "unchanged"
+    );
+    assert!(s
+        .value("#connector-settings #prop-extra")
+        .await
+        .contains("\"rows\": 12"));
+    s.type_into("#connector-settings #prop-extra", r#"{"rows": 15}"#)
+        .await;
+    s.click("#save-connector-settings").await;
+    s.wait_text("section", "The connection check passed.").await;
+    let (_, source) = api.get(&format!("/v4/sources/{id}")).await;
+    assert_eq!(source["properties"]["rows"], 15, "{source}");
+    assert_eq!(
+        source["properties"]["credentials_set"],
+        json!(["password"]),
+        "the secret was kept"
+    );
     s.stop().await;
 }
 

@@ -27,7 +27,7 @@ export async function renderPicker(main) {
 }
 
 /** A form field for one property of a connector's spec (JSON Schema). */
-function specInput(name, prop, required) {
+export function specInput(name, prop, required) {
   const id = `prop-${name}`;
   const attrs = { id, name, autocomplete: "off", spellcheck: "false", "data-property": name, required: required || undefined };
   if (prop.writeOnly) return h("input", { ...attrs, type: "password" });

@@ -4,6 +4,7 @@
 import { h, mount, num, when, relative, duration, pill, banner, frequencyLabel, TYPE_LOGO, TYPE_NAME } from "../dom.js";
 import { api, ui, ApiError } from "../api.js";
 import { jobTimeline } from "../charts.js";
+import { specInput, specProperties } from "./add.js";
 
 const TABS = [["extractions", "Extractions"], ["loads", "Loads"], ["tables", "Tables to Replicate"], ["settings", "Settings"]];
 
@@ -270,6 +271,49 @@ export async function render(main, [id, tabArg], ctx) {
     body.querySelector(".stream-toolbar").style.padding = "16px 18px 4px";
   }
 
+  /** The settings box of a connector other than Zendesk, drawn from its spec. */
+  async function connectorSettings(p, box) {
+    const types = await api.get("/source-types").catch(() => []);
+    const spec = types.find((t) => t.type === source.type);
+    if (!spec) return box("Connector settings", `${source.type} is no longer registered with this seam.`);
+    const schema = spec.properties_schema || {};
+    const declared = schema.properties || {};
+    const common = new Set(["start_date", "frequency_in_minutes", "anchor_time", "cron_expression", "credentials_set", "auth_method"]);
+    const form = h("form", { id: "connector-settings", onsubmit: (e) => e.preventDefault() });
+    for (const [name, prop] of Object.entries(declared)) {
+      const input = specInput(name, prop, false);
+      if (prop.writeOnly) input.placeholder = (p.credentials_set || []).includes(name) ? "unchanged" : "not set";
+      else if (prop.type === "boolean") input.checked = !!p[name];
+      else if (p[name] !== null && p[name] !== undefined) input.value = typeof p[name] === "object" ? JSON.stringify(p[name]) : String(p[name]);
+      form.append(h("div", { class: "field" }, h("label", { for: `prop-${name}` }, prop.title || name), input));
+    }
+    if (schema.additionalProperties) {
+      const rest = Object.fromEntries(Object.entries(p).filter(([k]) => !common.has(k) && !(k in declared)));
+      form.append(h("div", { class: "field" }, h("label", { for: "prop-extra" }, "Other settings (JSON)"),
+        h("textarea", { id: "prop-extra", rows: 6, spellcheck: "false" }, JSON.stringify(rest, null, 2)),
+        h("p", { class: "hint" }, "Set a key to null to remove it.")));
+    }
+    const msg = h("div");
+    const save = h("button", { class: "btn btn-primary", type: "button", id: "save-connector-settings" }, "Update Settings");
+    save.addEventListener("click", () => act(save, async () => {
+      let props;
+      try { props = specProperties(form, schema); } catch (e) { mount(msg, banner("error", "Not saved.", e.message)); throw e; }
+      try { await api.put(`/sources/${id}`, { properties: props }); } catch (e) { mount(msg, banner("error", "Not saved.", e.message)); throw e; }
+      mount(msg, banner("info", "Saved. Checking the connection…", ""));
+      for (let i = 0; i < 600; i++) {
+        const c = await api.get(`/sources/${id}/last-connection-check`);
+        if (c.status !== "running") {
+          mount(msg, c.status === "succeeded" ? banner("success", "Success!", "The connection check passed.") : banner("error", "The connection check failed.", c.message));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await refreshSource();
+    }));
+    return box(`${spec.display_name} settings`, "Changing them runs the connection check again. Secrets are never shown: leave them empty to keep them.",
+      form, h("div", { class: "form-actions" }, save), msg);
+  }
+
   async function drawSettings() {
     const p = source.properties;
     const box = (title, desc, ...content) => h("section", { class: "card" }, h("h2", {}, title), desc ? h("p", { class: "muted small" }, desc) : null, ...content);
@@ -414,7 +458,7 @@ export async function render(main, [id, tabArg], ctx) {
             h("div", { class: "field" }, h("label", { for: "settings-email" }, "Zendesk Login Email"), em),
             h("div", { class: "field" }, h("label", { for: "settings-api-token" }, "Zendesk API Token"), tok, h("p", { class: "hint" }, "Leave empty to keep the saved token.")),
             h("div", { class: "form-actions" }, saveCred), credMsg)
-          : box("Connector settings", `Settings of ${source.type} are changed over the API (PUT /v4/sources/${id}); secrets set: ${(p.credentials_set || []).join(", ") || "none"}.`),
+          : await connectorSettings(p, box),
         box("Sync Historical Data", `Replicating data changed since ${p.start_date.slice(0, 10)}.`,
           h("div", { class: "field" }, h("label", { for: "settings-start-date" }, "Start date"), startInput),
           h("div", { class: "form-actions" }, saveStart), resetMsg, resetDialog),
