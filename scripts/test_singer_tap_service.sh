@@ -2,11 +2,13 @@
 # A real Singer tap from PyPI as an integration of `seam serve`: meltanolabs-tap-postgres (a Meltano
 # SDK tap, its own virtualenv) registered with --singer-tap, reading a PostgreSQL database this
 # script creates (a table with a key, numeric, timestamp, jsonb, array and null columns; a table
-# without a key), into DuckDB and into a PostgreSQL warehouse. KEEP=1 keeps the work directory. Over the API: create the source (its
+# without a key), into DuckDB and into a PostgreSQL warehouse. Over the API: create the source (its
 # password sealed), check, choose INCREMENTAL on updated_at for the keyed table, run; then update and
 # insert rows and run again. Each time the warehouse must equal the source row for row, with no
-# duplicates. DuckDB is read with DuckDB's own Python package (PyPI), PostgreSQL with psql. Stream
-# `public-items` loads into table `publicitems` (seam's naming rule drops the `-`).
+# duplicates. Then 150,000 rows, `seam serve` SIGKILLed mid-job once rows past the tap's first
+# bookmark are committed, restarted, run again: the job resumes from the bookmark, every row once.
+# DuckDB is read with DuckDB's own Python package (PyPI), PostgreSQL with psql. Stream `public-items`
+# loads into table `publicitems` (seam's naming rule drops the `-`). KEEP=1 keeps the work directory.
 # PostgreSQL: $SEAM_TEST_POSTGRES_URL, else a throwaway cluster (scripts/lib.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,16 +75,18 @@ def source_items():
                 "FROM items", source_db)
     return {r["id"]: r for r in json.loads(rows)}
 
-def run_service(label, extra):
+def run_service(label, extra, token=None, attempt=""):
     data = os.path.join(work, label)
-    out, err = open(os.path.join(work, label + ".out"), "w"), open(os.path.join(work, label + ".err"), "w")
+    out = open(os.path.join(work, label + attempt + ".out"), "w")
+    err = open(os.path.join(work, label + attempt + ".err"), "w")
     env = {k: v for k, v in os.environ.items() if k not in ("SEAM_ADMIN_PASSWORD", "SEAM_SECRET_KEY", "SEAM_METASTORE_URL")}
     env["RUST_LOG"] = "warn"
     p = subprocess.Popen([seam, "serve", "--data-dir", data, "--listen", "127.0.0.1:0",
                           "--singer-tap", f"postgres={tap},password", *extra], stdout=out, stderr=err, env=env)
     text = wait("seam serve to listen", lambda: (lambda t: t if "listening on" in t else None)(open(out.name).read()), 60)
     base = re.search(r"listening on (http:\S+)", text).group(1)
-    token = re.search(r"API token \(shown once, store it now\): (\S+)", text).group(1)
+    if token is None:
+        token = re.search(r"API token \(shown once, store it now\): (\S+)", text).group(1)
     return p, base, token
 
 def api(base, token, method, path, body=None):
@@ -207,10 +211,73 @@ def scenario(label, extra, reader):
         p.terminate()
         p.wait(timeout=60)
 
+def kill_scenario():
+    """kill -9 of seam serve mid-job, restart, run again: every row once."""
+    rows = 150000
+    psql("TRUNCATE items RESTART IDENTITY; TRUNCATE events; INSERT INTO items (name, price, updated_at, doc, tags, note) "
+         "SELECT 'item ' || i, i * 1.25, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', NULL, "
+         f"ARRAY['a'], NULL FROM generate_series(1, {rows}) i;", source_db)
+    extra = ["--max-batch-records", "2000"]
+    p, base, token = run_service("kill", extra)
+    props = {"host": u.hostname, "port": u.port or 5432, "user": u.username or "postgres",
+             "password": u.password or "unused", "database": source_db, "filter_schemas": ["public"],
+             "start_date": "2000-01-01T00:00:00Z"}
+    s, src = api(base, token, "POST", "/v4/sources", {"display_name": "Shop DB", "type": "singer.postgres", "properties": props})
+    sid = src["id"]
+    wait("the connection check", lambda: (lambda r: r[1] if r[0] == 200 and r[1]["status"] == "succeeded" else None)(
+        api(base, token, "GET", f"/v4/sources/{sid}/last-connection-check")))
+    api(base, token, "PUT", f"/v4/sources/{sid}/streams", {"streams": [
+        {"tap_stream_id": "public-items", "metadata": [{"breadcrumb": [], "metadata": {
+            "selected": True, "replication-method": "INCREMENTAL", "replication-key": "updated_at"}}]}]})
+
+    def loaded():
+        s, loads = api(base, token, "GET", f"/v4/sources/{sid}/loads")
+        return sum(l["rows_loaded"] for l in loads if l["stream_name"] == "publicitems") if s == 200 else 0
+    # The tap states its bookmark every 10,000 records: past 12,000 committed rows, one is committed.
+    committed = wait("rows past the tap's first bookmark", lambda: (lambda n: n if n >= 12000 else None)(loaded()), 180)
+    s, current = api(base, token, "GET", f"/v4/sources/{sid}/extractions/current")
+    if s != 200:
+        fail(f"kill: the job ended before the kill ({committed} rows committed): make the table larger")
+    interrupted = current["job_id"]
+    p.kill()
+    p.wait(timeout=30)
+    p, base, token = run_service("kill", extra, token, attempt="2")
+    try:
+        s, job = api(base, token, "GET", f"/v4/sources/{sid}/extractions/{interrupted}")
+        if job["status"] != "failed":
+            fail(f"kill: the interrupted job is {job['status']}, not failed")
+        s, v = api(base, token, "POST", f"/v4/sources/{sid}/sync", {})
+        if s != 202:
+            fail(f"kill: run now: {s} {v}")
+        resumed = v["job_id"]
+        job = wait("the resumed job", lambda: (lambda r: r[1] if r[1]["status"] != "running" else None)(
+            api(base, token, "GET", f"/v4/sources/{sid}/extractions/{resumed}")), 300)
+        if job["status"] != "succeeded":
+            fail(f"kill: resumed job {job}")
+        s, logs = api(base, token, "GET", f"/v4/sources/{sid}/extractions/{resumed}/logs")
+        lines = [l["line"] for l in logs["lines"]]
+        if not any("found current bookmark for public-items" in l for l in lines):
+            fail("kill: the resumed job did not start from the committed bookmark:\n" + "\n".join(lines[:20]))
+        extracted = [int(re.search(r"(\d+) records extracted", l).group(1)) for l in lines if "public-items:" in l and "records extracted" in l]
+        if not extracted or extracted[0] >= rows:
+            fail(f"kill: the resumed job read {extracted} records of {rows}: it did not resume")
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+    con = duckdb.connect(os.path.join(work, "kill", "warehouse.duckdb"), read_only=True)
+    total, distinct, lo, hi = con.execute(f'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "{warehouse_schema}"."publicitems"').fetchone()
+    tags = con.execute(f'SELECT count(*) FROM "{warehouse_schema}"."publicitems__tags"').fetchone()[0]
+    con.close()
+    if (total, distinct, lo, hi, tags) != (rows, rows, 1, rows, rows):
+        fail(f"kill: {total} rows, {distinct} distinct ids in [{lo}, {hi}], {tags} tag rows; want {rows} once each")
+    print(f"kill -9 after {committed} of {rows} rows were committed: the resumed job read {extracted[0]} records; "
+          f"{rows} rows once each")
+
 scenario("duckdb", [], duckdb_reader(os.path.join(work, "duckdb", "warehouse.duckdb")))
 psql(f'DROP SCHEMA IF EXISTS "{warehouse_schema}" CASCADE')
 scenario("postgres", ["--warehouse", pg_url], postgres_reader)
 psql(f'DROP SCHEMA IF EXISTS "{warehouse_schema}" CASCADE')
+kill_scenario()
 psql(f'DROP DATABASE IF EXISTS "{source_db}"')
-print("meltanolabs-tap-postgres through seam serve: DuckDB and PostgreSQL equal the source, twice")
+print("meltanolabs-tap-postgres through seam serve: DuckDB and PostgreSQL equal the source, twice; exact through a kill -9")
 PY
