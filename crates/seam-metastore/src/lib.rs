@@ -94,8 +94,8 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     /// An integration's jobs, newest first, at most `limit`.
     async fn list_jobs(&self, integration_id: IntegrationId, limit: u32) -> Result<Vec<Job>>;
     /// Marks every job still `running` as failed with `message` (a process that died mid-job);
-    /// returns how many.
-    async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<u64>;
+    /// returns the integrations they belonged to (each once).
+    async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<Vec<IntegrationId>>;
 
     // -- logs --------------------------------------------------------------------------------------
 

@@ -490,13 +490,19 @@ impl Metastore for PostgresMetastore {
         rows(&r, job_row)
     }
 
-    async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<u64> {
+    async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<Vec<IntegrationId>> {
         let c = self.client.lock().await;
-        Ok(c.execute(
-            "UPDATE jobs SET status = 'failed', completion_time = $1, error_message = $2 WHERE status = 'running'",
-            &[&ts(at), &message],
-        )
-        .await?)
+        let rows = c
+            .query(
+                "UPDATE jobs SET status = 'failed', completion_time = $1, error_message = $2 WHERE status = 'running' \
+                 RETURNING integration_id",
+                &[&ts(at), &message],
+            )
+            .await?;
+        let mut ids: Vec<IntegrationId> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
     }
 
     async fn append_logs(&self, job_id: JobId, lines: &[LogLine]) -> Result<()> {

@@ -494,14 +494,20 @@ impl Metastore for SqliteMetastore {
         .await
     }
 
-    async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<u64> {
+    async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<Vec<IntegrationId>> {
         let message = message.to_owned();
         self.call(move |conn| {
-            let n = conn.execute(
+            let tx = conn.transaction()?;
+            let ids = tx
+                .prepare("SELECT DISTINCT integration_id FROM jobs WHERE status = 'running' ORDER BY integration_id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<IntegrationId>>>()?;
+            tx.execute(
                 "UPDATE jobs SET status = 'failed', completion_time = ?1, error_message = ?2 WHERE status = 'running'",
                 params![ts(at), message],
             )?;
-            Ok(n as u64)
+            tx.commit()?;
+            Ok(ids)
         })
         .await
     }

@@ -254,7 +254,7 @@ mod cases {
             m.fail_running_jobs(t0() + Duration::hours(1), "seam stopped")
                 .await
                 .unwrap(),
-            1
+            vec![a.id]
         );
         let j2 = m.get_job(j2.id).await.unwrap().unwrap();
         assert_eq!(j2.status, JobStatus::Failed);

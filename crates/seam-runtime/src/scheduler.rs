@@ -15,7 +15,9 @@
 //! - an integration that keeps failing backs off: after `n` consecutive failed jobs the next run waits
 //!   `min(2^(n-1), 16)` slots (at most a day for frequency schedules);
 //! - everything the rules read lives in the metastore (jobs and their times), so the schedule survives
-//!   restarts; jobs left `running` by a dead process are marked failed at start-up.
+//!   restarts; jobs left `running` by a dead process are marked failed at start-up, and their
+//!   integrations start a job at once (it resumes from the committed bookmarks) unless they keep
+//!   failing.
 //!
 //! Time comes from the jobs' [`Clock`](crate::clock::Clock); [`TokioClock`](crate::clock::TokioClock)
 //! follows tokio's clock, so tests drive the scheduler with paused time.
@@ -49,6 +51,9 @@ pub const DEFAULT_FREQUENCY_MINUTES: u32 = 30;
 pub const MAX_BACKOFF_SLOTS: u32 = 16;
 /// Jobs read per integration to decide its schedule and status.
 const RECENT_JOBS: u32 = 20;
+/// An interrupted job is resumed at start-up only while its integration has at most this many
+/// consecutive failed jobs (the interrupted one counts).
+pub const RESUME_AFTER_FAILURES: u32 = 2;
 
 /// Why a schedule is invalid. Messages name the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -380,7 +385,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Marks jobs a dead process left `running` as failed, then starts the scheduling loop.
+    /// Marks jobs a dead process left `running` as failed, starts the scheduling loop, and starts
+    /// again at once the integrations whose job was interrupted (see [`Scheduler::resume_interrupted`]).
     pub async fn start(ctx: JobContext, config: SchedulerConfig) -> Result<Scheduler, SchedulerError> {
         let now = ctx.clock.now();
         let stale = ctx
@@ -390,9 +396,9 @@ impl Scheduler {
                 "seam stopped while this job ran; the next job resumes from the last committed bookmarks",
             )
             .await?;
-        if stale > 0 {
+        if !stale.is_empty() {
             warn!(
-                jobs = stale,
+                integrations = stale.len(),
                 "marked jobs interrupted by a previous stop as failed"
             );
         }
@@ -412,7 +418,44 @@ impl Scheduler {
             .inner
             .tasks
             .spawn(async move { looping.run_loop().await });
+        scheduler.resume_interrupted(&stale).await;
         Ok(scheduler)
+    }
+
+    /// Starts a job at once for each integration whose job a stop of seam interrupted (it resumes
+    /// from the committed bookmarks), rather than waiting for its next slot. Not for an integration
+    /// that is paused, deleted or not configured, nor for one failing again and again
+    /// ([`RESUME_AFTER_FAILURES`]): its schedule's backoff decides, so a job that brings seam down
+    /// cannot do so in a loop.
+    async fn resume_interrupted(&self, integrations: &[IntegrationId]) {
+        for &id in integrations {
+            let Ok(integration) = self.live_integration(id).await else {
+                continue;
+            };
+            if integration.paused_at.is_some() || !integration.is_configured() {
+                continue;
+            }
+            let recent = match self.inner.ctx.metastore.list_jobs(id, RECENT_JOBS).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    warn!(source_id = id, error = %e, "could not read jobs to resume an interrupted one");
+                    continue;
+                }
+            };
+            if consecutive_failures(&recent) > RESUME_AFTER_FAILURES {
+                info!(
+                    source_id = id,
+                    "not resuming at once: its jobs keep failing, the schedule's backoff decides"
+                );
+                continue;
+            }
+            match self.start_job(integration, JobTrigger::Scheduled).await {
+                Ok(job) => {
+                    info!(source_id = id, job = %job.job_name, "resuming the job a stop of seam interrupted")
+                }
+                Err(e) => warn!(source_id = id, error = %e, "could not resume an interrupted job"),
+            }
+        }
     }
 
     /// The job context (metastore, cipher, clock, ...).

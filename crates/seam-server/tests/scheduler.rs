@@ -305,12 +305,61 @@ async fn graceful_shutdown_and_restart_resume_the_schedule() {
     );
     w.scheduler.shutdown().await;
 
-    // A process that died mid-job: its job is marked failed at the next start.
-    let job = m.create_job(quick, JobTrigger::Manual, t0()).await.unwrap();
-    let w = start(Arc::clone(&m), factory, t0() + ChronoDuration::minutes(60)).await;
+    // A process that died mid-job (started at minute 50): its job is marked failed at the next
+    // start (minute 55), and a new one starts at once instead of at the next slot (minute 80).
+    let before = starts(m.as_ref(), quick).await;
+    let job = m
+        .create_job(quick, JobTrigger::Manual, t0() + ChronoDuration::minutes(50))
+        .await
+        .unwrap();
+    let w = start(
+        Arc::clone(&m),
+        factory.clone(),
+        t0() + ChronoDuration::minutes(55),
+    )
+    .await;
     let stale = m.get_job(job.id).await.unwrap().unwrap();
     assert_eq!(stale.status, JobStatus::Failed);
     assert!(stale.error_message.unwrap().contains("seam stopped"));
+    sleep_minutes(1).await;
+    let mut want = before.clone();
+    want.extend([50, 55]);
+    assert_eq!(starts(m.as_ref(), quick).await, want, "resumed at once");
+    let resumed = &m.list_jobs(quick, 1).await.unwrap()[0];
+    assert_eq!(resumed.status, JobStatus::Succeeded, "{resumed:?}");
+    w.scheduler.shutdown().await;
+
+    // One that keeps failing is left to its schedule's backoff: no resume loop.
+    for minute in [60, 61] {
+        let j = m
+            .create_job(
+                quick,
+                JobTrigger::Scheduled,
+                t0() + ChronoDuration::minutes(minute),
+            )
+            .await
+            .unwrap();
+        let finish = seam_metastore::JobFinish {
+            status: JobStatus::Failed,
+            completion_time: t0() + ChronoDuration::minutes(minute),
+            discovery_exit_status: None,
+            tap_exit_status: Some(1),
+            target_exit_status: None,
+            error_message: Some("zendesk answered 500".into()),
+            warning_message: None,
+        };
+        m.finish_job(j.id, &finish).await.unwrap();
+    }
+    m.create_job(quick, JobTrigger::Manual, t0() + ChronoDuration::minutes(62))
+        .await
+        .unwrap();
+    let w = start(Arc::clone(&m), factory, t0() + ChronoDuration::minutes(63)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        starts(m.as_ref(), quick).await.last(),
+        Some(&62),
+        "three failures in a row: not resumed at once"
+    );
     w.scheduler.shutdown().await;
 }
 
