@@ -185,6 +185,11 @@ def scenario(label, extra, reader):
             fail(f"{label}: first job {jobs[0]}\n" + "\n".join(l["line"] for l in logs["lines"][-30:]))
         events = sorted((i, f"event {i}") for i in range(1, 21))
         check_warehouse(label + " (first sync)", reader, source_items(), events)
+        # The Loads tab shows the bookmark of stream public-items on its table publicitems.
+        s, loads = api(base, token, "GET", f"/v4/sources/{sid}/loads")
+        mark = next((l.get("max_bookmark_value") for l in loads if l["stream_name"] == "publicitems"), None)
+        if not mark or "replication_key_value" not in mark:
+            fail(f"{label}: the loads report shows no bookmark for publicitems: {loads}")
 
         # Changes: five rows updated, ten inserted, five events more; the next run reads the changes.
         psql("UPDATE items SET name = name || ' (renamed)', updated_at = timestamptz '2025-01-01 00:00:00+00' + id * interval '1 second' "

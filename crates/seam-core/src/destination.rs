@@ -63,6 +63,9 @@ pub struct CommitReport {
     pub rows: BTreeMap<String, u64>,
     /// Records sent to `_sdc_rejected`, per source table.
     pub rejected: BTreeMap<String, u64>,
+    /// The stream each top-level table of `rows` loads, where the warehouse's naming made the table
+    /// name differ from the stream's (`public-items` → `publicitems`).
+    pub streams: BTreeMap<String, String>,
 }
 
 impl CommitReport {
@@ -79,6 +82,14 @@ impl CommitReport {
         for (t, n) in &other.rejected {
             *self.rejected.entry(t.clone()).or_default() += n;
         }
+        for (t, s) in &other.streams {
+            self.streams.insert(t.clone(), s.clone());
+        }
+    }
+
+    /// The stream a table of the report loads: its entry in `streams`, else the table's own name.
+    pub fn stream_of<'a>(&'a self, table: &'a str) -> &'a str {
+        self.streams.get(table).map_or(table, String::as_str)
     }
 }
 

@@ -69,22 +69,17 @@ async fn create_check_select_run_and_read_everything_back() {
     assert_eq!(field("id")["selected"], true, "primary keys are always selected");
     assert_eq!(field("id")["inclusion"], "automatic");
 
-    // Run Extraction Now (the scheduler may have started the first job already; either way one runs).
-    let (status, started) = api.post(&format!("/v4/sources/{id}/sync"), json!({})).await;
-    assert!(
-        status == StatusCode::ACCEPTED || status == StatusCode::CONFLICT,
-        "{status} {started}"
-    );
+    // The scheduler starts the first job as soon as something is selected (Run Extraction Now comes
+    // below, for the second one).
     let jobs = api
         .wait_for(&format!("/v4/sources/{id}/extractions"), |j| {
             j.as_array()
                 .is_some_and(|a| !a.is_empty() && a.iter().all(|j| j["status"] != "running"))
         })
         .await;
-    // The first job loaded everything (when the scheduled job ended before Run Extraction Now, a
-    // second one ran and found nothing new).
-    let job = jobs.as_array().unwrap().last().unwrap();
-    assert!(jobs.as_array().unwrap().len() <= 2, "{jobs}");
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    let job = &jobs[0];
+    assert_eq!(job["trigger"], "scheduled", "{job}");
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["discovery_exit_status"], 0);
     assert_eq!(job["tap_exit_status"], 0);

@@ -275,6 +275,9 @@ impl Stager {
                 ));
             }
             *plan.report.rows.entry(table.clone()).or_default() += rows.rows.len() as u64;
+            if table != *stream {
+                plan.report.streams.insert(table.clone(), stream.clone());
+            }
             plan.loads.push(StreamLoad {
                 table: table.clone(),
                 key_columns: spec.key_columns.clone(),

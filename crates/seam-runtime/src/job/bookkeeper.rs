@@ -83,7 +83,7 @@ impl Bookkeeper<'_> {
             .map(|(table, rows)| LoadDelta {
                 table_name: table.clone(),
                 rows: i64::try_from(*rows).unwrap_or(i64::MAX),
-                max_bookmark: labels.get(table).cloned(),
+                max_bookmark: labels.get(report.stream_of(table)).cloned(),
                 error: None,
             })
             .collect();
