@@ -97,6 +97,15 @@ async fn a_singer_tap_runs_as_an_integration_exactly() {
     assert_eq!(source["properties"]["credentials_set"], json!(["password"]));
     assert!(!source.to_string().contains("wrong"), "{source}");
 
+    // What the API shows beside the settings cannot be a setting, even of an open spec.
+    let (s, v) = api
+        .put(
+            &format!("/v4/sources/{id}"),
+            json!({"properties": {"credentials_set": ["x"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
     // The right one: the check succeeds and discovers the tap's stream.
     let (s, v) = api
         .put(

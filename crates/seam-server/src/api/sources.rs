@@ -34,6 +34,9 @@ const SCHEDULE_KEYS: [&str; 4] = [
     "cron_expression",
 ];
 
+/// Keys the API writes into a source's `properties` itself: never a setting, not even of an open spec.
+const SHOWN_KEYS: [&str; 2] = ["credentials_set", "auth_method"];
+
 /// The spec of connector type `kind`, or a clear error naming the known types.
 pub fn connector<'a>(state: &'a AppState, kind: &str) -> Result<&'a ConnectorSpec, ApiError> {
     state
@@ -101,6 +104,11 @@ fn apply_properties(
     now: DateTime<Utc>,
 ) -> Result<IntegrationProperties, ApiError> {
     let invalid = ApiError::InvalidProperties;
+    if let Some(shown) = map.keys().find(|k| SHOWN_KEYS.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "{shown} is not a setting: seam shows it, it cannot be set"
+        )));
+    }
     if let Some(unknown) = map
         .keys()
         .find(|k| !SCHEDULE_KEYS.contains(&k.as_str()) && !spec.open && spec.property(k).is_none())
