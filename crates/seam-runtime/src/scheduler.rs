@@ -386,7 +386,8 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Marks jobs a dead process left `running` as failed, starts the scheduling loop, and starts
-    /// again at once the integrations whose job was interrupted (see [`Scheduler::resume_interrupted`]).
+    /// again at once the integrations whose job was interrupted, unless paused, not configured, or
+    /// failing again and again ([`RESUME_AFTER_FAILURES`]).
     pub async fn start(ctx: JobContext, config: SchedulerConfig) -> Result<Scheduler, SchedulerError> {
         let now = ctx.clock.now();
         let stale = ctx
