@@ -176,29 +176,7 @@ async fn kill_nine_mid_job_then_restart_resumes_from_the_bookmark() {
             .contains("seam stopped"),
         "{job}"
     );
-    let resumed = api.run_now(id).await;
-    let job = api
-        .wait_for(
-            &format!("/v4/sources/{id}/extractions/{resumed}"),
-            Duration::from_secs(300),
-            |j| j["status"] != "running",
-        )
-        .await;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    let logs = api
-        .get(&format!(
-            "/v4/sources/{id}/extractions/{resumed}/logs?format=text"
-        ))
-        .await;
-    let logs = logs.as_str().unwrap();
-    assert!(logs.contains("found current bookmark for tickets"), "{logs}");
-    assert!(!logs.contains("No bookmarks"), "{logs}");
-    let extracted: i64 = logs
-        .lines()
-        .find_map(|l| l.split("tap - INFO tickets: ").nth(1))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no tickets count in the log: {logs}"));
+    let extracted = api.run_resumed(id, "tickets", Duration::from_secs(300)).await;
     assert!(
         extracted < total,
         "the resumed job read {extracted} of {total} tickets: it did not start from the bookmark"
@@ -249,11 +227,7 @@ async fn kill_nine_mid_tap_job_then_restart_resumes_exactly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tap = dir.path().join("tap-slow");
-    std::fs::write(&tap, SLOW_TAP).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&tap, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    seam_test_support::write_program(&tap, SLOW_TAP);
     let data = dir.path().join("data");
     let registration = format!("slow={}", tap.display());
     let args = ["--max-batch-records", "20", "--singer-tap", &registration];
@@ -309,28 +283,7 @@ async fn kill_nine_mid_tap_job_then_restart_resumes_exactly() {
     let api = serve.api();
     let job = api.job(id, interrupted).await;
     assert_eq!(job["status"], "failed", "{job}");
-    let resumed = api.run_now(id).await;
-    let job = api
-        .wait_for(
-            &format!("/v4/sources/{id}/extractions/{resumed}"),
-            Duration::from_secs(120),
-            |j| j["status"] != "running",
-        )
-        .await;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    let logs = api
-        .get(&format!(
-            "/v4/sources/{id}/extractions/{resumed}/logs?format=text"
-        ))
-        .await;
-    let logs = logs.as_str().unwrap();
-    assert!(logs.contains("found current bookmark for items"), "{logs}");
-    let extracted: i64 = logs
-        .lines()
-        .find_map(|l| l.split("tap - INFO items: ").nth(1))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no items count in the log: {logs}"));
+    let extracted = api.run_resumed(id, "items", Duration::from_secs(120)).await;
     assert!(
         extracted < 400,
         "the resumed job read all {extracted} items: it did not resume"

@@ -148,6 +148,43 @@ impl Stack {
         }
     }
 
+    /// The service (DuckDB warehouse in `data`, no Zendesk) with the Singer tap `registration`
+    /// (`NAME=PATH[,SECRET...]`), a browser, and the admin signed in on the Dashboard.
+    async fn with_tap(
+        chromium: &Path,
+        chromedriver: &Path,
+        data: tempfile::TempDir,
+        registration: &str,
+    ) -> Stack {
+        let tap = seam_singer::TapProgram::parse(registration).unwrap();
+        let factory = std::sync::Arc::new(
+            seam_server::connectors::DefaultFactory::new(
+                seam_warehouse::DestinationSpec::DuckDb(data.path().join("warehouse.duckdb")),
+                None,
+            )
+            .with_taps(vec![tap], seam_singer::TapLimits::default()),
+        );
+        let service = crate::start_service(crate::service_config(data.path().to_owned(), factory)).await;
+        crate::set_admin_password(&service, PASSWORD).await;
+        let s = Stack {
+            base: format!("http://{}", service.addr()),
+            service: Some(service),
+            sim: None,
+            data,
+            b: Browser::start(chromium, chromedriver).await,
+        };
+        s.go("/").await;
+        s.wait_text("h1", "Sign in").await;
+        s.type_into("#password", &format!("{PASSWORD}\u{E007}")).await;
+        s.wait_text("h1", "Dashboard").await;
+        s
+    }
+
+    /// The service's API.
+    fn api(&self) -> crate::Api {
+        crate::Api::of(self.service.as_ref().unwrap())
+    }
+
     /// Stops everything; returns the data directory (the DuckDB warehouse is in it).
     async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.b.client.clone().close().await;
@@ -856,34 +893,10 @@ async fn a_singer_tap_is_added_with_a_form_drawn_from_its_spec() {
     }
     let data = tempfile::tempdir().unwrap();
     let tap_path = data.path().join("tap-items");
-    std::fs::write(&tap_path, crate::singer::TAP).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&tap_path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let tap = seam_singer::TapProgram::parse(&format!("items={},password", tap_path.display())).unwrap();
-    let factory = std::sync::Arc::new(
-        seam_server::connectors::DefaultFactory::new(
-            seam_warehouse::DestinationSpec::DuckDb(data.path().join("warehouse.duckdb")),
-            None,
-        )
-        .with_taps(vec![tap], seam_singer::TapLimits::default()),
-    );
-    let service = crate::start_service(crate::service_config(data.path().to_owned(), factory)).await;
-    crate::set_admin_password(&service, PASSWORD).await;
-    let base = format!("http://{}", service.addr());
-    let api = crate::Api::of(&service);
-    let s = Stack {
-        base,
-        service: Some(service),
-        sim: None,
-        data,
-        b: Browser::start(&chromium, &driver).await,
-    };
-    s.go("/").await;
-    s.wait_text("h1", "Sign in").await;
-    s.type_into("#password", &format!("{PASSWORD}\u{E007}")).await;
-    s.wait_text("h1", "Dashboard").await;
+    seam_test_support::write_program(&tap_path, crate::singer::TAP);
+    let registration = format!("items={},password", tap_path.display());
+    let s = Stack::with_tap(&chromium, &driver, data, &registration).await;
+    let api = s.api();
     s.go("/integrations/new").await;
     s.wait_text("#pick-singer-items", "items (Singer tap)").await;
     s.click("#pick-singer-items").await;
@@ -970,29 +983,7 @@ async fn tap_jsonl_from_pypi_through_the_dashboard() {
         })
         .collect();
     std::fs::write(&people, lines.join("\n") + "\n").unwrap();
-    let tap = seam_singer::TapProgram::parse(&format!("jsonl={}", bin.display())).unwrap();
-    let duckdb_path = data.path().join("warehouse.duckdb");
-    let factory = std::sync::Arc::new(
-        seam_server::connectors::DefaultFactory::new(
-            seam_warehouse::DestinationSpec::DuckDb(duckdb_path.clone()),
-            None,
-        )
-        .with_taps(vec![tap], seam_singer::TapLimits::default()),
-    );
-    let service = crate::start_service(crate::service_config(data.path().to_owned(), factory)).await;
-    crate::set_admin_password(&service, PASSWORD).await;
-    let base = format!("http://{}", service.addr());
-    let s = Stack {
-        base,
-        service: Some(service),
-        sim: None,
-        data,
-        b: Browser::start(&chromium, &driver).await,
-    };
-    s.go("/").await;
-    s.wait_text("h1", "Sign in").await;
-    s.type_into("#password", &format!("{PASSWORD}\u{E007}")).await;
-    s.wait_text("h1", "Dashboard").await;
+    let s = Stack::with_tap(&chromium, &driver, data, &format!("jsonl={}", bin.display())).await;
     s.go("/integrations/new").await;
     s.click("#pick-singer-jsonl").await;
     s.wait_text("h1", "Configure jsonl (Singer tap)").await;

@@ -48,11 +48,7 @@ async fn a_singer_tap_runs_as_an_integration_exactly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tap_path = dir.path().join("tap-items");
-    std::fs::write(&tap_path, TAP).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&tap_path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    seam_test_support::write_program(&tap_path, TAP);
     let tap = TapProgram::parse(&format!("items={},password", tap_path.display())).unwrap();
     let duckdb_path = dir.path().join("data").join("warehouse.duckdb");
     let limits = TapLimits {

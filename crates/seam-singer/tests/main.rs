@@ -5,6 +5,7 @@
 
 use seam_core::{Catalog, ErrorKind, Message, Source, State};
 use seam_singer::{TapLimits, TapProgram, TapSource};
+use seam_test_support::write_program;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,12 +16,10 @@ const CATALOG: &str = r#"{"streams":[{"tap_stream_id":"items","stream":"items","
 
 /// Writes an executable `sh` tap whose `--discover` prints [`CATALOG`] and whose sync runs `body`.
 fn tap(dir: &Path, body: &str) -> TapProgram {
-    use std::os::unix::fs::PermissionsExt as _;
     let path = dir.join("tap");
     let script =
         format!("#!/bin/sh\ncase \" $* \" in *\" --discover \"*) echo '{CATALOG}'; exit 0;; esac\n{body}\n");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_program(&path, &script);
     TapProgram::parse(&format!("test={},password", path.display())).unwrap()
 }
 
@@ -221,11 +220,7 @@ sleep 600"#,
 async fn discovery_is_bounded_and_a_missing_tap_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow-tap");
-    std::fs::write(&path, "#!/bin/sh\nsleep 600\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    write_program(&path, "#!/bin/sh\nsleep 600\n");
     let slow = TapProgram::parse(&format!("slow={}", path.display())).unwrap();
     let source = TapSource::new(
         slow,

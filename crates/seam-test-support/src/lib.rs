@@ -36,7 +36,7 @@ mod wait;
 
 pub use postgres::{postgres_url, unique_name, PostgresUnavailable, POSTGRES_URL_ENV};
 pub use postgres_tls::PostgresServer;
-pub use programs::{find_program, require_program};
+pub use programs::{find_program, require_program, write_program};
 pub use skip::{must_not_skip, skip, NO_SKIP_ENV};
 pub use wait::{
     try_wait_for, try_wait_for_async, wait_for, wait_for_async, wait_until, wait_until_async, TimedOut,

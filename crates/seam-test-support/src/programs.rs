@@ -21,3 +21,14 @@ pub fn require_program(names: &[&str], install: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Writes `text` to `path` as an executable program (mode 0755): the Singer taps tests write.
+/// Panics when it cannot.
+pub fn write_program(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let written = std::fs::write(path, text)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)));
+    if let Err(e) = written {
+        panic!("cannot write the program {}: {e}", path.display());
+    }
+}

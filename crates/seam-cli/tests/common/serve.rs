@@ -287,6 +287,34 @@ impl Api {
         v["job_id"].as_i64().unwrap()
     }
 
+    /// Run Extraction Now, then waits (at most `limit`) for the job to succeed, which it must do
+    /// resuming from a committed bookmark of `stream`; returns how many `stream` records it read.
+    pub async fn run_resumed(&self, id: i64, stream: &str, limit: Duration) -> i64 {
+        let resumed = self.run_now(id).await;
+        let job = self
+            .wait_for(&format!("/v4/sources/{id}/extractions/{resumed}"), limit, |j| {
+                j["status"] != "running"
+            })
+            .await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let logs = self
+            .get(&format!(
+                "/v4/sources/{id}/extractions/{resumed}/logs?format=text"
+            ))
+            .await;
+        let logs = logs.as_str().unwrap();
+        assert!(
+            logs.contains(&format!("found current bookmark for {stream}")),
+            "{logs}"
+        );
+        assert!(!logs.contains("No bookmarks"), "{logs}");
+        logs.lines()
+            .find_map(|l| l.split(&format!("tap - INFO {stream}: ")).nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {stream} count in the log: {logs}"))
+    }
+
     /// Job `job_id` of source `id`.
     pub async fn job(&self, id: i64, job_id: i64) -> Value {
         self.get(&format!("/v4/sources/{id}/extractions/{job_id}")).await
