@@ -20,6 +20,12 @@ pub enum MetastoreError {
         /// Its id.
         id: i64,
     },
+    /// The integration already has a pending or running job (one at a time, cluster-wide).
+    #[error("integration {integration} already has a job queued or running")]
+    JobActive {
+        /// The integration.
+        integration: i64,
+    },
     /// The SQLite database failed.
     #[error("sqlite metastore: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -57,7 +63,9 @@ pub enum MetastoreError {
 impl Classify for MetastoreError {
     fn kind(&self) -> ErrorKind {
         match self {
-            MetastoreError::NameTaken { .. } | MetastoreError::NotFound { .. } => ErrorKind::Config,
+            MetastoreError::NameTaken { .. }
+            | MetastoreError::NotFound { .. }
+            | MetastoreError::JobActive { .. } => ErrorKind::Config,
             MetastoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(
                     e.code,

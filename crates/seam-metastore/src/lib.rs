@@ -25,6 +25,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use seam_core::{Catalog, State};
 
+/// The active scheduler's hold on leadership (see [`Metastore::try_lead`]): released when dropped or
+/// when the process dies.
+#[async_trait]
+pub trait Leadership: Send + Sync + std::fmt::Debug {
+    /// True while leadership still holds (checked against the store; false once the hold is lost).
+    async fn holds(&self) -> bool;
+}
+
 /// Result of a metastore call.
 pub type Result<T, E = MetastoreError> = std::result::Result<T, E>;
 
@@ -97,6 +105,54 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     /// returns the integrations they belonged to (each once).
     async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<Vec<IntegrationId>>;
 
+    // -- the job queue (several processes) -----------------------------------------------------------
+    //
+    // Where workers in several processes share the metastore, a job is queued (`pending`), leased by
+    // one worker (`running`, under a lease it renews), and ended by that worker. Contract:
+    // - an integration has at most one pending or running job, whoever asks ([`Metastore::create_job`]
+    //   included): the store enforces it, not the callers;
+    // - a lease is given to one worker only, oldest due first;
+    // - once a lease runs out ([`Metastore::expire_leases`]) the job is failed and its worker's renewals
+    //   and finish no longer change it.
+
+    /// Queues a job due at `due`; `None` when the integration already has a pending or running job.
+    async fn enqueue_job(
+        &self,
+        integration_id: IntegrationId,
+        trigger: JobTrigger,
+        due: DateTime<Utc>,
+    ) -> Result<Option<Job>>;
+    /// Leases the pending job due first (at or before `now`) to `worker` until `lease_until`: it is
+    /// `running` from `now`. `None` when no job is due.
+    async fn lease_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Job>>;
+    /// Renews `worker`'s lease on a running job and stores its progress report. `None` when the lease is
+    /// lost (the job is no longer running under `worker`); otherwise whether a stop was asked for.
+    async fn renew_lease(
+        &self,
+        job_id: JobId,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        progress: Option<&str>,
+    ) -> Result<Option<bool>>;
+    /// Fails every running job whose lease ended before `now` with `message`, and returns them.
+    async fn expire_leases(&self, now: DateTime<Utc>, message: &str) -> Result<Vec<Job>>;
+    /// The integration's pending or running job.
+    async fn active_job(&self, integration_id: IntegrationId) -> Result<Option<Job>>;
+    /// Asks the integration's active job to stop: a pending one is cancelled at once, a running one is
+    /// flagged (its worker stops it at its next renewal). Returns the job, as it is now.
+    async fn request_stop(&self, integration_id: IntegrationId, at: DateTime<Utc>) -> Result<Option<Job>>;
+    /// The queue at a glance.
+    async fn queue_stats(&self) -> Result<QueueStats>;
+    /// Tries to become the one process holding `role` (`"scheduler"`: the active scheduler) among the
+    /// processes sharing this metastore. `None` while another process holds it. Leadership lasts as long as the returned handle and its
+    /// [`Leadership::holds`] says yes.
+    async fn try_lead(&self, role: &str) -> Result<Option<Box<dyn Leadership>>>;
+
     // -- logs --------------------------------------------------------------------------------------
 
     /// Appends lines to a job's log.
@@ -151,4 +207,41 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Sets a setting.
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    // -- dashboard sessions and sign-in throttling -------------------------------------------------
+    //
+    // The dashboard keeps its sessions and its sign-in throttle here, not in a process, so several
+    // `seam serve` processes sharing one metastore (behind one load balancer) serve the same
+    // browsers, and a restart signs nobody out. Contract:
+    // - a session is found by the hash of its id only; the id itself is never stored;
+    // - a session last seen at or before the caller's idle cutoff is over: never returned again, and
+    //   deleted when met (so are all of them when a session is created);
+    // - throttling is atomic across every process sharing the store: N processes together allow no
+    //   more attempts than one process does.
+
+    /// Stores a new session, and deletes every session last seen at or before `idle_cutoff`.
+    async fn create_session(&self, session: &DashboardSession, idle_cutoff: DateTime<Utc>) -> Result<()>;
+    /// The session whose id hashes to `id_hash` when it was last seen after `idle_cutoff`; its
+    /// last-seen time moves to `now` (never backwards). An idle session is deleted and `None` returned.
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Option<DashboardSession>>;
+    /// Ends a session; ending one that is gone is not an error.
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Takes one sign-in attempt from `client`'s budget and from the overall one (both or neither),
+    /// or says which is spent and how long until it has an attempt again. A client is any non-empty
+    /// name the caller chooses (its address); past [`SignInBudgets::max_clients`] remembered clients,
+    /// those whose budget has refilled are forgotten and a new one meets only the overall budget.
+    async fn begin_sign_in(
+        &self,
+        client: &str,
+        now: DateTime<Utc>,
+        budgets: &SignInBudgets,
+    ) -> Result<SignInVerdict>;
+    /// Gives back the tokens of an attempt [`Metastore::begin_sign_in`] allowed (see
+    /// [`SignInOutcome`]).
+    async fn end_sign_in(&self, client: &str, outcome: SignInOutcome, budgets: &SignInBudgets) -> Result<()>;
 }

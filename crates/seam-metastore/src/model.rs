@@ -202,6 +202,9 @@ impl JobTrigger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Queued: waiting for a worker to lease it (only where jobs go through the queue, see
+    /// [`crate::Metastore::enqueue_job`]).
+    Pending,
     /// Running now.
     Running,
     /// Finished without error.
@@ -220,6 +223,7 @@ impl JobStatus {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Pending => "pending",
             JobStatus::Running => "running",
             JobStatus::Succeeded => "succeeded",
             JobStatus::SucceededWithWarnings => "succeeded_with_warnings",
@@ -231,6 +235,7 @@ impl JobStatus {
     /// Parses the wire name.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "pending" => JobStatus::Pending,
             "running" => JobStatus::Running,
             "succeeded" => JobStatus::Succeeded,
             "succeeded_with_warnings" => JobStatus::SucceededWithWarnings,
@@ -243,6 +248,11 @@ impl JobStatus {
     /// True for the statuses that count as a successful job (with or without warnings).
     pub fn is_success(self) -> bool {
         matches!(self, JobStatus::Succeeded | JobStatus::SucceededWithWarnings)
+    }
+
+    /// True while the job is queued or running (at most one such job per integration).
+    pub fn is_active(self) -> bool {
+        matches!(self, JobStatus::Pending | JobStatus::Running)
     }
 }
 
@@ -276,6 +286,29 @@ pub struct Job {
     pub warning_message: Option<String>,
     /// Rows loaded (subtables counted).
     pub rows_loaded: i64,
+    /// Queued jobs: when the job was due (its scheduled slot, or when it was asked for).
+    pub due_time: Option<DateTime<Utc>>,
+    /// The worker that runs (or ran) it, for queued jobs.
+    pub worker: Option<String>,
+    /// Queued jobs, while running: until when the worker's lease holds unless renewed.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// A stop was asked for (the worker sees it at its next lease renewal).
+    pub stop_requested: bool,
+    /// The worker's latest progress report (JSON of the runtime's job progress), while running.
+    pub progress: Option<String>,
+}
+
+/// The job queue at a glance, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Jobs waiting for a worker.
+    pub pending: u64,
+    /// When the oldest waiting job was due.
+    pub oldest_pending_due: Option<DateTime<Utc>>,
+    /// Running jobs per worker (`""` for jobs that run outside the queue), by worker name.
+    pub running_by_worker: Vec<(String, u64)>,
+    /// The soonest a running job's lease runs out.
+    pub soonest_lease_end: Option<DateTime<Utc>>,
 }
 
 /// How a job ended.
@@ -530,6 +563,167 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+// -- dashboard sessions and sign-in throttling -----------------------------------------------------
+
+/// A dashboard session as the metastore keeps it: the SHA-256 of its id, never the id (the cookie
+/// value) itself. `Debug` shows neither the hash nor the CSRF token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DashboardSession {
+    /// Hex SHA-256 of the session id.
+    pub id_hash: String,
+    /// The token state-changing requests must echo.
+    pub csrf_token: String,
+    /// Who signed in.
+    pub username: String,
+    /// Hex SHA-256 of the admin password hash this session signed in against: once the stored hash
+    /// is another, the session is over.
+    pub password_fingerprint: String,
+    /// Signed in at.
+    pub created_at: DateTime<Utc>,
+    /// Its latest request (the idle timeout counts from here).
+    pub last_seen: DateTime<Utc>,
+}
+
+impl fmt::Debug for DashboardSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DashboardSession")
+            .field("id_hash", &"***")
+            .field("csrf_token", &"***")
+            .field("username", &self.username)
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .finish()
+    }
+}
+
+/// One token bucket: `capacity` attempts in a row, then one more every `refill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBudget {
+    /// Attempts in a row from a full bucket.
+    pub capacity: u32,
+    /// One more attempt per this long.
+    pub refill: std::time::Duration,
+}
+
+/// The budgets of dashboard sign-in attempts: one per client, one for all clients together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInBudgets {
+    /// Each client's budget.
+    pub per_client: TokenBudget,
+    /// All clients' budget together.
+    pub overall: TokenBudget,
+    /// Most clients whose spent budget is remembered at once. Past that, clients whose budget has
+    /// refilled are forgotten, and new clients meet only the overall budget.
+    pub max_clients: usize,
+}
+
+/// What [`crate::Metastore::begin_sign_in`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInVerdict {
+    /// One attempt was taken from the client's and from the overall budget: check the password.
+    Allowed,
+    /// The client's budget is spent; one attempt is back after this long. Nothing was taken.
+    ClientSpent(std::time::Duration),
+    /// The overall budget is spent; one attempt is back after this long. Nothing was taken.
+    OverallSpent(std::time::Duration),
+}
+
+/// How an attempt [`crate::Metastore::begin_sign_in`] allowed gives its tokens back (a wrong
+/// password keeps them spent, and needs no call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInOutcome {
+    /// The password was right: the client's budget is whole again and the overall budget gets its
+    /// token back.
+    Succeeded,
+    /// The password was never checked (no check slot, a failing store): both tokens go back.
+    NotChecked,
+}
+
+/// The latest time a bucket is stored with: RFC 3339 keeps its fixed width (and so its text order)
+/// up to year 9999.
+const LAST_BUCKET_MICROS: i128 = 253_402_300_799_999_999;
+
+fn duration_micros(d: std::time::Duration) -> i128 {
+    i128::try_from(d.as_micros()).unwrap_or(i128::MAX / 4)
+}
+
+fn time_from_micros(micros: i128) -> DateTime<Utc> {
+    let clamped = i64::try_from(micros.clamp(0, LAST_BUCKET_MICROS)).unwrap_or(0);
+    DateTime::from_timestamp_micros(clamped).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+impl TokenBudget {
+    // A bucket is stored as the time it is full again (the "generic cell rate algorithm"): at `now`
+    // it holds `capacity - (full_at - now) / refill` tokens, and a bucket whose time has passed is
+    // full: the same as no bucket at all, so such rows can be deleted. One timestamp per bucket and
+    // integer microseconds, so waits come out exact; the same arithmetic as a bucket of fractional
+    // tokens refilled on every use.
+
+    /// How long until a token is there in the bucket full at `full_at` (`None`: no bucket, full);
+    /// `None` when one is there now.
+    fn wait(&self, full_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<std::time::Duration> {
+        let now_us = i128::from(now.timestamp_micros());
+        let ahead = full_at.map_or(0, |t| (i128::from(t.timestamp_micros()) - now_us).max(0));
+        let wait = ahead - (i128::from(self.capacity) - 1) * duration_micros(self.refill);
+        (wait > 0 || self.capacity == 0)
+            .then(|| std::time::Duration::from_micros(u64::try_from(wait.max(0)).unwrap_or(u64::MAX)))
+    }
+
+    /// Takes a token (the caller checked [`Self::wait`]): the bucket's new full time.
+    fn take(&self, full_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let from = full_at.map_or(now, |t| t.max(now));
+        time_from_micros(i128::from(from.timestamp_micros()) + duration_micros(self.refill))
+    }
+
+    /// Gives a token back: the bucket's new full time.
+    fn give_back(&self, full_at: DateTime<Utc>) -> DateTime<Utc> {
+        time_from_micros(i128::from(full_at.timestamp_micros()) - duration_micros(self.refill))
+    }
+}
+
+/// The stored name of the overall sign-in bucket.
+pub(crate) const OVERALL_BUCKET: &str = "overall";
+
+/// The stored name of a client's sign-in bucket (never [`OVERALL_BUCKET`], whatever the client).
+pub(crate) fn client_bucket(client: &str) -> String {
+    format!("client/{client}")
+}
+
+/// The two buckets one sign-in attempt touches, as stored (`None`: no row, a full bucket), and the
+/// rules every backend applies to them while it holds them locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SignInBuckets {
+    /// The client's bucket.
+    pub(crate) client: Option<DateTime<Utc>>,
+    /// All clients' bucket.
+    pub(crate) overall: Option<DateTime<Utc>>,
+}
+
+impl SignInBuckets {
+    /// [`crate::Metastore::begin_sign_in`]: the client's budget first, then the overall one; both
+    /// tokens are taken or neither.
+    pub(crate) fn begin(&mut self, budgets: &SignInBudgets, now: DateTime<Utc>) -> SignInVerdict {
+        if let Some(wait) = budgets.per_client.wait(self.client, now) {
+            return SignInVerdict::ClientSpent(wait);
+        }
+        if let Some(wait) = budgets.overall.wait(self.overall, now) {
+            return SignInVerdict::OverallSpent(wait);
+        }
+        self.client = Some(budgets.per_client.take(self.client, now));
+        self.overall = Some(budgets.overall.take(self.overall, now));
+        SignInVerdict::Allowed
+    }
+
+    /// [`crate::Metastore::end_sign_in`].
+    pub(crate) fn end(&mut self, budgets: &SignInBudgets, outcome: SignInOutcome) {
+        self.client = match outcome {
+            SignInOutcome::Succeeded => None,
+            SignInOutcome::NotChecked => self.client.map(|t| budgets.per_client.give_back(t)),
+        };
+        self.overall = self.overall.map(|t| budgets.overall.give_back(t));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,5 +743,88 @@ mod tests {
             message: "hello".into(),
         };
         assert_eq!(l.to_string(), "2026-11-17 16:44:41,159Z tap - INFO hello");
+    }
+
+    fn budgets() -> SignInBudgets {
+        SignInBudgets {
+            per_client: TokenBudget {
+                capacity: 3,
+                refill: std::time::Duration::from_secs(10),
+            },
+            overall: TokenBudget {
+                capacity: 5,
+                refill: std::time::Duration::from_secs(2),
+            },
+            max_clients: 8,
+        }
+    }
+
+    fn secs(s: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(s)
+    }
+
+    #[test]
+    fn sign_in_buckets_spend_refill_and_give_back() {
+        let b = budgets();
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid");
+        let mut s = SignInBuckets {
+            client: None,
+            overall: None,
+        };
+        for _ in 0..3 {
+            assert_eq!(s.begin(&b, now), SignInVerdict::Allowed);
+        }
+        assert_eq!(s.begin(&b, now), SignInVerdict::ClientSpent(secs(10)));
+        let half = now + chrono::Duration::seconds(5);
+        assert_eq!(s.begin(&b, half), SignInVerdict::ClientSpent(secs(5)));
+        let later = now + chrono::Duration::seconds(10);
+        assert_eq!(s.begin(&b, later), SignInVerdict::Allowed, "one token back");
+        // A wrong answer keeps the tokens spent; an unchecked attempt gives both back.
+        let before = s;
+        assert_eq!(s.begin(&b, later), SignInVerdict::ClientSpent(secs(10)));
+        assert_eq!(s, before, "a refused attempt takes nothing");
+        s.end(&b, SignInOutcome::NotChecked);
+        assert_eq!(s.begin(&b, later), SignInVerdict::Allowed);
+        s.end(&b, SignInOutcome::Succeeded);
+        assert_eq!(s.client, None, "a success makes the client's budget whole");
+
+        let mut all = SignInBuckets {
+            client: None,
+            overall: None,
+        };
+        for _ in 0..5 {
+            all.client = None;
+            assert_eq!(all.begin(&b, now), SignInVerdict::Allowed);
+        }
+        all.client = None;
+        assert_eq!(all.begin(&b, now), SignInVerdict::OverallSpent(secs(2)));
+    }
+
+    #[test]
+    fn sign_in_budgets_at_the_edges() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid");
+        let none = TokenBudget {
+            capacity: 0,
+            refill: secs(7),
+        };
+        assert_eq!(none.wait(None, now), Some(secs(7)), "no budget at all");
+        let huge = TokenBudget {
+            capacity: u32::MAX,
+            refill: secs(3600),
+        };
+        assert_eq!(huge.wait(None, now), None);
+        let far = huge.take(Some(now + chrono::Duration::days(365 * 9000)), now);
+        assert_eq!(
+            far.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "9999-12-31T23:59:59.999999Z",
+            "times stay fixed-width"
+        );
+        assert_eq!(huge.give_back(DateTime::UNIX_EPOCH), DateTime::UNIX_EPOCH);
+        let free = TokenBudget {
+            capacity: 1,
+            refill: std::time::Duration::ZERO,
+        };
+        let t = free.take(None, now);
+        assert_eq!(free.wait(Some(t), now), None, "a zero refill never runs out");
     }
 }

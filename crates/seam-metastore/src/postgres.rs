@@ -4,7 +4,7 @@
 use crate::crypto::{Credentials, SecretCipher};
 use crate::error::{touched, MetastoreError};
 use crate::model::*;
-use crate::{Metastore, Result};
+use crate::{Leadership, Metastore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use seam_core::{Catalog, State};
@@ -18,6 +18,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_token_revocation.sql"),
     include_str!("../migrations/postgres/0003_job_warnings.sql"),
+    include_str!("../migrations/postgres/0004_job_queue.sql"),
+    include_str!("../migrations/postgres/0005_sessions.sql"),
 ];
 
 /// The PostgreSQL metastore.
@@ -26,6 +28,8 @@ pub struct PostgresMetastore {
     client: Mutex<Client>,
     /// Where it is (its `Debug` hides the password).
     server: ConnectOptions,
+    /// The schema holding seam's tables.
+    schema: String,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -100,7 +104,8 @@ fn check_row(r: &Row) -> Result<ConnectionCheck> {
 
 const JOB_COLS: &str =
     "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
-                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message";
+                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message, \
+                        due_time, worker, lease_until, stop_requested, progress";
 
 fn job_row(r: &Row) -> Result<Job> {
     let id: i64 = r.try_get(0)?;
@@ -121,7 +126,47 @@ fn job_row(r: &Row) -> Result<Job> {
         error_message: r.try_get(9)?,
         rows_loaded: r.try_get(10)?,
         warning_message: r.try_get(11)?,
+        due_time: opt_ts(r.try_get(12)?)?,
+        worker: r.try_get(13)?,
+        lease_until: opt_ts(r.try_get(14)?)?,
+        stop_requested: r.try_get(15)?,
+        progress: r.try_get(16)?,
     })
+}
+
+/// True when `e` is the violation of the one-active-job-per-integration index.
+fn is_job_active_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        && e.as_db_error().and_then(|d| d.constraint()) == Some("jobs_one_active")
+}
+
+/// The advisory-lock key of `role` for the metastore in `schema` (one per schema, so metastores sharing
+/// a database do not share a scheduler).
+fn leader_key(schema: &str, role: &str) -> String {
+    format!("seam {role} {schema}")
+}
+
+/// Leadership held as a session-level advisory lock on a connection of its own: it ends when the
+/// connection does (the process died, the network failed) or when dropped.
+#[derive(Debug)]
+struct PgLeader {
+    client: Client,
+}
+
+/// How long a leadership check may take before it counts as lost.
+const LEADER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[async_trait]
+impl Leadership for PgLeader {
+    async fn holds(&self) -> bool {
+        if self.client.is_closed() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(LEADER_CHECK_TIMEOUT, self.client.simple_query("SELECT 1")).await,
+            Ok(Ok(_))
+        )
+    }
 }
 
 const NOTIFICATION_COLS: &str = "id, level, code, integration_id, subject, message, created_at, dismissed_at";
@@ -180,6 +225,13 @@ impl PostgresMetastore {
         }
         let server = ConnectOptions::parse(url).map_err(seam_postgres::ConnectError::from)?;
         let client = server.connect().await?;
+        // Processes starting together: one creates the schema and migrates, the others wait for it.
+        client
+            .execute(
+                "SELECT pg_advisory_lock(hashtext($1))",
+                &[&format!("seam migrations {schema}")],
+            )
+            .await?;
         client
             .batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
@@ -208,9 +260,16 @@ impl PostgresMetastore {
             .await?;
             tx.commit().await?;
         }
+        client
+            .execute(
+                "SELECT pg_advisory_unlock(hashtext($1))",
+                &[&format!("seam migrations {schema}")],
+            )
+            .await?;
         Ok(PostgresMetastore {
             client: Mutex::new(client),
             server,
+            schema: schema.to_owned(),
         })
     }
 
@@ -441,7 +500,16 @@ impl Metastore for PostgresMetastore {
                 ),
                 &[&integration_id, &trigger.as_str(), &ts(at)],
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                if is_job_active_violation(&e) {
+                    MetastoreError::JobActive {
+                        integration: integration_id,
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
         job_row(&row)
     }
 
@@ -451,8 +519,8 @@ impl Metastore for PostgresMetastore {
             .query_opt(
                 &format!(
                     "UPDATE jobs SET status = $2, completion_time = $3, discovery_exit_status = $4, tap_exit_status = $5, \
-                     target_exit_status = $6, error_message = $7, warning_message = $8 WHERE id = $1 \
-                     RETURNING {JOB_COLS}"
+                     target_exit_status = $6, error_message = $7, warning_message = $8, lease_until = NULL, \
+                     progress = NULL WHERE id = $1 AND status IN ('pending', 'running') RETURNING {JOB_COLS}"
                 ),
                 &[
                     &id,
@@ -466,7 +534,13 @@ impl Metastore for PostgresMetastore {
                 ],
             )
             .await?;
-        row.map(|r| job_row(&r))
+        if let Some(r) = row {
+            return job_row(&r);
+        }
+        // A job that is no longer active (its lease ran out) keeps how it ended then.
+        c.query_opt(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"), &[&id])
+            .await?
+            .map(|r| job_row(&r))
             .transpose()?
             .ok_or(MetastoreError::NotFound { what: "job", id })
     }
@@ -494,8 +568,8 @@ impl Metastore for PostgresMetastore {
         let c = self.client.lock().await;
         let rows = c
             .query(
-                "UPDATE jobs SET status = 'failed', completion_time = $1, error_message = $2 WHERE status = 'running' \
-                 RETURNING integration_id",
+                "UPDATE jobs SET status = 'failed', completion_time = $1, error_message = $2, lease_until = NULL, \
+                 progress = NULL WHERE status = 'running' RETURNING integration_id",
                 &[&ts(at), &message],
             )
             .await?;
@@ -503,6 +577,155 @@ impl Metastore for PostgresMetastore {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    async fn enqueue_job(
+        &self,
+        integration_id: IntegrationId,
+        trigger: JobTrigger,
+        due: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
+        let c = self.client.lock().await;
+        let row = c
+            .query_opt(
+                &format!(
+                    "INSERT INTO jobs (integration_id, trigger, status, start_time, due_time) \
+                     VALUES ($1, $2, 'pending', $3, $3) ON CONFLICT DO NOTHING RETURNING {JOB_COLS}"
+                ),
+                &[&integration_id, &trigger.as_str(), &ts(due)],
+            )
+            .await?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    async fn lease_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
+        let c = self.client.lock().await;
+        // SKIP LOCKED: workers leasing at the same moment each take a different job, none waits.
+        let row = c
+            .query_opt(
+                &format!(
+                    "UPDATE jobs SET status = 'running', worker = $1, start_time = $2, lease_until = $3 \
+                     WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND due_time <= $2 \
+                                 ORDER BY due_time, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING {JOB_COLS}"
+                ),
+                &[&worker, &ts(now), &ts(lease_until)],
+            )
+            .await?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: JobId,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        progress: Option<&str>,
+    ) -> Result<Option<bool>> {
+        let c = self.client.lock().await;
+        let row = c
+            .query_opt(
+                "UPDATE jobs SET lease_until = $3, progress = $4 WHERE id = $1 AND worker = $2 AND status = 'running' \
+                 RETURNING stop_requested",
+                &[&job_id, &worker, &ts(lease_until), &progress],
+            )
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn expire_leases(&self, now: DateTime<Utc>, message: &str) -> Result<Vec<Job>> {
+        let c = self.client.lock().await;
+        let rows = c
+            .query(
+                &format!(
+                    "UPDATE jobs SET status = 'failed', completion_time = $1, error_message = $2, lease_until = NULL, \
+                     progress = NULL WHERE status = 'running' AND lease_until IS NOT NULL AND lease_until < $1 \
+                     RETURNING {JOB_COLS}"
+                ),
+                &[&ts(now), &message],
+            )
+            .await?;
+        rows.iter().map(job_row).collect()
+    }
+
+    async fn active_job(&self, integration_id: IntegrationId) -> Result<Option<Job>> {
+        let c = self.client.lock().await;
+        let row = c
+            .query_opt(
+                &format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE integration_id = $1 AND status IN ('pending', 'running')"
+                ),
+                &[&integration_id],
+            )
+            .await?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    async fn request_stop(&self, integration_id: IntegrationId, at: DateTime<Utc>) -> Result<Option<Job>> {
+        let c = self.client.lock().await;
+        let row = c
+            .query_opt(
+                &format!(
+                    "UPDATE jobs SET \
+                       status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, \
+                       completion_time = CASE WHEN status = 'pending' THEN $2 ELSE completion_time END, \
+                       stop_requested = TRUE \
+                     WHERE integration_id = $1 AND status IN ('pending', 'running') RETURNING {JOB_COLS}"
+                ),
+                &[&integration_id, &ts(at)],
+            )
+            .await?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        let c = self.client.lock().await;
+        let head = c
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE status = 'pending'), \
+                        MIN(due_time) FILTER (WHERE status = 'pending'), \
+                        MIN(lease_until) FILTER (WHERE status = 'running') \
+                 FROM jobs WHERE status IN ('pending', 'running')",
+                &[],
+            )
+            .await?;
+        let pending: i64 = head.try_get(0)?;
+        let running_by_worker = c
+            .query(
+                "SELECT COALESCE(worker, ''), COUNT(*) FROM jobs WHERE status = 'running' \
+                 GROUP BY 1 ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let n: i64 = r.try_get(1)?;
+                Ok((r.try_get::<_, String>(0)?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(QueueStats {
+            pending: u64::try_from(pending).unwrap_or(0),
+            oldest_pending_due: opt_ts(head.try_get(1)?)?,
+            running_by_worker,
+            soonest_lease_end: opt_ts(head.try_get(2)?)?,
+        })
+    }
+
+    async fn try_lead(&self, role: &str) -> Result<Option<Box<dyn Leadership>>> {
+        let client = self.server.connect().await?;
+        let held: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext($1))",
+                &[&leader_key(&self.schema, role)],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(held.then(|| Box::new(PgLeader { client }) as Box<dyn Leadership>))
     }
 
     async fn append_logs(&self, job_id: JobId, lines: &[LogLine]) -> Result<()> {
@@ -776,4 +999,191 @@ impl Metastore for PostgresMetastore {
         .await?;
         Ok(())
     }
+
+    // -- dashboard sessions and sign-in throttling -------------------------------------------------
+
+    async fn create_session(&self, session: &DashboardSession, idle_cutoff: DateTime<Utc>) -> Result<()> {
+        let s = session;
+        let mut c = self.client.lock().await;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "DELETE FROM ui_sessions WHERE last_seen <= $1",
+            &[&ts(idle_cutoff)],
+        )
+        .await?;
+        tx.execute(
+            &format!("INSERT INTO ui_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+            &[
+                &s.id_hash,
+                &s.csrf_token,
+                &s.username,
+                &s.password_fingerprint,
+                &ts(s.created_at),
+                &ts(s.last_seen),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Option<DashboardSession>> {
+        let mut c = self.client.lock().await;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "DELETE FROM ui_sessions WHERE id_hash = $1 AND last_seen <= $2",
+            &[&id_hash, &ts(idle_cutoff)],
+        )
+        .await?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "UPDATE ui_sessions SET last_seen = GREATEST(last_seen, $2) WHERE id_hash = $1 \
+                     RETURNING {SESSION_COLS}"
+                ),
+                &[&id_hash, &ts(now)],
+            )
+            .await?;
+        tx.commit().await?;
+        row.map(|r| session_row(&r)).transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let c = self.client.lock().await;
+        c.execute("DELETE FROM ui_sessions WHERE id_hash = $1", &[&id_hash])
+            .await?;
+        Ok(())
+    }
+
+    async fn begin_sign_in(
+        &self,
+        client: &str,
+        now: DateTime<Utc>,
+        budgets: &SignInBudgets,
+    ) -> Result<SignInVerdict> {
+        let client = client_bucket(client);
+        let mut c = self.client.lock().await;
+        let tx = c.transaction().await?;
+        let overall = lock_overall_bucket(&tx).await?;
+        let mut buckets = SignInBuckets {
+            client: read_bucket(&tx, &client).await?,
+            overall,
+        };
+        let tracked = if buckets.client.is_some() {
+            true
+        } else {
+            tx.execute(
+                "DELETE FROM ui_sign_in_buckets WHERE bucket <> $1 AND full_at <= $2",
+                &[&OVERALL_BUCKET, &ts(now)],
+            )
+            .await?;
+            let clients: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM ui_sign_in_buckets WHERE bucket <> $1",
+                    &[&OVERALL_BUCKET],
+                )
+                .await?
+                .try_get(0)?;
+            usize::try_from(clients).unwrap_or(usize::MAX) < budgets.max_clients
+        };
+        let verdict = buckets.begin(budgets, now);
+        if verdict == SignInVerdict::Allowed {
+            if tracked {
+                write_bucket(&tx, &client, buckets.client).await?;
+            }
+            write_bucket(&tx, OVERALL_BUCKET, buckets.overall).await?;
+        }
+        tx.commit().await?;
+        Ok(verdict)
+    }
+
+    async fn end_sign_in(&self, client: &str, outcome: SignInOutcome, budgets: &SignInBudgets) -> Result<()> {
+        let client = client_bucket(client);
+        let mut c = self.client.lock().await;
+        let tx = c.transaction().await?;
+        let overall = lock_overall_bucket(&tx).await?;
+        let mut buckets = SignInBuckets {
+            client: read_bucket(&tx, &client).await?,
+            overall,
+        };
+        buckets.end(budgets, outcome);
+        write_bucket(&tx, &client, buckets.client).await?;
+        write_bucket(&tx, OVERALL_BUCKET, buckets.overall).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+// -- dashboard sessions and sign-in throttling: rows -----------------------------------------------
+
+const SESSION_COLS: &str = "id_hash, csrf_token, username, password_fingerprint, created_at, last_seen";
+
+fn session_row(r: &Row) -> Result<DashboardSession> {
+    Ok(DashboardSession {
+        id_hash: r.try_get(0)?,
+        csrf_token: r.try_get(1)?,
+        username: r.try_get(2)?,
+        password_fingerprint: r.try_get(3)?,
+        created_at: parse_ts(&r.try_get::<_, String>(4)?)?,
+        last_seen: parse_ts(&r.try_get::<_, String>(5)?)?,
+    })
+}
+
+/// Locks the overall sign-in bucket's row (creating it full) and returns the time it is full again.
+/// Every throttling call takes this lock first, so calls from all processes sharing the store take
+/// turns: each reads what the one before it wrote.
+async fn lock_overall_bucket(tx: &tokio_postgres::Transaction<'_>) -> Result<Option<DateTime<Utc>>> {
+    tx.execute(
+        "INSERT INTO ui_sign_in_buckets (bucket, full_at) VALUES ($1, $2) ON CONFLICT (bucket) DO NOTHING",
+        &[&OVERALL_BUCKET, &ts(DateTime::UNIX_EPOCH)],
+    )
+    .await?;
+    let full_at: String = tx
+        .query_one(
+            "SELECT full_at FROM ui_sign_in_buckets WHERE bucket = $1 FOR UPDATE",
+            &[&OVERALL_BUCKET],
+        )
+        .await?
+        .try_get(0)?;
+    parse_ts(&full_at).map(Some)
+}
+
+/// The time the sign-in bucket `name` is full again; `None` without a row (a full bucket).
+async fn read_bucket(tx: &tokio_postgres::Transaction<'_>, name: &str) -> Result<Option<DateTime<Utc>>> {
+    let row = tx
+        .query_opt(
+            "SELECT full_at FROM ui_sign_in_buckets WHERE bucket = $1",
+            &[&name],
+        )
+        .await?;
+    let full_at: Option<String> = row.map(|r| r.try_get(0)).transpose()?;
+    opt_ts(full_at)
+}
+
+/// Stores the sign-in bucket `name` (`None` deletes its row: a full bucket).
+async fn write_bucket(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    full_at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    match full_at {
+        Some(t) => {
+            tx.execute(
+                "INSERT INTO ui_sign_in_buckets (bucket, full_at) VALUES ($1, $2) \
+                 ON CONFLICT (bucket) DO UPDATE SET full_at = excluded.full_at",
+                &[&name, &ts(t)],
+            )
+            .await?
+        }
+        None => {
+            tx.execute("DELETE FROM ui_sign_in_buckets WHERE bucket = $1", &[&name])
+                .await?
+        }
+    };
+    Ok(())
 }

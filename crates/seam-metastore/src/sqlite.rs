@@ -4,10 +4,10 @@
 use crate::crypto::{Credentials, SecretCipher};
 use crate::error::{touched, MetastoreError};
 use crate::model::*;
-use crate::{Metastore, Result};
+use crate::{Leadership, Metastore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use seam_core::{Catalog, State};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_token_revocation.sql"),
     include_str!("../migrations/sqlite/0003_job_warnings.sql"),
+    include_str!("../migrations/sqlite/0004_job_queue.sql"),
+    include_str!("../migrations/sqlite/0005_sessions.sql"),
 ];
 
 /// The SQLite metastore (embedded default: `<data-dir>/metastore.sqlite`).
@@ -102,7 +104,8 @@ fn check_row(r: &Row<'_>) -> rusqlite::Result<ConnectionCheck> {
 
 const JOB_COLS: &str =
     "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
-                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message";
+                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message, \
+                        due_time, worker, lease_until, stop_requested, progress";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let id: i64 = r.get(0)?;
@@ -123,7 +126,43 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         error_message: r.get(9)?,
         rows_loaded: r.get(10)?,
         warning_message: r.get(11)?,
+        due_time: opt_ts(r.get(12)?)?,
+        worker: r.get(13)?,
+        lease_until: opt_ts(r.get(14)?)?,
+        stop_requested: r.get(15)?,
+        progress: r.get(16)?,
     })
+}
+
+/// The integration's pending or running job.
+fn active_job(conn: &Connection, integration_id: IntegrationId) -> rusqlite::Result<Option<Job>> {
+    conn.query_row(
+        &format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE integration_id = ?1 AND status IN ('pending', 'running')"
+        ),
+        [integration_id],
+        job_row,
+    )
+    .optional()
+}
+
+fn get_job(conn: &Connection, id: JobId) -> rusqlite::Result<Job> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+        [id],
+        job_row,
+    )
+}
+
+/// The single process that opens a SQLite metastore is its only scheduler.
+#[derive(Debug)]
+struct SoleLeader;
+
+#[async_trait]
+impl Leadership for SoleLeader {
+    async fn holds(&self) -> bool {
+        true
+    }
 }
 
 const NOTIFICATION_COLS: &str = "id, level, code, integration_id, subject, message, created_at, dismissed_at";
@@ -435,12 +474,19 @@ impl Metastore for SqliteMetastore {
         at: DateTime<Utc>,
     ) -> Result<Job> {
         self.call(move |conn| {
-            conn.execute(
+            let tx = conn.transaction()?;
+            if active_job(&tx, integration_id)?.is_some() {
+                return Err(MetastoreError::JobActive {
+                    integration: integration_id,
+                });
+            }
+            tx.execute(
                 "INSERT INTO jobs (integration_id, trigger, status, start_time) VALUES (?1, ?2, 'running', ?3)",
                 params![integration_id, trigger.as_str(), ts(at)],
             )?;
-            let id = conn.last_insert_rowid();
-            Ok(conn.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [id], job_row)?)
+            let job = get_job(&tx, tx.last_insert_rowid())?;
+            tx.commit()?;
+            Ok(job)
         })
         .await
     }
@@ -448,9 +494,15 @@ impl Metastore for SqliteMetastore {
     async fn finish_job(&self, id: JobId, finish: &JobFinish) -> Result<Job> {
         let f = finish.clone();
         self.call(move |conn| {
-            let n = conn.execute(
+            // A job that is no longer active (its lease ran out) keeps how it ended then.
+            let exists = conn
+                .query_row("SELECT 1 FROM jobs WHERE id = ?1", [id], |_| Ok(()))
+                .optional()?;
+            touched(usize::from(exists.is_some()), "job", id)?;
+            conn.execute(
                 "UPDATE jobs SET status = ?2, completion_time = ?3, discovery_exit_status = ?4, tap_exit_status = ?5, \
-                 target_exit_status = ?6, error_message = ?7, warning_message = ?8 WHERE id = ?1",
+                 target_exit_status = ?6, error_message = ?7, warning_message = ?8, lease_until = NULL, \
+                 progress = NULL WHERE id = ?1 AND status IN ('pending', 'running')",
                 params![
                     id,
                     f.status.as_str(),
@@ -462,8 +514,7 @@ impl Metastore for SqliteMetastore {
                     f.warning_message
                 ],
             )?;
-            touched(n, "job", id)?;
-            Ok(conn.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [id], job_row)?)
+            Ok(get_job(conn, id)?)
         })
         .await
     }
@@ -503,13 +554,174 @@ impl Metastore for SqliteMetastore {
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<IntegrationId>>>()?;
             tx.execute(
-                "UPDATE jobs SET status = 'failed', completion_time = ?1, error_message = ?2 WHERE status = 'running'",
+                "UPDATE jobs SET status = 'failed', completion_time = ?1, error_message = ?2, lease_until = NULL, \
+                 progress = NULL WHERE status = 'running'",
                 params![ts(at), message],
             )?;
             tx.commit()?;
             Ok(ids)
         })
         .await
+    }
+
+    async fn enqueue_job(
+        &self,
+        integration_id: IntegrationId,
+        trigger: JobTrigger,
+        due: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            if active_job(&tx, integration_id)?.is_some() {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO jobs (integration_id, trigger, status, start_time, due_time) \
+                 VALUES (?1, ?2, 'pending', ?3, ?3)",
+                params![integration_id, trigger.as_str(), ts(due)],
+            )?;
+            let job = get_job(&tx, tx.last_insert_rowid())?;
+            tx.commit()?;
+            Ok(Some(job))
+        })
+        .await
+    }
+
+    async fn lease_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Job>> {
+        let worker = worker.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let Some(id) = tx
+                .query_row(
+                    "SELECT id FROM jobs WHERE status = 'pending' AND due_time <= ?1 ORDER BY due_time, id LIMIT 1",
+                    [ts(now)],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE jobs SET status = 'running', worker = ?2, start_time = ?3, lease_until = ?4 WHERE id = ?1",
+                params![id, worker, ts(now), ts(lease_until)],
+            )?;
+            let job = get_job(&tx, id)?;
+            tx.commit()?;
+            Ok(Some(job))
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: JobId,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        progress: Option<&str>,
+    ) -> Result<Option<bool>> {
+        let (worker, progress) = (worker.to_owned(), progress.map(str::to_owned));
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE jobs SET lease_until = ?3, progress = ?4 WHERE id = ?1 AND worker = ?2 AND status = 'running'",
+                params![job_id, worker, ts(lease_until), progress],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            Ok(Some(conn.query_row(
+                "SELECT stop_requested FROM jobs WHERE id = ?1",
+                [job_id],
+                |r| r.get(0),
+            )?))
+        })
+        .await
+    }
+
+    async fn expire_leases(&self, now: DateTime<Utc>, message: &str) -> Result<Vec<Job>> {
+        let message = message.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let ids = tx
+                .prepare("SELECT id FROM jobs WHERE status = 'running' AND lease_until IS NOT NULL AND lease_until < ?1")?
+                .query_map([ts(now)], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<JobId>>>()?;
+            let mut jobs = Vec::with_capacity(ids.len());
+            for id in ids {
+                tx.execute(
+                    "UPDATE jobs SET status = 'failed', completion_time = ?2, error_message = ?3, lease_until = NULL, \
+                     progress = NULL WHERE id = ?1",
+                    params![id, ts(now), message],
+                )?;
+                jobs.push(get_job(&tx, id)?);
+            }
+            tx.commit()?;
+            Ok(jobs)
+        })
+        .await
+    }
+
+    async fn active_job(&self, integration_id: IntegrationId) -> Result<Option<Job>> {
+        self.call(move |conn| Ok(active_job(conn, integration_id)?)).await
+    }
+
+    async fn request_stop(&self, integration_id: IntegrationId, at: DateTime<Utc>) -> Result<Option<Job>> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let Some(job) = active_job(&tx, integration_id)? else {
+                return Ok(None);
+            };
+            if job.status == JobStatus::Pending {
+                tx.execute(
+                    "UPDATE jobs SET status = 'cancelled', completion_time = ?2 WHERE id = ?1",
+                    params![job.id, ts(at)],
+                )?;
+            } else {
+                tx.execute("UPDATE jobs SET stop_requested = TRUE WHERE id = ?1", [job.id])?;
+            }
+            let job = get_job(&tx, job.id)?;
+            tx.commit()?;
+            Ok(Some(job))
+        })
+        .await
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        self.call(move |conn| {
+            let (pending, oldest): (i64, Option<String>) = conn.query_row(
+                "SELECT COUNT(*), MIN(due_time) FROM jobs WHERE status = 'pending'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let soonest: Option<String> = conn.query_row(
+                "SELECT MIN(lease_until) FROM jobs WHERE status = 'running'",
+                [],
+                |r| r.get(0),
+            )?;
+            let running_by_worker = conn
+                .prepare(
+                    "SELECT COALESCE(worker, ''), COUNT(*) FROM jobs WHERE status = 'running' \
+                     GROUP BY COALESCE(worker, '') ORDER BY 1",
+                )?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .map(|r| r.map(|(w, n)| (w, u64::try_from(n).unwrap_or(0))))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(QueueStats {
+                pending: u64::try_from(pending).unwrap_or(0),
+                oldest_pending_due: opt_ts(oldest)?,
+                running_by_worker,
+                soonest_lease_end: opt_ts(soonest)?,
+            })
+        })
+        .await
+    }
+
+    async fn try_lead(&self, _role: &str) -> Result<Option<Box<dyn Leadership>>> {
+        Ok(Some(Box::new(SoleLeader)))
     }
 
     async fn append_logs(&self, job_id: JobId, lines: &[LogLine]) -> Result<()> {
@@ -800,4 +1012,165 @@ impl Metastore for SqliteMetastore {
         })
         .await
     }
+
+    // -- dashboard sessions and sign-in throttling -------------------------------------------------
+
+    async fn create_session(&self, session: &DashboardSession, idle_cutoff: DateTime<Utc>) -> Result<()> {
+        let s = session.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM ui_sessions WHERE last_seen <= ?1", [ts(idle_cutoff)])?;
+            tx.execute(
+                &format!("INSERT INTO ui_sessions ({SESSION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                params![
+                    s.id_hash,
+                    s.csrf_token,
+                    s.username,
+                    s.password_fingerprint,
+                    ts(s.created_at),
+                    ts(s.last_seen)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<Option<DashboardSession>> {
+        let id_hash = id_hash.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM ui_sessions WHERE id_hash = ?1 AND last_seen <= ?2",
+                params![id_hash, ts(idle_cutoff)],
+            )?;
+            let session = tx
+                .query_row(
+                    &format!(
+                        "UPDATE ui_sessions SET last_seen = MAX(last_seen, ?2) WHERE id_hash = ?1 \
+                         RETURNING {SESSION_COLS}"
+                    ),
+                    params![id_hash, ts(now)],
+                    session_row,
+                )
+                .optional()?;
+            tx.commit()?;
+            Ok(session)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let id_hash = id_hash.to_owned();
+        self.call(move |conn| {
+            conn.execute("DELETE FROM ui_sessions WHERE id_hash = ?1", [id_hash])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn begin_sign_in(
+        &self,
+        client: &str,
+        now: DateTime<Utc>,
+        budgets: &SignInBudgets,
+    ) -> Result<SignInVerdict> {
+        let (client, budgets) = (client_bucket(client), *budgets);
+        self.call(move |conn| {
+            // IMMEDIATE: the write lock from the start, so processes sharing the file take turns.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut buckets = SignInBuckets {
+                client: read_bucket(&tx, &client)?,
+                overall: read_bucket(&tx, OVERALL_BUCKET)?,
+            };
+            let tracked = if buckets.client.is_some() {
+                true
+            } else {
+                tx.execute(
+                    "DELETE FROM ui_sign_in_buckets WHERE bucket <> ?1 AND full_at <= ?2",
+                    params![OVERALL_BUCKET, ts(now)],
+                )?;
+                let clients: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM ui_sign_in_buckets WHERE bucket <> ?1",
+                    [OVERALL_BUCKET],
+                    |r| r.get(0),
+                )?;
+                usize::try_from(clients).unwrap_or(usize::MAX) < budgets.max_clients
+            };
+            let verdict = buckets.begin(&budgets, now);
+            if verdict == SignInVerdict::Allowed {
+                if tracked {
+                    write_bucket(&tx, &client, buckets.client)?;
+                }
+                write_bucket(&tx, OVERALL_BUCKET, buckets.overall)?;
+            }
+            tx.commit()?;
+            Ok(verdict)
+        })
+        .await
+    }
+
+    async fn end_sign_in(&self, client: &str, outcome: SignInOutcome, budgets: &SignInBudgets) -> Result<()> {
+        let (client, budgets) = (client_bucket(client), *budgets);
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut buckets = SignInBuckets {
+                client: read_bucket(&tx, &client)?,
+                overall: read_bucket(&tx, OVERALL_BUCKET)?,
+            };
+            buckets.end(&budgets, outcome);
+            write_bucket(&tx, &client, buckets.client)?;
+            write_bucket(&tx, OVERALL_BUCKET, buckets.overall)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+// -- dashboard sessions and sign-in throttling: rows -----------------------------------------------
+
+const SESSION_COLS: &str = "id_hash, csrf_token, username, password_fingerprint, created_at, last_seen";
+
+fn session_row(r: &Row<'_>) -> rusqlite::Result<DashboardSession> {
+    Ok(DashboardSession {
+        id_hash: r.get(0)?,
+        csrf_token: r.get(1)?,
+        username: r.get(2)?,
+        password_fingerprint: r.get(3)?,
+        created_at: parse_ts(&r.get::<_, String>(4)?)?,
+        last_seen: parse_ts(&r.get::<_, String>(5)?)?,
+    })
+}
+
+/// The time the sign-in bucket `name` is full again; `None` without a row (a full bucket).
+fn read_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    conn.query_row(
+        "SELECT full_at FROM ui_sign_in_buckets WHERE bucket = ?1",
+        [name],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?
+    .as_deref()
+    .map(parse_ts)
+    .transpose()
+}
+
+/// Stores the sign-in bucket `name` (`None` deletes its row: a full bucket).
+fn write_bucket(conn: &Connection, name: &str, full_at: Option<DateTime<Utc>>) -> rusqlite::Result<()> {
+    match full_at {
+        Some(t) => conn.execute(
+            "INSERT INTO ui_sign_in_buckets (bucket, full_at) VALUES (?1, ?2) \
+             ON CONFLICT (bucket) DO UPDATE SET full_at = excluded.full_at",
+            params![name, ts(t)],
+        )?,
+        None => conn.execute("DELETE FROM ui_sign_in_buckets WHERE bucket = ?1", [name])?,
+    };
+    Ok(())
 }

@@ -89,6 +89,7 @@ mod conformance {
         tokens_list_and_revoke,
         credentials_are_sealed_for_the_new_id,
         legacy_credentials_are_resealed_bound_to_their_integration,
+        job_queue,
     );
 }
 
@@ -283,6 +284,128 @@ mod cases {
         );
         assert_eq!(logs[2].level, LogLevel::Critical);
         assert!(m.job_logs(j2.id).await.unwrap().is_empty());
+    }
+
+    pub async fn job_queue(m: &dyn Metastore) {
+        let a = m.create_integration(new_integration("zendesk")).await.unwrap();
+        let b = m.create_integration(new_integration("zendesk_b")).await.unwrap();
+        let at = |minutes| t0() + Duration::minutes(minutes);
+        // b is due before a: leased first (oldest due first), whatever the order of queueing.
+        let qa = m
+            .enqueue_job(a.id, JobTrigger::Scheduled, at(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(qa.status, JobStatus::Pending);
+        assert_eq!(qa.due_time, Some(at(10)));
+        let qb = m
+            .enqueue_job(b.id, JobTrigger::Manual, at(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            m.enqueue_job(a.id, JobTrigger::Manual, at(6))
+                .await
+                .unwrap()
+                .is_none(),
+            "one active job per integration"
+        );
+        assert!(matches!(
+            m.create_job(a.id, JobTrigger::Manual, at(6)).await,
+            Err(MetastoreError::JobActive { integration }) if integration == a.id
+        ));
+        assert_eq!(m.active_job(a.id).await.unwrap().map(|j| j.id), Some(qa.id));
+        let stats = m.queue_stats().await.unwrap();
+        assert_eq!((stats.pending, stats.oldest_pending_due), (2, Some(at(5))));
+
+        assert!(
+            m.lease_job("w1", at(4), at(5)).await.unwrap().is_none(),
+            "nothing due yet"
+        );
+        let lb = m.lease_job("w1", at(11), at(12)).await.unwrap().unwrap();
+        assert_eq!((lb.id, lb.status), (qb.id, JobStatus::Running));
+        assert_eq!(
+            (lb.worker.as_deref(), lb.start_time, lb.lease_until),
+            (Some("w1"), at(11), Some(at(12)))
+        );
+        let la = m.lease_job("w2", at(11), at(12)).await.unwrap().unwrap();
+        assert_eq!(la.id, qa.id);
+        assert!(
+            m.lease_job("w3", at(11), at(12)).await.unwrap().is_none(),
+            "each job leased once"
+        );
+        let stats = m.queue_stats().await.unwrap();
+        assert_eq!(stats.pending, 0);
+        assert_eq!(
+            stats.running_by_worker,
+            vec![("w1".to_owned(), 1), ("w2".to_owned(), 1)]
+        );
+        assert_eq!(stats.soonest_lease_end, Some(at(12)));
+
+        // Renewal: by the holder only; it stores progress and reports a stop request.
+        assert_eq!(
+            m.renew_lease(lb.id, "w1", at(14), Some("{\"n\":1}"))
+                .await
+                .unwrap(),
+            Some(false)
+        );
+        assert_eq!(
+            m.renew_lease(lb.id, "w2", at(14), None).await.unwrap(),
+            None,
+            "not w2's lease"
+        );
+        let stopped = m.request_stop(b.id, at(13)).await.unwrap().unwrap();
+        assert!(stopped.stop_requested);
+        assert_eq!(stopped.status, JobStatus::Running);
+        assert_eq!(stopped.progress.as_deref(), Some("{\"n\":1}"));
+        assert_eq!(
+            m.renew_lease(lb.id, "w1", at(15), None).await.unwrap(),
+            Some(true)
+        );
+
+        // a's lease (until 12) runs out: failed; its worker's renewal and finish no longer change it.
+        let expired = m.expire_leases(at(13), "worker lost").await.unwrap();
+        assert_eq!(expired.iter().map(|j| j.id).collect::<Vec<_>>(), vec![qa.id]);
+        assert_eq!(expired[0].status, JobStatus::Failed);
+        assert_eq!(expired[0].error_message.as_deref(), Some("worker lost"));
+        assert_eq!(m.renew_lease(qa.id, "w2", at(20), None).await.unwrap(), None);
+        let finish = JobFinish {
+            status: JobStatus::Succeeded,
+            completion_time: at(21),
+            discovery_exit_status: Some(0),
+            tap_exit_status: Some(0),
+            target_exit_status: Some(0),
+            error_message: None,
+            warning_message: None,
+        };
+        let late = m.finish_job(qa.id, &finish).await.unwrap();
+        assert_eq!(
+            late.status,
+            JobStatus::Failed,
+            "a lost lease's finish changes nothing"
+        );
+        // a is free again: a new job can be queued (it resumes from the warehouse's bookmarks).
+        let again = m
+            .enqueue_job(a.id, JobTrigger::Scheduled, at(13))
+            .await
+            .unwrap()
+            .unwrap();
+        // A pending job asked to stop is cancelled at once.
+        let cancelled = m.request_stop(a.id, at(14)).await.unwrap().unwrap();
+        assert_eq!((cancelled.id, cancelled.status), (again.id, JobStatus::Cancelled));
+        assert!(m.active_job(a.id).await.unwrap().is_none());
+        assert!(m.request_stop(a.id, at(14)).await.unwrap().is_none());
+
+        let done = m.finish_job(lb.id, &finish).await.unwrap();
+        assert_eq!(done.status, JobStatus::Succeeded);
+        assert_eq!((done.lease_until, done.progress), (None, None));
+        assert!(m.queue_stats().await.unwrap().running_by_worker.is_empty());
+        let lead = m
+            .try_lead("scheduler")
+            .await
+            .unwrap()
+            .expect("the only process leads");
+        assert!(lead.holds().await);
     }
 
     pub async fn jobs_succeed_with_warnings(m: &dyn Metastore) {
@@ -818,3 +941,84 @@ async fn a_sqlite_metastore_from_before_token_revocation_upgrades() {
 }
 
 mod postgres_tls;
+mod sessions;
+
+/// Workers in several processes leasing at once each get different jobs, and one scheduler leads at a
+/// time, with failover when its connection ends.
+#[tokio::test]
+async fn postgres_leases_are_exclusive_across_connections_and_leadership_fails_over() {
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let schema = seam_test_support::unique_name("seam_test");
+    let first = Arc::new(PostgresMetastore::connect(&url, &schema).await.unwrap());
+    let mut stores: Vec<Arc<PostgresMetastore>> = vec![first.clone()];
+    for _ in 0..3 {
+        stores.push(Arc::new(PostgresMetastore::connect(&url, &schema).await.unwrap()));
+    }
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let a = first
+            .create_integration(new_integration(&format!("zendesk_{i}")))
+            .await
+            .unwrap();
+        first
+            .enqueue_job(a.id, JobTrigger::Scheduled, t0() + Duration::seconds(i))
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(a.id);
+    }
+    let leasers = stores.iter().enumerate().map(|(w, m)| {
+        let m = m.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            let now = t0() + Duration::hours(1);
+            while let Some(j) = m
+                .lease_job(&format!("w{w}"), now, now + Duration::minutes(1))
+                .await
+                .unwrap()
+            {
+                got.push(j.integration_id);
+            }
+            got
+        })
+    });
+    let mut leased: Vec<i64> = Vec::new();
+    for l in leasers {
+        leased.extend(l.await.unwrap());
+    }
+    leased.sort_unstable();
+    assert_eq!(leased, ids, "every job leased exactly once");
+
+    let lead = first
+        .try_lead("scheduler")
+        .await
+        .unwrap()
+        .expect("nobody leads yet");
+    assert!(lead.holds().await);
+    for other in &stores[1..] {
+        assert!(
+            other.try_lead("scheduler").await.unwrap().is_none(),
+            "one leader at a time"
+        );
+        assert!(
+            other.try_lead("another role").await.unwrap().is_some(),
+            "roles are apart"
+        );
+    }
+    drop(lead);
+    // The lock goes with the leader's connection; the server sees it close within moments.
+    let mut next = None;
+    for _ in 0..50 {
+        next = stores[2].try_lead("scheduler").await.unwrap();
+        if next.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        next.is_some(),
+        "another process takes over once the leader is gone"
+    );
+}
