@@ -184,4 +184,15 @@ pub trait Destination: Send {
 
     /// Forgets everything staged since the last commit (after a failed commit that will not be retried).
     fn discard(&mut self) {}
+
+    /// Claims the destination for the writer holding `token` (a job's id: a later job has a larger
+    /// one), before its first `committed_state`. From then on a commit succeeds only while no writer
+    /// has claimed a larger token, checked in the commit's own transaction: a worker whose job was
+    /// taken over by another (its lease ran out) can no longer commit rows or state. Fails when a
+    /// larger token already holds the destination. A destination only one process can open (DuckDB)
+    /// has nothing to fence; the default claims nothing.
+    fn fence(&mut self, token: i64) -> Result<(), DestinationError> {
+        let _ = token;
+        Ok(())
+    }
 }

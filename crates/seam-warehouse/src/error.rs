@@ -30,6 +30,17 @@ pub enum WarehouseError {
     /// The PostgreSQL URL or its TLS settings cannot be used, or the server refused the connection.
     #[error(transparent)]
     PostgresConnect(#[from] seam_postgres::ConnectError),
+    /// A newer job claimed the destination (see [`seam_core::Destination::fence`]).
+    #[error(
+        "another job (token {holder}) took over this integration's warehouse schema; this job (token {token}) \
+         no longer commits (its worker's lease ran out)"
+    )]
+    Fenced {
+        /// This writer's token.
+        token: i64,
+        /// The token that holds the destination now.
+        holder: String,
+    },
     /// Input the destination cannot accept (a record before its SCHEMA, say).
     #[error("{0}")]
     Input(String),

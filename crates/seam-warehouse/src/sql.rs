@@ -42,6 +42,10 @@ pub fn system_tables(schema: &str, d: &Dialect) -> String {
 /// The one row id of the state table.
 pub const STATE_ROW: &str = "singer";
 
+/// The state table's row holding the fencing token of the writer that claimed the schema last
+/// ([`seam_core::Destination::fence`]).
+pub const FENCE_ROW: &str = "fence";
+
 /// Reads the committed state.
 pub fn select_state(schema: &str) -> String {
     format!(

@@ -5,4 +5,5 @@ mod conformance;
 mod duckdb_shared;
 mod harness;
 mod postgres_copy;
+mod postgres_fence;
 mod postgres_tls;

@@ -12,6 +12,7 @@ use super::{PostgresDestination, DIALECT};
 use crate::error::WarehouseError;
 use crate::flatten::{
     quote_ident, Cell, ColumnType, TableLayout, TableRows, REJECTED_TABLE, SEQUENCE, SOURCE_KEY_PREFIX,
+    STATE_TABLE,
 };
 use crate::sql::{self, qualified};
 use crate::stage::{CommitPlan, StreamLoad};
@@ -382,6 +383,25 @@ fn merge_staged(
     Ok(())
 }
 
+/// The token that holds the schema now (empty when none does).
+pub(super) fn fence_holder(client: &mut postgres::Client, schema: &str) -> Result<String, postgres::Error> {
+    Ok(client
+        .query_opt(
+            &format!(
+                "SELECT state FROM {} WHERE id = $1",
+                qualified(schema, STATE_TABLE)
+            ),
+            &[&sql::FENCE_ROW],
+        )?
+        .map(|r| r.get::<_, String>(0))
+        .unwrap_or_default())
+}
+
+/// The error of a writer whose claim a newer one replaced: never retried.
+pub(super) fn fenced(token: i64, holder: String) -> DestinationError {
+    DestinationError::new(ErrorKind::Config, WarehouseError::Fenced { token, holder })
+}
+
 pub(super) fn apply(
     d: &mut PostgresDestination,
     plan: &CommitPlan,
@@ -400,10 +420,27 @@ pub(super) fn apply(
             },
         )
     };
+    let fence = d.fence;
     let mut tx = d
         .client
         .transaction()
         .map_err(|e| err(e, "starting a transaction"))?;
+    if let Some(token) = fence {
+        // Held until the commit ends: a newer job's claim waits for it, then wins.
+        let holder = tx
+            .query_opt(
+                &format!(
+                    "SELECT state FROM {} WHERE id = $1 FOR UPDATE",
+                    qualified(&schema, STATE_TABLE)
+                ),
+                &[&sql::FENCE_ROW],
+            )
+            .map_err(|e| err(e, "checking this job still holds the schema"))?
+            .map(|r| r.get::<_, String>(0));
+        if holder.as_deref() != Some(token.to_string().as_str()) {
+            return Err(fenced(token, holder.unwrap_or_default()));
+        }
+    }
     for change in &plan.ddl {
         tx.batch_execute(&sql::ddl(&schema, change, &DIALECT))
             .map_err(|e| err(e, "changing a table"))?;

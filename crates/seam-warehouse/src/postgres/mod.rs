@@ -13,7 +13,7 @@ mod load;
 
 use crate::error::WarehouseError;
 use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
-use crate::sql::{self, Dialect};
+use crate::sql::{self, qualified, Dialect};
 use crate::stage::Stager;
 use postgres::Client;
 use seam_core::{
@@ -58,6 +58,8 @@ pub struct PostgresDestination {
     schema: String,
     stager: Stager,
     layout: Layout,
+    /// The fencing token this destination claimed, checked by every commit.
+    fence: Option<i64>,
 }
 
 impl std::fmt::Debug for PostgresDestination {
@@ -123,6 +125,7 @@ impl PostgresDestination {
             schema: schema.to_owned(),
             stager: Stager::new(NameRules::POSTGRES, append_only),
             layout: Layout::default(),
+            fence: None,
         };
         let ddl = sql::system_tables(&quote_ident(schema), &DIALECT);
         d.client
@@ -265,5 +268,31 @@ impl Destination for PostgresDestination {
 
     fn discard(&mut self) {
         self.stager.clear();
+    }
+
+    fn fence(&mut self, token: i64) -> Result<(), DestinationError> {
+        self.reconnect_if_closed()?;
+        let schema = quote_ident(&self.schema);
+        // The claim waits for a commit of the previous holder that is under way (it holds the row),
+        // so what this writer reads next includes it; a larger token already there refuses it.
+        let claimed = self
+            .client
+            .query_opt(
+                &format!(
+                    "INSERT INTO {st} (id, state, committed_at) VALUES ($1, $2, now() AT TIME ZONE 'UTC') \
+                     ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, committed_at = EXCLUDED.committed_at \
+                     WHERE CAST({st}.state AS BIGINT) <= CAST(EXCLUDED.state AS BIGINT) RETURNING state",
+                    st = qualified(&schema, STATE_TABLE)
+                ),
+                &[&sql::FENCE_ROW, &token.to_string()],
+            )
+            .map_err(|e| self.err(e, "claiming the schema for this job"))?;
+        if claimed.is_none() {
+            let holder = load::fence_holder(&mut self.client, &schema)
+                .map_err(|e| self.err(e, "reading who holds the schema"))?;
+            return Err(load::fenced(token, holder));
+        }
+        self.fence = Some(token);
+        Ok(())
     }
 }
