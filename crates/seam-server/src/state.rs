@@ -24,6 +24,7 @@ pub struct AppState {
     pub connectors: Arc<[ConnectorSpec]>,
     /// Limits and policies against outsiders.
     pub security: Arc<crate::service::SecurityConfig>,
-    /// The dashboard's sign-in throttle (one per service).
+    /// The dashboard's sign-in throttle: its budgets live in the metastore (shared by every process
+    /// using it), its password-check slots are this process's.
     pub sign_in: crate::ui::throttle::SignInThrottle,
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// The configuration of a service over the fakes with its data in `dir`.
 fn config_in(dir: &tempfile::TempDir) -> ServiceConfig {
@@ -32,7 +32,7 @@ async fn start_with(dir: &tempfile::TempDir, security: SecurityConfig) -> Servic
 }
 
 /// An HTTP client whose requests come from `from` (any 127.x.y.z reaches a 127.0.0.1 listener).
-fn client_from(from: &str) -> reqwest::Client {
+pub(crate) fn client_from(from: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(from.parse::<IpAddr>().unwrap())
         .redirect(reqwest::redirect::Policy::none())
@@ -41,7 +41,7 @@ fn client_from(from: &str) -> reqwest::Client {
 }
 
 /// Posts the sign-in form (its double-submit token and cookie match).
-async fn sign_in(
+pub(crate) async fn sign_in(
     client: &reqwest::Client,
     base: &str,
     user: &str,

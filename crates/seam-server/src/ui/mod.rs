@@ -19,6 +19,12 @@
 //! cookies, adds a [`crate::auth::DashboardCaller`] request extension and calls the API router in
 //! process (`tower::ServiceExt::oneshot`). The API's auth layer accepts that extension in place of a
 //! bearer token; nothing from the network can set one.
+//!
+//! # No state in the process
+//! Sessions ([`session`]) and the sign-in throttle's budgets ([`throttle`]) live in the metastore, so
+//! several `seam serve` processes behind one load balancer, sharing one PostgreSQL metastore, serve
+//! the same browsers: any of them accepts a session (and its CSRF token) made on another, and their
+//! sign-in failures count together. Only the password-check slots are each process's own.
 
 pub mod assets;
 pub mod session;
@@ -40,6 +46,7 @@ use serde::Deserialize;
 use serde_json::json;
 use session::{Sessions, CSRF_HEADER, SESSION_COOKIE, SIGNIN_COOKIE};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use throttle::{ClientKey, SignInThrottle};
 use tower::ServiceExt as _;
 use tracing::{info, warn};
@@ -68,8 +75,8 @@ pub fn router(state: AppState) -> Router {
     let ui = UiState {
         api: crate::api::router(state.clone()),
         throttle: state.sign_in.clone(),
+        sessions: Sessions::new(Arc::clone(&state.metastore), Arc::clone(&state.clock)),
         app: state,
-        sessions: Sessions::default(),
     };
     let mut r = Router::new()
         .route("/signin", get(signin_page).post(signin))
@@ -257,23 +264,45 @@ async fn signin(
             .insert(RETRY_AFTER, HeaderValue::from(refused.retry_after_secs()));
         res
     };
-    if let Err(refused) = ui.throttle.begin(client, std::time::Instant::now()) {
-        return throttled(refused);
+    let metastore = ui.app.metastore.as_ref();
+    match ui.throttle.begin(metastore, client, ui.app.clock.now()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(refused)) => return throttled(refused),
+        Err(e) => {
+            warn!(client = %client_label, error = %e, "dashboard sign-in: the throttle's metastore failed");
+            return again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("Cannot check the password now: {e}"),
+            );
+        }
     }
+    // Giving tokens back is best effort: when the metastore fails, the attempt stays counted.
+    let give_back = |outcome: Result<(), seam_metastore::MetastoreError>| {
+        if let Err(e) = outcome {
+            warn!(client = %client_label, error = %e, "dashboard sign-in: cannot give throttle tokens back");
+        }
+    };
     let slot = match ui.throttle.check_slot().await {
         Ok(slot) => slot,
         Err(refused) => {
-            ui.throttle.abandoned(client);
+            give_back(ui.throttle.abandoned(metastore, client).await);
             return throttled(refused);
         }
     };
-    let checked =
-        session::verify_sign_in(ui.app.metastore.as_ref(), form.username.trim(), &form.password).await;
+    let checked = session::verify_sign_in(metastore, form.username.trim(), &form.password).await;
     drop(slot);
     match checked {
         Ok(Some(password_hash)) => {
-            ui.throttle.succeeded(client);
-            let id = ui.sessions.create(form.username.trim(), &password_hash);
+            give_back(ui.throttle.succeeded(metastore, client).await);
+            let id = match ui.sessions.create(form.username.trim(), &password_hash).await {
+                Ok(id) => id,
+                Err(e) => {
+                    return again(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("Cannot start a session now: {e}"),
+                    )
+                }
+            };
             info!(client = %client_label, "dashboard sign-in");
             let res = with_cookie(redirect(&next), &session::set_cookie(SESSION_COOKIE, &id, None));
             with_cookie(res, &session::set_cookie(SIGNIN_COOKIE, "", Some(0)))
@@ -287,7 +316,7 @@ async fn signin(
             )
         }
         Err(e) => {
-            ui.throttle.abandoned(client);
+            give_back(ui.throttle.abandoned(metastore, client).await);
             again(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("Cannot check the password: {e}"),
@@ -304,15 +333,29 @@ struct SignOutForm {
 
 /// `POST /signout`.
 async fn signout(State(ui): State<UiState>, headers: HeaderMap, Form(form): Form<SignOutForm>) -> Response {
-    if let Some((id, s)) = ui.sessions.from_headers(&headers) {
-        if !session::same_secret(&s.csrf_token, &form.csrf_token) {
-            return (
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token: reload the page and try again",
-            )
-                .into_response();
+    let unavailable = |e: seam_metastore::MetastoreError| {
+        warn!(error = %e, "dashboard sign-out: the metastore failed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot end the session now ({e}): try again"),
+        )
+            .into_response()
+    };
+    match ui.sessions.from_headers(&headers).await {
+        Ok(Some((id, s))) => {
+            if !session::same_secret(&s.csrf_token, &form.csrf_token) {
+                return (
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong CSRF token: reload the page and try again",
+                )
+                    .into_response();
+            }
+            if let Err(e) = ui.sessions.remove(&id).await {
+                return unavailable(e);
+            }
         }
-        ui.sessions.remove(&id);
+        Ok(None) => {}
+        Err(e) => return unavailable(e),
     }
     with_cookie(
         redirect("/signin"),
@@ -367,9 +410,16 @@ impl IntoResponse for Refusal {
 
 impl UiState {
     /// The request's session, unless it ended: idle too long, signed out, or the admin password
-    /// changed since it signed in (`seam admin reset-password` ends every session at once).
+    /// changed since it signed in (`seam admin reset-password` ends every session at once). A failing
+    /// metastore counts as no session (the session itself is kept).
     async fn live_session(&self, headers: &HeaderMap) -> Option<session::Session> {
-        let (id, session) = self.sessions.from_headers(headers)?;
+        let (id, session) = match self.sessions.from_headers(headers).await {
+            Ok(found) => found?,
+            Err(e) => {
+                warn!(error = %e, "cannot read the dashboard session: treating it as ended");
+                return None;
+            }
+        };
         let stored = match self
             .app
             .metastore
@@ -383,7 +433,9 @@ impl UiState {
             }
         };
         if !session.password_unchanged(stored.as_deref()) {
-            self.sessions.remove(&id);
+            if let Err(e) = self.sessions.remove(&id).await {
+                warn!(error = %e, "cannot delete a dashboard session whose password changed");
+            }
             info!("a dashboard session ended: the admin password changed");
             return None;
         }

@@ -1,13 +1,16 @@
-//! The dashboard's sign-in: one admin account, sessions held in memory, CSRF tokens.
+//! The dashboard's sign-in: one admin account, sessions kept in the metastore, CSRF tokens.
 //!
 //! - The admin password is stored as an argon2id PHC string in the metastore setting
 //!   [`ADMIN_PASSWORD_SETTING`], next to the API token hashes (with the default SQLite metastore that
 //!   is `<data_dir>/metastore.sqlite`). It is created on first start ([`bootstrap_admin`]): taken from
-//!   `SEAM_ADMIN_PASSWORD` when set (which also replaces a stored one on every start), otherwise
+//!   `SEAM_ADMIN_PASSWORD` when set (which also replaces a different stored one on every start), otherwise
 //!   generated and returned once so the caller can print it.
-//! - A session is a random 256-bit id in the cookie [`SESSION_COOKIE`] (`HttpOnly; SameSite=Strict`);
-//!   sessions live in memory, so a restart signs everyone out, and a session ends as soon as the
-//!   stored admin password changes (`seam admin reset-password`, `SEAM_ADMIN_PASSWORD`).
+//! - A session is a random 256-bit id in the cookie [`SESSION_COOKIE`] (`HttpOnly; SameSite=Strict`).
+//!   Sessions live in the metastore, stored by the SHA-256 of their id (never the id itself): every
+//!   `seam serve` sharing the metastore knows them, and a restart signs nobody out. A session ends
+//!   after [`SESSION_IDLE`] without a request, at sign-out, and as soon as the stored admin password
+//!   changes (`seam admin reset-password`, `SEAM_ADMIN_PASSWORD`): it keeps a fingerprint (SHA-256)
+//!   of the password hash it signed in against, compared with the stored hash on every request.
 //! - Every session has its own CSRF token; state-changing requests must echo it in the
 //!   [`CSRF_HEADER`] header (or the `csrf_token` form field). The sign-in form, which has no session
 //!   yet, uses a double-submit cookie ([`SIGNIN_COOKIE`]).
@@ -17,11 +20,12 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::http::header::COOKIE;
 use axum::http::HeaderMap;
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use rand::RngCore as _;
-use seam_metastore::{Metastore, MetastoreError};
-use std::collections::HashMap;
+use seam_metastore::{DashboardSession, Metastore, MetastoreError};
+use seam_runtime::clock::Clock;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The only account's user name.
 pub const ADMIN_USERNAME: &str = "admin";
@@ -150,15 +154,25 @@ pub async fn set_admin_password(metastore: &dyn Metastore, password: &str) -> Re
 }
 
 /// Sets up the admin account on first start. With `env_password` (the value of
-/// `SEAM_ADMIN_PASSWORD`) that password is stored, replacing any earlier one, and `None` is returned.
-/// Without it, a stored password is kept (`None`); on first start a password is generated, stored
-/// hashed and returned: the caller prints it once, it is never shown again.
+/// `SEAM_ADMIN_PASSWORD`) that password is stored, replacing any other one, and `None` is returned;
+/// a stored hash of that same password is kept, so starting (or restarting) a process with the
+/// variable set ends no session. Without it, a stored password is kept (`None`); on first start a
+/// password is generated, stored hashed and returned: the caller prints it once, it is never shown
+/// again.
 pub async fn bootstrap_admin(
     metastore: &dyn Metastore,
     env_password: Option<&str>,
 ) -> Result<Option<String>, AdminError> {
     if let Some(password) = env_password.filter(|p| !p.is_empty()) {
-        set_admin_password(metastore, password).await?;
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(AdminError::TooShort);
+        }
+        if verify_sign_in(metastore, ADMIN_USERNAME, password)
+            .await?
+            .is_none()
+        {
+            set_admin_password(metastore, password).await?;
+        }
         return Ok(None);
     }
     if metastore.get_setting(ADMIN_PASSWORD_SETTING).await?.is_some() {
@@ -203,15 +217,27 @@ pub struct Session {
     pub csrf_token: String,
     /// Who signed in.
     pub username: String,
-    /// The stored password hash this session signed in against: a new password ends the session.
-    password_hash: String,
-    last_seen: Instant,
+    /// [`password_fingerprint`] of the stored hash this session signed in against: a new password
+    /// ends the session.
+    password_fingerprint: String,
+    last_seen: DateTime<Utc>,
 }
 
 impl Session {
     /// True while the stored password hash is still the one this session signed in against.
     pub fn password_unchanged(&self, stored_hash: Option<&str>) -> bool {
-        stored_hash.is_some_and(|h| same_secret(h, &self.password_hash))
+        stored_hash.is_some_and(|h| same_secret(&password_fingerprint(h), &self.password_fingerprint))
+    }
+}
+
+impl From<DashboardSession> for Session {
+    fn from(s: DashboardSession) -> Self {
+        Session {
+            csrf_token: s.csrf_token,
+            username: s.username,
+            password_fingerprint: s.password_fingerprint,
+            last_seen: s.last_seen,
+        }
     }
 }
 
@@ -225,67 +251,78 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// The sessions of this process. `Debug` shows how many there are, never their ids (the cookies).
-#[derive(Clone, Default)]
-pub struct Sessions {
-    inner: Arc<Mutex<HashMap<String, Session>>>,
+/// What a session keeps of the admin password hash it signed in against: its hex SHA-256 (the
+/// sessions table holds no copy of the hash itself).
+pub fn password_fingerprint(password_hash: &str) -> String {
+    crate::auth::hash_token(password_hash)
 }
 
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count = self.inner.lock().map_or(0, |m| m.len());
-        f.debug_struct("Sessions").field("count", &count).finish()
-    }
+/// The dashboard's sessions, kept in the metastore: every process sharing it knows every session.
+/// Cheap to clone; `Debug` shows no session id (the cookies are never stored, only their hashes).
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    metastore: Arc<dyn Metastore>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Sessions {
+    /// The sessions in `metastore`, timed by `clock`.
+    pub fn new(metastore: Arc<dyn Metastore>, clock: Arc<dyn Clock>) -> Self {
+        Sessions { metastore, clock }
+    }
+
+    /// Sessions last seen at or before this are over.
+    fn idle_cutoff(now: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(SESSION_IDLE)
+            .ok()
+            .and_then(|idle| now.checked_sub_signed(idle))
+            // Unreachable for a 12-hour timeout; ending every session is the safe answer.
+            .unwrap_or(now)
+    }
+
     /// Starts a session for a sign-in checked against `password_hash`; returns its id (the cookie
-    /// value).
-    pub fn create(&self, username: &str, password_hash: &str) -> String {
+    /// value). Only the id's hash is stored.
+    pub async fn create(&self, username: &str, password_hash: &str) -> Result<String, MetastoreError> {
         let id = random_token(32);
-        let session = Session {
+        let now = self.clock.now();
+        let session = DashboardSession {
+            id_hash: crate::auth::hash_token(&id),
             csrf_token: random_token(32),
             username: username.to_owned(),
-            password_hash: password_hash.to_owned(),
-            last_seen: Instant::now(),
+            password_fingerprint: password_fingerprint(password_hash),
+            created_at: now,
+            last_seen: now,
         };
-        let mut map = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.retain(|_, s| s.last_seen.elapsed() < SESSION_IDLE);
-        map.insert(id.clone(), session);
-        id
+        self.metastore
+            .create_session(&session, Self::idle_cutoff(now))
+            .await?;
+        Ok(id)
     }
 
     /// The live session with this id, refreshing its idle timer.
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let mut map = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let session = map.get_mut(id)?;
-        if session.last_seen.elapsed() >= SESSION_IDLE {
-            map.remove(id);
-            return None;
-        }
-        session.last_seen = Instant::now();
-        Some(session.clone())
+    pub async fn get(&self, id: &str) -> Result<Option<Session>, MetastoreError> {
+        let now = self.clock.now();
+        let found = self
+            .metastore
+            .touch_session(&crate::auth::hash_token(id), now, Self::idle_cutoff(now))
+            .await?;
+        Ok(found.map(Session::from))
     }
 
     /// Ends a session.
-    pub fn remove(&self, id: &str) {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+    pub async fn remove(&self, id: &str) -> Result<(), MetastoreError> {
+        self.metastore.delete_session(&crate::auth::hash_token(id)).await
     }
 
     /// The session of a request, from its cookie.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<(String, Session)> {
-        let id = cookie(headers, SESSION_COOKIE)?;
-        let session = self.get(&id)?;
-        Some((id, session))
+    pub async fn from_headers(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(String, Session)>, MetastoreError> {
+        let Some(id) = cookie(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        Ok(self.get(&id).await?.map(|session| (id, session)))
     }
 }
 
@@ -373,28 +410,84 @@ mod tests {
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
     }
 
-    #[test]
-    fn debug_never_shows_session_ids_or_csrf_tokens() {
-        let s = Sessions::default();
-        let id = s.create(ADMIN_USERNAME, "$argon2id$hash");
-        let session = s.get(&id).expect("live");
+    /// Sessions in an in-memory metastore, timed by tokio's clock.
+    fn sessions() -> (Sessions, Arc<dyn Metastore>) {
+        let metastore: Arc<dyn Metastore> =
+            Arc::new(seam_metastore::SqliteMetastore::open_in_memory().expect("in-memory metastore"));
+        let clock: Arc<dyn Clock> = Arc::new(seam_runtime::clock::TokioClock::new());
+        (Sessions::new(Arc::clone(&metastore), clock), metastore)
+    }
+
+    #[tokio::test]
+    async fn debug_never_shows_session_ids_or_csrf_tokens() {
+        let (s, _) = sessions();
+        let id = s.create(ADMIN_USERNAME, "$argon2id$hash").await.expect("created");
+        let session = s.get(&id).await.expect("read").expect("live");
         let shown = format!("{s:?} {session:?}");
         assert!(!shown.contains(&id), "{shown}");
         assert!(!shown.contains(&session.csrf_token), "{shown}");
-        assert!(shown.contains("count: 1"), "{shown}");
         assert!(!shown.contains("argon2"), "{shown}");
         assert!(session.password_unchanged(Some("$argon2id$hash")));
         assert!(!session.password_unchanged(Some("$argon2id$other")));
         assert!(!session.password_unchanged(None));
     }
 
-    #[test]
-    fn sessions_expire_and_end() {
-        let s = Sessions::default();
-        let id = s.create(ADMIN_USERNAME, "h");
-        assert!(s.get(&id).is_some());
-        s.remove(&id);
-        assert!(s.get(&id).is_none());
+    #[tokio::test]
+    async fn restarting_with_the_same_admin_password_keeps_sessions() {
+        let (s, metastore) = sessions();
+        let stored = || async {
+            metastore
+                .get_setting(ADMIN_PASSWORD_SETTING)
+                .await
+                .expect("read")
+                .expect("set")
+        };
+        bootstrap_admin(metastore.as_ref(), Some("the first password"))
+            .await
+            .expect("set");
+        let first = stored().await;
+        let id = s.create(ADMIN_USERNAME, &first).await.expect("created");
+        // Every start of every process with SEAM_ADMIN_PASSWORD set runs this again.
+        bootstrap_admin(metastore.as_ref(), Some("the first password"))
+            .await
+            .expect("kept");
+        assert_eq!(stored().await, first, "the same password keeps its hash");
+        let session = s.get(&id).await.expect("read").expect("live");
+        assert!(session.password_unchanged(Some(&stored().await)));
+        bootstrap_admin(metastore.as_ref(), Some("another password"))
+            .await
+            .expect("replaced");
+        assert!(!session.password_unchanged(Some(&stored().await)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_expire_and_end() {
+        let (s, metastore) = sessions();
+        let id = s.create(ADMIN_USERNAME, "h").await.expect("created");
+        assert!(s.get(&id).await.expect("read").is_some());
+        let (now, long_ago) = (s.clock.now(), DateTime::UNIX_EPOCH);
+        let by_id = metastore.touch_session(&id, now, long_ago).await.expect("read");
+        let by_hash = metastore
+            .touch_session(&crate::auth::hash_token(&id), now, long_ago)
+            .await
+            .expect("read");
+        assert!(
+            by_id.is_none() && by_hash.is_some(),
+            "the metastore knows the session by its id's hash only"
+        );
+        s.remove(&id).await.expect("removed");
+        assert!(s.get(&id).await.expect("read").is_none());
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("a", "ab"));
+
+        let id = s.create(ADMIN_USERNAME, "h").await.expect("created");
+        tokio::time::advance(SESSION_IDLE - Duration::from_secs(1)).await;
+        assert!(
+            s.get(&id).await.expect("read").is_some(),
+            "a request keeps it alive"
+        );
+        tokio::time::advance(SESSION_IDLE - Duration::from_secs(1)).await;
+        assert!(s.get(&id).await.expect("read").is_some());
+        tokio::time::advance(SESSION_IDLE).await;
+        assert!(s.get(&id).await.expect("read").is_none(), "idle too long");
     }
 }

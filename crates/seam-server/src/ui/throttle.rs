@@ -7,16 +7,22 @@
 //! takes a token before the password is checked (so parallel attempts cannot all slip through) and
 //! gives it back when the password was right. An empty bucket answers 429 with `Retry-After`.
 //!
+//! The buckets live in the metastore ([`Metastore::begin_sign_in`]), which takes and gives back
+//! tokens atomically across processes: several `seam serve` processes sharing one metastore allow no
+//! more attempts together than one process does, and a restart forgets no failures. The check slots
+//! are each process's own: they bound the memory and CPU of the process that runs the checks.
+//!
 //! A client is its IP address (IPv6: its /64, which one machine usually owns whole). Behind a reverse
 //! proxy every request comes from the proxy's address: the per-client limit then applies to all
 //! users together, which is safe but coarse. At most [`MAX_CLIENTS`] clients are tracked; past that,
 //! clients whose bucket has refilled are forgotten, and new clients meet only the overall limit.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use chrono::{DateTime, Utc};
+use seam_metastore::{Metastore, MetastoreError, SignInBudgets, SignInOutcome, SignInVerdict, TokenBudget};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Most clients whose failures are remembered at once.
@@ -33,7 +39,7 @@ pub struct SignInLimits {
     pub global_failures: u32,
     /// After those, one more per this long (default 1 s).
     pub global_refill: Duration,
-    /// Password checks running at once (default 2).
+    /// Password checks running at once in each process (default 2).
     pub concurrent_checks: usize,
     /// How long an attempt may wait for a check slot before it is answered 429 (default 10 s).
     pub check_wait: Duration,
@@ -48,6 +54,23 @@ impl Default for SignInLimits {
             global_refill: Duration::from_secs(1),
             concurrent_checks: 2,
             check_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SignInLimits {
+    /// The budgets the metastore keeps.
+    pub fn budgets(&self) -> SignInBudgets {
+        SignInBudgets {
+            per_client: TokenBudget {
+                capacity: self.per_client_failures,
+                refill: self.per_client_refill,
+            },
+            overall: TokenBudget {
+                capacity: self.global_failures,
+                refill: self.global_refill,
+            },
+            max_clients: MAX_CLIENTS,
         }
     }
 }
@@ -76,43 +99,19 @@ impl ClientKey {
             None => ClientKey::Unknown,
         }
     }
-}
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-impl Bucket {
-    fn full(capacity: u32, now: Instant) -> Bucket {
-        Bucket {
-            tokens: f64::from(capacity),
-            updated: now,
+    /// The client's name in the metastore: its address, or its /64 for IPv6.
+    pub fn name(&self) -> String {
+        match self {
+            ClientKey::V4(octets) => Ipv4Addr::from(*octets).to_string(),
+            ClientKey::V6(prefix) => {
+                let mut octets = [0u8; 16];
+                octets[..8].copy_from_slice(prefix);
+                format!("{}/64", Ipv6Addr::from(octets))
+            }
+            ClientKey::Unknown => "unknown".to_owned(),
         }
     }
-
-    fn refill(&mut self, capacity: u32, every: Duration, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        let gained = elapsed / every.as_secs_f64().max(f64::EPSILON);
-        self.tokens = (self.tokens + gained).min(f64::from(capacity));
-        self.updated = now;
-    }
-
-    /// How long until a token is there; `None` when one is.
-    fn wait(&self, every: Duration) -> Option<Duration> {
-        (self.tokens < 1.0).then(|| every.mul_f64(1.0 - self.tokens))
-    }
-
-    fn is_full(&self, capacity: u32) -> bool {
-        self.tokens >= f64::from(capacity)
-    }
-}
-
-#[derive(Debug)]
-struct Buckets {
-    clients: HashMap<ClientKey, Bucket>,
-    global: Bucket,
 }
 
 /// Why an attempt was refused.
@@ -141,11 +140,11 @@ impl Refused {
     }
 }
 
-/// The sign-in throttle of one process (cheap to clone).
+/// The sign-in throttle: its budgets are kept in the metastore, its check slots in this process
+/// (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct SignInThrottle {
     limits: SignInLimits,
-    buckets: Arc<Mutex<Buckets>>,
     checks: Arc<Semaphore>,
     in_flight: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
@@ -154,72 +153,59 @@ pub struct SignInThrottle {
 impl SignInThrottle {
     /// A throttle with these limits.
     pub fn new(limits: SignInLimits) -> Self {
-        let global = Bucket::full(limits.global_failures, Instant::now());
         SignInThrottle {
             checks: Arc::new(Semaphore::new(limits.concurrent_checks.max(1))),
             limits,
-            buckets: Arc::new(Mutex::new(Buckets {
-                clients: HashMap::new(),
-                global,
-            })),
             in_flight: Arc::default(),
             peak: Arc::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets> {
-        self.buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Takes one attempt from the client's and the overall budget, or says how long to wait.
-    pub fn begin(&self, client: ClientKey, now: Instant) -> Result<(), Refused> {
-        let l = &self.limits;
-        let mut b = self.lock();
-        b.global.refill(l.global_failures, l.global_refill, now);
-        if b.clients.len() >= MAX_CLIENTS && !b.clients.contains_key(&client) {
-            b.clients.retain(|_, bucket| {
-                bucket.refill(l.per_client_failures, l.per_client_refill, now);
-                !bucket.is_full(l.per_client_failures)
-            });
-        }
-        let tracked = b.clients.len() < MAX_CLIENTS || b.clients.contains_key(&client);
-        let mut own = b
-            .clients
-            .get(&client)
-            .copied()
-            .unwrap_or_else(|| Bucket::full(l.per_client_failures, now));
-        own.refill(l.per_client_failures, l.per_client_refill, now);
-        if let Some(wait) = own.wait(l.per_client_refill) {
-            return Err(Refused::Client(wait));
-        }
-        if let Some(wait) = b.global.wait(l.global_refill) {
-            return Err(Refused::Global(wait));
-        }
-        own.tokens -= 1.0;
-        b.global.tokens -= 1.0;
-        if tracked {
-            b.clients.insert(client, own);
-        }
-        Ok(())
+    /// Takes one attempt from the client's and the overall budget (`Ok(Ok(()))`), or says how long
+    /// to wait (`Ok(Err(_))`, nothing taken).
+    pub async fn begin(
+        &self,
+        metastore: &dyn Metastore,
+        client: ClientKey,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Refused>, MetastoreError> {
+        let verdict = metastore
+            .begin_sign_in(&client.name(), now, &self.limits.budgets())
+            .await?;
+        Ok(match verdict {
+            SignInVerdict::Allowed => Ok(()),
+            SignInVerdict::ClientSpent(wait) => Err(Refused::Client(wait)),
+            SignInVerdict::OverallSpent(wait) => Err(Refused::Global(wait)),
+        })
     }
 
     /// The attempt succeeded: the client's budget is whole again and the overall one gets its token back.
-    pub fn succeeded(&self, client: ClientKey) {
-        let mut b = self.lock();
-        b.clients.remove(&client);
-        b.global.tokens = (b.global.tokens + 1.0).min(f64::from(self.limits.global_failures));
+    pub async fn succeeded(
+        &self,
+        metastore: &dyn Metastore,
+        client: ClientKey,
+    ) -> Result<(), MetastoreError> {
+        self.end(metastore, client, SignInOutcome::Succeeded).await
     }
 
     /// The attempt never reached the password check: its tokens go back.
-    pub fn abandoned(&self, client: ClientKey) {
-        let mut b = self.lock();
-        let capacity = f64::from(self.limits.per_client_failures);
-        if let Some(own) = b.clients.get_mut(&client) {
-            own.tokens = (own.tokens + 1.0).min(capacity);
-        }
-        b.global.tokens = (b.global.tokens + 1.0).min(f64::from(self.limits.global_failures));
+    pub async fn abandoned(
+        &self,
+        metastore: &dyn Metastore,
+        client: ClientKey,
+    ) -> Result<(), MetastoreError> {
+        self.end(metastore, client, SignInOutcome::NotChecked).await
+    }
+
+    async fn end(
+        &self,
+        metastore: &dyn Metastore,
+        client: ClientKey,
+        outcome: SignInOutcome,
+    ) -> Result<(), MetastoreError> {
+        metastore
+            .end_sign_in(&client.name(), outcome, &self.limits.budgets())
+            .await
     }
 
     /// A slot to check a password in; waits at most [`SignInLimits::check_wait`].
@@ -236,7 +222,7 @@ impl SignInThrottle {
         })
     }
 
-    /// The most password checks that ran at once so far (for tests and diagnostics).
+    /// The most password checks that ran at once so far in this process (for tests and diagnostics).
     pub fn peak_concurrent_checks(&self) -> usize {
         self.peak.load(Ordering::SeqCst)
     }
@@ -258,6 +244,7 @@ impl Drop for CheckSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seam_metastore::SqliteMetastore;
 
     fn limits() -> SignInLimits {
         SignInLimits {
@@ -274,63 +261,76 @@ mod tests {
         ClientKey::of(Some(s.parse().expect("ip")))
     }
 
-    #[test]
-    fn a_client_runs_out_then_refills() {
-        let t = SignInThrottle::new(limits());
-        let now = Instant::now();
+    fn store() -> SqliteMetastore {
+        SqliteMetastore::open_in_memory().expect("in-memory metastore")
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("a valid time")
+    }
+
+    async fn begin(
+        t: &SignInThrottle,
+        m: &SqliteMetastore,
+        client: ClientKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refused> {
+        t.begin(m, client, now).await.expect("the metastore answers")
+    }
+
+    #[tokio::test]
+    async fn a_client_runs_out_then_refills() {
+        let (t, m) = (SignInThrottle::new(limits()), store());
         let a = ip("192.0.2.1");
         for _ in 0..3 {
-            t.begin(a, now).expect("within the budget");
+            begin(&t, &m, a, at(0)).await.expect("within the budget");
         }
-        let Err(Refused::Client(wait)) = t.begin(a, now) else {
+        let Err(Refused::Client(wait)) = begin(&t, &m, a, at(0)).await else {
             panic!("the fourth attempt must wait")
         };
         assert_eq!(wait, Duration::from_secs(10));
         assert!(
-            t.begin(ip("192.0.2.2"), now).is_ok(),
+            begin(&t, &m, ip("192.0.2.2"), at(0)).await.is_ok(),
             "another client is not limited"
         );
-        assert!(matches!(
-            t.begin(a, now + Duration::from_secs(5)),
-            Err(Refused::Client(_))
-        ));
-        assert!(
-            t.begin(a, now + Duration::from_secs(10)).is_ok(),
-            "one token back"
-        );
+        assert!(matches!(begin(&t, &m, a, at(5)).await, Err(Refused::Client(_))));
+        assert!(begin(&t, &m, a, at(10)).await.is_ok(), "one token back");
     }
 
-    #[test]
-    fn all_clients_together_run_out() {
-        let t = SignInThrottle::new(limits());
-        let now = Instant::now();
+    #[tokio::test]
+    async fn all_clients_together_run_out() {
+        let (t, m) = (SignInThrottle::new(limits()), store());
         for i in 0..5 {
-            t.begin(ip(&format!("198.51.100.{i}")), now)
+            begin(&t, &m, ip(&format!("198.51.100.{i}")), at(0))
+                .await
                 .expect("within the budget");
         }
-        let refused = t
-            .begin(ip("198.51.100.99"), now)
+        let refused = begin(&t, &m, ip("198.51.100.99"), at(0))
+            .await
             .expect_err("overall budget spent");
         assert_eq!(refused, Refused::Global(Duration::from_secs(2)));
         assert_eq!(refused.retry_after_secs(), 2);
-        assert!(t.begin(ip("198.51.100.99"), now + Duration::from_secs(2)).is_ok());
+        assert!(begin(&t, &m, ip("198.51.100.99"), at(2)).await.is_ok());
     }
 
-    #[test]
-    fn success_restores_the_budget() {
-        let t = SignInThrottle::new(limits());
-        let now = Instant::now();
+    #[tokio::test]
+    async fn success_restores_the_budget() {
+        let (mut l, m) = (limits(), store());
+        l.global_failures = 100;
+        let t = SignInThrottle::new(l);
         let a = ip("203.0.113.7");
         for _ in 0..3 {
-            t.begin(a, now).expect("budget");
+            begin(&t, &m, a, at(0)).await.expect("budget");
         }
-        t.succeeded(a);
+        t.succeeded(&m, a).await.expect("stored");
         for _ in 0..3 {
-            t.begin(a, now).expect("whole again after a success");
+            begin(&t, &m, a, at(0))
+                .await
+                .expect("whole again after a success");
         }
-        t.abandoned(a);
+        t.abandoned(&m, a).await.expect("stored");
         assert!(
-            t.begin(a, now).is_ok(),
+            begin(&t, &m, a, at(0)).await.is_ok(),
             "an abandoned attempt gives its token back"
         );
     }
@@ -341,24 +341,9 @@ mod tests {
         assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
         assert_eq!(ip("::ffff:192.0.2.1"), ip("192.0.2.1"));
         assert_eq!(ClientKey::of(None), ClientKey::Unknown);
-    }
-
-    #[test]
-    fn memory_is_bounded_by_the_client_cap() {
-        let mut l = limits();
-        l.global_failures = u32::MAX;
-        let t = SignInThrottle::new(l);
-        let now = Instant::now();
-        for i in 0..(MAX_CLIENTS as u32 + 100) {
-            let [a, b, c, d] = (0x0a00_0000 + i).to_be_bytes();
-            t.begin(ClientKey::V4([a, b, c, d]), now).expect("budget");
-        }
-        assert!(t.lock().clients.len() <= MAX_CLIENTS);
-        // Once their buckets have refilled, old clients make room for new ones.
-        let later = now + Duration::from_secs(60);
-        t.begin(ip("192.0.2.200"), later).expect("budget");
-        assert!(t.lock().clients.contains_key(&ip("192.0.2.200")));
-        assert!(t.lock().clients.len() <= MAX_CLIENTS);
+        assert_eq!(ip("2001:db8:1:2::1").name(), "2001:db8:1:2::/64");
+        assert_eq!(ip("::ffff:192.0.2.1").name(), "192.0.2.1");
+        assert_eq!(ClientKey::Unknown.name(), "unknown");
     }
 
     #[tokio::test]
