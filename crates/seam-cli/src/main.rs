@@ -26,6 +26,8 @@ enum Command {
     Target(cmd::target::Args),
     /// Run the service: integrations, scheduled replication jobs and the REST API (`seam serve --data-dir DIR --listen ADDR`).
     Serve(cmd::serve::Args),
+    /// A worker of a seam cluster: `seam serve --roles worker` (needs `--metastore-url`, shared with the other processes).
+    Worker(cmd::serve::Args),
     /// A first look without a Zendesk account: a simulated Zendesk plus the service and dashboard, with the sign-in printed.
     Demo(cmd::demo::Args),
     /// API tokens of `seam serve`: `seam token create [--name NAME]`, `seam token list`, `seam token revoke ID|NAME`.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => cmd::sync::run(args),
         Command::Target(args) => cmd::target::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Worker(args) => cmd::serve::run_worker(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Admin(args) => cmd::admin::run(args),

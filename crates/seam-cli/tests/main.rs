@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod deploy;
 mod full_table;
 mod serve;
 mod serve_kill;

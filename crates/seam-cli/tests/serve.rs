@@ -193,3 +193,81 @@ async fn tokens_and_the_admin_password_are_managed_from_the_command_line() {
     );
     assert!(!tmp.path().join("typo").exists());
 }
+
+/// Roles other than all three need a metastore the processes share; the SQLite default is one
+/// process's file. Checked before anything is created.
+#[test]
+fn split_roles_need_a_postgresql_metastore() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["serve", "--roles", "api,scheduler"],
+        vec!["serve", "--roles", "worker"],
+        vec!["worker"],
+    ] {
+        let out = seam()
+            .args(&args)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(
+            err.contains("need a PostgreSQL metastore (--metastore-url)"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "{args:?} created the data directory"
+        );
+    }
+    let out = seam().args(["serve", "--roles", "api,cook"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid value 'cook'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// DuckDB is one file on one machine: of the processes sharing a metastore, only one may run jobs
+/// into a DuckDB warehouse; a second worker is refused with what to do instead.
+#[test]
+fn a_second_worker_into_duckdb_is_refused() {
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let db = seam_test_support::unique_name("seam_cli_duckdb");
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut parsed = url.rsplitn(2, '/');
+    let (_, server) = (parsed.next(), parsed.next().unwrap());
+    let metastore = format!("{server}/{db}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = seam()
+        .args(["worker", "--metastore-url", &metastore, "--data-dir"])
+        .arg(dir.path().join("first"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(first.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("running without the API"), "{line}");
+    let out = seam()
+        .args(["worker", "--metastore-url", &metastore, "--data-dir"])
+        .arg(dir.path().join("second"))
+        .output()
+        .unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second DuckDB worker started");
+    assert!(err.contains("DuckDB is one file on one machine"), "{err}");
+    assert!(err.contains("PostgreSQL warehouse"), "{err}");
+    drop(admin.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)")));
+}

@@ -101,7 +101,7 @@ impl Default for PipelineConfig {
 }
 
 /// Where a run is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Before extraction (a job's structure sync; `seam sync`'s discovery).

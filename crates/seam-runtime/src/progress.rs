@@ -3,12 +3,12 @@
 use crate::pipeline::{Phase, Progress};
 use chrono::{DateTime, Utc};
 use seam_metastore::Job;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Live progress of a running job, as the dashboard and the API show it: the job, and its
 /// [`Progress`] (the pipeline's counters, the same `seam sync` shows).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobProgress {
     /// The job.
     pub job_id: i64,

@@ -24,7 +24,9 @@ pub struct DefaultFactory {
 
 impl DefaultFactory {
     /// A factory loading into `warehouse`; `zendesk_base_url` (tests and demos: a loopback simulator)
-    /// replaces `https://<subdomain>.zendesk.com` for every integration.
+    /// replaces `https://<subdomain>.zendesk.com` for every integration, or, written
+    /// `SUBDOMAIN=URL,SUBDOMAIN=URL`, for the integrations of each subdomain (several simulated
+    /// accounts; the others keep Zendesk's own URL).
     pub fn new(warehouse: DestinationSpec, zendesk_base_url: Option<String>) -> Self {
         DefaultFactory {
             warehouse,
@@ -70,8 +72,13 @@ impl ConnectorFactory for DefaultFactory {
             });
         }
         let mut config = spec.tap_config();
-        if let Some(url) = &self.zendesk_base_url {
-            config.insert("base_url".into(), url.clone().into());
+        let subdomain = config.get("subdomain").and_then(|v| v.as_str()).unwrap_or("");
+        if let Some(url) = self
+            .zendesk_base_url
+            .as_deref()
+            .and_then(|u| base_url_for(u, subdomain))
+        {
+            config.insert("base_url".into(), url.into());
         }
         let source = seam_zendesk::ZendeskSource::from_json(&serde_json::Value::Object(config).to_string())?;
         Ok(Box::new(source))
@@ -91,9 +98,39 @@ impl ConnectorFactory for DefaultFactory {
     }
 }
 
-/// Checks `--zendesk-base-url`: http(s) on a loopback host only, so the override can point seam at a
-/// local simulator and nowhere else.
+/// The base URL `--zendesk-base-url` gives `subdomain`'s integrations (see [`DefaultFactory::new`]).
+fn base_url_for(setting: &str, subdomain: &str) -> Option<String> {
+    if !setting.contains('=') {
+        return Some(setting.to_owned());
+    }
+    setting
+        .split(',')
+        .filter_map(|entry| entry.split_once('='))
+        .find(|(sub, _)| sub.trim() == subdomain)
+        .map(|(_, url)| url.trim().to_owned())
+}
+
+/// Checks `--zendesk-base-url` (one URL, or `SUBDOMAIN=URL` entries separated by commas): http(s) on
+/// a loopback host only, so the override can point seam at local simulators and nowhere else.
 pub fn validate_zendesk_base_url(raw: &str) -> Result<String, String> {
+    if raw.contains('=') {
+        let entries: Result<Vec<String>, String> = raw
+            .split(',')
+            .map(|entry| {
+                let (sub, url) = entry
+                    .split_once('=')
+                    .ok_or_else(|| format!("--zendesk-base-url entry {entry:?} is not SUBDOMAIN=URL"))?;
+                seam_zendesk::spec::check_subdomain(sub.trim())
+                    .map_err(|e| format!("--zendesk-base-url entry {entry:?}: {e}"))?;
+                Ok(format!("{}={}", sub.trim(), validate_one_base_url(url.trim())?))
+            })
+            .collect();
+        return entries.map(|e| e.join(","));
+    }
+    validate_one_base_url(raw)
+}
+
+fn validate_one_base_url(raw: &str) -> Result<String, String> {
     let url =
         reqwest::Url::parse(raw).map_err(|e| format!("--zendesk-base-url {raw:?} is not a URL: {e}"))?;
     let loopback = match url.host() {
@@ -121,6 +158,22 @@ mod tests {
         assert!(validate_zendesk_base_url("http://localhost:9000/").is_ok());
         assert!(validate_zendesk_base_url("http://example.com").is_err());
         assert!(validate_zendesk_base_url("https://10.0.0.1").is_err());
+        let many = validate_zendesk_base_url("a1=http://127.0.0.1:9001/, a2=http://127.0.0.1:9002").unwrap();
+        assert_eq!(
+            base_url_for(&many, "a2").as_deref(),
+            Some("http://127.0.0.1:9002")
+        );
+        assert_eq!(
+            base_url_for(&many, "a1").as_deref(),
+            Some("http://127.0.0.1:9001")
+        );
+        assert_eq!(
+            base_url_for(&many, "other"),
+            None,
+            "other accounts keep Zendesk's URL"
+        );
+        assert!(validate_zendesk_base_url("a1=http://example.com").is_err());
+        assert!(validate_zendesk_base_url("a b=http://127.0.0.1:1").is_err());
     }
 
     #[test]

@@ -104,23 +104,40 @@ pub struct Service {
     initial_admin_password: Option<Secret>,
     state: AppState,
     stop_http: CancellationToken,
-    server: JoinHandle<()>,
+    /// The HTTP server (`None` without the API role).
+    server: Option<JoinHandle<()>>,
 }
 
 impl Service {
     /// Starts everything; returns once the listener is bound. The listener binds before anything is
     /// created or changed on disk.
     pub async fn start(config: ServiceConfig) -> Result<Service, ServiceError> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServiceError::Bind {
+        Self::start_with(config, true).await
+    }
+
+    /// Starts the service without its API role: no HTTP listener, no API token or admin account
+    /// created; the scheduler and workers as `config.scheduler` says (a worker-only process of a
+    /// cluster, see [`seam_runtime::scheduler::Dispatch::Queue`]).
+    pub async fn start_without_api(config: ServiceConfig) -> Result<Service, ServiceError> {
+        Self::start_with(config, false).await
+    }
+
+    async fn start_with(config: ServiceConfig, api: bool) -> Result<Service, ServiceError> {
+        let (listener, addr) = if api {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServiceError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| ServiceError::Bind {
                 addr: config.listen,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| ServiceError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+            (Some(listener), addr)
+        } else {
+            (None, config.listen)
+        };
         let dir = config.data_dir.clone();
         let data_dir_error = |source| ServiceError::DataDir {
             path: config.data_dir.clone(),
@@ -156,14 +173,17 @@ impl Service {
             warn!(integrations = ?report.unreadable, "stored credentials do not open with this secret key: \
                 check SEAM_SECRET_KEY or the key file, or enter the credentials again");
         }
-        let initial_token = bootstrap_token(metastore.as_ref(), config.clock.now())
-            .await?
-            .map(Secret::new);
-        // The dashboard's `admin` account: SEAM_ADMIN_PASSWORD, or a password generated on first start.
-        let admin_env = std::env::var(crate::ui::ADMIN_PASSWORD_ENV).ok();
-        let initial_admin_password = crate::ui::bootstrap_admin(metastore.as_ref(), admin_env.as_deref())
-            .await?
-            .map(Secret::new);
+        let (mut initial_token, mut initial_admin_password) = (None, None);
+        if api {
+            initial_token = bootstrap_token(metastore.as_ref(), config.clock.now())
+                .await?
+                .map(Secret::new);
+            // The dashboard's `admin` account: SEAM_ADMIN_PASSWORD, or a password generated on first start.
+            let admin_env = std::env::var(crate::ui::ADMIN_PASSWORD_ENV).ok();
+            initial_admin_password = crate::ui::bootstrap_admin(metastore.as_ref(), admin_env.as_deref())
+                .await?
+                .map(Secret::new);
+        }
         let telemetry = Arc::new(Telemetry::default());
         let notifier: Arc<dyn Notifier> = Arc::new(WebhookNotifier::new(
             Arc::clone(&metastore),
@@ -189,19 +209,21 @@ impl Service {
             sign_in: crate::ui::throttle::SignInThrottle::new(config.security.sign_in.clone()),
             security: Arc::new(config.security),
         };
-        let app = crate::app(state.clone());
         let stop_http = CancellationToken::new();
-        let stop = stop_http.clone();
-        let server = tokio::spawn(async move {
-            // The peer address feeds the sign-in throttle (per client).
-            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "http server failed");
-            }
+        let server = listener.map(|listener| {
+            let app = crate::app(state.clone());
+            let stop = stop_http.clone();
+            info!(%addr, "seam is listening");
+            tokio::spawn(async move {
+                // The peer address feeds the sign-in throttle (per client).
+                let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            })
         });
-        info!(%addr, "seam is listening");
         Ok(Service {
             addr,
             initial_token,
@@ -247,11 +269,12 @@ impl Service {
         // The API keeps answering while jobs stop (the dashboard shows "stopping").
         let mut clean = self.state.scheduler.shutdown_within(timeout).await;
         self.stop_http.cancel();
-        let mut server = self.server;
-        if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
-            warn!("http requests still in flight at the shutdown deadline; closing them");
-            server.abort();
-            clean = false;
+        if let Some(mut server) = self.server {
+            if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+                warn!("http requests still in flight at the shutdown deadline; closing them");
+                server.abort();
+                clean = false;
+            }
         }
         if clean {
             info!("seam stopped");

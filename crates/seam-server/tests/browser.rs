@@ -434,7 +434,9 @@ async fn seed_flow_in_a_real_browser() {
     s.shot("06-success-tables-to-replicate").await;
 
     // Tables to Replicate: a few tables, one column dropped; Finalize Your Selections. The simulated
-    // Zendesk answers slowly for a while, so the first (scheduled) job is long enough to watch.
+    // Zendesk answers slowly for a while, so the first (scheduled) job is long enough to watch: its
+    // streams are read side by side, a page or two each, so each answer must outlast the page's
+    // one-second poll (at 500 ms the extraction phase once came and went between two polls).
     s.click("#select-none").await;
     for t in ["tickets", "users", "organizations", "groups"] {
         s.click(&format!("#stream-{t}")).await;
@@ -443,7 +445,7 @@ async fn seed_flow_in_a_real_browser() {
     s.click("li[data-stream=users] button[aria-controls]").await;
     s.click("#columns-users input[data-field=notes]").await;
     s.sim().set_faults(zendesk_sim::FaultConfig {
-        slow_ms: 500,
+        slow_ms: 2500,
         slow_rate: 1.0,
         ..Default::default()
     });

@@ -52,7 +52,7 @@ async fn a_panic_in_the_source_or_the_warehouse_fails_the_job_and_run_now_works_
             message.contains(blame) && message.contains(PANIC_TEXT),
             "{name}: {message}"
         );
-        assert!(!w.scheduler.is_running(id), "{name}: still marked running");
+        assert!(!w.scheduler.is_running(id).await, "{name}: still marked running");
         let log = log_text(m.as_ref(), job.id).await;
         assert!(
             log.contains(&format!("- CRITICAL {message}")),
@@ -111,7 +111,7 @@ async fn a_panic_in_the_job_runner_itself_does_not_leave_the_job_running() {
         message.contains("the job runner panicked: the webhook client panicked"),
         "{message}"
     );
-    assert!(!w.scheduler.is_running(id));
+    assert!(!w.scheduler.is_running(id).await);
     let again = w.scheduler.run_now(id).await.expect("run now after a panic");
     sleep_minutes(1).await;
     assert_eq!(
@@ -130,10 +130,10 @@ async fn stop_ends_a_job_whose_source_never_returns() {
     let id = integration(m.as_ref(), "stuck", "stuck", |_| {}).await;
     let w = start(Arc::clone(&m), FakeFactory::default(), t0()).await;
     sleep_minutes(1).await;
-    assert!(w.scheduler.is_running(id));
-    assert_eq!(w.scheduler.progress(id).unwrap().records_extracted, 10);
+    assert!(w.scheduler.is_running(id).await);
+    assert_eq!(w.scheduler.progress(id).await.unwrap().records_extracted, 10);
     let stopped_at = w.scheduler.context().clock.now();
-    let job_id = w.scheduler.stop(id).expect("a running job");
+    let job_id = w.scheduler.stop(id).await.expect("a running job");
     tokio::time::sleep(Duration::from_secs(60)).await;
     let job = m.get_job(job_id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
@@ -142,7 +142,7 @@ async fn stop_ends_a_job_whose_source_never_returns() {
         took <= chrono::Duration::seconds(5),
         "the job ended {took} after the stop"
     );
-    assert!(!w.scheduler.is_running(id));
+    assert!(!w.scheduler.is_running(id).await);
     let log = log_text(m.as_ref(), job_id).await;
     assert!(
         log.contains("WARNING the source did not stop within 3 s of the stop"),
@@ -157,7 +157,7 @@ async fn stop_ends_a_job_whose_source_never_returns() {
     // The next job starts; shutdown with it stuck is bounded too.
     let next = w.scheduler.run_now(id).await.expect("run now after a stop");
     sleep_minutes(1).await;
-    assert!(w.scheduler.is_running(id));
+    assert!(w.scheduler.is_running(id).await);
     tokio::time::timeout(Duration::from_secs(30), w.scheduler.shutdown())
         .await
         .expect("shutdown waits for a stuck source forever");
@@ -179,11 +179,16 @@ async fn stop_ends_a_job_whose_source_keeps_sending() {
     wait_for_async(
         Duration::from_secs(30),
         "the job to read thousands of records",
-        async || w.scheduler.progress(id).filter(|p| p.records_extracted > 5_000),
+        async || {
+            w.scheduler
+                .progress(id)
+                .await
+                .filter(|p| p.records_extracted > 5_000)
+        },
     )
     .await;
     let stopped = Instant::now();
-    let job_id = w.scheduler.stop(id).expect("a running job");
+    let job_id = w.scheduler.stop(id).await.expect("a running job");
     // Generous: the grace is 3 s, and a warehouse call begun after the stop gets 3 s more at most.
     let job = wait_for_async(
         Duration::from_secs(60),
@@ -207,7 +212,7 @@ async fn stop_ends_a_job_whose_source_keeps_sending() {
         log.contains("WARNING the source did not stop within 3 s of the stop"),
         "{log}"
     );
-    assert!(!w.scheduler.is_running(id));
+    assert!(!w.scheduler.is_running(id).await);
     assert!(w.scheduler.shutdown_within(Duration::from_secs(10)).await);
 }
 
@@ -256,6 +261,7 @@ async fn stop_ends_a_job_waiting_to_retry_a_commit() {
         async || {
             w.scheduler
                 .progress(id)
+                .await
                 .filter(|p| p.records_extracted == crate::fakes::RECORDS)
         },
     )
@@ -263,7 +269,7 @@ async fn stop_ends_a_job_waiting_to_retry_a_commit() {
     // Let the commit fail once and its retry wait begin.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped = Instant::now();
-    let job_id = w.scheduler.stop(id).expect("a running job");
+    let job_id = w.scheduler.stop(id).await.expect("a running job");
     let job = wait_for_async(Duration::from_secs(90), "the job to end", async || {
         m.get_job(job_id)
             .await

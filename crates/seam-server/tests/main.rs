@@ -5,8 +5,10 @@ mod api;
 mod browser;
 mod e2e;
 mod jobs;
+mod queue;
 mod scheduler;
 mod security;
+mod shared_metastore;
 mod singer;
 
 use reqwest::StatusCode;

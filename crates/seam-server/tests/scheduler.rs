@@ -164,7 +164,7 @@ async fn an_overrunning_job_skips_its_slot() {
     let w = start(Arc::clone(&m), FakeFactory::default(), t0()).await;
     sleep_minutes(1).await;
     assert_eq!(starts(m.as_ref(), id).await, vec![0]);
-    assert!(w.scheduler.is_running(id));
+    assert!(w.scheduler.is_running(id).await);
     let err = w.scheduler.run_now(id).await.unwrap_err();
     assert!(err.to_string().contains("already running"), "{err}");
     sleep_minutes(5).await;
@@ -265,8 +265,8 @@ async fn graceful_shutdown_and_restart_resume_the_schedule() {
     let w = start(Arc::clone(&m), factory.clone(), t0()).await;
     // The slow job commits one page a minute; stop after two pages.
     tokio::time::sleep(Duration::from_secs(150)).await;
-    assert!(w.scheduler.is_running(slow));
-    let progress = w.scheduler.progress(slow).unwrap();
+    assert!(w.scheduler.is_running(slow).await);
+    let progress = w.scheduler.progress(slow).await.unwrap();
     assert_eq!(progress.current_stream.as_deref(), Some("tickets"));
     assert_eq!(progress.records_extracted, 20);
     w.scheduler.shutdown().await;

@@ -1,10 +1,14 @@
 //! `seam serve [--data-dir DIR] [--listen 127.0.0.1:8080] [--warehouse duckdb:PATH|postgres://…]`: the
 //! service — integrations, the scheduler, replication jobs and the REST API, in one process.
+//!
+//! With a PostgreSQL metastore (`--metastore-url`) any number of processes share the work, each with
+//! some of the roles (`--roles api,scheduler,worker`; `seam worker` is `--roles worker`): jobs go
+//! through the metastore's queue (see `seam_runtime::scheduler::queue`).
 
 use super::store::{StoreArgs, POSTGRES_SCHEMA};
 use anyhow::Context;
 use seam_runtime::clock::TokioClock;
-use seam_runtime::scheduler::SchedulerConfig;
+use seam_runtime::scheduler::{Dispatch, QueueConfig, SchedulerConfig};
 use seam_server::connectors::{validate_zendesk_base_url, DefaultFactory};
 use seam_server::notify::WebhookPolicy;
 use seam_server::{SecurityConfig, Service, ServiceConfig};
@@ -30,7 +34,8 @@ pub struct Args {
     /// Warehouse: `duckdb:PATH` or a `postgres://` URL. Default: `duckdb:<data-dir>/warehouse.duckdb`.
     #[arg(long, env = "SEAM_WAREHOUSE")]
     warehouse: Option<String>,
-    /// Point every Zendesk integration at this loopback URL (the simulator), for tests and demos.
+    /// Point every Zendesk integration at this loopback URL (the simulator), for tests and demos; or,
+    /// as `SUBDOMAIN=URL,SUBDOMAIN=URL`, each account's integrations at their own simulator.
     #[arg(long, env = "SEAM_ZENDESK_BASE_URL")]
     zendesk_base_url: Option<String>,
     /// Refuse notification webhooks to loopback, private and link-local addresses (checked on the
@@ -53,6 +58,80 @@ pub struct Args {
     /// Jobs commit (rows and bookmarks together) at least every this many records.
     #[arg(long, default_value_t = 20_000)]
     max_batch_records: usize,
+    /// What this process does: any of `api` (REST API and dashboard), `scheduler` (queues due jobs; one
+    /// process at a time is the active one) and `worker` (runs jobs). Other than all three needs a
+    /// PostgreSQL metastore (`--metastore-url`), which the processes share.
+    #[arg(
+        long,
+        env = "SEAM_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "api,scheduler,worker"
+    )]
+    roles: Vec<Role>,
+    /// Jobs a worker runs at once (with a PostgreSQL metastore).
+    #[arg(long, env = "SEAM_MAX_JOBS", default_value_t = 4)]
+    max_jobs: usize,
+    /// This worker's name in the job records (with a PostgreSQL metastore); unique per process.
+    /// Default: `<host name>-<process id>`.
+    #[arg(long, env = "SEAM_WORKER_NAME")]
+    worker_name: Option<String>,
+}
+
+/// A part of the service a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The REST API and the dashboard.
+    Api,
+    /// Queues due jobs (one active scheduler at a time).
+    Scheduler,
+    /// Runs jobs.
+    Worker,
+}
+
+/// The advisory role a worker loading into a DuckDB warehouse holds: one such process at a time.
+const DUCKDB_WORKER_ROLE: &str = "duckdb worker";
+
+/// How jobs are dispatched for these arguments (checked without IO).
+fn dispatch(args: &Args) -> anyhow::Result<Dispatch> {
+    let has = |r| args.roles.contains(&r);
+    if args.roles.is_empty() {
+        anyhow::bail!("--roles: give at least one of api, scheduler, worker");
+    }
+    if args.max_jobs == 0 {
+        anyhow::bail!("--max-jobs must be at least 1");
+    }
+    if args.store.metastore_url.is_none() {
+        if has(Role::Api) && has(Role::Scheduler) && has(Role::Worker) {
+            return Ok(Dispatch::Local);
+        }
+        anyhow::bail!(
+            "--roles other than api,scheduler,worker need a PostgreSQL metastore (--metastore-url) that the \
+             processes share: the default SQLite metastore is one process's file, so that process does everything"
+        );
+    }
+    let mut queue = QueueConfig::new(args.worker_name.clone().unwrap_or_else(default_worker_name));
+    queue.scheduler = has(Role::Scheduler);
+    queue.worker = has(Role::Worker);
+    queue.max_jobs = args.max_jobs;
+    Ok(Dispatch::Queue(queue))
+}
+
+/// `<host name>-<process id>`.
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "seam".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `seam worker`: `seam serve --roles worker`.
+pub fn run_worker(mut args: Args) -> anyhow::Result<()> {
+    args.roles = vec![Role::Worker];
+    run(args)
 }
 
 fn parse_tap(arg: &str) -> Result<TapProgram, String> {
@@ -103,6 +182,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
     let mut scheduler = SchedulerConfig::default();
     scheduler.job.loader.max_batch_records = args.max_batch_records.max(1);
+    scheduler.dispatch = dispatch(&args)?;
+    let api = args.roles.contains(&Role::Api);
+    let runs_jobs = args.roles.contains(&Role::Worker);
+    let duckdb = matches!(warehouse, DestinationSpec::DuckDb(_));
     let served = rt.block_on(async move {
         tracing::info!(warehouse = %warehouse, data_dir = %args.store.data_dir.display(), "starting seam");
         let metastore: Option<Arc<dyn seam_metastore::Metastore>> = match &args.store.metastore_url {
@@ -113,7 +196,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )),
             None => None,
         };
-        let service = Service::start(ServiceConfig {
+        // DuckDB is one file on one machine: of the processes sharing a metastore, one may load into it.
+        let _duckdb_worker = match (&metastore, runs_jobs && duckdb) {
+            (Some(m), true) => Some(m.try_lead(DUCKDB_WORKER_ROLE).await?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "another seam process already runs jobs into a DuckDB warehouse with this metastore: DuckDB is \
+                     one file on one machine, so one worker process only; for several workers use a PostgreSQL \
+                     warehouse (--warehouse postgres://…)"
+                )
+            })?),
+            _ => None,
+        };
+        let config = ServiceConfig {
             data_dir: args.store.data_dir.clone(),
             listen: args.listen,
             factory: Arc::new(
@@ -128,8 +222,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 },
                 ..SecurityConfig::default()
             },
-        })
-        .await
+        };
+        let service = if api {
+            Service::start(config).await
+        } else {
+            Service::start_without_api(config).await
+        }
         .context("seam could not start")?;
         if let Some(token) = service.initial_token() {
             // Printed once, on stdout only (never logged): only its hash is stored.
@@ -139,7 +237,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             // Printed once, like the token; only an argon2 hash is stored.
             println!("seam: dashboard sign-in (shown once): user admin, password {password}");
         }
-        println!("seam: listening on http://{}", service.addr());
+        if api {
+            println!("seam: listening on http://{}", service.addr());
+        } else {
+            println!("seam: running without the API (roles: {:?})", args.roles);
+        }
         shutdown_signal().await;
         tracing::info!(
             timeout_s = shutdown_timeout.as_secs(),

@@ -464,6 +464,10 @@ async fn run_phases(
     // crash right after still starts from scratch.
     let mut config = config.clone();
     config.reset_state = integration.state.is_none();
+    // The job claims the schema before it reads its bookmarks (see `Destination::fence`): a later
+    // job has a later start, so a worker whose job another took over can no longer commit. The start
+    // time rather than the id: ids restart with a new metastore, time does not.
+    let token = job.start_time.timestamp_micros();
     let open = {
         let (factory, schema, catalog) = (
             Arc::clone(&ctx.factory),
@@ -471,10 +475,12 @@ async fn run_phases(
             catalog.clone(),
         );
         move || {
-            factory.destination_for(&schema, &catalog).map_err(|e| match e {
+            let mut destination = factory.destination_for(&schema, &catalog).map_err(|e| match e {
                 JobError::Destination(e) => e,
                 other => DestinationError::new(other.kind(), other),
-            })
+            })?;
+            destination.fence(token)?;
+            Ok(destination)
         }
     };
     let mut book = Bookkeeper {

@@ -19,6 +19,11 @@
 //!   integrations start a job at once (it resumes from the committed bookmarks) unless they keep
 //!   failing.
 //!
+//! Jobs run in this process ([`Dispatch::Local`], the default, with the SQLite metastore), or go
+//! through the metastore's job queue ([`Dispatch::Queue`], PostgreSQL) so that any number of
+//! processes share the work: one active scheduler queues due jobs, workers lease them (see
+//! [`queue`]).
+//!
 //! Time comes from the jobs' [`Clock`](crate::clock::Clock); [`TokioClock`](crate::clock::TokioClock)
 //! follows tokio's clock, so tests drive the scheduler with paused time.
 
@@ -42,6 +47,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
+
+pub mod queue;
+pub use queue::{QueueConfig, SCHEDULER_ROLE};
 
 /// Replication frequencies seam offers, in minutes (default first).
 pub const FREQUENCIES: [u32; 6] = [30, 60, 180, 360, 720, 1440];
@@ -266,7 +274,7 @@ pub fn consecutive_failures(jobs_newest_first: &[Job]) -> u32 {
         match j.status {
             JobStatus::Failed => n += 1,
             JobStatus::Succeeded | JobStatus::SucceededWithWarnings => break,
-            JobStatus::Running | JobStatus::Cancelled => {}
+            JobStatus::Pending | JobStatus::Running | JobStatus::Cancelled => {}
         }
     }
     n
@@ -324,6 +332,8 @@ pub struct SchedulerConfig {
     pub max_sleep: Duration,
     /// How jobs run (loader batching, the grace a stopped job gives the source and the warehouse).
     pub job: JobConfig,
+    /// Where jobs run.
+    pub dispatch: Dispatch,
 }
 
 impl Default for SchedulerConfig {
@@ -331,8 +341,18 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             max_sleep: Duration::from_secs(60),
             job: JobConfig::default(),
+            dispatch: Dispatch::Local,
         }
     }
+}
+
+/// Where jobs run.
+#[derive(Debug, Clone)]
+pub enum Dispatch {
+    /// In this process, started as soon as due: the one process that owns the metastore.
+    Local,
+    /// Through the metastore's job queue, shared by every process on the same metastore.
+    Queue(QueueConfig),
 }
 
 /// Why a job could not be started or stopped.
@@ -365,6 +385,8 @@ struct RunningJob {
     job: Job,
     cancel: CancellationToken,
     progress: Progress,
+    /// Set when the user (not a shutdown, not a lost lease) asked the job to stop.
+    stopped_by_user: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -374,6 +396,8 @@ struct Inner {
     running: Mutex<HashMap<IntegrationId, RunningJob>>,
     start_lock: tokio::sync::Mutex<()>,
     wake: Notify,
+    /// Wakes this process's worker: a job was queued here.
+    work: Notify,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -389,6 +413,9 @@ impl Scheduler {
     /// again at once the integrations whose job was interrupted, unless paused, not configured, or
     /// failing again and again ([`RESUME_AFTER_FAILURES`]).
     pub async fn start(ctx: JobContext, config: SchedulerConfig) -> Result<Scheduler, SchedulerError> {
+        if let Dispatch::Queue(queue) = config.dispatch.clone() {
+            return Ok(queue::start(Self::new(ctx, config), queue));
+        }
         let now = ctx.clock.now();
         let stale = ctx
             .metastore
@@ -403,17 +430,7 @@ impl Scheduler {
                 "marked jobs interrupted by a previous stop as failed"
             );
         }
-        let scheduler = Scheduler {
-            inner: Arc::new(Inner {
-                ctx,
-                config,
-                running: Mutex::new(HashMap::new()),
-                start_lock: tokio::sync::Mutex::new(()),
-                wake: Notify::new(),
-                shutdown: CancellationToken::new(),
-                tasks: TaskTracker::new(),
-            }),
-        };
+        let scheduler = Self::new(ctx, config);
         let looping = scheduler.clone();
         scheduler
             .inner
@@ -421,6 +438,28 @@ impl Scheduler {
             .spawn(async move { looping.run_loop().await });
         scheduler.resume_interrupted(&stale).await;
         Ok(scheduler)
+    }
+
+    fn new(ctx: JobContext, config: SchedulerConfig) -> Scheduler {
+        Scheduler {
+            inner: Arc::new(Inner {
+                ctx,
+                config,
+                running: Mutex::new(HashMap::new()),
+                start_lock: tokio::sync::Mutex::new(()),
+                wake: Notify::new(),
+                work: Notify::new(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    fn queue(&self) -> Option<&QueueConfig> {
+        match &self.inner.config.dispatch {
+            Dispatch::Queue(q) => Some(q),
+            Dispatch::Local => None,
+        }
     }
 
     /// Starts a job at once for each integration whose job a stop of seam interrupted (it resumes
@@ -450,7 +489,10 @@ impl Scheduler {
                 );
                 continue;
             }
-            match self.start_job(integration, JobTrigger::Scheduled).await {
+            match self
+                .start_job(integration, JobTrigger::Scheduled, self.inner.ctx.clock.now())
+                .await
+            {
                 Ok(job) => {
                     info!(source_id = id, job = %job.job_name, "resuming the job a stop of seam interrupted")
                 }
@@ -476,16 +518,31 @@ impl Scheduler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// True while a job of the integration runs.
-    pub fn is_running(&self, id: IntegrationId) -> bool {
-        self.running().contains_key(&id)
+    /// True while a job of the integration runs (or, with the queue, is queued), in any process.
+    pub async fn is_running(&self, id: IntegrationId) -> bool {
+        if self.running().contains_key(&id) {
+            return true;
+        }
+        if self.queue().is_none() {
+            return false;
+        }
+        matches!(self.inner.ctx.metastore.active_job(id).await, Ok(Some(_)))
     }
 
-    /// Live progress of the integration's running job.
-    pub fn progress(&self, id: IntegrationId) -> Option<JobProgress> {
-        let running = self.running();
-        let job = running.get(&id)?;
-        Some(JobProgress::of(&job.job, &job.progress))
+    /// Live progress of the integration's running job: counted here when it runs in this process,
+    /// else its worker's latest report.
+    pub async fn progress(&self, id: IntegrationId) -> Option<JobProgress> {
+        {
+            let running = self.running();
+            if let Some(job) = running.get(&id) {
+                return Some(JobProgress::of(&job.job, &job.progress));
+            }
+        }
+        self.queue()?;
+        let job = self.inner.ctx.metastore.active_job(id).await.ok()??;
+        let mut progress: JobProgress = serde_json::from_str(job.progress.as_deref()?).ok()?;
+        progress.stopping |= job.stop_requested;
+        Some(progress)
     }
 
     /// Run Extraction Now: starts a job unless one runs (allowed while paused).
@@ -494,16 +551,39 @@ impl Scheduler {
         if !integration.is_configured() {
             return Err(SchedulerError::NotConfigured(id));
         }
-        self.start_job(integration, JobTrigger::Manual).await
+        self.start_job(integration, JobTrigger::Manual, self.inner.ctx.clock.now())
+            .await
     }
 
-    /// Stop Extraction: asks the running job to stop at its next safe point; returns its id.
-    pub fn stop(&self, id: IntegrationId) -> Option<i64> {
-        let running = self.running();
-        let job = running.get(&id)?;
-        job.cancel.cancel();
-        job.progress.set_stopping();
-        Some(job.job.id)
+    /// Stop Extraction: asks the running job to stop at its next safe point (a queued one is cancelled
+    /// at once); returns its id.
+    pub async fn stop(&self, id: IntegrationId) -> Option<i64> {
+        {
+            let running = self.running();
+            if let Some(job) = running.get(&id) {
+                job.stopped_by_user
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                job.cancel.cancel();
+                job.progress.set_stopping();
+                if self.queue().is_none() {
+                    return Some(job.job.id);
+                }
+            }
+        }
+        self.queue()?;
+        match self
+            .inner
+            .ctx
+            .metastore
+            .request_stop(id, self.inner.ctx.clock.now())
+            .await
+        {
+            Ok(job) => job.map(|j| j.id),
+            Err(e) => {
+                warn!(source_id = id, error = %e, "could not ask the job to stop");
+                None
+            }
+        }
     }
 
     /// Starts a connection check + discovery in the background; returns the `running` check record.
@@ -630,17 +710,26 @@ impl Scheduler {
         }
     }
 
-    async fn start_job(&self, integration: Integration, trigger: JobTrigger) -> Result<Job, SchedulerError> {
+    /// Starts a job due at `due` (its scheduled slot, or now): at once in this process, or queued for
+    /// a worker.
+    async fn start_job(
+        &self,
+        integration: Integration,
+        trigger: JobTrigger,
+        due: DateTime<Utc>,
+    ) -> Result<Job, SchedulerError> {
+        if self.queue().is_some() {
+            return self.enqueue(integration.id, trigger, due).await;
+        }
         let _serial = self.inner.start_lock.lock().await;
         if self.inner.shutdown.is_cancelled() {
             return Err(SchedulerError::ShuttingDown);
         }
-        if self.is_running(integration.id) {
-            let job_name = self
-                .running()
-                .get(&integration.id)
-                .map(|j| j.job.job_name.clone())
-                .unwrap_or_default();
+        let running_name = self
+            .running()
+            .get(&integration.id)
+            .map(|j| j.job.job_name.clone());
+        if let Some(job_name) = running_name {
             return Err(SchedulerError::AlreadyRunning {
                 integration: integration.id,
                 job_name,
@@ -649,22 +738,48 @@ impl Scheduler {
         // Read the integration again now that no job of it runs: a snapshot taken before the lock
         // may predate the bookmarks the previous job stored, and the job would start from those.
         let integration = self.live_integration(integration.id).await?;
-        let ctx = self.inner.ctx.clone();
-        let job = ctx
+        let ctx = &self.inner.ctx;
+        let job = match ctx
             .metastore
             .create_job(integration.id, trigger, ctx.clock.now())
-            .await?;
+            .await
+        {
+            Ok(job) => job,
+            Err(MetastoreError::JobActive { .. }) => return Err(self.already_active(integration.id).await),
+            Err(e) => return Err(e.into()),
+        };
+        self.spawn_job(integration, job.clone(), None);
+        Ok(job)
+    }
+
+    /// The error for an integration that has a job queued or running (anywhere).
+    async fn already_active(&self, integration: IntegrationId) -> SchedulerError {
+        let job_name = match self.inner.ctx.metastore.active_job(integration).await {
+            Ok(Some(job)) => job.job_name,
+            _ => String::new(),
+        };
+        SchedulerError::AlreadyRunning {
+            integration,
+            job_name,
+        }
+    }
+
+    /// Runs `job` in this process (with its lease kept alive when it came from the queue).
+    fn spawn_job(&self, integration: Integration, job: Job, lease: Option<QueueConfig>) {
+        let ctx = self.inner.ctx.clone();
         let cancel = self.inner.shutdown.child_token();
         let progress = Progress::default();
+        let stopped_by_user = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.running().insert(
             integration.id,
             RunningJob {
                 job: job.clone(),
                 cancel: cancel.clone(),
                 progress: progress.clone(),
+                stopped_by_user: stopped_by_user.clone(),
             },
         );
-        info!(source_id = integration.id, job = %job.job_name, trigger = trigger.as_str(), "starting job");
+        info!(source_id = integration.id, job = %job.job_name, trigger = job.trigger.as_str(), "starting job");
         // Clears the running entry however the task ends (returned, panicked, aborted).
         let running = RunningGuard {
             scheduler: self.clone(),
@@ -674,20 +789,36 @@ impl Scheduler {
         let started = job.clone();
         let config = self.inner.config.job.clone();
         let display_name = integration.display_name.clone();
+        let me = self.clone();
         self.inner.tasks.spawn(async move {
             let job = started.clone();
+            let keeper = lease.as_ref().map(|q| {
+                tokio::spawn(queue::keep_lease(
+                    ctx.clone(),
+                    job.clone(),
+                    q.clone(),
+                    cancel.clone(),
+                    progress.clone(),
+                    stopped_by_user.clone(),
+                ))
+            });
             let ran = AssertUnwindSafe(run_job(&ctx, integration, started, cancel, progress, &config))
                 .catch_unwind()
                 .await;
+            if let Some(keeper) = keeper {
+                keeper.abort();
+            }
             if let Err(payload) = ran {
                 // run_job turns panics of the source, the loader and its phases into failed jobs; this
                 // one came from its own bookkeeping (the metastore, the notifier).
                 fail_after_panic(&ctx, &job, &display_name, panic_message(payload.as_ref())).await;
             }
             drop(running);
+            if lease.is_some() {
+                queue::after_job(&me, &job, &stopped_by_user).await;
+            }
             check_usage_thresholds(&ctx).await;
         });
-        Ok(job)
     }
 
     async fn run_loop(&self) {
@@ -714,10 +845,13 @@ impl Scheduler {
         let mut wait = self.inner.config.max_sleep;
         let mut usage_blocks: Option<bool> = None;
         for integration in ctx.metastore.list_integrations(false).await? {
-            if self.is_running(integration.id) {
+            if self.running().contains_key(&integration.id) {
                 continue;
             }
             let jobs = ctx.metastore.list_jobs(integration.id, RECENT_JOBS).await?;
+            if jobs.first().is_some_and(|j| j.status.is_active()) {
+                continue;
+            }
             let Some(next) = self.next_from_jobs(&integration, &jobs, now) else {
                 continue;
             };
@@ -740,7 +874,7 @@ impl Scheduler {
                 );
                 continue;
             }
-            match self.start_job(integration, JobTrigger::Scheduled).await {
+            match self.start_job(integration, JobTrigger::Scheduled, next).await {
                 Ok(_) | Err(SchedulerError::AlreadyRunning { .. }) => {}
                 Err(SchedulerError::ShuttingDown) => return Ok(Duration::ZERO),
                 Err(e) => warn!(error = %e, "could not start a scheduled job"),
@@ -769,6 +903,7 @@ impl Drop for RunningGuard {
             }
         }
         self.scheduler.changed();
+        self.scheduler.inner.work.notify_one();
     }
 }
 
@@ -949,6 +1084,11 @@ mod tests {
             error_message: None,
             warning_message: None,
             rows_loaded: 0,
+            due_time: None,
+            worker: None,
+            lease_until: None,
+            stop_requested: false,
+            progress: None,
         }
     }
 

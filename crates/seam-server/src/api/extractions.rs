@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use seam_metastore::{Job, LogLevel};
+use seam_metastore::{Job, JobStatus, LogLevel};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -43,6 +43,9 @@ pub fn extraction_json(j: &Job) -> Value {
         "error_message": j.error_message,
         "warning_message": j.warning_message,
         "rows_loaded": j.rows_loaded,
+        // Where jobs go through the queue: when the job was due, and the worker that runs it.
+        "due_time": opt_time(j.due_time),
+        "worker": j.worker,
     })
 }
 
@@ -56,8 +59,12 @@ pub async fn start(
     Ok((
         StatusCode::ACCEPTED,
         Json(
-            json!({"job_id": job.id, "job_name": job.job_name, "status": "running",
-        "message": "Extraction starting now"}),
+            json!({"job_id": job.id, "job_name": job.job_name, "status": job.status.as_str(),
+            "message": if job.status == JobStatus::Pending {
+                "Extraction queued: the next free worker starts it"
+            } else {
+                "Extraction starting now"
+            }}),
         ),
     ))
 }
@@ -71,6 +78,7 @@ pub async fn stop(
     let job_id = state
         .scheduler
         .stop(i.id)
+        .await
         .ok_or_else(|| ApiError::NotFound(format!("no extraction is running for source {}", i.id)))?;
     Ok((
         StatusCode::ACCEPTED,
@@ -109,6 +117,7 @@ pub async fn current(State(state): State<AppState>, Path(id): Path<String>) -> R
     let progress = state
         .scheduler
         .progress(i.id)
+        .await
         .ok_or_else(|| ApiError::NotFound(format!("no extraction is running for source {}", i.id)))?;
     let mut v = serde_json::to_value(&progress).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Value::Object(m) = &mut v {

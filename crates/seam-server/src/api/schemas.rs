@@ -227,7 +227,7 @@ pub fn components() -> Map<String, Value> {
         record(json!({
             "job_id": {"type": "integer"},
             "job_name": {"type": "string"},
-            "status": {"const": "running"},
+            "status": {"enum": ["running", "pending"]},
             "message": {"type": "string"}})),
     );
     put(
@@ -243,9 +243,11 @@ pub fn components() -> Map<String, Value> {
             "source_id": {"type": "integer"},
             "tap_name": {"type": "string"},
             "trigger": {"enum": ["scheduled", "manual"]},
-            "status": {"enum": ["running", "succeeded", "succeeded_with_warnings", "failed", "cancelled"]},
+            "status": {"enum": ["pending", "running", "succeeded", "succeeded_with_warnings", "failed", "cancelled"]},
             "start_time": time(),
             "completion_time": opt_time(),
+            "due_time": opt_time(),
+            "worker": nullable("string"),
             "discovery_exit_status": exit,
             "discovery_description": nullable("string"),
             "tap_exit_status": exit,

@@ -484,7 +484,7 @@ pub async fn delete_one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let current = load_live(&state, &id).await?;
-    state.scheduler.stop(current.id);
+    state.scheduler.stop(current.id).await;
     let deleted = state
         .metastore
         .delete_integration(current.id, state.clock.now())
@@ -592,7 +592,7 @@ fn properties_json(state: &AppState, i: &Integration, credentials: Option<&Crede
 /// Stitch's source object, with seam's status fields. Never includes credentials.
 pub async fn source_json(state: &AppState, i: &Integration) -> Result<Value, ApiError> {
     let jobs = state.metastore.list_jobs(i.id, 20).await?;
-    let running = state.scheduler.is_running(i.id);
+    let running = state.scheduler.is_running(i.id).await;
     let status = integration_status(i, &jobs);
     let next = if i.deleted_at.is_some() {
         None

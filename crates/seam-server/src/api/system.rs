@@ -137,12 +137,63 @@ pub async fn openapi() -> Json<Value> {
     Json(openapi_document())
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: this process's counters, and the job queue as the metastore holds it (shared by
+/// every process of a cluster).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.telemetry.render(),
-    )
+    let mut text = state.telemetry.render();
+    match state.metastore.queue_stats().await {
+        Ok(q) => text.push_str(&render_queue(&q, state.clock.now())),
+        Err(e) => tracing::warn!(error = %e, "could not read the job queue for /metrics"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The job queue's gauges in Prometheus text.
+fn render_queue(q: &seam_metastore::QueueStats, now: chrono::DateTime<chrono::Utc>) -> String {
+    use std::fmt::Write as _;
+    let seconds = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1000.0;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, lines: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (labels, value) in lines {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    gauge(
+        "seam_queue_pending_jobs",
+        "Jobs queued and waiting for a worker.",
+        &[(String::new(), q.pending as f64)],
+    );
+    gauge(
+        "seam_queue_oldest_pending_seconds",
+        "How late the longest-waiting queued job is (0 when none waits).",
+        &[(
+            String::new(),
+            q.oldest_pending_due
+                .map_or(0.0, |due| seconds(now - due).max(0.0)),
+        )],
+    );
+    let running: Vec<(String, f64)> = q
+        .running_by_worker
+        .iter()
+        .map(|(w, n)| {
+            (
+                format!("{{worker=\"{}\"}}", w.replace(['\\', '"', '\n'], "_")),
+                *n as f64,
+            )
+        })
+        .collect();
+    gauge("seam_jobs_running", "Jobs running, by worker.", &running);
+    if let Some(end) = q.soonest_lease_end {
+        gauge(
+            "seam_queue_soonest_lease_end_seconds",
+            "Seconds until the first running job's lease runs out unless renewed (negative: overdue, its \
+             worker is gone and the job is about to be resumed elsewhere).",
+            &[(String::new(), seconds(end - now))],
+        );
+    }
+    out
 }
 
 /// The `method` label of a request: the methods HTTP defines, anything else `OTHER` (a client may

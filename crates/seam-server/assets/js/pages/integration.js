@@ -9,7 +9,7 @@ import { specInput, specProperties } from "./add.js";
 const TABS = [["extractions", "Extractions"], ["loads", "Loads"], ["tables", "Tables to Replicate"], ["settings", "Settings"]];
 
 // How the Extractions list names a job's status.
-const JOB_STATUS_LABEL = { succeeded_with_warnings: "Succeeded with warnings" };
+const JOB_STATUS_LABEL = { succeeded_with_warnings: "Succeeded with warnings", pending: "Queued" };
 const jobPill = (status) => pill(status, JOB_STATUS_LABEL[status] || status);
 
 export async function render(main, [id, tabArg], ctx) {
@@ -152,7 +152,8 @@ export async function render(main, [id, tabArg], ctx) {
         } catch (e) { logs.querySelector("pre").textContent = e.message; }
       });
       rows.push(h("tr", { class: "job-row", "data-job-status": j.status },
-        h("td", {}, h("div", { class: "mono" }, j.job_name), h("div", { class: "muted small" }, j.trigger === "manual" ? "Run Extraction Now" : "scheduled"),
+        h("td", {}, h("div", { class: "mono" }, j.job_name), h("div", { class: "muted small" }, j.trigger === "manual" ? "Run Extraction Now" : "scheduled",
+          j.worker ? ` · on ${j.worker}` : ""),
           j.error_message ? h("div", { class: "job-error" }, j.error_message) : null,
           j.warning_message ? h("div", { class: "job-warning" }, j.warning_message) : null),
         h("td", {}, jobPill(j.status)),
