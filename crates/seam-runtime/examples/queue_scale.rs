@@ -160,6 +160,25 @@ async fn round(url: &str, integrations: usize, workers: usize, max_jobs: usize) 
         .query_one(&format!("SELECT count(*) FROM \"{schema}\".jobs"), &[])
         .await?
         .try_get(0)?;
+    // How long each job waited in the queue: its start (lease) minus when it was due.
+    let mut late: Vec<f64> = stats
+        .query(
+            &format!(
+                "SELECT EXTRACT(EPOCH FROM (start_time::timestamptz - due_time::timestamptz))::float8 \
+                 FROM \"{schema}\".jobs WHERE due_time IS NOT NULL"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, f64>(0))
+        .collect::<Result<_, _>>()?;
+    late.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        late.get(((late.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     let bad = jobs.iter().filter(|s| **s != JobStatus::Succeeded).count();
     println!(
         "{integrations} integrations, 1 scheduler + {workers} workers x {max_jobs} jobs: {:.0} jobs/s \
@@ -169,6 +188,12 @@ async fn round(url: &str, integrations: usize, workers: usize, max_jobs: usize) 
         tx as f64 / expected as f64,
         cpu * 1000.0 / expected as f64,
         cpu / wall * 100.0,
+    );
+    println!(
+        "  all {integrations} due at once: waited in the queue p50 {:.1} s, p99 {:.1} s, max {:.1} s",
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
     println!(
         "  then idle ({IDLE_SECONDS} s, nothing due): {:.0} metastore transactions/s, PostgreSQL {:.1}% of one core",

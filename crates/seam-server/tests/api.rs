@@ -201,6 +201,13 @@ async fn create_check_select_run_and_read_everything_back() {
         metrics.contains(&format!("seam_rows_loaded_total{{source_id=\"{id}\"}} 75")),
         "{metrics}"
     );
+    // The queue as the metastore holds it: nothing waits, nothing runs.
+    assert!(metrics.contains("\nseam_queue_pending_jobs 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nseam_queue_oldest_pending_seconds 0\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("\nseam_jobs_running{"), "{metrics}");
     assert!(
         metrics.contains("seam_http_requests_total{route=\"POST /v4/sources\",status=\"201\"} 1"),
         "{metrics}"

@@ -232,6 +232,32 @@ pub async fn count_requests(State(state): State<AppState>, request: Request, nex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn the_queue_renders_as_gauges() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).single().unwrap();
+        let q = seam_metastore::QueueStats {
+            pending: 3,
+            oldest_pending_due: Some(now - chrono::Duration::seconds(42)),
+            running_by_worker: vec![("w1".into(), 2), ("we\"ird\nname".into(), 1)],
+            soonest_lease_end: Some(now - chrono::Duration::milliseconds(1500)),
+        };
+        let text = render_queue(&q, now);
+        for line in [
+            "seam_queue_pending_jobs 3",
+            "seam_queue_oldest_pending_seconds 42",
+            "seam_jobs_running{worker=\"w1\"} 2",
+            "seam_jobs_running{worker=\"we_ird_name\"} 1",
+            "seam_queue_soonest_lease_end_seconds -1.5",
+            "# TYPE seam_jobs_running gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing from:\n{text}");
+        }
+        let idle = render_queue(&seam_metastore::QueueStats::default(), now);
+        assert!(idle.contains("seam_queue_oldest_pending_seconds 0\n"), "{idle}");
+        assert!(!idle.contains("soonest_lease_end"), "{idle}");
+    }
 
     #[test]
     fn unknown_methods_share_one_label() {
