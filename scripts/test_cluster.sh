@@ -247,6 +247,13 @@ print(f"lateness of {len(late)} queued starts: p50 {p50:.1f} s, p99 {p99:.1f} s,
       f"jobs per worker {dict(sorted((str(k), v) for k, v in per_worker.items()))}")
 if p99 >= 60:
     fail(f"scheduled starts late by {p99:.1f} s at p99 (goal: under 60 s)")
+# The API process shows the same from the metastore.
+metrics = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
+shown = {m.group(1): float(m.group(2)) for m in
+         re.finditer(r'^seam_queue_start_lateness_seconds\{quantile="([0-9.]+)"\} (\S+)$', metrics, re.M)}
+if set(shown) != {"0.5", "0.99"} or shown["0.99"] >= 60 or "seam_queue_pending_jobs" not in metrics:
+    fail(f"/metrics does not show the queue: {shown} in\n{metrics}")
+print(f"/metrics of the API process: start lateness p50 {shown['0.5']:.1f} s, p99 {shown['0.99']:.1f} s")
 for name, p in procs:
     if p.poll() is None:
         p.terminate()

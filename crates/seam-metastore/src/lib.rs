@@ -139,7 +139,9 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
         lease_until: DateTime<Utc>,
         progress: Option<&str>,
     ) -> Result<Option<bool>>;
-    /// Fails every running job whose lease ended before `now` with `message`, and returns them.
+    /// Fails every running job whose lease ended before `now` with `message`, and returns them. A
+    /// running job without a lease counts as expired: a process that ran jobs outside the queue (a
+    /// release before it, or one that died before the queue) left it behind.
     async fn expire_leases(&self, now: DateTime<Utc>, message: &str) -> Result<Vec<Job>>;
     /// The integration's pending or running job.
     async fn active_job(&self, integration_id: IntegrationId) -> Result<Option<Job>>;

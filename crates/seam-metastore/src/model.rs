@@ -309,6 +309,14 @@ pub struct QueueStats {
     pub running_by_worker: Vec<(String, u64)>,
     /// The soonest a running job's lease runs out.
     pub soonest_lease_end: Option<DateTime<Utc>>,
+    /// How late the latest queued jobs started (start minus due), newest first, at most
+    /// [`QueueStats::LATENESS_SAMPLE`] of them.
+    pub start_lateness: Vec<chrono::Duration>,
+}
+
+impl QueueStats {
+    /// Most started jobs [`QueueStats::start_lateness`] looks at.
+    pub const LATENESS_SAMPLE: u32 = 1000;
 }
 
 /// How a job ended.

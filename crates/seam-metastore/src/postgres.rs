@@ -644,7 +644,7 @@ impl Metastore for PostgresMetastore {
             .query(
                 &format!(
                     "UPDATE jobs SET status = 'failed', completion_time = $1, error_message = $2, lease_until = NULL, \
-                     progress = NULL WHERE status = 'running' AND lease_until IS NOT NULL AND lease_until < $1 \
+                     progress = NULL WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1) \
                      RETURNING {JOB_COLS}"
                 ),
                 &[&ts(now), &message],
@@ -708,11 +708,22 @@ impl Metastore for PostgresMetastore {
                 Ok((r.try_get::<_, String>(0)?, u64::try_from(n).unwrap_or(0)))
             })
             .collect::<Result<Vec<_>>>()?;
+        let start_lateness = c
+            .query(
+                "SELECT start_time, due_time FROM jobs WHERE due_time IS NOT NULL AND status <> 'pending' \
+                 ORDER BY id DESC LIMIT $1",
+                &[&i64::from(QueueStats::LATENESS_SAMPLE)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(parse_ts(&r.try_get::<_, String>(0)?)? - parse_ts(&r.try_get::<_, String>(1)?)?))
+            .collect::<Result<Vec<_>>>()?;
         Ok(QueueStats {
             pending: u64::try_from(pending).unwrap_or(0),
             oldest_pending_due: opt_ts(head.try_get(1)?)?,
             running_by_worker,
             soonest_lease_end: opt_ts(head.try_get(2)?)?,
+            start_lateness,
         })
     }
 

@@ -647,7 +647,7 @@ impl Metastore for SqliteMetastore {
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let ids = tx
-                .prepare("SELECT id FROM jobs WHERE status = 'running' AND lease_until IS NOT NULL AND lease_until < ?1")?
+                .prepare("SELECT id FROM jobs WHERE status = 'running' AND (lease_until IS NULL OR lease_until < ?1)")?
                 .query_map([ts(now)], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<JobId>>>()?;
             let mut jobs = Vec::with_capacity(ids.len());
@@ -710,11 +710,21 @@ impl Metastore for SqliteMetastore {
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
                 .map(|r| r.map(|(w, n)| (w, u64::try_from(n).unwrap_or(0))))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let start_lateness = conn
+                .prepare(
+                    "SELECT start_time, due_time FROM jobs WHERE due_time IS NOT NULL AND status <> 'pending' \
+                     ORDER BY id DESC LIMIT ?1",
+                )?
+                .query_map([QueueStats::LATENESS_SAMPLE], |r| {
+                    Ok(parse_ts(&r.get::<_, String>(0)?)? - parse_ts(&r.get::<_, String>(1)?)?)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(QueueStats {
                 pending: u64::try_from(pending).unwrap_or(0),
                 oldest_pending_due: opt_ts(oldest)?,
                 running_by_worker,
                 soonest_lease_end: opt_ts(soonest)?,
+                start_lateness,
             })
         })
         .await

@@ -323,6 +323,11 @@ mod cases {
             "nothing due yet"
         );
         let lb = m.lease_job("w1", at(11), at(12)).await.unwrap().unwrap();
+        assert_eq!(
+            m.queue_stats().await.unwrap().start_lateness,
+            vec![Duration::minutes(6)],
+            "b was due at 5 and started at 11"
+        );
         assert_eq!((lb.id, lb.status), (qb.id, JobStatus::Running));
         assert_eq!(
             (lb.worker.as_deref(), lb.start_time, lb.lease_until),
@@ -384,6 +389,11 @@ mod cases {
             JobStatus::Failed,
             "a lost lease's finish changes nothing"
         );
+        // A job left running outside the queue (no lease) is expired too: nothing would end it.
+        let c = m.create_integration(new_integration("zendesk_c")).await.unwrap();
+        let orphan = m.create_job(c.id, JobTrigger::Scheduled, at(1)).await.unwrap();
+        let swept = m.expire_leases(at(13), "no lease").await.unwrap();
+        assert_eq!(swept.iter().map(|j| j.id).collect::<Vec<_>>(), vec![orphan.id]);
         // a is free again: a new job can be queued (it resumes from the warehouse's bookmarks).
         let again = m
             .enqueue_job(a.id, JobTrigger::Scheduled, at(13))

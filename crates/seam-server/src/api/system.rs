@@ -193,6 +193,35 @@ fn render_queue(q: &seam_metastore::QueueStats, now: chrono::DateTime<chrono::Ut
             &[(String::new(), seconds(end - now))],
         );
     }
+    let mut late: Vec<f64> = q.start_lateness.iter().map(|d| seconds(*d)).collect();
+    late.sort_by(f64::total_cmp);
+    if !late.is_empty() {
+        let at = |p: f64| {
+            late.get(((late.len() - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let _ = writeln!(
+            out,
+            "# HELP seam_queue_start_lateness_seconds How late the latest queued jobs started (start minus \
+             due), over the last {} started.",
+            late.len()
+        );
+        let _ = writeln!(out, "# TYPE seam_queue_start_lateness_seconds summary");
+        for q in [0.5, 0.99] {
+            let _ = writeln!(
+                out,
+                "seam_queue_start_lateness_seconds{{quantile=\"{q}\"}} {}",
+                at(q)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "seam_queue_start_lateness_seconds_sum {}",
+            late.iter().sum::<f64>()
+        );
+        let _ = writeln!(out, "seam_queue_start_lateness_seconds_count {}", late.len());
+    }
     out
 }
 
@@ -242,6 +271,7 @@ mod tests {
             oldest_pending_due: Some(now - chrono::Duration::seconds(42)),
             running_by_worker: vec![("w1".into(), 2), ("we\"ird\nname".into(), 1)],
             soonest_lease_end: Some(now - chrono::Duration::milliseconds(1500)),
+            start_lateness: (1..=100).map(chrono::Duration::seconds).collect(),
         };
         let text = render_queue(&q, now);
         for line in [
@@ -251,12 +281,16 @@ mod tests {
             "seam_jobs_running{worker=\"we_ird_name\"} 1",
             "seam_queue_soonest_lease_end_seconds -1.5",
             "# TYPE seam_jobs_running gauge",
+            "seam_queue_start_lateness_seconds{quantile=\"0.5\"} 51",
+            "seam_queue_start_lateness_seconds{quantile=\"0.99\"} 99",
+            "seam_queue_start_lateness_seconds_count 100",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing from:\n{text}");
         }
         let idle = render_queue(&seam_metastore::QueueStats::default(), now);
         assert!(idle.contains("seam_queue_oldest_pending_seconds 0\n"), "{idle}");
         assert!(!idle.contains("soonest_lease_end"), "{idle}");
+        assert!(!idle.contains("lateness"), "{idle}");
     }
 
     #[test]
