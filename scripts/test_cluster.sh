@@ -145,7 +145,7 @@ def active_scheduler():
     return None
 
 t0 = time.time()
-killed_worker = killed_job = killed_scheduler = None
+killed_worker = killed_job = killed_scheduler = killed_at = None
 next_mutation = t0 + 20
 while time.time() - t0 < minutes * 60:
     now = time.time()
@@ -157,6 +157,7 @@ while time.time() - t0 < minutes * 60:
         running = [j for j in jobs() if j["status"] == "running" and j["worker"] in workers]
         if running:
             killed_worker = running[0]["worker"]
+            killed_at = time.time()
             workers[killed_worker][0].send_signal(signal.SIGKILL)
             workers[killed_worker][0].wait()
             # The jobs it held when it died (one may have ended between the look and the kill).
@@ -232,8 +233,12 @@ for held in killed_job:
     if not resumed or resumed[0]["worker"] == killed_worker or resumed[0]["status"] != "succeeded":
         fail(f"the killed worker's job {k['id']} was not resumed by another worker: {resumed[:2]}")
     gap = ts(resumed[0]["start_time"]) - ts(k["completion_time"])
+    since_kill = ts(resumed[0]["start_time"]) - killed_at
     print(f"the killed worker's job {k['id']} failed by lease expiry at {k['completion_time']}; "
-          f"{resumed[0]['worker']} resumed it {gap:.1f} s later (job {resumed[0]['id']})")
+          f"{resumed[0]['worker']} resumed it {gap:.1f} s later (job {resumed[0]['id']}), "
+          f"{since_kill:.0f} s after the kill")
+    if since_kill >= 120:
+        fail(f"job {k['id']} was resumed {since_kill:.0f} s after its worker died (goal: within 2 minutes)")
 
 late = sorted(ts(j["start_time"]) - ts(j["due_time"]) for j in all_jobs
               if j["due_time"] and j["status"] not in ("pending", "cancelled") and j["id"] not in final.values())
