@@ -221,6 +221,13 @@ fn split_roles_need_a_postgresql_metastore() {
             "{args:?} created the data directory"
         );
     }
+    let out = seam().args(["worker", "--roles", "api"]).output().unwrap();
+    assert!(!out.status.success(), "seam worker ran the api role");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seam worker runs the worker role only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = seam().args(["serve", "--roles", "api,cook"]).output().unwrap();
     assert!(!out.status.success());
     assert!(

@@ -128,8 +128,15 @@ fn default_worker_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// `seam worker`: `seam serve --roles worker`.
+/// `seam worker`: `seam serve --roles worker`. Other roles given to it (`--roles`, `SEAM_ROLES`) are an
+/// error, not silently dropped.
 pub fn run_worker(mut args: Args) -> anyhow::Result<()> {
+    let all = [Role::Api, Role::Scheduler, Role::Worker];
+    if args.roles != all && args.roles != [Role::Worker] {
+        anyhow::bail!(
+            "seam worker runs the worker role only: drop --roles (or SEAM_ROLES), or use seam serve --roles …"
+        );
+    }
     args.roles = vec![Role::Worker];
     run(args)
 }
