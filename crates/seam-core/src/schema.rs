@@ -139,6 +139,10 @@ impl<'de> Deserialize<'de> for TypeSet {
     }
 }
 
+/// An object schema's `properties`, in order. Looked up once per field of every record a loader
+/// flattens, so hashed with foldhash rather than the standard library's SipHash.
+pub type Properties = IndexMap<String, Schema, foldhash::fast::RandomState>;
+
 /// A JSON schema (Singer subset).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Schema {
@@ -150,7 +154,7 @@ pub struct Schema {
     pub format: Option<String>,
     /// `properties` of an object, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties: Option<IndexMap<String, Schema>>,
+    pub properties: Option<Properties>,
     /// `items` of an array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Box<Schema>>,
@@ -240,6 +244,13 @@ impl Schema {
         let mut out = Vec::new();
         self.collect_types(&mut out);
         out
+    }
+
+    /// True when this schema allows `t` (not null), `anyOf` alternatives included: what
+    /// `non_null_types().contains(&t)` says, without building the list.
+    pub fn allows(&self, t: JsonType) -> bool {
+        (t != JsonType::Null && self.types.types().contains(&t))
+            || self.any_of.iter().flatten().any(|alt| alt.allows(t))
     }
 
     fn collect_types(&self, out: &mut Vec<JsonType>) {

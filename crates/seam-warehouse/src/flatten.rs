@@ -940,10 +940,8 @@ fn scalar_cell(value: &Json<'_>, schema: Option<&Schema>) -> Result<Option<Cell>
         Json::Null => Cell::Null,
         Json::Bool(b) => Cell::Boolean(*b),
         Json::Number(n) => {
-            let number_only = schema.is_some_and(|s| {
-                let t = s.non_null_types();
-                t.contains(&JsonType::Number) && !t.contains(&JsonType::Integer)
-            });
+            let number_only =
+                schema.is_some_and(|s| s.allows(JsonType::Number) && !s.allows(JsonType::Integer));
             if let Some(i) = n.as_i64() {
                 if number_only {
                     Cell::Double(i as f64)

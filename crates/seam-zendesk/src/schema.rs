@@ -3,7 +3,7 @@
 //! binary, `$ref`s to `schemas/shared/*.json` resolved. User and organization custom fields are typed
 //! at discovery from the account's field definitions ([`custom_field_schema`]).
 
-use seam_core::schema::{JsonType, Schema, SchemaError};
+use seam_core::schema::{JsonType, Properties, Schema, SchemaError};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -120,7 +120,7 @@ pub fn custom_field_schema(field_type: &str) -> Schema {
 /// Types the `property` object (`user_fields` / `organization_fields`) of `schema` from field
 /// definitions `(key, type)`. Keys not in the definitions are still allowed (`additionalProperties`).
 pub fn apply_custom_fields(schema: &mut Schema, property: &str, definitions: &[(String, String)]) {
-    let mut props = indexmap::IndexMap::new();
+    let mut props = Properties::default();
     for (key, ty) in definitions {
         props.insert(key.clone(), custom_field_schema(ty));
     }
