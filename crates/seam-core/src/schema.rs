@@ -363,6 +363,26 @@ mod tests {
         .unwrap();
         assert!(s.is_nullable());
         assert_eq!(s.non_null_types(), vec![JsonType::Integer, JsonType::String]);
+        // `allows` answers what the list says, nested alternatives included, and never for null.
+        let nested: Schema = serde_json::from_value(
+            json!({"type": ["null", "boolean"], "anyOf": [{"anyOf": [{"type": ["null", "number"]}]}]}),
+        )
+        .unwrap();
+        for schema in [&s, &nested] {
+            for t in [
+                JsonType::Null,
+                JsonType::Boolean,
+                JsonType::Integer,
+                JsonType::Number,
+                JsonType::String,
+                JsonType::Object,
+                JsonType::Array,
+            ] {
+                assert_eq!(schema.allows(t), schema.non_null_types().contains(&t), "{t:?}");
+            }
+        }
+        assert!(nested.allows(JsonType::Number) && nested.allows(JsonType::Boolean));
+        assert!(!nested.allows(JsonType::Null) && !nested.allows(JsonType::Integer));
     }
 
     #[test]
