@@ -19,12 +19,14 @@
 #   clear     dropping a committed batch               seam_warehouse::stage::Stager::clear
 #
 # Phases nest as shown (the file's last checkpoint runs when the destination closes, outside the
-# others). Compare two builds by running the script on each (SEAM_BIN=path/to/seam) against the same
-# TICKETS: the simulator's account is the same for the same TICKETS, so the counts are comparable.
+# others). The simulator's account is the same for the same TICKETS, but the order in which the tap's
+# concurrent streams interleave is not: to compare two builds exactly, profile both on one stream
+# (KEEP=DIR on the first run, STREAM=DIR/stream.jsonl and SEAM_BIN=path/to/other/seam on the second).
 #
 # Usage: scripts/profile_load.sh [TICKETS]   (default 2000)
 # SEAM_BIN=FILE profiles that seam binary instead of building one; SKIP_BUILD=1 skips the build;
-# KEEP=DIR keeps the stream, the database and callgrind's output in DIR.
+# KEEP=DIR keeps the stream, the database and callgrind's output in DIR; STREAM=FILE loads that
+# Singer stream instead of reading the simulator (TICKETS is then only a label).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -56,11 +58,16 @@ else
 fi
 work="$bench_work"
 
-bench_start_sim "$bin/zendesk-sim" "$work" "$tickets"
-bench_sim_config "$work/config.json"
-bench_full_catalog "$bin/seam" "$work/config.json" "$work/catalog.json"
-RUST_LOG=error "$bin/seam" tap zendesk --config "$work/config.json" --catalog "$work/catalog.json" >"$work/stream.jsonl"
-bench_stop_sim
+if [ -n "${STREAM:-}" ]; then
+  [ -s "$STREAM" ] || { echo "profile_load: STREAM=$STREAM is not a non-empty file" >&2; exit 2; }
+  [ "$STREAM" -ef "$work/stream.jsonl" ] || cp "$STREAM" "$work/stream.jsonl"
+else
+  bench_start_sim "$bin/zendesk-sim" "$work" "$tickets"
+  bench_sim_config "$work/config.json"
+  bench_full_catalog "$bin/seam" "$work/config.json" "$work/catalog.json"
+  RUST_LOG=error "$bin/seam" tap zendesk --config "$work/config.json" --catalog "$work/catalog.json" >"$work/stream.jsonl"
+  bench_stop_sim
+fi
 records=$(grep -c '"type":"RECORD"' "$work/stream.jsonl" || true)
 
 rm -rf "$work/profile.duckdb" "$work/profile.duckdb.wal"
@@ -74,7 +81,7 @@ valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
 rows=$(sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/target.err" | tail -1)
 callgrind_annotate --inclusive=yes "$work/callgrind.out" >"$work/inclusive.txt" 2>/dev/null
 
-echo "$tickets tickets: seam target duckdb loaded $records records ($(du -m "$work/stream.jsonl" | cut -f1) MiB of Singer stream) as ${rows:-?} rows"
+echo "${STREAM:+$STREAM, }$tickets tickets: seam target duckdb loaded $records records ($(du -m "$work/stream.jsonl" | cut -f1) MiB of Singer stream) as ${rows:-?} rows"
 python3 - "$work/inclusive.txt" "$records" <<'PY'
 import re, sys
 path, records = sys.argv[1], int(sys.argv[2])
