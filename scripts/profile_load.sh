@@ -8,9 +8,9 @@
 # it and below it (inclusive) and its share of the whole run:
 #
 #   read      parsing Singer lines into messages       seam_core::singer::Message::parse
-#   flatten   records into rows (JSON parse included)  seam_warehouse::flatten::flatten_record
+#   flatten   records into columns (JSON parse incl.)  seam_warehouse::flatten::flatten_into
 #     json      of which parsing the record's JSON     seam_warehouse::json::Json::parse
-#   plan      rows against the table layout, DDL       seam_warehouse::stage::Stager::plan
+#   plan      columns against the table layout, DDL    seam_warehouse::stage::Stager::plan
 #   apply     DDL, key checks, appends, merges         seam_warehouse::duckdb::load::apply
 #     append    of which the appender                  seam_warehouse::duckdb::load::append
 #   commit    DuckDB's commits (the write-ahead log)   duckdb::DuckTransaction::WriteToWAL
@@ -87,7 +87,7 @@ import re, sys
 path, records = sys.argv[1], int(sys.argv[2])
 phases = [
     ("read", "seam_core::singer::Message::parse"),
-    ("flatten", "seam_warehouse::flatten::flatten_record"),
+    ("flatten", "seam_warehouse::flatten::flatten_into"),
     ("  json", "seam_warehouse::json::Json::parse"),
     ("plan", "seam_warehouse::stage::Stager::plan"),
     ("apply", "seam_warehouse::duckdb::load::apply"),

@@ -2,6 +2,8 @@
 //!
 //! - [`flatten`]: the table layout (pure): flattening, subtables, system columns, types and splits,
 //!   name canonicalisation, rejections;
+//! - [`columns`]: the batch's rows, column by column, as flattening writes them and destinations
+//!   read them (pure);
 //! - [`stage`]: what a destination holds between commits, and the plan a commit executes (pure);
 //! - [`sql`]: the SQL both destinations run (every identifier quoted);
 //! - [`duckdb`] and [`postgres`]: the destinations, each implementing [`seam_core::Destination`].
@@ -12,6 +14,7 @@
 //! crash are absorbed: upserts by key (the newest `_sdc_sequence` wins), append-only rows by a key
 //! derived from the record's bytes.
 
+pub mod columns;
 pub mod duckdb;
 pub mod error;
 pub mod flatten;

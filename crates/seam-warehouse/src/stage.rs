@@ -6,19 +6,20 @@
 //! twice is staged once). At commit the stager checks each record against the warehouse's [`Layout`],
 //! plans the DDL (create, add, split), and hands the destination physical rows per table.
 
+use crate::columns::{StreamBatch, TableRows};
 use crate::error::WarehouseError;
+use crate::flatten::Ddl;
 use crate::flatten::{
-    flatten_record, level_column, physical_rows, FlatRecord, Layout, NameRules, Rejection, StreamSpec,
-    SystemCells, TableRows, SOURCE_KEY_PREFIX,
+    flatten_into, level_column, Layout, NameRules, Rejection, StreamSpec, SystemCells, SOURCE_KEY_PREFIX,
 };
-use crate::flatten::{Ddl, FastHash, PlanMemo};
 use chrono::Utc;
 use indexmap::IndexMap;
 use seam_core::{
     CommitReport, DestinationError, ErrorKind, LoadMode, RecordMessage, SchemaMessage, SequenceClock,
     SequencedRecord,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Input that cannot be staged (a stream used before its SCHEMA): a schema-kind error, never retried.
 fn input_error(message: String) -> DestinationError {
@@ -31,7 +32,7 @@ pub struct Stager {
     rules: NameRules,
     forced_append_only: HashSet<String>,
     specs: HashMap<String, StreamSpec>,
-    pending: IndexMap<String, IndexMap<String, FlatRecord, FastHash>>,
+    pending: IndexMap<String, StreamBatch>,
     rejected: Vec<Rejection>,
     activations: Vec<(String, i64)>,
     clock: SequenceClock,
@@ -167,23 +168,15 @@ impl Stager {
         let batch = self.pending.entry(stream.to_owned()).or_default();
         for (sequence, message) in records {
             let sys = SystemCells { sequence, batched_at };
-            match flatten_record(spec, &self.rules, message, &sys) {
-                Ok(mut flat) => {
+            match flatten_into(spec, &self.rules, message, &sys, batch) {
+                Ok(done) => {
                     self.staged_records += 1;
-                    match batch.get_mut(&flat.key) {
-                        Some(old) if old.sequence > flat.sequence => {}
-                        Some(old) => {
-                            flat.key.clear();
-                            *old = flat;
-                        }
-                        None => {
-                            // The map holds the key; the staged record need not hold it twice.
-                            let key = std::mem::take(&mut flat.key);
-                            batch.insert(key, flat);
-                        }
-                    }
+                    batch.finish_record(done, sequence, message.record.get());
                 }
-                Err(rej) => self.rejected.push(rej),
+                Err(rej) => {
+                    batch.discard_record();
+                    self.rejected.push(rej);
+                }
             }
         }
         Ok(())
@@ -202,7 +195,7 @@ impl Stager {
 
     /// True when nothing is staged.
     pub fn is_empty(&self) -> bool {
-        self.pending.values().all(IndexMap::is_empty)
+        self.pending.values().all(StreamBatch::is_empty)
             && self.rejected.is_empty()
             && self.activations.is_empty()
     }
@@ -239,42 +232,27 @@ impl Stager {
                     &sub_keys
                 }
             };
-            let mut accepted: Vec<&FlatRecord> = Vec::with_capacity(records.len());
-            let mut memo = PlanMemo::default();
-            for rec in records.values() {
-                match layout.plan_record_with(rec, &keys, &mut plan.ddl, &mut memo) {
-                    Ok(()) => accepted.push(rec),
-                    Err(reason) => plan.rejected.push(Rejection {
-                        table_name: table.clone(),
-                        reason,
-                        record: rec.raw.clone(),
-                    }),
-                }
-            }
-            if accepted.is_empty() {
-                continue;
-            }
-            let Some(top_layout) = layout.tables.get(&table) else {
-                continue;
-            };
-            let rows = physical_rows(top_layout, accepted.iter().map(|r| r.cells_of(0)));
-            // (record, row) pairs per subtable.
-            let mut by_sub: BTreeMap<&str, Vec<(&FlatRecord, usize)>> = BTreeMap::new();
-            for rec in &accepted {
-                for (i, (t, _)) in rec.rows.iter().enumerate().skip(1) {
-                    by_sub.entry(&**t).or_default().push((rec, i));
-                }
-            }
+            let rejected: Arc<[bool]> = records
+                .reject_key_conflicts(layout, &keys, &table, &mut plan.rejected)
+                .into();
+            records.plan_ddl(layout, &keys, &rejected, &mut plan.ddl);
+            let mut rows = None;
             let mut subtables = Vec::new();
-            for (t, rows) in by_sub {
-                let Some(tl) = layout.tables.get(t) else { continue };
-                *plan.report.rows.entry(t.to_owned()).or_default() += rows.len() as u64;
-                subtables.push((
-                    t.to_owned(),
-                    physical_rows(tl, rows.into_iter().map(|(r, i)| r.cells_of(i))),
-                ));
+            for t in records.tables() {
+                let t_rows = records.table_rows(t, layout, &rejected);
+                if t_rows.is_empty() {
+                    continue;
+                }
+                if *t.name == *table {
+                    rows = Some(t_rows);
+                } else {
+                    *plan.report.rows.entry(t.name.to_string()).or_default() += t_rows.len() as u64;
+                    subtables.push((t.name.to_string(), t_rows));
+                }
             }
-            *plan.report.rows.entry(table.clone()).or_default() += rows.rows.len() as u64;
+            let Some(rows) = rows else { continue };
+            subtables.sort_by(|a, b| a.0.cmp(&b.0));
+            *plan.report.rows.entry(table.clone()).or_default() += rows.len() as u64;
             if table != *stream {
                 plan.report.streams.insert(table.clone(), stream.clone());
             }

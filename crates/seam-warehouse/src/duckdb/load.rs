@@ -8,24 +8,25 @@
 //! parent that is new has no subtable rows to replace.
 
 use super::{DuckDbDestination, DIALECT};
-use crate::flatten::{quote_ident, Cell, Ddl, TableLayout, TableRows, REJECTED_TABLE};
+use crate::columns::TableRows;
+use crate::flatten::{quote_ident, CellRef, Ddl, TableLayout, REJECTED_TABLE};
 use crate::sql::{self, qualified};
 use crate::stage::{CommitPlan, StreamLoad};
 use duckdb::types::{TimeUnit, ToSql, ToSqlOutput, Value, ValueRef};
 use seam_core::{DestinationError, State};
 
 /// A cell as an appender parameter, text borrowed rather than copied.
-struct CellParam<'c>(&'c Cell);
+struct CellParam<'c>(CellRef<'c>);
 
 impl ToSql for CellParam<'_> {
     fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match self.0 {
-            Cell::Null => ValueRef::Null,
-            Cell::BigInt(v) => ValueRef::BigInt(*v),
-            Cell::Double(v) => ValueRef::Double(*v),
-            Cell::Boolean(v) => ValueRef::Boolean(*v),
-            Cell::Timestamp(v) => ValueRef::Timestamp(TimeUnit::Microsecond, *v),
-            Cell::Text(v) => ValueRef::Text(v.as_bytes()),
+            CellRef::Null => ValueRef::Null,
+            CellRef::BigInt(v) => ValueRef::BigInt(v),
+            CellRef::Double(v) => ValueRef::Double(v),
+            CellRef::Boolean(v) => ValueRef::Boolean(v),
+            CellRef::Timestamp(v) => ValueRef::Timestamp(TimeUnit::Microsecond, v),
+            CellRef::Text(v) => ValueRef::Text(v.as_bytes()),
         }))
     }
 }
@@ -91,12 +92,12 @@ fn append(
                 .map_err(|e| d.err(e, "naming an appender column"))?;
         }
     }
-    for row in &rows.rows {
+    rows.for_each_row(|row| {
         app.append_row(duckdb::appender_params_from_iter(
-            row.iter().map(|c| CellParam(c)),
+            row.iter().map(|&c| CellParam(c)),
         ))
-        .map_err(|e| d.err(e, "appending a row"))?;
-    }
+        .map_err(|e| d.err(e, "appending a row"))
+    })?;
     app.flush().map_err(|e| d.err(e, "flushing the appender"))
 }
 
@@ -118,15 +119,7 @@ fn has_any_key(
     let Some(positions) = load.key_positions() else {
         return Ok(true);
     };
-    let keys = TableRows {
-        columns: positions.iter().map(|&i| load.rows.columns[i].clone()).collect(),
-        rows: load
-            .rows
-            .rows
-            .iter()
-            .map(|r| positions.iter().map(|&i| r[i]).collect())
-            .collect(),
-    };
+    let keys = load.rows.select(&positions);
     let exec = |sql: &str, what: &str| d.conn.execute_batch(sql).map_err(|e| d.err(e, what));
     exec(&create_scratch(keys_table, &keys.columns), "creating a key table")?;
     append(d, Place::Scratch, keys_table, &keys, false)?;

@@ -9,10 +9,10 @@
 //! rows go through binary `COPY` into temporary staging tables and [`sql::merge`] applies them.
 
 use super::{PostgresDestination, DIALECT};
+use crate::columns::TableRows;
 use crate::error::WarehouseError;
 use crate::flatten::{
-    quote_ident, Cell, ColumnType, TableLayout, TableRows, REJECTED_TABLE, SEQUENCE, SOURCE_KEY_PREFIX,
-    STATE_TABLE,
+    quote_ident, CellRef, ColumnType, TableLayout, REJECTED_TABLE, SEQUENCE, SOURCE_KEY_PREFIX, STATE_TABLE,
 };
 use crate::sql::{self, qualified};
 use crate::stage::{CommitPlan, StreamLoad};
@@ -46,9 +46,9 @@ struct CellTypeMismatch {
     column: Type,
 }
 
-/// A [`Cell`] in PostgreSQL's binary format, for binary `COPY` and array parameters.
+/// A [`CellRef`] in PostgreSQL's binary format, for binary `COPY` and array parameters.
 #[derive(Debug)]
-struct PgCell<'a>(&'a Cell);
+struct PgCell<'a>(CellRef<'a>);
 
 impl ToSql for PgCell<'_> {
     fn to_sql(
@@ -67,16 +67,16 @@ impl ToSql for PgCell<'_> {
             }));
         }
         match cell {
-            Cell::Null => Ok(IsNull::Yes),
-            Cell::BigInt(v) => v.to_sql(ty, out),
-            Cell::Double(v) => v.to_sql(ty, out),
-            Cell::Boolean(v) => v.to_sql(ty, out),
+            CellRef::Null => Ok(IsNull::Yes),
+            CellRef::BigInt(v) => v.to_sql(ty, out),
+            CellRef::Double(v) => v.to_sql(ty, out),
+            CellRef::Boolean(v) => v.to_sql(ty, out),
             // Flattening keeps years 1..=9999, far inside both ranges; an overflow cannot happen.
-            Cell::Timestamp(us) => match us.checked_sub(PG_EPOCH_OFFSET_MICROS) {
+            CellRef::Timestamp(us) => match us.checked_sub(PG_EPOCH_OFFSET_MICROS) {
                 Some(pg) => pg.to_sql(&Type::INT8, out),
                 None => Ok(IsNull::Yes),
             },
-            Cell::Text(s) => s.as_str().to_sql(ty, out),
+            CellRef::Text(s) => s.to_sql(ty, out),
         }
     }
 
@@ -117,7 +117,7 @@ fn copy_rows(
     table_sql: &str,
     rows: &TableRows,
 ) -> Result<(), DestinationError> {
-    if rows.rows.is_empty() {
+    if rows.is_empty() {
         return Ok(());
     }
     let cols: Vec<String> = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect();
@@ -135,10 +135,9 @@ fn copy_rows(
     buf.put_slice(COPY_SIGNATURE);
     buf.put_i32(0);
     buf.put_i32(0);
-    for row in &rows.rows {
+    rows.for_each_row(|row| {
         buf.put_i16(width);
-        for (c, ty) in row.iter().zip(&types) {
-            let c: &Cell = c;
+        for (&c, ty) in row.iter().zip(&types) {
             let at = buf.len();
             buf.put_i32(-1);
             if let IsNull::No = PgCell(c).to_sql_checked(ty, &mut buf).map_err(encode_error)? {
@@ -151,7 +150,8 @@ fn copy_rows(
             writer.write_all(&buf).map_err(io_err)?;
             buf.clear();
         }
-    }
+        Ok(())
+    })?;
     buf.put_i16(-1);
     writer.write_all(&buf).map_err(io_err)?;
     writer.finish().map_err(|e| d_err(e, "finishing COPY"))?;
@@ -200,11 +200,9 @@ impl<'a> KeyArrays<'a> {
         let values = positions
             .iter()
             .map(|&p| {
+                let column = load.rows.column(p);
                 rows.clone()
-                    .map(|r| {
-                        let c: &Cell = load.rows.rows[r][p];
-                        PgCell(c)
-                    })
+                    .filter_map(|r| column.get(r).map(|&c| PgCell(c)))
                     .collect()
             })
             .collect();
@@ -266,7 +264,8 @@ fn probe(
     if positions.is_empty() {
         return Ok(Route::Merge);
     }
-    let keys = KeyArrays::new(load, &positions, 0..rows.rows.len());
+    let keys = KeyArrays::new(load, &positions, 0..rows.len());
+    let sequences = rows.column(seq);
     let sql = format!(
         "SELECT u._sdc_ord, t.{seq_col} FROM {u} JOIN {target} t ON {m}",
         seq_col = quote_ident(SEQUENCE),
@@ -287,11 +286,8 @@ fn probe(
         let Some(i) = usize::try_from(ord).ok().and_then(|o| o.checked_sub(1)) else {
             return Ok(Route::Merge);
         };
-        let staged_seq = match rows.rows.get(i).map(|r| {
-            let c: &Cell = r[seq];
-            c
-        }) {
-            Some(Cell::BigInt(s)) => *s,
+        let staged_seq = match sequences.get(i) {
+            Some(CellRef::BigInt(s)) => *s,
             _ => return Ok(Route::Merge),
         };
         match warehouse_seq {
@@ -485,10 +481,11 @@ pub(super) fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flatten::Cell;
 
     fn encode(cell: &Cell, ty: &Type) -> Result<Option<Vec<u8>>, String> {
         let mut buf = BytesMut::new();
-        match PgCell(cell).to_sql_checked(ty, &mut buf) {
+        match PgCell(cell.as_ref()).to_sql_checked(ty, &mut buf) {
             Ok(IsNull::Yes) => Ok(None),
             Ok(IsNull::No) => Ok(Some(buf.to_vec())),
             Err(e) => Err(e.to_string()),

@@ -1,0 +1,754 @@
+//! Columnar staging: a batch's rows, held table by table and column by column. Pure.
+//!
+//! Flattening writes each cell straight into the column it belongs to ([`StreamBatch`] is a
+//! [`RowSink`]): one growing vector per `(column, type)` of a table, text in one byte buffer per
+//! column, and the row number of every value. A record costs no allocation of its own beyond its
+//! JSON parse; the records of a batch share their columns' buffers, and dropping a committed batch
+//! frees a few vectors per column instead of every cell.
+//!
+//! ```text
+//! record ──flatten──► StreamBatch ── tables ──► StagedTable ── columns ──► ColumnBuf { rows, values }
+//!                      │ records (sequence, JSON, rows)        owner of each row, dead rows
+//!                      └ keys → newest record
+//! ```
+//!
+//! De-duplication marks the rows of a superseded record dead; planning reads the live rows.
+
+use crate::flatten::{
+    system_column_type, system_of_row, CellRef, Col, ColumnState, ColumnType, Ddl, FastHash, Flattened,
+    Layout, Rejection, RowId, RowSink,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// No column buffer (a NULL cell).
+const NONE: u32 = u32::MAX;
+
+/// The values of one column buffer.
+#[derive(Debug)]
+enum Values {
+    /// Bigints and timestamps (microseconds).
+    Int(Vec<i64>),
+    /// Doubles.
+    Double(Vec<f64>),
+    /// Booleans.
+    Boolean(Vec<bool>),
+    /// Text: every value's bytes, one after the other, and where each value ends.
+    Text { bytes: String, ends: Vec<u32> },
+}
+
+impl Values {
+    fn new(ty: ColumnType) -> Values {
+        match ty {
+            ColumnType::BigInt | ColumnType::Timestamp => Values::Int(Vec::new()),
+            ColumnType::Double => Values::Double(Vec::new()),
+            ColumnType::Boolean => Values::Boolean(Vec::new()),
+            ColumnType::Text => Values::Text {
+                bytes: String::new(),
+                ends: Vec::new(),
+            },
+        }
+    }
+}
+
+/// The values of one `(base column, type)` of a staged table, with their row numbers (ascending).
+#[derive(Debug)]
+pub struct ColumnBuf {
+    /// The base column (before any type split).
+    pub base: Col,
+    /// The values' type.
+    pub ty: ColumnType,
+    rows: Vec<u32>,
+    values: Values,
+    /// The rows that put a NULL in this system column (it is created for them too).
+    nulls: Vec<u32>,
+}
+
+/// In a log entry, marks a NULL put in a system column's buffer.
+const NULL_BIT: u32 = 1 << 31;
+
+impl ColumnBuf {
+    fn new(base: Col, ty: ColumnType) -> ColumnBuf {
+        ColumnBuf {
+            base,
+            ty,
+            rows: Vec::new(),
+            values: Values::new(ty),
+            nulls: Vec::new(),
+        }
+    }
+
+    /// Appends a value of row `row`; `false` when the cell's type is not the buffer's (nothing is
+    /// appended).
+    fn push(&mut self, row: u32, cell: CellRef<'_>) -> bool {
+        match (&mut self.values, cell) {
+            (Values::Int(v), CellRef::BigInt(x) | CellRef::Timestamp(x)) => v.push(x),
+            (Values::Double(v), CellRef::Double(x)) => v.push(x),
+            (Values::Boolean(v), CellRef::Boolean(x)) => v.push(x),
+            (Values::Text { bytes, ends }, CellRef::Text(x)) => {
+                bytes.push_str(x);
+                ends.push(bytes.len() as u32);
+            }
+            _ => return false,
+        }
+        self.rows.push(row);
+        true
+    }
+
+    /// Takes back the last value.
+    fn pop(&mut self) {
+        self.rows.pop();
+        match &mut self.values {
+            Values::Int(v) => {
+                v.pop();
+            }
+            Values::Double(v) => {
+                v.pop();
+            }
+            Values::Boolean(v) => {
+                v.pop();
+            }
+            Values::Text { bytes, ends } => {
+                ends.pop();
+                bytes.truncate(ends.last().map_or(0, |&e| e as usize));
+            }
+        }
+    }
+
+    /// The `i`-th value.
+    fn value(&self, i: usize) -> CellRef<'_> {
+        match &self.values {
+            Values::Int(v) => match self.ty {
+                ColumnType::Timestamp => CellRef::Timestamp(v[i]),
+                _ => CellRef::BigInt(v[i]),
+            },
+            Values::Double(v) => CellRef::Double(v[i]),
+            Values::Boolean(v) => CellRef::Boolean(v[i]),
+            Values::Text { bytes, ends } => {
+                let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                bytes
+                    .get(start..ends[i] as usize)
+                    .map_or(CellRef::Null, CellRef::Text)
+            }
+        }
+    }
+
+    /// Values held.
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// One base column of a staged table: the row that last had a cell for it (for collisions) and its
+/// buffer per type.
+#[derive(Debug)]
+struct Slot {
+    /// The row number + 1 of the last cell put (0: none in the open rows).
+    stamp: u32,
+    /// The buffer of each type (indexed like [`ColumnType::ALL`]), or [`NONE`].
+    bufs: [u32; 5],
+    /// The column's type when it is a system column (created even when its cells are NULL).
+    system: Option<ColumnType>,
+}
+
+fn type_index(ty: ColumnType) -> usize {
+    match ty {
+        ColumnType::BigInt => 0,
+        ColumnType::Double => 1,
+        ColumnType::Boolean => 2,
+        ColumnType::Timestamp => 3,
+        ColumnType::Text => 4,
+    }
+}
+
+/// One table's staged rows.
+#[derive(Debug)]
+pub struct StagedTable {
+    /// The table.
+    pub name: Col,
+    /// Rows staged (dead ones included).
+    rows: u32,
+    /// The record each row belongs to.
+    owner: Vec<u32>,
+    /// Which rows are dead (empty until one is).
+    dead: Vec<bool>,
+    dead_rows: u32,
+    /// Column name (by the address of its shared text) → slot. Names with the same text but another
+    /// address are found through `by_name`, and kept alive in `pins` so their address stays theirs.
+    by_address: HashMap<usize, u32, FastHash>,
+    by_name: HashMap<Col, u32, FastHash>,
+    pins: Vec<Col>,
+    slots: Vec<Slot>,
+    /// The column buffers, in the order they were first used.
+    bufs: Vec<ColumnBuf>,
+}
+
+impl StagedTable {
+    fn new(name: Col) -> StagedTable {
+        StagedTable {
+            name,
+            rows: 0,
+            owner: Vec::new(),
+            dead: Vec::new(),
+            dead_rows: 0,
+            by_address: HashMap::default(),
+            by_name: HashMap::default(),
+            pins: Vec::new(),
+            slots: Vec::new(),
+            bufs: Vec::new(),
+        }
+    }
+
+    fn slot(&mut self, column: &Col) -> u32 {
+        let address = column.as_ptr() as usize;
+        if let Some(&s) = self.by_address.get(&address) {
+            return s;
+        }
+        let s = match self.by_name.get(column) {
+            Some(&s) => {
+                self.pins.push(column.clone());
+                s
+            }
+            None => {
+                let s = self.slots.len() as u32;
+                self.slots.push(Slot {
+                    stamp: 0,
+                    bufs: [NONE; 5],
+                    system: system_column_type(column),
+                });
+                self.by_name.insert(column.clone(), s);
+                s
+            }
+        };
+        self.by_address.insert(address, s);
+        s
+    }
+
+    fn is_dead(&self, row: u32) -> bool {
+        self.dead.get(row as usize).copied().unwrap_or(false)
+    }
+
+    fn kill(&mut self, first: u32, count: u32) {
+        if self.dead.len() < self.rows as usize {
+            self.dead.resize(self.rows as usize, false);
+        }
+        for r in first..first + count {
+            if let Some(d) = self.dead.get_mut(r as usize) {
+                if !*d {
+                    *d = true;
+                    self.dead_rows += 1;
+                }
+            }
+        }
+    }
+
+    /// True when row `row` is loaded: not superseded, and its record not among `rejected`
+    /// (indexed by record; empty when none is).
+    fn live(&self, row: u32, rejected: &[bool]) -> bool {
+        !self.is_dead(row)
+            && (rejected.is_empty()
+                || !self
+                    .owner
+                    .get(row as usize)
+                    .and_then(|&o| rejected.get(o as usize))
+                    .copied()
+                    .unwrap_or(false))
+    }
+
+    /// Rows loaded (see [`StagedTable::live`]).
+    pub fn live_rows(&self, rejected: &[bool]) -> usize {
+        if rejected.is_empty() {
+            return (self.rows - self.dead_rows) as usize;
+        }
+        (0..self.rows).filter(|&r| self.live(r, rejected)).count()
+    }
+
+    /// True when `buf` has a value in a loaded row.
+    fn has_live(&self, buf: &ColumnBuf, rejected: &[bool]) -> bool {
+        if self.dead_rows == 0 && rejected.is_empty() {
+            return buf.len() > 0;
+        }
+        buf.rows.iter().any(|&r| self.live(r, rejected))
+    }
+
+    /// True when `buf` has a value, or (a system column) a NULL, in a loaded row: the column is
+    /// then created.
+    fn needs_column(&self, buf: &ColumnBuf, rejected: &[bool]) -> bool {
+        self.has_live(buf, rejected) || buf.nulls.iter().any(|&r| self.live(r, rejected))
+    }
+
+    /// The buffers of `column` (one per type it took), if the table has any.
+    fn bufs_of(&self, column: &str) -> impl Iterator<Item = &ColumnBuf> {
+        self.by_name
+            .get(column)
+            .map(|&s| self.slots[s as usize].bufs)
+            .into_iter()
+            .flatten()
+            .filter(|&b| b != NONE)
+            .map(|b| &self.bufs[b as usize])
+    }
+}
+
+/// What flattening did, cell by cell, to the record in progress (taken back by a rollback).
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    /// A row opened.
+    Row { table: u32, row: u32 },
+    /// A cell put; `buf` is [`NONE`] for a NULL.
+    Cell { table: u32, slot: u32, buf: u32 },
+}
+
+/// A staged record.
+#[derive(Debug)]
+struct StagedRecord {
+    sequence: i64,
+    /// Where the record stands in the batch's order: its own number, or that of the record with
+    /// the same key it replaced.
+    position: u32,
+    /// Its JSON, in [`StreamBatch::raw`].
+    raw: (usize, usize),
+    /// Its rows, in [`StreamBatch::spans`].
+    spans: (u32, u32),
+    dead: bool,
+}
+
+/// A record's consecutive rows of one table.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    table: u32,
+    first: u32,
+    count: u32,
+}
+
+/// One stream's staged batch, column by column. See the module docs.
+#[derive(Debug, Default)]
+pub struct StreamBatch {
+    tables: Vec<StagedTable>,
+    log: Vec<Entry>,
+    records: Vec<StagedRecord>,
+    spans: Vec<Span>,
+    keys: HashMap<Box<str>, u32, FastHash>,
+    raw: String,
+}
+
+impl RowSink for StreamBatch {
+    fn open_row(&mut self, table: &Col) -> RowId {
+        let t = match self.tables.iter().position(|t| t.name == *table) {
+            Some(t) => t,
+            None => {
+                self.tables.push(StagedTable::new(table.clone()));
+                self.tables.len() - 1
+            }
+        };
+        let record = self.records.len() as u32;
+        let st = &mut self.tables[t];
+        let row = st.rows;
+        st.rows += 1;
+        st.owner.push(record);
+        if !st.dead.is_empty() {
+            st.dead.push(false);
+        }
+        self.log.push(Entry::Row { table: t as u32, row });
+        RowId { table: t as u32, row }
+    }
+
+    fn put(&mut self, row: RowId, column: &Col, cell: CellRef<'_>) -> Result<(), String> {
+        let Some(t) = self.tables.get_mut(row.table as usize) else {
+            return Err(format!("no open row for {column}"));
+        };
+        let s = t.slot(column);
+        let slot = &mut t.slots[s as usize];
+        if slot.stamp == row.row + 1 {
+            return Err(format!("Field collision on {column}"));
+        }
+        let Some(ty) = cell.column_type().or(slot.system) else {
+            slot.stamp = row.row + 1;
+            self.log.push(Entry::Cell {
+                table: row.table,
+                slot: s,
+                buf: NONE,
+            });
+            return Ok(());
+        };
+        let mut b = slot.bufs[type_index(ty)];
+        if b == NONE {
+            b = t.bufs.len() as u32;
+            slot.bufs[type_index(ty)] = b;
+            t.bufs.push(ColumnBuf::new(column.clone(), ty));
+        }
+        let slot = &mut t.slots[s as usize];
+        slot.stamp = row.row + 1;
+        let buf = &mut t.bufs[b as usize];
+        let logged = if cell == CellRef::Null {
+            buf.nulls.push(row.row);
+            b | NULL_BIT
+        } else if buf.push(row.row, cell) {
+            b
+        } else {
+            NONE
+        };
+        self.log.push(Entry::Cell {
+            table: row.table,
+            slot: s,
+            buf: logged,
+        });
+        Ok(())
+    }
+
+    fn mark(&self) -> usize {
+        self.log.len()
+    }
+
+    fn rollback(&mut self, mark: usize) {
+        while self.log.len() > mark {
+            let Some(entry) = self.log.pop() else { break };
+            match entry {
+                Entry::Row { table, .. } => {
+                    if let Some(t) = self.tables.get_mut(table as usize) {
+                        t.rows -= 1;
+                        t.owner.pop();
+                        if t.dead.len() > t.rows as usize {
+                            t.dead.pop();
+                        }
+                    }
+                }
+                Entry::Cell { table, slot, buf } => {
+                    if let Some(t) = self.tables.get_mut(table as usize) {
+                        t.slots[slot as usize].stamp = 0;
+                        if buf == NONE {
+                        } else if buf & NULL_BIT != 0 {
+                            t.bufs[(buf & !NULL_BIT) as usize].nulls.pop();
+                        } else {
+                            t.bufs[buf as usize].pop();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl StreamBatch {
+    /// True when no record is staged.
+    pub fn is_empty(&self) -> bool {
+        self.records.iter().all(|r| r.dead)
+    }
+
+    /// Takes back the record being flattened (after a rejection).
+    pub fn discard_record(&mut self) {
+        self.rollback(0);
+    }
+
+    /// Ends the record being flattened: gives each of its rows the system cells, and keeps it
+    /// unless the batch holds a newer record with the same key (the newest `_sdc_sequence` wins; on
+    /// a tie, the later record). `raw` is the record's JSON, kept for a rejection at planning.
+    pub fn finish_record(&mut self, done: Flattened, sequence: i64, raw: &str) {
+        let rows: Vec<RowId> = self
+            .log
+            .iter()
+            .filter_map(|e| match *e {
+                Entry::Row { table, row } => Some(RowId { table, row }),
+                Entry::Cell { .. } => None,
+            })
+            .collect();
+        for (i, &row) in rows.iter().enumerate() {
+            for (c, v) in system_of_row(&done.system, i == 0) {
+                // A system column is never a field's (the naming rules reserve the names).
+                let _ = self.put(row, c, v.as_ref());
+            }
+        }
+        let index = self.records.len() as u32;
+        let replaces = match self.keys.get(done.key.as_str()) {
+            Some(&old) if self.records[old as usize].sequence > sequence => {
+                self.rollback(0);
+                return;
+            }
+            Some(&old) => Some(old),
+            None => None,
+        };
+        let first_span = self.spans.len() as u32;
+        for row in rows {
+            let own = self.spans.len() as u32 > first_span;
+            match self.spans.last_mut() {
+                Some(s) if own && s.table == row.table && s.first + s.count == row.row => s.count += 1,
+                _ => self.spans.push(Span {
+                    table: row.table,
+                    first: row.row,
+                    count: 1,
+                }),
+            }
+        }
+        let start = self.raw.len();
+        self.raw.push_str(raw);
+        let position = replaces.map_or(index, |old| self.records[old as usize].position);
+        self.records.push(StagedRecord {
+            sequence,
+            position,
+            raw: (start, self.raw.len()),
+            spans: (first_span, self.spans.len() as u32),
+            dead: false,
+        });
+        // Stamps need no reset: the next record's rows have numbers of their own.
+        self.log.clear();
+        if let Some(old) = replaces {
+            self.kill(old);
+        }
+        self.keys.insert(done.key.into_boxed_str(), index);
+    }
+
+    /// Marks a record's rows dead.
+    fn kill(&mut self, record: u32) {
+        let Some(r) = self.records.get_mut(record as usize) else {
+            return;
+        };
+        if r.dead {
+            return;
+        }
+        r.dead = true;
+        let (a, b) = r.spans;
+        for span in &self.spans[a as usize..b as usize] {
+            if let Some(t) = self.tables.get_mut(span.table as usize) {
+                t.kill(span.first, span.count);
+            }
+        }
+    }
+
+    /// The staged tables, in the order they were first met.
+    pub fn tables(&self) -> &[StagedTable] {
+        &self.tables
+    }
+
+    /// Checks the batch's key columns against `layout` and rejects the records whose key has another
+    /// type than its column: key columns never split. As if the batch's records were planned one by
+    /// one in the order they were first staged (a record replaced within the batch by one with the
+    /// same key hands its place on): a key column the layout does not have yet takes the type of
+    /// the first record that is not rejected. `keys` gives each table's key columns; rejections go
+    /// to `rejected` under `table_name`. Returns, per record, whether it was rejected (empty when
+    /// none was). The batch is not changed: a commit that fails plans again.
+    pub fn reject_key_conflicts<'k>(
+        &self,
+        layout: &Layout,
+        keys: &dyn Fn(&str) -> &'k [String],
+        table_name: &str,
+        rejected: &mut Vec<Rejection>,
+    ) -> Vec<bool> {
+        // (table, key column, its live buffers, the layout's state of the column).
+        let mut checks = Vec::new();
+        let mut conflict = false;
+        for (ti, t) in self.tables.iter().enumerate() {
+            let existing = layout.tables.get(&*t.name);
+            for key in keys(&t.name) {
+                let bufs: Vec<&ColumnBuf> = t.bufs_of(key).filter(|b| t.has_live(b, &[])).collect();
+                if bufs.is_empty() {
+                    continue;
+                }
+                let state = existing.and_then(|l| l.columns.get(key));
+                conflict |= bufs.len() > 1
+                    || match state {
+                        Some(ColumnState::Single(ty)) => *ty != bufs[0].ty,
+                        Some(ColumnState::Split(_)) => true,
+                        None => false,
+                    };
+                checks.push((ti, key, bufs, state));
+            }
+        }
+        if !conflict {
+            return Vec::new();
+        }
+        // Each key column: the type of each live row's key cell, and the type the column takes
+        // (`None` inside: split, no type fits).
+        let mut types: Vec<HashMap<u32, ColumnType, FastHash>> = Vec::with_capacity(checks.len());
+        let mut chosen: Vec<Option<Option<ColumnType>>> = Vec::with_capacity(checks.len());
+        for (ti, _, bufs, state) in &checks {
+            let t = &self.tables[*ti];
+            let mut by_row = HashMap::default();
+            for b in bufs {
+                by_row.extend(b.rows.iter().filter(|&&r| !t.is_dead(r)).map(|&r| (r, b.ty)));
+            }
+            types.push(by_row);
+            chosen.push(match state {
+                Some(ColumnState::Single(ty)) => Some(Some(*ty)),
+                Some(ColumnState::Split(_)) => Some(None),
+                None => None,
+            });
+        }
+        let mut order: Vec<u32> = (0..self.records.len() as u32)
+            .filter(|&r| !self.records[r as usize].dead)
+            .collect();
+        order.sort_by_key(|&r| self.records[r as usize].position);
+        let mut out = vec![false; self.records.len()];
+        for record in order {
+            let r = &self.records[record as usize];
+            let spans = &self.spans[r.spans.0 as usize..r.spans.1 as usize];
+            // The record's key cells, per check.
+            let mut cells: Vec<(usize, ColumnType)> = Vec::new();
+            for span in spans {
+                for (c, (ti, ..)) in checks.iter().enumerate() {
+                    if *ti != span.table as usize {
+                        continue;
+                    }
+                    for row in span.first..span.first + span.count {
+                        if let Some(&ty) = types[c].get(&row) {
+                            cells.push((c, ty));
+                        }
+                    }
+                }
+            }
+            let clash = cells
+                .iter()
+                .find(|&&(c, ty)| matches!(chosen[c], Some(fits) if fits != Some(ty)));
+            if let Some(&(c, _)) = clash {
+                let (ti, key, ..) = &checks[c];
+                let (a, b) = r.raw;
+                rejected.push(Rejection {
+                    table_name: table_name.to_owned(),
+                    reason: format!(
+                        "primary key {key} of {} has a value of another type than its column",
+                        self.tables[*ti].name
+                    ),
+                    record: self.raw.get(a..b).unwrap_or_default().to_owned(),
+                });
+                out[record as usize] = true;
+                continue;
+            }
+            for (c, ty) in cells {
+                chosen[c].get_or_insert(Some(ty));
+            }
+        }
+        out
+    }
+
+    /// Plans the DDL the batch's live rows need, table by table in the order they were met.
+    pub fn plan_ddl<'k>(
+        &self,
+        layout: &mut Layout,
+        keys: &dyn Fn(&str) -> &'k [String],
+        rejected: &[bool],
+        ddl: &mut Vec<Ddl>,
+    ) {
+        for t in &self.tables {
+            if t.live_rows(rejected) == 0 {
+                continue;
+            }
+            let typed = t
+                .bufs
+                .iter()
+                .filter(|b| t.needs_column(b, rejected))
+                .map(|b| (&*b.base, b.ty));
+            layout.plan_columns(&t.name, typed, keys(&t.name), ddl);
+        }
+    }
+
+    /// The physical rows of a staged table, after planning (`layout` has every column they need),
+    /// without the records `rejected` marks (see [`StreamBatch::reject_key_conflicts`]).
+    pub fn table_rows<'b>(
+        &'b self,
+        table: &'b StagedTable,
+        layout: &Layout,
+        rejected: &Arc<[bool]>,
+    ) -> TableRows<'b> {
+        let mut out = TableRows {
+            columns: Vec::new(),
+            bufs: Vec::new(),
+            table: Some(table),
+            rejected: rejected.clone(),
+            len: table.live_rows(rejected),
+        };
+        let Some(tl) = layout.tables.get(&*table.name) else {
+            return out;
+        };
+        for b in &table.bufs {
+            if !table.has_live(b, rejected) {
+                continue;
+            }
+            if let Some(phys) = tl.physical(&b.base, b.ty) {
+                out.columns.push((phys, b.ty));
+                out.bufs.push(b);
+            }
+        }
+        out
+    }
+}
+
+/// Rows for one table, with physical column names, ready to load: read row by row
+/// ([`TableRows::for_each_row`]) or one column at a time ([`TableRows::column`]). The values are
+/// borrowed from the staged batch: nothing is copied between flattening and the warehouse.
+#[derive(Debug, Clone, Default)]
+pub struct TableRows<'r> {
+    /// Physical columns, in the order of each row's cells.
+    pub columns: Vec<(String, ColumnType)>,
+    bufs: Vec<&'r ColumnBuf>,
+    table: Option<&'r StagedTable>,
+    /// Records whose rows are not loaded (indexed by record; empty when none).
+    rejected: Arc<[bool]>,
+    len: usize,
+}
+
+impl<'r> TableRows<'r> {
+    /// Rows (live ones).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True without rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same rows with only the columns at `positions`, in that order.
+    pub fn select(&self, positions: &[usize]) -> TableRows<'r> {
+        TableRows {
+            columns: positions.iter().map(|&p| self.columns[p].clone()).collect(),
+            bufs: positions.iter().map(|&p| self.bufs[p]).collect(),
+            table: self.table,
+            rejected: self.rejected.clone(),
+            len: self.len,
+        }
+    }
+
+    /// Calls `f` with each row's cells (one per column, NULL where the row has no value), in order.
+    pub fn for_each_row<E>(&self, mut f: impl FnMut(&[CellRef<'r>]) -> Result<(), E>) -> Result<(), E> {
+        let Some(table) = self.table else {
+            return Ok(());
+        };
+        let mut cursor = vec![0usize; self.bufs.len()];
+        let mut cells = vec![CellRef::Null; self.bufs.len()];
+        for r in 0..table.rows {
+            let dead = !table.live(r, &self.rejected);
+            for (j, b) in self.bufs.iter().enumerate() {
+                let c = cursor[j];
+                cells[j] = if b.rows.get(c) == Some(&r) {
+                    cursor[j] += 1;
+                    b.value(c)
+                } else {
+                    CellRef::Null
+                };
+            }
+            if !dead {
+                f(&cells)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The cells of column `j`, one per row.
+    pub fn column(&self, j: usize) -> Vec<CellRef<'r>> {
+        let mut out = Vec::with_capacity(self.len());
+        let (Some(table), Some(b)) = (self.table, self.bufs.get(j)) else {
+            return out;
+        };
+        let mut c = 0;
+        for r in 0..table.rows {
+            let cell = if b.rows.get(c) == Some(&r) {
+                c += 1;
+                b.value(c - 1)
+            } else {
+                CellRef::Null
+            };
+            if table.live(r, &self.rejected) {
+                out.push(cell);
+            }
+        }
+        out
+    }
+}
