@@ -104,6 +104,16 @@ pub struct CommitPlan<'r> {
     pub report: CommitReport,
 }
 
+impl CommitPlan<'_> {
+    /// True when this commit creates `table` (it is empty before the commit's rows: no staged key
+    /// can be there already).
+    pub fn creates(&self, table: &str) -> bool {
+        self.ddl
+            .iter()
+            .any(|c| matches!(c, Ddl::CreateTable { table: t, .. } if t == table))
+    }
+}
+
 impl Stager {
     /// An empty stager for a destination's naming rules. Streams in `forced_append_only` are
     /// append-only even when they have key properties.

@@ -9,7 +9,7 @@
 
 use super::{DuckDbDestination, DIALECT};
 use crate::columns::TableRows;
-use crate::flatten::{quote_ident, CellRef, Ddl, TableLayout, REJECTED_TABLE};
+use crate::flatten::{quote_ident, CellRef, TableLayout, REJECTED_TABLE};
 use crate::sql::{self, qualified};
 use crate::stage::{CommitPlan, StreamLoad};
 use duckdb::types::{TimeUnit, ToSql, ToSqlOutput, Value, ValueRef};
@@ -109,11 +109,7 @@ fn has_any_key(
     load: &StreamLoad,
     keys_table: &str,
 ) -> Result<bool, DestinationError> {
-    let created = plan
-        .ddl
-        .iter()
-        .any(|c| matches!(c, Ddl::CreateTable { table, .. } if *table == load.table));
-    if created {
+    if plan.creates(&load.table) {
         return Ok(false);
     }
     let Some(positions) = load.key_positions() else {

@@ -247,12 +247,14 @@ impl<'a> KeyArrays<'a> {
 /// Finds the warehouse rows with the staged keys (one indexed lookup per key, no staging table)
 /// and decides the route. The merge's rules, row by row: a staged row is replaced into the
 /// warehouse unless the warehouse row has a newer `_sdc_sequence`; append-only keys are never
-/// replaced. Whenever a staged row would not land, the staged merge decides instead.
+/// replaced. Whenever a staged row would not land, the staged merge decides instead. A table the
+/// commit creates (`created`) is not looked in.
 fn probe(
     tx: &mut postgres::Transaction<'_>,
     err: &ErrFn<'_>,
     schema: &str,
     load: &StreamLoad,
+    created: bool,
 ) -> Result<Route, DestinationError> {
     let rows = &load.rows;
     let Some(seq) = rows.columns.iter().position(|(c, _)| c == SEQUENCE) else {
@@ -263,6 +265,13 @@ fn probe(
     };
     if positions.is_empty() {
         return Ok(Route::Merge);
+    }
+    if created {
+        // A table this commit creates holds no row yet: nothing to look up.
+        return Ok(Route::Direct {
+            keys: positions,
+            replaced: Vec::new(),
+        });
     }
     let keys = KeyArrays::new(load, &positions, 0..rows.len());
     let sequences = rows.column(seq);
@@ -442,7 +451,9 @@ pub(super) fn apply(
             .map_err(|e| err(e, "changing a table"))?;
     }
     for (i, load) in plan.loads.iter().enumerate() {
-        match probe(&mut tx, &err, &schema, load).map_err(|e| e.in_table(load.table.clone()))? {
+        match probe(&mut tx, &err, &schema, load, plan.creates(&load.table))
+            .map_err(|e| e.in_table(load.table.clone()))?
+        {
             Route::Direct { keys, replaced } => load_direct(&mut tx, &err, &schema, load, &keys, &replaced)?,
             Route::Merge => {
                 let empty = TableLayout::default();
