@@ -104,8 +104,9 @@ fn committed_position(wh: &Warehouse, streams: &[String]) -> Position {
 async fn kill_nine_at_many_points(wh: Warehouse) {
     // Slow answers stretch the sync so the kills land during extraction and between commits (the
     // answers and the account size, not the loader, set the pace: 400 tickets at 15 ms were all loaded
-    // by the third kill once loading got faster).
-    let sim = start_sim(1000, 7, 25).await;
+    // by the third kill once loading got faster, and 1000 at 25 ms by the fifth once staging went
+    // columnar).
+    let sim = start_sim(1000, 7, 40).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
     let wh = Arc::new(wh);
