@@ -1372,20 +1372,6 @@ impl Layout {
     }
 }
 
-/// Collects the distinct table names in a set of records.
-pub fn tables_in<'a>(records: impl Iterator<Item = &'a FlatRecord>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for r in records {
-        for (t, _) in &r.rows {
-            if seen.insert(&**t) {
-                out.push(t.to_string());
-            }
-        }
-    }
-    out
-}
-
 impl fmt::Display for ColumnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.suffix())
