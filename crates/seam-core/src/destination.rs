@@ -182,7 +182,25 @@ pub trait Destination: Send {
     /// Makes everything staged, and `state` (when given), durable together.
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError>;
 
-    /// Forgets everything staged since the last commit (after a failed commit that will not be retried).
+    /// Starts committing everything staged, with `state`, like [`Destination::commit`], but may return
+    /// before the commit is durable: `Ok(None)` says it runs in the background (records staged from
+    /// now on belong to the next commit) and [`Destination::commit_finish`] waits for it; until that
+    /// returns, the caller calls nothing but `write_batch` and `discard`. `Ok(Some(report))`: already
+    /// durable (the default, which is `commit`). After a failed `commit_finish`, the next
+    /// `commit_start` commits that same batch and state again (a retry), never with the records
+    /// staged since.
+    fn commit_start(&mut self, state: Option<&State>) -> Result<Option<CommitReport>, DestinationError> {
+        self.commit(state).map(Some)
+    }
+
+    /// Waits for the commit [`Destination::commit_start`] left running; its report once it is
+    /// durable, or why it failed (the batch then waits for a retry or `discard`).
+    fn commit_finish(&mut self) -> Result<CommitReport, DestinationError> {
+        Err(DestinationError::new(ErrorKind::Internal, "no commit is running"))
+    }
+
+    /// Forgets everything staged since the last commit (after a failed commit that will not be retried),
+    /// and a commit left running or failed (a running one may still become durable).
     fn discard(&mut self) {}
 
     /// Claims the destination for the writer holding `token` (a job's id: a later job has a larger

@@ -22,7 +22,11 @@
 //! - the wait between two commit attempts ends early when the loader's stop token
 //!   ([`Loader::stop_on`]) is cancelled: the commit then fails with [`LoadError::Stopped`], with the
 //!   same guarantee (nothing of the batch committed, the state where it was);
-//! - memory is bounded by one batch (plus the destination's staging of it).
+//! - a destination that commits in the background ([`Destination::commit_start`]) commits a full
+//!   batch while the next one is staged: the loader waits for that commit (retrying it alone when it
+//!   fails) before it starts another, before a SCHEMA or ACTIVATE_VERSION, and at the end;
+//! - memory is bounded by one batch (plus the destination's staging of it; two with a background
+//!   commit).
 //!
 //! A source's messages go through [`crate::pipeline::run`], which hands them to a [`Loader`] in
 //! chunks on the blocking pool. For other feeds, [`run_blocking`] reads a standard channel and
@@ -209,6 +213,8 @@ pub struct Loader {
     batch_started: Option<Instant>,
     state: Option<(Value, State)>,
     dirty: bool,
+    /// The STATE of the commit running in the background, when one is (`Some(None)`: it has none).
+    running: Option<Option<(Value, State)>>,
     summary: LoadSummary,
     stop: Option<CancellationToken>,
 }
@@ -281,6 +287,7 @@ impl Loader {
             batch_started: None,
             state: None,
             dirty: false,
+            running: None,
             summary: LoadSummary::default(),
             stop: None,
         }
@@ -324,6 +331,7 @@ impl Loader {
         {
             match message {
                 Message::Schema(schema) => {
+                    self.settle(dest, on_commit)?;
                     self.flush_pending(dest)?;
                     dest.ensure_table(&schema)
                         .map_err(|source| LoadError::Destination { attempts: 1, source })?;
@@ -364,11 +372,12 @@ impl Loader {
                             stream,
                         });
                     }
+                    self.settle(dest, on_commit)?;
                     self.flush_pending(dest)?;
                     dest.activate_version(&stream, version)
                         .map_err(|source| LoadError::Destination { attempts: 1, source })?;
                     self.dirty = true;
-                    return self.commit(dest, on_commit);
+                    return self.commit(dest, on_commit, false);
                 }
                 Message::Unknown { message_type } => {
                     debug!(line, message_type, "ignoring a message of unknown type");
@@ -380,7 +389,7 @@ impl Loader {
                     .batch_started
                     .is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
             if full {
-                self.commit(dest, on_commit)?;
+                self.commit(dest, on_commit, true)?;
             }
         }
         Ok(())
@@ -392,11 +401,13 @@ impl Loader {
         dest: &mut D,
         on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
     ) -> Result<LoadSummary, LoadError> {
-        if self.dirty || self.state.is_some() {
-            if let Err(e) = self.commit(dest, on_commit) {
-                self.abort(dest);
-                return Err(e);
-            }
+        let mut done = self.settle(dest, on_commit);
+        if done.is_ok() && (self.dirty || self.state.is_some()) {
+            done = self.commit(dest, on_commit, false);
+        }
+        if let Err(e) = done {
+            self.abort(dest);
+            return Err(e);
         }
         Ok(std::mem::take(&mut self.summary))
     }
@@ -406,6 +417,7 @@ impl Loader {
         self.pending.clear();
         self.state = None;
         self.dirty = false;
+        self.running = None;
         dest.discard();
     }
 
@@ -425,46 +437,110 @@ impl Loader {
         Ok(())
     }
 
+    /// Commits the batch (with the latest STATE). With `background`, a destination that commits in
+    /// the background returns at once and the loader waits for it later ([`Loader::settle`]).
     fn commit<D: Destination + ?Sized>(
         &mut self,
         dest: &mut D,
         on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+        background: bool,
     ) -> Result<(), LoadError> {
+        self.settle(dest, on_commit)?;
         self.flush_pending(dest)?;
         let state = self.state.take();
-        let mut attempt = 0;
+        let started = dest.commit_start(state.as_ref().map(|(_, s)| s));
+        // What arrives from now on belongs to the next batch.
+        self.batch_records = 0;
+        self.batch_bytes = 0;
+        self.batch_started = None;
+        self.dirty = false;
+        match started {
+            Ok(Some(report)) => self.committed(report, state, on_commit),
+            Ok(None) => {
+                self.running = Some(state);
+                if background {
+                    Ok(())
+                } else {
+                    self.settle(dest, on_commit)
+                }
+            }
+            Err(e) => {
+                self.running = Some(state);
+                self.settle_after(dest, Err(e), on_commit)
+            }
+        }
+    }
+
+    /// Waits for the commit running in the background (if any), retrying it under the policy, and
+    /// reports it.
+    fn settle<D: Destination + ?Sized>(
+        &mut self,
+        dest: &mut D,
+        on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    ) -> Result<(), LoadError> {
+        if self.running.is_none() {
+            return Ok(());
+        }
+        let first = dest.commit_finish();
+        self.settle_after(dest, first, on_commit)
+    }
+
+    /// Retries the running commit (whose first attempt ended with `outcome`) until it is durable,
+    /// the policy gives up or a stop comes; a retry commits the same batch and state again.
+    fn settle_after<D: Destination + ?Sized>(
+        &mut self,
+        dest: &mut D,
+        mut outcome: Result<CommitReport, DestinationError>,
+        on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    ) -> Result<(), LoadError> {
+        let Some(state) = self.running.take() else {
+            return Ok(());
+        };
+        let mut attempt = 1;
         let report = loop {
-            attempt += 1;
-            match dest.commit(state.as_ref().map(|(_, s)| s)) {
+            let e = match outcome {
                 Ok(r) => break r,
-                Err(e) => match self.config.retry.decide(e.kind(), attempt) {
-                    RetryDecision::RetryAfter(wait) => {
-                        warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "commit failed; retrying");
-                        if self.wait_unless_stopped(wait) {
-                            return Err(LoadError::Stopped {
-                                attempts: attempt,
-                                source: e,
-                            });
-                        }
-                    }
-                    RetryDecision::GiveUp => {
-                        return Err(LoadError::Destination {
+                Err(e) => e,
+            };
+            match self.config.retry.decide(e.kind(), attempt) {
+                RetryDecision::RetryAfter(wait) => {
+                    warn!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "commit failed; retrying");
+                    if self.wait_unless_stopped(wait) {
+                        return Err(LoadError::Stopped {
                             attempts: attempt,
                             source: e,
-                        })
+                        });
                     }
-                },
+                }
+                RetryDecision::GiveUp => {
+                    return Err(LoadError::Destination {
+                        attempts: attempt,
+                        source: e,
+                    })
+                }
             }
+            attempt += 1;
+            outcome = match dest.commit_start(state.as_ref().map(|(_, s)| s)) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => dest.commit_finish(),
+                Err(e) => Err(e),
+            };
         };
+        self.committed(report, state, on_commit)
+    }
+
+    /// Counts a durable commit and hands it to `on_commit`.
+    fn committed(
+        &mut self,
+        report: CommitReport,
+        state: Option<(Value, State)>,
+        on_commit: &mut dyn FnMut(Commit<'_>) -> io::Result<()>,
+    ) -> Result<(), LoadError> {
         self.summary.report.absorb(&report);
         self.summary.commits += 1;
         if let Some((value, _)) = &state {
             self.summary.last_state = Some(value.clone());
         }
-        self.batch_records = 0;
-        self.batch_bytes = 0;
-        self.batch_started = None;
-        self.dirty = false;
         on_commit(Commit {
             report: &report,
             state: state.as_ref().map(|(v, _)| v),

@@ -89,7 +89,19 @@ pub struct MemDestination {
     keys: BTreeMap<String, Vec<String>>,
     /// What it fails with (a test may change it between calls).
     pub faults: Faults,
+    /// Commit started with `commit_start` in the background: applied (or failed) by `commit_finish`.
+    background: bool,
+    /// The batch and state of the commit running in the background.
+    running: Option<(Batch, Option<State>)>,
+    /// The batch of a background commit that failed, for its retry.
+    failed: Option<Batch>,
 }
+
+/// Staged records: (stream, record).
+type Batch = Vec<(String, Value)>;
+
+/// A batch the commit did not make durable, and why.
+type Refused = (Batch, DestinationError);
 
 impl MemDestination {
     /// A destination for `schema` in `warehouse`, without faults.
@@ -100,7 +112,17 @@ impl MemDestination {
             staged: Vec::new(),
             keys: BTreeMap::new(),
             faults: Faults::default(),
+            background: false,
+            running: None,
+            failed: None,
         }
+    }
+
+    /// The same, committing in the background: `commit_start` returns at once and `commit_finish`
+    /// applies the batch (or fails it, keeping it for the retry), as a warehouse on its own thread does.
+    pub fn in_background(mut self) -> MemDestination {
+        self.background = true;
+        self
     }
 
     /// The same, failing as `faults` say.
@@ -133,6 +155,66 @@ impl MemDestination {
                 .join("|"),
             _ => row.to_string(),
         }
+    }
+}
+
+impl MemDestination {
+    /// Applies `batch` with `state`, or hands it back with the fault that refused it.
+    fn apply(&mut self, batch: Batch, state: Option<&State>) -> Result<CommitReport, Refused> {
+        let mut w = lock(&self.warehouse);
+        if !self.faults.fail_next.is_empty() {
+            let kind = self.faults.fail_next.remove(0);
+            w.failed_commits += 1;
+            return Err((
+                batch,
+                DestinationError::new(kind, "the warehouse is unreachable".to_owned()),
+            ));
+        }
+        if !batch.is_empty() {
+            if let Some(text) = &self.faults.panic_with {
+                let text = text.clone();
+                drop(w);
+                panic!("{text}");
+            }
+            if let Some(kind) = self.faults.fail_with {
+                w.failed_commits += 1;
+                return Err((
+                    batch,
+                    DestinationError::new(kind, "the warehouse is throttling commits".to_owned()),
+                ));
+            }
+        }
+        let mut report = CommitReport::default();
+        let mut records = BTreeMap::new();
+        for (stream, row) in batch {
+            let key = self.key(&stream, &row);
+            let tables = w.tables.entry(self.schema.clone()).or_default();
+            if let Value::Object(fields) = &row {
+                for (field, value) in fields {
+                    let Some(items) = value.as_array() else { continue };
+                    let sub = format!("{stream}__{field}");
+                    for (i, item) in items.iter().enumerate() {
+                        tables
+                            .entry(sub.clone())
+                            .or_default()
+                            .insert(format!("{key}/{i}"), item.clone());
+                    }
+                    *report.rows.entry(sub).or_default() += items.len() as u64;
+                }
+            }
+            tables.entry(stream.clone()).or_default().insert(key, row);
+            *report.rows.entry(stream.clone()).or_default() += 1;
+            *records.entry(stream).or_default() += 1;
+        }
+        if let Some(s) = state {
+            w.states.insert(self.schema.clone(), s.clone());
+        }
+        w.commits.push(MemCommit {
+            schema: self.schema.clone(),
+            records,
+            state: state.cloned(),
+        });
+        Ok(report)
     }
 }
 
@@ -173,63 +255,38 @@ impl Destination for MemDestination {
     }
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
-        let mut w = lock(&self.warehouse);
-        if !self.faults.fail_next.is_empty() {
-            let kind = self.faults.fail_next.remove(0);
-            w.failed_commits += 1;
-            return Err(DestinationError::new(
-                kind,
-                "the warehouse is unreachable".to_owned(),
-            ));
+        let batch = std::mem::take(&mut self.staged);
+        self.apply(batch, state).map_err(|(batch, e)| {
+            self.staged = batch;
+            e
+        })
+    }
+
+    fn commit_start(&mut self, state: Option<&State>) -> Result<Option<CommitReport>, DestinationError> {
+        if !self.background {
+            return self.commit(state).map(Some);
         }
-        if !self.staged.is_empty() {
-            if let Some(text) = &self.faults.panic_with {
-                let text = text.clone();
-                drop(w);
-                panic!("{text}");
-            }
-            if let Some(kind) = self.faults.fail_with {
-                w.failed_commits += 1;
-                return Err(DestinationError::new(
-                    kind,
-                    "the warehouse is throttling commits".to_owned(),
-                ));
-            }
-        }
-        let mut report = CommitReport::default();
-        let mut records = BTreeMap::new();
-        for (stream, row) in std::mem::take(&mut self.staged) {
-            let key = self.key(&stream, &row);
-            let tables = w.tables.entry(self.schema.clone()).or_default();
-            if let Value::Object(fields) = &row {
-                for (field, value) in fields {
-                    let Some(items) = value.as_array() else { continue };
-                    let sub = format!("{stream}__{field}");
-                    for (i, item) in items.iter().enumerate() {
-                        tables
-                            .entry(sub.clone())
-                            .or_default()
-                            .insert(format!("{key}/{i}"), item.clone());
-                    }
-                    *report.rows.entry(sub).or_default() += items.len() as u64;
-                }
-            }
-            tables.entry(stream.clone()).or_default().insert(key, row);
-            *report.rows.entry(stream.clone()).or_default() += 1;
-            *records.entry(stream).or_default() += 1;
-        }
-        if let Some(s) = state {
-            w.states.insert(self.schema.clone(), s.clone());
-        }
-        w.commits.push(MemCommit {
-            schema: self.schema.clone(),
-            records,
-            state: state.cloned(),
-        });
-        Ok(report)
+        let batch = match self.failed.take() {
+            Some(batch) => batch,
+            None => std::mem::take(&mut self.staged),
+        };
+        self.running = Some((batch, state.cloned()));
+        Ok(None)
+    }
+
+    fn commit_finish(&mut self) -> Result<CommitReport, DestinationError> {
+        let Some((batch, state)) = self.running.take() else {
+            return Err(DestinationError::new(ErrorKind::Internal, "no commit is running"));
+        };
+        self.apply(batch, state.as_ref()).map_err(|(batch, e)| {
+            self.failed = Some(batch);
+            e
+        })
     }
 
     fn discard(&mut self) {
         self.staged.clear();
+        self.running = None;
+        self.failed = None;
     }
 }

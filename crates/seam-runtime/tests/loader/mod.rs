@@ -160,6 +160,104 @@ fn transient_commit_failures_are_retried_fatal_ones_are_not() {
     assert!(matches!(err, LoadError::Destination { attempts: 1, .. }), "{err}");
 }
 
+/// What one run of `text` into `dest` committed and emitted: each commit's records per stream and
+/// state, and each emitted state with the rows committed when it was emitted.
+fn run_recorded(mut dest: MemDestination, text: &str, records: usize) -> (Vec<MemCommit>, Vec<(Value, u64)>) {
+    let mut emitted = Vec::new();
+    let mut rows = 0;
+    loader::run(
+        &mut dest,
+        lines(text),
+        &mut |c: Commit<'_>| {
+            rows += c.report.total_rows();
+            if let Some(s) = c.state {
+                emitted.push((s.clone(), rows));
+            }
+            Ok(())
+        },
+        &config(records),
+    )
+    .unwrap();
+    let commits = dest.warehouse().commits.clone();
+    (commits, emitted)
+}
+
+/// A destination that commits in the background gets the same commits, with the same states, as
+/// one that commits in place, and a state is emitted only after its commit finished: records that
+/// arrive while a commit runs go to the next one.
+#[test]
+fn background_commits_commit_and_report_what_commits_in_place_do() {
+    let mut text = format!("{SCHEMA}\n");
+    for i in 1..=11 {
+        text += &format!("{}\n{}\n", record(i), state(i));
+    }
+    let (in_place, in_place_states) = run_recorded(fake(), &text, 3);
+    let (background, background_states) = run_recorded(fake().in_background(), &text, 3);
+    assert_eq!(
+        in_place.iter().map(MemCommit::total).collect::<Vec<_>>(),
+        vec![3, 3, 3, 2]
+    );
+    assert_eq!(background, in_place);
+    assert_eq!(background_states, in_place_states);
+    for (s, rows) in &background_states {
+        let pos = s["bookmarks"]["s"]["pos"].as_u64().unwrap();
+        assert!(
+            pos <= *rows,
+            "state {pos} emitted with only {rows} rows committed"
+        );
+    }
+}
+
+/// A background commit that fails is retried alone, with its own state: the records staged while
+/// it ran (two streams in turn, so they reach the destination at once) stay for the next commit. A
+/// failure that is not retried leaves the last state in place.
+#[test]
+fn a_failed_background_commit_is_retried_alone() {
+    let mut text = format!(
+        "{SCHEMA}\n{}\n",
+        SCHEMA.replace(r#""stream":"s""#, r#""stream":"t""#)
+    );
+    for i in 1..=7 {
+        let record = record(i);
+        let record = if i % 2 == 0 {
+            record.replace(r#""stream":"s""#, r#""stream":"t""#)
+        } else {
+            record
+        };
+        text += &format!("{record}\n{}\n", state(i));
+    }
+    let faults = |kinds: Vec<ErrorKind>| Faults {
+        fail_next: kinds,
+        ..Faults::default()
+    };
+    let (in_place, in_place_states) = run_recorded(
+        fake().with_faults(faults(vec![ErrorKind::Transient; 2])),
+        &text,
+        3,
+    );
+    let (background, background_states) = run_recorded(
+        fake()
+            .with_faults(faults(vec![ErrorKind::Transient; 2]))
+            .in_background(),
+        &text,
+        3,
+    );
+    assert_eq!(
+        in_place.iter().map(MemCommit::total).collect::<Vec<_>>(),
+        vec![3, 3, 1]
+    );
+    assert_eq!(background, in_place);
+    assert_eq!(background_states, in_place_states);
+
+    let mut dest = fake()
+        .with_faults(faults(vec![ErrorKind::Schema]))
+        .in_background();
+    let err = loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &config(3)).unwrap_err();
+    assert!(matches!(err, LoadError::Destination { attempts: 1, .. }), "{err}");
+    assert_eq!(dest.state(), None);
+    assert!(dest.warehouse().commits.is_empty());
+}
+
 /// A warehouse that rate-limits every commit for a minute: a stop ends the retry wait at once (the
 /// wait used to be a plain sleep of the whole minute, thirty times over), and nothing is committed.
 #[test]
