@@ -298,6 +298,7 @@ async fn simulator_to_postgres_through_a_job() {
         let mut check = seam_warehouse::PostgresDestination::connect(&url, &schema).unwrap();
         let row = check
             .client()
+            .expect("client")
             .query_one(&format!("SELECT count(*) FROM \"{schema}\".tickets"), &[])
             .unwrap();
         row.get(0)

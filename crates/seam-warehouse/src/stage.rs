@@ -31,7 +31,8 @@ fn input_error(message: String) -> DestinationError {
 pub struct Stager {
     rules: NameRules,
     forced_append_only: HashSet<String>,
-    specs: HashMap<String, StreamSpec>,
+    /// Shared with the batches taken out for commits ([`Stager::take_batch`]).
+    specs: HashMap<String, Arc<StreamSpec>>,
     pending: IndexMap<String, StreamBatch>,
     rejected: Vec<Rejection>,
     activations: Vec<(String, i64)>,
@@ -139,12 +140,12 @@ impl Stager {
     pub fn register(&mut self, schema: &SchemaMessage) {
         let mode = LoadMode::for_stream(schema, self.forced_append_only.contains(&schema.stream));
         let spec = StreamSpec::new(schema, mode == LoadMode::AppendOnly, &self.rules);
-        self.specs.insert(schema.stream.clone(), spec);
+        self.specs.insert(schema.stream.clone(), Arc::new(spec));
     }
 
     /// The spec of a registered stream.
     pub fn spec(&self, stream: &str) -> Option<&StreamSpec> {
-        self.specs.get(stream)
+        self.specs.get(stream).map(Arc::as_ref)
     }
 
     /// Stages records, giving each the next sequence.
@@ -208,6 +209,21 @@ impl Stager {
         self.pending.values().all(StreamBatch::is_empty)
             && self.rejected.is_empty()
             && self.activations.is_empty()
+    }
+
+    /// Moves what is staged into a stager of its own (same rules and streams), to plan and commit
+    /// apart while this one stages the next batch; sequences keep counting here.
+    pub fn take_batch(&mut self) -> Stager {
+        Stager {
+            rules: self.rules,
+            forced_append_only: self.forced_append_only.clone(),
+            specs: self.specs.clone(),
+            pending: std::mem::take(&mut self.pending),
+            rejected: std::mem::take(&mut self.rejected),
+            activations: std::mem::take(&mut self.activations),
+            clock: SequenceClock::default(),
+            staged_records: std::mem::take(&mut self.staged_records),
+        }
     }
 
     /// Forgets everything staged.

@@ -75,7 +75,7 @@ fn every_column_type_round_trips_exactly() {
         "SELECT id, n, d, b, t, s FROM \"{}\".\"values\" ORDER BY id",
         d.schema()
     );
-    let got = d.client().query(&sql, &[]).unwrap();
+    let got = d.client().expect("client").query(&sql, &[]).unwrap();
     assert_eq!(got.len(), records.len());
     for row in &got {
         let id: i64 = row.get(0);
@@ -126,6 +126,7 @@ fn every_column_type_round_trips_exactly() {
 fn strings(d: &mut PostgresDestination, sql: &str) -> Vec<String> {
     let sql = sql.replace('§', &format!("\"{}\".", d.schema()));
     d.client()
+        .expect("client")
         .query(&sql, &[])
         .unwrap()
         .iter()

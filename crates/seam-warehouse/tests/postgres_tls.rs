@@ -26,14 +26,25 @@ fn loads_over_verified_tls_and_refuses_a_server_without_it() {
     )
     .unwrap();
     assert_eq!(d.commit(None).unwrap().rows.get("users"), Some(&2));
-    let ssl: bool = d.client().query_one(SSL_IN_USE, &[]).unwrap().get(0);
+    let ssl: bool = d
+        .client()
+        .expect("client")
+        .query_one(SSL_IN_USE, &[])
+        .unwrap()
+        .get(0);
     assert!(ssl, "the destination's connection is encrypted");
     // require: encrypted without checking the certificate (libpq's rule).
     let mut d = PostgresDestination::connect(&tls.url("127.0.0.1", "sslmode=require"), "tls_load").unwrap();
-    let ssl: bool = d.client().query_one(SSL_IN_USE, &[]).unwrap().get(0);
+    let ssl: bool = d
+        .client()
+        .expect("client")
+        .query_one(SSL_IN_USE, &[])
+        .unwrap()
+        .get(0);
     assert!(ssl);
     let n: i64 = d
         .client()
+        .expect("client")
         .query_one("SELECT count(*) FROM tls_load.users", &[])
         .unwrap()
         .get(0);

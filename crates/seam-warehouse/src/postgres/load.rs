@@ -8,7 +8,7 @@
 //! not land (an older `_sdc_sequence` than the warehouse's, an append-only key already loaded), the
 //! rows go through binary `COPY` into temporary staging tables and [`sql::merge`] applies them.
 
-use super::{PostgresDestination, DIALECT};
+use super::{Conn, DIALECT};
 use crate::columns::TableRows;
 use crate::error::WarehouseError;
 use crate::flatten::{
@@ -408,7 +408,7 @@ pub(super) fn fenced(token: i64, holder: String) -> DestinationError {
 }
 
 pub(super) fn apply(
-    d: &mut PostgresDestination,
+    d: &mut Conn,
     plan: &CommitPlan,
     layout: &crate::flatten::Layout,
     state: Option<&State>,

@@ -5,7 +5,10 @@
 //! on the table's primary key, `<table>_pkey` as Stitch creates it; see `load.rs`), `_sdc_rejected`,
 //! version activations and `_sdc_state`. The blocking `postgres` crate
 //! drives the connection (it runs its own private current-thread runtime); a closed connection is
-//! re-opened on the next commit, so a retried commit after a network failure works. The URL's
+//! re-opened on the next commit, so a retried commit after a network failure works. A commit the
+//! loader starts with [`Destination::commit_start`] runs on a thread of its own, which owns the
+//! connection until [`Destination::commit_finish`] takes it back, so the next batch is flattened while
+//! PostgreSQL loads this one; a failed one keeps its batch for the retry. The URL's
 //! `sslmode` and `sslrootcert` are honoured (see [`seam_postgres`]); the password never shows in
 //! messages or `Debug`.
 
@@ -22,6 +25,7 @@ use seam_core::{
 };
 use seam_postgres::{ConnectError, ConnectOptions};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// PostgreSQL's SQL types for seam's column types (timestamps without time zone hold UTC, as in
 /// Stitch's PostgreSQL v1).
@@ -53,13 +57,51 @@ pub(crate) const DIALECT: Dialect = Dialect {
 
 /// A PostgreSQL schema as a [`Destination`].
 pub struct PostgresDestination {
-    client: Client,
+    /// The connection; `None` while a commit runs on its own thread (or after that thread died).
+    conn: Option<Conn>,
     options: ConnectOptions,
     schema: String,
     stager: Stager,
     layout: Layout,
     /// The fencing token this destination claimed, checked by every commit.
     fence: Option<i64>,
+    /// The commit running on its own thread.
+    running: Option<std::thread::JoinHandle<Option<Outcome>>>,
+    /// What the last commit that ran on its own thread came to, until `commit_finish` takes it.
+    finished: Option<Result<CommitReport, DestinationError>>,
+    /// The batch of a commit that failed, kept for its retry.
+    failed: Option<Stager>,
+}
+
+/// A connection and what a commit needs besides the batch: it moves to the commit's thread.
+pub(crate) struct Conn {
+    client: Client,
+    options: ConnectOptions,
+    schema: String,
+    fence: Option<i64>,
+}
+
+/// What a commit on its own thread hands back.
+struct Outcome {
+    conn: Conn,
+    batch: Stager,
+    layout: Layout,
+    result: Result<CommitReport, DestinationError>,
+}
+
+/// Plans `batch` against `layout` (updated to the layout after its DDL) and commits it with `state`.
+fn commit_batch(
+    conn: &mut Conn,
+    batch: &Stager,
+    layout: &mut Layout,
+    state: Option<&State>,
+) -> Result<CommitReport, DestinationError> {
+    if conn.client.is_closed() {
+        conn.client = open(&conn.options)?;
+    }
+    let mut plan = batch.plan(layout);
+    load::apply(conn, &plan, layout, state)?;
+    Ok(std::mem::take(&mut plan.report))
 }
 
 impl std::fmt::Debug for PostgresDestination {
@@ -120,17 +162,24 @@ impl PostgresDestination {
     ) -> Result<Self, DestinationError> {
         let client = open(options)?;
         let mut d = PostgresDestination {
-            client,
+            conn: Some(Conn {
+                client,
+                options: options.clone(),
+                schema: schema.to_owned(),
+                fence: None,
+            }),
             options: options.clone(),
             schema: schema.to_owned(),
             stager: Stager::new(NameRules::POSTGRES, append_only),
             layout: Layout::default(),
             fence: None,
+            running: None,
+            finished: None,
+            failed: None,
         };
         let ddl = sql::system_tables(&quote_ident(schema), &DIALECT);
-        d.client
-            .batch_execute(&ddl)
-            .map_err(|e| d.err(e, "creating the schema"))?;
+        let created = d.conn()?.client.batch_execute(&ddl);
+        created.map_err(|e| d.err(e, "creating the schema"))?;
         d.layout = d.read_layout()?;
         Ok(d)
     }
@@ -140,9 +189,57 @@ impl PostgresDestination {
         &self.schema
     }
 
-    /// The connection (for tests and inspection; do not write through it).
-    pub fn client(&mut self) -> &mut Client {
-        &mut self.client
+    /// The connection (for tests and inspection; do not write through it), once a commit running on
+    /// its own thread is over.
+    pub fn client(&mut self) -> Result<&mut Client, DestinationError> {
+        Ok(&mut self.conn()?.client)
+    }
+
+    /// The connection, once the commit running on its own thread (if any) is over; opened again
+    /// when it was closed or lost.
+    fn conn(&mut self) -> Result<&mut Conn, DestinationError> {
+        self.join_running();
+        let usable = matches!(&self.conn, Some(c) if !c.client.is_closed());
+        if !usable {
+            self.conn = Some(Conn {
+                client: open(&self.options)?,
+                options: self.options.clone(),
+                schema: self.schema.clone(),
+                fence: self.fence,
+            });
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| DestinationError::new(ErrorKind::Internal, "no PostgreSQL connection"))
+    }
+
+    /// Waits for the commit running on its own thread, if any, and keeps what it came to.
+    fn join_running(&mut self) {
+        let Some(handle) = self.running.take() else {
+            return;
+        };
+        let outcome = match handle.join() {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) | Err(_) => {
+                // The batch went down with the thread: nothing to retry.
+                self.finished = Some(Err(DestinationError::new(
+                    ErrorKind::Internal,
+                    "the commit's thread panicked; its batch was not committed",
+                )));
+                return;
+            }
+        };
+        self.conn = Some(outcome.conn);
+        match outcome.result {
+            Ok(report) => {
+                self.layout = outcome.layout;
+                self.finished = Some(Ok(report));
+            }
+            Err(e) => {
+                self.failed = Some(outcome.batch);
+                self.finished = Some(Err(e));
+            }
+        }
     }
 
     /// Stages records with sequences chosen by the caller.
@@ -165,22 +262,14 @@ impl PostgresDestination {
         )
     }
 
-    fn reconnect_if_closed(&mut self) -> Result<(), DestinationError> {
-        if self.client.is_closed() {
-            self.client = open(&self.options)?;
-        }
-        Ok(())
-    }
-
     fn read_layout(&mut self) -> Result<Layout, DestinationError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
-                &[&self.schema],
-            )
-            .map_err(|e| self.err(e, "reading the table layout"))?;
+        let schema = self.schema.clone();
+        let rows = self.conn()?.client.query(
+            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
+            &[&schema],
+        );
+        let rows = rows.map_err(|e| self.err(e, "reading the table layout"))?;
         let mut tables: BTreeMap<String, Vec<(String, ColumnType)>> = BTreeMap::new();
         for row in rows {
             let (table, column, ty): (String, String, String) = (row.get(0), row.get(1), row.get(2));
@@ -207,20 +296,112 @@ fn open(options: &ConnectOptions) -> Result<Client, DestinationError> {
     })
 }
 
+impl PostgresDestination {
+    /// Commits the staged batch with `state` (after a failure, that failed batch again, never with
+    /// what was staged since): on a thread of its own with `background` (`Ok(None)`), else here.
+    fn start(
+        &mut self,
+        state: Option<&State>,
+        background: bool,
+    ) -> Result<Option<CommitReport>, DestinationError> {
+        self.join_running();
+        self.finished = None;
+        let batch = match self.failed.take() {
+            Some(retry) => retry,
+            None => self.stager.take_batch(),
+        };
+        let state = state.cloned();
+        let conn = match self.conn() {
+            Ok(_) => self.conn.take(),
+            Err(e) => {
+                self.failed = Some(batch);
+                return Err(e);
+            }
+        };
+        let Some(mut conn) = conn else {
+            self.failed = Some(batch);
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                "no PostgreSQL connection",
+            ));
+        };
+        conn.fence = self.fence;
+        let layout = self.layout.clone();
+        if background {
+            // The job waits in a slot the thread empties: when no thread can be started, it is
+            // taken back and committed here instead (the batch is never lost).
+            let job = Arc::new(Mutex::new(Some((conn, batch, state, layout))));
+            let for_thread = Arc::clone(&job);
+            let spawned = std::thread::Builder::new()
+                .name("seam-postgres-commit".into())
+                .spawn(move || {
+                    let taken = for_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    taken.map(|(mut conn, batch, state, mut layout)| {
+                        let result = commit_batch(&mut conn, &batch, &mut layout, state.as_ref());
+                        Outcome {
+                            conn,
+                            batch,
+                            layout,
+                            result,
+                        }
+                    })
+                });
+            if let Ok(handle) = spawned {
+                self.running = Some(handle);
+                return Ok(None);
+            }
+            let Some((c, b, s, _)) = job.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+                return Err(DestinationError::new(
+                    ErrorKind::Internal,
+                    "a commit's job went missing",
+                ));
+            };
+            conn = c;
+            return self.commit_here(conn, b, s).map(Some);
+        }
+        self.commit_here(conn, batch, state).map(Some)
+    }
+
+    /// Commits `batch` with `state` on this thread.
+    fn commit_here(
+        &mut self,
+        mut conn: Conn,
+        batch: Stager,
+        state: Option<State>,
+    ) -> Result<CommitReport, DestinationError> {
+        let mut layout = self.layout.clone();
+        let result = commit_batch(&mut conn, &batch, &mut layout, state.as_ref());
+        self.conn = Some(conn);
+        match result {
+            Ok(report) => {
+                self.layout = layout;
+                Ok(report)
+            }
+            Err(e) => {
+                self.failed = Some(batch);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for PostgresDestination {
+    fn drop(&mut self) {
+        // A commit still running ends (or fails) before the connection goes.
+        self.join_running();
+    }
+}
+
 impl Destination for PostgresDestination {
     fn check(&mut self) -> Result<(), DestinationError> {
-        self.reconnect_if_closed()?;
-        self.client
-            .batch_execute("SELECT 1")
-            .map_err(|e| self.err(e, "checking the connection"))
+        let checked = self.conn()?.client.batch_execute("SELECT 1");
+        checked.map_err(|e| self.err(e, "checking the connection"))
     }
 
     fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
-        self.reconnect_if_closed()?;
-        let row = self
-            .client
-            .query_opt(&sql::select_state(&quote_ident(&self.schema)), &[])
-            .map_err(|e| self.err(e, "reading the committed state"))?;
+        let sql = sql::select_state(&quote_ident(&self.schema));
+        let row = self.conn()?.client.query_opt(&sql, &[]);
+        let row = row.map_err(|e| self.err(e, "reading the committed state"))?;
         let Some(row) = row else { return Ok(None) };
         let text: String = row.get(0);
         let bad = |source| {
@@ -250,49 +431,57 @@ impl Destination for PostgresDestination {
     }
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
-        self.reconnect_if_closed()?;
-        let mut layout = self.layout.clone();
-        // The plan borrows the staged rows while `apply` needs the connection: the stager steps
-        // out for the commit and comes back whatever happens.
-        let stager = std::mem::replace(&mut self.stager, Stager::new(NameRules::POSTGRES, HashSet::new()));
-        let mut plan = stager.plan(&mut layout);
-        let applied = load::apply(self, &plan, &layout, state);
-        let report = std::mem::take(&mut plan.report);
-        drop(plan);
-        self.stager = stager;
-        applied?;
-        self.layout = layout;
-        self.stager.clear();
-        Ok(report)
+        match self.start(state, false)? {
+            Some(report) => Ok(report),
+            None => self.commit_finish(),
+        }
+    }
+
+    fn commit_start(&mut self, state: Option<&State>) -> Result<Option<CommitReport>, DestinationError> {
+        self.start(state, true)
+    }
+
+    fn commit_finish(&mut self) -> Result<CommitReport, DestinationError> {
+        self.join_running();
+        self.finished
+            .take()
+            .unwrap_or_else(|| Err(DestinationError::new(ErrorKind::Internal, "no commit is running")))
     }
 
     fn discard(&mut self) {
+        self.join_running();
+        self.finished = None;
+        self.failed = None;
         self.stager.clear();
     }
 
     fn fence(&mut self, token: i64) -> Result<(), DestinationError> {
-        self.reconnect_if_closed()?;
         let schema = quote_ident(&self.schema);
+        let conn = self.conn()?;
         // The claim waits for a commit of the previous holder that is under way (it holds the row),
         // so what this writer reads next includes it; a larger token already there refuses it.
-        let claimed = self
-            .client
-            .query_opt(
-                &format!(
-                    "INSERT INTO {st} (id, state, committed_at) VALUES ($1, $2, now() AT TIME ZONE 'UTC') \
-                     ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, committed_at = EXCLUDED.committed_at \
-                     WHERE CAST({st}.state AS BIGINT) <= CAST(EXCLUDED.state AS BIGINT) RETURNING state",
-                    st = qualified(&schema, STATE_TABLE)
-                ),
-                &[&sql::FENCE_ROW, &token.to_string()],
-            )
-            .map_err(|e| self.err(e, "claiming the schema for this job"))?;
+        let claimed = conn.client.query_opt(
+            &format!(
+                "INSERT INTO {st} (id, state, committed_at) VALUES ($1, $2, now() AT TIME ZONE 'UTC') \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, committed_at = EXCLUDED.committed_at \
+                 WHERE CAST({st}.state AS BIGINT) <= CAST(EXCLUDED.state AS BIGINT) RETURNING state",
+                st = qualified(&schema, STATE_TABLE)
+            ),
+            &[&sql::FENCE_ROW, &token.to_string()],
+        );
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => return Err(self.err(e, "claiming the schema for this job")),
+        };
         if claimed.is_none() {
-            let holder = load::fence_holder(&mut self.client, &schema)
-                .map_err(|e| self.err(e, "reading who holds the schema"))?;
+            let holder = load::fence_holder(&mut conn.client, &schema);
+            let holder = holder.map_err(|e| self.err(e, "reading who holds the schema"))?;
             return Err(load::fenced(token, holder));
         }
         self.fence = Some(token);
+        if let Some(c) = self.conn.as_mut() {
+            c.fence = Some(token);
+        }
         Ok(())
     }
 }

@@ -61,7 +61,7 @@ impl TestDest for DuckDbDestination {
 
 impl TestDest for PostgresDestination {
     fn query(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let msgs = self.client().simple_query(sql).unwrap();
+        let msgs = self.client().expect("client").simple_query(sql).unwrap();
         let mut out = Vec::new();
         for m in msgs {
             if let postgres::SimpleQueryMessage::Row(row) = m {
@@ -80,7 +80,7 @@ impl TestDest for PostgresDestination {
         out
     }
     fn exec(&mut self, sql: &str) {
-        self.client().batch_execute(sql).unwrap();
+        self.client().expect("client").batch_execute(sql).unwrap();
     }
     fn write_seq(&mut self, stream: &str, records: &[SequencedRecord]) {
         self.write_sequenced(stream, records).unwrap();
