@@ -254,6 +254,10 @@ where
     match result {
         Ok(()) => loader.finish(dest, on_commit),
         Err(e) => {
+            // A commit already running holds the batches before the failure: it ends and is reported
+            // (as when commits did not overlap); only what came after is dropped. A failure of that
+            // commit leaves `e` the error to report.
+            let _ = loader.settle(dest, on_commit);
             loader.abort(dest);
             Err(e)
         }

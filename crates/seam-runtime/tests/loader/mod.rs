@@ -258,6 +258,41 @@ fn a_failed_background_commit_is_retried_alone() {
     assert!(dest.warehouse().commits.is_empty());
 }
 
+/// Bad input after a full batch: the commit of that batch, left running in the background, still
+/// ends and its state is emitted, as when it committed in place.
+#[test]
+fn bad_input_after_a_background_commit_still_reports_that_commit() {
+    let text = format!(
+        "{SCHEMA}\n{}\n{}\n{}\n{}\n{}\n{}\nnot json\n",
+        record(1),
+        state(1),
+        record(2),
+        state(2),
+        record(3),
+        record(4)
+    );
+    let emitted = |dest: &mut MemDestination| {
+        let mut states = Vec::new();
+        let err = loader::run(
+            dest,
+            lines(&text),
+            &mut |c: Commit<'_>| {
+                states.extend(c.state.cloned());
+                Ok(())
+            },
+            &config(3),
+        )
+        .unwrap_err();
+        assert!(matches!(err, LoadError::Input(_)), "{err}");
+        states
+    };
+    let in_place = emitted(&mut fake());
+    assert_eq!(in_place, vec![json!({"bookmarks": {"s": {"pos": 2}}})]);
+    let mut dest = fake().in_background();
+    assert_eq!(emitted(&mut dest), in_place);
+    assert_eq!(dest.warehouse().commits.len(), 1);
+}
+
 /// A warehouse that rate-limits every commit for a minute: a stop ends the retry wait at once (the
 /// wait used to be a plain sleep of the whole minute, thirty times over), and nothing is committed.
 #[test]
