@@ -193,6 +193,12 @@ pub trait Destination: Send {
         self.commit(state).map(Some)
     }
 
+    /// True while a commit [`Destination::commit_start`] left running has not ended; once false,
+    /// [`Destination::commit_finish`] returns without waiting. The default leaves none running.
+    fn commit_running(&self) -> bool {
+        false
+    }
+
     /// Waits for the commit [`Destination::commit_start`] left running; its report once it is
     /// durable, or why it failed (the batch then waits for a retry or `discard`).
     fn commit_finish(&mut self) -> Result<CommitReport, DestinationError> {

@@ -23,8 +23,9 @@
 //!   ([`Loader::stop_on`]) is cancelled: the commit then fails with [`LoadError::Stopped`], with the
 //!   same guarantee (nothing of the batch committed, the state where it was);
 //! - a destination that commits in the background ([`Destination::commit_start`]) commits a full
-//!   batch while the next one is staged: the loader waits for that commit (retrying it alone when it
-//!   fails) before it starts another, before a SCHEMA or ACTIVATE_VERSION, and at the end;
+//!   batch while the next one is staged: the loader reports that commit as soon as a message finds
+//!   it ended, and waits for it (retrying it alone when it fails) before it starts another, before
+//!   a SCHEMA or ACTIVATE_VERSION, and at the end;
 //! - memory is bounded by one batch (plus the destination's staging of it; two with a background
 //!   commit).
 //!
@@ -394,6 +395,10 @@ impl Loader {
                     .is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
             if full {
                 self.commit(dest, on_commit, true)?;
+            } else if self.running.is_some() && !dest.commit_running() {
+                // The commit running in the background has ended: report it now rather than when
+                // the next one starts.
+                self.settle(dest, on_commit)?;
             }
         }
         Ok(())

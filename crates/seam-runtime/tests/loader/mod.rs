@@ -293,6 +293,40 @@ fn bad_input_after_a_background_commit_still_reports_that_commit() {
     assert_eq!(dest.warehouse().commits.len(), 1);
 }
 
+/// A background commit that has ended is reported at the next message, not when the next batch
+/// is full; one still running is reported when the loader has to wait for it.
+#[test]
+fn an_ended_background_commit_is_reported_at_the_next_message() {
+    let mut text = format!("{SCHEMA}\n");
+    for i in 1..=7 {
+        text += &format!("{}\n{}\n", record(i), state(i));
+    }
+    // The message count at each report, and the rows it reported.
+    let reports = |mut dest: MemDestination| {
+        let pushed = std::cell::Cell::new(0);
+        let mut reported: Vec<(usize, u64)> = Vec::new();
+        let mut on_commit = |c: Commit<'_>| {
+            reported.push((pushed.get(), c.report.total_rows()));
+            Ok(())
+        };
+        let mut loader = loader::Loader::new(config(3));
+        for item in lines(&text) {
+            let (line, message) = item.unwrap();
+            pushed.set(pushed.get() + 1);
+            loader.push(&mut dest, line, message, &mut on_commit).unwrap();
+        }
+        loader.finish(&mut dest, &mut on_commit).unwrap();
+        reported
+    };
+    // Message 6 is record 3, which fills the first batch; message 7 is the STATE after it.
+    assert_eq!(reports(fake()), vec![(6, 3), (12, 3), (15, 1)]);
+    assert_eq!(
+        reports(fake().in_background_ending_at_once()),
+        vec![(7, 3), (13, 3), (15, 1)]
+    );
+    assert_eq!(reports(fake().in_background()), vec![(12, 3), (15, 3), (15, 1)]);
+}
+
 /// A warehouse that rate-limits every commit for a minute: a stop ends the retry wait at once (the
 /// wait used to be a plain sleep of the whole minute, thirty times over), and nothing is committed.
 #[test]

@@ -441,6 +441,10 @@ impl Destination for PostgresDestination {
         self.start(state, true)
     }
 
+    fn commit_running(&self) -> bool {
+        self.running.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
     fn commit_finish(&mut self) -> Result<CommitReport, DestinationError> {
         self.join_running();
         self.finished

@@ -83,8 +83,17 @@ fn a_commit_left_running_keeps_the_next_batch_apart_and_is_retried_alone() {
             .unwrap();
         let report = match started {
             Some(report) => report,
-            None => d.commit_finish().unwrap(),
+            None => {
+                // It ends on its own; then `commit_finish` does not wait.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while d.commit_running() {
+                    assert!(std::time::Instant::now() < deadline, "the commit never ended");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                d.commit_finish().unwrap()
+            }
         };
+        assert!(!d.commit_running());
         assert_eq!(report.rows.get("tickets"), Some(&1));
         assert_eq!(d.committed_state().unwrap(), Some(state(1)));
         assert_eq!(
