@@ -10,6 +10,31 @@ pub mod tap;
 pub mod target;
 pub mod token;
 
+/// One-shot commands (`tap`, `target`, `sync`) allocate from one malloc arena.
+///
+/// glibc's malloc gives threads that allocate at the same time arenas of their own (up to eight per
+/// core) and keeps what is freed in each for reuse, so a process whose threads take turns holding
+/// pages and batches keeps the high-water mark of every arena. `seam sync` of a 20k-ticket account
+/// into PostgreSQL peaked at 102–113 MB of RSS with glibc's default for a 34 MB heap peak
+/// (heaptrack), 73 MB with one arena, at the same CPU. `seam serve` keeps glibc's default: it runs
+/// several jobs at once, on as many cores as it has. `MALLOC_ARENA_MAX` or a
+/// `glibc.malloc.arena_max` tunable set by the user wins.
+pub fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let user_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+        if !user_set {
+            // SAFETY: mallopt only sets a parameter of glibc's malloc and takes no pointer; `main`
+            // calls this before it starts any thread. A refusal (0) leaves glibc's default.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
+            }
+        }
+    }
+}
+
 /// Files seam creates are readable by its own user only (umask 0o077): the data directory, the
 /// metastore, the key file and the warehouse hold credentials and Zendesk data (PII).
 pub fn restrict_umask() {
