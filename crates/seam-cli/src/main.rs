@@ -40,10 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before anything is created: the files seam writes hold credentials and Zendesk data.
     cmd::restrict_umask();
-    if matches!(
-        cli.command,
-        Command::Tap(_) | Command::Target(_) | Command::Sync(_)
-    ) {
+    if matches!(cli.command, Command::Target(_) | Command::Sync(_)) {
         cmd::one_malloc_arena();
     }
     let result = match cli.command {

@@ -10,15 +10,16 @@ pub mod tap;
 pub mod target;
 pub mod token;
 
-/// One-shot commands (`tap`, `target`, `sync`) allocate from one malloc arena.
+/// The loading commands (`target`, `sync`) allocate from one malloc arena.
 ///
 /// glibc's malloc gives threads that allocate at the same time arenas of their own (up to eight per
 /// core) and keeps what is freed in each for reuse, so a process whose threads take turns holding
 /// pages and batches keeps the high-water mark of every arena. `seam sync` of a 20k-ticket account
-/// into PostgreSQL peaked at 102–113 MB of RSS with glibc's default for a 34 MB heap peak
-/// (heaptrack), 73 MB with one arena, at the same CPU. `seam serve` keeps glibc's default: it runs
-/// several jobs at once, on as many cores as it has. `MALLOC_ARENA_MAX` or a
-/// `glibc.malloc.arena_max` tunable set by the user wins.
+/// into PostgreSQL peaked at 98–112 MB of RSS with glibc's default for a 34 MB heap peak
+/// (heaptrack), 71–74 MB with one arena, for 3.5% more CPU (medians of `farm-bench -n 5`, 0.88–1.09
+/// run to run); at 100k tickets it stays at ~67 MB. `seam tap` keeps the default (one arena costs
+/// it 8% CPU to save 6 MB), and so does `seam serve`, which runs several jobs at once on as many
+/// cores as it has. `MALLOC_ARENA_MAX` or a `glibc.malloc.arena_max` tunable set by the user wins.
 pub fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
