@@ -454,54 +454,88 @@ const COLUMN_CACHE_MAX: usize = 20_000;
 struct ColumnCache {
     by_prefix: HashMap<Col, FieldColumns, FastHash>,
     len: usize,
+    /// Emptied column lists, reused for the next objects' columns.
+    spare: Vec<Vec<Col>>,
 }
 
 /// Under one prefix: field name → its column, or why it cannot name one.
 type FieldColumns = HashMap<Box<str>, Result<Col, String>, FastHash>;
 
+/// A field of an object being flattened: its name and value.
+trait Field<'j> {
+    fn name(&self) -> &str;
+    fn value(&self) -> &Json<'j>;
+}
+
+impl<'j> Field<'j> for (Cow<'j, str>, Json<'j>) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn value(&self) -> &Json<'j> {
+        &self.1
+    }
+}
+
+impl<'j> Field<'j> for (&str, &Json<'j>) {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn value(&self) -> &Json<'j> {
+        self.1
+    }
+}
+
 impl ColumnCache {
-    /// The column each of `names` takes under `prefix`, in order, onto `out` (the prefix is looked
-    /// up once for them all).
-    fn columns<'n>(
+    /// Works out the column `name` takes under `prefix`.
+    fn work_out(rules: &NameRules, prefix: &str, name: &str) -> Result<Col, String> {
+        rules.canonical_field(name).and_then(|canon| {
+            let column = if prefix.is_empty() {
+                canon
+            } else {
+                format!("{prefix}__{canon}")
+            };
+            rules.check_column(&column)?;
+            Ok(Col::from(column))
+        })
+    }
+
+    /// The columns each of `fields` takes under `prefix`, in order, onto `out` (the prefix is looked
+    /// up once for them all); `check` sees each column (and the ones before it) as it is found, and
+    /// its `Err`, or the first field that names no column, ends the work with that reason.
+    fn columns<'j, F: Field<'j>>(
         &mut self,
         rules: &NameRules,
         prefix: &str,
-        names: impl Iterator<Item = &'n str>,
-        out: &mut Vec<Result<Col, String>>,
-    ) {
-        let work_out = |name: &str| {
-            rules.canonical_field(name).and_then(|canon| {
-                let column = if prefix.is_empty() {
-                    canon
-                } else {
-                    format!("{prefix}__{canon}")
-                };
-                rules.check_column(&column)?;
-                Ok(Col::from(column))
-            })
+        fields: &[F],
+        out: &mut Vec<Col>,
+        mut check: impl FnMut(&[Col], &Col) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let ColumnCache { by_prefix, len, .. } = self;
+        let mut known = match by_prefix.get_mut(prefix) {
+            Some(known) => Some(known),
+            None if *len < COLUMN_CACHE_MAX => Some(by_prefix.entry(Col::from(prefix)).or_default()),
+            None => None,
         };
-        if !self.by_prefix.contains_key(prefix) {
-            if self.len >= COLUMN_CACHE_MAX {
-                out.extend(names.map(work_out));
-                return;
-            }
-            self.by_prefix.insert(Col::from(prefix), FieldColumns::default());
-        }
-        let Some(known) = self.by_prefix.get_mut(prefix) else {
-            return out.extend(names.map(work_out));
-        };
-        for name in names {
-            if let Some(found) = known.get(name) {
-                out.push(found.clone());
-                continue;
-            }
-            let column = work_out(name);
-            if self.len < COLUMN_CACHE_MAX {
-                self.len += 1;
-                known.insert(name.into(), column.clone());
-            }
+        for field in fields {
+            let name = field.name();
+            let column = match known.as_deref_mut() {
+                Some(known) => match known.get(name) {
+                    Some(found) => found.clone(),
+                    None => {
+                        let column = Self::work_out(rules, prefix, name);
+                        if *len < COLUMN_CACHE_MAX {
+                            *len += 1;
+                            known.insert(name.into(), column.clone());
+                        }
+                        column
+                    }
+                },
+                None => Self::work_out(rules, prefix, name),
+            }?;
+            check(out, &column)?;
             out.push(column);
         }
+        Ok(())
     }
 }
 
@@ -895,52 +929,61 @@ impl<S: RowSink> Flattener<'_, S> {
     /// The column each field of an object takes under `prefix`, in the object's order; `Err` (the
     /// reason) when some key cannot name a column of its own: it has no ASCII letter, digit or
     /// underscore, it is reserved, the column would be too long, two keys name the same column, or
-    /// (nested) the column is one a field of the record itself names.
-    fn field_columns(
+    /// (nested) the column is one a field of the record itself names. Hand the list back to
+    /// [`Self::object_into`], which returns it to the cache's spares.
+    fn field_columns<'j, F: Field<'j>>(
         &mut self,
         prefix: &str,
-        fields: &[(&str, &Json<'_>)],
+        fields: &[F],
         claimed: &[Col],
     ) -> Result<Vec<Col>, String> {
-        let mut found = Vec::with_capacity(fields.len());
-        self.cache.columns(
-            self.rules,
-            prefix,
-            fields.iter().map(|(name, _)| *name),
-            &mut found,
-        );
-        let mut columns: Vec<Col> = Vec::with_capacity(fields.len());
+        let mut columns = self.cache.spare.pop().unwrap_or_default();
         // Small objects (the usual case) are checked for duplicates by a scan, large ones by a set.
         let mut seen: HashSet<Col, FastHash> = HashSet::default();
-        for column in found {
-            let column = column?;
-            let duplicate = if fields.len() <= 16 {
-                columns.contains(&column)
-            } else {
-                !seen.insert(column.clone())
-            };
-            if duplicate || (!prefix.is_empty() && claimed.contains(&column)) {
-                return Err(format!("Field collision on {column}"));
+        let small = fields.len() <= 16;
+        let found = self
+            .cache
+            .columns(self.rules, prefix, fields, &mut columns, |earlier, column| {
+                let duplicate = if small {
+                    earlier.contains(column)
+                } else {
+                    !seen.insert(column.clone())
+                };
+                if duplicate || (!prefix.is_empty() && claimed.contains(column)) {
+                    return Err(format!("Field collision on {column}"));
+                }
+                Ok(())
+            });
+        match found {
+            Ok(()) => Ok(columns),
+            Err(reason) => {
+                columns.clear();
+                self.cache.spare.push(columns);
+                Err(reason)
             }
-            columns.push(column);
         }
-        Ok(columns)
     }
 
     /// Flattens an object's fields into `row`, each under its column from [`Self::field_columns`].
-    fn object_into(
+    fn object_into<'j, F: Field<'j>>(
         &mut self,
         row: RowId,
-        fields: &[(&str, &Json<'_>)],
-        columns: Vec<Col>,
+        fields: &[F],
+        mut columns: Vec<Col>,
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
-        for ((name, value), column) in fields.iter().zip(columns) {
-            let sub_schema = schema.and_then(|s| child(s, name));
-            self.value_into(row, &column, value, sub_schema, ctx)?;
+        let mut done = Ok(());
+        for (field, column) in fields.iter().zip(&columns) {
+            let sub_schema = schema.and_then(|s| child(s, field.name()));
+            done = self.value_into(row, column, field.value(), sub_schema, ctx);
+            if done.is_err() {
+                break;
+            }
         }
-        Ok(())
+        columns.clear();
+        self.cache.spare.push(columns);
+        done
     }
 
     /// Puts one cell in `row`, refusing a second value for a column (two source fields that
@@ -978,12 +1021,11 @@ impl<S: RowSink> Flattener<'_, S> {
         match value {
             // NULLs create nothing, but two fields mapping to one column still collide.
             Json::Null => self.put(row, column, CellRef::Null),
-            Json::Object(m) => {
+            Json::Object(fields) => {
                 let mark = self.sink.mark();
-                let fields: Vec<(&str, &Json<'_>)> = m.iter().map(|(k, v)| (&**k, v)).collect();
                 let flattened = self
-                    .field_columns(column, &fields, ctx.claimed)
-                    .and_then(|columns| self.object_into(row, &fields, columns, schema, ctx));
+                    .field_columns(column, fields, ctx.claimed)
+                    .and_then(|columns| self.object_into(row, fields, columns, schema, ctx));
                 if flattened.is_err() {
                     self.sink.rollback(mark);
                     return self.put_json(row, column, value);
@@ -1056,12 +1098,11 @@ impl<S: RowSink> Flattener<'_, S> {
             claimed: &[],
         };
         match item {
-            Json::Object(m) => {
+            Json::Object(fields) => {
                 let mark = self.sink.mark();
-                let fields: Vec<(&str, &Json<'_>)> = m.iter().map(|(k, v)| (&**k, v)).collect();
                 let flattened = self
-                    .field_columns("", &fields, &[])
-                    .and_then(|columns| self.object_into(row, &fields, columns, schema, &sub));
+                    .field_columns("", fields, &[])
+                    .and_then(|columns| self.object_into(row, fields, columns, schema, &sub));
                 if flattened.is_err() {
                     self.sink.rollback(mark);
                     self.put_json(row, value_column, item)?;
