@@ -143,6 +143,10 @@ impl SequenceClock {
     }
 }
 
+/// Bytes of record JSON in a batch, unless the destination or the caller chooses otherwise
+/// (target-stitch's 4 MB).
+pub const DEFAULT_BATCH_BYTES: usize = 4_000_000;
+
 /// A warehouse that loads Singer streams with Stitch's semantics.
 ///
 /// Implementations are blocking and run on a dedicated thread; the runtime feeds them from a bounded
@@ -191,6 +195,12 @@ pub trait Destination: Send {
     /// staged since.
     fn commit_start(&mut self, state: Option<&State>) -> Result<Option<CommitReport>, DestinationError> {
         self.commit(state).map(Some)
+    }
+
+    /// Bytes of record JSON a batch gathers before it commits, when the loader's settings name none:
+    /// what this destination commits best at. [`DEFAULT_BATCH_BYTES`] unless it knows better.
+    fn batch_bytes(&self) -> usize {
+        DEFAULT_BATCH_BYTES
     }
 
     /// True while a commit [`Destination::commit_start`] left running has not ended; once false,

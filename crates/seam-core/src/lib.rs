@@ -19,6 +19,7 @@ pub use catalog::{Catalog, CatalogEntry, Inclusion, ReplicationMethod};
 pub use connector::{ConnectorSpec, PropertySpec, PropertyType};
 pub use destination::{
     CommitReport, Destination, DestinationError, LoadMode, SequenceClock, SequencedRecord,
+    DEFAULT_BATCH_BYTES,
 };
 pub use error::{Classify, ErrorKind, RetryDecision, RetryPolicy};
 pub use schema::{JsonType, Schema};

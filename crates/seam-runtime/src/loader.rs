@@ -57,8 +57,10 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 pub struct LoaderConfig {
     /// Commit when this many records are staged (target-stitch: 20,000).
     pub max_batch_records: usize,
-    /// Commit when this many bytes of record JSON are staged (target-stitch: 4 MB).
-    pub max_batch_bytes: usize,
+    /// Commit when this many bytes of record JSON are staged; `None`: the destination's
+    /// [`Destination::batch_bytes`] (target-stitch's 4 MB unless the destination commits better
+    /// in larger batches).
+    pub max_batch_bytes: Option<usize>,
     /// Commit when the batch is this old, so bookmarks move during slow syncs.
     pub max_batch_age: Duration,
     /// How failed commits are retried.
@@ -69,7 +71,7 @@ impl Default for LoaderConfig {
     fn default() -> Self {
         LoaderConfig {
             max_batch_records: 20_000,
-            max_batch_bytes: 4_000_000,
+            max_batch_bytes: None,
             max_batch_age: Duration::from_secs(60),
             retry: RetryPolicy::default(),
         }
@@ -389,7 +391,7 @@ impl Loader {
                 }
             }
             let full = self.batch_records >= self.config.max_batch_records
-                || self.batch_bytes >= self.config.max_batch_bytes
+                || self.batch_bytes >= self.config.max_batch_bytes.unwrap_or_else(|| dest.batch_bytes())
                 || self
                     .batch_started
                     .is_some_and(|t| t.elapsed() >= self.config.max_batch_age);

@@ -98,6 +98,8 @@ pub struct MemDestination {
     running: Option<(Batch, Option<State>)>,
     /// The batch of a background commit that failed, for its retry.
     failed: Option<Batch>,
+    /// What [`Destination::batch_bytes`] answers (the trait's default when `None`).
+    batch_bytes: Option<usize>,
 }
 
 /// Staged records: (stream, record).
@@ -119,7 +121,14 @@ impl MemDestination {
             ends_at_once: false,
             running: None,
             failed: None,
+            batch_bytes: None,
         }
+    }
+
+    /// The same, asking the loader for batches of `bytes` bytes of record JSON.
+    pub fn with_batch_bytes(mut self, bytes: usize) -> MemDestination {
+        self.batch_bytes = Some(bytes);
+        self
     }
 
     /// The same, committing in the background: `commit_start` returns at once and `commit_finish`
@@ -231,6 +240,10 @@ impl MemDestination {
 }
 
 impl Destination for MemDestination {
+    fn batch_bytes(&self) -> usize {
+        self.batch_bytes.unwrap_or(seam_core::DEFAULT_BATCH_BYTES)
+    }
+
     fn check(&mut self) -> Result<(), DestinationError> {
         Ok(())
     }

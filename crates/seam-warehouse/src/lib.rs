@@ -30,8 +30,3 @@ pub use crate::spec::DestinationSpec;
 
 pub use error::WarehouseError;
 pub use flatten::NameRules;
-
-/// Records per batch before the loader commits (target-stitch's default).
-pub const DEFAULT_MAX_BATCH_RECORDS: usize = 20_000;
-/// Bytes of record JSON per batch before the loader commits (target-stitch's default).
-pub const DEFAULT_MAX_BATCH_BYTES: usize = 4_000_000;

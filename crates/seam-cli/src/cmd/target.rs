@@ -22,9 +22,9 @@ pub struct Args {
     /// Commit after this many records (target-stitch's default).
     #[arg(long, global = true, default_value_t = 20_000)]
     max_batch_records: usize,
-    /// Commit after this many bytes of record JSON.
-    #[arg(long, global = true, default_value_t = 4_000_000)]
-    max_batch_bytes: usize,
+    /// Commit after this many bytes of record JSON [default: the warehouse's own: 4 MB, DuckDB 8 MB].
+    #[arg(long, global = true)]
+    max_batch_bytes: Option<usize>,
     /// Load this stream append-only even though it has key properties (repeatable). Streams without
     /// key properties are always append-only.
     #[arg(long = "append-only", global = true, value_name = "STREAM")]
@@ -91,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut dest = open_with_retry(|| destination.open(&schema, append_only.clone())).map_err(flat)?;
     let config = LoaderConfig {
         max_batch_records: args.max_batch_records.max(1),
-        max_batch_bytes: args.max_batch_bytes.max(1),
+        max_batch_bytes: args.max_batch_bytes.map(|b| b.max(1)),
         ..LoaderConfig::default()
     };
     // Reads of 256 KB: with stdin's own 8 KB buffer, a tap's output cost one read call per 8 KB.

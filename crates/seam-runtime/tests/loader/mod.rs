@@ -416,3 +416,43 @@ fn loads_into_duckdb_end_to_end() {
         Some(&json!(50))
     );
 }
+
+/// The records per stream of each commit.
+fn commit_sizes(dest: &MemDestination) -> Vec<u64> {
+    dest.warehouse()
+        .commits
+        .iter()
+        .map(|c| c.records.values().sum())
+        .collect()
+}
+
+#[test]
+fn batches_are_as_large_as_the_destination_asks_unless_the_caller_says() {
+    let mut text = format!("{SCHEMA}\n");
+    for i in 1..=8 {
+        text += &format!("{}\n", record(i));
+    }
+    // Each record's JSON is `{"id":N}`, 8 bytes: a destination asking for 24 bytes commits every
+    // third record.
+    let by_bytes = |records: usize, bytes: Option<usize>| LoaderConfig {
+        max_batch_bytes: bytes,
+        ..config(records)
+    };
+    let mut dest = fake().with_batch_bytes(24);
+    loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &by_bytes(100, None)).unwrap();
+    assert_eq!(commit_sizes(&dest), vec![3, 3, 2]);
+
+    // The caller's own limit wins over the destination's.
+    let mut dest = fake().with_batch_bytes(24);
+    loader::run(
+        &mut dest,
+        lines(&text),
+        &mut |_| Ok(()),
+        &by_bytes(100, Some(1_000)),
+    )
+    .unwrap();
+    assert_eq!(commit_sizes(&dest), vec![8]);
+    let mut dest = fake().with_batch_bytes(24);
+    loader::run(&mut dest, lines(&text), &mut |_| Ok(()), &by_bytes(100, Some(16))).unwrap();
+    assert_eq!(commit_sizes(&dest), vec![2, 2, 2, 2]);
+}
