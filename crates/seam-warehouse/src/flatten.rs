@@ -456,6 +456,29 @@ struct ColumnCache {
     len: usize,
     /// Emptied column lists, reused for the next objects' columns.
     spare: Vec<Vec<Col>>,
+    /// `(table, column)` → the subtable its arrays load into (or why none can be named), by the
+    /// address of the two names' shared text. The key holds both names, so neither address can be
+    /// freed and given to another name while the entry lives.
+    subtables: HashMap<(ByAddress, ByAddress), Result<Col, String>, FastHash>,
+}
+
+/// A name compared and hashed by the address of its shared text: the same `Col` is found without
+/// reading its text.
+#[derive(Debug, Clone)]
+struct ByAddress(Col);
+
+impl PartialEq for ByAddress {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ByAddress {}
+
+impl std::hash::Hash for ByAddress {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0.as_ptr() as usize).hash(state);
+    }
 }
 
 /// Under one prefix: field name → its column, or why it cannot name one.
@@ -486,6 +509,24 @@ impl<'j> Field<'j> for (&str, &Json<'j>) {
 }
 
 impl ColumnCache {
+    /// The subtable of `table` that the arrays in `column` load into, or why its name cannot be one.
+    fn subtable(&mut self, rules: &NameRules, table: &Col, column: &Col) -> Result<Col, String> {
+        let work_out = || {
+            let name = format!("{table}__{column}");
+            rules.check_table(&name).map(|()| Col::from(name))
+        };
+        let key = (ByAddress(table.clone()), ByAddress(column.clone()));
+        if let Some(found) = self.subtables.get(&key) {
+            return found.clone();
+        }
+        let found = work_out();
+        if self.len < COLUMN_CACHE_MAX {
+            self.len += 1;
+            self.subtables.insert(key, found.clone());
+        }
+        found
+    }
+
     /// Works out the column `name` takes under `prefix`.
     fn work_out(rules: &NameRules, prefix: &str, name: &str) -> Result<Col, String> {
         rules.canonical_field(name).and_then(|canon| {
@@ -1034,11 +1075,10 @@ impl<S: RowSink> Flattener<'_, S> {
             }
             Json::Array(items) => {
                 let mark = self.sink.mark();
-                let table = format!("{}__{column}", ctx.table);
                 let loaded = self
-                    .rules
-                    .check_table(&table)
-                    .and_then(|()| self.array(Col::from(table), items, schema.and_then(items_schema), ctx));
+                    .cache
+                    .subtable(self.rules, ctx.table, column)
+                    .and_then(|table| self.array(table, items, schema.and_then(items_schema), ctx));
                 if loaded.is_err() {
                     self.sink.rollback(mark);
                     return self.put_json(row, column, value);
