@@ -12,7 +12,8 @@
 //! - order is checked: a RECORD (or ACTIVATE_VERSION) for a stream whose SCHEMA has not been seen is an
 //!   error naming the line;
 //! - records are batched and committed when a batch reaches `max_batch_records` records or
-//!   `max_batch_bytes` bytes of record JSON, after every ACTIVATE_VERSION, when `max_batch_age` has
+//!   `max_batch_bytes` bytes of record JSON (by default, the size the destination asks for:
+//!   [`Destination::batch_bytes`]), after every ACTIVATE_VERSION, when `max_batch_age` has
 //!   passed since the batch began (checked as messages arrive), and at the end of the input;
 //! - each commit carries the latest STATE seen before it; a STATE is therefore made durable with, never
 //!   before, the rows that precede it, and `on_commit` receives it only after the commit succeeded;
