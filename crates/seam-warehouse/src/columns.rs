@@ -327,8 +327,12 @@ pub struct StreamBatch {
     log: Vec<Entry>,
     records: Vec<StagedRecord>,
     spans: Vec<Span>,
-    keys: HashMap<Box<str>, u32, FastHash>,
+    /// Each key's newest record. The key text is kept as built (a `Box<str>` would shrink, and so
+    /// copy, every key).
+    keys: HashMap<String, u32, FastHash>,
     raw: String,
+    /// The rows of the record being finished (kept for its capacity).
+    rows_scratch: Vec<RowId>,
 }
 
 impl RowSink for StreamBatch {
@@ -443,14 +447,12 @@ impl StreamBatch {
     /// unless the batch holds a newer record with the same key (the newest `_sdc_sequence` wins; on
     /// a tie, the later record). `raw` is the record's JSON, kept for a rejection at planning.
     pub fn finish_record(&mut self, done: Flattened, sequence: i64, raw: &str) {
-        let rows: Vec<RowId> = self
-            .log
-            .iter()
-            .filter_map(|e| match *e {
-                Entry::Row { table, row } => Some(RowId { table, row }),
-                Entry::Cell { .. } => None,
-            })
-            .collect();
+        let mut rows = std::mem::take(&mut self.rows_scratch);
+        rows.clear();
+        rows.extend(self.log.iter().filter_map(|e| match *e {
+            Entry::Row { table, row } => Some(RowId { table, row }),
+            Entry::Cell { .. } => None,
+        }));
         for (i, &row) in rows.iter().enumerate() {
             for (c, v) in system_of_row(&done.system, i == 0) {
                 // A system column is never a field's (the naming rules reserve the names).
@@ -461,13 +463,14 @@ impl StreamBatch {
         let replaces = match self.keys.get(done.key.as_str()) {
             Some(&old) if self.records[old as usize].sequence > sequence => {
                 self.rollback(0);
+                self.rows_scratch = rows;
                 return;
             }
             Some(&old) => Some(old),
             None => None,
         };
         let first_span = self.spans.len() as u32;
-        for row in rows {
+        for &row in &rows {
             let own = self.spans.len() as u32 > first_span;
             match self.spans.last_mut() {
                 Some(s) if own && s.table == row.table && s.first + s.count == row.row => s.count += 1,
@@ -493,7 +496,8 @@ impl StreamBatch {
         if let Some(old) = replaces {
             self.kill(old);
         }
-        self.keys.insert(done.key.into_boxed_str(), index);
+        self.keys.insert(done.key, index);
+        self.rows_scratch = rows;
     }
 
     /// Marks a record's rows dead.

@@ -860,11 +860,15 @@ pub fn flatten_into<S: RowSink>(
         system.push((deleted_at.clone(), cell));
     }
     // Key fields are already in the row under their canonical names.
-    let entries: Vec<(&str, &Json<'_>)> = object
-        .iter()
-        .filter(|(k, _)| k != DELETED_AT && (spec.append_only || !spec.key_properties.iter().any(|p| p == k)))
-        .map(|(k, v)| (&**k, v))
-        .collect();
+    let mut entries: Vec<(&str, &Json<'_>)> = Vec::with_capacity(object.len());
+    entries.extend(
+        object
+            .iter()
+            .filter(|(k, _)| {
+                k != DELETED_AT && (spec.append_only || !spec.key_properties.iter().any(|p| p == k))
+            })
+            .map(|(k, v)| (&**k, v)),
+    );
     // The record's own fields must each name a column of their own (or the record is rejected);
     // deeper down, an object or array that cannot be flattened is kept whole as JSON instead (see
     // `Flattener::value_into`).
