@@ -508,7 +508,20 @@ impl<'j> Field<'j> for (&str, &Json<'j>) {
     }
 }
 
+/// Emptied column lists a stream's cache keeps for reuse, and the longest one it keeps: a hostile
+/// record (objects nested thousands deep, or with a million fields) leaves no memory behind.
+const SPARE_LISTS: usize = 64;
+const SPARE_LIST_CAPACITY: usize = 4_096;
+
 impl ColumnCache {
+    /// Takes back a column list for reuse (see [`SPARE_LISTS`]).
+    fn give_back(&mut self, mut columns: Vec<Col>) {
+        columns.clear();
+        if self.spare.len() < SPARE_LISTS && columns.capacity() <= SPARE_LIST_CAPACITY {
+            self.spare.push(columns);
+        }
+    }
+
     /// The subtable of `table` that the arrays in `column` load into, or why its name cannot be one.
     fn subtable(&mut self, rules: &NameRules, table: &Col, column: &Col) -> Result<Col, String> {
         let work_out = || {
@@ -975,7 +988,7 @@ impl<S: RowSink> Flattener<'_, S> {
     /// reason) when some key cannot name a column of its own: it has no ASCII letter, digit or
     /// underscore, it is reserved, the column would be too long, two keys name the same column, or
     /// (nested) the column is one a field of the record itself names. Hand the list back to
-    /// [`Self::object_into`], which returns it to the cache's spares.
+    /// [`Self::object_into`], which gives it back to the cache for reuse.
     fn field_columns<'j, F: Field<'j>>(
         &mut self,
         prefix: &str,
@@ -1002,8 +1015,7 @@ impl<S: RowSink> Flattener<'_, S> {
         match found {
             Ok(()) => Ok(columns),
             Err(reason) => {
-                columns.clear();
-                self.cache.spare.push(columns);
+                self.cache.give_back(columns);
                 Err(reason)
             }
         }
@@ -1014,7 +1026,7 @@ impl<S: RowSink> Flattener<'_, S> {
         &mut self,
         row: RowId,
         fields: &[F],
-        mut columns: Vec<Col>,
+        columns: Vec<Col>,
         schema: Option<&Schema>,
         ctx: &Ctx<'_>,
     ) -> Result<(), String> {
@@ -1026,8 +1038,7 @@ impl<S: RowSink> Flattener<'_, S> {
                 break;
             }
         }
-        columns.clear();
-        self.cache.spare.push(columns);
+        self.cache.give_back(columns);
         done
     }
 
