@@ -256,3 +256,46 @@ async fn a_destination_password_is_never_printed_and_a_bad_url_fails_before_zend
     assert!(stderr.contains("duckdb:./warehouse.duckdb"), "{stderr}");
     sim.shutdown().await;
 }
+
+/// The commits a finished run's summary reports (`N commits, M API requests, …`).
+fn commits_reported(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.split_once(" commits, ")?.0.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no commit count in: {stderr}"))
+}
+
+/// `--max-batch-bytes` sets how much record JSON a commit gathers: a small limit makes many commits
+/// of the same account, and the warehouse still equals the truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_batch_bytes_sets_the_commit_size() {
+    let sim = start_sim(100, 11, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
+    let mut commits = Vec::new();
+    for (name, bytes) in [("default", None), ("small", Some("20000"))] {
+        let wh = Warehouse::duckdb(dir.path().join(format!("{name}.duckdb")), SCHEMA);
+        let mut cmd = crate::common::seam();
+        cmd.args(["sync", "--plain", "--schema", SCHEMA, "--config"])
+            .arg(&config)
+            .arg("--destination")
+            .arg(wh.destination());
+        if let Some(b) = bytes {
+            cmd.args(["--max-batch-bytes", b]);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "seam sync failed: {stderr}");
+        assert_matches_truth(&wh, &sim.truth(), None);
+        commits.push(commits_reported(&stderr));
+    }
+    assert!(
+        commits[1] > commits[0] + 10,
+        "20 kB batches made {} commits, the default {}",
+        commits[1],
+        commits[0]
+    );
+    sim.shutdown().await;
+}
