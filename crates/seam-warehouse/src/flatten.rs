@@ -456,29 +456,18 @@ struct ColumnCache {
     len: usize,
     /// Emptied column lists, reused for the next objects' columns.
     spare: Vec<Vec<Col>>,
-    /// `(table, column)` → the subtable its arrays load into (or why none can be named), by the
-    /// address of the two names' shared text. The key holds both names, so neither address can be
-    /// freed and given to another name while the entry lives.
-    subtables: HashMap<(ByAddress, ByAddress), Result<Col, String>, FastHash>,
+    /// `(table, column)`, by the address of each name's shared text → the subtable their arrays
+    /// load into.
+    subtables: HashMap<(usize, usize), Subtable, FastHash>,
 }
 
-/// A name compared and hashed by the address of its shared text: the same `Col` is found without
-/// reading its text.
-#[derive(Debug, Clone)]
-struct ByAddress(Col);
-
-impl PartialEq for ByAddress {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for ByAddress {}
-
-impl std::hash::Hash for ByAddress {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.0.as_ptr() as usize).hash(state);
-    }
+/// A cached subtable name, with the two names it was worked out from: held, so neither address can
+/// be freed and given to another name while the entry lives.
+#[derive(Debug)]
+struct Subtable {
+    _names: (Col, Col),
+    /// The subtable, or why its name cannot be one.
+    table: Result<Col, String>,
 }
 
 /// Under one prefix: field name → its column, or why it cannot name one.
@@ -524,18 +513,19 @@ impl ColumnCache {
 
     /// The subtable of `table` that the arrays in `column` load into, or why its name cannot be one.
     fn subtable(&mut self, rules: &NameRules, table: &Col, column: &Col) -> Result<Col, String> {
-        let work_out = || {
-            let name = format!("{table}__{column}");
-            rules.check_table(&name).map(|()| Col::from(name))
-        };
-        let key = (ByAddress(table.clone()), ByAddress(column.clone()));
+        let key = (table.as_ptr() as usize, column.as_ptr() as usize);
         if let Some(found) = self.subtables.get(&key) {
-            return found.clone();
+            return found.table.clone();
         }
-        let found = work_out();
+        let name = format!("{table}__{column}");
+        let found = rules.check_table(&name).map(|()| Col::from(name));
         if self.len < COLUMN_CACHE_MAX {
             self.len += 1;
-            self.subtables.insert(key, found.clone());
+            let entry = Subtable {
+                _names: (table.clone(), column.clone()),
+                table: found.clone(),
+            };
+            self.subtables.insert(key, entry);
         }
         found
     }
