@@ -48,6 +48,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
+mod streaming;
+
 /// A column name. Rows share them: a clone is a reference count, not a copy.
 pub type Col = Arc<str>;
 
@@ -452,7 +454,9 @@ const COLUMN_CACHE_MAX: usize = 20_000;
 /// stream instead of once per record.
 #[derive(Debug, Default)]
 struct ColumnCache {
-    by_prefix: HashMap<Col, FieldColumns, FastHash>,
+    /// Prefix → its place in `prefixes`.
+    by_prefix: HashMap<Col, usize, FastHash>,
+    prefixes: Vec<FieldColumns>,
     len: usize,
     /// Emptied column lists, reused for the next objects' columns.
     spare: Vec<Vec<Col>>,
@@ -543,6 +547,44 @@ impl ColumnCache {
         })
     }
 
+    /// The place of `prefix`'s columns in the cache, for [`Self::column`]; `None` when the cache is
+    /// full and `prefix` is new (its names are then worked out each time).
+    fn prefix(&mut self, prefix: &str) -> Option<usize> {
+        if let Some(&i) = self.by_prefix.get(prefix) {
+            return Some(i);
+        }
+        if self.len >= COLUMN_CACHE_MAX {
+            return None;
+        }
+        let i = self.prefixes.len();
+        self.by_prefix.insert(Col::from(prefix), i);
+        self.prefixes.push(FieldColumns::default());
+        Some(i)
+    }
+
+    /// The column field `name` takes under `prefix` (whose place [`Self::prefix`] gave), or why it
+    /// cannot name one.
+    fn column(
+        &mut self,
+        rules: &NameRules,
+        place: Option<usize>,
+        prefix: &str,
+        name: &str,
+    ) -> Result<Col, String> {
+        let Some(known) = place.and_then(|i| self.prefixes.get_mut(i)) else {
+            return Self::work_out(rules, prefix, name);
+        };
+        if let Some(found) = known.get(name) {
+            return found.clone();
+        }
+        let column = Self::work_out(rules, prefix, name);
+        if self.len < COLUMN_CACHE_MAX {
+            self.len += 1;
+            known.insert(name.into(), column.clone());
+        }
+        column
+    }
+
     /// The columns each of `fields` takes under `prefix`, in order, onto `out` (the prefix is looked
     /// up once for them all); `check` sees each column (and the ones before it) as it is found, and
     /// its `Err`, or the first field that names no column, ends the work with that reason.
@@ -554,28 +596,9 @@ impl ColumnCache {
         out: &mut Vec<Col>,
         mut check: impl FnMut(&[Col], &Col) -> Result<(), String>,
     ) -> Result<(), String> {
-        let ColumnCache { by_prefix, len, .. } = self;
-        let mut known = match by_prefix.get_mut(prefix) {
-            Some(known) => Some(known),
-            None if *len < COLUMN_CACHE_MAX => Some(by_prefix.entry(Col::from(prefix)).or_default()),
-            None => None,
-        };
+        let place = self.prefix(prefix);
         for field in fields {
-            let name = field.name();
-            let column = match known.as_deref_mut() {
-                Some(known) => match known.get(name) {
-                    Some(found) => found.clone(),
-                    None => {
-                        let column = Self::work_out(rules, prefix, name);
-                        if *len < COLUMN_CACHE_MAX {
-                            *len += 1;
-                            known.insert(name.into(), column.clone());
-                        }
-                        column
-                    }
-                },
-                None => Self::work_out(rules, prefix, name),
-            }?;
+            let column = self.column(rules, place, prefix, field.name())?;
             check(out, &column)?;
             out.push(column);
         }
@@ -768,7 +791,28 @@ pub fn system_of_row(system: &[(Col, Cell)], top: bool) -> &[(Col, Cell)] {
 /// rows, without their system cells (see [`Flattened::system`]). `Err` means the record goes to
 /// `_sdc_rejected`; the sink may then hold part of the record, for the caller to roll back to a
 /// mark taken before. `rules` are the ones `spec` was built with.
+///
+/// Records are flattened while they are parsed ([`streaming`]); one that takes that pass off the
+/// usual road (a repeated key, a name that cannot be a column, a value no column holds, a missing
+/// key…) is taken back and flattened again from its parsed tree, which decides every such case.
 pub fn flatten_into<S: RowSink>(
+    spec: &StreamSpec,
+    rules: &NameRules,
+    record: &RecordMessage,
+    sys: &SystemCells,
+    sink: &mut S,
+) -> Result<Flattened, Rejection> {
+    let mark = sink.mark();
+    if let Some(done) = streaming::flatten(spec, rules, record, sys, sink) {
+        return Ok(done);
+    }
+    sink.rollback(mark);
+    flatten_tree(spec, rules, record, sys, sink)
+}
+
+/// [`flatten_into`] from the record's parsed tree: the reference every record can take, whatever
+/// it holds.
+fn flatten_tree<S: RowSink>(
     spec: &StreamSpec,
     rules: &NameRules,
     record: &RecordMessage,
@@ -790,58 +834,8 @@ pub fn flatten_into<S: RowSink>(
         Err(e) => return Err(reject(&table, format!("record is not a JSON object: {e}"))),
     };
     let field = |name: &str| object.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let [extracted_at, received_at, batched_at, sequence, table_version, deleted_at, primary_key] =
-        &*SYSTEM_COLUMNS;
-    let received = DateTime::<Utc>::from_timestamp_nanos(sys.sequence);
-    let mut system: Vec<(Col, Cell)> = vec![
-        (
-            extracted_at.clone(),
-            record.time_extracted.map(Cell::time).unwrap_or(Cell::Null),
-        ),
-        (received_at.clone(), Cell::time(received)),
-        (batched_at.clone(), Cell::time(sys.batched_at)),
-        (sequence.clone(), Cell::BigInt(sys.sequence)),
-        (
-            table_version.clone(),
-            record.version.map(Cell::BigInt).unwrap_or(Cell::Null),
-        ),
-    ];
-
-    // Keys: top-level, non-null, scalar.
-    let mut key_cells: Vec<(Col, Cell)> = Vec::new();
-    if spec.append_only {
-        let id = uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_OID,
-            format!("{}\n{}", spec.stream, record.record.get()).as_bytes(),
-        );
-        key_cells.push((primary_key.clone(), Cell::Text(id.to_string())));
-    }
-    for (prop, col) in spec.key_properties.iter().zip(&spec.key_cols) {
-        let col = col.clone().map_err(|r| reject(&table, r))?;
-        let value = field(prop).unwrap_or(&Json::Null);
-        let cell = scalar_cell(value, spec.schema.property(prop)).map_err(|r| reject(&table, r))?;
-        match cell {
-            Some(c) if c != CellRef::Null => key_cells.push((col, c.to_cell())),
-            _ => {
-                return Err(reject(
-                    &table,
-                    format!("primary key {prop} is missing, null or not a scalar"),
-                ))
-            }
-        }
-    }
-    let mut key = String::new();
-    for (_, c) in &key_cells {
-        c.key_text(&mut key);
-        key.push('\u{1f}');
-    }
-    // The subtable columns holding the top-level key, named once per stream.
-    let source_keys: Vec<(Col, Cell)> = spec
-        .source_key_cols
-        .iter()
-        .zip(&key_cells)
-        .map(|(k, (_, c))| (k.clone(), c.clone()))
-        .collect();
+    let mut system = record_system_cells(record, sys);
+    let keys = RecordKeys::new(spec, record, |_, prop| field(prop)).map_err(|r| reject(&table, r))?;
 
     let mut cache = spec.columns.lock().unwrap_or_else(PoisonError::into_inner);
     let mut flat = Flattener {
@@ -851,15 +845,12 @@ pub fn flatten_into<S: RowSink>(
         levels: Vec::new(),
     };
     let top = flat.sink.open_row(&table);
-    for (col, cell) in &key_cells {
+    for (col, cell) in &keys.cells {
         flat.put(top, col, cell.as_ref()).map_err(|r| reject(&table, r))?;
     }
     if let Some(v) = field(DELETED_AT) {
-        let cell = match v.as_str().map(parse_time) {
-            Some(Ok(t)) => Cell::time(t),
-            _ if v.is_null() => Cell::Null,
-            _ => return Err(reject(&table, format!("{DELETED_AT} is not an RFC 3339 time"))),
-        };
+        let cell = deleted_at_cell(v).map_err(|r| reject(&table, r))?;
+        let [.., deleted_at, _] = &*SYSTEM_COLUMNS;
         system.push((deleted_at.clone(), cell));
     }
     // Key fields are already in the row under their canonical names.
@@ -882,12 +873,98 @@ pub fn flatten_into<S: RowSink>(
     let claimed: Vec<Col> = columns.iter().filter(|c| c.contains("__")).cloned().collect();
     let ctx = Ctx {
         table: &table,
-        source_keys: &source_keys,
+        source_keys: &keys.source_keys,
         claimed: &claimed,
     };
     flat.object_into(top, &entries, columns, Some(&spec.schema), &ctx)
         .map_err(|r| reject(&table, r))?;
-    Ok(Flattened { key, system })
+    Ok(Flattened {
+        key: keys.key,
+        system,
+    })
+}
+
+/// The system cells of every row of `record` (`_sdc_deleted_at` aside: see [`deleted_at_cell`]).
+fn record_system_cells(record: &RecordMessage, sys: &SystemCells) -> Vec<(Col, Cell)> {
+    let [extracted_at, received_at, batched_at, sequence, table_version, ..] = &*SYSTEM_COLUMNS;
+    let received = DateTime::<Utc>::from_timestamp_nanos(sys.sequence);
+    let mut system = Vec::with_capacity(6);
+    system.extend([
+        (
+            extracted_at.clone(),
+            record.time_extracted.map(Cell::time).unwrap_or(Cell::Null),
+        ),
+        (received_at.clone(), Cell::time(received)),
+        (batched_at.clone(), Cell::time(sys.batched_at)),
+        (sequence.clone(), Cell::BigInt(sys.sequence)),
+        (
+            table_version.clone(),
+            record.version.map(Cell::BigInt).unwrap_or(Cell::Null),
+        ),
+    ]);
+    system
+}
+
+/// `_sdc_deleted_at` from the record's field of that name, or why it cannot be.
+fn deleted_at_cell(value: &Json<'_>) -> Result<Cell, String> {
+    match value.as_str().map(parse_time) {
+        Some(Ok(t)) => Ok(Cell::time(t)),
+        _ if value.is_null() => Ok(Cell::Null),
+        _ => Err(format!("{DELETED_AT} is not an RFC 3339 time")),
+    }
+}
+
+/// A record's key: the top-level row's key cells, their text form, and the subtable columns
+/// holding them.
+struct RecordKeys {
+    cells: Vec<(Col, Cell)>,
+    key: String,
+    source_keys: Vec<(Col, Cell)>,
+}
+
+impl RecordKeys {
+    /// The key of `record` from its key fields (`field(i, name)`: the value of the `i`-th key
+    /// property, `name`), or why it has none: keys are top-level, non-null scalars.
+    fn new<'j, 'v: 'j>(
+        spec: &StreamSpec,
+        record: &RecordMessage,
+        field: impl Fn(usize, &str) -> Option<&'j Json<'v>>,
+    ) -> Result<RecordKeys, String> {
+        let mut cells: Vec<(Col, Cell)> = Vec::new();
+        if spec.append_only {
+            let id = uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("{}\n{}", spec.stream, record.record.get()).as_bytes(),
+            );
+            let [.., primary_key] = &*SYSTEM_COLUMNS;
+            cells.push((primary_key.clone(), Cell::Text(id.to_string())));
+        }
+        for (i, (prop, col)) in spec.key_properties.iter().zip(&spec.key_cols).enumerate() {
+            let col = col.clone()?;
+            let value = field(i, prop).unwrap_or(&Json::Null);
+            match scalar_cell(value, spec.schema.property(prop))? {
+                Some(c) if c != CellRef::Null => cells.push((col, c.to_cell())),
+                _ => return Err(format!("primary key {prop} is missing, null or not a scalar")),
+            }
+        }
+        let mut key = String::new();
+        for (_, c) in &cells {
+            c.key_text(&mut key);
+            key.push('\u{1f}');
+        }
+        // The subtable columns holding the top-level key, named once per stream.
+        let source_keys = spec
+            .source_key_cols
+            .iter()
+            .zip(&cells)
+            .map(|(k, (_, c))| (k.clone(), c.clone()))
+            .collect();
+        Ok(RecordKeys {
+            cells,
+            key,
+            source_keys,
+        })
+    }
 }
 
 /// Flattens one record into a [`FlatRecord`] of its own (see [`flatten_into`]).

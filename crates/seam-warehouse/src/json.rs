@@ -1,5 +1,7 @@
 //! A JSON tree that borrows from the text it was parsed from: what flattening walks instead of
 //! `serde_json::Value`, which allocates a `String` for every key and every text value of every record.
+//! Most records are flattened while they are parsed, with no tree at all (`flatten::streaming`); the
+//! tree is for the ones that pass hands back, and for the few fields read before a record's key.
 //!
 //! It reads exactly what `serde_json` (with its `preserve_order` and `float_roundtrip` features, as
 //! the workspace builds it) reads: the same numbers, the same text, object keys in document order,
@@ -175,7 +177,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
 }
 
 /// An object key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {

@@ -1,0 +1,800 @@
+//! Flattening a record while it is parsed: the rows, cells and order that flattening its parsed tree
+//! gives ([`super::flatten_tree`]), without building the tree.
+//!
+//! The pass drives `serde_json`'s parser with visitors that put each value in its cell as it is
+//! read: objects into `parent__child` columns, array elements into subtable rows. It takes the road
+//! records usually take, and gives up ([`flatten`] returns `None`; the caller takes back what it
+//! put) wherever the tree has a decision to make: a repeated key (the tree keeps its first place and
+//! last value), a key that names no column or a column another field names, a record's own field
+//! named like a nested column (`a__b`), a value no column type holds, a record without its key,
+//! text that is not one JSON object. The tree then flattens the record, so every such case keeps
+//! one implementation.
+//!
+//! The record's key fields may come anywhere in it: the fields met before the last of them are
+//! parsed into small trees and flattened from those once the key is known, so the top-level row
+//! starts with its key cells as it does from the tree.
+
+use super::{
+    child, deleted_at_cell, items_schema, level_col, record_system_cells, scalar_cell, Cell, CellRef, Col,
+    Ctx, FastHash, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink, StreamSpec, SystemCells,
+    DELETED_AT, SYSTEM_COLUMNS, VALUE_COLUMN,
+};
+use crate::json::{Json, Key};
+use seam_core::schema::Schema;
+use seam_core::RecordMessage;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::PoisonError;
+
+/// The pass left the usual road: the tree decides (see the module's doc).
+fn off_road<E: de::Error>() -> E {
+    E::custom("flattened from the parsed tree instead")
+}
+
+/// Flattens `record` into `sink` as [`super::flatten_into`] does, or `None` when the record is one
+/// for the tree (see the module's doc); the sink may then hold part of it, for the caller to take
+/// back.
+pub(super) fn flatten<S: RowSink>(
+    spec: &StreamSpec,
+    rules: &NameRules,
+    record: &RecordMessage,
+    sys: &SystemCells,
+    sink: &mut S,
+) -> Option<Flattened> {
+    let table = spec.table_col.as_ref().ok()?;
+    let mut cache = spec.columns.lock().unwrap_or_else(PoisonError::into_inner);
+    let seen = Seen::new(cache.spare.pop().unwrap_or_default());
+    let mut top = Top {
+        spec,
+        record,
+        table,
+        flat: Flattener {
+            rules,
+            cache: &mut cache,
+            sink,
+            levels: Vec::new(),
+        },
+        key_values: vec![None; spec.key_properties.len()],
+        pending: Vec::new(),
+        deleted: None,
+        ready: None,
+        seen,
+        place: None,
+    };
+    let mut de = serde_json::Deserializer::from_str(record.record.get());
+    RecordSeed(&mut top).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    top.finish(sys)
+}
+
+/// The record's top level while it is read.
+struct Top<'t, 'r, S> {
+    spec: &'t StreamSpec,
+    record: &'t RecordMessage,
+    table: &'t Col,
+    flat: Flattener<'t, S>,
+    /// The value of each key property, once met.
+    key_values: Vec<Option<Json<'r>>>,
+    /// Fields met before the key was complete, flattened once it is.
+    pending: Vec<(Cow<'r, str>, Json<'r>)>,
+    /// `_sdc_deleted_at`, once met.
+    deleted: Option<Cell>,
+    /// Once the key is complete: the top-level row, and the key.
+    ready: Option<(RowId, RecordKeys)>,
+    /// The columns of the record's own fields.
+    seen: Seen,
+    /// The column cache's place for top-level names.
+    place: Option<usize>,
+}
+
+/// [`Top`] failed to take the usual road.
+struct OffRoad;
+
+impl<S: RowSink> Top<'_, '_, S> {
+    /// The key is complete (every key property met, or there are none): opens the top-level row
+    /// with its key cells, then flattens the fields met before.
+    fn key_complete(&mut self) -> Result<(), OffRoad> {
+        let values = &self.key_values;
+        let keys = RecordKeys::new(self.spec, self.record, |i, _| {
+            values.get(i).and_then(Option::as_ref)
+        })
+        .map_err(|_| OffRoad)?;
+        let top = self.flat.sink.open_row(self.table);
+        for (col, cell) in &keys.cells {
+            self.flat.put(top, col, cell.as_ref()).map_err(|_| OffRoad)?;
+        }
+        self.ready = Some((top, keys));
+        for (name, value) in std::mem::take(&mut self.pending) {
+            let column = self.field_column(&name)?;
+            let Some((top, keys)) = &self.ready else {
+                return Err(OffRoad);
+            };
+            let ctx = Ctx {
+                table: self.table,
+                source_keys: &keys.source_keys,
+                claimed: &[],
+            };
+            let schema = child(&self.spec.schema, &name);
+            self.flat
+                .value_into(*top, &column, &value, schema, &ctx)
+                .map_err(|_| OffRoad)?;
+        }
+        Ok(())
+    }
+
+    /// The column of one of the record's own fields. One named like a nested column (`a__b`)
+    /// changes how the record's nested objects load (see `Ctx::claimed`): the tree decides.
+    fn field_column(&mut self, name: &str) -> Result<Col, OffRoad> {
+        let column = self
+            .flat
+            .cache
+            .column(self.flat.rules, self.place, "", name)
+            .map_err(|_| OffRoad)?;
+        if column.contains("__") || !self.seen.insert(&column) {
+            return Err(OffRoad);
+        }
+        Ok(column)
+    }
+
+    /// What the record's rows end with; `None` when its key never completed (the tree says why).
+    fn finish(self, sys: &SystemCells) -> Option<Flattened> {
+        let (_, keys) = self.ready?;
+        self.flat.cache.give_back(self.seen.columns);
+        let mut system = record_system_cells(self.record, sys);
+        if let Some(cell) = self.deleted {
+            let [.., deleted_at, _] = &*SYSTEM_COLUMNS;
+            system.push((deleted_at.clone(), cell));
+        }
+        Some(Flattened {
+            key: keys.key,
+            system,
+        })
+    }
+}
+
+/// Reads the record's top-level object into a [`Top`].
+struct RecordSeed<'a, 't, 'r, S>(&'a mut Top<'t, 'r, S>);
+
+impl<'de, S: RowSink> DeserializeSeed<'de> for RecordSeed<'_, '_, 'de, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: RowSink> Visitor<'de> for RecordSeed<'_, '_, 'de, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let top = self.0;
+        top.place = top.flat.cache.prefix("");
+        if top.key_values.is_empty() {
+            top.key_complete().map_err(|OffRoad| off_road())?;
+        }
+        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+            if name == DELETED_AT {
+                if top.deleted.is_some() || top.spec.key_properties.iter().any(|p| p == DELETED_AT) {
+                    return Err(off_road());
+                }
+                let value: Json<'de> = map.next_value()?;
+                top.deleted = Some(deleted_at_cell(&value).map_err(|_| off_road())?);
+                continue;
+            }
+            if let Some(i) = top.spec.key_properties.iter().position(|p| *p == *name) {
+                if top.key_values.get(i).is_none_or(Option::is_some) {
+                    return Err(off_road());
+                }
+                let value: Json<'de> = map.next_value()?;
+                // An append-only stream's key is the record's content: its key fields are fields.
+                if top.spec.append_only {
+                    top.pending.push((name, value.clone()));
+                }
+                top.key_values[i] = Some(value);
+                if top.key_values.iter().all(Option::is_some) {
+                    top.key_complete().map_err(|OffRoad| off_road())?;
+                }
+                continue;
+            }
+            if top.ready.is_none() {
+                let value: Json<'de> = map.next_value()?;
+                top.pending.push((name, value));
+                continue;
+            }
+            let column = top.field_column(&name).map_err(|OffRoad| off_road())?;
+            let Some((row, keys)) = &top.ready else {
+                return Err(off_road());
+            };
+            map.next_value_seed(ValueSeed {
+                flat: &mut top.flat,
+                source_keys: &keys.source_keys,
+                row: *row,
+                column: &column,
+                schema: child(&top.spec.schema, &name),
+                table: top.table,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Flattens one value into `column` of `row`, as `Flattener::value_into` does from the tree.
+struct ValueSeed<'a, 't, S> {
+    flat: &'a mut Flattener<'t, S>,
+    /// `(_sdc_source_key_<k>, value)` for each key column of the top-level table.
+    source_keys: &'a [(Col, Cell)],
+    row: RowId,
+    column: &'a Col,
+    schema: Option<&'a Schema>,
+    /// The table `row` is in: arrays load into its subtables.
+    table: &'a Col,
+}
+
+impl<S: RowSink> ValueSeed<'_, '_, S> {
+    fn scalar<E: de::Error>(self, value: &Json<'_>) -> Result<(), E> {
+        let cell = scalar_cell(value, self.schema)
+            .map_err(|_| off_road())?
+            .unwrap_or(CellRef::Null);
+        self.flat.put(self.row, self.column, cell).map_err(|_| off_road())
+    }
+}
+
+impl<'de, S: RowSink> DeserializeSeed<'de> for ValueSeed<'_, '_, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar(&Json::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.scalar(&Json::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.scalar(&Json::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.scalar(&Json::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match Number::from_f64(v) {
+            Some(n) => self.scalar(&Json::Number(n)),
+            None => Err(off_road()),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.scalar(&Json::String(Cow::Borrowed(v)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        object_fields(
+            self.flat,
+            self.source_keys,
+            map,
+            self.row,
+            self.column,
+            self.schema,
+            self.table,
+        )
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let table = self
+            .flat
+            .cache
+            .subtable(self.flat.rules, self.table, self.column)
+            .map_err(|_| off_road())?;
+        let schema = self.schema.and_then(items_schema);
+        let mut index = 0;
+        while seq
+            .next_element_seed(ElementSeed {
+                flat: &mut *self.flat,
+                source_keys: self.source_keys,
+                table: &table,
+                schema,
+                index,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Flattens an object's fields into `row` under `prefix`, as `Flattener::field_columns` and
+/// `Flattener::object_into` do from the tree.
+fn object_fields<'de, A: MapAccess<'de>, S: RowSink>(
+    flat: &mut Flattener<'_, S>,
+    source_keys: &[(Col, Cell)],
+    mut map: A,
+    row: RowId,
+    prefix: &str,
+    schema: Option<&Schema>,
+    table: &Col,
+) -> Result<(), A::Error> {
+    let place = flat.cache.prefix(prefix);
+    let mut seen = Seen::new(flat.cache.spare.pop().unwrap_or_default());
+    while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+        let column = flat
+            .cache
+            .column(flat.rules, place, prefix, &name)
+            .map_err(|_| off_road())?;
+        if !seen.insert(&column) {
+            return Err(off_road());
+        }
+        map.next_value_seed(ValueSeed {
+            flat: &mut *flat,
+            source_keys,
+            row,
+            column: &column,
+            schema: schema.and_then(|s| child(s, &name)),
+            table,
+        })?;
+    }
+    flat.cache.give_back(seen.columns);
+    Ok(())
+}
+
+/// One array element: its subtable row (none for `null`), as `Flattener::array` and
+/// `Flattener::element_row` make it from the tree.
+struct ElementSeed<'a, 't, S> {
+    flat: &'a mut Flattener<'t, S>,
+    source_keys: &'a [(Col, Cell)],
+    /// The subtable.
+    table: &'a Col,
+    /// The schema of the array's items.
+    schema: Option<&'a Schema>,
+    /// The element's index in its array.
+    index: i64,
+}
+
+impl<S: RowSink> ElementSeed<'_, '_, S> {
+    /// Opens the element's row (its level on top of the flattener's while it is built) and fills it
+    /// with `fill`: an object's fields go in the row, anything else in its `value` column.
+    fn element<E: de::Error>(
+        self,
+        fill: impl FnOnce(&mut Flattener<'_, S>, RowId) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let flat = self.flat;
+        flat.levels.push(self.index);
+        let row = flat.sink.open_row(self.table);
+        for (k, c) in self.source_keys {
+            flat.sink.put(row, k, c.as_ref()).map_err(|_| off_road())?;
+        }
+        for n in 0..flat.levels.len() {
+            let id = flat.levels[n];
+            flat.sink
+                .put(row, &level_col(n), CellRef::BigInt(id))
+                .map_err(|_| off_road())?;
+        }
+        fill(&mut *flat, row)?;
+        flat.levels.pop();
+        Ok(())
+    }
+
+    /// The element's `value` column.
+    fn value<E: de::Error>(self, fill: impl FnOnce(ValueSeed<'_, '_, S>) -> Result<(), E>) -> Result<(), E> {
+        let (source_keys, table, schema) = (self.source_keys, self.table, self.schema);
+        self.element(|flat, row| {
+            fill(ValueSeed {
+                flat,
+                source_keys,
+                row,
+                column: &VALUE_COLUMN,
+                schema,
+                table,
+            })
+        })
+    }
+}
+
+impl<'de, S: RowSink> DeserializeSeed<'de> for ElementSeed<'_, '_, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: RowSink> Visitor<'de> for ElementSeed<'_, '_, S> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    /// A `null` element has no row (its index is skipped).
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.value(|seed| seed.visit_bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.value(|seed| seed.visit_i64(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.value(|seed| seed.visit_u64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.value(|seed| seed.visit_f64(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.value(|seed| seed.visit_str(v))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let (source_keys, table, schema) = (self.source_keys, self.table, self.schema);
+        self.element(|flat, row| object_fields(flat, source_keys, map, row, "", schema, table))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        self.value(|seed| seed.visit_seq(seq))
+    }
+}
+
+/// Objects up to this many fields find a repeated column by a scan; larger ones by a set.
+const SCAN_FIELDS: usize = 64;
+
+/// The columns an object's fields took so far, to find two fields that name one column. A 256-bit
+/// filter of the names' fingerprints skips the scan for a column no earlier one can equal.
+struct Seen {
+    columns: Vec<Col>,
+    prints: [u64; 4],
+    set: Option<HashSet<Col, FastHash>>,
+}
+
+impl Seen {
+    fn new(columns: Vec<Col>) -> Seen {
+        Seen {
+            columns,
+            prints: [0; 4],
+            set: None,
+        }
+    }
+
+    /// Adds `column`; `false` when an earlier field took it.
+    fn insert(&mut self, column: &Col) -> bool {
+        if let Some(set) = &mut self.set {
+            return set.insert(column.clone());
+        }
+        let b = column.as_bytes();
+        let print = b
+            .len()
+            .wrapping_mul(37)
+            .wrapping_add(usize::from(b.last().copied().unwrap_or(0)).wrapping_mul(11))
+            .wrapping_add(usize::from(b.get(b.len() / 2).copied().unwrap_or(0)))
+            & 255;
+        let (word, bit) = (print >> 6, 1u64 << (print & 63));
+        if self.prints[word] & bit != 0 && self.columns.contains(column) {
+            return false;
+        }
+        self.prints[word] |= bit;
+        self.columns.push(column.clone());
+        if self.columns.len() > SCAN_FIELDS {
+            self.set = Some(self.columns.drain(..).collect());
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{flatten_record, flatten_tree, FlatRecord, Rejection, SchemaMessage};
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use serde_json::json;
+
+    fn spec(keys: &[&str], append_only: bool, rules: &NameRules) -> StreamSpec {
+        let schema = json!({"type": "object", "properties": {
+            "id": {"type": ["integer", "string"]},
+            "k2": {"type": "string"},
+            "ts": {"type": ["null", "string"], "format": "date-time"},
+            "n": {"type": "number"},
+            "o": {"type": "object", "properties": {"ts": {"type": "string", "format": "date-time"}, "n": {"type": "number"}}},
+            "arr": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string", "format": "date-time"}}]},
+        }});
+        let message = SchemaMessage {
+            stream: "tickets".into(),
+            schema: serde_json::from_value(schema).unwrap(),
+            key_properties: keys.iter().map(|k| (*k).to_owned()).collect(),
+            bookmark_properties: None,
+        };
+        StreamSpec::new(&message, append_only, rules)
+    }
+
+    fn record(text: &str) -> RecordMessage {
+        RecordMessage {
+            stream: "tickets".into(),
+            record: serde_json::value::RawValue::from_string(text.to_owned()).unwrap(),
+            version: Some(3),
+            time_extracted: DateTime::<Utc>::from_timestamp(1_700_000_000, 0),
+        }
+    }
+
+    fn sys() -> SystemCells {
+        SystemCells {
+            sequence: 1_700_000_000_000_000_000,
+            batched_at: DateTime::<Utc>::from_timestamp_nanos(1_700_000_000_000_000_000),
+        }
+    }
+
+    fn empty(rec: &RecordMessage) -> FlatRecord {
+        FlatRecord {
+            key: String::new(),
+            sequence: sys().sequence,
+            raw: rec.record.get().to_owned(),
+            rows: Vec::new(),
+            system: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// The record flattened by the streaming pass alone (`None`: it left the road).
+    fn streamed(spec: &StreamSpec, rules: &NameRules, rec: &RecordMessage) -> Option<FlatRecord> {
+        let mut out = empty(rec);
+        let done = flatten(spec, rules, rec, &sys(), &mut out)?;
+        out.key = done.key;
+        out.system = done.system;
+        out.log.clear();
+        Some(out)
+    }
+
+    /// The record flattened from its tree alone.
+    fn from_tree(spec: &StreamSpec, rules: &NameRules, rec: &RecordMessage) -> Result<FlatRecord, Rejection> {
+        let mut out = empty(rec);
+        let done = flatten_tree(spec, rules, rec, &sys(), &mut out)?;
+        out.key = done.key;
+        out.system = done.system;
+        out.log.clear();
+        Ok(out)
+    }
+
+    /// Checks both ways agree on `text`; true when the streaming pass took it.
+    fn agree(spec: &StreamSpec, rules: &NameRules, text: &str) -> bool {
+        let rec = record(text);
+        let tree = from_tree(spec, rules, &rec);
+        // What seam runs (streaming, or the tree after taking back what streaming put) is the tree's answer.
+        assert_eq!(flatten_record(spec, rules, &rec, &sys()), tree, "for {text}");
+        match streamed(spec, rules, &rec) {
+            Some(s) => {
+                assert_eq!(Ok(&s), tree.as_ref(), "for {text}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records as sources send them take the streaming pass, whatever the place of their key.
+    #[test]
+    fn usual_records_are_flattened_while_parsed() {
+        let rules = NameRules::POSTGRES;
+        let tickets = spec(&["id"], false, &rules);
+        for text in [
+            r#"{"url": "https://x/1.json", "id": 1, "via": {"channel": "web", "source": {"from": {}, "rel": null}},
+                "tags": ["a", "b", null, "c"], "custom_fields": [{"id": 7, "value": null}, {"id": 8, "value": "x"}],
+                "ts": "2024-01-02T03:04:05Z", "n": 2, "o": {"ts": "2024-01-02T03:04:05Z", "n": 1.5},
+                "arr": ["2024-01-02T03:04:05Z", "not a time"], "m": [[1, 2], [], [null, [3]]], "esc\"key": "a\nb",
+                "_sdc_deleted_at": "2024-05-06T07:08:09Z", "big": 1e300, "neg": -5, "t": true, "z": null}"#,
+            r#"{"a": {"b": {"c": [{"d": [1, {"e": 2}]}]}}, "id": "x"}"#,
+            r#"{"id": 2}"#,
+            r#"{"e": {}, "f": [], "id": 3, "g": [{}], "_sdc_deleted_at": null}"#,
+        ] {
+            assert!(agree(&tickets, &rules, text), "left the road: {text}");
+        }
+        assert!(agree(
+            &spec(&[], false, &rules),
+            &rules,
+            r#"{"x": [1], "y": {"z": 2}}"#
+        ));
+        assert!(agree(
+            &spec(&["id", "k2"], false, &rules),
+            &rules,
+            r#"{"a": [1], "k2": "b", "id": 1}"#
+        ));
+        let audits = spec(&[], true, &rules);
+        assert!(agree(&audits, &rules, r#"{"id": 1, "events": [{"x": 1}]}"#));
+        let audits = spec(&["id"], true, &rules);
+        agree(&audits, &rules, r#"{"events": [{"x": 1}], "id": 1}"#);
+    }
+
+    /// Records off the road are flattened (or rejected) from their tree, after the streaming pass
+    /// took back what it had put.
+    #[test]
+    fn unusual_records_go_to_the_tree() {
+        let rules = NameRules::POSTGRES;
+        let tickets = spec(&["id"], false, &rules);
+        for text in [
+            r#"{"id": 1, "a": 1, "a": 2}"#,
+            r#"{"id": 1, "o": {"x": [1], "x": {"y": 2}}}"#,
+            r#"{"id": 1, "a": {"b": 1}, "a__b": 2}"#,
+            r#"{"id": 1, "a": {"b": [1]}, "a__b": 2}"#,
+            r#"{"id": 1, "x": [{"%": 1}], "y": 2}"#,
+            r#"{"id": 1, "x": {"n": 18446744073709551615}}"#,
+            r#"{"id": 1, "x": "a\u0000b"}"#,
+            r#"{"id": 1, "id": 2}"#,
+            r#"{"x": [1, 2]}"#,
+            r#"{"id": null, "x": 1}"#,
+            r#"{"id": {"a": 1}}"#,
+            r#"{"id": 1, "_sdc_deleted_at": "yesterday"}"#,
+            r#"{"id": 1, "_sdc_deleted_at": null, "_sdc_deleted_at": null}"#,
+            r#"[1, 2]"#,
+        ] {
+            assert!(!agree(&tickets, &rules, text), "took the streaming pass: {text}");
+        }
+        // Two names that fold into one column.
+        let folded = spec(&["id"], false, &NameRules::DUCKDB);
+        assert!(!agree(
+            &folded,
+            &NameRules::DUCKDB,
+            r#"{"id": 1, "o": {"A": 1, "a": 2}}"#
+        ));
+    }
+
+    /// A JSON value as text, keys possibly repeated.
+    #[derive(Debug, Clone)]
+    enum J {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Big(u64),
+        Float(f64),
+        Str(String),
+        Arr(Vec<J>),
+        Obj(Vec<(String, J)>),
+    }
+
+    impl J {
+        fn write(&self, out: &mut String) {
+            let quoted = |s: &str| serde_json::to_string(s).unwrap();
+            match self {
+                J::Null => out.push_str("null"),
+                J::Bool(b) => out.push_str(&b.to_string()),
+                J::Int(i) => out.push_str(&i.to_string()),
+                J::Big(u) => out.push_str(&u.to_string()),
+                J::Float(f) => out.push_str(&serde_json::to_string(&json!(f)).unwrap()),
+                J::Str(s) => out.push_str(&quoted(s)),
+                J::Arr(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        item.write(out);
+                    }
+                    out.push(']');
+                }
+                J::Obj(fields) => {
+                    out.push('{');
+                    for (i, (k, v)) in fields.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        out.push_str(&quoted(k));
+                        out.push(':');
+                        v.write(out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => "[a-c]{1,2}",
+            2 => prop::sample::select(vec!["id", "k2", "ts", "n", "o", "arr", "value", "_sdc_deleted_at"]).prop_map(str::to_owned),
+            1 => "[a-c]__[a-c]",
+            1 => "[A-C\"\n é%]{0,3}",
+            1 => "[0-9]{1,2}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = J> {
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            any::<i64>().prop_map(J::Int),
+            Just(J::Big(u64::MAX)),
+            (-400i32..400).prop_map(|i| J::Float(f64::from(i) / 8.0)),
+            prop_oneof![
+                "[a-z \"\\\\\n]{0,6}",
+                Just("2024-01-02T03:04:05Z".to_owned()),
+                Just("99999-01-02T03:04:05Z".to_owned()),
+                Just("a\u{0}b".to_owned()),
+            ]
+            .prop_map(J::Str),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(J::Arr),
+                prop::collection::vec((key(), inner), 0..5).prop_map(J::Obj),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever the record, flattening gives what the tree gives; where the streaming pass
+        /// takes a record, it gives exactly the tree's rows, cells, order, key and system cells.
+        #[test]
+        fn streaming_flattens_what_the_tree_does(
+            fields in prop::collection::vec((key(), value()), 0..7),
+            id in prop_oneof![4 => any::<i64>().prop_map(J::Int), 1 => "[a-z]{1,3}".prop_map(J::Str), 1 => Just(J::Null)],
+            id_at in 0usize..8,
+            keyed in 0usize..4,
+            fold in any::<bool>(),
+        ) {
+            let rules = if fold { NameRules::DUCKDB } else { NameRules::POSTGRES };
+            let mut fields = fields;
+            if keyed != 3 {
+                fields.insert(id_at.min(fields.len()), ("id".to_owned(), id));
+            }
+            let stream = match keyed {
+                0 | 3 => spec(&["id"], false, &rules),
+                1 => spec(&[], true, &rules),
+                _ => spec(&["id", "k2"], false, &rules),
+            };
+            let mut text = String::new();
+            J::Obj(fields).write(&mut text);
+            agree(&stream, &rules, &text);
+        }
+    }
+
+    /// The generated records exercise both roads (the property above is not passed by the tree
+    /// alone).
+    #[test]
+    fn the_property_takes_both_roads() {
+        let rules = NameRules::POSTGRES;
+        let stream = spec(&["id"], false, &rules);
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = prop::collection::vec((key(), value()), 0..7);
+        let (mut streamed_n, mut tree_n) = (0, 0);
+        for _ in 0..500 {
+            let mut fields = strategy.new_tree(&mut runner).unwrap().current();
+            fields.insert(0, ("id".to_owned(), J::Int(1)));
+            let mut text = String::new();
+            J::Obj(fields).write(&mut text);
+            if agree(&stream, &rules, &text) {
+                streamed_n += 1;
+            } else {
+                tree_n += 1;
+            }
+        }
+        assert!(
+            streamed_n > 100 && tree_n > 50,
+            "streamed {streamed_n}, tree {tree_n}"
+        );
+    }
+}
