@@ -9,7 +9,8 @@
 #
 #   read      parsing Singer lines into messages       seam_core::singer::Message::parse
 #   flatten   records into columns (JSON parse incl.)  seam_warehouse::flatten::flatten_into
-#     json      of which parsing the record's JSON     seam_warehouse::json::Json::parse
+#     tree      of which JSON parsed into trees        seam_warehouse::json::Json::parse
+#               (fields before a record's key; records the streaming pass hands back)
 #   plan      columns against the table layout, DDL    seam_warehouse::stage::Stager::plan
 #   apply     DDL, key checks, appends, merges         seam_warehouse::duckdb::load::apply
 #     append    of which the appender                  seam_warehouse::duckdb::load::append
@@ -88,7 +89,7 @@ path, records = sys.argv[1], int(sys.argv[2])
 phases = [
     ("read", "seam_core::singer::Message::parse"),
     ("flatten", "seam_warehouse::flatten::flatten_into"),
-    ("  json", "seam_warehouse::json::Json::parse"),
+    ("  tree", "seam_warehouse::json::Json::parse"),
     ("plan", "seam_warehouse::stage::Stager::plan"),
     ("apply", "seam_warehouse::duckdb::load::apply"),
     ("  append", "seam_warehouse::duckdb::load::append"),

@@ -454,16 +454,38 @@ const COLUMN_CACHE_MAX: usize = 20_000;
 /// stream instead of once per record.
 #[derive(Debug, Default)]
 struct ColumnCache {
-    /// Prefix → its place in `prefixes`.
+    /// Prefix → its place in `places` (flattening from a tree).
     by_prefix: HashMap<Col, usize, FastHash>,
-    prefixes: Vec<FieldColumns>,
+    /// `(table, prefix)`, by the address of each name's shared text → its place in `places`
+    /// (flattening while parsing; the names are held in `pins`, so neither address can be freed
+    /// and given to another name while the entry lives).
+    by_address: HashMap<(usize, usize), usize, FastHash>,
+    pins: Vec<(Col, Col)>,
+    places: Vec<Place>,
+    /// Names and subtables cached (see [`COLUMN_CACHE_MAX`]).
     len: usize,
+    /// The last object given a number by [`ColumnCache::next_object`].
+    object: u32,
     /// Emptied column lists, reused for the next objects' columns.
     spare: Vec<Vec<Col>>,
     /// `(table, column)`, by the address of each name's shared text → the subtable their arrays
     /// load into.
     subtables: HashMap<(usize, usize), Subtable, FastHash>,
 }
+
+/// The columns of the fields under one prefix.
+#[derive(Debug, Default)]
+struct Place {
+    /// Field name → its column's number in `columns`, or why it cannot name one.
+    names: HashMap<Box<str>, Result<u32, String>, FastHash>,
+    /// Each column once (two names may take one), with the last object that had a field take it.
+    columns: Vec<(Col, u32)>,
+    /// Column → its number.
+    numbers: HashMap<Col, u32, FastHash>,
+}
+
+/// The empty prefix: the record's own fields, and an array element object's.
+static NO_PREFIX: LazyLock<Col> = LazyLock::new(|| Col::from(""));
 
 /// A cached subtable name, with the two names it was worked out from: held, so neither address can
 /// be freed and given to another name while the entry lives.
@@ -473,9 +495,6 @@ struct Subtable {
     /// The subtable, or why its name cannot be one.
     table: Result<Col, String>,
 }
-
-/// Under one prefix: field name → its column, or why it cannot name one.
-type FieldColumns = HashMap<Box<str>, Result<Col, String>, FastHash>;
 
 /// A field of an object being flattened: its name and value.
 trait Field<'j> {
@@ -547,19 +566,75 @@ impl ColumnCache {
         })
     }
 
+    /// A new place, unless the cache is full.
+    fn new_place(&mut self) -> Option<usize> {
+        if self.len >= COLUMN_CACHE_MAX {
+            return None;
+        }
+        self.places.push(Place::default());
+        Some(self.places.len() - 1)
+    }
+
     /// The place of `prefix`'s columns in the cache, for [`Self::column`]; `None` when the cache is
     /// full and `prefix` is new (its names are then worked out each time).
     fn prefix(&mut self, prefix: &str) -> Option<usize> {
         if let Some(&i) = self.by_prefix.get(prefix) {
             return Some(i);
         }
-        if self.len >= COLUMN_CACHE_MAX {
+        let i = self.new_place()?;
+        self.by_prefix.insert(Col::from(prefix), i);
+        Some(i)
+    }
+
+    /// The place of the columns under `prefix` in rows of `table`, found by the names' addresses;
+    /// `None` when the cache is full and the pair is new. Two objects open at once (one inside the
+    /// other) never share a place: a nested object's prefix is longer than its parent's, and an
+    /// array element's table longer than its array's.
+    fn place_of(&mut self, table: &Col, prefix: &Col) -> Option<usize> {
+        let key = (table.as_ptr() as usize, prefix.as_ptr() as usize);
+        if let Some(&i) = self.by_address.get(&key) {
+            return Some(i);
+        }
+        let i = self.new_place()?;
+        self.by_address.insert(key, i);
+        self.pins.push((table.clone(), prefix.clone()));
+        Some(i)
+    }
+
+    /// The number of the column field `name` takes under `prefix` (at `place`), or why it cannot
+    /// name one; `None` when the cache is full and the name is new.
+    fn number(
+        &mut self,
+        rules: &NameRules,
+        place: usize,
+        prefix: &str,
+        name: &str,
+    ) -> Option<Result<u32, String>> {
+        let full = self.len >= COLUMN_CACHE_MAX;
+        let p = self.places.get_mut(place)?;
+        if let Some(found) = p.names.get(name) {
+            return Some(found.clone());
+        }
+        if full {
             return None;
         }
-        let i = self.prefixes.len();
-        self.by_prefix.insert(Col::from(prefix), i);
-        self.prefixes.push(FieldColumns::default());
-        Some(i)
+        self.len += 1;
+        let found = Self::work_out(rules, prefix, name).map(|column| match p.numbers.get(&column) {
+            Some(&n) => n,
+            None => {
+                let n = p.columns.len() as u32;
+                p.numbers.insert(column.clone(), n);
+                p.columns.push((column, 0));
+                n
+            }
+        });
+        p.names.insert(name.into(), found.clone());
+        Some(found)
+    }
+
+    /// Column `n` of `place`.
+    fn column_at(&self, place: usize, n: u32) -> Option<&Col> {
+        self.places.get(place)?.columns.get(n as usize).map(|(c, _)| c)
     }
 
     /// The column field `name` takes under `prefix` (whose place [`Self::prefix`] gave), or why it
@@ -571,18 +646,41 @@ impl ColumnCache {
         prefix: &str,
         name: &str,
     ) -> Result<Col, String> {
-        let Some(known) = place.and_then(|i| self.prefixes.get_mut(i)) else {
-            return Self::work_out(rules, prefix, name);
-        };
-        if let Some(found) = known.get(name) {
-            return found.clone();
+        if let Some(p) = place {
+            match self.number(rules, p, prefix, name) {
+                Some(Ok(n)) => {
+                    if let Some(column) = self.column_at(p, n) {
+                        return Ok(column.clone());
+                    }
+                }
+                Some(Err(reason)) => return Err(reason),
+                None => {}
+            }
         }
-        let column = Self::work_out(rules, prefix, name);
-        if self.len < COLUMN_CACHE_MAX {
-            self.len += 1;
-            known.insert(name.into(), column.clone());
+        Self::work_out(rules, prefix, name)
+    }
+
+    /// A number for the next object flattened while parsing (never 0, which no object has).
+    fn next_object(&mut self) -> u32 {
+        self.object = self.object.wrapping_add(1).max(1);
+        self.object
+    }
+
+    /// Has a field of `object` take column `n` of `place`; `false` when one of its fields took it
+    /// already. (After 2³² objects a number comes round again: a stale mark then reads as a
+    /// repeat, which only sends the record to its tree.)
+    fn take(&mut self, place: usize, n: u32, object: u32) -> bool {
+        match self
+            .places
+            .get_mut(place)
+            .and_then(|p| p.columns.get_mut(n as usize))
+        {
+            Some((_, last)) if *last != object => {
+                *last = object;
+                true
+            }
+            _ => false,
         }
-        column
     }
 
     /// The columns each of `fields` takes under `prefix`, in order, onto `out` (the prefix is looked

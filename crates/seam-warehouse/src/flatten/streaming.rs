@@ -16,8 +16,8 @@
 
 use super::{
     child, deleted_at_cell, items_schema, level_col, record_system_cells, scalar_cell, Cell, CellRef, Col,
-    Ctx, FastHash, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink, StreamSpec, SystemCells,
-    DELETED_AT, SYSTEM_COLUMNS, VALUE_COLUMN,
+    ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink, StreamSpec, SystemCells,
+    DELETED_AT, NO_PREFIX, SYSTEM_COLUMNS, VALUE_COLUMN,
 };
 use crate::json::{Json, Key};
 use seam_core::schema::Schema;
@@ -25,7 +25,6 @@ use seam_core::RecordMessage;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::PoisonError;
 
@@ -46,7 +45,8 @@ pub(super) fn flatten<S: RowSink>(
 ) -> Option<Flattened> {
     let table = spec.table_col.as_ref().ok()?;
     let mut cache = spec.columns.lock().unwrap_or_else(PoisonError::into_inner);
-    let seen = Seen::new(cache.spare.pop().unwrap_or_default());
+    let place = cache.place_of(table, &NO_PREFIX)?;
+    let object = cache.next_object();
     let mut top = Top {
         spec,
         record,
@@ -61,8 +61,8 @@ pub(super) fn flatten<S: RowSink>(
         pending: Vec::new(),
         deleted: None,
         ready: None,
-        seen,
-        place: None,
+        place,
+        object,
     };
     let mut de = serde_json::Deserializer::from_str(record.record.get());
     RecordSeed(&mut top).deserialize(&mut de).ok()?;
@@ -84,10 +84,10 @@ struct Top<'t, 'r, S> {
     deleted: Option<Cell>,
     /// Once the key is complete: the top-level row, and the key.
     ready: Option<(RowId, RecordKeys)>,
-    /// The columns of the record's own fields.
-    seen: Seen,
-    /// The column cache's place for top-level names.
-    place: Option<usize>,
+    /// The column cache's place for the record's own fields.
+    place: usize,
+    /// The record's object number (see [`ColumnCache::take`]).
+    object: u32,
 }
 
 /// [`Top`] failed to take the usual road.
@@ -108,7 +108,10 @@ impl<S: RowSink> Top<'_, '_, S> {
         }
         self.ready = Some((top, keys));
         for (name, value) in std::mem::take(&mut self.pending) {
-            let column = self.field_column(&name)?;
+            let n = self.field_column(&name)?;
+            let Some(column) = self.flat.cache.column_at(self.place, n).cloned() else {
+                return Err(OffRoad);
+            };
             let Some((top, keys)) = &self.ready else {
                 return Err(OffRoad);
             };
@@ -125,24 +128,25 @@ impl<S: RowSink> Top<'_, '_, S> {
         Ok(())
     }
 
-    /// The column of one of the record's own fields. One named like a nested column (`a__b`)
-    /// changes how the record's nested objects load (see `Ctx::claimed`): the tree decides.
-    fn field_column(&mut self, name: &str) -> Result<Col, OffRoad> {
-        let column = self
-            .flat
-            .cache
-            .column(self.flat.rules, self.place, "", name)
-            .map_err(|_| OffRoad)?;
-        if column.contains("__") || !self.seen.insert(&column) {
+    /// The number of the column one of the record's own fields takes (see [`Column`]). A field
+    /// named like a nested column (`a__b`) changes how the record's nested objects load (see
+    /// `Ctx::claimed`): the tree decides.
+    fn field_column(&mut self, name: &str) -> Result<u32, OffRoad> {
+        let cache = &mut *self.flat.cache;
+        let n = match cache.number(self.flat.rules, self.place, "", name) {
+            Some(Ok(n)) => n,
+            _ => return Err(OffRoad),
+        };
+        let claims = cache.column_at(self.place, n).is_none_or(|c| c.contains("__"));
+        if claims || !cache.take(self.place, n, self.object) {
             return Err(OffRoad);
         }
-        Ok(column)
+        Ok(n)
     }
 
     /// What the record's rows end with; `None` when its key never completed (the tree says why).
     fn finish(self, sys: &SystemCells) -> Option<Flattened> {
         let (_, keys) = self.ready?;
-        self.flat.cache.give_back(self.seen.columns);
         let mut system = record_system_cells(self.record, sys);
         if let Some(cell) = self.deleted {
             let [.., deleted_at, _] = &*SYSTEM_COLUMNS;
@@ -175,7 +179,6 @@ impl<'de, S: RowSink> Visitor<'de> for RecordSeed<'_, '_, 'de, S> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let top = self.0;
-        top.place = top.flat.cache.prefix("");
         if top.key_values.is_empty() {
             top.key_complete().map_err(|OffRoad| off_road())?;
         }
@@ -208,7 +211,7 @@ impl<'de, S: RowSink> Visitor<'de> for RecordSeed<'_, '_, 'de, S> {
                 top.pending.push((name, value));
                 continue;
             }
-            let column = top.field_column(&name).map_err(|OffRoad| off_road())?;
+            let n = top.field_column(&name).map_err(|OffRoad| off_road())?;
             let Some((row, keys)) = &top.ready else {
                 return Err(off_road());
             };
@@ -216,12 +219,29 @@ impl<'de, S: RowSink> Visitor<'de> for RecordSeed<'_, '_, 'de, S> {
                 flat: &mut top.flat,
                 source_keys: &keys.source_keys,
                 row: *row,
-                column: &column,
+                column: Column::Cached { place: top.place, n },
                 schema: child(&top.spec.schema, &name),
                 table: top.table,
             })?;
         }
         Ok(())
+    }
+}
+
+/// A value's column: one of the column cache's (read where it is needed, so a scalar's cell is put
+/// without a copy of the name), or an array element's `value`.
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    Cached { place: usize, n: u32 },
+    Value,
+}
+
+impl Column {
+    fn name(self, cache: &ColumnCache) -> Option<&Col> {
+        match self {
+            Column::Cached { place, n } => cache.column_at(place, n),
+            Column::Value => Some(&VALUE_COLUMN),
+        }
     }
 }
 
@@ -231,7 +251,7 @@ struct ValueSeed<'a, 't, S> {
     /// `(_sdc_source_key_<k>, value)` for each key column of the top-level table.
     source_keys: &'a [(Col, Cell)],
     row: RowId,
-    column: &'a Col,
+    column: Column,
     schema: Option<&'a Schema>,
     /// The table `row` is in: arrays load into its subtables.
     table: &'a Col,
@@ -242,7 +262,15 @@ impl<S: RowSink> ValueSeed<'_, '_, S> {
         let cell = scalar_cell(value, self.schema)
             .map_err(|_| off_road())?
             .unwrap_or(CellRef::Null);
-        self.flat.put(self.row, self.column, cell).map_err(|_| off_road())
+        // The column was checked against the destination's rules when it was worked out.
+        let Flattener { cache, sink, .. } = self.flat;
+        let column = self.column.name(cache).ok_or_else(off_road)?;
+        sink.put(self.row, column, cell).map_err(|_| off_road())
+    }
+
+    /// The column's name, held (a nested object's prefix, an array's subtable name).
+    fn column_name<E: de::Error>(&self) -> Result<Col, E> {
+        self.column.name(self.flat.cache).cloned().ok_or_else(off_road)
     }
 }
 
@@ -289,22 +317,24 @@ impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let prefix = self.column_name()?;
         object_fields(
             self.flat,
             self.source_keys,
             map,
             self.row,
-            self.column,
+            &prefix,
             self.schema,
             self.table,
         )
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let column = self.column_name()?;
         let table = self
             .flat
             .cache
-            .subtable(self.flat.rules, self.table, self.column)
+            .subtable(self.flat.rules, self.table, &column)
             .map_err(|_| off_road())?;
         let schema = self.schema.and_then(items_schema);
         let mut index = 0;
@@ -324,37 +354,36 @@ impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
     }
 }
 
-/// Flattens an object's fields into `row` under `prefix`, as `Flattener::field_columns` and
-/// `Flattener::object_into` do from the tree.
+/// Flattens an object's fields into `row` (of `table`) under `prefix`, as `Flattener::field_columns`
+/// and `Flattener::object_into` do from the tree.
 fn object_fields<'de, A: MapAccess<'de>, S: RowSink>(
     flat: &mut Flattener<'_, S>,
     source_keys: &[(Col, Cell)],
     mut map: A,
     row: RowId,
-    prefix: &str,
+    prefix: &Col,
     schema: Option<&Schema>,
     table: &Col,
 ) -> Result<(), A::Error> {
-    let place = flat.cache.prefix(prefix);
-    let mut seen = Seen::new(flat.cache.spare.pop().unwrap_or_default());
+    let place = flat.cache.place_of(table, prefix).ok_or_else(off_road)?;
+    let object = flat.cache.next_object();
     while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-        let column = flat
-            .cache
-            .column(flat.rules, place, prefix, &name)
-            .map_err(|_| off_road())?;
-        if !seen.insert(&column) {
+        let n = match flat.cache.number(flat.rules, place, prefix, &name) {
+            Some(Ok(n)) => n,
+            _ => return Err(off_road()),
+        };
+        if !flat.cache.take(place, n, object) {
             return Err(off_road());
         }
         map.next_value_seed(ValueSeed {
             flat: &mut *flat,
             source_keys,
             row,
-            column: &column,
+            column: Column::Cached { place, n },
             schema: schema.and_then(|s| child(s, &name)),
             table,
         })?;
     }
-    flat.cache.give_back(seen.columns);
     Ok(())
 }
 
@@ -403,7 +432,7 @@ impl<S: RowSink> ElementSeed<'_, '_, S> {
                 flat,
                 source_keys,
                 row,
-                column: &VALUE_COLUMN,
+                column: Column::Value,
                 schema,
                 table,
             })
@@ -453,56 +482,11 @@ impl<'de, S: RowSink> Visitor<'de> for ElementSeed<'_, '_, S> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let (source_keys, table, schema) = (self.source_keys, self.table, self.schema);
-        self.element(|flat, row| object_fields(flat, source_keys, map, row, "", schema, table))
+        self.element(|flat, row| object_fields(flat, source_keys, map, row, &NO_PREFIX, schema, table))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
         self.value(|seed| seed.visit_seq(seq))
-    }
-}
-
-/// Objects up to this many fields find a repeated column by a scan; larger ones by a set.
-const SCAN_FIELDS: usize = 64;
-
-/// The columns an object's fields took so far, to find two fields that name one column. A 256-bit
-/// filter of the names' fingerprints skips the scan for a column no earlier one can equal.
-struct Seen {
-    columns: Vec<Col>,
-    prints: [u64; 4],
-    set: Option<HashSet<Col, FastHash>>,
-}
-
-impl Seen {
-    fn new(columns: Vec<Col>) -> Seen {
-        Seen {
-            columns,
-            prints: [0; 4],
-            set: None,
-        }
-    }
-
-    /// Adds `column`; `false` when an earlier field took it.
-    fn insert(&mut self, column: &Col) -> bool {
-        if let Some(set) = &mut self.set {
-            return set.insert(column.clone());
-        }
-        let b = column.as_bytes();
-        let print = b
-            .len()
-            .wrapping_mul(37)
-            .wrapping_add(usize::from(b.last().copied().unwrap_or(0)).wrapping_mul(11))
-            .wrapping_add(usize::from(b.get(b.len() / 2).copied().unwrap_or(0)))
-            & 255;
-        let (word, bit) = (print >> 6, 1u64 << (print & 63));
-        if self.prints[word] & bit != 0 && self.columns.contains(column) {
-            return false;
-        }
-        self.prints[word] |= bit;
-        self.columns.push(column.clone());
-        if self.columns.len() > SCAN_FIELDS {
-            self.set = Some(self.columns.drain(..).collect());
-        }
-        true
     }
 }
 
