@@ -306,10 +306,55 @@ struct StagedRecord {
     /// the same key it replaced.
     position: u32,
     /// Its JSON, in [`StreamBatch::raw`].
-    raw: (usize, usize),
+    raw: TextAt,
     /// Its rows, in [`StreamBatch::spans`].
     spans: (u32, u32),
     dead: bool,
+}
+
+/// Where [`Texts`] holds a text.
+#[derive(Debug, Clone, Copy)]
+struct TextAt {
+    chunk: usize,
+    start: usize,
+    end: usize,
+}
+
+/// The bytes of a chunk of [`Texts`] (a longer text has a chunk of its own size).
+const TEXT_CHUNK: usize = 256 * 1024;
+
+/// Texts one after the other, in chunks that never move: appending never copies what is held
+/// already, as a growing `String` does at each doubling (a batch keeps megabytes of records' JSON).
+#[derive(Debug, Default)]
+struct Texts {
+    chunks: Vec<String>,
+}
+
+impl Texts {
+    fn push(&mut self, text: &str) -> TextAt {
+        let c = match self.chunks.last_mut() {
+            Some(c) if c.capacity() - c.len() >= text.len() => c,
+            _ => {
+                self.chunks
+                    .push(String::with_capacity(text.len().max(TEXT_CHUNK)));
+                self.chunks.last_mut().expect("a chunk was just pushed")
+            }
+        };
+        let start = c.len();
+        c.push_str(text);
+        TextAt {
+            chunk: self.chunks.len() - 1,
+            start,
+            end: start + text.len(),
+        }
+    }
+
+    fn get(&self, at: TextAt) -> &str {
+        self.chunks
+            .get(at.chunk)
+            .and_then(|c| c.get(at.start..at.end))
+            .unwrap_or_default()
+    }
 }
 
 /// A record's consecutive rows of one table.
@@ -330,7 +375,7 @@ pub struct StreamBatch {
     /// Each key's newest record. The key text is kept as built (a `Box<str>` would shrink, and so
     /// copy, every key).
     keys: HashMap<String, u32, FastHash>,
-    raw: String,
+    raw: Texts,
     /// The rows of the record being finished (kept for its capacity).
     rows_scratch: Vec<RowId>,
 }
@@ -481,13 +526,12 @@ impl StreamBatch {
                 }),
             }
         }
-        let start = self.raw.len();
-        self.raw.push_str(raw);
+        let raw = self.raw.push(raw);
         let position = replaces.map_or(index, |old| self.records[old as usize].position);
         self.records.push(StagedRecord {
             sequence,
             position,
-            raw: (start, self.raw.len()),
+            raw,
             spans: (first_span, self.spans.len() as u32),
             dead: false,
         });
@@ -603,14 +647,13 @@ impl StreamBatch {
                 .find(|&&(c, ty)| matches!(chosen[c], Some(fits) if fits != Some(ty)));
             if let Some(&(c, _)) = clash {
                 let (ti, key, ..) = &checks[c];
-                let (a, b) = r.raw;
                 rejected.push(Rejection {
                     table_name: table_name.to_owned(),
                     reason: format!(
                         "primary key {key} of {} has a value of another type than its column",
                         self.tables[*ti].name
                     ),
-                    record: self.raw.get(a..b).unwrap_or_default().to_owned(),
+                    record: self.raw.get(r.raw).to_owned(),
                 });
                 out[record as usize] = true;
                 continue;
@@ -754,5 +797,41 @@ impl<'r> TableRows<'r> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Texts come back as they went in, across chunks and when longer than a chunk, and a chunk
+    /// never moves (its start address stays) once texts are in it.
+    #[test]
+    fn texts_keep_what_they_hold_in_chunks_that_never_move() {
+        let mut texts = Texts::default();
+        let small: Vec<String> = (0..2_000)
+            .map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 300)))
+            .collect();
+        let mut at = Vec::new();
+        let first = texts.push(&small[0]);
+        let address = texts.chunks[0].as_ptr();
+        at.push(first);
+        for t in &small[1..] {
+            at.push(texts.push(t));
+        }
+        let big = "y".repeat(3 * TEXT_CHUNK);
+        let big_at = texts.push(&big);
+        at.push(texts.push("after"));
+        assert_eq!(texts.chunks[0].as_ptr(), address);
+        assert!(texts.chunks.len() > 2, "{} chunks", texts.chunks.len());
+        for (t, a) in small.iter().zip(&at) {
+            assert_eq!(texts.get(*a), t);
+        }
+        assert_eq!(texts.get(big_at), big);
+        assert_eq!(texts.get(at[at.len() - 1]), "after");
+        assert!(texts
+            .chunks
+            .iter()
+            .all(|c| c.len() <= c.capacity().max(TEXT_CHUNK)));
     }
 }
