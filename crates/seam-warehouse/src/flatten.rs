@@ -462,7 +462,7 @@ struct ColumnCache {
     by_address: HashMap<(usize, usize), usize, FastHash>,
     pins: Vec<(Col, Col)>,
     places: Vec<Place>,
-    /// Names and subtables cached (see [`COLUMN_CACHE_MAX`]).
+    /// Places, names and subtables cached (see [`COLUMN_CACHE_MAX`]).
     len: usize,
     /// The last object given a number by [`ColumnCache::next_object`].
     object: u32,
@@ -566,11 +566,13 @@ impl ColumnCache {
         })
     }
 
-    /// A new place, unless the cache is full.
+    /// A new place, unless the cache is full (a place counts as an entry: a stream whose records
+    /// hold ever new empty objects cannot grow the cache past its bound either).
     fn new_place(&mut self) -> Option<usize> {
         if self.len >= COLUMN_CACHE_MAX {
             return None;
         }
+        self.len += 1;
         self.places.push(Place::default());
         Some(self.places.len() - 1)
     }

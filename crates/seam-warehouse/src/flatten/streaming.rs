@@ -645,6 +645,41 @@ mod tests {
         ));
     }
 
+    /// Objects keyed by data (a new name in every record, empty objects included) fill the column
+    /// cache up to its bound and no further; past it records still flatten as from their tree.
+    #[test]
+    fn the_column_cache_stays_bounded_for_objects_keyed_by_data() {
+        let rules = NameRules::POSTGRES;
+        let tickets = spec(&["id"], false, &rules);
+        let n = super::super::COLUMN_CACHE_MAX / 2 + 500;
+        for i in 0..n {
+            let text = format!(
+                r#"{{"id": {i}, "m": {{"k{i}": {{"e{i}": {{}}}}, "v": [{{"w{i}": 1}}]}}, "x": "y"}}"#
+            );
+            if i % 1_000 == 0 || i + 3 > n {
+                agree(&tickets, &rules, &text);
+            } else {
+                flatten_record(&tickets, &rules, &record(&text), &sys()).unwrap();
+            }
+        }
+        let cache = tickets.columns.lock().unwrap();
+        assert!(cache.len <= super::super::COLUMN_CACHE_MAX, "{}", cache.len);
+        let names: usize = cache.places.iter().map(|p| p.names.len()).sum();
+        assert!(cache.places.len() + names + cache.subtables.len() <= super::super::COLUMN_CACHE_MAX);
+        assert!(
+            cache.len > super::super::COLUMN_CACHE_MAX - 10,
+            "the cache did fill: {}",
+            cache.len
+        );
+        drop(cache);
+        // Known names still take the streaming pass once the cache is full.
+        assert!(agree(
+            &tickets,
+            &rules,
+            r#"{"id": 1, "x": "z", "m": {"k1": {"e1": {}}}}"#
+        ));
+    }
+
     /// A JSON value as text, keys possibly repeated.
     #[derive(Debug, Clone)]
     enum J {
