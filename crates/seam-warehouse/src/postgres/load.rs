@@ -19,6 +19,7 @@ use crate::stage::{CommitPlan, StreamLoad};
 use bytes::{BufMut, BytesMut};
 use postgres::types::{IsNull, ToSql, Type};
 use seam_core::{DestinationError, ErrorKind, State};
+use std::collections::HashMap;
 use std::io::Write;
 
 /// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00; seam's
@@ -283,6 +284,92 @@ impl<'a> KeyArrays<'a> {
     }
 }
 
+/// Whether the joins of a commit's statements may be hash and merge joins.
+///
+/// PostgreSQL prices each index probe as a random read from disk, so once a batch holds more than a
+/// few percent of a table's rows it joins the batch's keys to the table with a hash join over a
+/// sequential scan of the whole table. Seen in the server's log on a 20k-ticket load: each commit's
+/// key lookup read every row loaded so far (15 ms per lookup on `ticket_comments` by the end, 0.77 s
+/// of the run's 2.6 s of server time), so a run's lookups grew with the square of its size. A nested
+/// loop over the key index costs per staged key instead. [`probe`] and the delete of replaced
+/// top-level rows turn hash and merge joins off ([`Joins::by_index`]) where the table has an index
+/// on its key columns ([`key_index`]; without one a nested loop would scan the table once per key);
+/// every other statement gets the planner's defaults back first ([`Joins::planner`]). Both are
+/// `SET LOCAL`: the transaction's end undoes them.
+#[derive(Debug, Default)]
+struct Joins {
+    by_index: bool,
+}
+
+impl Joins {
+    fn by_index(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        err: &ErrFn<'_>,
+    ) -> Result<(), DestinationError> {
+        if !self.by_index {
+            tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+                .map_err(|e| err(e, "choosing index lookups"))?;
+            self.by_index = true;
+        }
+        Ok(())
+    }
+
+    fn planner(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        err: &ErrFn<'_>,
+    ) -> Result<(), DestinationError> {
+        if self.by_index {
+            tx.batch_execute("RESET enable_hashjoin; RESET enable_mergejoin")
+                .map_err(|e| err(e, "restoring the planner's joins"))?;
+            self.by_index = false;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `table` (already quoted and qualified) has a valid index whose key columns are exactly
+/// `keys`, in any order (the primary key seam creates), remembered per table in `known`.
+fn key_index(
+    tx: &mut postgres::Transaction<'_>,
+    err: &ErrFn<'_>,
+    known: &mut HashMap<String, bool>,
+    table: &str,
+    keys: &[String],
+) -> Result<bool, DestinationError> {
+    if let Some(&indexed) = known.get(table) {
+        return Ok(indexed);
+    }
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i \
+               WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND i.indpred IS NULL \
+                 AND i.indnkeyatts = cardinality($2::text[]) \
+                 AND ARRAY(SELECT a.attname::text FROM pg_attribute a \
+                           WHERE a.attrelid = i.indrelid \
+                             AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
+                           ORDER BY 1) \
+                   = ARRAY(SELECT k FROM unnest($2::text[]) AS k ORDER BY 1))",
+            &[&table, &keys],
+        )
+        .map_err(|e| err(e, "looking up the table's key index"))?;
+    let indexed: bool = row.get(0);
+    known.insert(table.to_owned(), indexed);
+    Ok(indexed)
+}
+
+/// The position (from 1) in `keys` and the `_sdc_sequence` of each row of `target` with one of the
+/// keys.
+fn probe_sql(keys: &KeyArrays<'_>, target: &str) -> String {
+    format!(
+        "SELECT u._sdc_ord, t.{seq_col} FROM {u} JOIN {target} t ON {m}",
+        seq_col = quote_ident(SEQUENCE),
+        u = keys.unnest("_sdc_ord"),
+        m = keys.matches("t", str::to_owned),
+    )
+}
+
 /// Finds the warehouse rows with the staged keys (one indexed lookup per key, no staging table)
 /// and decides the route. The merge's rules, row by row: a staged row is replaced into the
 /// warehouse unless the warehouse row has a newer `_sdc_sequence`; append-only keys are never
@@ -291,6 +378,8 @@ impl<'a> KeyArrays<'a> {
 fn probe(
     tx: &mut postgres::Transaction<'_>,
     err: &ErrFn<'_>,
+    joins: &mut Joins,
+    key_indexes: &mut HashMap<String, bool>,
     schema: &str,
     load: &StreamLoad,
     created: bool,
@@ -314,13 +403,13 @@ fn probe(
     }
     let keys = KeyArrays::new(load, &positions, 0..rows.len());
     let sequences = rows.column(seq);
-    let sql = format!(
-        "SELECT u._sdc_ord, t.{seq_col} FROM {u} JOIN {target} t ON {m}",
-        seq_col = quote_ident(SEQUENCE),
-        u = keys.unnest("_sdc_ord"),
-        target = qualified(schema, &load.table),
-        m = keys.matches("t", str::to_owned),
-    );
+    let target = qualified(schema, &load.table);
+    if key_index(tx, err, key_indexes, &target, &load.key_columns)? {
+        joins.by_index(tx, err)?;
+    } else {
+        joins.planner(tx, err)?;
+    }
+    let sql = probe_sql(&keys, &target);
     let found = tx
         .query(&sql, &keys.params())
         .map_err(|e| err(e, "looking up the batch's keys"))?;
@@ -356,6 +445,7 @@ fn probe(
 fn load_direct(
     tx: &mut postgres::Transaction<'_>,
     err: &ErrFn<'_>,
+    joins: &mut Joins,
     schema: &str,
     load: &StreamLoad,
     positions: &[usize],
@@ -370,8 +460,11 @@ fn load_direct(
             keys.unnest(""),
             keys.matches("t", str::to_owned)
         );
+        // The joins are still those `probe` chose for this table.
         tx.execute(&sql, &params)
             .map_err(|e| err(e, "deleting replaced rows").in_table(load.table.clone()))?;
+        // Subtables have no index on their parent's key: the planner decides.
+        joins.planner(tx, err)?;
         for sub in &load.all_subtables {
             let sql = format!(
                 "DELETE FROM {} s USING {} WHERE {}",
@@ -465,6 +558,7 @@ pub(super) fn apply(
         )
     };
     let fence = d.fence;
+    let key_indexes = &mut d.key_indexes;
     let mut tx = d
         .client
         .transaction()
@@ -489,18 +583,24 @@ pub(super) fn apply(
         tx.batch_execute(&sql::ddl(&schema, change, &DIALECT))
             .map_err(|e| err(e, "changing a table"))?;
     }
+    let mut joins = Joins::default();
     for (i, load) in plan.loads.iter().enumerate() {
-        match probe(&mut tx, &err, &schema, load, plan.creates(&load.table))
+        let created = plan.creates(&load.table);
+        match probe(&mut tx, &err, &mut joins, key_indexes, &schema, load, created)
             .map_err(|e| e.in_table(load.table.clone()))?
         {
-            Route::Direct { keys, replaced } => load_direct(&mut tx, &err, &schema, load, &keys, &replaced)?,
+            Route::Direct { keys, replaced } => {
+                load_direct(&mut tx, &err, &mut joins, &schema, load, &keys, &replaced)?
+            }
             Route::Merge => {
+                joins.planner(&mut tx, &err)?;
                 let empty = TableLayout::default();
                 let target_layout = layout.tables.get(&load.table).unwrap_or(&empty);
                 merge_staged(&mut tx, &err, &schema, i, load, target_layout)?;
             }
         }
     }
+    joins.planner(&mut tx, &err)?;
     if !plan.rejected.is_empty() {
         let stmt = tx
             .prepare(&format!(
@@ -583,6 +683,95 @@ mod tests {
         let err = copy_field(CellRef::Text("1"), ColumnType::BigInt, &mut BytesMut::new()).unwrap_err();
         assert!(err.to_string().contains("staged for a int8 column"), "{err}");
         assert!(copy_field(CellRef::BigInt(1), ColumnType::Timestamp, &mut BytesMut::new()).is_err());
+    }
+
+    /// A key index is one on exactly the key columns, in any order; the probe then looks the keys up
+    /// through it, even where the planner would scan the whole table.
+    #[test]
+    fn key_lookups_go_through_the_key_index() {
+        let Some(url) = seam_test_support::postgres_url() else {
+            return;
+        };
+        let options = seam_postgres::ConnectOptions::parse(&url).unwrap();
+        let mut client = super::super::open(&options).unwrap();
+        let schema = quote_ident(&seam_test_support::unique_name("keyindex"));
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema};
+                 CREATE TABLE {schema}.keyed (id bigint PRIMARY KEY, _sdc_sequence bigint, body text);
+                 CREATE TABLE {schema}.pair (a bigint, b text, _sdc_sequence bigint, PRIMARY KEY (b, a));
+                 CREATE TABLE {schema}.bare (id bigint, _sdc_sequence bigint);
+                 CREATE TABLE {schema}.other (id bigint, k bigint PRIMARY KEY, _sdc_sequence bigint);
+                 CREATE TABLE {schema}.wider (id bigint, x bigint, _sdc_sequence bigint, PRIMARY KEY (id, x));
+                 INSERT INTO {schema}.keyed SELECT i, i, repeat('x', 200) FROM generate_series(1, 20000) i;
+                 ANALYZE {schema}.keyed;"
+            ))
+            .unwrap();
+        let err = |e: postgres::Error, what: &str| {
+            DestinationError::new(ErrorKind::Internal, format!("{what}: {e}"))
+        };
+        let owned = |ks: &[&str]| ks.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+        let mut known = HashMap::new();
+        let mut tx = client.transaction().unwrap();
+        let mut indexed = |table: &str, keys: &[&str]| {
+            key_index(
+                &mut tx,
+                &err,
+                &mut known,
+                &format!("{schema}.{table}"),
+                &owned(keys),
+            )
+            .unwrap()
+        };
+        assert!(indexed("keyed", &["id"]));
+        assert!(indexed("pair", &["a", "b"]), "the key's order is not the index's");
+        assert!(!indexed("bare", &["id"]));
+        assert!(!indexed("other", &["id"]), "an index on another column");
+        assert!(
+            !indexed("wider", &["id"]),
+            "an index on more columns than the key"
+        );
+        assert!(!indexed("missing", &["id"]), "no such table");
+        assert_eq!(known.len(), 6, "each answer is remembered");
+
+        // 2,000 keys against 20,000 rows: the planner's own choice is a hash join over the whole
+        // table (not asserted: it depends on its costs); with index lookups, a nested loop.
+        let cells: Vec<PgCell<'_>> = (0..2000i64).map(|i| PgCell(CellRef::BigInt(i * 7))).collect();
+        let keys = KeyArrays {
+            columns: vec![("id", ColumnType::BigInt)],
+            values: vec![cells],
+        };
+        let sql = format!("EXPLAIN {}", probe_sql(&keys, &format!("{schema}.keyed")));
+        let plan = |tx: &mut postgres::Transaction<'_>| -> String {
+            let rows = tx.query(&sql, &keys.params()).unwrap();
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut joins = Joins::default();
+        eprintln!("the planner's own plan:\n{}", plan(&mut tx));
+        joins.by_index(&mut tx, &err).unwrap();
+        let by_index = plan(&mut tx);
+        assert!(
+            by_index.contains("Index") && !by_index.contains("Hash Join") && !by_index.contains("Seq Scan"),
+            "{by_index}"
+        );
+        joins.planner(&mut tx, &err).unwrap();
+        let settings: Vec<String> = tx
+            .query(
+                "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .flat_map(|r| [r.get::<_, String>(0), r.get::<_, String>(1)])
+            .collect();
+        assert_eq!(settings, ["on", "on"], "the planner's joins are back");
+        tx.rollback().unwrap();
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ use seam_core::{
     State,
 };
 use seam_postgres::{ConnectError, ConnectOptions};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// PostgreSQL's SQL types for seam's column types (timestamps without time zone hold UTC, as in
@@ -79,6 +79,8 @@ pub(crate) struct Conn {
     options: ConnectOptions,
     schema: String,
     fence: Option<i64>,
+    /// Per table (quoted and qualified): whether it has an index on its key columns (see `load.rs`).
+    key_indexes: HashMap<String, bool>,
 }
 
 /// What a commit on its own thread hands back.
@@ -167,6 +169,7 @@ impl PostgresDestination {
                 options: options.clone(),
                 schema: schema.to_owned(),
                 fence: None,
+                key_indexes: HashMap::new(),
             }),
             options: options.clone(),
             schema: schema.to_owned(),
@@ -206,6 +209,7 @@ impl PostgresDestination {
                 options: self.options.clone(),
                 schema: self.schema.clone(),
                 fence: self.fence,
+                key_indexes: HashMap::new(),
             });
         }
         self.conn
