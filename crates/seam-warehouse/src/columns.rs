@@ -372,9 +372,9 @@ pub struct StreamBatch {
     log: Vec<Entry>,
     records: Vec<StagedRecord>,
     spans: Vec<Span>,
-    /// Each key's newest record. The key text is kept as built (a `Box<str>` would shrink, and so
+    /// Each key's newest record. The key bytes are kept as built (a `Box<[u8]>` would shrink, and so
     /// copy, every key).
-    keys: HashMap<String, u32, FastHash>,
+    keys: HashMap<Vec<u8>, u32, FastHash>,
     raw: Texts,
     /// The rows of the record being finished (kept for its capacity).
     rows_scratch: Vec<RowId>,
@@ -505,7 +505,7 @@ impl StreamBatch {
             }
         }
         let index = self.records.len() as u32;
-        let replaces = match self.keys.get(done.key.as_str()) {
+        let replaces = match self.keys.get(done.key.as_slice()) {
             Some(&old) if self.records[old as usize].sequence > sequence => {
                 self.rollback(0);
                 self.rows_scratch = rows;

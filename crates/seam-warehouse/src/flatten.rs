@@ -197,17 +197,30 @@ impl Cell {
         Cell::Timestamp(t.timestamp_micros())
     }
 
-    /// A stable text form, used for keys.
-    fn key_text(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = match self {
-            Cell::Null => write!(out, "n"),
-            Cell::BigInt(v) => write!(out, "i{v}"),
-            Cell::Double(v) => write!(out, "d{v}"),
-            Cell::Boolean(v) => write!(out, "b{v}"),
-            Cell::Timestamp(v) => write!(out, "t{v}"),
-            Cell::Text(v) => write!(out, "s{}:{v}", v.len()),
-        };
+    /// A stable binary form, used for keys: a tag byte, then the value in fixed width (text: its
+    /// length, then its bytes), so a sequence of cells has one form and no two sequences share it.
+    fn key_bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            Cell::Null => out.push(b'n'),
+            Cell::BigInt(v) => {
+                out.push(b'i');
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Cell::Double(v) => {
+                out.push(b'd');
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+            Cell::Boolean(v) => out.extend_from_slice(&[b'b', u8::from(*v)]),
+            Cell::Timestamp(v) => {
+                out.push(b't');
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Cell::Text(v) => {
+                out.push(b's');
+                out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
     }
 }
 
@@ -818,8 +831,8 @@ impl std::ops::Index<&str> for Row {
 /// One record flattened: its rows, table by table; the first row is the top-level table's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlatRecord {
-    /// The key of the top-level row (text form), for de-duplication within a batch.
-    pub key: String,
+    /// The key of the top-level row (binary form), for de-duplication within a batch.
+    pub key: Vec<u8>,
     /// The record's sequence.
     pub sequence: i64,
     /// The record's JSON, for `_sdc_rejected` should a later check refuse it.
@@ -871,8 +884,8 @@ pub struct SystemCells {
 /// What [`flatten_into`] learnt about a record besides its rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flattened {
-    /// The key of the top-level row (text form), for de-duplication within a batch.
-    pub key: String,
+    /// The key of the top-level row (binary form), for de-duplication within a batch.
+    pub key: Vec<u8>,
     /// The system cells every row of the record ends with: the top-level row has them all, a
     /// subtable row all but `_sdc_deleted_at` (kept last when present, see [`system_of_row`]).
     pub system: Vec<(Col, Cell)>,
@@ -1014,11 +1027,11 @@ fn deleted_at_cell(value: &Json<'_>) -> Result<Cell, String> {
     }
 }
 
-/// A record's key: the top-level row's key cells, their text form, and the subtable columns
+/// A record's key: the top-level row's key cells, their binary form, and the subtable columns
 /// holding them.
 struct RecordKeys {
     cells: Vec<(Col, Cell)>,
-    key: String,
+    key: Vec<u8>,
     source_keys: Vec<(Col, Cell)>,
 }
 
@@ -1047,10 +1060,9 @@ impl RecordKeys {
                 _ => return Err(format!("primary key {prop} is missing, null or not a scalar")),
             }
         }
-        let mut key = String::new();
+        let mut key = Vec::with_capacity(9 * cells.len());
         for (_, c) in &cells {
-            c.key_text(&mut key);
-            key.push('\u{1f}');
+            c.key_bytes(&mut key);
         }
         // The subtable columns holding the top-level key, named once per stream.
         let source_keys = spec
@@ -1075,7 +1087,7 @@ pub fn flatten_record(
     sys: &SystemCells,
 ) -> Result<FlatRecord, Rejection> {
     let mut flat = FlatRecord {
-        key: String::new(),
+        key: Vec::new(),
         sequence: sys.sequence,
         raw: record.record.get().to_owned(),
         rows: Vec::new(),
@@ -1663,7 +1675,7 @@ mod tests {
     /// A record of one row with one cell and no system cells.
     fn one_row(table: &str, column: &str, cell: Cell) -> FlatRecord {
         FlatRecord {
-            key: String::new(),
+            key: Vec::new(),
             sequence: 0,
             raw: String::new(),
             rows: vec![(Col::from(table), Row::from_iter([(Col::from(column), cell)]))],
@@ -1878,6 +1890,48 @@ mod tests {
         assert!(e.reason.contains("no ASCII letter"), "{}", e.reason);
         let e = flat(&spec, json!({"id": 1, "big": 18446744073709551615u64})).unwrap_err();
         assert!(e.reason.contains("out of range"), "{}", e.reason);
+    }
+
+    /// Two key cell sequences share a key form only when they are equal.
+    #[test]
+    fn key_forms_are_one_per_key() {
+        let form = |cells: &[Cell]| {
+            let mut out = Vec::new();
+            for c in cells {
+                c.key_bytes(&mut out);
+            }
+            out
+        };
+        let text = |s: &str| Cell::Text(s.to_owned());
+        let keys: Vec<Vec<Cell>> = vec![
+            vec![Cell::BigInt(1)],
+            vec![Cell::BigInt(-1)],
+            vec![Cell::Timestamp(1)],
+            vec![Cell::Double(1.0)],
+            vec![Cell::Double(-0.0)],
+            vec![Cell::Double(0.0)],
+            vec![Cell::Boolean(true)],
+            vec![Cell::Boolean(false)],
+            vec![text("1")],
+            vec![text("")],
+            vec![text(""), text("")],
+            vec![text("a"), text("b")],
+            vec![text("a\u{1f}b")],
+            vec![text("ab")],
+            vec![text("a"), Cell::BigInt(98)],
+            vec![Cell::BigInt(1), Cell::BigInt(2)],
+            vec![Cell::BigInt(2), Cell::BigInt(1)],
+        ];
+        let forms: Vec<Vec<u8>> = keys.iter().map(|k| form(k)).collect();
+        for (i, a) in forms.iter().enumerate() {
+            for (j, b) in forms.iter().enumerate() {
+                assert_eq!(a == b, i == j, "{:?} against {:?}", keys[i], keys[j]);
+            }
+        }
+        assert_eq!(
+            form(&[text("é"), Cell::BigInt(7)]),
+            form(&[text("é"), Cell::BigInt(7)])
+        );
     }
 
     #[test]
@@ -2186,7 +2240,7 @@ mod tests {
             type Rows = BTreeMap<String, Vec<BTreeMap<String, Cell>>>;
 
             // The reference: record by record.
-            let mut kept: IndexMap<String, FlatRecord> = IndexMap::new();
+            let mut kept: IndexMap<Vec<u8>, FlatRecord> = IndexMap::new();
             let mut rejected_ref = Vec::new();
             // The subject: one columnar batch.
             let mut batch = StreamBatch::default();

@@ -535,7 +535,7 @@ mod tests {
 
     fn empty(rec: &RecordMessage) -> FlatRecord {
         FlatRecord {
-            key: String::new(),
+            key: Vec::new(),
             sequence: sys().sequence,
             raw: rec.record.get().to_owned(),
             rows: Vec::new(),
