@@ -491,11 +491,26 @@ struct ColumnCache {
 struct Place {
     /// Field name → its column's number in `columns`, or why it cannot name one.
     names: HashMap<Box<str>, Result<u32, String>, FastHash>,
+    /// The fields of the last objects met here, in their order (see [`ColumnCache::field`]).
+    order: Vec<Ordered>,
     /// Each column once (two names may take one), with the last object that had a field take it.
     columns: Vec<(Col, u32)>,
     /// Column → its number.
     numbers: HashMap<Col, u32, FastHash>,
 }
+
+/// A field at its place in an object (see [`ColumnCache::field`]).
+#[derive(Debug)]
+struct Ordered {
+    name: String,
+    /// Its column's number.
+    n: u32,
+    /// Its index among the object schema's own properties, when it is one of them.
+    property: Option<u32>,
+}
+
+/// The longest field order a place remembers.
+const ORDER_MAX: usize = 1_024;
 
 /// The empty prefix: the record's own fields, and an array element object's.
 static NO_PREFIX: LazyLock<Col> = LazyLock::new(|| Col::from(""));
@@ -645,6 +660,64 @@ impl ColumnCache {
         });
         p.names.insert(name.into(), found.clone());
         Some(found)
+    }
+
+    /// The column number of field `name` (the `*cursor`-th field looked up in its object, counted
+    /// here) of an object at `place`, as [`Self::number`] gives it, and the field's schema in the
+    /// object's `schema`, as [`child`] gives it; `None` when `name` names no column (or the cache is
+    /// full and the name is new).
+    ///
+    /// A stream's records hold their fields in one order, as a rule: each place remembers the
+    /// fields met in its last objects, by position, and a field found where it was last time (or
+    /// one further on, when the field before is missing) takes its number and its property's index
+    /// from there, at the cost of comparing its name, instead of hashing the name into the cache's
+    /// map and into the schema's properties. A hit's answers are those of the lookups: the number
+    /// is the one `number` gave for that name at this place (names keep their numbers), and the
+    /// property is used only when the schema's property at that index has that very name.
+    fn field<'s>(
+        &mut self,
+        rules: &NameRules,
+        place: usize,
+        prefix: &str,
+        name: &str,
+        schema: Option<&'s Schema>,
+        cursor: &mut usize,
+    ) -> Option<(u32, Option<&'s Schema>)> {
+        let order = &self.places.get(place)?.order;
+        let at = *cursor;
+        let hit = [at, at + 1]
+            .into_iter()
+            .find(|&i| order.get(i).is_some_and(|o| o.name == name));
+        if let Some(i) = hit {
+            *cursor = i + 1;
+            let o = &order[i];
+            let own = o.property.and_then(|p| {
+                let (k, v) = schema?.properties.as_ref()?.get_index(p as usize)?;
+                (k == name).then_some(v)
+            });
+            return Some((o.n, own.or_else(|| schema.and_then(|s| child(s, name)))));
+        }
+        *cursor = at + 1;
+        let n = self.number(rules, place, prefix, name)?.ok()?;
+        let property = schema
+            .and_then(|s| s.properties.as_ref()?.get_index_of(name))
+            .and_then(|p| u32::try_from(p).ok());
+        let full = self.len >= COLUMN_CACHE_MAX;
+        let order = &mut self.places.get_mut(place)?.order;
+        if let Some(o) = order.get_mut(at) {
+            o.name.clear();
+            o.name.push_str(name);
+            o.n = n;
+            o.property = property;
+        } else if at == order.len() && at < ORDER_MAX && !full {
+            self.len += 1;
+            order.push(Ordered {
+                name: name.to_owned(),
+                n,
+                property,
+            });
+        }
+        Some((n, schema.and_then(|s| child(s, name))))
     }
 
     /// Column `n` of `place`.

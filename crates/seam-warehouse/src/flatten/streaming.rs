@@ -15,7 +15,7 @@
 //! starts with its key cells as it does from the tree.
 
 use super::{
-    child, deleted_at_cell, items_schema, level_col, record_system_cells, scalar_cell, Cell, CellRef, Col,
+    deleted_at_cell, items_schema, level_col, record_system_cells, scalar_cell, Cell, CellRef, Col,
     ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink, StreamSpec, SystemCells,
     DELETED_AT, NO_PREFIX, SYSTEM_COLUMNS, VALUE_COLUMN,
 };
@@ -63,6 +63,7 @@ pub(super) fn flatten<S: RowSink>(
         ready: None,
         place,
         object,
+        cursor: 0,
     };
     let mut de = serde_json::Deserializer::from_str(record.record.get());
     RecordSeed(&mut top).deserialize(&mut de).ok()?;
@@ -88,12 +89,14 @@ struct Top<'t, 'r, S> {
     place: usize,
     /// The record's object number (see [`ColumnCache::take`]).
     object: u32,
+    /// The record's own fields looked up so far (see [`ColumnCache::field`]).
+    cursor: usize,
 }
 
 /// [`Top`] failed to take the usual road.
 struct OffRoad;
 
-impl<S: RowSink> Top<'_, '_, S> {
+impl<'t, S: RowSink> Top<'t, '_, S> {
     /// The key is complete (every key property met, or there are none): opens the top-level row
     /// with its key cells, then flattens the fields met before.
     fn key_complete(&mut self) -> Result<(), OffRoad> {
@@ -108,7 +111,7 @@ impl<S: RowSink> Top<'_, '_, S> {
         }
         self.ready = Some((top, keys));
         for (name, value) in std::mem::take(&mut self.pending) {
-            let n = self.field_column(&name)?;
+            let (n, schema) = self.field_column(&name)?;
             let Some(column) = self.flat.cache.column_at(self.place, n).cloned() else {
                 return Err(OffRoad);
             };
@@ -120,7 +123,6 @@ impl<S: RowSink> Top<'_, '_, S> {
                 source_keys: &keys.source_keys,
                 claimed: &[],
             };
-            let schema = child(&self.spec.schema, &name);
             self.flat
                 .value_into(*top, &column, &value, schema, &ctx)
                 .map_err(|_| OffRoad)?;
@@ -131,17 +133,18 @@ impl<S: RowSink> Top<'_, '_, S> {
     /// The number of the column one of the record's own fields takes (see [`Column`]). A field
     /// named like a nested column (`a__b`) changes how the record's nested objects load (see
     /// `Ctx::claimed`): the tree decides.
-    fn field_column(&mut self, name: &str) -> Result<u32, OffRoad> {
+    fn field_column(&mut self, name: &str) -> Result<(u32, Option<&'t Schema>), OffRoad> {
         let cache = &mut *self.flat.cache;
-        let n = match cache.number(self.flat.rules, self.place, "", name) {
-            Some(Ok(n)) => n,
-            _ => return Err(OffRoad),
+        let schema = Some(&self.spec.schema);
+        let Some((n, schema)) = cache.field(self.flat.rules, self.place, "", name, schema, &mut self.cursor)
+        else {
+            return Err(OffRoad);
         };
         let claims = cache.column_at(self.place, n).is_none_or(|c| c.contains("__"));
         if claims || !cache.take(self.place, n, self.object) {
             return Err(OffRoad);
         }
-        Ok(n)
+        Ok((n, schema))
     }
 
     /// What the record's rows end with; `None` when its key never completed (the tree says why).
@@ -211,7 +214,7 @@ impl<'de, S: RowSink> Visitor<'de> for RecordSeed<'_, '_, 'de, S> {
                 top.pending.push((name, value));
                 continue;
             }
-            let n = top.field_column(&name).map_err(|OffRoad| off_road())?;
+            let (n, schema) = top.field_column(&name).map_err(|OffRoad| off_road())?;
             let Some((row, keys)) = &top.ready else {
                 return Err(off_road());
             };
@@ -220,7 +223,7 @@ impl<'de, S: RowSink> Visitor<'de> for RecordSeed<'_, '_, 'de, S> {
                 source_keys: &keys.source_keys,
                 row: *row,
                 column: Column::Cached { place: top.place, n },
-                schema: child(&top.spec.schema, &name),
+                schema,
                 table: top.table,
             })?;
         }
@@ -367,10 +370,13 @@ fn object_fields<'de, A: MapAccess<'de>, S: RowSink>(
 ) -> Result<(), A::Error> {
     let place = flat.cache.place_of(table, prefix).ok_or_else(off_road)?;
     let object = flat.cache.next_object();
+    let mut cursor = 0;
     while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-        let n = match flat.cache.number(flat.rules, place, prefix, &name) {
-            Some(Ok(n)) => n,
-            _ => return Err(off_road()),
+        let Some((n, field_schema)) = flat
+            .cache
+            .field(flat.rules, place, prefix, &name, schema, &mut cursor)
+        else {
+            return Err(off_road());
         };
         if !flat.cache.take(place, n, object) {
             return Err(off_road());
@@ -380,7 +386,7 @@ fn object_fields<'de, A: MapAccess<'de>, S: RowSink>(
             source_keys,
             row,
             column: Column::Cached { place, n },
-            schema: schema.and_then(|s| child(s, &name)),
+            schema: field_schema,
             table,
         })?;
     }
@@ -780,15 +786,87 @@ mod tests {
             if keyed != 3 {
                 fields.insert(id_at.min(fields.len()), ("id".to_owned(), id));
             }
-            let stream = match keyed {
-                0 | 3 => spec(&["id"], false, &rules),
-                1 => spec(&[], true, &rules),
-                _ => spec(&["id", "k2"], false, &rules),
-            };
             let mut text = String::new();
             J::Obj(fields).write(&mut text);
-            agree(&stream, &rules, &text);
+            // One stream per setup for every case, as a loader keeps it for a stream's records:
+            // its column cache and field orders carry over from record to record.
+            SPECS.with(|specs| {
+                let mut specs = specs.borrow_mut();
+                let stream = specs.entry((if keyed == 3 { 0 } else { keyed }, fold)).or_insert_with(|| match keyed {
+                    0 | 3 => spec(&["id"], false, &rules),
+                    1 => spec(&[], true, &rules),
+                    _ => spec(&["id", "k2"], false, &rules),
+                });
+                agree(stream, &rules, &text);
+            });
         }
+    }
+
+    thread_local! {
+        /// The streams of the property above, by key setup and naming rules.
+        static SPECS: std::cell::RefCell<std::collections::HashMap<(usize, bool), StreamSpec>> =
+            std::cell::RefCell::default();
+    }
+
+    /// A field found where the place's last objects had it takes its property only when the
+    /// object's own schema has that name there. `O` folds into `o`'s column, so their fields share
+    /// a place, but their schemas differ: `o.ts` is a date-time, `O.ts` a plain string (and `O`'s
+    /// first property, `x`, a date-time). Fields in another order, or one fewer, are still found.
+    #[test]
+    fn field_orders_answer_as_the_lookups_do() {
+        let rules = NameRules::DUCKDB;
+        let time = json!({"type": "string", "format": "date-time"});
+        let schema = json!({"type": "object", "properties": {
+            "id": {"type": "integer"},
+            "n": {"type": "number"},
+            "ts": time,
+            "o": {"type": "object", "properties": {"ts": time, "n": {"type": "number"}}},
+            "O": {"type": "object", "properties": {"x": time, "ts": {"type": "string"}}},
+        }});
+        let stream = StreamSpec::new(
+            &SchemaMessage {
+                stream: "tickets".into(),
+                schema: serde_json::from_value(schema).unwrap(),
+                key_properties: vec!["id".into()],
+                bookmark_properties: None,
+            },
+            false,
+            &rules,
+        );
+        let at = "2024-01-02T03:04:05Z";
+        let texts = [
+            format!(r#"{{"id": 1, "o": {{"ts": "{at}", "n": 1}}, "ts": "{at}", "n": 2}}"#),
+            format!(r#"{{"id": 2, "O": {{"ts": "{at}", "x": "{at}"}}, "ts": "{at}", "n": 2}}"#),
+            format!(r#"{{"id": 3, "o": {{"ts": "{at}", "n": 1}}, "ts": "{at}", "n": 2}}"#),
+            format!(r#"{{"id": 4, "o": {{"n": 1, "ts": "{at}"}}, "n": 2, "ts": "{at}"}}"#),
+            format!(r#"{{"id": 5, "o": {{"ts": "{at}"}}, "ts": "{at}"}}"#),
+            format!(r#"{{"id": 6, "N": 2, "TS": "{at}", "o": {{"N": 1, "Ts": "{at}"}}}}"#),
+            format!(r#"{{"id": 7, "n": 2, "ts": "{at}", "o": {{"n": 1, "ts": "{at}"}}}}"#),
+            format!(r#"{{"id": 8, "O": {{"x": "{at}", "ts": "{at}"}}, "ts": "{at}"}}"#),
+        ];
+        for _ in 0..3 {
+            for text in &texts {
+                assert!(agree(&stream, &rules, text), "left the road: {text}");
+            }
+        }
+        let ts_cell = |text: &str| {
+            let rows = streamed(&stream, &rules, &record(text)).unwrap().rows;
+            let cell = rows[0]
+                .1
+                .iter()
+                .find(|(k, _)| k.as_ref() == "o__ts")
+                .map(|(_, c)| c.clone());
+            cell
+        };
+        assert!(matches!(ts_cell(&texts[0]), Some(Cell::Timestamp(_))));
+        assert!(
+            matches!(ts_cell(&texts[1]), Some(Cell::Text(_))),
+            "O.ts is a plain string"
+        );
+        assert!(
+            matches!(ts_cell(&texts[5]), Some(Cell::Text(_))),
+            "Ts is not a property of o"
+        );
     }
 
     /// The generated records exercise both roads (the property above is not passed by the tree
