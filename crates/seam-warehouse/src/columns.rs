@@ -161,6 +161,9 @@ fn type_index(ty: ColumnType) -> usize {
     }
 }
 
+/// The system column names a staged table finds by address (see [`StagedTable::system_slot`]).
+const SYSTEM_SLOTS_MAX: usize = 8;
+
 /// One table's staged rows.
 #[derive(Debug)]
 pub struct StagedTable {
@@ -178,6 +181,8 @@ pub struct StagedTable {
     by_address: HashMap<usize, u32, FastHash>,
     by_name: HashMap<Col, u32, FastHash>,
     pins: Vec<Col>,
+    /// System column name (by address) → slot (see [`StagedTable::system_slot`]).
+    system_slots: Vec<(usize, u32)>,
     slots: Vec<Slot>,
     /// The column buffers, in the order they were first used.
     bufs: Vec<ColumnBuf>,
@@ -194,11 +199,13 @@ impl StagedTable {
             by_address: HashMap::default(),
             by_name: HashMap::default(),
             pins: Vec::new(),
+            system_slots: Vec::new(),
             slots: Vec::new(),
             bufs: Vec::new(),
         }
     }
 
+    #[inline(always)]
     fn slot(&mut self, column: &Col) -> u32 {
         let address = column.as_ptr() as usize;
         if let Some(&s) = self.by_address.get(&address) {
@@ -222,6 +229,50 @@ impl StagedTable {
         };
         self.by_address.insert(address, s);
         s
+    }
+
+    /// The slot of a system column: flattening names them with shared texts
+    /// (`flatten::SYSTEM_COLUMNS`), found by address among the few met here before the column is
+    /// looked up as any other (a name of another address is looked up each time, past a few).
+    fn system_slot(&mut self, column: &Col) -> u32 {
+        let address = column.as_ptr() as usize;
+        if let Some(&(_, s)) = self.system_slots.iter().find(|(a, _)| *a == address) {
+            return s;
+        }
+        let s = self.slot(column);
+        if self.system_slots.len() < SYSTEM_SLOTS_MAX {
+            self.system_slots.push((address, s));
+        }
+        s
+    }
+
+    /// Puts `cell` into slot `s` of `row`: what [`Entry::Cell`] logs for it (its buffer, with
+    /// [`NULL_BIT`] for a NULL, or [`NONE`]), or the collision when the row has a cell there.
+    #[inline(always)]
+    fn write(&mut self, row: u32, s: u32, column: &Col, cell: CellRef<'_>) -> Result<u32, String> {
+        let slot = &mut self.slots[s as usize];
+        if slot.stamp == row + 1 {
+            return Err(format!("Field collision on {column}"));
+        }
+        slot.stamp = row + 1;
+        let Some(ty) = cell.column_type().or(slot.system) else {
+            return Ok(NONE);
+        };
+        let mut b = slot.bufs[type_index(ty)];
+        if b == NONE {
+            b = self.bufs.len() as u32;
+            slot.bufs[type_index(ty)] = b;
+            self.bufs.push(ColumnBuf::new(column.clone(), ty));
+        }
+        let buf = &mut self.bufs[b as usize];
+        Ok(if cell == CellRef::Null {
+            buf.nulls.push(row);
+            b | NULL_BIT
+        } else if buf.push(row, cell) {
+            b
+        } else {
+            NONE
+        })
     }
 
     fn is_dead(&self, row: u32) -> bool {
@@ -406,36 +457,7 @@ impl RowSink for StreamBatch {
             return Err(format!("no open row for {column}"));
         };
         let s = t.slot(column);
-        let slot = &mut t.slots[s as usize];
-        if slot.stamp == row.row + 1 {
-            return Err(format!("Field collision on {column}"));
-        }
-        let Some(ty) = cell.column_type().or(slot.system) else {
-            slot.stamp = row.row + 1;
-            self.log.push(Entry::Cell {
-                table: row.table,
-                slot: s,
-                buf: NONE,
-            });
-            return Ok(());
-        };
-        let mut b = slot.bufs[type_index(ty)];
-        if b == NONE {
-            b = t.bufs.len() as u32;
-            slot.bufs[type_index(ty)] = b;
-            t.bufs.push(ColumnBuf::new(column.clone(), ty));
-        }
-        let slot = &mut t.slots[s as usize];
-        slot.stamp = row.row + 1;
-        let buf = &mut t.bufs[b as usize];
-        let logged = if cell == CellRef::Null {
-            buf.nulls.push(row.row);
-            b | NULL_BIT
-        } else if buf.push(row.row, cell) {
-            b
-        } else {
-            NONE
-        };
+        let logged = t.write(row.row, s, column, cell)?;
         self.log.push(Entry::Cell {
             table: row.table,
             slot: s,
@@ -498,12 +520,6 @@ impl StreamBatch {
             Entry::Row { table, row } => Some(RowId { table, row }),
             Entry::Cell { .. } => None,
         }));
-        for (i, &row) in rows.iter().enumerate() {
-            for (c, v) in system_of_row(&done.system, i == 0) {
-                // A system column is never a field's (the naming rules reserve the names).
-                let _ = self.put(row, c, v.as_ref());
-            }
-        }
         let index = self.records.len() as u32;
         let replaces = match self.keys.get(done.key.as_slice()) {
             Some(&old) if self.records[old as usize].sequence > sequence => {
@@ -514,6 +530,17 @@ impl StreamBatch {
             Some(&old) => Some(old),
             None => None,
         };
+        // The record stays: its system cells need no log entry (the log is cleared below).
+        for (i, &row) in rows.iter().enumerate() {
+            let Some(t) = self.tables.get_mut(row.table as usize) else {
+                continue;
+            };
+            for (c, v) in system_of_row(&done.system, i == 0) {
+                let s = t.system_slot(c);
+                // A system column is never a field's (the naming rules reserve the names).
+                let _ = t.write(row.row, s, c, v.as_ref());
+            }
+        }
         let first_span = self.spans.len() as u32;
         for &row in &rows {
             let own = self.spans.len() as u32 > first_span;
