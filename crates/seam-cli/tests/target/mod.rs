@@ -5,7 +5,7 @@ use seam_warehouse::DuckDbDestination;
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const N: u64 = 6_000;
 const STATE_EVERY: u64 = 50;
@@ -65,7 +65,7 @@ fn run_target(db: &Path, kill_after: Option<Duration>) -> bool {
             "--schema",
             "kill",
             "--max-batch-records",
-            "300",
+            "100",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -100,10 +100,16 @@ fn run_target(db: &Path, kill_after: Option<Duration>) -> bool {
 fn kill_9_at_many_points_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("warehouse.duckdb");
+    // How long a whole run takes on this machine (into a database of its own): the kills land at
+    // fractions of it, so they fall inside runs however fast the machine and the loader are.
+    let started = Instant::now();
+    assert!(run_target(&dir.path().join("timing.duckdb"), None));
+    let whole = started.elapsed();
     let mut kills = 0;
     let mut positions = Vec::new();
     for round in 0..40u64 {
-        let delay = Duration::from_millis(40 + (round * 97) % 700);
+        let fraction = [0.1, 0.2, 0.15, 0.25, 0.12][round as usize % 5];
+        let delay = whole.mul_f64(fraction).max(Duration::from_millis(5));
         if run_target(&db, Some(delay)) {
             break;
         }
@@ -140,9 +146,13 @@ fn kill_9_at_many_points_loses_and_duplicates_nothing() {
         count(&db, "SELECT COUNT(*) FROM kill.items WHERE name <> 'item ' || id"),
         0
     );
-    eprintln!("killed {kills} times at committed positions {positions:?}");
+    eprintln!("a whole run took {whole:?}; killed {kills} times at committed positions {positions:?}");
     assert!(
         kills >= 3,
         "the test should kill the target several times (killed {kills})"
+    );
+    assert!(
+        positions.iter().filter(|&&p| p > 0 && p < N).count() >= 2,
+        "at least two kills should land between commits: {positions:?}"
     );
 }
