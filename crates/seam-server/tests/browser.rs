@@ -484,6 +484,27 @@ async fn seed_flow_in_a_real_browser() {
         "tickets loaded: {tickets}"
     );
     s.shot("09-loads").await;
+
+    // A job that ends while Tables to Replicate holds an unsaved choice leaves the choice alone (the
+    // page once redrew the table list whenever a job ended, and a click made meanwhile was lost).
+    s.click("#tab-tables").await;
+    s.wait_text("#selection-count", "4 of").await;
+    s.sim().set_faults(zendesk_sim::FaultConfig {
+        slow_ms: 1500,
+        slow_rate: 1.0,
+        ..Default::default()
+    });
+    s.click("#run-extraction").await;
+    s.wait_text("#stop-extraction", "Stop Extraction").await;
+    s.click("#stream-groups").await;
+    s.wait_text("#selection-count", "3 of").await;
+    s.sim().set_faults(zendesk_sim::FaultConfig::default());
+    s.wait_text("#run-extraction", "Run Extraction Now").await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // what a redraw would have done by now
+    s.wait_text("#selection-count", "3 of").await;
+    s.wait_until("!document.getElementById('stream-groups').checked")
+        .await;
+
     // A second integration with a clashing name: the form says so live, and the API refuses it.
     s.go("/integrations/new/zendesk").await;
     s.type_into("#display_name", "Stitch-Zendesk").await;
@@ -541,7 +562,7 @@ async fn seed_flow_in_a_real_browser() {
     s.go("/integrations/1/extractions").await;
     s.click("#run-extraction").await; // a paused integration still runs when asked
     s.wait_until(
-        "document.querySelectorAll('#extractions tr.job-row[data-job-status=succeeded]').length >= 3",
+        "document.querySelectorAll('#extractions tr.job-row[data-job-status=succeeded]').length >= 4",
     )
     .await;
     s.go("/notifications").await;
@@ -996,6 +1017,11 @@ async fn tap_jsonl_from_pypi_through_the_dashboard() {
     s.wait_text("#flash .banner-success", "Success!").await;
     s.wait_text("#tab-tables[aria-selected=true]", "Tables to Replicate")
         .await;
+    // tap-jsonl (a Meltano SDK tap) marks its stream selected in its own catalog: the table arrives
+    // selected (the test once clicked it "on", and passed only while a job's end redrew the list).
+    s.wait_text("#selection-count", "1 of 1").await;
+    s.click("#stream-people").await;
+    s.wait_text("#selection-count", "0 of 1").await;
     s.click("#stream-people").await;
     s.wait_text("#selection-count", "1 of 1").await;
     s.click("#finalize-selections").await;

@@ -59,7 +59,7 @@ export async function render(main, [id, tabArg], ctx) {
       else await api.post(`/sources/${id}/sync`);
       await pollProgress();
       await refreshSource();
-      if (!wasRunning) await drawTab(); // a short job may be over before the first poll
+      if (!wasRunning && showsJobs()) await drawTab(); // a short job may be over before the first poll
     }));
     const schedule = source.properties.cron_expression
       ? `cron ${source.properties.cron_expression}`
@@ -88,6 +88,11 @@ export async function render(main, [id, tabArg], ctx) {
         h("a", { href: `/integrations/${id}/${k}`, "data-link": true, role: "tab", id: `tab-${k}`, "aria-selected": String(k === tab) }, label))));
   }
 
+  // What a job's end changes on the open tab: Extractions and Loads list jobs, and Tables to
+  // Replicate fills in once discovery has found tables. A drawn table list and the Settings form
+  // hold the user's unsaved choices, which a redraw would throw away.
+  const showsJobs = () => tab === "extractions" || tab === "loads" || (tab === "tables" && !body.querySelector("#streams"));
+
   // Live progress: poll the running job every second; when it ends, redraw the page's numbers.
   async function pollProgress() {
     if (stopped) return;
@@ -100,7 +105,7 @@ export async function render(main, [id, tabArg], ctx) {
       wasRunning = false;
       live.replaceChildren();
       await refreshSource();
-      await drawTab();
+      if (showsJobs()) await drawTab();
     }
   }
 
