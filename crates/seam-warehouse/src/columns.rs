@@ -233,7 +233,9 @@ impl StagedTable {
 
     /// The slot of a system column: flattening names them with shared texts
     /// (`flatten::SYSTEM_COLUMNS`), found by address among the few met here before the column is
-    /// looked up as any other (a name of another address is looked up each time, past a few).
+    /// looked up as any other (a name of another address is looked up each time, past a few). An
+    /// address kept here cannot be freed and reused by another name: [`Self::slot`] keeps every
+    /// name it maps by address alive (in `by_name` or `pins`).
     fn system_slot(&mut self, column: &Col) -> u32 {
         let address = column.as_ptr() as usize;
         if let Some(&(_, s)) = self.system_slots.iter().find(|(a, _)| *a == address) {
