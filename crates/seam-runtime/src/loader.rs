@@ -346,14 +346,16 @@ impl Loader {
                     self.streams.insert(schema.stream.clone());
                 }
                 Message::Record(record) => {
-                    if !self.streams.contains(&record.stream) {
-                        return Err(LoadError::BeforeSchema {
-                            line,
-                            kind: "RECORD",
-                            stream: record.stream,
-                        });
-                    }
+                    // The pending stream had its SCHEMA (streams are never forgotten): only a record
+                    // of another stream is looked up.
                     if self.pending_stream.as_deref() != Some(record.stream.as_str()) {
+                        if !self.streams.contains(&record.stream) {
+                            return Err(LoadError::BeforeSchema {
+                                line,
+                                kind: "RECORD",
+                                stream: record.stream,
+                            });
+                        }
                         self.flush_pending(dest)?;
                         self.pending_stream = Some(record.stream.clone());
                     }
