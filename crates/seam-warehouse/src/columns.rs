@@ -15,8 +15,8 @@
 //! De-duplication marks the rows of a superseded record dead; planning reads the live rows.
 
 use crate::flatten::{
-    system_column_type, system_of_row, CellRef, Col, ColumnState, ColumnType, Ddl, FastHash, Flattened,
-    Layout, Rejection, RowId, RowSink,
+    system_column_type, CellRef, Col, ColumnState, ColumnType, Ddl, FastHash, Flattened, Layout, Rejection,
+    RowId, RowSink,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +51,56 @@ impl Values {
     }
 }
 
+/// Reads a column buffer's values in row order, for [`TableRows::for_each_row`]: a row's cell is
+/// its value when the buffer's next value is that row's, NULL otherwise (most cells of a sparse
+/// column), without a lookup per cell.
+struct Cursor<'r> {
+    buf: &'r ColumnBuf,
+    /// The row of the next value (`u32::MAX` past the last: no row has that number, as a row
+    /// number is below the `u32` row count).
+    next: u32,
+    /// The next value's index.
+    at: usize,
+    /// Where the next text value starts.
+    start: usize,
+}
+
+impl<'r> Cursor<'r> {
+    fn new(buf: &'r ColumnBuf) -> Cursor<'r> {
+        Cursor {
+            buf,
+            next: buf.rows.first().copied().unwrap_or(u32::MAX),
+            at: 0,
+            start: 0,
+        }
+    }
+
+    /// Row `r`'s cell; rows are asked for in order, each once.
+    #[inline(always)]
+    fn take(&mut self, r: u32) -> CellRef<'r> {
+        if self.next != r {
+            return CellRef::Null;
+        }
+        let i = self.at;
+        self.at += 1;
+        self.next = self.buf.rows.get(self.at).copied().unwrap_or(u32::MAX);
+        match &self.buf.values {
+            Values::Int(v) => match self.buf.ty {
+                ColumnType::Timestamp => CellRef::Timestamp(v[i]),
+                _ => CellRef::BigInt(v[i]),
+            },
+            Values::Double(v) => CellRef::Double(v[i]),
+            Values::Boolean(v) => CellRef::Boolean(v[i]),
+            Values::Text { bytes, ends } => {
+                let end = ends[i] as usize;
+                let text = bytes.get(self.start..end).map_or(CellRef::Null, CellRef::Text);
+                self.start = end;
+                text
+            }
+        }
+    }
+}
+
 /// The values of one `(base column, type)` of a staged table, with their row numbers (ascending).
 #[derive(Debug)]
 pub struct ColumnBuf {
@@ -68,13 +118,35 @@ pub struct ColumnBuf {
 const NULL_BIT: u32 = 1 << 31;
 
 impl ColumnBuf {
-    fn new(base: Col, ty: ColumnType) -> ColumnBuf {
+    /// A buffer with room for `size` (values, text bytes) without growing.
+    fn with_capacity(base: Col, ty: ColumnType, size: BufSize) -> ColumnBuf {
+        let mut values = Values::new(ty);
+        match &mut values {
+            Values::Int(v) => v.reserve_exact(size.values),
+            Values::Double(v) => v.reserve_exact(size.values),
+            Values::Boolean(v) => v.reserve_exact(size.values),
+            Values::Text { bytes, ends } => {
+                bytes.reserve_exact(size.bytes);
+                ends.reserve_exact(size.values);
+            }
+        }
         ColumnBuf {
             base,
             ty,
-            rows: Vec::new(),
-            values: Values::new(ty),
+            rows: Vec::with_capacity(size.values),
+            values,
             nulls: Vec::new(),
+        }
+    }
+
+    /// The buffer's size, for the next batch's buffer of its column.
+    fn size(&self) -> BufSize {
+        BufSize {
+            values: self.rows.len(),
+            bytes: match &self.values {
+                Values::Text { bytes, .. } => bytes.len(),
+                _ => 0,
+            },
         }
     }
 
@@ -139,6 +211,32 @@ impl ColumnBuf {
     }
 }
 
+/// A column buffer's size: values, and text bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct BufSize {
+    values: usize,
+    bytes: usize,
+}
+
+/// The sizes a staged table reached: its rows, and each column buffer's size.
+#[derive(Debug, Default)]
+struct TableShape {
+    rows: usize,
+    bufs: HashMap<(Col, ColumnType), BufSize, FastHash>,
+}
+
+/// The sizes a stream's batch reached ([`StreamBatch::shape`]), for its next batch to make room
+/// for up front ([`StreamBatch::shaped`]). Buffers that grow by doubling copy what they hold at
+/// each step: over a batch that is another pass over most of its data, and memory traffic a
+/// loader would pay in every batch. A next batch that turns out smaller only leaves room unused
+/// (reserved, never touched); one that turns out larger grows from there.
+#[derive(Debug, Default)]
+pub struct BatchShape {
+    records: usize,
+    spans: usize,
+    tables: HashMap<Col, Arc<TableShape>, FastHash>,
+}
+
 /// One base column of a staged table: the row that last had a cell for it (for collisions) and its
 /// buffer per type.
 #[derive(Debug)]
@@ -169,6 +267,8 @@ const SYSTEM_SLOTS_MAX: usize = 8;
 pub struct StagedTable {
     /// The table.
     pub name: Col,
+    /// The sizes this table reached in the stream's last batch, if any.
+    shape: Option<Arc<TableShape>>,
     /// Rows staged (dead ones included).
     rows: u32,
     /// The record each row belongs to.
@@ -189,11 +289,12 @@ pub struct StagedTable {
 }
 
 impl StagedTable {
-    fn new(name: Col) -> StagedTable {
+    fn new(name: Col, shape: Option<Arc<TableShape>>) -> StagedTable {
         StagedTable {
             name,
+            owner: Vec::with_capacity(shape.as_ref().map_or(0, |s| s.rows)),
+            shape,
             rows: 0,
-            owner: Vec::new(),
             dead: Vec::new(),
             dead_rows: 0,
             by_address: HashMap::default(),
@@ -264,7 +365,15 @@ impl StagedTable {
         if b == NONE {
             b = self.bufs.len() as u32;
             slot.bufs[type_index(ty)] = b;
-            self.bufs.push(ColumnBuf::new(column.clone(), ty));
+            let size = self
+                .shape
+                .as_ref()
+                .and_then(|s| s.bufs.get(&(column.clone(), ty)));
+            self.bufs.push(ColumnBuf::with_capacity(
+                column.clone(),
+                ty,
+                size.copied().unwrap_or_default(),
+            ));
         }
         let buf = &mut self.bufs[b as usize];
         Ok(if cell == CellRef::Null {
@@ -421,6 +530,8 @@ struct Span {
 /// One stream's staged batch, column by column. See the module docs.
 #[derive(Debug, Default)]
 pub struct StreamBatch {
+    /// The sizes of the stream's last batch, if any.
+    shape: Option<Arc<BatchShape>>,
     tables: Vec<StagedTable>,
     log: Vec<Entry>,
     records: Vec<StagedRecord>,
@@ -438,7 +549,8 @@ impl RowSink for StreamBatch {
         let t = match self.tables.iter().position(|t| t.name == *table) {
             Some(t) => t,
             None => {
-                self.tables.push(StagedTable::new(table.clone()));
+                let shape = self.shape.as_ref().and_then(|s| s.tables.get(table).cloned());
+                self.tables.push(StagedTable::new(table.clone(), shape));
                 self.tables.len() - 1
             }
         };
@@ -502,6 +614,42 @@ impl RowSink for StreamBatch {
 }
 
 impl StreamBatch {
+    /// An empty batch that makes room for what `shape` (a last batch's) held.
+    pub fn shaped(shape: Arc<BatchShape>) -> StreamBatch {
+        let mut batch = StreamBatch {
+            records: Vec::with_capacity(shape.records),
+            spans: Vec::with_capacity(shape.spans),
+            ..StreamBatch::default()
+        };
+        batch.keys.reserve(shape.records);
+        batch.shape = Some(shape);
+        batch
+    }
+
+    /// The sizes this batch reached, for [`StreamBatch::shaped`].
+    pub fn shape(&self) -> BatchShape {
+        BatchShape {
+            records: self.records.len(),
+            spans: self.spans.len(),
+            tables: self
+                .tables
+                .iter()
+                .map(|t| {
+                    let bufs = t
+                        .bufs
+                        .iter()
+                        .map(|b| ((b.base.clone(), b.ty), b.size()))
+                        .collect();
+                    let shape = TableShape {
+                        rows: t.rows as usize,
+                        bufs,
+                    };
+                    (t.name.clone(), Arc::new(shape))
+                })
+                .collect(),
+        }
+    }
+
     /// True when no record is staged.
     pub fn is_empty(&self) -> bool {
         self.records.iter().all(|r| r.dead)
@@ -537,7 +685,7 @@ impl StreamBatch {
             let Some(t) = self.tables.get_mut(row.table as usize) else {
                 continue;
             };
-            for (c, v) in system_of_row(&done.system, i == 0) {
+            for (c, v) in done.system.of_row(i == 0) {
                 let s = t.system_slot(c);
                 // A system column is never a field's (the naming rules reserve the names).
                 let _ = t.write(row.row, s, c, v.as_ref());
@@ -787,20 +935,13 @@ impl<'r> TableRows<'r> {
         let Some(table) = self.table else {
             return Ok(());
         };
-        let mut cursor = vec![0usize; self.bufs.len()];
+        let mut cursors: Vec<Cursor<'r>> = self.bufs.iter().map(|b| Cursor::new(b)).collect();
         let mut cells = vec![CellRef::Null; self.bufs.len()];
         for r in 0..table.rows {
-            let dead = !table.live(r, &self.rejected);
-            for (j, b) in self.bufs.iter().enumerate() {
-                let c = cursor[j];
-                cells[j] = if b.rows.get(c) == Some(&r) {
-                    cursor[j] += 1;
-                    b.value(c)
-                } else {
-                    CellRef::Null
-                };
+            for (cursor, cell) in cursors.iter_mut().zip(cells.iter_mut()) {
+                *cell = cursor.take(r);
             }
-            if !dead {
+            if table.live(r, &self.rejected) {
                 f(&cells)?;
             }
         }

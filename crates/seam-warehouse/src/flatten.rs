@@ -163,9 +163,10 @@ impl ColumnType {
 pub const RESERVED_SUFFIXES: [&str; 7] = ["__bi", "__bo", "__de", "__do", "__it", "__st", "__ti"];
 
 /// One value, typed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Cell {
     /// SQL NULL.
+    #[default]
     Null,
     /// A bigint.
     BigInt(i64),
@@ -495,6 +496,8 @@ struct Place {
     order: Vec<Ordered>,
     /// Each column once (two names may take one), with the last object that had a field take it.
     columns: Vec<(Col, u32)>,
+    /// Per column (by number): whether its name holds `__`, the mark of a nested column's.
+    nested: Vec<bool>,
     /// Column → its number.
     numbers: HashMap<Col, u32, FastHash>,
 }
@@ -507,6 +510,42 @@ struct Ordered {
     n: u32,
     /// Its index among the object schema's own properties, when it is one of them.
     property: Option<u32>,
+}
+
+/// `a == b` for the short texts field names are, compared in place eight bytes at a time
+/// (`==` on slices calls `memcmp`, whose call costs more than comparing a name).
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let n = a.len();
+    if n < 8 {
+        if n >= 4 {
+            let half = |s: &[u8], i: usize| -> u32 {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(&s[i..i + 4]);
+                u32::from_ne_bytes(w)
+            };
+            return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
+        }
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last eight bytes (overlapping the words above when the length is not a multiple of 8).
+    i == n || word(a, n - 8) == word(b, n - 8)
 }
 
 /// The longest field order a place remembers.
@@ -654,6 +693,7 @@ impl ColumnCache {
             None => {
                 let n = p.columns.len() as u32;
                 p.numbers.insert(column.clone(), n);
+                p.nested.push(column.contains("__"));
                 p.columns.push((column, 0));
                 n
             }
@@ -687,13 +727,13 @@ impl ColumnCache {
         let at = *cursor;
         let hit = [at, at + 1]
             .into_iter()
-            .find(|&i| order.get(i).is_some_and(|o| o.name == name));
+            .find(|&i| order.get(i).is_some_and(|o| same_name(&o.name, name)));
         if let Some(i) = hit {
             *cursor = i + 1;
             let o = &order[i];
             let own = o.property.and_then(|p| {
                 let (k, v) = schema?.properties.as_ref()?.get_index(p as usize)?;
-                (k == name).then_some(v)
+                same_name(k, name).then_some(v)
             });
             return Some((o.n, own.or_else(|| schema.and_then(|s| child(s, name)))));
         }
@@ -723,6 +763,11 @@ impl ColumnCache {
     /// Column `n` of `place`.
     fn column_at(&self, place: usize, n: u32) -> Option<&Col> {
         self.places.get(place)?.columns.get(n as usize).map(|(c, _)| c)
+    }
+
+    /// Whether column `n` of `place` has `__` in its name (`None`: no such column).
+    fn nested_at(&self, place: usize, n: u32) -> Option<bool> {
+        self.places.get(place)?.nested.get(n as usize).copied()
     }
 
     /// The column field `name` takes under `prefix` (whose place [`Self::prefix`] gave), or why it
@@ -914,15 +959,15 @@ pub struct FlatRecord {
     pub rows: Vec<(Col, Row)>,
     /// The system cells every row of the record ends with, held once for all of them: the
     /// top-level row has them all, a subtable row all but `_sdc_deleted_at` (kept last).
-    pub system: Vec<(Col, Cell)>,
+    pub system: SystemRow,
     /// While flattening: per cell put, its row (`None`: a row opened), for [`RowSink::rollback`].
     log: Vec<Option<usize>>,
 }
 
 impl FlatRecord {
     /// The system cells of row `i` (see [`FlatRecord::system`]).
-    pub fn system_of(&self, i: usize) -> &[(Col, Cell)] {
-        system_of_row(&self.system, i == 0)
+    pub fn system_of(&self, i: usize) -> impl Iterator<Item = (&'static Col, &Cell)> {
+        self.system.of_row(i == 0)
     }
 
     /// Row `i`'s cells, its system cells last.
@@ -930,7 +975,7 @@ impl FlatRecord {
         self.rows[i]
             .1
             .iter()
-            .chain(self.system_of(i).iter().map(|(c, v)| (c, v)))
+            .chain(self.system_of(i).map(|(c, v): (&Col, &Cell)| (c, v)))
     }
 }
 
@@ -960,16 +1005,26 @@ pub struct Flattened {
     /// The key of the top-level row (binary form), for de-duplication within a batch.
     pub key: Vec<u8>,
     /// The system cells every row of the record ends with: the top-level row has them all, a
-    /// subtable row all but `_sdc_deleted_at` (kept last when present, see [`system_of_row`]).
-    pub system: Vec<(Col, Cell)>,
+    /// subtable row all but `_sdc_deleted_at` (see [`SystemRow::of_row`]).
+    pub system: SystemRow,
 }
 
-/// The system cells of a record's row: all of them for its top-level row, all but
-/// `_sdc_deleted_at` (last when present) for a subtable row.
-pub fn system_of_row(system: &[(Col, Cell)], top: bool) -> &[(Col, Cell)] {
-    match system.last() {
-        Some((c, _)) if !top && &**c == DELETED_AT => &system[..system.len() - 1],
-        _ => system,
+/// The system cells of a record, in the order of `SYSTEM_COLUMNS` (`_sdc_extracted_at`,
+/// `_sdc_received_at`, `_sdc_batched_at`, `_sdc_sequence`, `_sdc_table_version`, and
+/// `_sdc_deleted_at` when the record has one), held in place: a record's system cells cost no
+/// allocation, and their names are the shared texts, never a new reference to count.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SystemRow {
+    cells: [Cell; 6],
+    len: usize,
+}
+
+impl SystemRow {
+    /// The cells of the record's row: all of them for its top-level row, all but
+    /// `_sdc_deleted_at` (the sixth) for a subtable row.
+    pub fn of_row(&self, top: bool) -> impl Iterator<Item = (&'static Col, &Cell)> {
+        let len = if top { self.len } else { self.len.min(5) };
+        SYSTEM_COLUMNS.iter().zip(&self.cells[..len])
     }
 }
 
@@ -1036,8 +1091,8 @@ fn flatten_tree<S: RowSink>(
     }
     if let Some(v) = field(DELETED_AT) {
         let cell = deleted_at_cell(v).map_err(|r| reject(&table, r))?;
-        let [.., deleted_at, _] = &*SYSTEM_COLUMNS;
-        system.push((deleted_at.clone(), cell));
+        system.cells[5] = cell;
+        system.len = 6;
     }
     // Key fields are already in the row under their canonical names.
     let mut entries: Vec<(&str, &Json<'_>)> = Vec::with_capacity(object.len());
@@ -1071,24 +1126,19 @@ fn flatten_tree<S: RowSink>(
 }
 
 /// The system cells of every row of `record` (`_sdc_deleted_at` aside: see [`deleted_at_cell`]).
-fn record_system_cells(record: &RecordMessage, sys: &SystemCells) -> Vec<(Col, Cell)> {
-    let [extracted_at, received_at, batched_at, sequence, table_version, ..] = &*SYSTEM_COLUMNS;
+fn record_system_cells(record: &RecordMessage, sys: &SystemCells) -> SystemRow {
     let received = DateTime::<Utc>::from_timestamp_nanos(sys.sequence);
-    let mut system = Vec::with_capacity(6);
-    system.extend([
-        (
-            extracted_at.clone(),
+    SystemRow {
+        cells: [
             record.time_extracted.map(Cell::time).unwrap_or(Cell::Null),
-        ),
-        (received_at.clone(), Cell::time(received)),
-        (batched_at.clone(), Cell::time(sys.batched_at)),
-        (sequence.clone(), Cell::BigInt(sys.sequence)),
-        (
-            table_version.clone(),
+            Cell::time(received),
+            Cell::time(sys.batched_at),
+            Cell::BigInt(sys.sequence),
             record.version.map(Cell::BigInt).unwrap_or(Cell::Null),
-        ),
-    ]);
-    system
+            Cell::Null,
+        ],
+        len: 5,
+    }
 }
 
 /// `_sdc_deleted_at` from the record's field of that name, or why it cannot be.
@@ -1164,7 +1214,7 @@ pub fn flatten_record(
         sequence: sys.sequence,
         raw: record.record.get().to_owned(),
         rows: Vec::new(),
-        system: Vec::new(),
+        system: SystemRow::default(),
         log: Vec::new(),
     };
     let done = flatten_into(spec, rules, record, sys, &mut flat)?;
@@ -1468,15 +1518,20 @@ fn scalar_cell<'j>(value: &'j Json<'_>, schema: Option<&Schema>) -> Result<Optio
         Json::String(s) if s.contains('\0') => {
             return Err("a text value contains a NUL character, which warehouses cannot store".to_owned())
         }
-        Json::String(s) => match schema.filter(|s| is_date_time(s)).map(|_| parse_time(s)) {
-            // Years outside 1..=9999 do not fit every warehouse's timestamp; they stay text.
-            Some(Ok(t)) if (1..=9999).contains(&chrono::Datelike::year(&t)) => {
-                CellRef::Timestamp(t.timestamp_micros())
-            }
-            _ => CellRef::Text(s),
-        },
+        Json::String(s) => text_cell(s, schema),
         Json::Object(_) | Json::Array(_) => return Ok(None),
     }))
+}
+
+/// The cell for a JSON string known to hold no NUL (which [`scalar_cell`] refuses).
+fn text_cell<'j>(s: &'j str, schema: Option<&Schema>) -> CellRef<'j> {
+    match schema.filter(|s| is_date_time(s)).map(|_| parse_time(s)) {
+        // Years outside 1..=9999 do not fit every warehouse's timestamp; they stay text.
+        Some(Ok(t)) if (1..=9999).contains(&chrono::Datelike::year(&t)) => {
+            CellRef::Timestamp(t.timestamp_micros())
+        }
+        _ => CellRef::Text(s),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1752,7 +1807,7 @@ mod tests {
             sequence: 0,
             raw: String::new(),
             rows: vec![(Col::from(table), Row::from_iter([(Col::from(column), cell)]))],
-            system: Vec::new(),
+            system: SystemRow::default(),
             log: Vec::new(),
         }
     }
@@ -1776,6 +1831,28 @@ mod tests {
                 "custom_fields": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}}}}}}),
         );
         StreamSpec::new(&s, false, &NameRules::POSTGRES)
+    }
+
+    /// `same_name` is `==` for every pair of lengths 0..=20 around its word boundaries, with the
+    /// difference at each position.
+    #[test]
+    fn same_name_is_equality() {
+        for n in 0..=20usize {
+            let a: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(same_name(&a, &a.clone()), "{a}");
+            for m in 0..=20usize {
+                let b: String = (0..m).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+                assert_eq!(same_name(&a, &b), a == b, "{a} {b}");
+            }
+            for i in 0..n {
+                let mut b = a.clone().into_bytes();
+                b[i] = b'Z';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_name(&a, &b), "{a} {b}");
+            }
+        }
+        assert!(same_name("héllo wörld", "héllo wörld"));
+        assert!(!same_name("héllo wörld", "héllo wörle"));
     }
 
     #[test]

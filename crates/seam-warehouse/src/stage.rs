@@ -6,7 +6,7 @@
 //! twice is staged once). At commit the stager checks each record against the warehouse's [`Layout`],
 //! plans the DDL (create, add, split), and hands the destination physical rows per table.
 
-use crate::columns::{StreamBatch, TableRows};
+use crate::columns::{BatchShape, StreamBatch, TableRows};
 use crate::error::WarehouseError;
 use crate::flatten::Ddl;
 use crate::flatten::{
@@ -34,6 +34,8 @@ pub struct Stager {
     /// Shared with the batches taken out for commits ([`Stager::take_batch`]).
     specs: HashMap<String, Arc<StreamSpec>>,
     pending: IndexMap<String, StreamBatch>,
+    /// The sizes each stream's last batch reached, for its next one ([`BatchShape`]).
+    shapes: HashMap<String, Arc<BatchShape>>,
     rejected: Vec<Rejection>,
     activations: Vec<(String, i64)>,
     clock: SequenceClock,
@@ -124,6 +126,7 @@ impl Stager {
             forced_append_only,
             specs: HashMap::new(),
             pending: IndexMap::new(),
+            shapes: HashMap::new(),
             rejected: Vec::new(),
             activations: Vec::new(),
             clock: SequenceClock::default(),
@@ -176,7 +179,13 @@ impl Stager {
             )));
         };
         let batched_at = Utc::now();
-        let batch = self.pending.entry(stream.to_owned()).or_default();
+        let shapes = &self.shapes;
+        let batch = self.pending.entry(stream.to_owned()).or_insert_with(|| {
+            shapes
+                .get(stream)
+                .cloned()
+                .map_or_else(StreamBatch::default, StreamBatch::shaped)
+        });
         for (sequence, message) in records {
             let sys = SystemCells { sequence, batched_at };
             match flatten_into(spec, &self.rules, message, &sys, batch) {
@@ -214,11 +223,15 @@ impl Stager {
     /// Moves what is staged into a stager of its own (same rules and streams), to plan and commit
     /// apart while this one stages the next batch; sequences keep counting here.
     pub fn take_batch(&mut self) -> Stager {
+        for (stream, batch) in &self.pending {
+            self.shapes.insert(stream.clone(), Arc::new(batch.shape()));
+        }
         Stager {
             rules: self.rules,
             forced_append_only: self.forced_append_only.clone(),
             specs: self.specs.clone(),
             pending: std::mem::take(&mut self.pending),
+            shapes: HashMap::new(),
             rejected: std::mem::take(&mut self.rejected),
             activations: std::mem::take(&mut self.activations),
             clock: SequenceClock::default(),

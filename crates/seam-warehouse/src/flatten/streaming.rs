@@ -15,9 +15,9 @@
 //! starts with its key cells as it does from the tree.
 
 use super::{
-    deleted_at_cell, items_schema, level_col, record_system_cells, scalar_cell, Cell, CellRef, Col,
-    ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink, StreamSpec, SystemCells,
-    DELETED_AT, NO_PREFIX, SYSTEM_COLUMNS, VALUE_COLUMN,
+    deleted_at_cell, items_schema, level_col, record_system_cells, scalar_cell, text_cell, Cell, CellRef,
+    Col, ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink, StreamSpec,
+    SystemCells, DELETED_AT, NO_PREFIX, VALUE_COLUMN,
 };
 use crate::json::{Json, Key};
 use seam_core::schema::Schema;
@@ -140,7 +140,7 @@ impl<'t, S: RowSink> Top<'t, '_, S> {
         else {
             return Err(OffRoad);
         };
-        let claims = cache.column_at(self.place, n).is_none_or(|c| c.contains("__"));
+        let claims = cache.nested_at(self.place, n).unwrap_or(true);
         if claims || !cache.take(self.place, n, self.object) {
             return Err(OffRoad);
         }
@@ -152,8 +152,8 @@ impl<'t, S: RowSink> Top<'t, '_, S> {
         let (_, keys) = self.ready?;
         let mut system = record_system_cells(self.record, sys);
         if let Some(cell) = self.deleted {
-            let [.., deleted_at, _] = &*SYSTEM_COLUMNS;
-            system.push((deleted_at.clone(), cell));
+            system.cells[5] = cell;
+            system.len = 6;
         }
         Some(Flattened {
             key: keys.key,
@@ -265,6 +265,10 @@ impl<S: RowSink> ValueSeed<'_, '_, S> {
         let cell = scalar_cell(value, self.schema)
             .map_err(|_| off_road())?
             .unwrap_or(CellRef::Null);
+        self.put(cell)
+    }
+
+    fn put<E: de::Error>(self, cell: CellRef<'_>) -> Result<(), E> {
         // The column was checked against the destination's rules when it was worked out.
         let Flattener { cache, sink, .. } = self.flat;
         let column = self.column.name(cache).ok_or_else(off_road)?;
@@ -317,6 +321,15 @@ impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         self.scalar(&Json::String(Cow::Borrowed(v)))
+    }
+
+    /// A string lent straight from the record's text. serde_json lends one only when it holds no
+    /// escape, and refuses control characters written raw inside a string, so it holds no NUL:
+    /// the search for one (a pass over every text) is left to the strings it unescaped, which
+    /// come through [`Self::visit_str`] (the test `strings_lent_from_the_text_hold_no_nul`).
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        let cell = text_cell(v, self.schema);
+        self.put(cell)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
@@ -500,6 +513,7 @@ impl<'de, S: RowSink> Visitor<'de> for ElementSeed<'_, '_, S> {
 mod tests {
     use super::super::{flatten_record, flatten_tree, FlatRecord, Rejection, SchemaMessage};
     use super::*;
+    use crate::flatten::SystemRow;
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
@@ -545,7 +559,7 @@ mod tests {
             sequence: sys().sequence,
             raw: rec.record.get().to_owned(),
             rows: Vec::new(),
-            system: Vec::new(),
+            system: SystemRow::default(),
             log: Vec::new(),
         }
     }
@@ -649,6 +663,41 @@ mod tests {
             &NameRules::DUCKDB,
             r#"{"id": 1, "o": {"A": 1, "a": 2}}"#
         ));
+    }
+
+    /// A NUL reaches a string only through an escape: serde_json refuses one written raw (the
+    /// streaming pass searches only the strings it unescaped), and an escaped one sends the record
+    /// to its tree wherever the string sits, which never stores a NUL.
+    #[test]
+    fn strings_lent_from_the_text_hold_no_nul() {
+        assert!(serde_json::from_str::<&str>("\"a\u{0}b\"").is_err());
+        // A record's text is a `RawValue`, which serde_json checks as it reads it.
+        assert!(serde_json::value::RawValue::from_string("{\"id\": 1, \"x\": \"a\u{0}b\"}".into()).is_err());
+        assert_eq!(serde_json::from_str::<&str>("\"a\u{1}b\"").ok(), None);
+        let rules = NameRules::POSTGRES;
+        let tickets = spec(&["id"], false, &rules);
+        assert!(agree(
+            &tickets,
+            &rules,
+            r#"{"id": 1, "x": "a\nb", "o": {"y": "\u0041"}}"#
+        ));
+        for text in [
+            r#"{"id": 1, "o": {"y": "a\u0000b"}}"#,
+            r#"{"id": 1, "t": ["a", "\u0000"]}"#,
+            r#"{"id": 1, "t": [{"y": "\u0000"}]}"#,
+        ] {
+            assert!(!agree(&tickets, &rules, text), "took the streaming pass: {text}");
+            // The tree keeps such a value whole as JSON (the NUL stays escaped) or rejects the record.
+            if let Ok(flat) = flatten_record(&tickets, &rules, &record(text), &sys()) {
+                for i in 0..flat.rows.len() {
+                    assert!(
+                        flat.cells_of(i)
+                            .all(|(_, c)| !matches!(c, Cell::Text(t) if t.contains('\0'))),
+                        "{text}: {flat:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// Objects keyed by data (a new name in every record, empty objects included) fill the column

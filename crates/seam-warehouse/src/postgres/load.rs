@@ -109,6 +109,7 @@ fn encode_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Desti
 /// One field of a binary `COPY` row: its length and its value in PostgreSQL's binary format (what
 /// [`PgCell`]'s [`ToSql`] writes, without the driver's type checks and dispatch on every cell), or
 /// -1 for NULL.
+#[inline(always)]
 fn copy_field(cell: CellRef<'_>, column: ColumnType, buf: &mut BytesMut) -> Result<(), CellTypeMismatch> {
     match (cell, column) {
         (CellRef::Null, _) => buf.put_i32(-1),
