@@ -306,6 +306,12 @@ impl StagedTable {
         }
     }
 
+    /// True when the table made room for the sizes of a last batch.
+    #[cfg(test)]
+    pub(crate) fn shaped(&self) -> bool {
+        self.shape.is_some()
+    }
+
     #[inline(always)]
     fn slot(&mut self, column: &Col) -> u32 {
         let address = column.as_ptr() as usize;

@@ -223,9 +223,7 @@ impl Stager {
     /// Moves what is staged into a stager of its own (same rules and streams), to plan and commit
     /// apart while this one stages the next batch; sequences keep counting here.
     pub fn take_batch(&mut self) -> Stager {
-        for (stream, batch) in &self.pending {
-            self.shapes.insert(stream.clone(), Arc::new(batch.shape()));
-        }
+        self.keep_shapes();
         Stager {
             rules: self.rules,
             forced_append_only: self.forced_append_only.clone(),
@@ -241,10 +239,18 @@ impl Stager {
 
     /// Forgets everything staged.
     pub fn clear(&mut self) {
+        self.keep_shapes();
         self.pending.clear();
         self.rejected.clear();
         self.activations.clear();
         self.staged_records = 0;
+    }
+
+    /// Keeps the sizes the pending batches reached, for the streams' next batches.
+    fn keep_shapes(&mut self) {
+        for (stream, batch) in &self.pending {
+            self.shapes.insert(stream.clone(), Arc::new(batch.shape()));
+        }
     }
 
     /// Plans the commit against `layout`, which it updates to the layout after the DDL.
@@ -322,5 +328,84 @@ impl Stager {
     /// Records staged since the last clear (before de-duplication), for batch accounting.
     pub fn staged_records(&self) -> usize {
         self.staged_records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The rows of each table of a plan, as text, in order.
+    fn planned(stager: &Stager) -> Vec<(String, Vec<String>)> {
+        let mut layout = Layout::default();
+        let plan = stager.plan(&mut layout);
+        let mut out = Vec::new();
+        for load in &plan.loads {
+            let tables = std::iter::once((load.table.clone(), &load.rows))
+                .chain(load.subtables.iter().map(|(t, r)| (t.clone(), r)));
+            for (table, rows) in tables {
+                let mut lines = Vec::new();
+                rows.for_each_row(|cells| {
+                    let line = rows
+                        .columns
+                        .iter()
+                        .zip(cells)
+                        .filter(|((c, _), _)| {
+                            !c.starts_with("_sdc_batched") && !c.starts_with("_sdc_received")
+                        })
+                        .map(|((c, _), v)| format!("{c}={v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    lines.push(line);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+                out.push((table, lines));
+            }
+        }
+        out
+    }
+
+    /// A stream's next batch makes room for what its last one held (taken for a commit or cleared)
+    /// and stages exactly what a batch without that room would: the same rows, cells and order,
+    /// for a batch larger, smaller and of other columns than the last.
+    #[test]
+    fn a_batch_shaped_by_the_last_stages_what_an_unshaped_one_does() {
+        let schema: SchemaMessage = SchemaMessage {
+            stream: "tickets".into(),
+            schema: serde_json::from_value(json!({"type": "object"})).unwrap(),
+            key_properties: vec!["id".into()],
+            bookmark_properties: None,
+        };
+        let records = |from: i64, to: i64, extra: &str| -> Vec<SequencedRecord> {
+            (from..to)
+                .map(|i| SequencedRecord {
+                    sequence: 1_000 + i,
+                    message: RecordMessage::from_value(
+                        "tickets",
+                        &json!({"id": i % 7, "s": "x".repeat(i as usize % 5), "tags": ["a", i], extra: i, "o": {"n": i}}),
+                    )
+                    .unwrap(),
+                })
+                .collect()
+        };
+        let mut shaped = Stager::new(NameRules::POSTGRES, HashSet::new());
+        shaped.register(&schema);
+        shaped.stage_sequenced("tickets", &records(0, 40, "a")).unwrap();
+        let first = shaped.take_batch();
+        assert!(shaped.shapes.contains_key("tickets"));
+        for (from, to, extra) in [(40, 100, "b"), (100, 103, "a"), (103, 200, "c")] {
+            let mut fresh = Stager::new(NameRules::POSTGRES, HashSet::new());
+            fresh.register(&schema);
+            let batch = records(from, to, extra);
+            fresh.stage_sequenced("tickets", &batch).unwrap();
+            shaped.stage_sequenced("tickets", &batch).unwrap();
+            assert!(shaped.pending["tickets"].tables().iter().all(|t| t.shaped()));
+            assert_eq!(planned(&shaped), planned(&fresh), "records {from}..{to}");
+            assert!(!planned(&fresh).is_empty());
+            shaped.clear();
+        }
+        drop(first);
     }
 }
