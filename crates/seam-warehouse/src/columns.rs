@@ -16,7 +16,7 @@
 
 use crate::flatten::{
     system_column_type, CellRef, Col, ColumnState, ColumnType, Ddl, FastHash, Flattened, Layout, Rejection,
-    RowId, RowSink,
+    RowId, RowSink, SYSTEM_CELLS,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -259,9 +259,6 @@ fn type_index(ty: ColumnType) -> usize {
     }
 }
 
-/// The system column names a staged table finds by address (see [`StagedTable::system_slot`]).
-const SYSTEM_SLOTS_MAX: usize = 8;
-
 /// One table's staged rows.
 #[derive(Debug)]
 pub struct StagedTable {
@@ -281,8 +278,9 @@ pub struct StagedTable {
     by_address: HashMap<usize, u32, FastHash>,
     by_name: HashMap<Col, u32, FastHash>,
     pins: Vec<Col>,
-    /// System column name (by address) → slot (see [`StagedTable::system_slot`]).
-    system_slots: Vec<(usize, u32)>,
+    /// The slots of the system columns, in the order of [`crate::flatten::SystemRow::of_row`] ([`NONE`]: not
+    /// looked up yet); see [`StagedTable::system_slots`].
+    system_slots: [u32; SYSTEM_CELLS],
     slots: Vec<Slot>,
     /// The column buffers, in the order they were first used.
     bufs: Vec<ColumnBuf>,
@@ -300,7 +298,7 @@ impl StagedTable {
             by_address: HashMap::default(),
             by_name: HashMap::default(),
             pins: Vec::new(),
-            system_slots: Vec::new(),
+            system_slots: [NONE; SYSTEM_CELLS],
             slots: Vec::new(),
             bufs: Vec::new(),
         }
@@ -338,21 +336,19 @@ impl StagedTable {
         s
     }
 
-    /// The slot of a system column: flattening names them with shared texts
-    /// (`flatten::SYSTEM_COLUMNS`), found by address among the few met here before the column is
-    /// looked up as any other (a name of another address is looked up each time, past a few). An
-    /// address kept here cannot be freed and reused by another name: [`Self::slot`] keeps every
-    /// name it maps by address alive (in `by_name` or `pins`).
-    fn system_slot(&mut self, column: &Col) -> u32 {
-        let address = column.as_ptr() as usize;
-        if let Some(&(_, s)) = self.system_slots.iter().find(|(a, _)| *a == address) {
-            return s;
+    /// The slot of the `k`-th system column that `system` names (the `k`-th of
+    /// [`crate::flatten::SystemRow::of_row`]'s cells), looked up once per table.
+    #[inline(always)]
+    fn system_slot(&mut self, k: usize, column: &Col) -> u32 {
+        match self.system_slots.get(k) {
+            Some(&s) if s != NONE => s,
+            Some(_) => {
+                let s = self.slot(column);
+                self.system_slots[k] = s;
+                s
+            }
+            None => self.slot(column),
         }
-        let s = self.slot(column);
-        if self.system_slots.len() < SYSTEM_SLOTS_MAX {
-            self.system_slots.push((address, s));
-        }
-        s
     }
 
     /// Puts `cell` into slot `s` of `row`: what [`Entry::Cell`] logs for it (its buffer, with
@@ -691,8 +687,8 @@ impl StreamBatch {
             let Some(t) = self.tables.get_mut(row.table as usize) else {
                 continue;
             };
-            for (c, v) in done.system.of_row(i == 0) {
-                let s = t.system_slot(c);
+            for (k, (c, v)) in done.system.of_row(i == 0).enumerate() {
+                let s = t.system_slot(k, c);
                 // A system column is never a field's (the naming rules reserve the names).
                 let _ = t.write(row.row, s, c, v.as_ref());
             }

@@ -1009,13 +1009,16 @@ pub struct Flattened {
     pub system: SystemRow,
 }
 
+/// The most system cells a row has ([`SystemRow`]).
+pub const SYSTEM_CELLS: usize = 6;
+
 /// The system cells of a record, in the order of `SYSTEM_COLUMNS` (`_sdc_extracted_at`,
 /// `_sdc_received_at`, `_sdc_batched_at`, `_sdc_sequence`, `_sdc_table_version`, and
 /// `_sdc_deleted_at` when the record has one), held in place: a record's system cells cost no
 /// allocation, and their names are the shared texts, never a new reference to count.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SystemRow {
-    cells: [Cell; 6],
+    cells: [Cell; SYSTEM_CELLS],
     len: usize,
 }
 
