@@ -1499,8 +1499,7 @@ fn scalar_cell<'j>(value: &'j Json<'_>, schema: Option<&Schema>) -> Result<Optio
         Json::Null => CellRef::Null,
         Json::Bool(b) => CellRef::Boolean(*b),
         Json::Number(n) => {
-            let number_only =
-                schema.is_some_and(|s| s.allows(JsonType::Number) && !s.allows(JsonType::Integer));
+            let number_only = number_only(schema);
             if let Some(i) = n.as_i64() {
                 if number_only {
                     CellRef::Double(i as f64)
@@ -1524,6 +1523,20 @@ fn scalar_cell<'j>(value: &'j Json<'_>, schema: Option<&Schema>) -> Result<Optio
         Json::String(s) => text_cell(s, schema),
         Json::Object(_) | Json::Array(_) => return Ok(None),
     }))
+}
+
+/// True when `schema` allows numbers but not integers: an integer then loads as a double.
+fn number_only(schema: Option<&Schema>) -> bool {
+    schema.is_some_and(|s| s.allows(JsonType::Number) && !s.allows(JsonType::Integer))
+}
+
+/// The cell for an integer that fits 64 bits, as [`scalar_cell`] makes it.
+fn integer_cell(i: i64, schema: Option<&Schema>) -> CellRef<'static> {
+    if number_only(schema) {
+        CellRef::Double(i as f64)
+    } else {
+        CellRef::BigInt(i)
+    }
 }
 
 /// The cell for a JSON string known to hold no NUL (which [`scalar_cell`] refuses).

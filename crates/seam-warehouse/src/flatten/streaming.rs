@@ -15,9 +15,9 @@
 //! starts with its key cells as it does from the tree.
 
 use super::{
-    deleted_at_cell, items_schema, level_col, record_system_cells, scalar_cell, text_cell, Cell, CellRef,
-    Col, ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink, StreamSpec,
-    SystemCells, DELETED_AT, NO_PREFIX, VALUE_COLUMN,
+    deleted_at_cell, integer_cell, items_schema, level_col, record_system_cells, scalar_cell, text_cell,
+    Cell, CellRef, Col, ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink,
+    StreamSpec, SystemCells, DELETED_AT, NO_PREFIX, VALUE_COLUMN,
 };
 use crate::json::{Json, Key};
 use seam_core::schema::Schema;
@@ -305,11 +305,16 @@ impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.scalar(&Json::Number(v.into()))
+        let cell = integer_cell(v, self.schema);
+        self.put(cell)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.scalar(&Json::Number(v.into()))
+        match i64::try_from(v) {
+            Ok(i) => self.visit_i64(i),
+            // Past i64: `scalar_cell` says what becomes of it.
+            Err(_) => self.scalar(&Json::Number(v.into())),
+        }
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
