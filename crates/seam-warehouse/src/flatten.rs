@@ -1024,12 +1024,25 @@ pub struct SystemRow {
 
 impl SystemRow {
     /// The cells of the record's row: all of them for its top-level row, all but
-    /// `_sdc_deleted_at` (the sixth) for a subtable row.
+    /// `_sdc_deleted_at` (the last) for a subtable row.
     pub fn of_row(&self, top: bool) -> impl Iterator<Item = (&'static Col, &Cell)> {
-        let len = if top { self.len } else { self.len.min(5) };
+        let len = if top {
+            self.len
+        } else {
+            self.len.min(DELETED_AT_CELL)
+        };
         SYSTEM_COLUMNS.iter().zip(&self.cells[..len])
     }
+
+    /// Gives the record its `_sdc_deleted_at` (its top-level row's last system cell).
+    fn set_deleted_at(&mut self, cell: Cell) {
+        self.cells[DELETED_AT_CELL] = cell;
+        self.len = SYSTEM_CELLS;
+    }
 }
+
+/// `_sdc_deleted_at`'s place among a record's system cells (the last; see [`SystemRow`]).
+const DELETED_AT_CELL: usize = SYSTEM_CELLS - 1;
 
 /// Flattens one record into `sink`: its top-level row first, then (as they are met) its subtable
 /// rows, without their system cells (see [`Flattened::system`]). `Err` means the record goes to
@@ -1094,8 +1107,7 @@ fn flatten_tree<S: RowSink>(
     }
     if let Some(v) = field(DELETED_AT) {
         let cell = deleted_at_cell(v).map_err(|r| reject(&table, r))?;
-        system.cells[5] = cell;
-        system.len = 6;
+        system.set_deleted_at(cell);
     }
     // Key fields are already in the row under their canonical names.
     let mut entries: Vec<(&str, &Json<'_>)> = Vec::with_capacity(object.len());
@@ -1140,7 +1152,7 @@ fn record_system_cells(record: &RecordMessage, sys: &SystemCells) -> SystemRow {
             record.version.map(Cell::BigInt).unwrap_or(Cell::Null),
             Cell::Null,
         ],
-        len: 5,
+        len: DELETED_AT_CELL,
     }
 }
 

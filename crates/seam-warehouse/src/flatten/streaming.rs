@@ -152,8 +152,7 @@ impl<'t, S: RowSink> Top<'t, '_, S> {
         let (_, keys) = self.ready?;
         let mut system = record_system_cells(self.record, sys);
         if let Some(cell) = self.deleted {
-            system.cells[5] = cell;
-            system.len = 6;
+            system.set_deleted_at(cell);
         }
         Some(Flattened {
             key: keys.key,
