@@ -151,10 +151,14 @@ impl Stager {
         self.specs.get(stream).map(Arc::as_ref)
     }
 
-    /// Stages records, giving each the next sequence.
+    /// Stages records, giving them consecutive sequences from one reading of the clock.
     pub fn stage(&mut self, stream: &str, records: &[RecordMessage]) -> Result<(), DestinationError> {
         let mut clock = std::mem::take(&mut self.clock);
-        let staged = self.stage_each(stream, records.iter().map(|r| (clock.next_sequence(), r)));
+        let first = clock.next_sequences(records.len());
+        let staged = self.stage_each(
+            stream,
+            records.iter().zip(0..).map(|(r, i)| (first.saturating_add(i), r)),
+        );
         self.clock = clock;
         staged
     }
