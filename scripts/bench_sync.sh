@@ -8,7 +8,9 @@
 #
 # and reports records, CPU seconds (user+sys), wall seconds and peak RSS of the seam process
 # (/usr/bin/time -v; the simulator runs on the same machine, its CPU is not counted), and sync ÷ tap
-# for CPU (goal: ≤ 2×) and wall time.
+# for CPU (goal: ≤ 2×) and wall time. The three run in turn SEAM_BENCH_RUNS times (default 3): CPU
+# and wall are medians, RSS the highest, so one noisy run moves no ratio (a single run's CPU moves
+# ±10% on a 2-core machine that also runs the simulator and the database).
 #
 # Usage: scripts/bench_sync.sh [--postgres] [TICKETS...]   (default 2000 20000)
 # PostgreSQL (--postgres): $SEAM_TEST_POSTGRES_URL, else a throwaway cluster (fsync on).
@@ -27,12 +29,16 @@ sizes=()
 for arg in "$@"; do
   case "$arg" in
     --postgres) postgres=1 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *[!0-9]* | "") echo "bench_sync: '$arg' is not a number of tickets (usage: scripts/bench_sync.sh [--postgres] [TICKETS...])" >&2; exit 2 ;;
     *) sizes+=("$arg") ;;
   esac
 done
 [ ${#sizes[@]} -gt 0 ] || sizes=(2000 20000)
+runs="${SEAM_BENCH_RUNS:-3}"
+case "$runs" in
+  *[!0-9]* | "" | 0) echo "bench_sync: SEAM_BENCH_RUNS='$runs' is not a positive number of runs" >&2; exit 2 ;;
+esac
 require_command /usr/bin/time "apt-get install time"
 require_command curl "apt-get install curl"
 require_command python3 "apt-get install python3"
@@ -78,38 +84,56 @@ print(f"{n:<8} {run:<24} {records:>9} {rows:>9} {cpu:>8.2f} {wall:>8.2f} {rss:>8
 PY
 }
 
+# The median CPU and wall, and the highest RSS, of the "CPU WALL RSS" lines in FILE.
+summary() { # FILE
+  python3 - "$1" <<'PY'
+import statistics, sys
+runs = [[float(x) for x in l.split()[:3]] for l in open(sys.argv[1]) if l.strip()]
+print(statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), max(r[2] for r in runs))
+PY
+}
+
 printf '%-8s %-24s %9s %9s %8s %8s %8s %8s %9s\n' tickets run records rows cpu_s wall_s rss_MiB "cpu/tap" "wall/tap"
 for n in "${sizes[@]}"; do
   bench_start_sim "$bin/zendesk-sim" "$work" "$n"
   bench_sim_config "$work/config.json"
   bench_full_catalog "$seam" "$work/config.json" "$work/catalog.json"
   source_args=(--config "$work/config.json" --catalog "$work/catalog.json")
+  : >"$work/tap.runs"
+  : >"$work/duckdb.runs"
+  : >"$work/postgres.runs"
+  for _ in $(seq "$runs"); do
+    bench_measure tap /dev/null env RUST_LOG=error "$seam" tap zendesk "${source_args[@]}" >>"$work/tap.runs"
 
-  m=$(bench_measure tap /dev/null env RUST_LOG=error "$seam" tap zendesk "${source_args[@]}")
-  read -r t_cpu t_wall t_rss _ <<<"$m"
+    rm -f "$work/sync.duckdb" "$work/sync.duckdb.wal"
+    bench_measure sync-duckdb "$work/sync-duckdb.out" env RUST_LOG=error \
+      "$seam" sync "${source_args[@]}" --destination "duckdb:$work/sync.duckdb" --schema zendesk --plain \
+      >>"$work/duckdb.runs"
+    read -r d_records d_subrows _ <<<"$(sync_totals "$work/sync-duckdb.err")"
+    rm -f "$work/sync.duckdb" "$work/sync.duckdb.wal"
+
+    if [ -n "$url" ]; then
+      pg_schema="bench_sync_$$_$n"
+      bench_measure sync-postgres "$work/sync-postgres.out" env RUST_LOG=error \
+        "$seam" sync "${source_args[@]}" --destination "$url" --schema "$pg_schema" --plain \
+        >>"$work/postgres.runs"
+      read -r g_records g_subrows _ <<<"$(sync_totals "$work/sync-postgres.err")"
+      drop_pg_schema
+    fi
+  done
+  read -r t_cpu t_wall t_rss <<<"$(summary "$work/tap.runs")"
   line "$n" "seam tap zendesk" - - "$t_cpu" "$t_wall" "$t_rss" - -
-
-  rm -f "$work/sync.duckdb" "$work/sync.duckdb.wal"
-  m=$(bench_measure sync-duckdb "$work/sync-duckdb.out" env RUST_LOG=error \
-    "$seam" sync "${source_args[@]}" --destination "duckdb:$work/sync.duckdb" --schema zendesk --plain)
-  read -r d_cpu d_wall d_rss _ <<<"$m"
-  read -r d_records d_subrows _ <<<"$(sync_totals "$work/sync-duckdb.err")"
+  read -r d_cpu d_wall d_rss <<<"$(summary "$work/duckdb.runs")"
   line "$n" "seam sync -> duckdb" "${d_records:-?}" "$((${d_records:-0} + ${d_subrows:-0}))" \
     "$d_cpu" "$d_wall" "$d_rss" "$t_cpu" "$t_wall"
-  rm -f "$work/sync.duckdb" "$work/sync.duckdb.wal"
-
   if [ -n "$url" ]; then
-    pg_schema="bench_sync_$$_$n"
-    m=$(bench_measure sync-postgres "$work/sync-postgres.out" env RUST_LOG=error \
-      "$seam" sync "${source_args[@]}" --destination "$url" --schema "$pg_schema" --plain)
-    read -r g_cpu g_wall g_rss _ <<<"$m"
-    read -r g_records g_subrows _ <<<"$(sync_totals "$work/sync-postgres.err")"
+    read -r g_cpu g_wall g_rss <<<"$(summary "$work/postgres.runs")"
     line "$n" "seam sync -> postgres" "${g_records:-?}" "$((${g_records:-0} + ${g_subrows:-0}))" \
       "$g_cpu" "$g_wall" "$g_rss" "$t_cpu" "$t_wall"
-    drop_pg_schema
   fi
   bench_stop_sim
 done
 echo
 echo "records = records loaded (seam sync's summary; the tap's output goes to /dev/null); rows = table rows incl."
-echo "subtable rows; cpu_s = user+sys of the seam process; cpu/tap, wall/tap = this run ÷ seam tap zendesk alone (goal: cpu ≤ 2x)."
+echo "subtable rows; cpu_s = user+sys of the seam process, median of $runs runs (rss_MiB: the highest); cpu/tap, wall/tap ="
+echo "these medians ÷ seam tap zendesk's (goal: cpu ≤ 2x)."
