@@ -84,6 +84,14 @@ print(f"{n:<8} {run:<24} {records:>9} {rows:>9} {cpu:>8.2f} {wall:>8.2f} {rss:>8
 PY
 }
 
+# Every run of a sync must load what the first loaded: a run that differs is a defect, not noise.
+same_totals() { # NAME FIRST THIS
+  if [ -n "$2" ] && [ "$2" != "$3" ]; then
+    echo "FAIL: $1 loaded '$3' (records, subtable rows, rejected) in one run and '$2' in another" >&2
+    exit 1
+  fi
+}
+
 # The median CPU and wall, and the highest RSS, of the "CPU WALL RSS" lines in FILE.
 summary() { # FILE
   python3 - "$1" <<'PY'
@@ -102,6 +110,8 @@ for n in "${sizes[@]}"; do
   : >"$work/tap.runs"
   : >"$work/duckdb.runs"
   : >"$work/postgres.runs"
+  d_first=""
+  g_first=""
   for _ in $(seq "$runs"); do
     bench_measure tap /dev/null env RUST_LOG=error "$seam" tap zendesk "${source_args[@]}" >>"$work/tap.runs"
 
@@ -109,7 +119,10 @@ for n in "${sizes[@]}"; do
     bench_measure sync-duckdb "$work/sync-duckdb.out" env RUST_LOG=error \
       "$seam" sync "${source_args[@]}" --destination "duckdb:$work/sync.duckdb" --schema zendesk --plain \
       >>"$work/duckdb.runs"
-    read -r d_records d_subrows _ <<<"$(sync_totals "$work/sync-duckdb.err")"
+    d_totals=$(sync_totals "$work/sync-duckdb.err")
+    same_totals "seam sync -> duckdb" "$d_first" "$d_totals"
+    d_first="$d_totals"
+    read -r d_records d_subrows _ <<<"$d_totals"
     rm -f "$work/sync.duckdb" "$work/sync.duckdb.wal"
 
     if [ -n "$url" ]; then
@@ -117,7 +130,10 @@ for n in "${sizes[@]}"; do
       bench_measure sync-postgres "$work/sync-postgres.out" env RUST_LOG=error \
         "$seam" sync "${source_args[@]}" --destination "$url" --schema "$pg_schema" --plain \
         >>"$work/postgres.runs"
-      read -r g_records g_subrows _ <<<"$(sync_totals "$work/sync-postgres.err")"
+      g_totals=$(sync_totals "$work/sync-postgres.err")
+      same_totals "seam sync -> postgres" "$g_first" "$g_totals"
+      g_first="$g_totals"
+      read -r g_records g_subrows _ <<<"$g_totals"
       drop_pg_schema
     fi
   done
