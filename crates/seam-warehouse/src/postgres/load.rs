@@ -285,7 +285,8 @@ impl<'a> KeyArrays<'a> {
     }
 }
 
-/// Whether the joins of a commit's statements may be hash and merge joins.
+/// What a commit knows of its tables' key indexes, and whether its joins may be hash and merge
+/// joins.
 ///
 /// PostgreSQL prices each index probe as a random read from disk, so once a batch holds more than a
 /// few percent of a table's rows it joins the batch's keys to the table with a hash join over a
@@ -293,16 +294,27 @@ impl<'a> KeyArrays<'a> {
 /// key lookup read every row loaded so far (15 ms per lookup on `ticket_comments` by the end, 0.77 s
 /// of the run's 2.6 s of server time), so a run's lookups grew with the square of its size. A nested
 /// loop over the key index costs per staged key instead. [`probe`] and the delete of replaced
-/// top-level rows turn hash and merge joins off ([`Joins::by_index`]) where the table has an index
-/// on its key columns ([`key_index`]; without one a nested loop would scan the table once per key);
-/// every other statement gets the planner's defaults back first ([`Joins::planner`]). Both are
+/// top-level rows turn hash and merge joins off ([`Lookups::by_index`]) where the table has an
+/// index on its key columns ([`Lookups::key_index`]; without one a nested loop would scan the
+/// table once per key); every other statement gets the planner's defaults back first
+/// ([`Lookups::planner`]). Both are
 /// `SET LOCAL`: the transaction's end undoes them.
-#[derive(Debug, Default)]
-struct Joins {
+#[derive(Debug)]
+struct Lookups<'k> {
     by_index: bool,
+    /// Table (quoted and qualified) → whether it has an index on its key columns; kept by the
+    /// destination across commits.
+    known: &'k mut HashMap<String, bool>,
 }
 
-impl Joins {
+impl<'k> Lookups<'k> {
+    fn new(known: &'k mut HashMap<String, bool>) -> Self {
+        Lookups {
+            by_index: false,
+            known,
+        }
+    }
+
     fn by_index(
         &mut self,
         tx: &mut postgres::Transaction<'_>,
@@ -328,36 +340,36 @@ impl Joins {
         }
         Ok(())
     }
-}
 
-/// Whether `table` (already quoted and qualified) has a valid index whose key columns are exactly
-/// `keys`, in any order (the primary key seam creates), remembered per table in `known`.
-fn key_index(
-    tx: &mut postgres::Transaction<'_>,
-    err: &ErrFn<'_>,
-    known: &mut HashMap<String, bool>,
-    table: &str,
-    keys: &[String],
-) -> Result<bool, DestinationError> {
-    if let Some(&indexed) = known.get(table) {
-        return Ok(indexed);
+    /// Whether `table` (already quoted and qualified) has a valid index whose key columns are
+    /// exactly `keys`, in any order (the primary key seam creates), remembered per table.
+    fn key_index(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        err: &ErrFn<'_>,
+        table: &str,
+        keys: &[String],
+    ) -> Result<bool, DestinationError> {
+        if let Some(&indexed) = self.known.get(table) {
+            return Ok(indexed);
+        }
+        let row = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i \
+                   WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND i.indpred IS NULL \
+                     AND i.indnkeyatts = cardinality($2::text[]) \
+                     AND ARRAY(SELECT a.attname::text FROM pg_attribute a \
+                               WHERE a.attrelid = i.indrelid \
+                                 AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
+                               ORDER BY 1) \
+                       = ARRAY(SELECT k FROM unnest($2::text[]) AS k ORDER BY 1))",
+                &[&table, &keys],
+            )
+            .map_err(|e| err(e, "looking up the table's key index"))?;
+        let indexed: bool = row.get(0);
+        self.known.insert(table.to_owned(), indexed);
+        Ok(indexed)
     }
-    let row = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i \
-               WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND i.indpred IS NULL \
-                 AND i.indnkeyatts = cardinality($2::text[]) \
-                 AND ARRAY(SELECT a.attname::text FROM pg_attribute a \
-                           WHERE a.attrelid = i.indrelid \
-                             AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
-                           ORDER BY 1) \
-                   = ARRAY(SELECT k FROM unnest($2::text[]) AS k ORDER BY 1))",
-            &[&table, &keys],
-        )
-        .map_err(|e| err(e, "looking up the table's key index"))?;
-    let indexed: bool = row.get(0);
-    known.insert(table.to_owned(), indexed);
-    Ok(indexed)
 }
 
 /// The position (from 1) in `keys` and the `_sdc_sequence` of each row of `target` with one of the
@@ -379,8 +391,7 @@ fn probe_sql(keys: &KeyArrays<'_>, target: &str) -> String {
 fn probe(
     tx: &mut postgres::Transaction<'_>,
     err: &ErrFn<'_>,
-    joins: &mut Joins,
-    key_indexes: &mut HashMap<String, bool>,
+    lookups: &mut Lookups<'_>,
     schema: &str,
     load: &StreamLoad,
     created: bool,
@@ -405,10 +416,10 @@ fn probe(
     let keys = KeyArrays::new(load, &positions, 0..rows.len());
     let sequences = rows.column(seq);
     let target = qualified(schema, &load.table);
-    if key_index(tx, err, key_indexes, &target, &load.key_columns)? {
-        joins.by_index(tx, err)?;
+    if lookups.key_index(tx, err, &target, &load.key_columns)? {
+        lookups.by_index(tx, err)?;
     } else {
-        joins.planner(tx, err)?;
+        lookups.planner(tx, err)?;
     }
     let sql = probe_sql(&keys, &target);
     let found = tx
@@ -446,7 +457,7 @@ fn probe(
 fn load_direct(
     tx: &mut postgres::Transaction<'_>,
     err: &ErrFn<'_>,
-    joins: &mut Joins,
+    lookups: &mut Lookups<'_>,
     schema: &str,
     load: &StreamLoad,
     positions: &[usize],
@@ -465,7 +476,7 @@ fn load_direct(
         tx.execute(&sql, &params)
             .map_err(|e| err(e, "deleting replaced rows").in_table(load.table.clone()))?;
         // Subtables have no index on their parent's key: the planner decides.
-        joins.planner(tx, err)?;
+        lookups.planner(tx, err)?;
         for sub in &load.all_subtables {
             let sql = format!(
                 "DELETE FROM {} s USING {} WHERE {}",
@@ -559,7 +570,7 @@ pub(super) fn apply(
         )
     };
     let fence = d.fence;
-    let key_indexes = &mut d.key_indexes;
+    let mut lookups = Lookups::new(&mut d.key_indexes);
     let mut tx = d
         .client
         .transaction()
@@ -584,24 +595,23 @@ pub(super) fn apply(
         tx.batch_execute(&sql::ddl(&schema, change, &DIALECT))
             .map_err(|e| err(e, "changing a table"))?;
     }
-    let mut joins = Joins::default();
     for (i, load) in plan.loads.iter().enumerate() {
         let created = plan.creates(&load.table);
-        match probe(&mut tx, &err, &mut joins, key_indexes, &schema, load, created)
+        match probe(&mut tx, &err, &mut lookups, &schema, load, created)
             .map_err(|e| e.in_table(load.table.clone()))?
         {
             Route::Direct { keys, replaced } => {
-                load_direct(&mut tx, &err, &mut joins, &schema, load, &keys, &replaced)?
+                load_direct(&mut tx, &err, &mut lookups, &schema, load, &keys, &replaced)?
             }
             Route::Merge => {
-                joins.planner(&mut tx, &err)?;
+                lookups.planner(&mut tx, &err)?;
                 let empty = TableLayout::default();
                 let target_layout = layout.tables.get(&load.table).unwrap_or(&empty);
                 merge_staged(&mut tx, &err, &schema, i, load, target_layout)?;
             }
         }
     }
-    joins.planner(&mut tx, &err)?;
+    lookups.planner(&mut tx, &err)?;
     if !plan.rejected.is_empty() {
         let stmt = tx
             .prepare(&format!(
@@ -713,16 +723,12 @@ mod tests {
         };
         let owned = |ks: &[&str]| ks.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
         let mut known = HashMap::new();
+        let mut lookups = Lookups::new(&mut known);
         let mut tx = client.transaction().unwrap();
         let mut indexed = |table: &str, keys: &[&str]| {
-            key_index(
-                &mut tx,
-                &err,
-                &mut known,
-                &format!("{schema}.{table}"),
-                &owned(keys),
-            )
-            .unwrap()
+            lookups
+                .key_index(&mut tx, &err, &format!("{schema}.{table}"), &owned(keys))
+                .unwrap()
         };
         assert!(indexed("keyed", &["id"]));
         assert!(indexed("pair", &["a", "b"]), "the key's order is not the index's");
@@ -733,7 +739,7 @@ mod tests {
             "an index on more columns than the key"
         );
         assert!(!indexed("missing", &["id"]), "no such table");
-        assert_eq!(known.len(), 6, "each answer is remembered");
+        assert_eq!(lookups.known.len(), 6, "each answer is remembered");
 
         // 2,000 keys against 20,000 rows: the planner's own choice is a hash join over the whole
         // table (not asserted: it depends on its costs); with index lookups, a nested loop.
@@ -750,15 +756,14 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let mut joins = Joins::default();
         eprintln!("the planner's own plan:\n{}", plan(&mut tx));
-        joins.by_index(&mut tx, &err).unwrap();
+        lookups.by_index(&mut tx, &err).unwrap();
         let by_index = plan(&mut tx);
         assert!(
             by_index.contains("Index") && !by_index.contains("Hash Join") && !by_index.contains("Seq Scan"),
             "{by_index}"
         );
-        joins.planner(&mut tx, &err).unwrap();
+        lookups.planner(&mut tx, &err).unwrap();
         let settings: Vec<String> = tx
             .query(
                 "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')",
