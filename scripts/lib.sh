@@ -6,10 +6,11 @@
 #   require_command NAME HINT exits 1 with "NAME is missing: HINT" unless NAME is on PATH.
 #   on_exit COMMAND           runs COMMAND when the script exits (in reverse order of registration).
 #   postgres_server_bin       prints the directory of PostgreSQL's initdb and pg_ctl, if installed.
-#   start_throwaway_postgres [--durable]
+#   start_throwaway_postgres [--durable] [-c NAME=VALUE]...
 #                             starts a PostgreSQL cluster in a temporary directory (as the current user,
 #                             or as `postgres` when root) on a free loopback port, stops and removes it on
-#                             exit, and exports SEAM_TEST_POSTGRES_URL. fsync is off unless --durable.
+#                             exit, and exports SEAM_TEST_POSTGRES_URL and SEAM_TEST_POSTGRES_LOG (its
+#                             server log). fsync is off unless --durable; -c sets a server setting.
 
 _seam_is_set() { # VALUE: set unless empty, 0 or false
   local v="${1:-}"
@@ -60,8 +61,25 @@ _seam_pg_stop() {
 }
 
 start_throwaway_postgres() {
-  local fsync="-c fsync=off"
-  [ "${1:-}" = --durable ] && fsync=""
+  local fsync="-c fsync=off" settings=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --durable) fsync="" ;;
+      -c)
+        case "${2:-}" in
+          *=* ) ;;
+          *) echo "start_throwaway_postgres: -c wants NAME=VALUE, got '${2:-}'" >&2; exit 2 ;;
+        esac
+        case "$2" in
+          *[!A-Za-z0-9_.=-]*) echo "start_throwaway_postgres: -c '$2': only letters, digits and _ . = -" >&2; exit 2 ;;
+        esac
+        settings="$settings -c $2"
+        shift
+        ;;
+      *) echo "start_throwaway_postgres: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+    shift
+  done
   local pgbin dir port as
   pgbin=$(postgres_server_bin)
   if [ -z "$pgbin" ] || [ ! -x "$pgbin/pg_ctl" ]; then
@@ -81,8 +99,9 @@ start_throwaway_postgres() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "${as[@]}" "'$pgbin/initdb' -D '$dir/data' -A trust -U postgres >'$dir/initdb.log' 2>&1" \
     || { echo "FAIL: initdb failed:" >&2; cat "$dir/initdb.log" >&2; exit 1; }
-  "${as[@]}" "'$pgbin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -t 60 -o '-p $port -c listen_addresses=127.0.0.1 -k $dir $fsync' start >/dev/null" \
+  "${as[@]}" "'$pgbin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -t 60 -o '-p $port -c listen_addresses=127.0.0.1 -k $dir $fsync$settings' start >/dev/null" \
     || { echo "FAIL: PostgreSQL did not start:" >&2; cat "$dir/log" >&2; exit 1; }
   export SEAM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export SEAM_TEST_POSTGRES_LOG="$dir/log"
   echo "PostgreSQL $(basename "$(dirname "$pgbin")") for the tests at $SEAM_TEST_POSTGRES_URL (stopped on exit)"
 }

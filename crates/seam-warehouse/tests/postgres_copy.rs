@@ -187,3 +187,80 @@ fn direct_loads_and_staged_merges_keep_the_merge_rules() {
     let sub = "SELECT value || ':' || _sdc_sequence FROM §events__tags ORDER BY 1";
     assert_eq!(strings(&mut d, sub), ["t1:10", "t2:10", "t3:20"]);
 }
+
+/// The subtable indexes on `_sdc_source_key_*`: how many, and which columns each covers.
+fn source_key_indexes(d: &mut PostgresDestination, table: &str) -> Vec<String> {
+    let schema = d.schema().to_owned();
+    d.client()
+        .expect("client")
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 \
+             AND indexdef LIKE '%_sdc_source_key_id%' ORDER BY 1",
+            &[&schema, &table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+/// A first load writes subtables without an index; the first commit that replaces a parent already
+/// in the warehouse indexes each of its subtables on the parent's key, once, and later commits
+/// delete through it. A commit that fails after creating one rolls it back, and the destination
+/// does not take it for granted on the retry.
+#[test]
+fn replacing_a_parent_indexes_its_subtables_once() {
+    let Some(mut d) = open() else { return };
+    d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"})))
+        .unwrap();
+    d.ensure_table(&schema("others", &["id"], json!({"type": "object"})))
+        .unwrap();
+    let t = |s: i64, id: i64, tags: &[&str]| seq(s, "tickets", json!({"id": id, "tags": tags}));
+    let tags = "SELECT _sdc_source_key_id || ':' || value FROM §tickets__tags ORDER BY 1";
+    d.write_sequenced("tickets", &[t(1, 1, &["a"]), t(1, 2, &["b"])])
+        .unwrap();
+    d.write_sequenced("others", &[seq(1, "others", json!({"id": 1, "v": "x"}))])
+        .unwrap();
+    d.commit(None).unwrap();
+    assert!(
+        source_key_indexes(&mut d, "tickets__tags").is_empty(),
+        "a first load adds no index"
+    );
+
+    // The commit replaces ticket 1 (its subtable gets an index), then fails on `others`, whose
+    // column was changed behind the destination's back: the index goes with the transaction.
+    let others = format!("\"{}\".others", d.schema());
+    d.client()
+        .expect("client")
+        .batch_execute(&format!(
+            "ALTER TABLE {others} ALTER COLUMN v TYPE bigint USING 0"
+        ))
+        .unwrap();
+    d.write_sequenced("tickets", &[t(2, 1, &["a2"])]).unwrap();
+    d.write_sequenced("others", &[seq(2, "others", json!({"id": 2, "v": "y"}))])
+        .unwrap();
+    assert!(d.commit(None).is_err(), "text copied into a bigint column");
+    assert!(
+        source_key_indexes(&mut d, "tickets__tags").is_empty(),
+        "rolled back"
+    );
+    assert_eq!(strings(&mut d, tags), ["1:a", "2:b"]);
+
+    // The retry (the same batch) creates it again.
+    d.client()
+        .expect("client")
+        .batch_execute(&format!("ALTER TABLE {others} ALTER COLUMN v TYPE text"))
+        .unwrap();
+    d.commit(None).unwrap();
+    let indexes = source_key_indexes(&mut d, "tickets__tags");
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert!(indexes[0].contains("(_sdc_source_key_id)"), "{indexes:?}");
+    assert_eq!(strings(&mut d, tags), ["1:a2", "2:b"]);
+
+    // Later replacements use it and add none.
+    d.write_sequenced("tickets", &[t(3, 2, &["b2", "b3"]), t(3, 1, &[])])
+        .unwrap();
+    d.commit(None).unwrap();
+    assert_eq!(source_key_indexes(&mut d, "tickets__tags").len(), 1);
+    assert_eq!(strings(&mut d, tags), ["2:b2", "2:b3"]);
+}

@@ -293,17 +293,17 @@ impl<'a> KeyArrays<'a> {
 /// sequential scan of the whole table. Seen in the server's log on a 20k-ticket load: each commit's
 /// key lookup read every row loaded so far (15 ms per lookup on `ticket_comments` by the end, 0.77 s
 /// of the run's 2.6 s of server time), so a run's lookups grew with the square of its size. A nested
-/// loop over the key index costs per staged key instead. [`probe`] and the delete of replaced
-/// top-level rows turn hash and merge joins off ([`Lookups::by_index`]) where the table has an
-/// index on its key columns ([`Lookups::key_index`]; without one a nested loop would scan the
-/// table once per key); every other statement gets the planner's defaults back first
-/// ([`Lookups::planner`]). Both are
+/// loop over the key index costs per staged key instead. [`probe`] and the deletes of replaced rows
+/// and of their subtable rows turn hash and merge joins off ([`Lookups::by_index`]) where the table
+/// has an index on its key columns ([`Lookups::key_index`]; without one a nested loop would scan
+/// the table once per key; subtables get theirs from [`Lookups::source_key_index`]); every other
+/// statement gets the planner's defaults back first ([`Lookups::planner`]). Both are
 /// `SET LOCAL`: the transaction's end undoes them.
 #[derive(Debug)]
 struct Lookups<'k> {
     by_index: bool,
     /// Table (quoted and qualified) → whether it has an index on its key columns; kept by the
-    /// destination across commits.
+    /// destination across commits, and forgotten when a commit fails ([`apply`]).
     known: &'k mut HashMap<String, bool>,
 }
 
@@ -369,6 +369,33 @@ impl<'k> Lookups<'k> {
         let indexed: bool = row.get(0);
         self.known.insert(table.to_owned(), indexed);
         Ok(indexed)
+    }
+
+    /// Gives the subtable `sub` (quoted and qualified) an index on its parent's key columns `keys`
+    /// (`_sdc_source_key_*`) unless it has one, so deleting a replaced parent's subtable rows probes
+    /// the index per parent key instead of reading the whole subtable in every commit (a cost that
+    /// grew with the warehouse: see the README).
+    ///
+    /// Subtables are created without one: a first load never deletes from them and would only pay
+    /// to maintain it. The first commit that replaces a parent row already in the warehouse creates
+    /// it, once (one read and sort of the subtable), inside the commit's transaction: a commit that
+    /// fails rolls it back, and [`apply`] then forgets what it learnt.
+    fn source_key_index(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        err: &ErrFn<'_>,
+        sub: &str,
+        keys: &[String],
+    ) -> Result<(), DestinationError> {
+        if self.key_index(tx, err, sub, keys)? {
+            return Ok(());
+        }
+        let columns: Vec<String> = keys.iter().map(|k| quote_ident(k)).collect();
+        // No name: PostgreSQL picks one that is free in the schema.
+        tx.batch_execute(&format!("CREATE INDEX ON {sub} ({})", columns.join(", ")))
+            .map_err(|e| err(e, "indexing a subtable on its parent's key"))?;
+        self.known.insert(sub.to_owned(), true);
+        Ok(())
     }
 }
 
@@ -475,12 +502,15 @@ fn load_direct(
         // The joins are still those `probe` chose for this table.
         tx.execute(&sql, &params)
             .map_err(|e| err(e, "deleting replaced rows").in_table(load.table.clone()))?;
-        // Subtables have no index on their parent's key: the planner decides.
-        lookups.planner(tx, err)?;
+        let source_keys: Vec<String> = load.source_key_columns().into_iter().map(|(c, _)| c).collect();
         for sub in &load.all_subtables {
+            let table = qualified(schema, sub);
+            lookups
+                .source_key_index(tx, err, &table, &source_keys)
+                .map_err(|e| e.in_table(sub.clone()))?;
+            lookups.by_index(tx, err)?;
             let sql = format!(
-                "DELETE FROM {} s USING {} WHERE {}",
-                qualified(schema, sub),
+                "DELETE FROM {table} s USING {} WHERE {}",
                 keys.unnest(""),
                 keys.matches("s", |k| format!("{SOURCE_KEY_PREFIX}{k}"))
             );
@@ -551,7 +581,22 @@ pub(super) fn fenced(token: i64, holder: String) -> DestinationError {
     DestinationError::new(ErrorKind::Config, WarehouseError::Fenced { token, holder })
 }
 
+/// Commits `plan` and `state` in one transaction. When it fails, what the destination learnt about
+/// its tables' key indexes is forgotten: the transaction may have created an index it rolled back.
 pub(super) fn apply(
+    d: &mut Conn,
+    plan: &CommitPlan,
+    layout: &crate::flatten::Layout,
+    state: Option<&State>,
+) -> Result<(), DestinationError> {
+    let committed = commit(d, plan, layout, state);
+    if committed.is_err() {
+        d.key_indexes.clear();
+    }
+    committed
+}
+
+fn commit(
     d: &mut Conn,
     plan: &CommitPlan,
     layout: &crate::flatten::Layout,
