@@ -190,18 +190,12 @@ fn direct_loads_and_staged_merges_keep_the_merge_rules() {
 
 /// The subtable indexes on `_sdc_source_key_*`: how many, and which columns each covers.
 fn source_key_indexes(d: &mut PostgresDestination, table: &str) -> Vec<String> {
-    let schema = d.schema().to_owned();
-    d.client()
-        .expect("client")
-        .query(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 \
-             AND indexdef LIKE '%_sdc_source_key_id%' ORDER BY 1",
-            &[&schema, &table],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect()
+    let sql = format!(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = '{}' AND tablename = '{table}' \
+         AND indexdef LIKE '%_sdc_source_key_id%' ORDER BY 1",
+        d.schema()
+    );
+    strings(d, &sql)
 }
 
 /// A first load writes subtables without an index; the first commit that replaces a parent already
