@@ -3,6 +3,7 @@
 
 use crate::harness::{postgres_url, rec, schema, seq};
 use seam_core::Destination;
+use seam_warehouse::postgres::LoadCounters;
 use seam_warehouse::PostgresDestination;
 use serde_json::json;
 
@@ -257,4 +258,73 @@ fn replacing_a_parent_indexes_its_subtables_once() {
     d.commit(None).unwrap();
     assert_eq!(source_key_indexes(&mut d, "tickets__tags").len(), 1);
     assert_eq!(strings(&mut d, tags), ["2:b2", "2:b3"]);
+}
+
+/// After a table's first batch, a batch whose keys are all new to it is copied in without a lookup.
+/// A batch holding a key the table has is refused by the table's primary key: nothing of the
+/// attempt stays, the keys are looked up as usual (the newer row replaces the older with its
+/// subtable rows, an older one loses), and that table is looked up first from then on.
+#[test]
+fn new_keys_skip_the_lookup_until_the_table_refuses_one() {
+    let Some(mut d) = open() else { return };
+    d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"})))
+        .unwrap();
+    let t =
+        |s: i64, id: i64, v: &str, tags: &[&str]| seq(s, "tickets", json!({"id": id, "v": v, "tags": tags}));
+    let state = "SELECT id || ':' || v FROM §tickets ORDER BY id";
+    let tags = "SELECT _sdc_source_key_id || ':' || value FROM §tickets__tags ORDER BY 1";
+    let counts = |lookups, loads, refusals| LoadCounters {
+        key_lookups: lookups,
+        new_key_loads: loads,
+        new_key_refusals: refusals,
+    };
+
+    // The commit that creates the table looks nothing up.
+    d.write_sequenced("tickets", &[t(1, 1, "a", &["a1"]), t(1, 2, "b", &["b1", "b2"])])
+        .unwrap();
+    d.commit(None).unwrap();
+    assert_eq!(d.counters(), counts(0, 0, 0));
+
+    // New keys only: copied in.
+    d.write_sequenced("tickets", &[t(2, 3, "c", &["c1"]), t(2, 4, "d", &[])])
+        .unwrap();
+    d.commit(None).unwrap();
+    assert_eq!(d.counters(), counts(0, 1, 0));
+    assert_eq!(strings(&mut d, state), ["1:a", "2:b", "3:c", "4:d"]);
+    assert_eq!(strings(&mut d, tags), ["1:a1", "2:b1", "2:b2", "3:c1"]);
+
+    // A new 5 ahead of a newer 2: the copy is refused at 2 and rolled back (5 is not left behind
+    // twice), then the lookup replaces 2 and its subtable rows.
+    d.write_sequenced("tickets", &[t(3, 5, "e", &["e1"]), t(3, 2, "b'", &["b3"])])
+        .unwrap();
+    d.commit(None).unwrap();
+    assert_eq!(d.counters(), counts(1, 1, 1));
+    assert_eq!(strings(&mut d, state), ["1:a", "2:b'", "3:c", "4:d", "5:e"]);
+    assert_eq!(strings(&mut d, tags), ["1:a1", "2:b3", "3:c1", "5:e1"]);
+
+    // Refused once: looked up first, even for new keys.
+    d.write_sequenced("tickets", &[t(4, 6, "f", &[])]).unwrap();
+    d.commit(None).unwrap();
+    assert_eq!(d.counters(), counts(2, 1, 1));
+    assert_eq!(
+        strings(&mut d, state),
+        ["1:a", "2:b'", "3:c", "4:d", "5:e", "6:f"]
+    );
+
+    // Another table: an older version of a key it has is refused, looked up and merged: the
+    // warehouse row and its subtable rows stay, the new key lands.
+    d.ensure_table(&schema("users", &["id"], json!({"type": "object"})))
+        .unwrap();
+    let u = |s: i64, id: i64, v: &str| seq(s, "users", json!({"id": id, "v": v, "tags": [v]}));
+    d.write_sequenced("users", &[u(10, 1, "a"), u(10, 2, "b")])
+        .unwrap();
+    d.commit(None).unwrap();
+    d.write_sequenced("users", &[u(5, 2, "old"), u(10, 3, "c")])
+        .unwrap();
+    d.commit(None).unwrap();
+    assert_eq!(d.counters(), counts(3, 1, 2));
+    let users = "SELECT id || ':' || v FROM §users ORDER BY id";
+    assert_eq!(strings(&mut d, users), ["1:a", "2:b", "3:c"]);
+    let user_tags = "SELECT _sdc_source_key_id || ':' || value FROM §users__tags ORDER BY 1";
+    assert_eq!(strings(&mut d, user_tags), ["1:a", "2:b", "3:c"]);
 }

@@ -7,6 +7,12 @@
 //! straight into its table — no staging table, no second copy of the rows. When a staged row must
 //! not land (an older `_sdc_sequence` than the warehouse's, an append-only key already loaded), the
 //! rows go through binary `COPY` into temporary staging tables and [`sql::merge`] applies them.
+//!
+//! A table whose staged keys are likely all new to it (this destination created it, or its last
+//! lookup found none of them: every batch after the first of a first load) skips the lookup: its
+//! rows are copied in inside a savepoint, and the table's primary key either lets them all in —
+//! then none was there and the lookup would have chosen that same direct copy — or refuses one,
+//! and the savepoint is rolled back and the keys are looked up as above ([`load_new_keys`]).
 
 use super::{Conn, DIALECT};
 use crate::columns::TableRows;
@@ -17,6 +23,7 @@ use crate::flatten::{
 use crate::sql::{self, qualified};
 use crate::stage::{CommitPlan, StreamLoad};
 use bytes::{BufMut, BytesMut};
+use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type};
 use seam_core::{DestinationError, ErrorKind, State};
 use std::collections::HashMap;
@@ -147,31 +154,65 @@ fn copy_field(cell: CellRef<'_>, column: ColumnType, buf: &mut BytesMut) -> Resu
     Ok(())
 }
 
+/// Why a `COPY` failed: the server's (or the driver's) error, with what was being done, or an
+/// encoding or I/O error already classified.
+enum CopyError {
+    Driver(postgres::Error, &'static str),
+    Other(DestinationError),
+}
+
+impl CopyError {
+    fn into_destination(self, d_err: &ErrFn<'_>) -> DestinationError {
+        match self {
+            CopyError::Driver(e, action) => d_err(e, action),
+            CopyError::Other(e) => e,
+        }
+    }
+
+    /// A row whose key the table's unique index already holds.
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, CopyError::Driver(e, _) if e.code() == Some(&SqlState::UNIQUE_VIOLATION))
+    }
+}
+
 /// Binary `COPY` of `rows` into `table_sql` (already quoted).
-///
-/// Each value is encoded by [`copy_field`]; the framing (signature, field counts) is written here
-/// into one buffer sent in large chunks, because `postgres::binary_copy::BinaryCopyInWriter` enters
-/// the driver's runtime once per row, which cost more than encoding the rows (measured with perf on
-/// a Zendesk-shaped stream).
 fn copy_rows(
     tx: &mut postgres::Transaction<'_>,
     d_err: &ErrFn<'_>,
     table_sql: &str,
     rows: &TableRows,
 ) -> Result<(), DestinationError> {
+    copy_rows_raw(tx, table_sql, rows).map_err(|e| e.into_destination(d_err))
+}
+
+/// [`copy_rows`], with the driver's error as it came.
+///
+/// Each value is encoded by [`copy_field`]; the framing (signature, field counts) is written here
+/// into one buffer sent in large chunks, because `postgres::binary_copy::BinaryCopyInWriter` enters
+/// the driver's runtime once per row, which cost more than encoding the rows (measured with perf on
+/// a Zendesk-shaped stream).
+fn copy_rows_raw(
+    tx: &mut postgres::Transaction<'_>,
+    table_sql: &str,
+    rows: &TableRows,
+) -> Result<(), CopyError> {
     if rows.is_empty() {
         return Ok(());
     }
     let cols: Vec<String> = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect();
     let types: Vec<ColumnType> = rows.columns.iter().map(|(_, t)| *t).collect();
-    let width = i16::try_from(types.len())
-        .map_err(|_| encode_error(format!("{} columns do not fit one postgresql row", types.len())))?;
+    let width = i16::try_from(types.len()).map_err(|_| {
+        CopyError::Other(encode_error(format!(
+            "{} columns do not fit one postgresql row",
+            types.len()
+        )))
+    })?;
     let mut writer = tx
         .copy_in(&format!(
             "COPY {table_sql} ({}) FROM STDIN (FORMAT binary)",
             cols.join(", ")
         ))
-        .map_err(|e| d_err(e, "starting COPY"))?;
+        .map_err(|e| CopyError::Driver(e, "starting COPY"))?;
     let io_err = |e: std::io::Error| DestinationError::new(ErrorKind::Transient, WarehouseError::Io(e));
     let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
     buf.put_slice(COPY_SIGNATURE);
@@ -192,10 +233,13 @@ fn copy_rows(
             buf.clear();
         }
         Ok(())
-    })?;
+    })
+    .map_err(CopyError::Other)?;
     buf.put_i16(-1);
-    writer.write_all(&buf).map_err(io_err)?;
-    writer.finish().map_err(|e| d_err(e, "finishing COPY"))?;
+    writer.write_all(&buf).map_err(|e| CopyError::Other(io_err(e)))?;
+    writer
+        .finish()
+        .map_err(|e| CopyError::Driver(e, "finishing COPY"))?;
     Ok(())
 }
 
@@ -285,8 +329,50 @@ impl<'a> KeyArrays<'a> {
     }
 }
 
-/// What a commit knows of its tables' key indexes, and whether its joins may be hash and merge
-/// joins.
+/// An index whose key columns are exactly a table's key columns (in any order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyIndex {
+    None,
+    /// Not unique (the index seam gives a subtable on its parent's key).
+    Plain,
+    /// Unique (the primary key seam creates): a row whose key the table holds cannot be copied in.
+    Unique,
+}
+
+/// Whether a table's next batch is likely to hold only keys the table does not have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum NewKeys {
+    /// Look the keys up first.
+    #[default]
+    Unknown,
+    /// This destination created the table, or the last lookup found none of the staged keys: copy
+    /// the rows in first, and look up only when the table's unique index refuses one.
+    Likely,
+    /// Refused once in this destination's life: always look up first.
+    Never,
+}
+
+/// What the destination learnt about one table across commits: kept by the destination, and
+/// forgotten when a commit fails ([`apply`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct TableFacts {
+    key_index: Option<KeyIndex>,
+    new_keys: NewKeys,
+}
+
+/// How a destination's commits reached their tables, for tests and inspection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadCounters {
+    /// Lookups of a batch's keys in a table ([`probe`]'s query).
+    pub key_lookups: u64,
+    /// Batches of a stream copied into their table without a lookup ([`load_new_keys`]).
+    pub new_key_loads: u64,
+    /// Of those attempts, the ones the table's unique index refused (rolled back, then looked up).
+    pub new_key_refusals: u64,
+}
+
+/// What a commit knows of its tables' key indexes and keys, and whether its joins may be hash and
+/// merge joins.
 ///
 /// PostgreSQL prices each index probe as a random read from disk, so once a batch holds more than a
 /// few percent of a table's rows it joins the batch's keys to the table with a hash join over a
@@ -302,17 +388,39 @@ impl<'a> KeyArrays<'a> {
 #[derive(Debug)]
 struct Lookups<'k> {
     by_index: bool,
-    /// Table (quoted and qualified) → whether it has an index on its key columns; kept by the
-    /// destination across commits, and forgotten when a commit fails ([`apply`]).
-    known: &'k mut HashMap<String, bool>,
+    /// Table (quoted and qualified) → what is known of it.
+    known: &'k mut HashMap<String, TableFacts>,
+    counters: &'k mut LoadCounters,
 }
 
 impl<'k> Lookups<'k> {
-    fn new(known: &'k mut HashMap<String, bool>) -> Self {
+    fn new(known: &'k mut HashMap<String, TableFacts>, counters: &'k mut LoadCounters) -> Self {
         Lookups {
             by_index: false,
             known,
+            counters,
         }
+    }
+
+    /// Whether `table`'s staged keys are likely all new to it ([`NewKeys::Likely`]).
+    fn expects_new_keys(&self, table: &str) -> bool {
+        self.known
+            .get(table)
+            .is_some_and(|f| f.new_keys == NewKeys::Likely)
+    }
+
+    /// A lookup in `table` (or its creation) found none of the staged keys (`none`), or some.
+    fn looked_up(&mut self, table: &str, none: bool) {
+        let facts = self.known.entry(table.to_owned()).or_default();
+        if facts.new_keys != NewKeys::Never {
+            facts.new_keys = if none { NewKeys::Likely } else { NewKeys::Unknown };
+        }
+    }
+
+    /// `table`'s unique index refused a staged key copied in without a lookup.
+    fn refused(&mut self, table: &str) {
+        self.known.entry(table.to_owned()).or_default().new_keys = NewKeys::Never;
+        self.counters.new_key_refusals += 1;
     }
 
     fn by_index(
@@ -350,25 +458,51 @@ impl<'k> Lookups<'k> {
         table: &str,
         keys: &[String],
     ) -> Result<bool, DestinationError> {
-        if let Some(&indexed) = self.known.get(table) {
-            return Ok(indexed);
+        Ok(self.key_index_kind(tx, err, table, keys)? != KeyIndex::None)
+    }
+
+    /// Whether that index is unique: then a row whose key the table holds cannot be copied in.
+    fn unique_key_index(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        err: &ErrFn<'_>,
+        table: &str,
+        keys: &[String],
+    ) -> Result<bool, DestinationError> {
+        Ok(self.key_index_kind(tx, err, table, keys)? == KeyIndex::Unique)
+    }
+
+    fn key_index_kind(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        err: &ErrFn<'_>,
+        table: &str,
+        keys: &[String],
+    ) -> Result<KeyIndex, DestinationError> {
+        if let Some(kind) = self.known.get(table).and_then(|f| f.key_index) {
+            return Ok(kind);
         }
         let row = tx
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_index i \
+                "SELECT coalesce(bool_or(i.indisunique), false), count(*) > 0 FROM pg_index i \
                    WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND i.indpred IS NULL \
-                     AND i.indnkeyatts = cardinality($2::text[]) \
+                     AND i.indexprs IS NULL AND i.indnkeyatts = cardinality($2::text[]) \
                      AND ARRAY(SELECT a.attname::text FROM pg_attribute a \
                                WHERE a.attrelid = i.indrelid \
                                  AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
                                ORDER BY 1) \
-                       = ARRAY(SELECT k FROM unnest($2::text[]) AS k ORDER BY 1))",
+                       = ARRAY(SELECT k FROM unnest($2::text[]) AS k ORDER BY 1)",
                 &[&table, &keys],
             )
             .map_err(|e| err(e, "looking up the table's key index"))?;
-        let indexed: bool = row.get(0);
-        self.known.insert(table.to_owned(), indexed);
-        Ok(indexed)
+        let (unique, any): (bool, bool) = (row.get(0), row.get(1));
+        let kind = match (unique, any) {
+            (true, _) => KeyIndex::Unique,
+            (false, true) => KeyIndex::Plain,
+            (false, false) => KeyIndex::None,
+        };
+        self.known.entry(table.to_owned()).or_default().key_index = Some(kind);
+        Ok(kind)
     }
 
     /// Gives the subtable `sub` (quoted and qualified) an index on its parent's key columns `keys`
@@ -394,7 +528,7 @@ impl<'k> Lookups<'k> {
         // No name: PostgreSQL picks one that is free in the schema.
         tx.batch_execute(&format!("CREATE INDEX ON {sub} ({})", columns.join(", ")))
             .map_err(|e| err(e, "indexing a subtable on its parent's key"))?;
-        self.known.insert(sub.to_owned(), true);
+        self.known.entry(sub.to_owned()).or_default().key_index = Some(KeyIndex::Plain);
         Ok(())
     }
 }
@@ -449,6 +583,7 @@ fn probe(
         lookups.planner(tx, err)?;
     }
     let sql = probe_sql(&keys, &target);
+    lookups.counters.key_lookups += 1;
     let found = tx
         .query(&sql, &keys.params())
         .map_err(|e| err(e, "looking up the batch's keys"))?;
@@ -475,6 +610,55 @@ fn probe(
         keys: positions,
         replaced,
     })
+}
+
+/// Savepoints a commit may open for [`load_new_keys`]: each one that copies rows becomes a
+/// subtransaction with an id of its own, and past 64 in one transaction PostgreSQL's snapshots of
+/// other sessions get slower until it ends. A batch of more streams looks the rest up.
+const NEW_KEY_SAVEPOINTS: usize = 32;
+
+/// [`Route::Direct`] without [`probe`]'s lookup, for a table whose staged keys are likely all new to
+/// it ([`Lookups::expects_new_keys`]: this destination created it, or its last lookup found none),
+/// such as every batch after the first of a first load. The rows are copied straight into the
+/// table inside a savepoint: when the copy goes through, the table's unique index on the key
+/// columns has checked that it held none of the keys, so nothing was to be replaced or deleted and
+/// the subtable rows follow, which is what the lookup would have decided. When it refuses one, the
+/// savepoint is rolled back (nothing of the attempt stays) and false says to look the keys up as
+/// usual; the table is then looked up first for the rest of the destination's life, so a refused
+/// attempt is paid at most once per table. Tables without such a unique index, and streams whose
+/// route the lookup alone decides (no key columns, no `_sdc_sequence`), are not attempted.
+fn load_new_keys(
+    tx: &mut postgres::Transaction<'_>,
+    err: &ErrFn<'_>,
+    lookups: &mut Lookups<'_>,
+    schema: &str,
+    load: &StreamLoad,
+) -> Result<bool, DestinationError> {
+    let target = qualified(schema, &load.table);
+    let plain_keys = load.key_positions().is_some_and(|p| !p.is_empty());
+    let sequenced = load.rows.columns.iter().any(|(c, _)| c == SEQUENCE);
+    if !plain_keys || !sequenced || !lookups.unique_key_index(tx, err, &target, &load.key_columns)? {
+        return Ok(false);
+    }
+    tx.batch_execute("SAVEPOINT seam_new_keys")
+        .map_err(|e| err(e, "starting a savepoint"))?;
+    match copy_rows_raw(tx, &target, &load.rows) {
+        Ok(()) => tx
+            .batch_execute("RELEASE SAVEPOINT seam_new_keys")
+            .map_err(|e| err(e, "releasing a savepoint"))?,
+        Err(e) if e.is_unique_violation() => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT seam_new_keys; RELEASE SAVEPOINT seam_new_keys")
+                .map_err(|e| err(e, "rolling back to a savepoint"))?;
+            lookups.refused(&target);
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into_destination(err)),
+    }
+    lookups.counters.new_key_loads += 1;
+    for (sub, rows) in &load.subtables {
+        copy_rows(tx, err, &qualified(schema, sub), rows).map_err(|e| e.in_table(sub.clone()))?;
+    }
+    Ok(true)
 }
 
 /// [`Route::Direct`]: deletes the replaced rows and their subtable rows, then copies every staged
@@ -591,7 +775,7 @@ pub(super) fn apply(
 ) -> Result<(), DestinationError> {
     let committed = commit(d, plan, layout, state);
     if committed.is_err() {
-        d.key_indexes.clear();
+        d.tables.clear();
     }
     committed
 }
@@ -615,7 +799,7 @@ fn commit(
         )
     };
     let fence = d.fence;
-    let mut lookups = Lookups::new(&mut d.key_indexes);
+    let mut lookups = Lookups::new(&mut d.tables, &mut d.counters);
     let mut tx = d
         .client
         .transaction()
@@ -640,11 +824,25 @@ fn commit(
         tx.batch_execute(&sql::ddl(&schema, change, &DIALECT))
             .map_err(|e| err(e, "changing a table"))?;
     }
+    let mut savepoints = 0;
     for (i, load) in plan.loads.iter().enumerate() {
         let created = plan.creates(&load.table);
-        match probe(&mut tx, &err, &mut lookups, &schema, load, created)
-            .map_err(|e| e.in_table(load.table.clone()))?
-        {
+        let target = qualified(&schema, &load.table);
+        if !created && savepoints < NEW_KEY_SAVEPOINTS && lookups.expects_new_keys(&target) {
+            savepoints += 1;
+            if load_new_keys(&mut tx, &err, &mut lookups, &schema, load)
+                .map_err(|e| e.in_table(load.table.clone()))?
+            {
+                continue;
+            }
+        }
+        let route = probe(&mut tx, &err, &mut lookups, &schema, load, created)
+            .map_err(|e| e.in_table(load.table.clone()))?;
+        lookups.looked_up(
+            &target,
+            matches!(&route, Route::Direct { replaced, .. } if replaced.is_empty()),
+        );
+        match route {
             Route::Direct { keys, replaced } => {
                 load_direct(&mut tx, &err, &mut lookups, &schema, load, &keys, &replaced)?
             }
@@ -759,6 +957,8 @@ mod tests {
                  CREATE TABLE {schema}.bare (id bigint, _sdc_sequence bigint);
                  CREATE TABLE {schema}.other (id bigint, k bigint PRIMARY KEY, _sdc_sequence bigint);
                  CREATE TABLE {schema}.wider (id bigint, x bigint, _sdc_sequence bigint, PRIMARY KEY (id, x));
+                 CREATE TABLE {schema}.plain (id bigint, _sdc_sequence bigint);
+                 CREATE INDEX ON {schema}.plain (id);
                  INSERT INTO {schema}.keyed SELECT i, i, repeat('x', 200) FROM generate_series(1, 20000) i;
                  ANALYZE {schema}.keyed;"
             ))
@@ -768,23 +968,37 @@ mod tests {
         };
         let owned = |ks: &[&str]| ks.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
         let mut known = HashMap::new();
-        let mut lookups = Lookups::new(&mut known);
+        let mut counters = LoadCounters::default();
+        let mut lookups = Lookups::new(&mut known, &mut counters);
         let mut tx = client.transaction().unwrap();
         let mut indexed = |table: &str, keys: &[&str]| {
-            lookups
-                .key_index(&mut tx, &err, &format!("{schema}.{table}"), &owned(keys))
-                .unwrap()
+            let table = format!("{schema}.{table}");
+            let any = lookups.key_index(&mut tx, &err, &table, &owned(keys)).unwrap();
+            let unique = lookups
+                .unique_key_index(&mut tx, &err, &table, &owned(keys))
+                .unwrap();
+            (any, unique)
         };
-        assert!(indexed("keyed", &["id"]));
-        assert!(indexed("pair", &["a", "b"]), "the key's order is not the index's");
-        assert!(!indexed("bare", &["id"]));
-        assert!(!indexed("other", &["id"]), "an index on another column");
-        assert!(
-            !indexed("wider", &["id"]),
+        assert_eq!(indexed("keyed", &["id"]), (true, true));
+        assert_eq!(
+            indexed("pair", &["a", "b"]),
+            (true, true),
+            "the key's order is not the index's"
+        );
+        assert_eq!(indexed("plain", &["id"]), (true, false), "not unique");
+        assert_eq!(indexed("bare", &["id"]), (false, false));
+        assert_eq!(
+            indexed("other", &["id"]),
+            (false, false),
+            "an index on another column"
+        );
+        assert_eq!(
+            indexed("wider", &["id"]),
+            (false, false),
             "an index on more columns than the key"
         );
-        assert!(!indexed("missing", &["id"]), "no such table");
-        assert_eq!(lookups.known.len(), 6, "each answer is remembered");
+        assert_eq!(indexed("missing", &["id"]), (false, false), "no such table");
+        assert_eq!(lookups.known.len(), 7, "each answer is remembered");
 
         // 2,000 keys against 20,000 rows: the planner's own choice is a hash join over the whole
         // table (not asserted: it depends on its costs); with index lookups, a nested loop.

@@ -2,7 +2,9 @@
 //!
 //! Each commit is one transaction: DDL, the rows (binary `COPY` straight into the tables when no staged
 //! row loses to a warehouse row, else into temporary staging tables merged with `INSERT … ON CONFLICT`
-//! on the table's primary key, `<table>_pkey` as Stitch creates it; see `load.rs`), `_sdc_rejected`,
+//! on the table's primary key, `<table>_pkey` as Stitch creates it; a table whose batches have held
+//! only new keys is copied into without looking its keys up first, its primary key standing guard;
+//! see `load.rs`), `_sdc_rejected`,
 //! version activations and `_sdc_state`. The blocking `postgres` crate
 //! drives the connection (it runs its own private current-thread runtime); a closed connection is
 //! re-opened on the next commit, so a retried commit after a network failure works. A commit the
@@ -13,6 +15,8 @@
 //! messages or `Debug`.
 
 mod load;
+
+pub use load::LoadCounters;
 
 use crate::error::WarehouseError;
 use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
@@ -79,8 +83,10 @@ pub(crate) struct Conn {
     options: ConnectOptions,
     schema: String,
     fence: Option<i64>,
-    /// Per table (quoted and qualified): whether it has an index on its key columns (see `load.rs`).
-    key_indexes: HashMap<String, bool>,
+    /// Per table (quoted and qualified): what commits learnt of its key index and keys (see
+    /// `load.rs`).
+    tables: HashMap<String, load::TableFacts>,
+    counters: LoadCounters,
 }
 
 /// What a commit on its own thread hands back.
@@ -169,7 +175,8 @@ impl PostgresDestination {
                 options: options.clone(),
                 schema: schema.to_owned(),
                 fence: None,
-                key_indexes: HashMap::new(),
+                tables: HashMap::new(),
+                counters: LoadCounters::default(),
             }),
             options: options.clone(),
             schema: schema.to_owned(),
@@ -198,18 +205,28 @@ impl PostgresDestination {
         Ok(&mut self.conn()?.client)
     }
 
+    /// How this destination's commits reached their tables so far (once the commit running on its
+    /// own thread, if any, is over): key lookups, and batches copied in without one.
+    pub fn counters(&mut self) -> LoadCounters {
+        self.join_running();
+        self.conn.as_ref().map(|c| c.counters).unwrap_or_default()
+    }
+
     /// The connection, once the commit running on its own thread (if any) is over; opened again
     /// when it was closed or lost.
     fn conn(&mut self) -> Result<&mut Conn, DestinationError> {
         self.join_running();
         let usable = matches!(&self.conn, Some(c) if !c.client.is_closed());
         if !usable {
+            // A lost connection's counts carry over (a commit thread that panicked took its own with it).
+            let counters = self.conn.as_ref().map(|c| c.counters).unwrap_or_default();
             self.conn = Some(Conn {
                 client: open(&self.options)?,
                 options: self.options.clone(),
                 schema: self.schema.clone(),
                 fence: self.fence,
-                key_indexes: HashMap::new(),
+                tables: HashMap::new(),
+                counters,
             });
         }
         self.conn
