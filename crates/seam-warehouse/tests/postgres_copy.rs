@@ -328,3 +328,37 @@ fn new_keys_skip_the_lookup_until_the_table_refuses_one() {
     let user_tags = "SELECT _sdc_source_key_id || ':' || value FROM §users__tags ORDER BY 1";
     assert_eq!(strings(&mut d, user_tags), ["1:a", "2:b", "3:c"]);
 }
+
+/// The destination remembers a table's primary key from its first lookup; a copy without a lookup
+/// checks it still stood guard, so a key dropped behind seam's back during a run duplicates no row.
+#[test]
+fn a_primary_key_dropped_during_a_run_is_not_relied_on() {
+    let Some(mut d) = open() else { return };
+    d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"})))
+        .unwrap();
+    let t = |s: i64, id: i64, v: &str| seq(s, "tickets", json!({"id": id, "v": v}));
+    d.write_sequenced("tickets", &[t(1, 1, "a"), t(1, 2, "b")])
+        .unwrap();
+    d.commit(None).unwrap();
+    d.write_sequenced("tickets", &[t(2, 3, "c")]).unwrap();
+    d.commit(None).unwrap();
+    assert_eq!(d.counters().new_key_loads, 1, "the key was known and trusted");
+
+    let tickets = format!("\"{}\".tickets", d.schema());
+    d.client()
+        .expect("client")
+        .batch_execute(&format!("ALTER TABLE {tickets} DROP CONSTRAINT tickets_pkey"))
+        .unwrap();
+    // Without the key, this copy would go through and leave 1 twice.
+    d.write_sequenced("tickets", &[t(3, 4, "d"), t(3, 1, "a'")])
+        .unwrap();
+    d.commit(None).unwrap();
+    let counters = d.counters();
+    assert_eq!(
+        (counters.new_key_loads, counters.key_lookups),
+        (1, 1),
+        "{counters:?}"
+    );
+    let state = "SELECT id || ':' || v FROM §tickets ORDER BY id";
+    assert_eq!(strings(&mut d, state), ["1:a'", "2:b", "3:c", "4:d"]);
+}

@@ -335,8 +335,9 @@ enum KeyIndex {
     None,
     /// Not unique (the index seam gives a subtable on its parent's key).
     Plain,
-    /// Unique (the primary key seam creates): a row whose key the table holds cannot be copied in.
-    Unique,
+    /// Unique and not deferred (the primary key seam creates), with its oid: a row whose key the
+    /// table holds cannot be copied in.
+    Unique(u32),
 }
 
 /// Whether a table's next batch is likely to hold only keys the table does not have.
@@ -461,15 +462,24 @@ impl<'k> Lookups<'k> {
         Ok(self.key_index_kind(tx, err, table, keys)? != KeyIndex::None)
     }
 
-    /// Whether that index is unique: then a row whose key the table holds cannot be copied in.
+    /// The oid of such an index that is unique and checked at once (not a deferred constraint):
+    /// then a row whose key the table holds cannot be copied in.
     fn unique_key_index(
         &mut self,
         tx: &mut postgres::Transaction<'_>,
         err: &ErrFn<'_>,
         table: &str,
         keys: &[String],
-    ) -> Result<bool, DestinationError> {
-        Ok(self.key_index_kind(tx, err, table, keys)? == KeyIndex::Unique)
+    ) -> Result<Option<u32>, DestinationError> {
+        Ok(match self.key_index_kind(tx, err, table, keys)? {
+            KeyIndex::Unique(oid) => Some(oid),
+            KeyIndex::None | KeyIndex::Plain => None,
+        })
+    }
+
+    /// Forgets what is known of `table` (its index was not what this destination remembered).
+    fn forget(&mut self, table: &str) {
+        self.known.remove(table);
     }
 
     fn key_index_kind(
@@ -484,7 +494,8 @@ impl<'k> Lookups<'k> {
         }
         let row = tx
             .query_one(
-                "SELECT coalesce(bool_or(i.indisunique), false), count(*) > 0 FROM pg_index i \
+                "SELECT (array_agg(i.indexrelid) FILTER (WHERE i.indisunique AND i.indimmediate))[1], \
+                        count(*) > 0 FROM pg_index i \
                    WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND i.indpred IS NULL \
                      AND i.indexprs IS NULL AND i.indnkeyatts = cardinality($2::text[]) \
                      AND ARRAY(SELECT a.attname::text FROM pg_attribute a \
@@ -495,11 +506,11 @@ impl<'k> Lookups<'k> {
                 &[&table, &keys],
             )
             .map_err(|e| err(e, "looking up the table's key index"))?;
-        let (unique, any): (bool, bool) = (row.get(0), row.get(1));
+        let (unique, any): (Option<u32>, bool) = (row.get(0), row.get(1));
         let kind = match (unique, any) {
-            (true, _) => KeyIndex::Unique,
-            (false, true) => KeyIndex::Plain,
-            (false, false) => KeyIndex::None,
+            (Some(oid), _) => KeyIndex::Unique(oid),
+            (None, true) => KeyIndex::Plain,
+            (None, false) => KeyIndex::None,
         };
         self.known.entry(table.to_owned()).or_default().key_index = Some(kind);
         Ok(kind)
@@ -626,7 +637,10 @@ const NEW_KEY_SAVEPOINTS: usize = 32;
 /// savepoint is rolled back (nothing of the attempt stays) and false says to look the keys up as
 /// usual; the table is then looked up first for the rest of the destination's life, so a refused
 /// attempt is paid at most once per table. Tables without such a unique index, and streams whose
-/// route the lookup alone decides (no key columns, no `_sdc_sequence`), are not attempted.
+/// route the lookup alone decides (no key columns, no `_sdc_sequence`), are not attempted. The
+/// index is remembered from the table's first lookup, and checked to be still there before the
+/// copy, under the lock the copy takes (a primary key dropped behind seam's back during a run
+/// would otherwise have let a key in twice).
 fn load_new_keys(
     tx: &mut postgres::Transaction<'_>,
     err: &ErrFn<'_>,
@@ -637,23 +651,45 @@ fn load_new_keys(
     let target = qualified(schema, &load.table);
     let plain_keys = load.key_positions().is_some_and(|p| !p.is_empty());
     let sequenced = load.rows.columns.iter().any(|(c, _)| c == SEQUENCE);
-    if !plain_keys || !sequenced || !lookups.unique_key_index(tx, err, &target, &load.key_columns)? {
+    if !plain_keys || !sequenced {
         return Ok(false);
     }
-    tx.batch_execute("SAVEPOINT seam_new_keys")
+    let Some(index) = lookups.unique_key_index(tx, err, &target, &load.key_columns)? else {
+        return Ok(false);
+    };
+    // The index is remembered from the table's first lookup in this destination's life: make sure
+    // it is still there, under the lock the copy takes anyway (held until the commit ends; dropping
+    // the index or its constraint waits for it), in the round trip that opens the savepoint.
+    let opened = tx
+        .simple_query(&format!(
+            "SAVEPOINT seam_new_keys; LOCK TABLE {target} IN ROW EXCLUSIVE MODE; \
+             SELECT EXISTS (SELECT 1 FROM pg_index \
+               WHERE indexrelid = {index} AND indisvalid AND indisunique AND indimmediate)"
+        ))
         .map_err(|e| err(e, "starting a savepoint"))?;
+    let guarded = opened
+        .iter()
+        .any(|m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")));
+    let undo = |tx: &mut postgres::Transaction<'_>| {
+        tx.batch_execute("ROLLBACK TO SAVEPOINT seam_new_keys; RELEASE SAVEPOINT seam_new_keys")
+            .map_err(|e| err(e, "rolling back to a savepoint"))
+    };
+    if !guarded {
+        undo(tx)?;
+        lookups.forget(&target);
+        return Ok(false);
+    }
     match copy_rows_raw(tx, &target, &load.rows) {
-        Ok(()) => tx
-            .batch_execute("RELEASE SAVEPOINT seam_new_keys")
-            .map_err(|e| err(e, "releasing a savepoint"))?,
+        Ok(()) => {}
         Err(e) if e.is_unique_violation() => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT seam_new_keys; RELEASE SAVEPOINT seam_new_keys")
-                .map_err(|e| err(e, "rolling back to a savepoint"))?;
+            undo(tx)?;
             lookups.refused(&target);
             return Ok(false);
         }
         Err(e) => return Err(e.into_destination(err)),
     }
+    tx.batch_execute("RELEASE SAVEPOINT seam_new_keys")
+        .map_err(|e| err(e, "releasing a savepoint"))?;
     lookups.counters.new_key_loads += 1;
     for (sub, rows) in &load.subtables {
         copy_rows(tx, err, &qualified(schema, sub), rows).map_err(|e| e.in_table(sub.clone()))?;
@@ -959,6 +995,8 @@ mod tests {
                  CREATE TABLE {schema}.wider (id bigint, x bigint, _sdc_sequence bigint, PRIMARY KEY (id, x));
                  CREATE TABLE {schema}.plain (id bigint, _sdc_sequence bigint);
                  CREATE INDEX ON {schema}.plain (id);
+                 CREATE TABLE {schema}.deferred (id bigint, _sdc_sequence bigint,
+                   UNIQUE (id) DEFERRABLE INITIALLY DEFERRED);
                  INSERT INTO {schema}.keyed SELECT i, i, repeat('x', 200) FROM generate_series(1, 20000) i;
                  ANALYZE {schema}.keyed;"
             ))
@@ -977,7 +1015,7 @@ mod tests {
             let unique = lookups
                 .unique_key_index(&mut tx, &err, &table, &owned(keys))
                 .unwrap();
-            (any, unique)
+            (any, unique.is_some())
         };
         assert_eq!(indexed("keyed", &["id"]), (true, true));
         assert_eq!(
@@ -986,6 +1024,11 @@ mod tests {
             "the key's order is not the index's"
         );
         assert_eq!(indexed("plain", &["id"]), (true, false), "not unique");
+        assert_eq!(
+            indexed("deferred", &["id"]),
+            (true, false),
+            "unique, but checked at commit"
+        );
         assert_eq!(indexed("bare", &["id"]), (false, false));
         assert_eq!(
             indexed("other", &["id"]),
@@ -998,7 +1041,7 @@ mod tests {
             "an index on more columns than the key"
         );
         assert_eq!(indexed("missing", &["id"]), (false, false), "no such table");
-        assert_eq!(lookups.known.len(), 7, "each answer is remembered");
+        assert_eq!(lookups.known.len(), 8, "each answer is remembered");
 
         // 2,000 keys against 20,000 rows: the planner's own choice is a hash join over the whole
         // table (not asserted: it depends on its costs); with index lookups, a nested loop.
