@@ -519,7 +519,7 @@ impl<'k> Lookups<'k> {
     /// Gives the subtable `sub` (quoted and qualified) an index on its parent's key columns `keys`
     /// (`_sdc_source_key_*`) unless it has one, so deleting a replaced parent's subtable rows probes
     /// the index per parent key instead of reading the whole subtable in every commit (a cost that
-    /// grew with the warehouse: see the README).
+    /// grew with the warehouse: see docs/LOADING.md).
     ///
     /// Subtables are created without one: a first load never deletes from them and would only pay
     /// to maintain it. The first commit that replaces a parent row already in the warehouse creates
