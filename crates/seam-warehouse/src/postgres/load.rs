@@ -368,7 +368,8 @@ pub struct LoadCounters {
     pub key_lookups: u64,
     /// Batches of a stream copied into their table without a lookup ([`load_new_keys`]).
     pub new_key_loads: u64,
-    /// Of those attempts, the ones the table's unique index refused (rolled back, then looked up).
+    /// Copies without a lookup that the table's unique index refused (rolled back, then looked up;
+    /// not counted in `new_key_loads`).
     pub new_key_refusals: u64,
 }
 
