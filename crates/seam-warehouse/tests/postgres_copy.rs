@@ -135,15 +135,27 @@ fn strings(d: &mut PostgresDestination, sql: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn direct_loads_and_staged_merges_keep_the_merge_rules() {
-    let Some(mut d) = open() else { return };
+/// `tickets` (`id:v`) and its `tags` subtable (`parent id:tag`), as `strings` reads them.
+const TICKETS: &str = "SELECT id || ':' || v FROM §tickets ORDER BY id";
+const TICKET_TAGS: &str = "SELECT _sdc_source_key_id || ':' || value FROM §tickets__tags ORDER BY 1";
+
+/// A destination with the `tickets` stream (key `id`) registered.
+fn open_tickets() -> Option<PostgresDestination> {
+    let mut d = open()?;
     d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"})))
         .unwrap();
-    let t =
-        |s: i64, id: i64, v: &str, tags: &[&str]| seq(s, "tickets", json!({"id": id, "v": v, "tags": tags}));
-    let state = "SELECT id || ':' || v FROM §tickets ORDER BY id";
-    let tags = "SELECT _sdc_source_key_id || ':' || value FROM §tickets__tags ORDER BY 1";
+    Some(d)
+}
+
+/// A `tickets` record with a value and tags, at `sequence`.
+fn ticket(sequence: i64, id: i64, v: &str, tags: &[&str]) -> seam_core::SequencedRecord {
+    seq(sequence, "tickets", json!({"id": id, "v": v, "tags": tags}))
+}
+
+#[test]
+fn direct_loads_and_staged_merges_keep_the_merge_rules() {
+    let Some(mut d) = open_tickets() else { return };
+    let (t, state, tags) = (ticket, TICKETS, TICKET_TAGS);
     // Into empty tables.
     d.write_sequenced(
         "tickets",
@@ -211,7 +223,7 @@ fn replacing_a_parent_indexes_its_subtables_once() {
     d.ensure_table(&schema("others", &["id"], json!({"type": "object"})))
         .unwrap();
     let t = |s: i64, id: i64, tags: &[&str]| seq(s, "tickets", json!({"id": id, "tags": tags}));
-    let tags = "SELECT _sdc_source_key_id || ':' || value FROM §tickets__tags ORDER BY 1";
+    let tags = TICKET_TAGS;
     d.write_sequenced("tickets", &[t(1, 1, &["a"]), t(1, 2, &["b"])])
         .unwrap();
     d.write_sequenced("others", &[seq(1, "others", json!({"id": 1, "v": "x"}))])
@@ -266,13 +278,8 @@ fn replacing_a_parent_indexes_its_subtables_once() {
 /// subtable rows, an older one loses), and that table is looked up first from then on.
 #[test]
 fn new_keys_skip_the_lookup_until_the_table_refuses_one() {
-    let Some(mut d) = open() else { return };
-    d.ensure_table(&schema("tickets", &["id"], json!({"type": "object"})))
-        .unwrap();
-    let t =
-        |s: i64, id: i64, v: &str, tags: &[&str]| seq(s, "tickets", json!({"id": id, "v": v, "tags": tags}));
-    let state = "SELECT id || ':' || v FROM §tickets ORDER BY id";
-    let tags = "SELECT _sdc_source_key_id || ':' || value FROM §tickets__tags ORDER BY 1";
+    let Some(mut d) = open_tickets() else { return };
+    let (t, state, tags) = (ticket, TICKETS, TICKET_TAGS);
     let counts = |lookups, loads, refusals| LoadCounters {
         key_lookups: lookups,
         new_key_loads: loads,
@@ -359,6 +366,5 @@ fn a_primary_key_dropped_during_a_run_is_not_relied_on() {
         (1, 1),
         "{counters:?}"
     );
-    let state = "SELECT id || ':' || v FROM §tickets ORDER BY id";
-    assert_eq!(strings(&mut d, state), ["1:a'", "2:b", "3:c", "4:d"]);
+    assert_eq!(strings(&mut d, TICKETS), ["1:a'", "2:b", "3:c", "4:d"]);
 }
