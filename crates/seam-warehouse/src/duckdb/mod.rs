@@ -79,12 +79,19 @@ pub const DUCKDB_CHECKPOINT_THRESHOLD: &str = "128MB";
 
 /// Compression methods a loader's checkpoints do not try.
 ///
-/// DuckDB's checkpoint analyses every text segment for each method it may use. ZSTD's analysis is
-/// the costliest and, on Zendesk-shaped data, never won: a 20k-ticket stream's file had no ZSTD
-/// segment either way (177 MB; dictionary, FSST and bitpacking kept), and `seam target duckdb`
-/// spent 6% less CPU without it (`farm-bench -n 5`, 6.15 against 6.46 CPU-s). Long texts that
-/// ZSTD would have compressed better are stored with FSST or uncompressed instead.
-pub const DUCKDB_DISABLED_COMPRESSION: &str = "zstd";
+/// DuckDB's checkpoint analyses the segments of every text column it writes for each method it may
+/// use, and FSST's analysis (training a symbol table) is by far the costliest: 1.38 of the 5.02
+/// billion instructions of a 2k-ticket `seam target duckdb` (`scripts/profile_load.sh`), for the
+/// 36 segments it won (six pairs of that load: 0.51 against 0.57 CPU-s). A checkpoint rewrites the
+/// last row group of every table appended to, so later runs pay it again: a run of 1,014 records
+/// into a 20k-ticket file spent 0.61 CPU-s instead of 0.76 (three pairs; runs of ~100 records cost
+/// the same either way). A 20k-ticket first load costs the same either way, and its file is 8%
+/// larger (166 against 153 MB): long texts are stored with a dictionary or uncompressed instead. ZSTD is never tried on such segments (no analysis of it in
+/// the profile); it stays off so that a newer DuckDB does not start paying for it unmeasured.
+///
+/// Applied with `SET` once connected: DuckDB ignores this option when it comes with the
+/// connection's configuration (the test `checkpoints_skip_the_disabled_compressions`).
+pub const DUCKDB_DISABLED_COMPRESSION: &str = "fsst,zstd";
 
 /// Bytes of record JSON a DuckDB batch gathers before it commits, unless the caller says otherwise.
 ///
@@ -123,7 +130,6 @@ impl DuckDbDestination {
             .max_memory(DUCKDB_MEMORY_LIMIT)
             .and_then(|c| c.threads(1))
             .and_then(|c| c.with("checkpoint_threshold", DUCKDB_CHECKPOINT_THRESHOLD))
-            .and_then(|c| c.with("disabled_compression_methods", DUCKDB_DISABLED_COMPRESSION))
             .map_err(|source| {
                 DestinationError::new(
                     ErrorKind::Internal,
@@ -157,6 +163,11 @@ impl DuckDbDestination {
             stager: Stager::new(NameRules::DUCKDB, append_only),
             layout: Layout::default(),
         };
+        d.conn
+            .execute_batch(&format!(
+                "SET disabled_compression_methods = '{DUCKDB_DISABLED_COMPRESSION}'"
+            ))
+            .map_err(|e| d.err(e, "choosing the compressions it tries"))?;
         d.catalog = d
             .conn
             .query_row("SELECT current_database()", [], |r| r.get::<_, String>(0))
