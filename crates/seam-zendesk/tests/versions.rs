@@ -61,10 +61,22 @@ async fn a_first_sync_activates_before_and_after_and_marks_the_version() {
         );
         let version = acts[1].1;
         assert_eq!(acts[0].1, version);
-        // The STATE right before the final activation marks the version complete.
-        let Message::State { value } = &run.messages[acts[1].0 - 1] else {
-            panic!("{stream}: no STATE before the final ACTIVATE_VERSION");
-        };
+        // The last STATE before the final activation comes after the stream's last record and marks
+        // the version complete. Streams are read concurrently, so another stream's messages may come
+        // between that STATE and the activation (every STATE carries every stream's bookmarks).
+        let (at, value) = run.messages[..acts[1].0]
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, m)| match m {
+                Message::State { value } => Some((i, value)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{stream}: no STATE before the final ACTIVATE_VERSION"));
+        assert!(
+            at > *records.last().unwrap(),
+            "{stream}: the STATE follows the last record"
+        );
         assert_eq!(value["bookmarks"][stream]["version"], json!(version), "{stream}");
     }
 }
