@@ -469,8 +469,9 @@ struct StagedRecord {
     /// Where the record stands in the batch's order: its own number, or that of the record with
     /// the same key it replaced.
     position: u32,
-    /// Its JSON, in [`StreamBatch::raw`].
-    raw: TextAt,
+    /// Its JSON, in [`StreamBatch::raw`], when it was kept: only a record whose key may be
+    /// refused at planning needs it ([`StreamBatch::reject_key_conflicts`]).
+    raw: Option<TextAt>,
     /// Its rows, in [`StreamBatch::spans`].
     spans: (u32, u32),
     dead: bool,
@@ -664,8 +665,9 @@ impl StreamBatch {
 
     /// Ends the record being flattened: gives each of its rows the system cells, and keeps it
     /// unless the batch holds a newer record with the same key (the newest `_sdc_sequence` wins; on
-    /// a tie, the later record). `raw` is the record's JSON, kept for a rejection at planning.
-    pub fn finish_record(&mut self, done: Flattened, sequence: i64, raw: &str) {
+    /// a tie, the later record). `raw` is the record's JSON, kept for a rejection at planning; the
+    /// caller leaves it out (`None`) for a record whose key cannot be refused there.
+    pub fn finish_record(&mut self, done: Flattened, sequence: i64, raw: Option<&str>) {
         let mut rows = std::mem::take(&mut self.rows_scratch);
         rows.clear();
         rows.extend(self.log.iter().filter_map(|e| match *e {
@@ -705,7 +707,7 @@ impl StreamBatch {
                 }),
             }
         }
-        let raw = self.raw.push(raw);
+        let raw = raw.map(|raw| self.raw.push(raw));
         let position = replaces.map_or(index, |old| self.records[old as usize].position);
         self.records.push(StagedRecord {
             sequence,
@@ -740,6 +742,12 @@ impl StreamBatch {
         }
     }
 
+    /// How many staged records kept their JSON.
+    #[cfg(test)]
+    pub(crate) fn json_kept(&self) -> usize {
+        self.records.iter().filter(|r| r.raw.is_some()).count()
+    }
+
     /// The staged tables, in the order they were first met.
     pub fn tables(&self) -> &[StagedTable] {
         &self.tables
@@ -751,14 +759,16 @@ impl StreamBatch {
     /// same key hands its place on): a key column the layout does not have yet takes the type of
     /// the first record that is not rejected. `keys` gives each table's key columns; rejections go
     /// to `rejected` under `table_name`. Returns, per record, whether it was rejected (empty when
-    /// none was). The batch is not changed: a commit that fails plans again.
+    /// none was). The batch is not changed: a commit that fails plans again. `Err` when a record to
+    /// reject was staged without its JSON (the stager's promise that its key fits was wrong):
+    /// nothing may be committed then.
     pub fn reject_key_conflicts<'k>(
         &self,
         layout: &Layout,
         keys: &dyn Fn(&str) -> &'k [String],
         table_name: &str,
         rejected: &mut Vec<Rejection>,
-    ) -> Vec<bool> {
+    ) -> Result<Vec<bool>, String> {
         // (table, key column, its live buffers, the layout's state of the column).
         let mut checks = Vec::new();
         let mut conflict = false;
@@ -780,7 +790,7 @@ impl StreamBatch {
             }
         }
         if !conflict {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         // Each key column: the type of each live row's key cell, and the type the column takes
         // (`None` inside: split, no type fits).
@@ -826,13 +836,20 @@ impl StreamBatch {
                 .find(|&&(c, ty)| matches!(chosen[c], Some(fits) if fits != Some(ty)));
             if let Some(&(c, _)) = clash {
                 let (ti, key, ..) = &checks[c];
+                let Some(raw) = r.raw else {
+                    return Err(format!(
+                        "a record of {table_name} whose key was expected to fit was staged without its JSON, \
+                         and its primary key {key} of {} has another type than its column",
+                        self.tables[*ti].name
+                    ));
+                };
                 rejected.push(Rejection {
                     table_name: table_name.to_owned(),
                     reason: format!(
                         "primary key {key} of {} has a value of another type than its column",
                         self.tables[*ti].name
                     ),
-                    record: self.raw.get(r.raw).to_owned(),
+                    record: self.raw.get(raw).to_owned(),
                 });
                 out[record as usize] = true;
                 continue;
@@ -841,7 +858,7 @@ impl StreamBatch {
                 chosen[c].get_or_insert(Some(ty));
             }
         }
-        out
+        Ok(out)
     }
 
     /// Plans the DDL the batch's live rows need, table by table in the order they were met.

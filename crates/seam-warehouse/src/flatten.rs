@@ -225,6 +225,38 @@ impl Cell {
     }
 }
 
+/// The tag [`Cell::key_bytes`] gives a cell of type `ty`.
+pub(crate) fn key_tag(ty: ColumnType) -> u8 {
+    match ty {
+        ColumnType::BigInt => b'i',
+        ColumnType::Double => b'd',
+        ColumnType::Boolean => b'b',
+        ColumnType::Timestamp => b't',
+        ColumnType::Text => b's',
+    }
+}
+
+/// The tags of the cells a key's binary form ([`Cell::key_bytes`]) holds, in order: which types its
+/// cells have. A form cut short ends the tags early.
+pub(crate) fn key_tags(key: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let &tag = key.get(at)?;
+        let width = match tag {
+            b'n' => 0,
+            b'b' => 1,
+            b'i' | b'd' | b't' => 8,
+            b's' => {
+                let len: [u8; 8] = key.get(at + 1..at + 9)?.try_into().ok()?;
+                usize::try_from(u64::from_le_bytes(len)).ok()?.checked_add(8)?
+            }
+            _ => return None,
+        };
+        at = at.checked_add(1 + width).filter(|&end| end <= key.len())?;
+        Some(tag)
+    })
+}
+
 impl Cell {
     /// The cell, borrowed.
     pub fn as_ref(&self) -> CellRef<'_> {
@@ -2179,7 +2211,7 @@ mod tests {
             batched_at: Utc::now(),
         };
         let done = flatten_into(&tickets(), &NameRules::POSTGRES, &rec, &sys, &mut batch).unwrap();
-        batch.finish_record(done, 1, rec.record.get());
+        batch.finish_record(done, 1, Some(rec.record.get()));
         let mut fresh = Layout::default();
         batch.plan_ddl(&mut fresh, &|_| &id[..], &[], &mut ddl);
         assert_eq!(fresh.tables["tickets"], layout.tables["tickets"]);
@@ -2302,6 +2334,29 @@ mod tests {
         let mut obj: Map<String, Value> = fields.into_iter().collect();
         obj.insert("id".into(), json!(1));
         Value::Object(obj)
+    }
+
+    /// A key's tags are its cells' types in order, as [`key_tag`] names them, texts of any length
+    /// included; a form cut short ends them early.
+    #[test]
+    fn key_tags_name_the_types_of_a_keys_cells() {
+        let cells = [
+            Cell::BigInt(-7),
+            Cell::Text("a longer text than eight bytes".into()),
+            Cell::Double(1.5),
+            Cell::Boolean(true),
+            Cell::Timestamp(1),
+            Cell::Text(String::new()),
+        ];
+        let mut key = Vec::new();
+        for c in &cells {
+            c.key_bytes(&mut key);
+        }
+        let want: Vec<u8> = cells.iter().map(|c| key_tag(c.column_type().unwrap())).collect();
+        assert_eq!(key_tags(&key).collect::<Vec<_>>(), want);
+        assert_eq!(key_tags(&key[..key.len() - 1]).collect::<Vec<_>>(), want[..5]);
+        assert_eq!(key_tags(&key[..12]).collect::<Vec<_>>(), want[..1]);
+        assert_eq!(key_tags(&[]).count(), 0);
     }
 
     proptest! {
@@ -2439,7 +2494,7 @@ mod tests {
                     Err(r) => rejected_ref.push(r.record),
                 }
                 match flatten_into(&spec, &rules, &rec, &sys, &mut batch) {
-                    Ok(done) => batch.finish_record(done, sys.sequence, rec.record.get()),
+                    Ok(done) => batch.finish_record(done, sys.sequence, Some(rec.record.get())),
                     Err(r) => {
                         batch.discard_record();
                         rejected_new.push(r.record);
@@ -2471,6 +2526,7 @@ mod tests {
             let mut rejections = Vec::new();
             let mask: Arc<[bool]> = batch
                 .reject_key_conflicts(&layout_new, &keys, "tickets", &mut rejections)
+                .unwrap()
                 .into();
             rejected_new.extend(rejections.into_iter().map(|r| r.record));
             batch.plan_ddl(&mut layout_new, &keys, &mask, &mut Vec::new());

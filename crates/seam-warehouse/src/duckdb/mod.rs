@@ -177,6 +177,7 @@ impl DuckDbDestination {
             .execute_batch(&sql::system_tables(&d.schema_sql, &DIALECT))
             .map_err(|e| d.err(e, "creating the schema"))?;
         d.layout = d.read_layout()?;
+        d.stager.know_layout(&d.layout);
         Ok(d)
     }
 
@@ -307,7 +308,7 @@ impl Destination for DuckDbDestination {
 
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
         let mut layout = self.layout.clone();
-        let mut plan = self.stager.plan(&mut layout);
+        let mut plan = self.stager.plan(&mut layout)?;
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(|e| self.err(e, "starting a transaction"))?;
@@ -331,6 +332,6 @@ impl Destination for DuckDbDestination {
     }
 
     fn discard(&mut self) {
-        self.stager.clear();
+        self.stager.discard();
     }
 }

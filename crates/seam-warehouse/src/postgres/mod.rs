@@ -107,7 +107,7 @@ fn commit_batch(
     if conn.client.is_closed() {
         conn.client = open(&conn.options)?;
     }
-    let mut plan = batch.plan(layout);
+    let mut plan = batch.plan(layout)?;
     load::apply(conn, &plan, layout, state)?;
     Ok(std::mem::take(&mut plan.report))
 }
@@ -191,6 +191,7 @@ impl PostgresDestination {
         let created = d.conn()?.client.batch_execute(&ddl);
         created.map_err(|e| d.err(e, "creating the schema"))?;
         d.layout = d.read_layout()?;
+        d.stager.know_layout(&d.layout);
         Ok(d)
     }
 
@@ -477,7 +478,7 @@ impl Destination for PostgresDestination {
         self.join_running();
         self.finished = None;
         self.failed = None;
-        self.stager.clear();
+        self.stager.discard();
     }
 
     fn fence(&mut self, token: i64) -> Result<(), DestinationError> {
