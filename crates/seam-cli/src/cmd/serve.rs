@@ -58,7 +58,7 @@ pub struct Args {
     /// Jobs commit (rows and bookmarks together) at least every this many records.
     #[arg(long, default_value_t = 20_000)]
     max_batch_records: usize,
-    /// Commit after this many bytes of record JSON [default: the warehouse's own: 4 MB, DuckDB 8 MB].
+    /// Commit after this many bytes of record JSON [default: the warehouse's own: 8 MB].
     #[arg(long)]
     max_batch_bytes: Option<usize>,
     /// What this process does: any of `api` (REST API and dashboard), `scheduler` (queues due jobs; one

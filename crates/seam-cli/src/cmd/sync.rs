@@ -36,7 +36,7 @@ pub struct Args {
     /// Commit (rows and bookmarks together) at least every this many records.
     #[arg(long, default_value_t = 20_000)]
     max_batch_records: usize,
-    /// Commit after this many bytes of record JSON [default: the warehouse's own: 4 MB, DuckDB 8 MB].
+    /// Commit after this many bytes of record JSON [default: the warehouse's own: 8 MB].
     #[arg(long)]
     max_batch_bytes: Option<usize>,
 }

@@ -22,7 +22,7 @@ pub struct Args {
     /// Commit after this many records (target-stitch's default).
     #[arg(long, global = true, default_value_t = 20_000)]
     max_batch_records: usize,
-    /// Commit after this many bytes of record JSON [default: the warehouse's own: 4 MB, DuckDB 8 MB].
+    /// Commit after this many bytes of record JSON [default: the warehouse's own: 8 MB].
     #[arg(long, global = true)]
     max_batch_bytes: Option<usize>,
     /// Load this stream append-only even though it has key properties (repeatable). Streams without
