@@ -62,7 +62,7 @@ pub(crate) const DIALECT: Dialect = Dialect {
 /// Bytes of record JSON a PostgreSQL batch gathers before it commits, unless the caller says
 /// otherwise.
 ///
-/// Each commit runs a `COPY` per table it writes to, and PostgreSQL (15 and earlier) pays for each
+/// Each commit runs a `COPY` per table it writes to, and PostgreSQL (15, measured here) pays for each
 /// `COPY` of more than 64 rows a cost that grows with the square of its rows up to 1,000 (each row
 /// slot its multi-insert buffer makes registers the table's descriptor with the transaction's
 /// resource owner, whose lookups degrade when one descriptor is held many times): 14% of the
