@@ -14,6 +14,8 @@
 #                             selected (discovery's requests are not part of a measured run).
 #   bench_time TIME_FILE      reads a `/usr/bin/time -v` report and prints four fields:
 #                             cpu_s (user+sys) wall_s peak_rss_MiB exit_status.
+#   bench_summary FILE        the median CPU and wall, and the highest RSS, of the "CPU WALL RSS ..."
+#                             lines in FILE (one per run).
 #   bench_measure NAME OUT CMD...
 #                             runs CMD under `/usr/bin/time -v` with its stdout to the file OUT (report in
 #                             $bench_work/NAME.time, stderr in $bench_work/NAME.err) and prints the
@@ -108,4 +110,12 @@ bench_measure() { # NAME OUT CMD...
   fi
   fields=$(bench_time "$bench_work/$name.time")
   echo "$fields"
+}
+
+bench_summary() { # FILE
+  python3 - "$1" <<'PY'
+import statistics, sys
+runs = [[float(x) for x in l.split()[:3]] for l in open(sys.argv[1]) if l.strip()]
+print(statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), max(r[2] for r in runs))
+PY
 }

@@ -11,7 +11,9 @@
 # For each: records (RECORD messages in the stream), rows (table rows written, subtable rows
 # included), CPU seconds (user+sys, /usr/bin/time -v), CPU seconds per 10k records, wall seconds,
 # peak RSS, and the ratio against its peer: seam target duckdb's CPU against target-duckdb's (goal:
-# ≥10× less), seam target postgres's speed against the plain COPY's (goal: ≥0.7×).
+# ≥10× less), seam target postgres's speed against the plain COPY's (goal: ≥0.7×). The five run in
+# turn SEAM_BENCH_RUNS times (default 3): CPU and wall are medians, RSS the highest, and the ratios
+# come from the medians (the plain COPY's own wall moves by ±10% between runs).
 #
 # The plain baseline (crates/seam-warehouse/examples/bench_load.rs) reads the tables `seam target`
 # just wrote (every table but _sdc_state and _sdc_rejected), holds one table at a time in memory, and
@@ -44,6 +46,10 @@ source scripts/bench_lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seam-target}"
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(2000)
+runs="${SEAM_BENCH_RUNS:-3}"
+case "$runs" in
+  *[!0-9]* | "" | 0) echo "bench_load: SEAM_BENCH_RUNS='$runs' is not a positive number of runs" >&2; exit 2 ;;
+esac
 require_command /usr/bin/time "apt-get install time"
 require_command curl "apt-get install curl"
 require_command python3 "apt-get install python3 python3-venv"
@@ -177,6 +183,24 @@ ratio() { # EXPRESSION
   python3 -c "print(f'{$1:.2f}')"
 }
 
+# The plain baseline's "CPU WALL RSS" for one run: its timed part (from its own output line) and the
+# process's peak RSS. OUT RSS
+plain_run() {
+  local line
+  line=$(cat "$1")
+  echo "$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' <<<"$line") $(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' <<<"$line") $2"
+}
+
+# Prints ROWS, after checking it is what the loader's earlier runs wrote (FIRST, empty for the first
+# run): every run loads the same stream. LABEL FIRST ROWS
+same_rows() {
+  if [ -n "$2" ] && [ "$2" != "$3" ]; then
+    echo "bench_load: $1 wrote $3 rows in one run and $2 in another" >&2
+    exit 1
+  fi
+  echo "$3"
+}
+
 for n in "${sizes[@]}"; do
   bench_start_sim "$bin/zendesk-sim" "$work" "$n"
   bench_sim_config "$work/config.json"
@@ -191,59 +215,69 @@ for n in "${sizes[@]}"; do
   printf '%-30s %9s %9s %8s %10s %8s %8s  %s\n' loader records rows cpu_s "cpu_s/10k" wall_s rss_MiB "against its peer"
 
   schema=zendesk
-  rm -f "$work"/*.duckdb "$work"/*.duckdb.wal
-  m=$(bench_measure seam-duckdb "$work/seam-duckdb.state" \
-    "$seam" target duckdb --database "$work/seam.duckdb" --schema "$schema" <"$work/stream.jsonl")
-  read -r s_cpu s_wall s_rss _ <<<"$m"
-  s_rows=$(sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/seam-duckdb.err" | tail -1)
-
   peer_stream "$work/stream.jsonl" "$work/peer-stream.jsonl"
   printf '{"path": "%s", "default_target_schema": "%s", "temp_dir": "%s"}\n' "$work/peer.duckdb" "$schema" "$work" >"$work/peer.json"
-  m=$(bench_measure target-duckdb "$work/peer.state" \
-    "$peer_bin/target-duckdb" --config "$work/peer.json" <"$work/peer-stream.jsonl")
-  read -r p_cpu p_wall p_rss _ <<<"$m"
-  p_rows=$("$peer_bin/python" -c '
+  for f in seam-duckdb target-duckdb plain-duckdb seam-postgres plain-postgres; do : >"$work/$f.runs"; done
+  s_rows="" p_rows="" pl_rows="" g_rows="" c_rows=""
+  for r in $(seq "$runs"); do
+    rm -f "$work"/*.duckdb "$work"/*.duckdb.wal
+    m=$(bench_measure seam-duckdb "$work/seam-duckdb.state" \
+      "$seam" target duckdb --database "$work/seam.duckdb" --schema "$schema" <"$work/stream.jsonl")
+    echo "$m" >>"$work/seam-duckdb.runs"
+    s_rows=$(same_rows "seam target duckdb" "$s_rows" \
+      "$(sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/seam-duckdb.err" | tail -1)")
+
+    m=$(bench_measure target-duckdb "$work/peer.state" \
+      "$peer_bin/target-duckdb" --config "$work/peer.json" <"$work/peer-stream.jsonl")
+    echo "$m" >>"$work/target-duckdb.runs"
+    p_rows=$(same_rows "target-duckdb" "$p_rows" "$("$peer_bin/python" -c '
 import duckdb, sys
 c = duckdb.connect(sys.argv[1], read_only=True)
 tables = c.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [sys.argv[2]]).fetchall()
-print(sum(c.execute(f"SELECT count(*) FROM \"{sys.argv[2]}\".\"{t}\"").fetchone()[0] for (t,) in tables))' "$work/peer.duckdb" "$schema")
+print(sum(c.execute(f"SELECT count(*) FROM \"{sys.argv[2]}\".\"{t}\"").fetchone()[0] for (t,) in tables))' "$work/peer.duckdb" "$schema")")
 
-  m=$(bench_measure plain-duckdb "$work/plain-duckdb.out" \
-    "$plain" duckdb "$work/seam.duckdb" "$schema" "$work/plain.duckdb")
-  read -r _ _ pl_rss _ <<<"$m"
-  pl_line=$(cat "$work/plain-duckdb.out")
-  pl_rows=$(sed -n 's/.*rows=\([0-9]*\).*/\1/p' <<<"$pl_line")
-  pl_cpu=$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' <<<"$pl_line")
-  pl_wall=$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' <<<"$pl_line")
+    m=$(bench_measure plain-duckdb "$work/plain-duckdb.out" \
+      "$plain" duckdb "$work/seam.duckdb" "$schema" "$work/plain.duckdb")
+    read -r _ _ pl_rss _ <<<"$m"
+    plain_run "$work/plain-duckdb.out" "$pl_rss" >>"$work/plain-duckdb.runs"
+    pl_rows=$(same_rows "plain appender" "$pl_rows" "$(sed -n 's/.*rows=\([0-9]*\).*/\1/p' "$work/plain-duckdb.out")")
 
+    if [ -n "$url" ]; then
+      seam_schema="bench_seam_$$_${n}_$r"
+      plain_schema="bench_plain_$$_${n}_$r"
+      pg_schemas+=("$seam_schema" "$plain_schema")
+      m=$(bench_measure seam-postgres "$work/seam-postgres.state" \
+        "$seam" target postgres --url "$url" --schema "$seam_schema" <"$work/stream.jsonl")
+      echo "$m" >>"$work/seam-postgres.runs"
+      g_rows=$(same_rows "seam target postgres" "$g_rows" \
+        "$(sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/seam-postgres.err" | tail -1)")
+      m=$(bench_measure plain-postgres "$work/plain-postgres.out" \
+        "$plain" postgres "$url" "$seam_schema" "$plain_schema")
+      read -r _ _ c_rss _ <<<"$m"
+      plain_run "$work/plain-postgres.out" "$c_rss" >>"$work/plain-postgres.runs"
+      c_rows=$(same_rows "plain COPY" "$c_rows" "$(sed -n 's/.*rows=\([0-9]*\).*/\1/p' "$work/plain-postgres.out")")
+      drop_pg_schemas
+      pg_schemas=()
+    fi
+  done
+
+  read -r s_cpu s_wall s_rss <<<"$(bench_summary "$work/seam-duckdb.runs")"
+  read -r p_cpu p_wall p_rss <<<"$(bench_summary "$work/target-duckdb.runs")"
+  read -r pl_cpu pl_wall pl_rss <<<"$(bench_summary "$work/plain-duckdb.runs")"
   row "seam target duckdb" "$records" "$s_rows" "$s_cpu" "$s_wall" "$s_rss" \
     "$(ratio "$p_cpu / max($s_cpu, 0.01)")x less CPU than target-duckdb (goal >= 10x); $(ratio "$s_cpu / max($pl_cpu, 0.01)")x the plain appender's CPU"
   row "target-duckdb 0.8.0" "$records" "$p_rows" "$p_cpu" "$p_wall" "$p_rss" "the peer"
   row "plain appender (duckdb)" "$records" "$pl_rows" "$pl_cpu" "$pl_wall" "$pl_rss" "the floor (timed part only)"
-
   if [ -n "$url" ]; then
-    seam_schema="bench_seam_$$_$n"
-    plain_schema="bench_plain_$$_$n"
-    pg_schemas+=("$seam_schema" "$plain_schema")
-    m=$(bench_measure seam-postgres "$work/seam-postgres.state" \
-      "$seam" target postgres --url "$url" --schema "$seam_schema" <"$work/stream.jsonl")
-    read -r g_cpu g_wall g_rss _ <<<"$m"
-    g_rows=$(sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/seam-postgres.err" | tail -1)
-    m=$(bench_measure plain-postgres "$work/plain-postgres.out" \
-      "$plain" postgres "$url" "$seam_schema" "$plain_schema")
-    read -r _ _ c_rss _ <<<"$m"
-    c_line=$(cat "$work/plain-postgres.out")
-    c_rows=$(sed -n 's/.*rows=\([0-9]*\).*/\1/p' <<<"$c_line")
-    c_cpu=$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' <<<"$c_line")
-    c_wall=$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' <<<"$c_line")
+    read -r g_cpu g_wall g_rss <<<"$(bench_summary "$work/seam-postgres.runs")"
+    read -r c_cpu c_wall c_rss <<<"$(bench_summary "$work/plain-postgres.runs")"
     row "seam target postgres" "$records" "$g_rows" "$g_cpu" "$g_wall" "$g_rss" \
       "$(ratio "$c_wall / max($g_wall, 0.01)")x the plain COPY's speed (goal >= 0.7x)"
     row "plain binary COPY (postgres)" "$records" "$c_rows" "$c_cpu" "$c_wall" "$c_rss" "the floor (timed part only)"
-    drop_pg_schemas
-    pg_schemas=()
   fi
   compare_rows "$work/stream.jsonl" "$work/seam.duckdb" "$work/peer.duckdb" "$schema"
 done
 echo
 echo "records = RECORD messages in the stream; rows = table rows written (subtable rows included; target-duckdb writes"
-echo "no subtables); cpu_s = user+sys of the loader process (PostgreSQL: the client only); speed = rows per wall second."
+echo "no subtables); cpu_s = user+sys of the loader process (PostgreSQL: the client only), median of $runs runs like"
+echo "wall_s (rss_MiB: the highest); speed = rows per wall second."

@@ -92,14 +92,6 @@ same_totals() { # NAME FIRST THIS
   fi
 }
 
-# The median CPU and wall, and the highest RSS, of the "CPU WALL RSS" lines in FILE.
-summary() { # FILE
-  python3 - "$1" <<'PY'
-import statistics, sys
-runs = [[float(x) for x in l.split()[:3]] for l in open(sys.argv[1]) if l.strip()]
-print(statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), max(r[2] for r in runs))
-PY
-}
 
 printf '%-8s %-24s %9s %9s %8s %8s %8s %8s %9s\n' tickets run records rows cpu_s wall_s rss_MiB "cpu/tap" "wall/tap"
 for n in "${sizes[@]}"; do
@@ -137,13 +129,13 @@ for n in "${sizes[@]}"; do
       drop_pg_schema
     fi
   done
-  read -r t_cpu t_wall t_rss <<<"$(summary "$work/tap.runs")"
+  read -r t_cpu t_wall t_rss <<<"$(bench_summary "$work/tap.runs")"
   line "$n" "seam tap zendesk" - - "$t_cpu" "$t_wall" "$t_rss" - -
-  read -r d_cpu d_wall d_rss <<<"$(summary "$work/duckdb.runs")"
+  read -r d_cpu d_wall d_rss <<<"$(bench_summary "$work/duckdb.runs")"
   line "$n" "seam sync -> duckdb" "${d_records:-?}" "$((${d_records:-0} + ${d_subrows:-0}))" \
     "$d_cpu" "$d_wall" "$d_rss" "$t_cpu" "$t_wall"
   if [ -n "$url" ]; then
-    read -r g_cpu g_wall g_rss <<<"$(summary "$work/postgres.runs")"
+    read -r g_cpu g_wall g_rss <<<"$(bench_summary "$work/postgres.runs")"
     line "$n" "seam sync -> postgres" "${g_records:-?}" "$((${g_records:-0} + ${g_subrows:-0}))" \
       "$g_cpu" "$g_wall" "$g_rss" "$t_cpu" "$t_wall"
   fi
