@@ -183,12 +183,20 @@ ratio() { # EXPRESSION
   python3 -c "print(f'{$1:.2f}')"
 }
 
+# A field (rows, cpu_s, wall_s) of the line the plain baseline printed in OUT. OUT FIELD
+plain_field() {
+  sed -n "s/.*$2=\([0-9.]*\).*/\1/p" "$1"
+}
+
 # The plain baseline's "CPU WALL RSS" for one run: its timed part (from its own output line) and the
 # process's peak RSS. OUT RSS
 plain_run() {
-  local line
-  line=$(cat "$1")
-  echo "$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' <<<"$line") $(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' <<<"$line") $2"
+  echo "$(plain_field "$1" cpu_s) $(plain_field "$1" wall_s) $2"
+}
+
+# The rows `seam target` reported loading, from the stderr bench_measure kept for NAME. NAME
+seam_rows() {
+  sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/$1.err" | tail -1
 }
 
 # Prints ROWS, after checking it is what the loader's earlier runs wrote (FIRST, empty for the first
@@ -224,8 +232,7 @@ for n in "${sizes[@]}"; do
     m=$(bench_measure seam-duckdb "$work/seam-duckdb.state" \
       "$seam" target duckdb --database "$work/seam.duckdb" --schema "$schema" <"$work/stream.jsonl")
     echo "$m" >>"$work/seam-duckdb.runs"
-    s_rows=$(same_rows "seam target duckdb" "$s_rows" \
-      "$(sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/seam-duckdb.err" | tail -1)")
+    s_rows=$(same_rows "seam target duckdb" "$s_rows" "$(seam_rows seam-duckdb)")
 
     m=$(bench_measure target-duckdb "$work/peer.state" \
       "$peer_bin/target-duckdb" --config "$work/peer.json" <"$work/peer-stream.jsonl")
@@ -240,7 +247,7 @@ print(sum(c.execute(f"SELECT count(*) FROM \"{sys.argv[2]}\".\"{t}\"").fetchone(
       "$plain" duckdb "$work/seam.duckdb" "$schema" "$work/plain.duckdb")
     read -r _ _ pl_rss _ <<<"$m"
     plain_run "$work/plain-duckdb.out" "$pl_rss" >>"$work/plain-duckdb.runs"
-    pl_rows=$(same_rows "plain appender" "$pl_rows" "$(sed -n 's/.*rows=\([0-9]*\).*/\1/p' "$work/plain-duckdb.out")")
+    pl_rows=$(same_rows "plain appender" "$pl_rows" "$(plain_field "$work/plain-duckdb.out" rows)")
 
     if [ -n "$url" ]; then
       seam_schema="bench_seam_$$_${n}_$r"
@@ -249,13 +256,12 @@ print(sum(c.execute(f"SELECT count(*) FROM \"{sys.argv[2]}\".\"{t}\"").fetchone(
       m=$(bench_measure seam-postgres "$work/seam-postgres.state" \
         "$seam" target postgres --url "$url" --schema "$seam_schema" <"$work/stream.jsonl")
       echo "$m" >>"$work/seam-postgres.runs"
-      g_rows=$(same_rows "seam target postgres" "$g_rows" \
-        "$(sed -n 's/.* \([0-9]*\) rows loaded in all.*/\1/p' "$work/seam-postgres.err" | tail -1)")
+      g_rows=$(same_rows "seam target postgres" "$g_rows" "$(seam_rows seam-postgres)")
       m=$(bench_measure plain-postgres "$work/plain-postgres.out" \
         "$plain" postgres "$url" "$seam_schema" "$plain_schema")
       read -r _ _ c_rss _ <<<"$m"
       plain_run "$work/plain-postgres.out" "$c_rss" >>"$work/plain-postgres.runs"
-      c_rows=$(same_rows "plain COPY" "$c_rows" "$(sed -n 's/.*rows=\([0-9]*\).*/\1/p' "$work/plain-postgres.out")")
+      c_rows=$(same_rows "plain COPY" "$c_rows" "$(plain_field "$work/plain-postgres.out" rows)")
       drop_pg_schemas
       pg_schemas=()
     fi

@@ -86,8 +86,9 @@ pub const DUCKDB_CHECKPOINT_THRESHOLD: &str = "128MB";
 /// last row group of every table appended to, so later runs pay it again: a run of 1,014 records
 /// into a 20k-ticket file spent 0.61 CPU-s instead of 0.76 (three pairs; runs of ~100 records cost
 /// the same either way). A 20k-ticket first load costs the same either way, and its file is 8%
-/// larger (166 against 153 MB): long texts are stored with a dictionary or uncompressed instead. ZSTD is never tried on such segments (no analysis of it in
-/// the profile); it stays off so that a newer DuckDB does not start paying for it unmeasured.
+/// larger (166 against 153 MB): long texts are stored with a dictionary or uncompressed instead.
+/// ZSTD is never tried on such segments (no analysis of it in the profile); it stays off so that a
+/// newer DuckDB does not start paying for it unmeasured.
 ///
 /// Applied with `SET` once connected: DuckDB ignores this option when it comes with the
 /// connection's configuration (the test `checkpoints_skip_the_disabled_compressions`).
