@@ -7,6 +7,7 @@
 //! only for parents the table holds (merges and version activations delete them together), so a
 //! parent that is new has no subtable rows to replace.
 
+use super::written::WrittenKeys;
 use super::{DuckDbDestination, DIALECT};
 use crate::columns::TableRows;
 use crate::flatten::{quote_ident, CellRef, TableLayout, REJECTED_TABLE};
@@ -101,24 +102,32 @@ fn append(
     app.flush().map_err(|e| d.err(e, "flushing the appender"))
 }
 
-/// True when `table` may already hold one of the keys of `load`'s rows (staged in `keys_table`
-/// for the check); false only when none of them is there. A table this commit creates is empty.
+/// True when `load.table` may already hold one of the keys of `load`'s rows (`keys`: its key
+/// columns; staged in `keys_table` for the check); false only when none of them is there. A table
+/// this commit creates is empty; one this destination created is answered from the keys it wrote
+/// there when none of them is among those ([`WrittenKeys`]), else by DuckDB.
 fn has_any_key(
     d: &DuckDbDestination,
     plan: &CommitPlan,
     load: &StreamLoad,
+    keys: Option<&TableRows>,
+    written: &mut WrittenKeys,
     keys_table: &str,
 ) -> Result<bool, DestinationError> {
     if plan.creates(&load.table) {
         return Ok(false);
     }
-    let Some(positions) = load.key_positions() else {
+    let Some(keys) = keys else {
         return Ok(true);
     };
-    let keys = load.rows.select(&positions);
+    if written.all_new(&load.table, keys) {
+        written.answered += 1;
+        return Ok(false);
+    }
+    written.asked += 1;
     let exec = |sql: &str, what: &str| d.conn.execute_batch(sql).map_err(|e| d.err(e, what));
     exec(&create_scratch(keys_table, &keys.columns), "creating a key table")?;
-    append(d, Place::Scratch, keys_table, &keys, false)?;
+    append(d, Place::Scratch, keys_table, keys, false)?;
     let matches = load
         .key_columns
         .iter()
@@ -149,15 +158,28 @@ pub(super) fn apply(
     plan: &CommitPlan,
     layout: &crate::flatten::Layout,
     state: Option<&State>,
+    written: &mut WrittenKeys,
 ) -> Result<(), DestinationError> {
     let exec = |sql: &str, what: &str| d.conn.execute_batch(sql).map_err(|e| d.err(e, what));
     for change in &plan.ddl {
         exec(&sql::ddl(&d.schema_sql, change, &DIALECT), "changing a table")?;
     }
     for (i, load) in plan.loads.iter().enumerate() {
-        if !has_any_key(d, plan, load, &format!("_sdc_keys_{i}"))
-            .map_err(|e| e.in_table(load.table.clone()))?
-        {
+        let keys = load.key_positions().map(|p| load.rows.select(&p));
+        if plan.creates(&load.table) {
+            match &keys {
+                Some(k) => written.created(&load.table, &k.columns),
+                None => written.forget(&load.table),
+            }
+        }
+        let found = has_any_key(d, plan, load, keys.as_ref(), written, &format!("_sdc_keys_{i}"))
+            .map_err(|e| e.in_table(load.table.clone()))?;
+        // Before the rows go in: whatever happens next, the keys held stay a superset of the table's.
+        match &keys {
+            Some(k) => written.wrote(&load.table, k),
+            None => written.forget(&load.table),
+        }
+        if !found {
             for (t, rows) in
                 std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))
             {

@@ -9,6 +9,7 @@
 
 mod load;
 mod shared;
+mod written;
 
 use crate::error::WarehouseError;
 use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, REJECTED_TABLE, STATE_TABLE};
@@ -60,6 +61,19 @@ pub struct DuckDbDestination {
     catalog: String,
     stager: Stager,
     layout: Layout,
+    /// The keys written to the tables this destination created (see [`written`]).
+    written: written::WrittenKeys,
+}
+
+/// How a DuckDB destination's commits learnt whether a table already held one of a batch's keys:
+/// by asking DuckDB (a scratch table of the keys and a join), or from the keys the destination
+/// itself wrote to a table it created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyChecks {
+    /// Checks DuckDB answered.
+    pub asked: u64,
+    /// Checks answered without a query.
+    pub answered: u64,
 }
 
 impl std::fmt::Debug for DuckDbDestination {
@@ -163,6 +177,7 @@ impl DuckDbDestination {
             catalog: String::new(),
             stager: Stager::new(NameRules::DUCKDB, append_only),
             layout: Layout::default(),
+            written: written::WrittenKeys::default(),
         };
         d.conn
             .execute_batch(&format!(
@@ -185,6 +200,14 @@ impl DuckDbDestination {
     /// The integration's schema.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// How this destination's commits checked for keys already in a table (for tests and benchmarks).
+    pub fn key_checks(&self) -> KeyChecks {
+        KeyChecks {
+            asked: self.written.asked,
+            answered: self.written.answered,
+        }
     }
 
     /// The underlying connection (for tests, benchmarks and inspection; do not write through it).
@@ -313,7 +336,10 @@ impl Destination for DuckDbDestination {
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(|e| self.err(e, "starting a transaction"))?;
-        match load::apply(self, &plan, &layout, state) {
+        let mut written = std::mem::take(&mut self.written);
+        let applied = load::apply(self, &plan, &layout, state, &mut written);
+        self.written = written;
+        match applied {
             Ok(()) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
