@@ -8,8 +8,8 @@
 //! through this destination, so the keys it wrote answer the question without DuckDB: if none of a
 //! batch's keys is among them, the table holds none of them.
 //!
-//! What is kept is a *superset* of the table's keys, as fingerprints (a bigint key's value itself;
-//! other keys a 64-bit hash of their cells): every batch loaded into a tracked table, by either
+//! What is kept is a *superset* of the table's keys, as fingerprints in a hash set (a bigint key's
+//! value itself; other keys a 64-bit hash of their cells): every batch loaded into a tracked table, by either
 //! road (appended or merged), adds its keys before its commit ends, whether or not the commit then
 //! succeeds, and nothing is ever taken out (version activation deletes rows; a failed commit rolls
 //! its rows back: both only leave fingerprints of keys no longer there). So a fingerprint that is
@@ -22,8 +22,8 @@
 //! open a file for writing, and within it the scheduler runs one job per integration at a time.
 
 use crate::columns::TableRows;
-use crate::flatten::{CellRef, ColumnType};
-use std::collections::HashMap;
+use crate::flatten::{CellRef, ColumnType, FastHash};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 /// A batch's keys: the key columns and each row's key cells, in key order.
@@ -44,11 +44,11 @@ impl KeyRows for TableRows<'_> {
     }
 }
 
-/// The fingerprints of the keys written to one table, sorted, and the key columns they are of.
+/// The fingerprints of the keys written to one table, and the key columns they are of.
 #[derive(Debug)]
 struct TableKeys {
     columns: Vec<(String, ColumnType)>,
-    prints: Vec<u64>,
+    prints: HashSet<u64, FastHash>,
 }
 
 /// See the module documentation.
@@ -65,10 +65,11 @@ pub(crate) struct WrittenKeys {
 }
 
 impl WrittenKeys {
-    /// The most fingerprints held at once (8 bytes each, lists grown exactly: 8 MB). A 20k-ticket
-    /// Zendesk account's top-level tables hold ~250k keys; past this, tables are forgotten one by
-    /// one.
-    pub(crate) const CAP: usize = 1_000_000;
+    /// The most fingerprints held at once, all tables together: ~10 MB of hash sets at most (9
+    /// bytes a slot, at least 8/7 slots a fingerprint, rounded up to a power of two). A 20k-ticket
+    /// Zendesk account's top-level tables hold ~250k keys (~5 MB); past this, tables are forgotten
+    /// one by one.
+    pub(crate) const CAP: usize = 500_000;
 
     /// `table` was just created (empty) with these key columns: track it from now on.
     pub(crate) fn created(&mut self, table: &str, columns: &[(String, ColumnType)]) {
@@ -77,7 +78,7 @@ impl WrittenKeys {
             table.to_owned(),
             TableKeys {
                 columns: columns.to_vec(),
-                prints: Vec::new(),
+                prints: HashSet::default(),
             },
         );
     }
@@ -93,7 +94,7 @@ impl WrittenKeys {
         }
         let mut all_new = true;
         let fingerprinted = for_each_print(keys, |p| {
-            if t.prints.binary_search(&p).is_ok() {
+            if t.prints.contains(&p) {
                 all_new = false;
             }
         });
@@ -107,24 +108,16 @@ impl WrittenKeys {
         let Some(t) = self.tables.get_mut(table) else {
             return;
         };
-        let mut batch = Vec::new();
-        if t.columns != keys.columns() || !for_each_print(keys, |p| batch.push(p)) {
-            self.forget(table);
-            return;
-        }
-        if self.held + batch.len() > Self::CAP {
-            self.forget(table);
-            return;
-        }
-        batch.sort_unstable();
-        batch.dedup();
         let before = t.prints.len();
-        t.prints.reserve_exact(batch.len());
-        t.prints.extend_from_slice(&batch);
-        // Two sorted runs: merge them in place (a stable sort of two runs is a merge).
-        t.prints.sort();
-        t.prints.dedup();
+        let same_columns = t.columns == keys.columns();
+        let fingerprinted = same_columns
+            && for_each_print(keys, |p| {
+                t.prints.insert(p);
+            });
         self.held += t.prints.len() - before;
+        if !fingerprinted || self.held > Self::CAP {
+            self.forget(table);
+        }
     }
 
     /// Stops tracking `table`: DuckDB checks its keys from now on.
@@ -289,6 +282,6 @@ mod tests {
         w.wrote("t", &ids(&[1, 2, 3]));
         assert!(!w.tables.contains_key("t") && w.tables.contains_key("u"));
         assert!(!w.all_new("t", &ids(&[9])));
-        assert_eq!(w.held(), WrittenKeys::CAP - 2);
+        assert_eq!(w.held(), WrittenKeys::CAP - 2, "what the table held is let go");
     }
 }
