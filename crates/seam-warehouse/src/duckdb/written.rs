@@ -66,9 +66,9 @@ pub(crate) struct WrittenKeys {
 
 impl WrittenKeys {
     /// The most fingerprints held at once, all tables together: ~10 MB of hash sets at most (9
-    /// bytes a slot, at least 8/7 slots a fingerprint, rounded up to a power of two). A 20k-ticket
-    /// Zendesk account's top-level tables hold ~250k keys (~5 MB); past this, tables are forgotten
-    /// one by one.
+    /// bytes a slot, at least 8/7 slots a fingerprint, rounded up to a power of two; half as much
+    /// again for a moment while a set grows). A 20k-ticket Zendesk account's top-level tables hold
+    /// ~250k keys (~5 MB); past this, tables are forgotten one by one.
     pub(crate) const CAP: usize = 500_000;
 
     /// `table` was just created (empty) with these key columns: track it from now on.
