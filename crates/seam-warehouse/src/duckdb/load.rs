@@ -104,13 +104,14 @@ fn append(
 
 /// True when `load.table` may already hold one of the keys of `load`'s rows (`keys`: its key
 /// columns; staged in `keys_table` for the check); false only when none of them is there. A table
-/// this commit creates is empty; one this destination created is answered from the keys it wrote
-/// there when none of them is among those ([`WrittenKeys`]), else by DuckDB.
+/// this commit creates is empty; `known_new` says none of them was ever written to a table this
+/// destination created ([`WrittenKeys::write`]); otherwise DuckDB is asked.
 fn has_any_key(
     d: &DuckDbDestination,
     plan: &CommitPlan,
     load: &StreamLoad,
     keys: Option<&TableRows>,
+    known_new: bool,
     written: &mut WrittenKeys,
     keys_table: &str,
 ) -> Result<bool, DestinationError> {
@@ -120,7 +121,7 @@ fn has_any_key(
     let Some(keys) = keys else {
         return Ok(true);
     };
-    if written.all_new(&load.table, keys) {
+    if known_new {
         written.answered += 1;
         return Ok(false);
     }
@@ -172,13 +173,18 @@ pub(super) fn apply(
                 None => written.forget(&load.table),
             }
         }
-        let found = has_any_key(d, plan, load, keys.as_ref(), written, &format!("_sdc_keys_{i}"))
+        // Recorded before the rows go in: whatever happens next, the keys held stay a superset of
+        // the table's.
+        let known_new = match &keys {
+            Some(k) => written.write(&load.table, k),
+            None => {
+                written.forget(&load.table);
+                false
+            }
+        };
+        let keys_table = format!("_sdc_keys_{i}");
+        let found = has_any_key(d, plan, load, keys.as_ref(), known_new, written, &keys_table)
             .map_err(|e| e.in_table(load.table.clone()))?;
-        // Before the rows go in: whatever happens next, the keys held stay a superset of the table's.
-        match &keys {
-            Some(k) => written.wrote(&load.table, k),
-            None => written.forget(&load.table),
-        }
         if !found {
             for (t, rows) in
                 std::iter::once((&load.table, &load.rows)).chain(load.subtables.iter().map(|(t, r)| (t, r)))

@@ -83,41 +83,29 @@ impl WrittenKeys {
         );
     }
 
-    /// Whether `table` is tracked and none of the keys in `keys` (the batch's key columns, in key
-    /// order) was ever written to it: then the table holds none of them. `false` means "ask DuckDB".
-    pub(crate) fn all_new(&self, table: &str, keys: &dyn KeyRows) -> bool {
-        let Some(t) = self.tables.get(table) else {
-            return false;
-        };
-        if t.columns != keys.columns() {
-            return false;
-        }
-        let mut all_new = true;
-        let fingerprinted = for_each_print(keys, |p| {
-            if t.prints.contains(&p) {
-                all_new = false;
-            }
-        });
-        fingerprinted && all_new
-    }
-
-    /// The keys in `keys` are being written to `table` (by either road): add them, or forget the
-    /// table when they cannot be added (other key columns, a cell of another type than its column,
-    /// or past [`WrittenKeys::CAP`]).
-    pub(crate) fn wrote(&mut self, table: &str, keys: &dyn KeyRows) {
+    /// Records the keys in `keys` (the batch's key columns, in key order) as written to `table`, by
+    /// whichever road they go in, and answers whether the table is tracked and none of them was
+    /// written to it before: then the table holds none of them. `false` means "ask DuckDB". The
+    /// table is forgotten when the keys cannot be recorded (other key columns, a cell of another
+    /// type than its column) or past [`WrittenKeys::CAP`] (the answer still holds: it is about what
+    /// was written before). Called before the rows go in, so what is kept stays a superset.
+    pub(crate) fn write(&mut self, table: &str, keys: &dyn KeyRows) -> bool {
         let Some(t) = self.tables.get_mut(table) else {
-            return;
+            return false;
         };
         let before = t.prints.len();
-        let same_columns = t.columns == keys.columns();
-        let fingerprinted = same_columns
+        let mut all_new = true;
+        let fingerprinted = t.columns == keys.columns()
             && for_each_print(keys, |p| {
-                t.prints.insert(p);
+                if !t.prints.insert(p) {
+                    all_new = false;
+                }
             });
         self.held += t.prints.len() - before;
         if !fingerprinted || self.held > Self::CAP {
             self.forget(table);
         }
+        fingerprinted && all_new
     }
 
     /// Stops tracking `table`: DuckDB checks its keys from now on.
@@ -203,28 +191,26 @@ mod tests {
     #[test]
     fn only_a_tracked_table_whose_keys_were_never_written_is_all_new() {
         let mut w = WrittenKeys::default();
-        assert!(!w.all_new("t", &ids(&[3])), "an untracked table is asked");
+        assert!(!w.write("t", &ids(&[3])), "an untracked table is asked");
+        assert_eq!(w.held(), 0, "and nothing is kept for it");
         w.created("t", ids(&[]).columns());
-        assert!(w.all_new("t", &ids(&[1, 2])), "a new table holds nothing");
-        w.wrote("t", &ids(&[2, 1, 2]));
+        assert!(w.write("t", &ids(&[2, 1])), "a new table holds nothing");
         assert_eq!(w.held(), 2);
-        assert!(w.all_new("t", &ids(&[3])));
-        assert!(!w.all_new("t", &ids(&[4, 2])), "key 2 was written");
-        assert!(!w.all_new("u", &ids(&[3])), "another table is not tracked");
-        w.wrote("t", &ids(&[4, 2]));
-        assert_eq!(w.held(), 3);
-        assert!(!w.all_new("t", &ids(&[0, 1])) && w.all_new("t", &ids(&[0, 5])));
+        assert!(w.write("t", &ids(&[3])));
+        assert!(!w.write("t", &ids(&[4, 2])), "key 2 was written");
+        assert!(!w.write("u", &ids(&[5])), "another table is not tracked");
+        assert_eq!(w.held(), 4, "4 is kept though 2 was known");
+        assert!(!w.write("t", &ids(&[0, 1])));
+        assert!(w.write("t", &ids(&[5, 6])));
         // Created again (a commit that created it failed and is retried): it starts empty.
         w.created("t", ids(&[]).columns());
         assert_eq!(w.held(), 0);
-        assert!(w.all_new("t", &ids(&[1, 2, 4])));
+        assert!(w.write("t", &ids(&[1, 2, 4])));
         // Other key columns: forgotten.
-        w.wrote("t", &ids(&[1]));
         let named = keys(&[("name", ColumnType::Text)], &[vec![CellRef::Text("x")]]);
-        assert!(!w.all_new("t", &named));
-        w.wrote("t", &named);
+        assert!(!w.write("t", &named));
         assert_eq!(w.held(), 0);
-        assert!(!w.all_new("t", &ids(&[7])));
+        assert!(!w.write("t", &ids(&[7])));
     }
 
     #[test]
@@ -239,23 +225,24 @@ mod tests {
         );
         let mut w = WrittenKeys::default();
         w.created("t", written.columns());
-        w.wrote("t", &written);
+        assert!(w.write("t", &written));
         let negative_zero = keys(&cols, &[vec![CellRef::Double(-0.0), CellRef::Text("x")]]);
-        assert!(!w.all_new("t", &negative_zero));
+        assert!(!w.write("t", &negative_zero));
         let other_nan = f64::from_bits(f64::NAN.to_bits() ^ 1);
         assert!(other_nan.is_nan());
-        assert!(!w.all_new(
+        assert!(!w.write(
             "t",
             &keys(&cols, &[vec![CellRef::Double(other_nan), CellRef::Text("y")]])
         ));
-        assert!(w.all_new(
+        assert!(w.write(
             "t",
             &keys(&cols, &[vec![CellRef::Double(0.0), CellRef::Text("y")]])
         ));
-        assert!(w.all_new(
+        assert!(w.write(
             "t",
             &keys(&cols, &[vec![CellRef::Double(1.0), CellRef::Text("x")]])
         ));
+        assert_eq!(w.held(), 4);
     }
 
     #[test]
@@ -263,13 +250,13 @@ mod tests {
         let id = [("id", ColumnType::Double)];
         let mut w = WrittenKeys::default();
         w.created("t", keys(&id, &[]).columns());
-        w.wrote("t", &keys(&id, &[vec![CellRef::Double(1.0)]]));
-        let bigint = keys(&id, &[vec![CellRef::BigInt(1)]]);
-        assert!(!w.all_new("t", &bigint));
-        assert!(!w.all_new("t", &keys(&id, &[vec![CellRef::Null]])));
-        w.wrote("t", &bigint);
+        assert!(w.write("t", &keys(&id, &[vec![CellRef::Double(1.0)]])));
+        assert!(!w.write("t", &keys(&id, &[vec![CellRef::BigInt(1)]])));
         assert_eq!(w.held(), 0, "the table is forgotten");
-        assert!(!w.all_new("t", &keys(&id, &[vec![CellRef::Double(2.0)]])));
+        assert!(!w.write("t", &keys(&id, &[vec![CellRef::Double(2.0)]])));
+        w.created("t", keys(&id, &[]).columns());
+        assert!(!w.write("t", &keys(&id, &[vec![CellRef::Null]])));
+        assert_eq!(w.held(), 0, "forgotten again");
     }
 
     #[test]
@@ -277,11 +264,14 @@ mod tests {
         let mut w = WrittenKeys::default();
         w.created("t", ids(&[]).columns());
         w.created("u", ids(&[]).columns());
-        w.wrote("u", &ids(&[1]));
+        assert!(w.write("u", &ids(&[1])));
         w.held = WrittenKeys::CAP - 2;
-        w.wrote("t", &ids(&[1, 2, 3]));
+        assert!(
+            w.write("t", &ids(&[1, 2, 3])),
+            "the answer is about what was written before"
+        );
         assert!(!w.tables.contains_key("t") && w.tables.contains_key("u"));
-        assert!(!w.all_new("t", &ids(&[9])));
+        assert!(!w.write("t", &ids(&[9])));
         assert_eq!(w.held(), WrittenKeys::CAP - 2, "what the table held is let go");
     }
 }
