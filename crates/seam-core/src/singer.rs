@@ -200,9 +200,12 @@ impl Message {
 /// Writes raw JSON text without line breaks: a pretty-printed API body passed through raw must not
 /// split a message over several lines. In JSON, CR and LF can only be whitespace between tokens
 /// (inside strings they are escaped), so spaces in their place keep the value.
+///
+/// The search for a line break is `memchr2` (many bytes at a time): a byte-by-byte search, over
+/// every byte of every record, was 15% of `seam tap zendesk`'s instructions (2k tickets).
 fn write_raw_on_one_line<W: Write>(out: &mut W, raw: &str) -> io::Result<()> {
     let bytes = raw.as_bytes();
-    if !bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', bytes).is_none() {
         return out.write_all(bytes);
     }
     let flat: Vec<u8> = bytes
@@ -537,19 +540,28 @@ mod tests {
 
     #[test]
     fn a_pretty_printed_raw_record_is_written_on_one_line() {
-        let raw = "{\n  \"id\": 1,\r\n  \"note\": \"a\\nb\"\n}";
-        let rec = RecordMessage {
-            stream: "s".into(),
-            record: RawValue::from_string(raw.to_owned()).unwrap(),
-            version: None,
-            time_extracted: None,
-        };
-        let line = Message::Record(rec).to_line();
-        assert!(!line.contains(['\n', '\r']), "{line:?}");
-        let Message::Record(back) = Message::parse(&line).unwrap() else {
-            panic!("a RECORD")
-        };
-        assert_eq!(back.value().unwrap()["note"], "a\nb");
+        // Line breaks of each kind, alone and together, first and last, and none at all.
+        for raw in [
+            "{\n  \"id\": 1,\r\n  \"note\": \"a\\nb\"\n}",
+            "{\"id\": 1,\r\"note\": \"a\\nb\"}",
+            "{\"id\": 1,\n\"note\": \"a\\nb\"}\r",
+            "\r\n{\"id\": 1, \"note\": \"a\\nb\"}",
+            "{\"id\": 1, \"note\": \"a\\nb\"}",
+        ] {
+            let rec = RecordMessage {
+                stream: "s".into(),
+                record: RawValue::from_string(raw.to_owned()).unwrap(),
+                version: None,
+                time_extracted: None,
+            };
+            let line = Message::Record(rec).to_line();
+            assert!(!line.contains(['\n', '\r']), "{line:?}");
+            let Message::Record(back) = Message::parse(&line).unwrap() else {
+                panic!("a RECORD")
+            };
+            assert_eq!(back.value().unwrap()["note"], "a\nb", "{raw:?}");
+            assert_eq!(back.value().unwrap()["id"], 1, "{raw:?}");
+        }
     }
 
     #[test]
