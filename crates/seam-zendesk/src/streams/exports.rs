@@ -79,7 +79,7 @@ fn parse_tickets_page(
     want_tickets: bool,
     want_metrics: bool,
 ) -> Result<TicketsPage, serde_json::Error> {
-    let page: CursorPage = serde_json::from_slice(body)?;
+    let page: CursorPage = crate::raw::parse_body(body)?;
     let mut out = TicketsPage {
         tickets: Vec::with_capacity(if want_tickets { page.tickets.len() } else { 0 }),
         metrics: Vec::with_capacity(if want_metrics { page.tickets.len() } else { 0 }),
@@ -224,7 +224,7 @@ struct UsersPage {
 }
 
 fn parse_users_page(body: &[u8], want_identities: bool) -> Result<UsersPage, serde_json::Error> {
-    let page: CursorPage = serde_json::from_slice(body)?;
+    let page: CursorPage = crate::raw::parse_body(body)?;
     // The export is ordered by updated_at: the last user carries the page's watermark.
     let max_ts = match page.users.last() {
         Some(u) => serde_json::from_str::<crate::raw::Head>(u.get())?.epoch("updated_at"),
@@ -435,7 +435,7 @@ pub async fn time_export(
         let parsed = ctx
             .client
             .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
-                let page: TimePage<&RawValue> = serde_json::from_slice(b)?;
+                let page: TimePage<&RawValue> = crate::raw::parse_body(b)?;
                 let mut b2 = Boundary {
                     ts: boundary.ts,
                     ids: boundary.ids.clone(),
@@ -492,8 +492,9 @@ struct TicketEvent<'a> {
     system: Option<&'a RawValue>,
     #[serde(default, borrow)]
     metadata: Option<&'a RawValue>,
+    /// Parsed into members with the page: the events' text (comment bodies, mostly) is scanned once.
     #[serde(default, borrow)]
-    child_events: Vec<&'a RawValue>,
+    child_events: Vec<Members<'a>>,
 }
 
 /// The `via.channel` behind the label the ticket-events export writes
@@ -551,8 +552,7 @@ fn audit_and_comments(
     let comment = small("\"Comment\"".to_owned())?;
     let mut comments = Vec::new();
     let mut events: Vec<Box<RawValue>> = Vec::with_capacity(ev.child_events.len());
-    for child in &ev.child_events {
-        let m: Members = members(child)?;
+    for m in &ev.child_events {
         let kind = str_of(m.get("event_type")).unwrap_or_default();
         let cid: &RawValue = m.get("id").copied().unwrap_or(&null);
         if kind == "Comment" {
@@ -568,14 +568,14 @@ fn audit_and_comments(
                     ("via", &*via),
                     ("metadata", &*metadata),
                 ];
-                comments.push(RawObject::merged(&first, &m, &["via_reference_id", "event_type"]).to_raw()?);
+                comments.push(RawObject::merged(&first, m, &["via_reference_id", "event_type"]).to_raw()?);
             }
             if want_audit {
                 let first = [("id", cid), ("type", &*comment)];
                 events.push(
                     RawObject::merged(
                         &first,
-                        &m,
+                        m,
                         &["via", "via_reference_id", "event_type", "created_at"],
                     )
                     .to_raw()?,
@@ -588,7 +588,7 @@ fn audit_and_comments(
         }
         let ty = small(json_string(&kind))?;
         const META: &[&str] = &["id", "via", "via_reference_id", "event_type", "previous_value"];
-        let fields: Vec<(&Cow<str>, &&RawValue)> =
+        let fields: Vec<(&crate::raw::Key, &&RawValue)> =
             m.iter().filter(|(k, _)| !META.contains(&k.as_ref())).collect();
         if matches!(kind.as_str(), "Create" | "Change") && fields.len() == 1 {
             // The export writes a field change as `{"<field>": value}`; audits as field_name/value.
@@ -603,10 +603,10 @@ fn audit_and_comments(
             if let Some(pv) = m.get("previous_value") {
                 first.push(("previous_value", pv));
             }
-            events.push(RawObject::merged(&first, &Members::new(), &[]).to_raw()?);
+            events.push(RawObject::merged(&first, &Members::default(), &[]).to_raw()?);
         } else {
             let first = [("id", cid), ("type", &*ty)];
-            events.push(RawObject::merged(&first, &m, &["via", "via_reference_id", "event_type"]).to_raw()?);
+            events.push(RawObject::merged(&first, m, &["via", "via_reference_id", "event_type"]).to_raw()?);
         }
     }
     let audit = if want_audit {
@@ -671,7 +671,7 @@ pub async fn ticket_events(
         let parsed = ctx
             .client
             .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
-                let page: TimePage<TicketEvent> = serde_json::from_slice(b)?;
+                let page: TimePage<TicketEvent> = crate::raw::parse_body(b)?;
                 let mut b2 = Boundary {
                     ts: boundary.ts,
                     ids: boundary.ids.clone(),
@@ -749,7 +749,7 @@ struct Audit<'a> {
 type Children = (Vec<Box<RawValue>>, Vec<Box<RawValue>>);
 
 fn parse_audits(body: &[u8], since: i64) -> Result<(Children, Option<String>), serde_json::Error> {
-    let page: AuditsPage = serde_json::from_slice(body)?;
+    let page: AuditsPage = crate::raw::parse_body(body)?;
     let (mut audits, mut comments) = (Vec::new(), Vec::new());
     for a in page.audits {
         let audit: Audit = serde_json::from_str(a.get())?;
@@ -959,7 +959,7 @@ mod tests {
 
     /// What a stream task does with a time-export page, minus the IO.
     fn time_page(b: &[u8]) -> Result<usize, serde_json::Error> {
-        let page: TimePage<&RawValue> = serde_json::from_slice(b)?;
+        let page: TimePage<&RawValue> = crate::raw::parse_body(b)?;
         let mut boundary = Boundary {
             ts: Some(1_704_067_200),
             ids: [1].into_iter().collect(),
@@ -969,7 +969,7 @@ mod tests {
 
     /// What the ticket-events task does with a page, minus the IO.
     fn events_page(b: &[u8]) -> Result<usize, serde_json::Error> {
-        let page: TimePage<TicketEvent> = serde_json::from_slice(b)?;
+        let page: TimePage<TicketEvent> = crate::raw::parse_body(b)?;
         let mut boundary = Boundary::default();
         let mut n = 0;
         for ev in &page.items {

@@ -60,7 +60,7 @@ fn parse_page<'a>(
     key: &str,
     base_query: &str,
 ) -> Result<(Vec<&'a RawValue>, Option<String>), serde_json::Error> {
-    let all: Members<'a> = serde_json::from_slice(body)?;
+    let all: Members<'a> = crate::raw::parse_body(body)?;
     let items: Vec<&RawValue> = match all.get(key) {
         Some(v) => serde_json::from_str(v.get())?,
         None => {
