@@ -67,79 +67,6 @@ pub fn iso(epoch: i64) -> String {
         .to_string()
 }
 
-/// The byte range of `part` inside `whole`, when `part` borrows from it.
-fn span(whole: &str, part: &str) -> Option<(usize, usize)> {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    let end = start + part.len();
-    (end <= whole.len()).then_some((start, end))
-}
-
-/// Removes object members from `record` (a JSON object's text) given their values, which must be
-/// borrowed from `record` (as [`Head`]-style structs parse them). Members whose value cannot be
-/// located are left in place.
-pub fn remove_members(record: &str, values: &[&RawValue]) -> String {
-    let bytes = record.as_bytes();
-    let mut cuts: Vec<(usize, usize)> = Vec::with_capacity(values.len());
-    for v in values {
-        let Some((vstart, vend)) = span(record, v.get()) else {
-            continue;
-        };
-        // Walk back over `"key"\s*:\s*` to the separator before the member.
-        let mut i = vstart;
-        while i > 0 && bytes[i - 1].is_ascii_whitespace() {
-            i -= 1;
-        }
-        if i == 0 || bytes[i - 1] != b':' {
-            continue;
-        }
-        i -= 1;
-        while i > 0 && bytes[i - 1].is_ascii_whitespace() {
-            i -= 1;
-        }
-        if i == 0 || bytes[i - 1] != b'"' {
-            continue;
-        }
-        i -= 1;
-        // The keys cut here ("fields", "metric_set") hold no escaped quotes.
-        let Some(open) = record[..i].rfind('"') else {
-            continue;
-        };
-        let mut j = open;
-        while j > 0 && bytes[j - 1].is_ascii_whitespace() {
-            j -= 1;
-        }
-        if j == 0 {
-            continue;
-        }
-        match bytes[j - 1] {
-            b',' => cuts.push((j - 1, vend)),
-            b'{' => {
-                let mut k = vend;
-                while k < bytes.len() && bytes[k].is_ascii_whitespace() {
-                    k += 1;
-                }
-                if k < bytes.len() && bytes[k] == b',' {
-                    k += 1;
-                }
-                cuts.push((j, k));
-            }
-            _ => continue,
-        }
-    }
-    cuts.sort_unstable();
-    let mut out = String::with_capacity(record.len());
-    let mut at = 0;
-    for (s, e) in cuts {
-        if s < at {
-            continue;
-        }
-        out.push_str(&record[at..s]);
-        at = e;
-    }
-    out.push_str(&record[at..]);
-    out
-}
-
 /// An object's members in order, values left raw. Keyed with foldhash rather than the standard
 /// library's SipHash: every ticket event and every list item is parsed into one of these, and
 /// hashing their keys with SipHash was 2.9% of `seam tap zendesk`'s instructions (2k tickets).
@@ -336,39 +263,6 @@ pub fn json_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Deserialize)]
-    struct Cut<'a> {
-        #[serde(borrow, default)]
-        fields: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        metric_set: Option<&'a RawValue>,
-    }
-
-    fn cut(s: &str) -> String {
-        let c: Cut = serde_json::from_str(s).unwrap();
-        let vals: Vec<&RawValue> = [c.fields, c.metric_set].into_iter().flatten().collect();
-        remove_members(s, &vals)
-    }
-
-    #[test]
-    fn removes_members_anywhere() {
-        assert_eq!(cut(r#"{"id":1,"fields":[{"id":2}],"x":3}"#), r#"{"id":1,"x":3}"#);
-        assert_eq!(cut(r#"{"fields":[],"id":1}"#), r#"{"id":1}"#);
-        assert_eq!(
-            cut(r#"{"id":1, "fields" : [1] ,"metric_set":{"a":"}"}}"#),
-            r#"{"id":1 }"#
-        );
-        assert_eq!(cut(r#"{"fields":{}}"#), r#"{}"#);
-        assert_eq!(cut(r#"{"id":1}"#), r#"{"id":1}"#);
-        for s in [
-            r#"{"id":1,"fields":[{"id":2}],"x":3}"#,
-            r#"{"a":"fields","fields":[],"metric_set":null}"#,
-        ] {
-            let out = cut(s);
-            serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
-        }
-    }
 
     #[test]
     fn rebuilds_objects() {

@@ -16,7 +16,7 @@ use super::{store_position, Position, ReadCtx, StreamDef, StreamOut};
 use crate::config::CommentsSource;
 use crate::error::ApiError;
 use crate::rate_limit::EndpointClass;
-use crate::raw::{json_string, members, write_object, Members, Piece, RawObject};
+use crate::raw::{json_string, members, write_object, Key, Members, Piece, RawObject};
 use seam_core::SourceError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -41,7 +41,7 @@ fn start_of(ctx: &ReadCtx, pos: &Position) -> i64 {
 #[derive(Deserialize)]
 struct CursorPage<'a> {
     #[serde(borrow, default)]
-    tickets: Vec<&'a RawValue>,
+    tickets: Vec<Ticket<'a>>,
     #[serde(borrow, default)]
     users: Vec<&'a RawValue>,
     #[serde(borrow, default)]
@@ -51,17 +51,70 @@ struct CursorPage<'a> {
     end_of_stream: bool,
 }
 
-#[derive(Deserialize)]
-struct TicketHead<'a> {
+/// A ticket of the export, parsed once: its members in order, values left raw (a name repeated in
+/// the text stays repeated, as the text passes through), and the few seam reads. Reading those with
+/// a derived struct from the ticket's text, then checking the text again as it became the record
+/// (once `fields` and `metric_set` were cut out of it), scanned every ticket three times.
+struct Ticket<'a> {
+    members: Vec<(Key<'a>, &'a RawValue)>,
     id: u64,
-    #[serde(default)]
     generated_timestamp: Option<i64>,
-    #[serde(default, borrow)]
-    status: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    deleted: bool,
     metric_set: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    fields: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Ticket<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Ticket<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a ticket object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Ticket<'de>, A::Error> {
+                use serde::de::Error;
+                /// A string value, borrowed unless escaped.
+                #[derive(Deserialize)]
+                struct Text<'a>(#[serde(borrow)] Option<Cow<'a, str>>);
+                fn typed<'a, T: Deserialize<'a>, E: Error>(raw: &'a RawValue) -> Result<T, E> {
+                    serde_json::from_str(raw.get()).map_err(E::custom)
+                }
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(32));
+                let (mut id, mut ts, mut status, mut metric_set, mut fields) = (None, None, None, None, None);
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    // The fields serde's derive read, with its rule: each at most once.
+                    let (slot, name) = match key.as_ref() {
+                        "id" => (&mut id, "id"),
+                        "generated_timestamp" => (&mut ts, "generated_timestamp"),
+                        "status" => (&mut status, "status"),
+                        "metric_set" => (&mut metric_set, "metric_set"),
+                        "fields" => (&mut fields, "fields"),
+                        _ => {
+                            members.push((key, value));
+                            continue;
+                        }
+                    };
+                    if slot.replace(value).is_some() {
+                        return Err(A::Error::duplicate_field(name));
+                    }
+                    members.push((key, value));
+                }
+                let id: u64 = typed(id.ok_or_else(|| A::Error::missing_field("id"))?)?;
+                let generated_timestamp: Option<i64> = ts.map(typed).transpose()?.flatten();
+                let status: Option<Text> = status.map(typed).transpose()?;
+                let deleted = status.and_then(|t| t.0).is_some_and(|s| s == "deleted");
+                Ok(Ticket {
+                    members,
+                    id,
+                    generated_timestamp,
+                    deleted,
+                    metric_set,
+                })
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }
 
 /// One parsed page of the ticket export, owned.
@@ -89,27 +142,25 @@ fn parse_tickets_page(
         end_of_stream: page.end_of_stream,
     };
     for t in page.tickets {
-        let head: TicketHead = serde_json::from_str(t.get())?;
-        out.max_ts = out.max_ts.max(head.generated_timestamp);
-        let deleted = head.status.as_deref() == Some("deleted");
-        if !deleted {
-            out.live_ids.push(head.id);
+        out.max_ts = out.max_ts.max(t.generated_timestamp);
+        if !t.deleted {
+            out.live_ids.push(t.id);
         }
-        if want_metrics && !deleted {
-            if let Some(ms) = head.metric_set {
+        if want_metrics && !t.deleted {
+            if let Some(ms) = t.metric_set {
                 out.metrics.push(ms.to_owned());
             }
         }
         if want_tickets {
             // tap-zendesk drops `fields` (a copy of `custom_fields`); the side-loaded `metric_set`
-            // goes to ticket_metrics. Both are cut out of the text, the rest passes through.
-            let cut: Vec<&RawValue> = [head.fields, head.metric_set].into_iter().flatten().collect();
-            if cut.is_empty() {
-                out.tickets.push(t.to_owned());
-            } else {
-                out.tickets
-                    .push(RawValue::from_string(crate::raw::remove_members(t.get(), &cut))?);
-            }
+            // goes to ticket_metrics. The other members pass through as they came, in order.
+            let kept = t
+                .members
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_ref(), "fields" | "metric_set"))
+                .map(|(k, v)| (k.as_ref(), Piece::Raw(v)))
+                .collect();
+            out.tickets.push(RawObject(kept).to_raw()?);
         }
     }
     Ok(out)
@@ -914,6 +965,37 @@ mod tests {
             parse_tickets_page(&body[..body.len() / 2], true, true).is_err(),
             "a truncated page is an error"
         );
+    }
+
+    #[test]
+    fn a_ticket_passes_through_member_by_member() {
+        // Order kept, a repeated name seam does not read kept twice, a status spelled with an
+        // escape still read, values (and the spaces inside them) as they came.
+        let body = br#"{"tickets":[{"z":1,"id":3,"x":[1, 2],"x":"again","status":"\u0064eleted","fields":[],"generated_timestamp":null}],"end_of_stream":true}"#;
+        let p = parse_tickets_page(body, true, true).unwrap();
+        assert_eq!(
+            p.tickets[0].get(),
+            r#"{"z":1,"id":3,"x":[1, 2],"x":"again","status":"\u0064eleted","generated_timestamp":null}"#
+        );
+        assert!(p.live_ids.is_empty(), "a deleted ticket is not live");
+        assert_eq!(p.max_ts, None);
+        // What serde's derive refused is refused: no id, an id that is not a u64, a field read twice,
+        // a status or timestamp of another type.
+        for bad in [
+            r#"{"status":"open"}"#,
+            r#"{"id":"3"}"#,
+            r#"{"id":-3}"#,
+            r#"{"id":3,"id":4}"#,
+            r#"{"id":3,"status":"open","status":"open"}"#,
+            r#"{"id":3,"fields":[],"fields":[]}"#,
+            r#"{"id":3,"metric_set":{},"metric_set":{}}"#,
+            r#"{"id":3,"status":1}"#,
+            r#"{"id":3,"generated_timestamp":"5"}"#,
+            r#"[3]"#,
+        ] {
+            let page = format!(r#"{{"tickets":[{bad}],"end_of_stream":true}}"#);
+            assert!(parse_tickets_page(page.as_bytes(), true, true).is_err(), "{bad}");
+        }
     }
 
     #[test]
