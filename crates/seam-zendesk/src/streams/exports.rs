@@ -16,7 +16,7 @@ use super::{store_position, Position, ReadCtx, StreamDef, StreamOut};
 use crate::config::CommentsSource;
 use crate::error::ApiError;
 use crate::rate_limit::EndpointClass;
-use crate::raw::{json_string, members, write_object, Key, Members, Piece, RawObject};
+use crate::raw::{members, write_object, Key, Members, Piece, RawObject};
 use seam_core::SourceError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -565,8 +565,12 @@ fn channel_of(label: &str) -> String {
     }
 }
 
-fn str_of(v: Option<&&RawValue>) -> Option<String> {
-    v.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+/// A member that is a string, borrowed from the text unless escaped; `None` for anything else.
+fn str_of<'a>(v: Option<&&'a RawValue>) -> Option<Cow<'a, str>> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    v.and_then(|r| serde_json::from_str::<Text>(r.get()).ok())
+        .map(|t| t.0)
 }
 
 const NULL: &str = "null";
@@ -574,45 +578,67 @@ const NULL: &str = "null";
 /// Records ready to send.
 type Records = Vec<Box<RawValue>>;
 
+/// `"Comment"`, as a raw value.
+static COMMENT: std::sync::LazyLock<Box<RawValue>> = std::sync::LazyLock::new(|| {
+    serde_json::value::to_raw_value("Comment").unwrap_or_else(|_| RawValue::NULL.to_owned())
+});
+
+/// `{}`, as a raw value.
+static EMPTY_OBJECT: std::sync::LazyLock<Box<RawValue>> = std::sync::LazyLock::new(|| {
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
+});
+
+/// An audit's `via`, as tap-zendesk writes it.
+#[derive(serde::Serialize)]
+struct ViaOut {
+    channel: Option<String>,
+    source: Option<()>,
+}
+
+/// An audit's `metadata`.
+#[derive(serde::Serialize)]
+struct MetadataOut<'a> {
+    system: &'a RawValue,
+    custom: &'a RawValue,
+}
+
 /// Builds the audit and its comments from one ticket-events item. Member values are copied as raw
-/// text and the results are not re-parsed (see [`RawObject`]).
+/// text and the results are not re-parsed (see [`RawObject`]); the values seam makes are serialized
+/// straight into raw values (`to_raw_value`), never written as text and parsed back.
 fn audit_and_comments(
     ev: &TicketEvent<'_>,
     want_audit: bool,
     want_comments: bool,
 ) -> Result<(Option<Box<RawValue>>, Records), serde_json::Error> {
-    let small = RawValue::from_string;
-    let id = small(ev.id.to_string())?;
-    let ticket_id = small(ev.ticket_id.to_string())?;
+    use serde_json::value::to_raw_value;
+    let id = to_raw_value(&ev.id)?;
+    let ticket_id = to_raw_value(&ev.ticket_id)?;
     let created = match ev.created_at {
         Some(c) => c.to_owned(),
-        None => small(json_string(&crate::raw::iso(ev.timestamp)))?,
+        None => to_raw_value(&crate::raw::iso(ev.timestamp))?,
     };
-    let via = small(format!(
-        "{{\"channel\":{},\"source\":null}}",
-        ev.via
-            .as_deref()
-            .map_or_else(|| NULL.to_owned(), |l| json_string(&channel_of(l)))
-    ))?;
-    let metadata = small(format!(
-        "{{\"system\":{},\"custom\":{}}}",
-        ev.system.map_or("{}", |s| s.get()),
-        ev.metadata.map_or("{}", |s| s.get())
-    ))?;
-    let null = small(NULL.to_owned())?;
-    let comment = small("\"Comment\"".to_owned())?;
+    let via = to_raw_value(&ViaOut {
+        channel: ev.via.as_deref().map(channel_of),
+        source: None,
+    })?;
+    let metadata = to_raw_value(&MetadataOut {
+        system: ev.system.unwrap_or(&EMPTY_OBJECT),
+        custom: ev.metadata.unwrap_or(&EMPTY_OBJECT),
+    })?;
+    let null = RawValue::NULL;
+    let comment: &RawValue = &COMMENT;
     let mut comments = Vec::new();
     let mut events: Vec<Box<RawValue>> = Vec::with_capacity(ev.child_events.len());
     for m in &ev.child_events {
         let kind = str_of(m.get("event_type")).unwrap_or_default();
-        let cid: &RawValue = m.get("id").copied().unwrap_or(&null);
+        let cid: &RawValue = m.get("id").copied().unwrap_or(null);
         if kind == "Comment" {
             if want_comments {
                 let audit_id: &RawValue = m.get("audit_id").copied().unwrap_or(&id);
                 let c_created: &RawValue = m.get("created_at").copied().unwrap_or(&created);
                 let first = [
                     ("id", cid),
-                    ("type", &*comment),
+                    ("type", comment),
                     ("ticket_id", &*ticket_id),
                     ("audit_id", audit_id),
                     ("created_at", c_created),
@@ -622,7 +648,7 @@ fn audit_and_comments(
                 comments.push(RawObject::merged(&first, m, &["via_reference_id", "event_type"]).to_raw()?);
             }
             if want_audit {
-                let first = [("id", cid), ("type", &*comment)];
+                let first = [("id", cid), ("type", comment)];
                 events.push(
                     RawObject::merged(
                         &first,
@@ -637,14 +663,14 @@ fn audit_and_comments(
         if !want_audit {
             continue;
         }
-        let ty = small(json_string(&kind))?;
+        let ty = to_raw_value(&*kind)?;
         const META: &[&str] = &["id", "via", "via_reference_id", "event_type", "previous_value"];
         let fields: Vec<(&crate::raw::Key, &&RawValue)> =
             m.iter().filter(|(k, _)| !META.contains(&k.as_ref())).collect();
-        if matches!(kind.as_str(), "Create" | "Change") && fields.len() == 1 {
+        if matches!(&*kind, "Create" | "Change") && fields.len() == 1 {
             // The export writes a field change as `{"<field>": value}`; audits as field_name/value.
             let (name, value) = fields[0];
-            let fname = small(json_string(name))?;
+            let fname = to_raw_value(&**name)?;
             let mut first: Vec<(&str, &RawValue)> = vec![
                 ("id", cid),
                 ("type", &ty),
@@ -661,7 +687,7 @@ fn audit_and_comments(
         }
     }
     let audit = if want_audit {
-        let author: &RawValue = ev.updater_id.unwrap_or(&null);
+        let author: &RawValue = ev.updater_id.unwrap_or(null);
         let obj = RawObject(vec![
             ("id", Piece::Raw(&id)),
             ("ticket_id", Piece::Raw(&ticket_id)),
