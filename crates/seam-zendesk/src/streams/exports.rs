@@ -60,7 +60,11 @@ struct Ticket<'a> {
     id: u64,
     generated_timestamp: Option<i64>,
     deleted: bool,
+    /// The side-loaded metric set; `None` when absent or `null` (as an `Option` field reads it).
     metric_set: Option<&'a RawValue>,
+    /// `fields` is there and not `null`: it is cut out of the record (a `null` one passes through,
+    /// as `metric_set: null` does).
+    cut_fields: bool,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Ticket<'a> {
@@ -104,12 +108,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Ticket<'a> {
                 let generated_timestamp: Option<i64> = ts.map(typed).transpose()?.flatten();
                 let status: Option<Text> = status.map(typed).transpose()?;
                 let deleted = status.and_then(|t| t.0).is_some_and(|s| s == "deleted");
+                let not_null = |v: Option<&'de RawValue>| v.filter(|v| v.get() != "null");
                 Ok(Ticket {
                     members,
                     id,
                     generated_timestamp,
                     deleted,
-                    metric_set,
+                    metric_set: not_null(metric_set),
+                    cut_fields: not_null(fields).is_some(),
                 })
             }
         }
@@ -154,10 +160,15 @@ fn parse_tickets_page(
         if want_tickets {
             // tap-zendesk drops `fields` (a copy of `custom_fields`); the side-loaded `metric_set`
             // goes to ticket_metrics. The other members pass through as they came, in order.
+            let cut = |name: &str| match name {
+                "fields" => t.cut_fields,
+                "metric_set" => t.metric_set.is_some(),
+                _ => false,
+            };
             let kept = t
                 .members
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_ref(), "fields" | "metric_set"))
+                .filter(|(k, _)| !cut(k))
                 .map(|(k, v)| (k.as_ref(), Piece::Raw(v)))
                 .collect();
             out.tickets.push(RawObject(kept).to_raw()?);
@@ -1005,6 +1016,15 @@ mod tests {
         );
         assert!(p.live_ids.is_empty(), "a deleted ticket is not live");
         assert_eq!(p.max_ts, None);
+        // `null` for `fields` or `metric_set` is no value to cut or to load: it passes through.
+        let body = br#"{"tickets":[{"id":4,"fields":null,"metric_set":null,"generated_timestamp":9}],"end_of_stream":true}"#;
+        let p = parse_tickets_page(body, true, true).unwrap();
+        assert_eq!(
+            p.tickets[0].get(),
+            r#"{"id":4,"fields":null,"metric_set":null,"generated_timestamp":9}"#
+        );
+        assert!(p.metrics.is_empty(), "no metric set, no metric");
+        assert_eq!((p.live_ids, p.max_ts), (vec![4], Some(9)));
         // What serde's derive refused is refused: no id, an id that is not a u64, a field read twice,
         // a status or timestamp of another type.
         for bad in [
