@@ -1,8 +1,9 @@
 //! Working on records as raw JSON text, so the hot path never builds a `serde_json::Value`.
 //!
-//! Pages are parsed once into borrowed [`RawValue`]s; the few fields seam needs (id, timestamps) are
-//! read into small structs; records are passed through as text, with members cut out or spliced in
-//! where a stream needs it.
+//! Pages are parsed once into borrowed [`RawValue`]s (or an object's [`Members`], each value raw);
+//! the few fields seam needs (id, timestamps) are read into small structs; records are passed
+//! through as text, or rebuilt from their members' raw values ([`RawObject`]) where a stream cuts
+//! members out or adds its own.
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
