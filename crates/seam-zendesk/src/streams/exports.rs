@@ -1026,7 +1026,9 @@ mod tests {
         assert!(p.metrics.is_empty(), "no metric set, no metric");
         assert_eq!((p.live_ids, p.max_ts), (vec![4], Some(9)));
         // What serde's derive refused is refused: no id, an id that is not a u64, a field read twice,
-        // a status or timestamp of another type.
+        // a status or timestamp of another type. So is a ticket that is not an object, which the
+        // derive took as the sequence of its fields (`[3]`: a ticket with id 3 and a record `[3]`,
+        // which no warehouse can load): a page holding one fails with a clear error.
         for bad in [
             r#"{"status":"open"}"#,
             r#"{"id":"3"}"#,
@@ -1066,6 +1068,33 @@ mod tests {
         assert_eq!(c["body"], "hi");
         assert_eq!(c["via"]["channel"], "web");
         assert!(c.get("event_type").is_none());
+    }
+
+    #[test]
+    fn an_audit_is_written_exactly_from_a_sparse_item() {
+        // No via, system, metadata, created_at or updater: the audit says null, {} and the
+        // event's timestamp, in the shape the text form gave; a field change with a name to escape.
+        let item = r#"{"id":20,"ticket_id":4,"timestamp":1704067200,"child_events":[
+            {"id":21,"event_type":"Create","say \"hi\"":[1, 2]},{"event_type":"Com\u006dent","body":"x"}]}"#;
+        let ev: TicketEvent = serde_json::from_str(item).unwrap();
+        let (a, cs) = audit_and_comments(&ev, true, true).unwrap();
+        assert_eq!(
+            a.unwrap().get(),
+            concat!(
+                r#"{"id":20,"ticket_id":4,"created_at":"2024-01-01T00:00:00Z","author_id":null,"#,
+                r#""via":{"channel":null,"source":null},"metadata":{"system":{},"custom":{}},"events":["#,
+                r#"{"id":21,"type":"Create","field_name":"say \"hi\"","value":[1, 2]},"#,
+                r#"{"id":null,"type":"Comment","body":"x"}]}"#
+            )
+        );
+        assert_eq!(
+            cs[0].get(),
+            concat!(
+                r#"{"id":null,"type":"Comment","ticket_id":4,"audit_id":20,"#,
+                r#""created_at":"2024-01-01T00:00:00Z","via":{"channel":null,"source":null},"#,
+                r#""metadata":{"system":{},"custom":{}},"body":"x"}"#
+            )
+        );
     }
 
     use crate::streams::arb;
