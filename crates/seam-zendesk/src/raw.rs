@@ -122,10 +122,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
 }
 
 /// Parses an API response body. A body that is UTF-8 (every Zendesk body) is checked once, whole,
-/// and parsed as text; parsed as bytes instead, serde_json checks each raw value it lends (every
-/// record, again for each level it is nested in) and each string: 5.7% of `seam tap zendesk`'s
-/// instructions. Any other body is parsed as bytes, so it fails with serde_json's own error as it
-/// always did.
+/// and parsed as text; parsed as bytes instead, serde_json checks as UTF-8, one by one, each raw
+/// value (every record) and each string it lends: 5.7% of `seam tap zendesk`'s instructions, against
+/// 2.6% for the one check of every body. Any other body is parsed as bytes, so it fails with
+/// serde_json's own error as it always did.
 pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
     match std::str::from_utf8(body) {
         Ok(text) => serde_json::from_str(text),
