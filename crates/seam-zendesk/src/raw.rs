@@ -73,10 +73,10 @@ pub fn iso(epoch: i64) -> String {
 /// hashing their keys with SipHash was 2.9% of `seam tap zendesk`'s instructions (2k tickets).
 pub type Members<'a> = IndexMap<Key<'a>, &'a RawValue, foldhash::fast::RandomState>;
 
-/// An object member's name: borrowed from the JSON text, or owned when the text escapes a
-/// character in it. (serde reads a `Cow<str>` map key as an owned `String` whatever the text: one
-/// allocation per member of every object parsed.) Hashes and compares as its `str`, so a
-/// [`Members`] is looked up by `&str`.
+/// A JSON string — an object member's name, or a string value — borrowed from the JSON text, or
+/// owned when the text escapes a character in it. (serde reads a `Cow<str>` map key as an owned
+/// `String` whatever the text: one allocation per member of every object parsed.) Hashes and
+/// compares as its `str`, so a [`Members`] is looked up by `&str`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key<'a>(pub Cow<'a, str>);
 
@@ -105,7 +105,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
         impl<'de> serde::de::Visitor<'de> for Name {
             type Value = Cow<'de, str>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a member name")
+                f.write_str("a string")
             }
             fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(Cow::Borrowed(v))

@@ -77,9 +77,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Ticket<'a> {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Ticket<'de>, A::Error> {
                 use serde::de::Error;
-                /// A string value, borrowed unless escaped.
-                #[derive(Deserialize)]
-                struct Text<'a>(#[serde(borrow)] Option<Cow<'a, str>>);
                 fn typed<'a, T: Deserialize<'a>, E: Error>(raw: &'a RawValue) -> Result<T, E> {
                     serde_json::from_str(raw.get()).map_err(E::custom)
                 }
@@ -106,8 +103,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Ticket<'a> {
                 }
                 let id: u64 = typed(id.ok_or_else(|| A::Error::missing_field("id"))?)?;
                 let generated_timestamp: Option<i64> = ts.map(typed).transpose()?.flatten();
-                let status: Option<Text> = status.map(typed).transpose()?;
-                let deleted = status.and_then(|t| t.0).is_some_and(|s| s == "deleted");
+                let status: Option<Option<Key>> = status.map(typed).transpose()?;
+                let deleted = status.flatten().is_some_and(|s| &*s == "deleted");
                 let not_null = |v: Option<&'de RawValue>| v.filter(|v| v.get() != "null");
                 Ok(Ticket {
                     members,
@@ -578,10 +575,8 @@ fn channel_of(label: &str) -> String {
 
 /// A member that is a string, borrowed from the text unless escaped; `None` for anything else.
 fn str_of<'a>(v: Option<&&'a RawValue>) -> Option<Cow<'a, str>> {
-    #[derive(Deserialize)]
-    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
-    v.and_then(|r| serde_json::from_str::<Text>(r.get()).ok())
-        .map(|t| t.0)
+    v.and_then(|r| serde_json::from_str::<Key>(r.get()).ok())
+        .map(|k| k.0)
 }
 
 const NULL: &str = "null";
