@@ -168,7 +168,7 @@ fn parse_tickets_page(
                 .filter(|(k, _)| !cut(k))
                 .map(|(k, v)| (k.as_ref(), Piece::Raw(v)))
                 .collect();
-            out.tickets.push(RawObject(kept).to_raw()?);
+            out.tickets.push(RawObject(kept).to_raw());
         }
     }
     Ok(out)
@@ -651,7 +651,7 @@ fn audit_and_comments(
                     ("via", &*via),
                     ("metadata", &*metadata),
                 ];
-                comments.push(RawObject::merged(&first, m, &["via_reference_id", "event_type"]).to_raw()?);
+                comments.push(RawObject::merged(&first, m, &["via_reference_id", "event_type"]).to_raw());
             }
             if want_audit {
                 let first = [("id", cid), ("type", comment)];
@@ -661,7 +661,7 @@ fn audit_and_comments(
                         m,
                         &["via", "via_reference_id", "event_type", "created_at"],
                     )
-                    .to_raw()?,
+                    .to_raw(),
                 );
             }
             continue;
@@ -686,10 +686,10 @@ fn audit_and_comments(
             if let Some(pv) = m.get("previous_value") {
                 first.push(("previous_value", pv));
             }
-            events.push(RawObject::merged(&first, &Members::default(), &[]).to_raw()?);
+            events.push(RawObject::merged(&first, &Members::default(), &[]).to_raw());
         } else {
             let first = [("id", cid), ("type", &*ty)];
-            events.push(RawObject::merged(&first, m, &["via", "via_reference_id", "event_type"]).to_raw()?);
+            events.push(RawObject::merged(&first, m, &["via", "via_reference_id", "event_type"]).to_raw());
         }
     }
     let audit = if want_audit {
@@ -703,7 +703,7 @@ fn audit_and_comments(
             ("metadata", Piece::Raw(&metadata)),
             ("events", Piece::List(&events)),
         ]);
-        Some(obj.to_raw()?)
+        Some(obj.to_raw())
     } else {
         None
     };
