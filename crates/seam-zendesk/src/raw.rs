@@ -138,34 +138,6 @@ pub fn members(raw: &RawValue) -> Result<Members<'_>, serde_json::Error> {
     serde_json::from_str(raw.get())
 }
 
-/// Writes an object: `first` members, then `rest` (minus keys in `first` and in `drop`).
-pub fn write_object(first: &[(&str, &str)], rest: &Members<'_>, drop: &[&str]) -> String {
-    let mut out = String::with_capacity(rest.values().map(|v| v.get().len() + 16).sum::<usize>() + 64);
-    out.push('{');
-    let mut sep = false;
-    for (k, v) in first {
-        if sep {
-            out.push(',');
-        }
-        sep = true;
-        push_key(&mut out, k);
-        out.push_str(v);
-    }
-    for (k, v) in rest {
-        if drop.contains(&k.as_ref()) || first.iter().any(|(f, _)| *f == k.as_ref()) {
-            continue;
-        }
-        if sep {
-            out.push(',');
-        }
-        sep = true;
-        push_key(&mut out, k);
-        out.push_str(v.get());
-    }
-    out.push('}');
-    out
-}
-
 fn push_key(out: &mut String, k: &str) {
     if plain_key(k) {
         out.push('"');
@@ -292,7 +264,7 @@ impl<'a> RawObject<'a> {
 }
 
 /// A JSON string literal.
-pub fn json_string(s: &str) -> String {
+fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
@@ -380,8 +352,12 @@ mod tests {
         let raw: Box<RawValue> =
             serde_json::from_str(r#"{"id":5,"via":"Web form","body":"h\"i","odd\"key":1}"#).unwrap();
         let m = members(&raw).unwrap();
-        let out = write_object(&[("ticket_id", "9"), ("id", "5")], &m, &["via"]);
-        assert_eq!(out, r#"{"ticket_id":9,"id":5,"body":"h\"i","odd\"key":1}"#);
+        let (nine, five) = (
+            RawValue::from_string("9".into()).unwrap(),
+            RawValue::from_string("5".into()).unwrap(),
+        );
+        let out = RawObject::merged(&[("ticket_id", &*nine), ("id", &*five)], &m, &["via"]).to_raw();
+        assert_eq!(out.get(), r#"{"ticket_id":9,"id":5,"body":"h\"i","odd\"key":1}"#);
         let keep = ["id".to_string()].into_iter().collect();
         assert_eq!(select_fields(&raw, &keep).unwrap().get(), r#"{"id":5}"#);
     }

@@ -16,10 +16,10 @@ use super::{store_position, Position, ReadCtx, StreamDef, StreamOut};
 use crate::config::CommentsSource;
 use crate::error::ApiError;
 use crate::rate_limit::EndpointClass;
-use crate::raw::{members, write_object, Key, Members, Piece, RawObject};
+use crate::raw::{members, Key, Members, Piece, RawObject};
 use seam_core::SourceError;
 use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde_json::value::{to_raw_value, RawValue};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use tracing::{info, warn};
@@ -579,8 +579,6 @@ fn str_of<'a>(v: Option<&&'a RawValue>) -> Option<Cow<'a, str>> {
         .map(|k| k.0)
 }
 
-const NULL: &str = "null";
-
 /// Records ready to send.
 type Records = Vec<Box<RawValue>>;
 
@@ -616,7 +614,6 @@ fn audit_and_comments(
     want_audit: bool,
     want_comments: bool,
 ) -> Result<(Option<Box<RawValue>>, Records), serde_json::Error> {
-    use serde_json::value::to_raw_value;
     let id = to_raw_value(&ev.id)?;
     let ticket_id = to_raw_value(&ev.ticket_id)?;
     let created = match ev.created_at {
@@ -836,8 +833,9 @@ fn parse_audits(body: &[u8], since: i64) -> Result<(Children, Option<String>), s
     let (mut audits, mut comments) = (Vec::new(), Vec::new());
     for a in page.audits {
         let audit: Audit = serde_json::from_str(a.get())?;
-        let created = audit.created_at.map_or(NULL, |c| c.get());
-        let ts = serde_json::from_str::<String>(created)
+        let null = RawValue::NULL;
+        let created: &RawValue = audit.created_at.unwrap_or(null);
+        let ts = serde_json::from_str::<String>(created.get())
             .ok()
             .and_then(|s| crate::raw::parse_epoch(&s));
         if ts.is_some_and(|t| t < since) {
@@ -845,27 +843,22 @@ fn parse_audits(body: &[u8], since: i64) -> Result<(Children, Option<String>), s
             continue;
         }
         audits.push(a.to_owned());
-        let (aid, tid) = (audit.id.to_string(), audit.ticket_id.to_string());
+        let (aid, tid) = (to_raw_value(&audit.id)?, to_raw_value(&audit.ticket_id)?);
         for e in &audit.events {
             let m = members(e)?;
             if str_of(m.get("type")).as_deref() != Some("Comment") {
                 continue;
             }
-            let cid = m.get("id").map_or(NULL, |v| v.get());
-            let c = write_object(
-                &[
-                    ("id", cid),
-                    ("type", "\"Comment\""),
-                    ("ticket_id", &tid),
-                    ("audit_id", &aid),
-                    ("created_at", created),
-                    ("via", audit.via.map_or(NULL, |v| v.get())),
-                    ("metadata", audit.metadata.map_or(NULL, |v| v.get())),
-                ],
-                &m,
-                &[],
-            );
-            comments.push(RawValue::from_string(c)?);
+            let first = [
+                ("id", m.get("id").copied().unwrap_or(null)),
+                ("type", &*COMMENT),
+                ("ticket_id", &*tid),
+                ("audit_id", &*aid),
+                ("created_at", created),
+                ("via", audit.via.unwrap_or(null)),
+                ("metadata", audit.metadata.unwrap_or(null)),
+            ];
+            comments.push(RawObject::merged(&first, &m, &[]).to_raw());
         }
     }
     let next = page.meta.filter(|m| m.has_more).and_then(|m| m.after_cursor);
@@ -1184,6 +1177,16 @@ mod tests {
             "id 1 is a repeat of the boundary"
         );
         assert_eq!(events_page(EVENTS.as_bytes()).unwrap(), 2);
-        assert_eq!(parse_audits(AUDITS.as_bytes(), 0).unwrap().0 .1.len(), 1);
+        let ((audits, comments), next) = parse_audits(AUDITS.as_bytes(), 0).unwrap();
+        assert_eq!((audits.len(), next.as_deref()), (1, Some("c")));
+        // The comment: seam's members first, then the event's own not among them.
+        let comments: Vec<&str> = comments.iter().map(|c| c.get()).collect();
+        assert_eq!(
+            comments,
+            [concat!(
+                r#"{"id":5,"type":"Comment","ticket_id":2,"audit_id":1,"#,
+                r#""created_at":"2024-01-01T00:00:00Z","via":{"channel":"web"},"metadata":{},"body":"x"}"#
+            )]
+        );
     }
 }

@@ -24,7 +24,7 @@
 use super::{store_position, Position, ReadCtx, StreamDef};
 use crate::error::ApiError;
 use crate::rate_limit::EndpointClass;
-use crate::raw::{json_string, members, write_object, Head, Members};
+use crate::raw::{members, Head, Members, RawObject};
 use seam_core::catalog::ReplicationMethod;
 use seam_core::singer::Message;
 use seam_core::state::VERSION_BOOKMARK;
@@ -163,9 +163,9 @@ fn soft_deleted(item: &RawValue, from: &str) -> Result<Box<RawValue>, serde_json
     let m = members(item)?;
     let at = m
         .get(from)
-        .and_then(|v| serde_json::from_str::<Option<String>>(v.get()).ok().flatten())
-        .map_or_else(|| "null".to_owned(), |s| json_string(&s));
-    RawValue::from_string(write_object(&[("_sdc_deleted_at", &at)], &m, &[]))
+        .and_then(|v| serde_json::from_str::<Option<String>>(v.get()).ok().flatten());
+    let at = serde_json::value::to_raw_value(&at)?;
+    Ok(RawObject::merged(&[("_sdc_deleted_at", &at)], &m, &[]).to_raw())
 }
 
 /// A list stream: incremental with a client-side filter, or full table with ACTIVATE_VERSION (see
