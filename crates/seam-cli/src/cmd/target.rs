@@ -22,7 +22,7 @@ pub struct Args {
     /// Commit after this many records (target-stitch's default).
     #[arg(long, global = true, default_value_t = 20_000)]
     max_batch_records: usize,
-    /// Commit after this many bytes of record JSON [default: the warehouse's own: 8 MB].
+    /// Commit after this many bytes of record JSON [default: 16 MB; `seam sync` commits 8 MB].
     #[arg(long, global = true)]
     max_batch_bytes: Option<usize>,
     /// Load this stream append-only even though it has key properties (repeatable). Streams without
@@ -77,8 +77,27 @@ fn flat(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// Bytes of record JSON a batch gathers before it commits, unless `--max-batch-bytes` says otherwise:
+/// twice what `seam sync` commits (the warehouses' own [`seam_core::Destination::batch_bytes`]). Every
+/// commit costs each warehouse something per table it writes to (DuckDB a write to its log per
+/// column, PostgreSQL a `COPY` per table whose cost grows with its rows up to 1,000), so fewer,
+/// larger batches load faster; the price is memory. `seam sync` runs the source in the same process
+/// and keeps its whole peak under 100 MB with 8 MB batches; here the tap is another process. On a
+/// 20k-ticket Zendesk stream (six interleaved pairs, 2026-12-05): into DuckDB 0.92× the CPU at 227 MB
+/// instead of 210; into PostgreSQL 0.93× the wall time at 83 MB instead of 57.
+const TARGET_BATCH_BYTES: usize = 16_000_000;
+
 /// The buffer the target reads stdin through.
 const STDIN_BUFFER: usize = 256 * 1024;
+
+/// The loader's settings from the command line.
+fn loader_config(args: &Args) -> LoaderConfig {
+    LoaderConfig {
+        max_batch_records: args.max_batch_records.max(1),
+        max_batch_bytes: Some(args.max_batch_bytes.unwrap_or(TARGET_BATCH_BYTES).max(1)),
+        ..LoaderConfig::default()
+    }
+}
 
 /// Runs the target until stdin ends.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -89,11 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let schema = seam_core::naming::validate_schema_name(schema)?;
     let mut dest = open_with_retry(|| destination.open(&schema, append_only.clone())).map_err(flat)?;
-    let config = LoaderConfig {
-        max_batch_records: args.max_batch_records.max(1),
-        max_batch_bytes: args.max_batch_bytes.map(|b| b.max(1)),
-        ..LoaderConfig::default()
-    };
+    let config = loader_config(&args);
     // Reads of 256 KB: with stdin's own 8 KB buffer, a tap's output cost one read call per 8 KB.
     let mut reader = MessageReader::new(io::BufReader::with_capacity(STDIN_BUFFER, io::stdin().lock()));
     let input = std::iter::from_fn(move || reader.next_message());
@@ -128,4 +143,65 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.report.total_rows()
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn config(line: &[&str]) -> LoaderConfig {
+        let cli = Cli::try_parse_from(line).unwrap();
+        loader_config(&cli.args)
+    }
+
+    /// Batches are 16 MB of record JSON unless the command line says otherwise, before or after the
+    /// warehouse; a limit of 0 is taken as 1, as the record limit is.
+    #[test]
+    fn batches_are_16_mb_unless_the_command_line_says() {
+        let duckdb = ["seam", "duckdb", "--database", "x.duckdb", "--schema", "s"];
+        assert_eq!(config(&duckdb).max_batch_bytes, Some(16_000_000));
+        assert_eq!(config(&duckdb).max_batch_records, 20_000);
+        let postgres = ["seam", "postgres", "--url", "postgres://h/db", "--schema", "s"];
+        assert_eq!(config(&postgres).max_batch_bytes, Some(16_000_000));
+        let set = [
+            "seam",
+            "--max-batch-bytes",
+            "4000000",
+            "postgres",
+            "--url",
+            "postgres://h/db",
+            "--schema",
+            "s",
+        ];
+        assert_eq!(config(&set).max_batch_bytes, Some(4_000_000));
+        let after = [
+            "seam",
+            "duckdb",
+            "--database",
+            "x",
+            "--schema",
+            "s",
+            "--max-batch-bytes",
+            "0",
+        ];
+        assert_eq!(config(&after).max_batch_bytes, Some(1));
+        let records = [
+            "seam",
+            "--max-batch-records",
+            "0",
+            "duckdb",
+            "--database",
+            "x",
+            "--schema",
+            "s",
+        ];
+        assert_eq!(config(&records).max_batch_records, 1);
+    }
 }
