@@ -156,52 +156,31 @@ mod tests {
         args: Args,
     }
 
-    fn config(line: &[&str]) -> LoaderConfig {
-        let cli = Cli::try_parse_from(line).unwrap();
-        loader_config(&cli.args)
-    }
-
     /// Batches are 16 MB of record JSON unless the command line says otherwise, before or after the
     /// warehouse; a limit of 0 is taken as 1, as the record limit is.
     #[test]
     fn batches_are_16_mb_unless_the_command_line_says() {
-        let duckdb = ["seam", "duckdb", "--database", "x.duckdb", "--schema", "s"];
-        assert_eq!(config(&duckdb).max_batch_bytes, Some(16_000_000));
-        assert_eq!(config(&duckdb).max_batch_records, 20_000);
-        let postgres = ["seam", "postgres", "--url", "postgres://h/db", "--schema", "s"];
-        assert_eq!(config(&postgres).max_batch_bytes, Some(16_000_000));
-        let set = [
-            "seam",
-            "--max-batch-bytes",
-            "4000000",
-            "postgres",
-            "--url",
-            "postgres://h/db",
-            "--schema",
-            "s",
+        let duckdb = "duckdb --database x.duckdb --schema s";
+        let postgres = "postgres --url postgres://h/db --schema s";
+        let cases = [
+            (format!("seam {duckdb}"), 16_000_000, 20_000),
+            (format!("seam {postgres}"), 16_000_000, 20_000),
+            (
+                format!("seam --max-batch-bytes 4000000 {postgres}"),
+                4_000_000,
+                20_000,
+            ),
+            (format!("seam {duckdb} --max-batch-bytes 0"), 1, 20_000),
+            (format!("seam --max-batch-records 0 {duckdb}"), 16_000_000, 1),
         ];
-        assert_eq!(config(&set).max_batch_bytes, Some(4_000_000));
-        let after = [
-            "seam",
-            "duckdb",
-            "--database",
-            "x",
-            "--schema",
-            "s",
-            "--max-batch-bytes",
-            "0",
-        ];
-        assert_eq!(config(&after).max_batch_bytes, Some(1));
-        let records = [
-            "seam",
-            "--max-batch-records",
-            "0",
-            "duckdb",
-            "--database",
-            "x",
-            "--schema",
-            "s",
-        ];
-        assert_eq!(config(&records).max_batch_records, 1);
+        for (line, bytes, records) in cases {
+            let cli = Cli::try_parse_from(line.split(' ')).unwrap();
+            let config = loader_config(&cli.args);
+            assert_eq!(
+                (config.max_batch_bytes, config.max_batch_records),
+                (Some(bytes), records),
+                "{line}"
+            );
+        }
     }
 }
