@@ -13,6 +13,8 @@ use serde_json::Value;
 use std::io::{self, BufRead, Write};
 use thiserror::Error;
 
+mod scan;
+
 /// A RECORD message.
 #[derive(Debug, Clone)]
 pub struct RecordMessage {
@@ -95,7 +97,37 @@ impl Message {
 
     /// Parses one line. Errors carry no line number; [`MessageReader`] adds it.
     pub fn parse(line: &str) -> Result<Message, MessageError> {
-        let raw: WireIn<'_> = serde_json::from_str(line).map_err(MessageError::Json)?;
+        if let Some(record) = Self::parse_record_line(line) {
+            return Ok(record);
+        }
+        Self::from_wire(serde_json::from_str(line).map_err(MessageError::Json)?)
+    }
+
+    /// A RECORD line read on the fast road ([`scan`]), which checks the line and reads its envelope
+    /// in one pass. `None` where that road does not lead to a record message; [`Message::parse`]
+    /// then reads the line the general way, for its message or its error.
+    fn parse_record_line(line: &str) -> Option<Message> {
+        let parts = scan::record_line(line)?;
+        let time_extracted = match parts.time_extracted {
+            Some(t) => Some(parse_time(t).ok()?),
+            None => None,
+        };
+        // SAFETY: `from_string_unchecked` asks for one well-formed JSON value with no whitespace
+        // around it: `record_line` promises that of the record it returns, which it has checked as
+        // serde_json checks a value it skips (and serde_json, in debug builds, so every test,
+        // parses the text again and panics if it is not exactly one value).
+        #[allow(unsafe_code)]
+        let record = unsafe { RawValue::from_string_unchecked(parts.record.to_owned()) };
+        Some(Message::Record(RecordMessage {
+            stream: parts.stream.to_owned(),
+            record,
+            version: parts.version,
+            time_extracted,
+        }))
+    }
+
+    /// The message a line's envelope says.
+    fn from_wire(raw: WireIn<'_>) -> Result<Message, MessageError> {
         let ty = raw.message_type.as_ref();
         let missing = |field: &'static str| MessageError::MissingField {
             message_type: ty.to_ascii_uppercase(),
@@ -419,6 +451,7 @@ impl<R: BufRead> Iterator for MessageReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
     use serde_json::json;
 
     const SPEC_EXAMPLE: &str = r#"{"type":"SCHEMA","stream":"users","key_properties":["id"],"schema":{"required":["id"],"type":"object","properties":{"id":{"type":"integer"}}}}
@@ -439,6 +472,38 @@ mod tests {
             if let Some(t) = parse_utc(&s) {
                 proptest::prop_assert_eq!(Some(t), chrono.ok(), "{}", s);
             }
+        }
+
+        /// A line reads as the same message, or the same error, whichever road it takes: envelopes
+        /// with and without what a RECORD needs, in any order, records well-formed or not.
+        #[test]
+        fn both_roads_read_a_line_alike(
+            members in (
+                proptest::sample::select(vec![
+                    r#""type":"RECORD""#, r#""type": "record""#, r#""type":"STATE""#, r#""typ\u0065":"RECORD""#, "",
+                ]),
+                proptest::sample::select(vec![r#""stream":"s""#, r#""stream":5"#, r#""stream":"\u0073""#, ""]),
+                proptest::sample::select(vec![r#""version":3"#, r#""version":"3""#, r#""version":null"#, r#""version":-0"#, ""]),
+                proptest::sample::select(vec![
+                    r#""time_extracted":"2024-01-02T03:04:05Z""#, r#""time_extracted":"soon""#,
+                    r#""time_extracted":null"#, "",
+                ]),
+                proptest::sample::select(vec![
+                    r#""value":{}"#, r#""extra":[1,{"a":null}]"#, r#""record":{"id":1}"#, r#""key_properties":[]"#,
+                    r#""schema":5"#, r#""stream":"t""#, r#""str\u0065am":"t""#, "", "",
+                ]),
+            ).prop_map(|(a, b, c, d, e)| vec![a, b, c, d, e]).prop_shuffle(),
+            record in r#"\{("id":(1|-0|01|1\.5e3|"x\\"y")(,"a":\[(true|null|\{\})?\])?)?\}? ?"#,
+        ) {
+            let mut parts: Vec<String> = members.iter().filter(|m| !m.is_empty()).map(|m| (*m).to_owned()).collect();
+            parts.push(format!(r#""record":{record}"#));
+            let line = format!("{{{}}}", parts.join(","));
+            let general = serde_json::from_str(&line).map_err(MessageError::Json).and_then(Message::from_wire);
+            proptest::prop_assert_eq!(
+                format!("{:?}", Message::parse(&line)),
+                format!("{general:?}"),
+                "{}", line
+            );
         }
     }
 
