@@ -393,7 +393,7 @@ impl ReadError {
 pub struct MessageReader<R> {
     input: R,
     line: u64,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl<R: BufRead> MessageReader<R> {
@@ -402,7 +402,7 @@ impl<R: BufRead> MessageReader<R> {
         MessageReader {
             input,
             line: 0,
-            buf: String::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -416,17 +416,22 @@ impl<R: BufRead> MessageReader<R> {
         loop {
             self.buf.clear();
             self.line += 1;
-            match self.input.read_line(&mut self.buf) {
+            let text = match read_line(&mut self.input, &mut self.buf) {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(_) => {
+                    std::str::from_utf8(&self.buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+                }
+                Err(e) => Err(e),
+            };
+            let text = match text {
+                Ok(text) => text.trim(),
                 Err(source) => {
                     return Some(Err(ReadError::Io {
                         line: self.line,
                         source,
                     }))
                 }
-            }
-            let text = self.buf.trim();
+            };
             if text.is_empty() {
                 continue;
             }
@@ -436,6 +441,34 @@ impl<R: BufRead> MessageReader<R> {
                     .map(|m| (line, m))
                     .map_err(|source| ReadError::Malformed { line, source }),
             );
+        }
+    }
+}
+
+/// Appends the next line of `input` to `buf`, its `\n` included; the number of bytes read, 0 at
+/// the end. `BufRead::read_line` looks for the line's end with the standard library's portable
+/// search, a word at a time (2.7% of `seam target postgres`'s instructions on a 2k-ticket stream,
+/// callgrind); `memchr` uses the processor's vector instructions.
+fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(read);
+        }
+        let (taken, done) = match memchr::memchr(b'\n', available) {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        buf.extend_from_slice(&available[..taken]);
+        input.consume(taken);
+        read += taken;
+        if done {
+            return Ok(read);
         }
     }
 }
