@@ -418,9 +418,10 @@ impl<R: BufRead> MessageReader<R> {
             self.line += 1;
             let text = match read_line(&mut self.input, &mut self.buf) {
                 Ok(0) => return None,
-                Ok(_) => {
+                // The vector check says only whether the line is UTF-8; the standard one, where not.
+                Ok(_) => simdutf8::basic::from_utf8(&self.buf).or_else(|_| {
                     std::str::from_utf8(&self.buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-                }
+                }),
                 Err(e) => Err(e),
             };
             let text = match text {

@@ -124,10 +124,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
 /// Parses an API response body. A body that is UTF-8 (every Zendesk body) is checked once, whole,
 /// and parsed as text; parsed as bytes instead, serde_json checks as UTF-8, one by one, each raw
 /// value (every record) and each string it lends: 5.7% of `seam tap zendesk`'s instructions, against
-/// 2.6% for the one check of every body. Any other body is parsed as bytes, so it fails with
-/// serde_json's own error as it always did.
+/// 2.6% for the one check of every body (checked with vector instructions, `simdutf8`, a fraction
+/// of that). Any other body is parsed as bytes, so it fails with serde_json's own error as it always
+/// did.
 pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
-    match std::str::from_utf8(body) {
+    match simdutf8::basic::from_utf8(body) {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(body),
     }
