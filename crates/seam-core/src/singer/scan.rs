@@ -50,13 +50,13 @@ pub(super) fn record_line(line: &str) -> Option<RecordLine<'_>> {
         if s.string_rest()? {
             return None;
         }
-        let name = &b[name..s.i - 1];
+        let name = b.get(name..s.i - 1)?;
         s.spaces();
         s.eat(b':')?;
         s.spaces();
         let start = s.i;
         s.value()?;
-        let text = &line[start..s.i];
+        let text = line.get(start..s.i)?;
         let slot = match name {
             b"type" => &mut ty,
             b"stream" => &mut stream,
@@ -270,7 +270,8 @@ impl Scanner<'_> {
         const HIGH: u64 = ONES << 7;
         let mut escaped = false;
         loop {
-            while let Some((eight, _)) = self.b[self.i..].split_first_chunk::<8>() {
+            let mut rest = self.b.get(self.i..)?;
+            while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
                 let x = u64::from_le_bytes(*eight);
                 let quote = x ^ (ONES * u64::from(b'"'));
                 let backslash = x ^ (ONES * u64::from(b'\\'));
@@ -282,6 +283,7 @@ impl Scanner<'_> {
                     break;
                 }
                 self.i += 8;
+                rest = tail;
             }
             match self.next()? {
                 b'"' => return Some(escaped),
