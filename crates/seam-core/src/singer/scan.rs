@@ -122,21 +122,25 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let c = self.peek()?;
         self.i += 1;
         Some(c)
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.next()? == c).then_some(())
     }
 
     /// Skips spaces: with no byte below 0x20 in the line, the only whitespace JSON has.
+    #[inline(always)]
     fn spaces(&mut self) {
         while self.peek() == Some(b' ') {
             self.i += 1;
@@ -208,6 +212,7 @@ impl Scanner<'_> {
     }
 
     /// A member's name and its colon, up to its value.
+    #[inline(always)]
     fn name(&mut self) -> Option<()> {
         self.eat(b'"')?;
         self.string_rest()?;
