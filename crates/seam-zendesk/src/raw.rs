@@ -68,10 +68,92 @@ pub fn iso(epoch: i64) -> String {
         .to_string()
 }
 
-/// An object's members in order, values left raw. Keyed with foldhash rather than the standard
-/// library's SipHash: every ticket event and every list item is parsed into one of these, and
-/// hashing their keys with SipHash was 2.9% of `seam tap zendesk`'s instructions (2k tickets).
-pub type Members<'a> = IndexMap<Key<'a>, &'a RawValue, foldhash::fast::RandomState>;
+/// An object's members in the order its text gives them, values left raw. A name given twice keeps
+/// its first place and takes its last value, as serde_json's own map does.
+///
+/// A list, looked up by comparing names: the objects parsed into these (every ticket event, a few per
+/// audit, and each list page) have a handful of members, and an `IndexMap` (a hash table and its
+/// growth for each, every name hashed) was ~7% of `seam tap zendesk`'s instructions (2k tickets).
+/// Repeated names are looked for pair by pair in objects of up to [`Members::FEW`] members, with a
+/// hash set in larger ones, so that no object costs more than its size.
+#[derive(Debug, Default)]
+pub struct Members<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    /// Up to this many members, repeated names are looked for pair by pair.
+    const FEW: usize = 32;
+
+    /// The value of the member named `name`.
+    pub fn get(&self, name: &str) -> Option<&&'a RawValue> {
+        self.0.iter().find(|(k, _)| &*k.0 == name).map(|(_, v)| v)
+    }
+
+    /// The members in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key<'a>, &&'a RawValue)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The names in order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key<'a>> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// `members` as read, each name once: a repeated name keeps its first place and its last value.
+    fn from_read(members: Vec<(Key<'a>, &'a RawValue)>) -> Self {
+        let repeated = if members.len() <= Self::FEW {
+            members
+                .iter()
+                .enumerate()
+                .any(|(i, (k, _))| members[..i].iter().any(|(seen, _)| seen == k))
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+                members.len(),
+                foldhash::fast::RandomState::default(),
+            );
+            !members.iter().all(|(k, _)| seen.insert(&*k.0))
+        };
+        if !repeated {
+            return Members(members);
+        }
+        let mut once: IndexMap<Key<'a>, &'a RawValue, foldhash::fast::RandomState> = IndexMap::default();
+        for (k, v) in members {
+            once.insert(k, v);
+        }
+        Members(once.into_iter().collect())
+    }
+}
+
+impl<'b, 'a> IntoIterator for &'b Members<'a> {
+    type Item = (&'b Key<'a>, &'b &'a RawValue);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'b, (Key<'a>, &'a RawValue)>,
+        fn(&'b (Key<'a>, &'a RawValue)) -> (&'b Key<'a>, &'b &'a RawValue),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                while let Some(member) = map.next_entry::<Key<'a>, &'a RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members::from_read(members))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
 
 /// A JSON string — an object member's name, or a string value — borrowed from the JSON text, or
 /// owned when the text escapes a character in it. (serde reads a `Cow<str>` map key as an owned
@@ -387,6 +469,38 @@ mod tests {
         }
         assert!(parse_body::<Members>(br#"{"a":1,2:3}"#).is_err());
         assert!(parse_body::<Members>(br#"[1]"#).is_err());
+    }
+
+    proptest! {
+        /// Objects of any size, names repeated or not, read as serde_json reads them into its own
+        /// map: each name once, in its first place, with its last value.
+        #[test]
+        fn members_read_as_serde_json_reads_an_object(
+            names in prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "id", "é", "q\"", "x1", "x2"]), 0..80),
+            spread in prop::collection::vec(0..200u32, 80),
+        ) {
+            // Names drawn from a few (many repeats) or made distinct with a number (none).
+            let names: Vec<String> = names
+                .iter()
+                .zip(&spread)
+                .map(|(n, k)| if k % 3 == 0 { (*n).to_owned() } else { format!("{n}{k}") })
+                .collect();
+            let text = format!(
+                "{{{}}}",
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("{}:{i}", serde_json::Value::from(n.as_str())))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let ours: Members = parse_body(text.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let theirs: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let ours: Vec<(String, String)> = ours.iter().map(|(k, v)| (k.to_string(), v.get().to_owned())).collect();
+            let theirs: Vec<(String, String)> = theirs.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+            prop_assert_eq!(ours, theirs, "{}", text);
+        }
     }
 
     #[test]
