@@ -8,6 +8,8 @@
 //! and a key given twice keeps its first position and its last value. Written back
 //! ([`serde::Serialize`]), it gives the same text `serde_json::to_string` gives for the `Value`.
 
+pub(crate) mod read;
+
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Number;
@@ -233,7 +235,7 @@ impl Serialize for Json<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -290,21 +292,24 @@ mod tests {
         assert!(matches!(f[1].1, Json::String(Cow::Owned(_))));
     }
 
-    fn value() -> impl Strategy<Value = Value> {
+    /// Random JSON values: every kind of number, text with characters to escape (control ones
+    /// too), objects with repeated and escaped keys, nested a few levels.
+    pub(super) fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
+            (-100_000i64..100_000).prop_map(Value::from),
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(Value::from),
-            "[a-z\"\\\\\t\u{e9}\u{1f600}]{0,6}".prop_map(Value::String),
+            "[a-z\"\\\\\t\n\r\u{8}\u{c}/\u{e9}\u{1f600}\u{1}\u{0}]{0,12}".prop_map(Value::String),
         ];
-        leaf.prop_recursive(3, 24, 6, |inner| {
+        leaf.prop_recursive(4, 40, 8, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                prop::collection::vec(("[ab\"]{0,2}", inner), 0..6)
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[ab\"\\\\é]{0,3}", inner), 0..8)
                     .prop_map(|kv| Value::Object(kv.into_iter().collect())),
             ]
         })

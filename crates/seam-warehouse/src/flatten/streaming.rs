@@ -1,8 +1,8 @@
 //! Flattening a record while it is parsed: the rows, cells and order that flattening its parsed tree
 //! gives ([`super::flatten_tree`]), without building the tree.
 //!
-//! The pass drives `serde_json`'s parser with visitors that put each value in its cell as it is
-//! read: objects into `parent__child` columns, array elements into subtable rows. It takes the road
+//! The pass drives a reader of seam's own ([`crate::json::read`]: the calls serde_json's parser
+//! makes, for less work) with visitors that put each value in its cell as it is read: objects into `parent__child` columns, array elements into subtable rows. It takes the road
 //! records usually take, and gives up ([`flatten`] returns `None`; the caller takes back what it
 //! put) wherever the tree has a decision to make: a repeated key (the tree keeps its first place and
 //! last value), a key that names no column or a column another field names, a record's own field
@@ -19,6 +19,7 @@ use super::{
     Cell, CellRef, Col, ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink,
     StreamSpec, SystemCells, DELETED_AT, NO_PREFIX, VALUE_COLUMN,
 };
+use crate::json::read::Reader;
 use crate::json::{Json, Key};
 use seam_core::schema::Schema;
 use seam_core::RecordMessage;
@@ -65,7 +66,7 @@ pub(super) fn flatten<S: RowSink>(
         object,
         cursor: 0,
     };
-    let mut de = serde_json::Deserializer::from_str(record.record.get());
+    let mut de = Reader::new(record.record.get());
     RecordSeed(&mut top).deserialize(&mut de).ok()?;
     de.end().ok()?;
     top.finish(sys)
@@ -327,7 +328,7 @@ impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
         self.scalar(&Json::String(Cow::Borrowed(v)))
     }
 
-    /// A string lent straight from the record's text. serde_json lends one only when it holds no
+    /// A string lent straight from the record's text. The reader lends one only when it holds no
     /// escape, and refuses control characters written raw inside a string, so it holds no NUL:
     /// the search for one (a pass over every text) is left to the strings it unescaped, which
     /// come through [`Self::visit_str`] (the test `strings_lent_from_the_text_hold_no_nul`).
@@ -669,11 +670,16 @@ mod tests {
         ));
     }
 
-    /// A NUL reaches a string only through an escape: serde_json refuses one written raw (the
-    /// streaming pass searches only the strings it unescaped), and an escaped one sends the record
-    /// to its tree wherever the string sits, which never stores a NUL.
+    /// A NUL reaches a string only through an escape: the reader, like serde_json, refuses one
+    /// written raw (the streaming pass searches only the strings it unescaped), and an escaped one
+    /// sends the record to its tree wherever the string sits, which never stores a NUL.
     #[test]
     fn strings_lent_from_the_text_hold_no_nul() {
+        use serde::Deserialize;
+        for raw in ["\"a\u{0}b\"", "\"a\u{1}b\"", "\"a\u{1f}\""] {
+            assert!(<&str>::deserialize(&mut Reader::new(raw)).is_err(), "{raw:?}");
+        }
+        assert_eq!(<&str>::deserialize(&mut Reader::new("\"a b\"")).ok(), Some("a b"));
         assert!(serde_json::from_str::<&str>("\"a\u{0}b\"").is_err());
         // A record's text is a `RawValue`, which serde_json checks as it reads it.
         assert!(serde_json::value::RawValue::from_string("{\"id\": 1, \"x\": \"a\u{0}b\"}".into()).is_err());
