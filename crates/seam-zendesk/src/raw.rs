@@ -93,6 +93,16 @@ impl<'a> Members<'a> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True without members.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The names in order.
     pub fn keys(&self) -> impl Iterator<Item = &Key<'a>> {
         self.0.iter().map(|(k, _)| k)
@@ -300,7 +310,8 @@ pub struct RawObject<'a>(pub Vec<(&'a str, Piece<'a>)>);
 impl<'a> RawObject<'a> {
     /// `first` members, then the members of `rest` not in `first` and not in `drop`.
     pub fn merged(first: &[(&'a str, &'a RawValue)], rest: &'a Members<'a>, drop: &[&str]) -> Self {
-        let mut v: Vec<(&'a str, Piece<'a>)> = first.iter().map(|(k, r)| (*k, Piece::Raw(r))).collect();
+        let mut v: Vec<(&'a str, Piece<'a>)> = Vec::with_capacity(first.len() + rest.len());
+        v.extend(first.iter().map(|(k, r)| (*k, Piece::Raw(r))));
         for (k, r) in rest {
             let k: &str = k.as_ref();
             if drop.contains(&k) || first.iter().any(|(f, _)| *f == k) {

@@ -236,6 +236,8 @@ impl<'de> Reader<'de> {
 /// is kept (a NUL is refused later, with what the text holds).
 fn unescape(text: &str, out: &mut String) -> Result<(), Unread> {
     out.clear();
+    // Unescaped, a text is never longer.
+    out.reserve(text.len());
     let mut rest = text;
     while let Some(i) = backslash(rest.as_bytes()) {
         let (plain, escape) = rest.split_at_checked(i).ok_or(Unread)?;
