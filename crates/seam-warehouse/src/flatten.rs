@@ -514,6 +514,8 @@ struct ColumnCache {
     object: u32,
     /// Emptied column lists, reused for the next objects' columns.
     spare: Vec<Vec<Col>>,
+    /// The buffer records' escaped strings are unescaped into, kept for the next record's.
+    scratch: String,
     /// `(table, column)`, by the address of each name's shared text → the subtable their arrays
     /// load into.
     subtables: HashMap<(usize, usize), Subtable, FastHash>,
@@ -624,7 +626,17 @@ impl<'j> Field<'j> for (&str, &Json<'j>) {
 const SPARE_LISTS: usize = 64;
 const SPARE_LIST_CAPACITY: usize = 4_096;
 
+/// The largest unescaping buffer a stream keeps between records.
+const SCRATCH_KEPT: usize = 1 << 20;
+
 impl ColumnCache {
+    /// Keeps `scratch` for the next record, unless one long text made it large.
+    fn keep_scratch(&mut self, scratch: String) {
+        if scratch.capacity() <= SCRATCH_KEPT {
+            self.scratch = scratch;
+        }
+    }
+
     /// Takes back a column list for reuse (see [`SPARE_LISTS`]).
     fn give_back(&mut self, mut columns: Vec<Col>) {
         columns.clear();

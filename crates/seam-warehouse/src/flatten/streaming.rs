@@ -48,6 +48,7 @@ pub(super) fn flatten<S: RowSink>(
     let mut cache = spec.columns.lock().unwrap_or_else(PoisonError::into_inner);
     let place = cache.place_of(table, &NO_PREFIX)?;
     let object = cache.next_object();
+    let mut de = Reader::with_scratch(record.record.get(), std::mem::take(&mut cache.scratch));
     let mut top = Top {
         spec,
         record,
@@ -66,9 +67,9 @@ pub(super) fn flatten<S: RowSink>(
         object,
         cursor: 0,
     };
-    let mut de = Reader::new(record.record.get());
-    RecordSeed(&mut top).deserialize(&mut de).ok()?;
-    de.end().ok()?;
+    let read = RecordSeed(&mut top).deserialize(&mut de).and_then(|()| de.end());
+    top.flat.cache.keep_scratch(de.into_scratch());
+    read.ok()?;
     top.finish(sys)
 }
 

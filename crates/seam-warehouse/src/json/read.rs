@@ -53,13 +53,24 @@ pub(crate) struct Reader<'de> {
 }
 
 impl<'de> Reader<'de> {
+    #[cfg(test)]
     pub(crate) fn new(text: &'de str) -> Self {
+        Self::with_scratch(text, String::new())
+    }
+
+    /// A reader that unescapes strings into `scratch` (a buffer kept from an earlier reader).
+    pub(crate) fn with_scratch(text: &'de str, scratch: String) -> Self {
         Reader {
             text,
             at: 0,
             depth: 0,
-            scratch: String::new(),
+            scratch,
         }
+    }
+
+    /// The unescaping buffer, for the next reader.
+    pub(crate) fn into_scratch(self) -> String {
+        self.scratch
     }
 
     /// Checks that nothing but whitespace follows the value read.
