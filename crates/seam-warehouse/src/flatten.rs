@@ -516,6 +516,8 @@ struct ColumnCache {
     spare: Vec<Vec<Col>>,
     /// The buffer records' escaped strings are unescaped into, kept for the next record's.
     scratch: String,
+    /// The array indexes above an element while a record is read, kept (empty) for the next.
+    levels: Vec<i64>,
     /// `(table, column)`, by the address of each name's shared text → the subtable their arrays
     /// load into.
     subtables: HashMap<(usize, usize), Subtable, FastHash>,

@@ -49,6 +49,7 @@ pub(super) fn flatten<S: RowSink>(
     let place = cache.place_of(table, &NO_PREFIX)?;
     let object = cache.next_object();
     let mut de = Reader::with_scratch(record.record.get(), std::mem::take(&mut cache.scratch));
+    let levels = std::mem::take(&mut cache.levels);
     let mut top = Top {
         spec,
         record,
@@ -57,7 +58,7 @@ pub(super) fn flatten<S: RowSink>(
             rules,
             cache: &mut cache,
             sink,
-            levels: Vec::new(),
+            levels,
         },
         key_values: vec![None; spec.key_properties.len()],
         pending: Vec::new(),
@@ -69,6 +70,9 @@ pub(super) fn flatten<S: RowSink>(
     };
     let read = RecordSeed(&mut top).deserialize(&mut de).and_then(|()| de.end());
     top.flat.cache.keep_scratch(de.into_scratch());
+    let mut levels = std::mem::take(&mut top.flat.levels);
+    levels.clear();
+    top.flat.cache.levels = levels;
     read.ok()?;
     top.finish(sys)
 }
