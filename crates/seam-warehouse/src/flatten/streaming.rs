@@ -2,13 +2,13 @@
 //! gives ([`super::flatten_tree`]), without building the tree.
 //!
 //! The pass drives a reader of seam's own ([`crate::json::read`]: the calls serde_json's parser
-//! makes, for less work) with visitors that put each value in its cell as it is read: objects into `parent__child` columns, array elements into subtable rows. It takes the road
-//! records usually take, and gives up ([`flatten`] returns `None`; the caller takes back what it
-//! put) wherever the tree has a decision to make: a repeated key (the tree keeps its first place and
-//! last value), a key that names no column or a column another field names, a record's own field
-//! named like a nested column (`a__b`), a value no column type holds, a record without its key,
-//! text that is not one JSON object. The tree then flattens the record, so every such case keeps
-//! one implementation.
+//! makes, for less work) with visitors that put each value in its cell as it is read: objects into
+//! `parent__child` columns, array elements into subtable rows. It takes the road records usually
+//! take, and gives up ([`flatten`] returns `None`; the caller takes back what it put) wherever the
+//! tree has a decision to make: a repeated key (the tree keeps its first place and last value), a
+//! key that names no column or a column another field names, a record's own field named like a
+//! nested column (`a__b`), a value no column type holds, a record without its key, text the reader
+//! does not read. The tree then flattens the record, so every such case keeps one implementation.
 //!
 //! The record's key fields may come anywhere in it: the fields met before the last of them are
 //! parsed into small trees and flattened from those once the key is known, so the top-level row
