@@ -54,6 +54,7 @@ impl Values {
 /// Reads a column buffer's values in row order, for [`TableRows::for_each_row`]: a row's cell is
 /// its value when the buffer's next value is that row's, NULL otherwise (most cells of a sparse
 /// column), without a lookup per cell.
+#[derive(Debug)]
 struct Cursor<'r> {
     buf: &'r ColumnBuf,
     /// The row of the next value (`u32::MAX` past the last: no row has that number, as a row
@@ -99,6 +100,43 @@ impl<'r> Cursor<'r> {
             }
         }
     }
+}
+
+/// One row's cells, as [`TableRows::for_each_row_parts`] hands them over.
+#[derive(Debug)]
+pub struct RowParts<'c, 'r> {
+    cursors: &'c mut [Cursor<'r>],
+    row: u32,
+    /// The next column.
+    at: usize,
+}
+
+impl<'r> Iterator for RowParts<'_, 'r> {
+    type Item = RowPart<'r>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<RowPart<'r>> {
+        let first = self.at;
+        while self.cursors.get(self.at).is_some_and(|c| c.next != self.row) {
+            self.at += 1;
+        }
+        if self.at > first {
+            return Some(RowPart::Nulls(self.at - first));
+        }
+        let j = self.at;
+        let cursor = self.cursors.get_mut(j)?;
+        self.at += 1;
+        Some(RowPart::Value(j, cursor.take(self.row)))
+    }
+}
+
+/// A piece of a row, as [`RowParts`] hands it over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowPart<'r> {
+    /// Column `.0` holds `.1` in this row.
+    Value(usize, CellRef<'r>),
+    /// The next `.0` columns hold NULL in this row.
+    Nulls(usize),
 }
 
 /// The values of one `(base column, type)` of a staged table, with their row numbers (ascending).
@@ -963,6 +1001,33 @@ impl<'r> TableRows<'r> {
             if table.live(r, &self.rejected) {
                 f(&cells)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Walks the rows as [`Self::for_each_row`] does, without handing over each NULL: `f` gets
+    /// each live row as [`RowParts`], in column order a [`RowPart::Value`] for each column with a
+    /// value in it and a [`RowPart::Nulls`] for each run of columns without one. For an encoder
+    /// that writes a run of NULLs at once: most of a Zendesk table's cells are NULL.
+    pub fn for_each_row_parts<E>(
+        &self,
+        mut f: impl FnMut(&mut RowParts<'_, 'r>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some(table) = self.table else {
+            return Ok(());
+        };
+        let mut cursors: Vec<Cursor<'r>> = self.bufs.iter().map(|b| Cursor::new(b)).collect();
+        for r in 0..table.rows {
+            let mut parts = RowParts {
+                cursors: &mut cursors,
+                row: r,
+                at: 0,
+            };
+            if table.live(r, &self.rejected) {
+                f(&mut parts)?;
+            }
+            // Whatever `f` left (all of a dead row): the cursors move past this row.
+            parts.for_each(drop);
         }
         Ok(())
     }

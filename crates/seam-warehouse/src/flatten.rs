@@ -2560,6 +2560,30 @@ mod tests {
                 })
                 .unwrap();
                 prop_assert_eq!(tr.len(), rows_new.get(&*t.name).map_or(0, Vec::len));
+                // The same rows walked in parts (runs of NULLs at once), as the `COPY` encoder walks them.
+                let mut whole = Vec::new();
+                tr.for_each_row(|cells| {
+                    whole.push(cells.to_vec());
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+                let mut parted = Vec::new();
+                tr.for_each_row_parts(|parts| {
+                    let mut row = Vec::new();
+                    for part in parts {
+                        match part {
+                            crate::columns::RowPart::Nulls(n) => row.extend(std::iter::repeat_n(CellRef::Null, n)),
+                            crate::columns::RowPart::Value(j, c) => {
+                                assert_eq!(j, row.len(), "a value at its column");
+                                row.push(c);
+                            }
+                        }
+                    }
+                    parted.push(row);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+                prop_assert_eq!(whole, parted);
             }
             let sorted = |mut rows: Rows| {
                 for v in rows.values_mut() {

@@ -15,7 +15,7 @@
 //! and the savepoint is rolled back and the keys are looked up as above ([`load_new_keys`]).
 
 use super::{Conn, DIALECT};
-use crate::columns::TableRows;
+use crate::columns::{RowPart, TableRows};
 use crate::error::WarehouseError;
 use crate::flatten::{
     quote_ident, CellRef, ColumnType, TableLayout, REJECTED_TABLE, SEQUENCE, SOURCE_KEY_PREFIX, STATE_TABLE,
@@ -218,19 +218,28 @@ fn copy_rows_raw(
     buf.put_slice(COPY_SIGNATURE);
     buf.put_i32(0);
     buf.put_i32(0);
-    rows.for_each_row(|row| {
-        buf.put_i16(width);
-        for (&c, &ty) in row.iter().zip(&types) {
-            if let CellRef::Text(s) = c {
-                if i32::try_from(s.len()).is_err() {
-                    return Err(encode_error("a value longer than 2 GiB does not fit postgresql"));
-                }
-            }
-            copy_field(c, ty, &mut buf).map_err(encode_error)?;
-        }
+    rows.for_each_row_parts(|parts| {
         if buf.len() >= COPY_CHUNK {
             writer.write_all(&buf).map_err(io_err)?;
             buf.clear();
+        }
+        buf.put_i16(width);
+        for part in parts {
+            match part {
+                // A NULL is a field length of -1: four 0xff bytes.
+                RowPart::Nulls(n) => buf.put_bytes(0xff, 4 * n),
+                RowPart::Value(j, c) => {
+                    if let CellRef::Text(s) = c {
+                        if i32::try_from(s.len()).is_err() {
+                            return Err(encode_error("a value longer than 2 GiB does not fit postgresql"));
+                        }
+                    }
+                    let ty = types
+                        .get(j)
+                        .ok_or_else(|| encode_error("a cell past the row's columns"))?;
+                    copy_field(c, *ty, &mut buf).map_err(encode_error)?;
+                }
+            }
         }
         Ok(())
     })
