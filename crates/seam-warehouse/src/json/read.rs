@@ -243,7 +243,7 @@ impl<'de> Reader<'de> {
 }
 
 /// Writes the text of a string (between its quotes, escapes in it) into `out` unescaped, as
-/// serde_json unescapes it: a `\\u` escape of a surrogate must be one of a pair, and `\\u0000`
+/// serde_json unescapes it: a `\u` escape of a surrogate must be one of a pair, and `\u0000`
 /// is kept (a NUL is refused later, with what the text holds).
 fn unescape(text: &str, out: &mut String) -> Result<(), Unread> {
     out.clear();
