@@ -51,7 +51,7 @@ impl Values {
     }
 }
 
-/// Reads a column buffer's values in row order, for [`TableRows::for_each_row`]: a row's cell is
+/// Reads a column buffer's values in row order, for [`TableRows::for_each_row_parts`]: a row's cell is
 /// its value when the buffer's next value is that row's, NULL otherwise (most cells of a sparse
 /// column), without a lookup per cell.
 #[derive(Debug)]
@@ -989,24 +989,31 @@ impl<'r> TableRows<'r> {
 
     /// Calls `f` with each row's cells (one per column, NULL where the row has no value), in order.
     pub fn for_each_row<E>(&self, mut f: impl FnMut(&[CellRef<'r>]) -> Result<(), E>) -> Result<(), E> {
-        let Some(table) = self.table else {
-            return Ok(());
-        };
-        let mut cursors: Vec<Cursor<'r>> = self.bufs.iter().map(|b| Cursor::new(b)).collect();
         let mut cells = vec![CellRef::Null; self.bufs.len()];
-        for r in 0..table.rows {
-            for (cursor, cell) in cursors.iter_mut().zip(cells.iter_mut()) {
-                *cell = cursor.take(r);
+        self.for_each_row_parts(|parts| {
+            let mut at = 0;
+            for part in parts {
+                match part {
+                    RowPart::Nulls(n) => {
+                        if let Some(nulls) = cells.get_mut(at..at + n) {
+                            nulls.fill(CellRef::Null);
+                        }
+                        at += n;
+                    }
+                    RowPart::Value(j, cell) => {
+                        if let Some(c) = cells.get_mut(j) {
+                            *c = cell;
+                        }
+                        at = j + 1;
+                    }
+                }
             }
-            if table.live(r, &self.rejected) {
-                f(&cells)?;
-            }
-        }
-        Ok(())
+            f(&cells)
+        })
     }
 
-    /// Walks the rows as [`Self::for_each_row`] does, without handing over each NULL: `f` gets
-    /// each live row as [`RowParts`], in column order a [`RowPart::Value`] for each column with a
+    /// Walks the live rows without handing over each NULL: `f` gets each live row as
+    /// [`RowParts`], in column order a [`RowPart::Value`] for each column with a
     /// value in it and a [`RowPart::Nulls`] for each run of columns without one. For an encoder
     /// that writes a run of NULLs at once: most of a Zendesk table's cells are NULL.
     pub fn for_each_row_parts<E>(
