@@ -55,6 +55,22 @@ pub fn select_state(schema: &str) -> String {
     )
 }
 
+/// The state [`select_state`] read from `schema`'s state table (`text`), or why it is not Singer
+/// state (an error naming that table, for the user to fix or delete the row).
+pub fn parse_state(schema: &str, text: &str) -> Result<seam_core::State, seam_core::DestinationError> {
+    let bad = |source| {
+        seam_core::DestinationError::new(
+            seam_core::ErrorKind::Internal,
+            crate::error::WarehouseError::BadState {
+                table: format!("{schema}.{STATE_TABLE}"),
+                source,
+            },
+        )
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(bad)?;
+    seam_core::State::from_value(value).map_err(bad)
+}
+
 /// Replaces the committed state (`state_json` becomes a literal).
 pub fn upsert_state(schema: &str, state_json: &str, now: &str) -> String {
     let t = qualified(schema, STATE_TABLE);
@@ -227,4 +243,32 @@ pub fn activate(schema: &str, table: &str, version: i64, subtables: &[String]) -
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seam_core::Classify;
+
+    #[test]
+    fn stored_state_is_read_back_or_named_as_the_table_to_fix() {
+        let state = parse_state(
+            "s",
+            r#"{"bookmarks": {"tickets": {"updated_at": "2024-01-01T00:00:00Z"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            state.bookmark("tickets", "updated_at"),
+            Some(&serde_json::json!("2024-01-01T00:00:00Z"))
+        );
+        for text in ["{\"bookmarks\": ", "[1, 2]", "{\"bookmarks\": 3}"] {
+            let e = parse_state("s", text).unwrap_err();
+            assert_eq!(e.kind(), seam_core::ErrorKind::Internal, "{text}");
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("s.{STATE_TABLE}")) && message.contains("fix or delete that row"),
+                "{text}: {message}"
+            );
+        }
+    }
 }

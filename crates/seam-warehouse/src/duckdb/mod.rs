@@ -297,24 +297,7 @@ impl Destination for DuckDbDestination {
             Err(e) => return Err(self.err(e, "reading the committed state")),
         };
         let Some(text) = text else { return Ok(None) };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|source| {
-            DestinationError::new(
-                ErrorKind::Internal,
-                WarehouseError::BadState {
-                    table: format!("{}.{STATE_TABLE}", self.schema),
-                    source,
-                },
-            )
-        })?;
-        State::from_value(value).map(Some).map_err(|source| {
-            DestinationError::new(
-                ErrorKind::Internal,
-                WarehouseError::BadState {
-                    table: format!("{}.{STATE_TABLE}", self.schema),
-                    source,
-                },
-            )
-        })
+        sql::parse_state(&self.schema, &text).map(Some)
     }
 
     fn ensure_table(&mut self, schema: &SchemaMessage) -> Result<(), DestinationError> {

@@ -444,17 +444,7 @@ impl Destination for PostgresDestination {
         let row = row.map_err(|e| self.err(e, "reading the committed state"))?;
         let Some(row) = row else { return Ok(None) };
         let text: String = row.get(0);
-        let bad = |source| {
-            DestinationError::new(
-                ErrorKind::Internal,
-                WarehouseError::BadState {
-                    table: format!("{}.{STATE_TABLE}", self.schema),
-                    source,
-                },
-            )
-        };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
-        State::from_value(value).map(Some).map_err(bad)
+        sql::parse_state(&self.schema, &text).map(Some)
     }
 
     fn ensure_table(&mut self, schema: &SchemaMessage) -> Result<(), DestinationError> {
