@@ -57,8 +57,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the whole cause chain on one line, without a backtrace.
-            eprintln!("error: {e:#}");
+            // The whole cause chain on one line (each cause once), without a backtrace.
+            eprintln!("error: {}", cmd::one_line(&e));
             ExitCode::FAILURE
         }
     }

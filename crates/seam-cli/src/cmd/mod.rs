@@ -44,3 +44,67 @@ pub fn restrict_umask() {
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     }
 }
+
+/// An error and its causes on one line, as `error: …` prints it: each cause once. seam's errors
+/// carry their cause in their own message as well as in their `source()` chain, so a cause whose
+/// text the line already holds is left out (`{:#}` would repeat it at every level).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use anyhow::Context;
+
+    /// An error that, like seam's, writes its cause into its own message and names it as its source.
+    #[derive(Debug)]
+    struct Wraps(&'static str, Box<dyn std::error::Error + Send + Sync>);
+
+    impl std::fmt::Display for Wraps {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.0, self.1)
+        }
+    }
+
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.1.as_ref())
+        }
+    }
+
+    #[test]
+    fn each_cause_shows_once_and_none_is_lost() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let e = anyhow::Error::new(Wraps(
+            "loading failed",
+            Box::new(Wraps("committing", Box::new(io))),
+        ));
+        assert_eq!(
+            format!("{e:#}"),
+            "loading failed: committing: No space left on device: committing: No space left on device: \
+             No space left on device"
+        );
+        assert_eq!(
+            one_line(&e),
+            "loading failed: committing: No space left on device"
+        );
+        // A context that does not carry its cause keeps it after a colon, as `{:#}` does.
+        let plain: anyhow::Result<()> =
+            Err(std::io::Error::other("permission denied")).context("cannot read x");
+        let plain = plain.unwrap_err();
+        assert_eq!(one_line(&plain), format!("{plain:#}"));
+        assert_eq!(one_line(&plain), "cannot read x: permission denied");
+    }
+}

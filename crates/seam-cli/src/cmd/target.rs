@@ -72,11 +72,6 @@ fn open_with_retry<D>(mut open: impl FnMut() -> Result<D, DestinationError>) -> 
     }
 }
 
-/// Our errors embed their causes in their messages; one level keeps `{:#}` from repeating them.
-fn flat(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
-}
-
 /// Bytes of record JSON a batch gathers before it commits, unless `--max-batch-bytes` says otherwise:
 /// twice what `seam sync` commits (the warehouses' own [`seam_core::Destination::batch_bytes`]). Every
 /// commit costs each warehouse something per table it writes to (DuckDB a write to its log per
@@ -104,10 +99,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let append_only: HashSet<String> = args.append_only.iter().cloned().collect();
     let (destination, schema) = match &args.warehouse {
         Warehouse::Duckdb { database, schema } => (DestinationSpec::DuckDb(database.clone()), schema),
-        Warehouse::Postgres { url, schema } => (DestinationSpec::postgres(url).map_err(flat)?, schema),
+        Warehouse::Postgres { url, schema } => (DestinationSpec::postgres(url)?, schema),
     };
     let schema = seam_core::naming::validate_schema_name(schema)?;
-    let mut dest = open_with_retry(|| destination.open(&schema, append_only.clone())).map_err(flat)?;
+    let mut dest = open_with_retry(|| destination.open(&schema, append_only.clone()))?;
     let config = loader_config(&args);
     // Reads of 256 KB: with stdin's own 8 KB buffer, a tap's output cost one read call per 8 KB.
     let mut reader = MessageReader::new(io::BufReader::with_capacity(STDIN_BUFFER, io::stdin().lock()));
@@ -122,7 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    let summary = loader::run(dest.as_mut(), input, &mut on_commit, &config).map_err(flat)?;
+    let summary = loader::run(dest.as_mut(), input, &mut on_commit, &config)?;
     let mut err = io::stderr().lock();
     writeln!(
         err,
