@@ -386,11 +386,21 @@ impl Source for ZendeskSource {
                     let names: Vec<&str> = members.iter().map(|d| d.name).collect();
                     info!(streams = ?names, "stream stopped: the read was cancelled");
                 }
+                Err(e) if ctx.out.is_closed() => {
+                    // The loader stopped (it failed, or the run is ending): its error is the run's,
+                    // and this stream's only a consequence of it, so it is not logged as a failure.
+                    let names: Vec<&str> = members.iter().map(|d| d.name).collect();
+                    info!(streams = ?names, error = %e, "stream stopped: the loader stopped");
+                    ctx.cancel.cancel();
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "stream failed");
-                    // Credentials, config and a vanished consumer end the whole read; other
-                    // failures let the remaining streams finish (their bookmarks still count).
-                    if matches!(e.kind(), ErrorKind::Auth | ErrorKind::Config) || ctx.out.is_closed() {
+                    // Credentials and config end the whole read; other failures let the remaining
+                    // streams finish (their bookmarks still count).
+                    if matches!(e.kind(), ErrorKind::Auth | ErrorKind::Config) {
                         ctx.cancel.cancel();
                     }
                     if first_error.is_none() {
