@@ -14,7 +14,11 @@ use std::time::Duration;
 const SCHEMA: &str = "stitch_zendesk";
 
 fn duckdb(dir: &tempfile::TempDir) -> Warehouse {
-    Warehouse::duckdb(dir.path().join("wh.duckdb"), SCHEMA)
+    duckdb_at(dir, "wh.duckdb")
+}
+
+fn duckdb_at(dir: &tempfile::TempDir, file: &str) -> Warehouse {
+    Warehouse::duckdb(dir.path().join(file), SCHEMA)
 }
 
 /// Runs `seam sync` to its end, which must be a success; returns its stderr.
@@ -188,6 +192,107 @@ async fn kill_nine_at_many_points_into_postgres_loses_nothing_and_duplicates_not
         return;
     };
     kill_nine_at_many_points(wh).await;
+}
+
+/// `seam sync` into `wh` (batches of 150 records) on a disk with room for `limit` bytes a file: every
+/// write past it fails as on a full disk (`RLIMIT_FSIZE`, with `SIGXFSZ` ignored so that the write
+/// returns `EFBIG`, "File too large", instead of killing the process). Needs `sh` and `prlimit`
+/// (util-linux); without them the run fails, and the test with it.
+async fn sync_on_a_small_disk(
+    config: &Path,
+    wh: &Warehouse,
+    limit: u64,
+) -> (std::process::ExitStatus, String) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"trap '' XFSZ; exec prlimit --fsize="$0" -- "$@""#)
+        .arg(limit.to_string())
+        .arg(env!("CARGO_BIN_EXE_seam"))
+        .args([
+            "sync",
+            "--plain",
+            "--schema",
+            wh.schema(),
+            "--max-batch-records",
+            "150",
+        ])
+        .arg("--config")
+        .arg(config)
+        .arg("--destination")
+        .arg(wh.destination())
+        .env_remove("SEAM_METASTORE_URL")
+        .env_remove("SEAM_DATA_DIR")
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The disk fills up while `seam sync` loads into DuckDB, after some of its commits: the run fails
+/// with an error that names the file and the cause once, and keeps what it committed (consistent:
+/// no key twice, its state stored with it); the next run, with room, finishes from there, and the
+/// warehouse equals the truth — nothing lost, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_sync_clearly_and_the_next_run_loses_nothing() {
+    let sim = start_sim(300, 7, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
+    let truth = sim.truth();
+    let streams: Vec<String> = truth
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|s| !FULL_TABLE.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    // The smallest room (doubling from 256 KB) in which the run commits before the disk fills: how
+    // much that is depends on DuckDB's files, not on the test.
+    let mut limit: u64 = 256 * 1024;
+    let (wh, stderr) = loop {
+        let wh = duckdb_at(&dir, &format!("wh_{limit}.duckdb"));
+        let (status, stderr) = sync_on_a_small_disk(&config, &wh, limit).await;
+        assert!(!stderr.contains("panicked"), "seam sync panicked: {stderr}");
+        assert!(
+            !status.success(),
+            "seam sync finished in files of {limit} bytes without failing after a commit first: {stderr}"
+        );
+        if committed_position(&wh, &streams).state.is_some() {
+            break (wh, stderr);
+        }
+        assert!(
+            limit < 64 << 20,
+            "seam sync never committed before its disk filled: {stderr}"
+        );
+        limit *= 2;
+    };
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        error.contains("the bookmark did not move") && error.contains(&format!("wh_{limit}.duckdb")),
+        "the error does not say the bookmark stayed and which file: {error}"
+    );
+    assert_eq!(
+        error.matches("File too large").count(),
+        1,
+        "the cause should show once: {error}"
+    );
+    let committed = committed_position(&wh, &streams);
+    assert!(committed.rows > 0, "nothing committed before the disk filled");
+    eprintln!(
+        "files limited to {limit} bytes: {} rows committed before the disk filled",
+        committed.rows
+    );
+
+    let wh = Arc::new(wh);
+    let rest = run_to_end(&config, &wh, 150).await;
+    assert!(rest.contains("commits"), "no summary: {rest}");
+    assert_matches_truth(&wh, &truth, None);
+    assert_latest_versions(&wh, &truth);
+    assert_nothing_rejected(&wh);
+    sim.shutdown().await;
 }
 
 /// Runs `seam sync` from `config` into `destination` to its end; returns its exit status and stderr.
