@@ -12,7 +12,7 @@ use seam_metastore::*;
 use seam_runtime::job::WARNING_SUBJECT;
 use seam_runtime::notify::Notifier;
 use seam_runtime::scheduler::{consecutive_failures, integration_status, IntegrationStatus};
-use seam_test_support::wait_for_async;
+use seam_test_support::{wait_for_async, wait_until_async};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -214,6 +214,69 @@ async fn stop_ends_a_job_whose_source_keeps_sending() {
     );
     assert!(!w.scheduler.is_running(id).await);
     assert!(w.scheduler.shutdown_within(Duration::from_secs(10)).await);
+}
+
+/// The metastore refuses the write that ends a job (here another process holds SQLite's write lock
+/// past the busy timeout; a full disk refuses it the same way): the job keeps trying, and once the
+/// metastore takes writes again it shows how the job ended. Before, the job stayed `running` in the
+/// metastore until seam restarted, and Run Extraction Now answered 409 for that integration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_end_the_metastore_refused_records_it_once_the_metastore_takes_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metastore.sqlite");
+    let m: Arc<dyn Metastore> = Arc::new(SqliteMetastore::open(&path).unwrap());
+    let id = integration(m.as_ref(), "stuck", "stuck", |_| {}).await;
+    let w = start(Arc::clone(&m), FakeFactory::default(), Utc::now()).await;
+    wait_for_async(
+        Duration::from_secs(30),
+        "the job to read its first page",
+        async || {
+            w.scheduler
+                .progress(id)
+                .await
+                .filter(|p| p.records_extracted >= 10)
+        },
+    )
+    .await;
+    // Another process takes the metastore's write lock, then the job is stopped: it ends (its source
+    // abandoned after the grace) while nothing can be written.
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let job_id = w.scheduler.stop(id).await.expect("a running job");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let held = m.get_job(job_id).await.unwrap().unwrap();
+    assert_eq!(
+        held.status,
+        JobStatus::Running,
+        "the lock let a write through: {held:?}"
+    );
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    let job = wait_for_async(
+        Duration::from_secs(60),
+        "the job's end to be recorded once the metastore takes writes",
+        async || {
+            m.get_job(job_id)
+                .await
+                .unwrap()
+                .filter(|j| j.status != JobStatus::Running)
+        },
+    )
+    .await;
+    assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
+    wait_until_async(
+        Duration::from_secs(10),
+        "the job to leave the scheduler",
+        async || !w.scheduler.is_running(id).await,
+    )
+    .await;
+    let next = w
+        .scheduler
+        .run_now(id)
+        .await
+        .expect("run now once the end is recorded");
+    assert_ne!(next.id, job_id);
+    assert!(w.scheduler.shutdown_within(Duration::from_secs(30)).await);
 }
 
 /// A connection check that never answers does not hold shutdown; it ends failed, saying why.

@@ -75,6 +75,12 @@ const SOURCE_LOG_LINES: usize = 1_000;
 /// How long a finished job waits for the source's last log lines.
 const SOURCE_LOG_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a job waits before it tries again to record its end in a metastore that refused the
+/// write (a full disk, SQLite's write lock held by another process past its busy timeout, a
+/// PostgreSQL metastore that went away), doubling from the first wait up to the last.
+const FINISH_RETRY_FIRST: Duration = Duration::from_secs(1);
+const FINISH_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// True for the errors that only mean "the stop cut this short".
 fn ended_by_stop(stop: &Stop, e: &JobError) -> bool {
     stop.is_stopped() && matches!(e, JobError::StopTimedOut { .. } | JobError::Stopped(_))
@@ -306,21 +312,49 @@ async fn record_failure(
     }
 }
 
-/// Stores the end of a job (completed now) and counts its outcome; returns the job as stored (as it
-/// should have been stored, when the metastore failed: the next start then marks it failed).
+/// Stores the end of a job (completed now) and counts its outcome; returns the job as stored.
+///
+/// A job that could not record its end would stay `running` in the metastore, which refuses the
+/// integration another job (Run Extraction Now answers 409, the schedule skips it) until seam
+/// restarts. So while the metastore refuses the write, the job keeps trying, waiting
+/// [`FINISH_RETRY_FIRST`] doubling up to [`FINISH_RETRY_MAX`] between attempts (each wait bounded; a
+/// shutdown leaves the job behind, and the next start marks it failed). A job the metastore no
+/// longer has (an error of kind `Config`) is not tried again; the job is returned as it should
+/// have been stored.
 async fn store_finish(ctx: &JobContext, job: &Job, finish: &mut JobFinish) -> Job {
     finish.completion_time = ctx.clock.now();
     ctx.telemetry.job_finished(job.integration_id, finish.status);
-    match ctx.metastore.finish_job(job.id, finish).await {
-        Ok(j) => j,
-        Err(e) => {
-            warn!(job = %job.job_name, error = %e, "could not record the end of a job; the next start marks it failed");
-            Job {
-                status: finish.status,
-                completion_time: Some(finish.completion_time),
-                error_message: finish.error_message.clone(),
-                warning_message: finish.warning_message.clone(),
-                ..job.clone()
+    let mut wait = FINISH_RETRY_FIRST;
+    let mut attempt = 1u32;
+    loop {
+        match ctx.metastore.finish_job(job.id, finish).await {
+            Ok(j) => {
+                if attempt > 1 {
+                    info!(job = %job.job_name, attempt, "recorded the end of the job");
+                }
+                return j;
+            }
+            Err(e) if e.kind() != seam_core::ErrorKind::Config => {
+                warn!(
+                    job = %job.job_name,
+                    error = %e,
+                    attempt,
+                    retry_in_s = wait.as_secs(),
+                    "could not record the end of a job; trying again (it shows as running until then)"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(FINISH_RETRY_MAX);
+                attempt += 1;
+            }
+            Err(e) => {
+                warn!(job = %job.job_name, error = %e, "could not record the end of a job: the metastore does not take it");
+                return Job {
+                    status: finish.status,
+                    completion_time: Some(finish.completion_time),
+                    error_message: finish.error_message.clone(),
+                    warning_message: finish.warning_message.clone(),
+                    ..job.clone()
+                };
             }
         }
     }
