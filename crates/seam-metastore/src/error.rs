@@ -75,14 +75,24 @@ impl Classify for MetastoreError {
                 ErrorKind::Transient
             }
             MetastoreError::Crypto(_) => ErrorKind::Config,
-            MetastoreError::Postgres(e) if e.is_closed() || e.code().is_none() => ErrorKind::Transient,
+            MetastoreError::Postgres(e) if e.is_closed() || e.code().is_none() || is_restart(e) => {
+                ErrorKind::Transient
+            }
             MetastoreError::PostgresConnect(e) => match e.driver_error() {
-                Some(d) if !seam_postgres::is_tls_failure(d) && d.code().is_none() => ErrorKind::Transient,
+                Some(d) if !seam_postgres::is_tls_failure(d) && (d.code().is_none() || is_restart(d)) => {
+                    ErrorKind::Transient
+                }
                 _ => ErrorKind::Config,
             },
             _ => ErrorKind::Internal,
         }
     }
+}
+
+/// The server is shutting down, restarting or starting up (SQLSTATE class 57P: `admin_shutdown`,
+/// `crash_shutdown`, `cannot_connect_now`): the next attempt, on a new connection, may well work.
+fn is_restart(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("57P"))
 }
 
 /// `Ok` when a statement touched a row, else [`MetastoreError::NotFound`] for `what` `id`: the one

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use seam_core::{Catalog, State};
 use seam_postgres::ConnectOptions;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
@@ -273,6 +273,30 @@ impl PostgresMetastore {
         })
     }
 
+    /// The metastore's connection, made again first when the last one ended (the server restarted,
+    /// or ended it; the network dropped it): a call under way when it ends fails (an error of kind
+    /// `Transient`, which the scheduler and the jobs try again), and the next call reconnects, so a
+    /// restart of the server does not leave the process answering "connection closed" for good.
+    async fn client(&self) -> Result<MutexGuard<'_, Client>> {
+        let mut client = self.client.lock().await;
+        if client.is_closed() {
+            let fresh = self.server.connect().await?;
+            fresh
+                .batch_execute(&format!("SET search_path TO \"{}\"", self.schema))
+                .await?;
+            *client = fresh;
+            tracing::info!(server = %self.server, "reconnected to the postgres metastore");
+        }
+        Ok(client)
+    }
+
+    /// The server process of the metastore's connection (`pg_backend_pid()`), for diagnostics and
+    /// tests.
+    pub async fn backend_pid(&self) -> Result<i32> {
+        let c = self.client().await?;
+        Ok(c.query_one("SELECT pg_backend_pid()", &[]).await?.try_get(0)?)
+    }
+
     async fn live(client: &Client, id: IntegrationId) -> Result<Integration> {
         let row = client
             .query_opt(
@@ -294,7 +318,7 @@ impl PostgresMetastore {
 impl Metastore for PostgresMetastore {
     async fn create_integration(&self, new: NewIntegration) -> Result<Integration> {
         let properties = to_json("properties", &new.properties)?;
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let res = c
             .query_one(
                 &format!(
@@ -320,7 +344,7 @@ impl Metastore for PostgresMetastore {
         credentials: &Credentials,
     ) -> Result<Integration> {
         let properties = to_json("properties", &new.properties)?;
-        let mut c = self.client.lock().await;
+        let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let res = tx
             .query_one(
@@ -351,7 +375,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn set_sealed_credentials(&self, id: IntegrationId, sealed: &[u8]) -> Result<()> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let n = c
             .execute(
                 "UPDATE integrations SET sealed_credentials = $2 WHERE id = $1",
@@ -362,7 +386,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE id = $1"),
@@ -378,7 +402,7 @@ impl Metastore for PostgresMetastore {
         } else {
             "WHERE deleted_at IS NULL"
         };
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let r = c
             .query(
                 &format!("SELECT {INTEGRATION_COLS} FROM integrations {filter} ORDER BY id"),
@@ -390,7 +414,7 @@ impl Metastore for PostgresMetastore {
 
     async fn update_integration(&self, id: IntegrationId, u: IntegrationUpdate) -> Result<Integration> {
         let properties = to_json("properties", &u.properties)?;
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         Self::live(&c, id).await?;
         c.execute(
             "UPDATE integrations SET display_name = $2, properties = $3, sealed_credentials = $4, paused_at = $5, \
@@ -402,7 +426,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn delete_integration(&self, id: IntegrationId, at: DateTime<Utc>) -> Result<Integration> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         Self::live(&c, id).await?;
         let row = c
             .query_one(
@@ -417,7 +441,7 @@ impl Metastore for PostgresMetastore {
 
     async fn set_catalog(&self, id: IntegrationId, catalog: &Catalog) -> Result<()> {
         let catalog = to_json("catalog", catalog)?;
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let n = c
             .execute(
                 "UPDATE integrations SET catalog = $2 WHERE id = $1",
@@ -429,7 +453,7 @@ impl Metastore for PostgresMetastore {
 
     async fn set_state(&self, id: IntegrationId, state: Option<&State>) -> Result<()> {
         let state = state.map(|s| to_json("state", s)).transpose()?;
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let n = c
             .execute("UPDATE integrations SET state = $2 WHERE id = $1", &[&id, &state])
             .await?;
@@ -441,7 +465,7 @@ impl Metastore for PostgresMetastore {
         integration_id: IntegrationId,
         at: DateTime<Utc>,
     ) -> Result<ConnectionCheck> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_one(
                 &format!(
@@ -455,7 +479,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn finish_check(&self, k: &ConnectionCheck) -> Result<()> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let n = c
             .execute(
                 "UPDATE connection_checks SET status = $2, completion_time = $3, check_exit_status = $4, \
@@ -475,7 +499,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn last_check(&self, integration_id: IntegrationId) -> Result<Option<ConnectionCheck>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!("SELECT {CHECK_COLS} FROM connection_checks WHERE integration_id = $1 ORDER BY id DESC LIMIT 1"),
@@ -491,7 +515,7 @@ impl Metastore for PostgresMetastore {
         trigger: JobTrigger,
         at: DateTime<Utc>,
     ) -> Result<Job> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_one(
                 &format!(
@@ -514,7 +538,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn finish_job(&self, id: JobId, f: &JobFinish) -> Result<Job> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!(
@@ -546,7 +570,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"), &[&id])
             .await?;
@@ -554,7 +578,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn list_jobs(&self, integration_id: IntegrationId, limit: u32) -> Result<Vec<Job>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let r = c
             .query(
                 &format!("SELECT {JOB_COLS} FROM jobs WHERE integration_id = $1 ORDER BY id DESC LIMIT $2"),
@@ -565,7 +589,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn fail_running_jobs(&self, at: DateTime<Utc>, message: &str) -> Result<Vec<IntegrationId>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let rows = c
             .query(
                 "UPDATE jobs SET status = 'failed', completion_time = $1, error_message = $2, lease_until = NULL, \
@@ -585,7 +609,7 @@ impl Metastore for PostgresMetastore {
         trigger: JobTrigger,
         due: DateTime<Utc>,
     ) -> Result<Option<Job>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!(
@@ -604,7 +628,7 @@ impl Metastore for PostgresMetastore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Job>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         // SKIP LOCKED: workers leasing at the same moment each take a different job, none waits.
         let row = c
             .query_opt(
@@ -627,7 +651,7 @@ impl Metastore for PostgresMetastore {
         lease_until: DateTime<Utc>,
         progress: Option<&str>,
     ) -> Result<Option<bool>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 "UPDATE jobs SET lease_until = $3, progress = $4 WHERE id = $1 AND worker = $2 AND status = 'running' \
@@ -639,7 +663,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn expire_leases(&self, now: DateTime<Utc>, message: &str) -> Result<Vec<Job>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let rows = c
             .query(
                 &format!(
@@ -654,7 +678,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn active_job(&self, integration_id: IntegrationId) -> Result<Option<Job>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!(
@@ -667,7 +691,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn request_stop(&self, integration_id: IntegrationId, at: DateTime<Utc>) -> Result<Option<Job>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!(
@@ -684,7 +708,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn queue_stats(&self) -> Result<QueueStats> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let head = c
             .query_one(
                 "SELECT COUNT(*) FILTER (WHERE status = 'pending'), \
@@ -743,7 +767,7 @@ impl Metastore for PostgresMetastore {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut c = self.client.lock().await;
+        let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let next: i64 = tx
             .query_one(
@@ -775,7 +799,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn job_logs(&self, job_id: JobId) -> Result<Vec<LogLine>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let r = c
             .query(
                 "SELECT at, location, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq",
@@ -804,7 +828,7 @@ impl Metastore for PostgresMetastore {
         at: DateTime<Utc>,
         deltas: &[LoadDelta],
     ) -> Result<()> {
-        let mut c = self.client.lock().await;
+        let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let day = at.date_naive().to_string();
         let mut total = 0i64;
@@ -844,7 +868,7 @@ impl Metastore for PostgresMetastore {
         integration_id: IntegrationId,
         since: DateTime<Utc>,
     ) -> Result<Vec<TableLoad>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let r = c
             .query(
                 "SELECT l.job_id, l.integration_id, l.table_name, l.rows, l.last_batch_loaded_at, l.max_bookmark, l.error \
@@ -869,7 +893,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn usage(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let r = c
             .query(
                 "SELECT integration_id, day, table_name, rows FROM usage_daily WHERE day >= $1 AND day <= $2
@@ -891,7 +915,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn add_notification(&self, n: NewNotification) -> Result<Notification> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_one(
                 &format!(
@@ -917,7 +941,7 @@ impl Metastore for PostgresMetastore {
         } else {
             "WHERE dismissed_at IS NULL"
         };
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let r = c
             .query(
                 &format!("SELECT {NOTIFICATION_COLS} FROM notifications {filter} ORDER BY id DESC LIMIT $1"),
@@ -928,7 +952,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn dismiss_notification(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let n = c
             .execute(
                 "UPDATE notifications SET dismissed_at = COALESCE(dismissed_at, $2) WHERE id = $1",
@@ -939,7 +963,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn add_token(&self, name: &str, token_hash: &str, at: DateTime<Utc>) -> Result<ApiToken> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_one(
                 &format!(
@@ -952,7 +976,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn find_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"),
@@ -963,7 +987,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn count_tokens(&self) -> Result<u64> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let n: i64 = c
             .query_one("SELECT COUNT(*) FROM api_tokens", &[])
             .await?
@@ -972,7 +996,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let r = c
             .query(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id"), &[])
             .await?;
@@ -980,7 +1004,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn revoke_token(&self, id: i64, at: DateTime<Utc>) -> Result<ApiToken> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 &format!(
@@ -994,7 +1018,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         Ok(c.query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
             .await?
             .map(|r| r.try_get(0))
@@ -1002,7 +1026,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         c.execute(
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             &[&key, &value],
@@ -1015,7 +1039,7 @@ impl Metastore for PostgresMetastore {
 
     async fn create_session(&self, session: &DashboardSession, idle_cutoff: DateTime<Utc>) -> Result<()> {
         let s = session;
-        let mut c = self.client.lock().await;
+        let mut c = self.client().await?;
         let tx = c.transaction().await?;
         tx.execute(
             "DELETE FROM ui_sessions WHERE last_seen <= $1",
@@ -1044,7 +1068,7 @@ impl Metastore for PostgresMetastore {
         now: DateTime<Utc>,
         idle_cutoff: DateTime<Utc>,
     ) -> Result<Option<DashboardSession>> {
-        let mut c = self.client.lock().await;
+        let mut c = self.client().await?;
         let tx = c.transaction().await?;
         tx.execute(
             "DELETE FROM ui_sessions WHERE id_hash = $1 AND last_seen <= $2",
@@ -1065,7 +1089,7 @@ impl Metastore for PostgresMetastore {
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<()> {
-        let c = self.client.lock().await;
+        let c = self.client().await?;
         c.execute("DELETE FROM ui_sessions WHERE id_hash = $1", &[&id_hash])
             .await?;
         Ok(())
@@ -1078,7 +1102,7 @@ impl Metastore for PostgresMetastore {
         budgets: &SignInBudgets,
     ) -> Result<SignInVerdict> {
         let client = client_bucket(client);
-        let mut c = self.client.lock().await;
+        let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let overall = lock_overall_bucket(&tx).await?;
         let mut buckets = SignInBuckets {
@@ -1115,7 +1139,7 @@ impl Metastore for PostgresMetastore {
 
     async fn end_sign_in(&self, client: &str, outcome: SignInOutcome, budgets: &SignInBudgets) -> Result<()> {
         let client = client_bucket(client);
-        let mut c = self.client.lock().await;
+        let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let overall = lock_overall_bucket(&tx).await?;
         let mut buckets = SignInBuckets {

@@ -6,7 +6,7 @@
 //! fresh schema. Without PostgreSQL the suite prints a SKIP line, and fails under CI and `scripts/test`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use seam_core::{Catalog, State};
+use seam_core::{Catalog, Classify, State};
 use seam_metastore::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -1031,4 +1031,53 @@ async fn postgres_leases_are_exclusive_across_connections_and_leadership_fails_o
         next.is_some(),
         "another process takes over once the leader is gone"
     );
+}
+
+/// The server ends the metastore's connection (as a restart of PostgreSQL does, or an administrator,
+/// or a network that drops it): the call under way may fail, with an error of kind `Transient`; the
+/// next one reconnects and the store works on, its data intact. Before, every call answered
+/// "connection closed" until seam itself restarted.
+#[tokio::test]
+async fn postgres_metastore_reconnects_after_the_server_ends_its_connection() {
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let schema = seam_test_support::unique_name("seam_test");
+    let m = PostgresMetastore::connect(&url, &schema).await.unwrap();
+    let a = m.create_integration(new_integration("zendesk_a")).await.unwrap();
+    let admin = seam_postgres::ConnectOptions::parse(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for round in 0..2 {
+        let pid = m.backend_pid().await.unwrap();
+        let ended: bool = admin
+            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ended, "round {round}: backend {pid} was not there to end");
+        let mut failures = Vec::new();
+        let found = loop {
+            match m.get_integration(a.id).await {
+                Ok(i) => break i,
+                Err(e) => {
+                    assert_eq!(e.kind(), seam_core::ErrorKind::Transient, "round {round}: {e}");
+                    failures.push(e.to_string());
+                    assert!(failures.len() < 3, "round {round}: no reconnect: {failures:?}");
+                }
+            }
+        };
+        assert_eq!(found.map(|i| i.name), Some("zendesk_a".to_owned()));
+        assert_ne!(
+            m.backend_pid().await.unwrap(),
+            pid,
+            "round {round}: the same connection"
+        );
+        m.create_integration(new_integration(&format!("zendesk_after_{round}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(m.list_integrations(false).await.unwrap().len(), 3);
 }
