@@ -115,13 +115,7 @@ async fn kill_nine_at_many_points(wh: Warehouse) {
     let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
     let wh = Arc::new(wh);
     let before = sim.truth();
-    let streams: Vec<String> = before
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|s| !FULL_TABLE.contains(&s.as_str()))
-        .cloned()
-        .collect();
+    let streams = incremental_streams(&before);
     // How long a run lives before its kill: grown while runs die before their first commit, so a
     // slow machine still gets kills after commits; varied so kills land at different points.
     let mut lifetime = Duration::from_millis(400);
@@ -194,6 +188,25 @@ async fn kill_nine_at_many_points_into_postgres_loses_nothing_and_duplicates_not
     kill_nine_at_many_points(wh).await;
 }
 
+/// Runs `cmd` to its end off the async runtime; returns its exit status and stderr.
+async fn finish(mut cmd: std::process::Command) -> (std::process::ExitStatus, String) {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The incremental streams (not full-table) of the simulator's `truth`.
+fn incremental_streams(truth: &serde_json::Value) -> Vec<String> {
+    truth
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|s| !FULL_TABLE.contains(&s.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// `seam sync` into `wh` (batches of 150 records) on a disk with room for `limit` bytes a file: every
 /// write past it fails as on a full disk (`RLIMIT_FSIZE`, with `SIGXFSZ` ignored so that the write
 /// returns `EFBIG`, "File too large", instead of killing the process). Needs `sh` and `prlimit`
@@ -223,10 +236,7 @@ async fn sync_on_a_small_disk(
         .env_remove("SEAM_METASTORE_URL")
         .env_remove("SEAM_DATA_DIR")
         .stdin(std::process::Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    finish(cmd).await
 }
 
 /// The disk fills up while `seam sync` loads into DuckDB, after some of its commits: the run fails
@@ -239,13 +249,7 @@ async fn a_full_disk_fails_the_sync_clearly_and_the_next_run_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
     let truth = sim.truth();
-    let streams: Vec<String> = truth
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|s| !FULL_TABLE.contains(&s.as_str()))
-        .cloned()
-        .collect();
+    let streams = incremental_streams(&truth);
     // The smallest room (doubling from 256 KB) in which the run commits before the disk fills: how
     // much that is depends on DuckDB's files, not on the test.
     let mut limit: u64 = 256 * 1024;
@@ -309,10 +313,7 @@ async fn sync_once(config: &Path, destination: &str) -> (std::process::ExitStatu
     .arg("--config")
     .arg(config)
     .stdin(std::process::Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    finish(cmd).await
 }
 
 /// `--destination` is parsed once, with the same parser as `seam serve --warehouse`, before any

@@ -21,6 +21,17 @@ fn memory() -> Arc<dyn Metastore> {
     Arc::new(SqliteMetastore::open_in_memory().unwrap())
 }
 
+/// The job once the metastore holds its end (at most a minute from now; `what` names the wait).
+async fn ended(m: &dyn Metastore, job_id: i64, what: &str) -> Job {
+    wait_for_async(Duration::from_secs(60), what, async || {
+        m.get_job(job_id)
+            .await
+            .unwrap()
+            .filter(|j| j.status != JobStatus::Running)
+    })
+    .await
+}
+
 async fn log_text(m: &dyn Metastore, job_id: i64) -> String {
     m.job_logs(job_id)
         .await
@@ -190,17 +201,7 @@ async fn stop_ends_a_job_whose_source_keeps_sending() {
     let stopped = Instant::now();
     let job_id = w.scheduler.stop(id).await.expect("a running job");
     // Generous: the grace is 3 s, and a warehouse call begun after the stop gets 3 s more at most.
-    let job = wait_for_async(
-        Duration::from_secs(60),
-        "the job to end after the stop",
-        async || {
-            m.get_job(job_id)
-                .await
-                .unwrap()
-                .filter(|j| j.status != JobStatus::Running)
-        },
-    )
-    .await;
+    let job = ended(m.as_ref(), job_id, "the job to end after the stop").await;
     let took = stopped.elapsed();
     assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
     assert!(
@@ -252,15 +253,10 @@ async fn a_job_whose_end_the_metastore_refused_records_it_once_the_metastore_tak
     );
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
-    let job = wait_for_async(
-        Duration::from_secs(60),
+    let job = ended(
+        m.as_ref(),
+        job_id,
         "the job's end to be recorded once the metastore takes writes",
-        async || {
-            m.get_job(job_id)
-                .await
-                .unwrap()
-                .filter(|j| j.status != JobStatus::Running)
-        },
     )
     .await;
     assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
