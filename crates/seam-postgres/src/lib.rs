@@ -270,6 +270,7 @@ impl ConnectOptions {
                 source,
             })?;
         config.ssl_mode(ssl_mode.driver());
+        dead_peer_bounds(&mut config, &split.driver_keys);
         Ok(ConnectOptions {
             config,
             ssl_mode,
@@ -376,6 +377,43 @@ impl ConnectOptions {
 /// only trace: the cause is a plain string).
 const NO_TLS: &str = "server does not support TLS";
 
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Idle time before the first TCP keepalive probe, the time between probes, and the probes that may
+/// go unanswered before the connection counts as dead.
+const KEEPALIVES_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVES_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVES_RETRIES: u32 = 3;
+/// How long data sent may go unacknowledged before the connection counts as dead.
+const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Bounds on a connection whose server went away without a word (a network partition, a host that
+/// died): without them a call waits on the operating system's defaults — minutes of connect retries,
+/// two hours of idleness before a keepalive — and a job or the metastore with it. A peer that stops
+/// answering is found dead ~1 minute after the connection went quiet (30 s, then three probes 10 s
+/// apart) or after 60 s of unacknowledged data; a slow query on a live server is not affected (its
+/// host answers the probes). The URL's own `connect_timeout`, `keepalives_idle`,
+/// `keepalives_interval`, `keepalives_retries` and `tcp_user_timeout` win; on a Unix socket the
+/// driver has no use for the TCP ones.
+fn dead_peer_bounds(config: &mut tokio_postgres::Config, given: &[String]) {
+    let unset = |key: &str| !given.iter().any(|k| k == key);
+    if unset("connect_timeout") {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if unset("keepalives_idle") {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if unset("keepalives_interval") {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+    if unset("keepalives_retries") {
+        config.keepalives_retries(KEEPALIVES_RETRIES);
+    }
+    if unset("tcp_user_timeout") {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+}
+
 /// A driver error with its causes, `outer: inner: …` (the driver's own `Display` shows only the
 /// outermost, e.g. "error performing TLS handshake").
 pub fn error_chain(error: &tokio_postgres::Error) -> String {
@@ -416,6 +454,36 @@ pub fn is_tls_failure(error: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_that_goes_away_is_found_dead_within_bounds_unless_the_url_says_otherwise() {
+        let c = ConnectOptions::parse("postgres://seam@h/db").unwrap();
+        let c = c.config();
+        assert_eq!(c.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(c.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(c.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+        assert_eq!(c.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert!(c.get_keepalives());
+        // The driver reads `tcp_user_timeout` in seconds (libpq: milliseconds).
+        let given = ConnectOptions::parse(
+            "postgres://seam@h/db?connect_timeout=3&keepalives_idle=600&keepalives_interval=7\
+             &keepalives_retries=9&tcp_user_timeout=120&sslmode=disable",
+        )
+        .unwrap();
+        let c = given.config();
+        assert_eq!(c.get_connect_timeout(), Some(&std::time::Duration::from_secs(3)));
+        assert_eq!(c.get_keepalives_idle(), std::time::Duration::from_secs(600));
+        assert_eq!(
+            c.get_keepalives_interval(),
+            Some(std::time::Duration::from_secs(7))
+        );
+        assert_eq!(c.get_keepalives_retries(), Some(9));
+        assert_eq!(
+            c.get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_secs(120))
+        );
+    }
 
     #[test]
     fn sslmodes_parse_and_default_to_prefer() {

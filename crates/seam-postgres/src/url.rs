@@ -21,6 +21,8 @@ pub(crate) struct Split {
     pub ssl_root_cert: Option<String>,
     /// Parameters libpq knows that seam does not support (client certificates and the like).
     pub unsupported: Vec<String>,
+    /// The names of the parameters passed on to the driver, decoded.
+    pub driver_keys: Vec<String>,
 }
 
 /// libpq's TLS parameters that seam does not implement: refused with a clear error rather than
@@ -45,6 +47,7 @@ pub(crate) fn split(url: &str) -> Split {
         ssl_mode: None,
         ssl_root_cert: None,
         unsupported: Vec::new(),
+        driver_keys: Vec::new(),
     };
     let mut kept: Vec<&str> = Vec::new();
     for param in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -54,7 +57,10 @@ pub(crate) fn split(url: &str) -> Split {
             "sslmode" => out.ssl_mode = Some(decode(value)),
             "sslrootcert" => out.ssl_root_cert = Some(decode(value)),
             k if UNSUPPORTED.contains(&k) => out.unsupported.push(k.to_owned()),
-            _ => kept.push(param),
+            _ => {
+                out.driver_keys.push(key_decoded);
+                kept.push(param);
+            }
         }
     }
     if !kept.is_empty() {
