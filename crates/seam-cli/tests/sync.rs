@@ -283,6 +283,10 @@ async fn a_full_disk_fails_the_sync_clearly_and_the_next_run_loses_nothing() {
         1,
         "the cause should show once: {error}"
     );
+    assert!(
+        !error.contains("Unknown error code"),
+        "DuckDB's status code says nothing: {error}"
+    );
     let committed = committed_position(&wh, &streams);
     assert!(committed.rows > 0, "nothing committed before the disk filled");
     eprintln!(

@@ -2,6 +2,33 @@
 
 use thiserror::Error;
 
+/// DuckDB's error as a cause: its message, without the C API's status code behind it when a
+/// message came with it (DuckDB's C API answers every failure with the same code, so the cause chain
+/// ended in "Error code 1: Unknown error code", which tells the reader nothing).
+#[derive(Debug)]
+pub struct DuckDbError(pub duckdb::Error);
+
+impl std::fmt::Display for DuckDbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DuckDbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            duckdb::Error::DuckDBFailure(_, Some(_)) => None,
+            other => other.source(),
+        }
+    }
+}
+
+impl From<duckdb::Error> for DuckDbError {
+    fn from(e: duckdb::Error) -> Self {
+        DuckDbError(e)
+    }
+}
+
 /// Why a warehouse operation failed.
 #[derive(Debug, Error)]
 pub enum WarehouseError {
@@ -14,7 +41,7 @@ pub enum WarehouseError {
         action: String,
         /// DuckDB's error.
         #[source]
-        source: duckdb::Error,
+        source: DuckDbError,
     },
     /// PostgreSQL refused an operation or could not be reached.
     #[error("postgresql at {url}: {action}: {source}")]
@@ -56,4 +83,35 @@ pub enum WarehouseError {
     /// A row could not be written to a COPY stream.
     #[error("writing rows to postgresql: {0}")]
     Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_duckdb_failure_is_its_message_without_the_status_code_behind_it() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let failure = conn.execute_batch("SELECT * FROM no_such_table").unwrap_err();
+        assert!(
+            failure.source().is_some(),
+            "the driver's error names its status code"
+        );
+        let e = WarehouseError::DuckDb {
+            path: "w.duckdb".into(),
+            action: "reading".into(),
+            source: failure.into(),
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("duckdb database w.duckdb: reading: "), "{text}");
+        assert!(text.contains("no_such_table"), "{text}");
+        let cause = e.source().unwrap();
+        assert!(text.ends_with(&cause.to_string()), "{text}");
+        assert!(
+            cause.source().is_none(),
+            "{:?}",
+            cause.source().map(|s| s.to_string())
+        );
+    }
 }

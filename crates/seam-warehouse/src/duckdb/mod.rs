@@ -151,7 +151,7 @@ impl DuckDbDestination {
                     WarehouseError::DuckDb {
                         path: path.display().to_string(),
                         action: "bad settings".into(),
-                        source,
+                        source: source.into(),
                     },
                 )
             })?;
@@ -164,7 +164,7 @@ impl DuckDbDestination {
                         action:
                             "cannot open the file (check the path, and that no other process has it open)"
                                 .into(),
-                        source,
+                        source: source.into(),
                     },
                 )
             })?;
@@ -236,7 +236,7 @@ impl DuckDbDestination {
             WarehouseError::DuckDb {
                 path: self.path.display().to_string(),
                 action: action.to_owned(),
-                source,
+                source: source.into(),
             },
         )
     }
