@@ -66,10 +66,15 @@ impl Classify for MetastoreError {
             MetastoreError::NameTaken { .. }
             | MetastoreError::NotFound { .. }
             | MetastoreError::JobActive { .. } => ErrorKind::Config,
+            // Another connection holds the lock past the busy timeout, the disk is full, or the
+            // operating system failed a read or a write: conditions that clear.
             MetastoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(
                     e.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
                 ) =>
             {
                 ErrorKind::Transient
@@ -101,5 +106,41 @@ pub(crate) fn touched<N: TryInto<u64>>(rows: N, what: &'static str, id: i64) -> 
     match rows.try_into() {
         Ok(0) | Err(_) => Err(MetastoreError::NotFound { what, id }),
         Ok(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::os::raw::c_int) -> MetastoreError {
+        MetastoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn conditions_that_clear_are_transient_and_the_rest_are_not() {
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
+            assert_eq!(sqlite(code).kind(), ErrorKind::Transient, "{}", sqlite(code));
+        }
+        for code in [rusqlite::ffi::SQLITE_CORRUPT, rusqlite::ffi::SQLITE_CONSTRAINT] {
+            assert_eq!(sqlite(code).kind(), ErrorKind::Internal, "{}", sqlite(code));
+        }
+        let corrupt = MetastoreError::Corrupt {
+            what: "job status",
+            detail: "x".into(),
+        };
+        assert_eq!(corrupt.kind(), ErrorKind::Internal);
+        assert_eq!(
+            MetastoreError::NotFound { what: "job", id: 1 }.kind(),
+            ErrorKind::Config
+        );
     }
 }

@@ -318,9 +318,10 @@ async fn record_failure(
 /// integration another job (Run Extraction Now answers 409, the schedule skips it) until seam
 /// restarts. So while the metastore refuses the write, the job keeps trying, waiting
 /// [`FINISH_RETRY_FIRST`] doubling up to [`FINISH_RETRY_MAX`] between attempts (each wait bounded; a
-/// shutdown leaves the job behind, and the next start marks it failed). A job the metastore no
-/// longer has (an error of kind `Config`) is not tried again; the job is returned as it should
-/// have been stored.
+/// shutdown leaves the job behind, and the next start marks it failed), as long as its errors are
+/// of kind `Transient` (a lock held elsewhere, a full disk, a lost connection). Any other error is
+/// not tried again (trying would fail the same way): the job is returned as it should have been
+/// stored, and the next start marks it failed.
 async fn store_finish(ctx: &JobContext, job: &Job, finish: &mut JobFinish) -> Job {
     finish.completion_time = ctx.clock.now();
     ctx.telemetry.job_finished(job.integration_id, finish.status);
@@ -334,7 +335,7 @@ async fn store_finish(ctx: &JobContext, job: &Job, finish: &mut JobFinish) -> Jo
                 }
                 return j;
             }
-            Err(e) if e.kind() != seam_core::ErrorKind::Config => {
+            Err(e) if e.kind() == seam_core::ErrorKind::Transient => {
                 warn!(
                     job = %job.job_name,
                     error = %e,
@@ -347,7 +348,7 @@ async fn store_finish(ctx: &JobContext, job: &Job, finish: &mut JobFinish) -> Jo
                 attempt += 1;
             }
             Err(e) => {
-                warn!(job = %job.job_name, error = %e, "could not record the end of a job: the metastore does not take it");
+                warn!(job = %job.job_name, error = %e, "could not record the end of a job; the next start marks it failed");
                 return Job {
                     status: finish.status,
                     completion_time: Some(finish.completion_time),
