@@ -121,6 +121,14 @@ pub enum ConfigError {
         /// The URL, redacted.
         url: String,
     },
+    /// `tcp_user_timeout` that is not a number of milliseconds.
+    #[error("tcp_user_timeout={value} in {url} is not a number of milliseconds")]
+    BadTcpUserTimeout {
+        /// The value given.
+        value: String,
+        /// The URL, redacted.
+        url: String,
+    },
     /// A libpq parameter seam does not implement.
     #[error("{parameter} in {url} is not supported by seam (no client certificates yet): remove it")]
     Unsupported {
@@ -271,6 +279,14 @@ impl ConnectOptions {
             })?;
         config.ssl_mode(ssl_mode.driver());
         dead_peer_bounds(&mut config, &split.driver_keys);
+        if let Some(v) = &split.tcp_user_timeout {
+            // libpq's unit: milliseconds (the driver would read seconds).
+            let ms: u64 = v.parse().map_err(|_| ConfigError::BadTcpUserTimeout {
+                value: v.clone(),
+                url: shown.clone(),
+            })?;
+            config.tcp_user_timeout(std::time::Duration::from_millis(ms));
+        }
         Ok(ConnectOptions {
             config,
             ssl_mode,
@@ -393,8 +409,9 @@ const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 /// answering is found dead ~1 minute after the connection went quiet (30 s, then three probes 10 s
 /// apart) or after 60 s of unacknowledged data; a slow query on a live server is not affected (its
 /// host answers the probes). The URL's own `connect_timeout`, `keepalives_idle`,
-/// `keepalives_interval`, `keepalives_retries` and `tcp_user_timeout` win; on a Unix socket the
-/// driver has no use for the TCP ones.
+/// `keepalives_interval` and `keepalives_retries` win, and so does its `tcp_user_timeout`, read in
+/// libpq's milliseconds (by [`ConnectOptions::parse`]); on a Unix socket the driver has no use for the
+/// TCP ones.
 fn dead_peer_bounds(config: &mut tokio_postgres::Config, given: &[String]) {
     let unset = |key: &str| !given.iter().any(|k| k == key);
     if unset("connect_timeout") {
@@ -409,9 +426,7 @@ fn dead_peer_bounds(config: &mut tokio_postgres::Config, given: &[String]) {
     if unset("keepalives_retries") {
         config.keepalives_retries(KEEPALIVES_RETRIES);
     }
-    if unset("tcp_user_timeout") {
-        config.tcp_user_timeout(TCP_USER_TIMEOUT);
-    }
+    config.tcp_user_timeout(TCP_USER_TIMEOUT);
 }
 
 /// A driver error with its causes, `outer: inner: …` (the driver's own `Display` shows only the
@@ -465,10 +480,10 @@ mod tests {
         assert_eq!(c.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
         assert_eq!(c.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
         assert!(c.get_keepalives());
-        // The driver reads `tcp_user_timeout` in seconds (libpq: milliseconds).
+        // `tcp_user_timeout` in libpq's milliseconds (the driver alone would read seconds).
         let given = ConnectOptions::parse(
             "postgres://seam@h/db?connect_timeout=3&keepalives_idle=600&keepalives_interval=7\
-             &keepalives_retries=9&tcp_user_timeout=120&sslmode=disable",
+             &keepalives_retries=9&tcp_user_timeout=120000&sslmode=disable",
         )
         .unwrap();
         let c = given.config();

@@ -1,4 +1,5 @@
-//! Splitting a `postgres://` URL: the TLS parameters seam handles itself come out, the rest goes
+//! Splitting a `postgres://` URL: the parameters seam handles itself (TLS, and `tcp_user_timeout`,
+//! which the driver would read in seconds where libpq reads milliseconds) come out, the rest goes
 //! to the driver; and the URL as it may be shown (password hidden).
 //!
 //! The URL is cut the way the driver (`tokio-postgres`) reads it: credentials up to the first `@`,
@@ -19,6 +20,8 @@ pub(crate) struct Split {
     pub ssl_mode: Option<String>,
     /// `sslrootcert`, decoded.
     pub ssl_root_cert: Option<String>,
+    /// `tcp_user_timeout`, decoded: milliseconds for libpq, seconds for the driver, so seam reads it.
+    pub tcp_user_timeout: Option<String>,
     /// Parameters libpq knows that seam does not support (client certificates and the like).
     pub unsupported: Vec<String>,
     /// The names of the parameters passed on to the driver, decoded.
@@ -46,6 +49,7 @@ pub(crate) fn split(url: &str) -> Split {
         driver_url: head.to_owned(),
         ssl_mode: None,
         ssl_root_cert: None,
+        tcp_user_timeout: None,
         unsupported: Vec::new(),
         driver_keys: Vec::new(),
     };
@@ -56,6 +60,7 @@ pub(crate) fn split(url: &str) -> Split {
         match key_decoded.as_str() {
             "sslmode" => out.ssl_mode = Some(decode(value)),
             "sslrootcert" => out.ssl_root_cert = Some(decode(value)),
+            "tcp_user_timeout" => out.tcp_user_timeout = Some(decode(value)),
             k if UNSUPPORTED.contains(&k) => out.unsupported.push(k.to_owned()),
             _ => {
                 out.driver_keys.push(key_decoded);
