@@ -250,8 +250,8 @@ async fn a_full_disk_fails_the_sync_clearly_and_the_next_run_loses_nothing() {
     let config = write_config(dir.path(), "zendesk.json", &sim.base_url(), None);
     let truth = sim.truth();
     let streams = incremental_streams(&truth);
-    // The smallest room (doubling from 256 KB) in which the run commits before the disk fills: how
-    // much that is depends on DuckDB's files, not on the test.
+    // The smallest room (doubling from 256 KB) in which the run commits rows of the incremental
+    // streams before the disk fills: how much that is depends on DuckDB's files, not on the test.
     let mut limit: u64 = 256 * 1024;
     let (wh, stderr) = loop {
         let wh = duckdb_at(&dir, &format!("wh_{limit}.duckdb"));
@@ -261,7 +261,10 @@ async fn a_full_disk_fails_the_sync_clearly_and_the_next_run_loses_nothing() {
             !status.success(),
             "seam sync finished in files of {limit} bytes without failing after a commit first: {stderr}"
         );
-        if committed_position(&wh, &streams).state.is_some() {
+        // A commit of incremental rows landed (one of full-table streams and a state alone does not
+        // count: the rows checked below are the incremental streams').
+        let committed = committed_position(&wh, &streams);
+        if committed.rows > 0 {
             break (wh, stderr);
         }
         assert!(
