@@ -29,8 +29,9 @@ pub enum MetastoreError {
     /// The SQLite database failed.
     #[error("sqlite metastore: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The PostgreSQL database failed.
-    #[error("postgres metastore: {0}")]
+    /// The PostgreSQL database failed (the driver's message with its causes: its own `Display`
+    /// says only "db error").
+    #[error("postgres metastore: {}", seam_postgres::error_chain(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The PostgreSQL metastore's URL, TLS settings or server refused the connection.
     #[error("postgres metastore: {0}")]

@@ -370,6 +370,10 @@ impl ConnectOptions {
                 tracing::warn!(url = %shown, error = %e, "postgresql connection ended");
             }
         });
+        client
+            .batch_execute(&session_bounds())
+            .await
+            .map_err(|e| self.connect_error(e))?;
         Ok(client)
     }
 
@@ -377,16 +381,48 @@ impl ConnectOptions {
     pub fn connect_blocking(&self) -> Result<postgres::Client, ConnectError> {
         let tls = self.tls()?;
         let attempt = postgres::Config::from(self.config.clone()).connect(tls.clone());
-        match attempt {
-            Ok(client) => Ok(client),
+        let mut client = match attempt {
+            Ok(client) => client,
             Err(e) => match self.plain_retry(&e) {
                 Some(plain) => postgres::Config::from(plain)
                     .connect(tls)
-                    .map_err(|e| self.connect_error(e)),
-                None => Err(self.connect_error(e)),
+                    .map_err(|e| self.connect_error(e))?,
+                None => return Err(self.connect_error(e)),
             },
-        }
+        };
+        client
+            .batch_execute(&session_bounds())
+            .map_err(|e| self.connect_error(e))?;
+        Ok(client)
     }
+}
+
+/// How long a statement of seam's waits for a lock another session holds before it fails with
+/// SQLSTATE 55P03, a `Transient` error: in the warehouse a user's `LOCK TABLE`, `CREATE INDEX` or
+/// `VACUUM FULL`, or a long transaction that altered a table; in the metastore a process that hung
+/// holding a row. The warehouse's loader then tries the commit again and, should the lock stay, the
+/// run fails saying so and the next run tries again; nothing staged becomes durable in part. Without
+/// it a commit waits as long as the lock is held, and the locks it already took (a table it altered)
+/// keep the warehouse's readers waiting behind it.
+pub const LOCK_TIMEOUT: &str = "30s";
+/// How long a session of seam's may sit idle inside a transaction before the server ends it: seam
+/// never does (a transaction's statements follow one another), so this only frees the locks of a
+/// process that hung in the middle of one.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10min";
+
+/// Sets [`LOCK_TIMEOUT`] and [`IDLE_IN_TRANSACTION_TIMEOUT`] for a new session where nothing set
+/// them: a value from the URL (`options=-c lock_timeout=…`), the role, the database or the server's
+/// configuration wins (`0`, PostgreSQL's default, means none was set).
+fn session_bounds() -> String {
+    [
+        ("lock_timeout", LOCK_TIMEOUT),
+        ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+    ]
+    .iter()
+    .map(|(name, value)| {
+        format!("SELECT set_config('{name}', '{value}', false) WHERE current_setting('{name}') = '0';")
+    })
+    .collect()
 }
 
 /// What the driver says when the server answers "no TLS" to a connection that requires it (its

@@ -43,8 +43,9 @@ pub enum WarehouseError {
         #[source]
         source: DuckDbError,
     },
-    /// PostgreSQL refused an operation or could not be reached.
-    #[error("postgresql at {url}: {action}: {source}")]
+    /// PostgreSQL refused an operation or could not be reached (the driver's message with its
+    /// causes: its own `Display` says only "db error").
+    #[error("postgresql at {url}: {action}: {}", postgres_message(source))]
     Postgres {
         /// The server, without credentials.
         url: String,
@@ -83,6 +84,20 @@ pub enum WarehouseError {
     /// A row could not be written to a COPY stream.
     #[error("writing rows to postgresql: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A PostgreSQL driver error as seam shows it: the message with its causes, and what to do about a
+/// lock another session held too long.
+fn postgres_message(e: &postgres::Error) -> String {
+    let mut out = seam_postgres::error_chain(e);
+    if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+        out.push_str(&format!(
+            " (another session holds a lock on the table, see pg_locks; seam waits lock_timeout for \
+             a lock, {} unless the URL's options or the server set it, then tries the commit again)",
+            seam_postgres::LOCK_TIMEOUT
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
