@@ -153,6 +153,19 @@ impl SequenceClock {
     }
 }
 
+/// Ends, from any thread, the warehouse call a destination is in the middle of, so that a call the
+/// runtime stopped waiting for (after a stop's grace) does not go on holding the warehouse: a wait
+/// for a lock, a long statement, with the locks its transaction already took.
+///
+/// Contract: `interrupt` returns at once, never blocks and never panics; the call it ends fails as
+/// a failed commit does (nothing of its batch becomes durable; the committed state stays where it
+/// was). The request may reach the warehouse after the call under way ended, and then end the next
+/// one: callers interrupt a destination they have stopped waiting for and will not use again.
+pub trait Interrupt: Send + Sync + std::fmt::Debug {
+    /// Asks the warehouse to end the call under way, if any.
+    fn interrupt(&self);
+}
+
 /// Bytes of record JSON in a batch, unless the destination or the caller chooses otherwise
 /// (target-stitch's 4 MB).
 pub const DEFAULT_BATCH_BYTES: usize = 4_000_000;
@@ -238,6 +251,13 @@ pub trait Destination: Send {
     fn fence(&mut self, token: i64) -> Result<(), DestinationError> {
         let _ = token;
         Ok(())
+    }
+
+    /// A handle that ends this destination's calls from another thread (see [`Interrupt`]), kept by
+    /// the caller for as long as it uses the destination; `None` (the default) when a call cannot
+    /// wait on anything outside the process, so it ends on its own.
+    fn interrupter(&self) -> Option<std::sync::Arc<dyn Interrupt>> {
+        None
     }
 }
 

@@ -18,7 +18,7 @@ pub mod state;
 pub use catalog::{Catalog, CatalogEntry, Inclusion, ReplicationMethod};
 pub use connector::{ConnectorSpec, PropertySpec, PropertyType};
 pub use destination::{
-    CommitReport, Destination, DestinationError, LoadMode, SequenceClock, SequencedRecord,
+    CommitReport, Destination, DestinationError, Interrupt, LoadMode, SequenceClock, SequencedRecord,
     DEFAULT_BATCH_BYTES,
 };
 pub use error::{Classify, ErrorKind, RetryDecision, RetryPolicy};

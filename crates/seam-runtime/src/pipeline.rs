@@ -27,7 +27,9 @@
 //!   ([`LoadError::Stopped`]); a warehouse call begun before the stop gets what is left of the grace,
 //!   one begun after it a whole grace (so a run ends within twice the grace). Whatever still runs
 //!   then is abandoned ([`PipelineError::StopTimedOut`], naming the part that did not stop): the
-//!   source's task is aborted, a blocking warehouse call finishes on its own thread and drops its
+//!   source's task is aborted; a blocking warehouse call is interrupted as the run ends (PostgreSQL:
+//!   a cancel request, so a commit waiting on a lock lets go of the warehouse; see
+//!   [`Destination::interrupter`]) and otherwise finishes on its own thread, dropping its
 //!   uncommitted batch. What was not committed is read again by the next run from the last
 //!   committed state.
 //!
@@ -40,7 +42,8 @@ use async_trait::async_trait;
 use seam_core::catalog::Catalog;
 use seam_core::singer::Message;
 use seam_core::{
-    Classify, CommitReport, Destination, DestinationError, ErrorKind, ReadSummary, Source, SourceError, State,
+    Classify, CommitReport, Destination, DestinationError, ErrorKind, Interrupt, ReadSummary, Source,
+    SourceError, State,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -622,13 +625,29 @@ struct Hops {
     dest: Option<Box<dyn Destination>>,
     loader: Option<Loader>,
     line: u64,
+    /// Ends the destination's call under way (see [`Interrupt`]).
+    interrupter: Option<Arc<dyn Interrupt>>,
+    /// True from the start of a call on the blocking pool until it came back: still true when the
+    /// run stopped waiting for it.
+    in_flight: bool,
 }
 
 /// The destination is closed on the blocking pool: closing blocks (DuckDB may checkpoint, the
 /// PostgreSQL client says goodbye to the server), and the blocking PostgreSQL client panics when
 /// dropped on an async worker ("Cannot start a runtime from within a runtime").
+///
+/// A call the run stopped waiting for (a stop's grace ran out) is interrupted as the run ends: a
+/// commit waiting on a lock in the warehouse then fails and lets go of what it held, rather than
+/// going on there after the run was reported stopped; its batch was never committed and is read
+/// again by the next run.
 impl Drop for Hops {
     fn drop(&mut self) {
+        if self.in_flight {
+            if let Some(interrupter) = &self.interrupter {
+                tracing::info!("interrupting the warehouse call the stopped run left under way");
+                interrupter.interrupt();
+            }
+        }
         let Some(dest) = self.dest.take() else {
             return;
         };
@@ -656,9 +675,11 @@ impl Hops {
             .map_err(|e| join_error(PART_LOADER, e))?
             .map_err(PipelineError::Destination)?;
         Ok(Hops {
+            interrupter: dest.interrupter(),
             dest: Some(dest),
             loader: Some(loader),
             line: 0,
+            in_flight: false,
         })
     }
 
@@ -668,12 +689,14 @@ impl Hops {
         f: impl FnOnce(&mut dyn Destination) -> Result<R, DestinationError> + Send + 'static,
     ) -> Result<R, PipelineError> {
         let mut dest = self.dest.take().ok_or_else(destination_lost)?;
-        let (dest, result) = tokio::task::spawn_blocking(move || {
+        self.in_flight = true;
+        let joined = tokio::task::spawn_blocking(move || {
             let r = f(dest.as_mut());
             (dest, r)
         })
-        .await
-        .map_err(|e| join_error(PART_LOADER, e))?;
+        .await;
+        self.in_flight = false;
+        let (dest, result) = joined.map_err(|e| join_error(PART_LOADER, e))?;
         self.dest = Some(dest);
         result.map_err(PipelineError::Destination)
     }
@@ -684,9 +707,10 @@ impl Hops {
         let Some(dest) = self.dest.take() else {
             return Ok(());
         };
-        tokio::task::spawn_blocking(move || drop(dest))
-            .await
-            .map_err(|e| join_error(PART_LOADER, e))
+        self.in_flight = true;
+        let joined = tokio::task::spawn_blocking(move || drop(dest)).await;
+        self.in_flight = false;
+        joined.map_err(|e| join_error(PART_LOADER, e))
     }
 
     /// Hands `messages` to the loader; returns what got committed.
@@ -724,7 +748,8 @@ impl Hops {
     ) -> Result<(R, Vec<Committed>), PipelineError> {
         let mut dest = self.dest.take().ok_or_else(destination_lost)?;
         let mut loader = self.loader.take().ok_or_else(destination_lost)?;
-        let (dest, loader, result) = tokio::task::spawn_blocking(move || {
+        self.in_flight = true;
+        let joined = tokio::task::spawn_blocking(move || {
             let mut commits: Vec<Committed> = Vec::new();
             let mut on_commit = |c: Commit<'_>| {
                 commits.push((c.report.clone(), c.state.cloned()));
@@ -733,8 +758,9 @@ impl Hops {
             let result = f(&mut loader, dest.as_mut(), &mut on_commit);
             (dest, loader, result.map(|r| (r, commits)))
         })
-        .await
-        .map_err(|e| join_error(PART_LOADER, e))?;
+        .await;
+        self.in_flight = false;
+        let (dest, loader, result) = joined.map_err(|e| join_error(PART_LOADER, e))?;
         self.dest = Some(dest);
         self.loader = Some(loader);
         result.map_err(PipelineError::Load)

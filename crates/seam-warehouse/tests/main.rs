@@ -8,4 +8,5 @@ mod duckdb_shared;
 mod harness;
 mod postgres_copy;
 mod postgres_fence;
+mod postgres_locks;
 mod postgres_tls;

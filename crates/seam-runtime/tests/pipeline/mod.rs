@@ -296,6 +296,133 @@ async fn a_source_that_keeps_sending_after_the_stop_is_abandoned_after_the_grace
     );
 }
 
+/// Whether a [`Stuck`] destination's commit is waiting, was interrupted, and has returned.
+#[derive(Debug, Default)]
+struct StuckCommit {
+    waiting: bool,
+    interrupted: bool,
+    returned: bool,
+}
+
+#[derive(Debug, Default)]
+struct StuckShared {
+    commit: Mutex<StuckCommit>,
+    wake: std::sync::Condvar,
+}
+
+impl seam_core::Interrupt for StuckShared {
+    fn interrupt(&self) {
+        self.commit.lock().unwrap().interrupted = true;
+        self.wake.notify_all();
+    }
+}
+
+/// A warehouse whose commit waits until it is interrupted (a PostgreSQL commit behind another
+/// session's lock), then fails.
+struct Stuck {
+    inner: MemDestination,
+    shared: Arc<StuckShared>,
+}
+
+impl Destination for Stuck {
+    fn check(&mut self) -> Result<(), DestinationError> {
+        self.inner.check()
+    }
+    fn committed_state(&mut self) -> Result<Option<State>, DestinationError> {
+        self.inner.committed_state()
+    }
+    fn ensure_table(&mut self, schema: &seam_core::SchemaMessage) -> Result<(), DestinationError> {
+        self.inner.ensure_table(schema)
+    }
+    fn write_batch(
+        &mut self,
+        stream: &str,
+        records: &[seam_core::RecordMessage],
+    ) -> Result<(), DestinationError> {
+        self.inner.write_batch(stream, records)
+    }
+    fn activate_version(&mut self, stream: &str, version: i64) -> Result<(), DestinationError> {
+        self.inner.activate_version(stream, version)
+    }
+    fn commit(&mut self, _state: Option<&State>) -> Result<seam_core::CommitReport, DestinationError> {
+        let mut c = self.shared.commit.lock().unwrap();
+        c.waiting = true;
+        while !c.interrupted {
+            c = self.shared.wake.wait(c).unwrap();
+        }
+        c.returned = true;
+        Err(DestinationError::new(
+            ErrorKind::Internal,
+            "canceling statement due to user request",
+        ))
+    }
+    fn interrupter(&self) -> Option<Arc<dyn seam_core::Interrupt>> {
+        Some(Arc::clone(&self.shared) as Arc<dyn seam_core::Interrupt>)
+    }
+}
+
+/// A commit that waits on the warehouse past the stop's grace is abandoned, and interrupted as the
+/// run ends: it does not go on holding the warehouse (a PostgreSQL commit kept its locks, and its
+/// place in the lock queue, until the lock it waited for went away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warehouse_call_abandoned_after_the_stop_is_interrupted() {
+    let world = World::default();
+    let shared = Arc::new(StuckShared::default());
+    let destination = Stuck {
+        inner: MemDestination::new(SCHEMA, &world.warehouse),
+        shared: Arc::clone(&shared),
+    };
+    let config = config(15);
+    let progress = Progress::default();
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn({
+        let (progress, cancel, config) = (progress.clone(), cancel.clone(), config.clone());
+        async move {
+            let stop = Stop::new(cancel, config.stop_grace);
+            pipeline::run(
+                Arc::new(pages(3)),
+                catalog(),
+                move || Ok(Box::new(destination) as Box<dyn Destination>),
+                &mut NoHooks,
+                &progress,
+                &stop,
+                &config,
+            )
+            .await
+        }
+    });
+    let waiting = Arc::clone(&shared);
+    seam_test_support::wait_until_async(Duration::from_secs(30), "the first commit to wait", async || {
+        waiting.commit.lock().unwrap().waiting
+    })
+    .await;
+    cancel.cancel();
+    let run = tokio::time::timeout(WEDGED, handle)
+        .await
+        .expect("the run ends after the grace")
+        .unwrap();
+    let err = run.load.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::StopTimedOut {
+                part: pipeline::PART_WAREHOUSE,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let returned = Arc::clone(&shared);
+    seam_test_support::wait_until_async(
+        Duration::from_secs(10),
+        "the abandoned commit to be interrupted and return",
+        async || returned.commit.lock().unwrap().returned,
+    )
+    .await;
+    assert_eq!(world.rows(), 0, "nothing of the interrupted batch was committed");
+    assert_eq!(world.state(), None);
+}
+
 /// A warehouse that answers "rate limited, retry in a minute": the stop ends the retry wait at once,
 /// nothing of the batch is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

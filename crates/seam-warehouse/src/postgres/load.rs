@@ -993,7 +993,7 @@ mod tests {
             return;
         };
         let options = seam_postgres::ConnectOptions::parse(&url).unwrap();
-        let mut client = super::super::open(&options).unwrap();
+        let mut client = super::super::open(&options, &super::super::CancelSlot::default()).unwrap();
         let schema = quote_ident(&seam_test_support::unique_name("keyindex"));
         client
             .batch_execute(&format!(

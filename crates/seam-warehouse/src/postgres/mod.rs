@@ -24,10 +24,11 @@ use crate::sql::{self, qualified, Dialect};
 use crate::stage::Stager;
 use postgres::Client;
 use seam_core::{
-    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord,
-    State,
+    CommitReport, Destination, DestinationError, ErrorKind, Interrupt, RecordMessage, SchemaMessage,
+    SequencedRecord, State,
 };
 use seam_postgres::{ConnectError, ConnectOptions};
+pub use seam_postgres::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -89,6 +90,8 @@ pub struct PostgresDestination {
     finished: Option<Result<CommitReport, DestinationError>>,
     /// The batch of a commit that failed, kept for its retry.
     failed: Option<Stager>,
+    /// The cancel key of the connection in use, for [`Destination::interrupter`].
+    cancel: CancelSlot,
 }
 
 /// A connection and what a commit needs besides the batch: it moves to the commit's thread.
@@ -101,6 +104,8 @@ pub(crate) struct Conn {
     /// `load.rs`).
     tables: HashMap<String, load::TableFacts>,
     counters: LoadCounters,
+    /// Where the connection's cancel key goes (shared with the destination's interrupter).
+    cancel: CancelSlot,
 }
 
 /// What a commit on its own thread hands back.
@@ -119,7 +124,7 @@ fn commit_batch(
     state: Option<&State>,
 ) -> Result<CommitReport, DestinationError> {
     if conn.client.is_closed() {
-        conn.client = open(&conn.options)?;
+        conn.client = open(&conn.options, &conn.cancel)?;
     }
     let mut plan = batch.plan(layout)?;
     load::apply(conn, &plan, layout, state)?;
@@ -182,7 +187,8 @@ impl PostgresDestination {
         schema: &str,
         append_only: HashSet<String>,
     ) -> Result<Self, DestinationError> {
-        let client = open(options)?;
+        let cancel = CancelSlot::default();
+        let client = open(options, &cancel)?;
         let mut d = PostgresDestination {
             conn: Some(Conn {
                 client,
@@ -191,6 +197,7 @@ impl PostgresDestination {
                 fence: None,
                 tables: HashMap::new(),
                 counters: LoadCounters::default(),
+                cancel: cancel.clone(),
             }),
             options: options.clone(),
             schema: schema.to_owned(),
@@ -200,6 +207,7 @@ impl PostgresDestination {
             running: None,
             finished: None,
             failed: None,
+            cancel,
         };
         let ddl = sql::system_tables(&quote_ident(schema), &DIALECT);
         let created = d.conn()?.client.batch_execute(&ddl);
@@ -236,12 +244,13 @@ impl PostgresDestination {
             // A lost connection's counts carry over (a commit thread that panicked took its own with it).
             let counters = self.conn.as_ref().map(|c| c.counters).unwrap_or_default();
             self.conn = Some(Conn {
-                client: open(&self.options)?,
+                client: open(&self.options, &self.cancel)?,
                 options: self.options.clone(),
                 schema: self.schema.clone(),
                 fence: self.fence,
                 tables: HashMap::new(),
                 counters,
+                cancel: self.cancel.clone(),
             });
         }
         self.conn
@@ -324,12 +333,75 @@ impl PostgresDestination {
     }
 }
 
-/// Connects with the URL's TLS settings; errors say which sslmode was used and what to check.
-fn open(options: &ConnectOptions) -> Result<Client, DestinationError> {
-    options.connect_blocking().map_err(|e| {
+/// Connects with the URL's TLS settings (errors say which sslmode was used and what to check; the
+/// session's lock waits are bounded, see [`LOCK_TIMEOUT`]) and puts the connection's cancel key in
+/// `cancel`.
+fn open(options: &ConnectOptions, cancel: &CancelSlot) -> Result<Client, DestinationError> {
+    let client = options.connect_blocking().map_err(|e| {
         let kind = e.driver_error().map_or(ErrorKind::Config, classify);
         DestinationError::new(kind, WarehouseError::PostgresConnect(e))
-    })
+    })?;
+    cancel.set(client.cancel_token());
+    Ok(client)
+}
+
+/// The cancel key of a destination's current connection (it changes when a lost connection is made
+/// again), shared by the destination's connections and its [`PgInterrupt`].
+#[derive(Clone, Default)]
+struct CancelSlot(Arc<Mutex<Option<postgres::CancelToken>>>);
+
+impl CancelSlot {
+    fn set(&self, token: postgres::CancelToken) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+    }
+
+    fn get(&self) -> Option<postgres::CancelToken> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Ends the statement a [`PostgresDestination`]'s connection is running with PostgreSQL's cancel
+/// request (a connection of its own to the server, made on a thread of its own: `interrupt` never
+/// blocks). The statement fails with SQLSTATE 57014, its transaction rolls back and lets go of its
+/// locks; arriving between statements, the request changes nothing.
+#[derive(Clone)]
+struct PgInterrupt {
+    cancel: CancelSlot,
+    options: ConnectOptions,
+}
+
+impl std::fmt::Debug for PgInterrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgInterrupt")
+            .field("url", &self.options.redacted())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Interrupt for PgInterrupt {
+    fn interrupt(&self) {
+        let Some(token) = self.cancel.get() else {
+            return;
+        };
+        let url = self.options.redacted().to_owned();
+        let tls = match self.options.tls() {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::warn!(url = %url, error = %e, "cannot cancel the warehouse's statement");
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("seam-postgres-cancel".into())
+            .spawn(move || {
+                if let Err(e) = token.cancel_query(tls) {
+                    tracing::warn!(url = %url, error = %seam_postgres::error_chain(&e), "cancelling the warehouse's statement failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a thread to cancel the warehouse's statement");
+        }
+    }
 }
 
 impl PostgresDestination {
@@ -487,6 +559,13 @@ impl Destination for PostgresDestination {
         self.finished = None;
         self.failed = None;
         self.stager.discard();
+    }
+
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        Some(Arc::new(PgInterrupt {
+            cancel: self.cancel.clone(),
+            options: self.options.clone(),
+        }))
     }
 
     fn fence(&mut self, token: i64) -> Result<(), DestinationError> {
