@@ -420,7 +420,8 @@ fn session_bounds() -> String {
     ]
     .iter()
     .map(|(name, value)| {
-        format!("SELECT set_config('{name}', '{value}', false) WHERE current_setting('{name}') = '0';")
+        // `current_setting(…, true)` is NULL on a server without the setting: left alone there.
+        format!("SELECT set_config('{name}', '{value}', false) WHERE current_setting('{name}', true) = '0';")
     })
     .collect()
 }
