@@ -308,3 +308,129 @@ async fn simulator_to_postgres_through_a_job() {
     assert_eq!(tickets, 30);
     service.shutdown().await;
 }
+
+/// A plain connection for the test's own statements (the lock holder, the watcher).
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Sessions other than the test's own waiting for a lock on a table of `schema`.
+async fn waiting_on_locks(watch: &tokio_postgres::Client, schema: &str) -> i64 {
+    watch
+        .query_one(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT l.granted AND n.nspname = $1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A job whose commit waits on a lock another session holds in the PostgreSQL warehouse (a user's
+/// `CREATE INDEX`, say), with a lock timeout longer than anyone waits: Stop Extraction ends the job,
+/// and its commit is cancelled in the warehouse rather than left waiting there (with the locks it
+/// took) after the job was reported stopped. Once the lock goes the next run loads every ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_while_its_commit_waits_on_a_lock_lets_go_of_the_warehouse() {
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let waits_long = format!("{url}{sep}options=-c%20lock_timeout%3D10min");
+    let sim = start_sim_with(zendesk_sim::SimConfig {
+        tickets: 30,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse: seam_warehouse::DestinationSpec = waits_long.parse().unwrap();
+    let factory = std::sync::Arc::new(seam_server::connectors::DefaultFactory::new(
+        warehouse,
+        Some(sim.base_url()),
+    ));
+    let service = start_service(service_config(dir.path().join("data"), factory)).await;
+    let api = Api::of(&service);
+    let name = seam_test_support::unique_name("e2e_lock");
+    let schema = seam_core::naming::schema_name(&name).unwrap();
+    let id = integration_with(&api, &name, &["tickets"]).await;
+    let ended = |after: i64| {
+        move |jobs: &serde_json::Value| {
+            jobs.as_array().is_some_and(|a| {
+                !a.is_empty() && a[0]["job_id"].as_i64() > Some(after) && a[0]["status"] != "running"
+            })
+        }
+    };
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{id}/extractions"), ended(0))
+        .await;
+    assert_eq!(jobs[0]["status"], "succeeded", "{jobs}");
+    let first = jobs[0]["job_id"].as_i64().unwrap();
+
+    // Another session holds the tickets table in SHARE mode; tickets change in Zendesk.
+    let holder = pg(&url).await;
+    holder
+        .batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".tickets IN SHARE MODE"))
+        .await
+        .unwrap();
+    sim.mutate(20);
+    sim.advance_clock(120);
+    let watch = pg(&url).await;
+    let (s, v) = api.post(&format!("/v4/sources/{id}/sync"), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    seam_test_support::wait_until_async(
+        Duration::from_secs(60),
+        "the job's commit to wait on the lock",
+        async || waiting_on_locks(&watch, &schema).await > 0,
+    )
+    .await;
+
+    let stopped_at = Instant::now();
+    let (s, v) = api.delete(&format!("/v4/sources/{id}/sync")).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{id}/extractions"), ended(first))
+        .await;
+    assert_eq!(jobs[0]["status"], "cancelled", "{jobs}");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(30),
+        "the stop took {:?}",
+        stopped_at.elapsed()
+    );
+    // The commit the stopped job left waiting is cancelled: no one waits on the lock any more,
+    // while the holder still holds it.
+    seam_test_support::wait_until_async(
+        Duration::from_secs(20),
+        "the abandoned commit to stop waiting on the lock",
+        async || waiting_on_locks(&watch, &schema).await == 0,
+    )
+    .await;
+    let stopped = jobs[0]["job_id"].as_i64().unwrap();
+
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (s, v) = api.post(&format!("/v4/sources/{id}/sync"), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let jobs = api
+        .wait_for(&format!("/v4/sources/{id}/extractions"), ended(stopped))
+        .await;
+    assert_eq!(jobs[0]["status"], "succeeded", "{jobs}");
+    let truth = sim.truth_of("tickets").unwrap();
+    let expected: Vec<i64> = truth["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let loaded: Vec<i64> = watch
+        .query(&format!("SELECT id FROM \"{schema}\".tickets ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(expected.len() > 30, "tickets were created: {}", expected.len());
+    assert_eq!(loaded, expected, "every ticket, once");
+    service.shutdown().await;
+}
