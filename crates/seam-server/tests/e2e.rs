@@ -258,15 +258,11 @@ async fn no_answer_from_zendesk_wedges_a_job() {
     assert_eq!(tickets, 40);
 }
 
-/// `zendesk-sim` → the real Zendesk source → a PostgreSQL warehouse, through a job of the service:
-/// the job succeeds and the tickets are in PostgreSQL. (The job used to drop its warehouse
-/// connection on an async worker, where the blocking PostgreSQL client panics — "Cannot start a
-/// runtime from within a runtime" — so a job into PostgreSQL could end failed after loading.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulator_to_postgres_through_a_job() {
-    let Some(url) = seam_test_support::postgres_url() else {
-        return;
-    };
+/// A simulated account of 30 tickets, and the service with the real connectors loading into the
+/// PostgreSQL warehouse at `url` (its data directory in the returned temporary directory).
+async fn sim_and_service_into_postgres(
+    url: &str,
+) -> (zendesk_sim::SimHandle, tempfile::TempDir, seam_server::Service) {
     let sim = start_sim_with(zendesk_sim::SimConfig {
         tickets: 30,
         ..Default::default()
@@ -279,6 +275,19 @@ async fn simulator_to_postgres_through_a_job() {
         Some(sim.base_url()),
     ));
     let service = start_service(service_config(dir.path().join("data"), factory)).await;
+    (sim, dir, service)
+}
+
+/// `zendesk-sim` → the real Zendesk source → a PostgreSQL warehouse, through a job of the service:
+/// the job succeeds and the tickets are in PostgreSQL. (The job used to drop its warehouse
+/// connection on an async worker, where the blocking PostgreSQL client panics — "Cannot start a
+/// runtime from within a runtime" — so a job into PostgreSQL could end failed after loading.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_to_postgres_through_a_job() {
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let (_sim, _dir, service) = sim_and_service_into_postgres(&url).await;
     let api = Api::of(&service);
     let name = seam_test_support::unique_name("e2e_pg");
     let schema = seam_core::naming::schema_name(&name).unwrap();
@@ -340,18 +349,7 @@ async fn a_job_stopped_while_its_commit_waits_on_a_lock_lets_go_of_the_warehouse
     };
     let sep = if url.contains('?') { '&' } else { '?' };
     let waits_long = format!("{url}{sep}options=-c%20lock_timeout%3D10min");
-    let sim = start_sim_with(zendesk_sim::SimConfig {
-        tickets: 30,
-        ..Default::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let warehouse: seam_warehouse::DestinationSpec = waits_long.parse().unwrap();
-    let factory = std::sync::Arc::new(seam_server::connectors::DefaultFactory::new(
-        warehouse,
-        Some(sim.base_url()),
-    ));
-    let service = start_service(service_config(dir.path().join("data"), factory)).await;
+    let (sim, _dir, service) = sim_and_service_into_postgres(&waits_long).await;
     let api = Api::of(&service);
     let name = seam_test_support::unique_name("e2e_lock");
     let schema = seam_core::naming::schema_name(&name).unwrap();

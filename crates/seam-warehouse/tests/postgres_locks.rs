@@ -74,8 +74,18 @@ fn stage_second_batch(d: &mut PostgresDestination) {
     .unwrap();
 }
 
-fn after_second_batch() -> Vec<(i64, String)> {
-    vec![(1, "one".into()), (2, "two again".into()), (3, "three".into())]
+/// Only the first batch is in the table, and its state is the one committed.
+fn first_batch_only(url: &str, name: &str, d: &mut PostgresDestination) {
+    assert_eq!(tickets(url, name), vec![(1, "one".into()), (2, "two".into())]);
+    assert_eq!(d.committed_state().unwrap(), Some(state(1)));
+}
+
+/// The failed commit, retried, loads the second batch once with its state.
+fn retry_commits_the_second_batch(url: &str, name: &str, d: &mut PostgresDestination) {
+    d.commit(Some(&state(2))).unwrap();
+    let expected: Vec<(i64, String)> = vec![(1, "one".into()), (2, "two again".into()), (3, "three".into())];
+    assert_eq!(tickets(url, name), expected);
+    assert_eq!(d.committed_state().unwrap(), Some(state(2)));
 }
 
 #[test]
@@ -130,15 +140,10 @@ fn a_commit_waits_for_a_lock_no_longer_than_the_lock_timeout_and_its_retry_loads
         "it waited the lock timeout: {waited:?}"
     );
     assert!(waited < Duration::from_secs(20), "and no longer: {waited:?}");
-    // Nothing of the batch, nor its state, became durable.
+    // Nothing of the batch, nor its state, became durable; the lock gone, the retry commits it.
     drop(holder);
-    assert_eq!(tickets(&url, &name), vec![(1, "one".into()), (2, "two".into())]);
-    assert_eq!(d.committed_state().unwrap(), Some(state(1)));
-
-    // The lock gone, the retry commits the same batch, once.
-    d.commit(Some(&state(2))).unwrap();
-    assert_eq!(tickets(&url, &name), after_second_batch());
-    assert_eq!(d.committed_state().unwrap(), Some(state(2)));
+    first_batch_only(&url, &name, &mut d);
+    retry_commits_the_second_batch(&url, &name, &mut d);
 }
 
 #[test]
@@ -205,11 +210,6 @@ fn an_interrupted_commit_lets_go_of_the_warehouse_and_its_retry_loads_the_batch(
         .get(0);
     assert_eq!(held, 0, "the interrupted commit let go of its locks");
     drop(holder);
-    assert_eq!(tickets(&url, &name), vec![(1, "one".into()), (2, "two".into())]);
-    assert_eq!(d.committed_state().unwrap(), Some(state(1)));
-
-    // The retry commits the batch, once.
-    d.commit(Some(&state(2))).unwrap();
-    assert_eq!(tickets(&url, &name), after_second_batch());
-    assert_eq!(d.committed_state().unwrap(), Some(state(2)));
+    first_batch_only(&url, &name, &mut d);
+    retry_commits_the_second_batch(&url, &name, &mut d);
 }
