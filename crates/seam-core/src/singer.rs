@@ -387,13 +387,19 @@ impl ReadError {
     }
 }
 
-/// Reads Singer messages one line at a time; never holds more than one line of input.
-/// Blank lines are skipped.
+/// The longest line (one message) a [`MessageReader`] or a tap's output is read to, in bytes: 64
+/// MiB, above Stitch's own limit on a record (20 MB, "A single record is larger than the Stitch API
+/// limit of 20 Mb"). A longer line fails the read rather than growing memory without bound.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Reads Singer messages one line at a time; never holds more than one line of input, and no line of
+/// more than [`MAX_LINE_BYTES`] (an error says which line). Blank lines are skipped.
 #[derive(Debug)]
 pub struct MessageReader<R> {
     input: R,
     line: u64,
     buf: Vec<u8>,
+    max_line: usize,
 }
 
 impl<R: BufRead> MessageReader<R> {
@@ -403,7 +409,14 @@ impl<R: BufRead> MessageReader<R> {
             input,
             line: 0,
             buf: Vec::new(),
+            max_line: MAX_LINE_BYTES,
         }
+    }
+
+    /// The same, refusing lines of more than `max` bytes (their newline aside).
+    pub fn with_max_line_bytes(mut self, max: usize) -> Self {
+        self.max_line = max;
+        self
     }
 
     /// The number of the last line read (1-based).
@@ -416,7 +429,7 @@ impl<R: BufRead> MessageReader<R> {
         loop {
             self.buf.clear();
             self.line += 1;
-            let text = match read_line(&mut self.input, &mut self.buf) {
+            let text = match read_line(&mut self.input, &mut self.buf, self.max_line) {
                 Ok(0) => return None,
                 // The vector check says only whether the line is UTF-8; the standard one, where not.
                 Ok(_) => simdutf8::basic::from_utf8(&self.buf).or_else(|_| {
@@ -447,10 +460,12 @@ impl<R: BufRead> MessageReader<R> {
 }
 
 /// Appends the next line of `input` to `buf`, its `\n` included; the number of bytes read, 0 at
-/// the end. `BufRead::read_line` looks for the line's end with the standard library's portable
-/// search, a word at a time (2.7% of `seam target postgres`'s instructions on a 2k-ticket stream,
-/// callgrind); `memchr` uses the processor's vector instructions.
-fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// the end; an `InvalidData` error once the line holds more than `max` bytes besides its `\n` or
+/// `\r\n`.
+/// `BufRead::read_line` looks for the line's end with the standard library's portable search, a
+/// word at a time (2.7% of `seam target postgres`'s instructions on a 2k-ticket stream, callgrind);
+/// `memchr` uses the processor's vector instructions.
+fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     let mut read = 0;
     loop {
         let available = match input.fill_buf() {
@@ -468,6 +483,20 @@ fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> 
         buf.extend_from_slice(&available[..taken]);
         input.consume(taken);
         read += taken;
+        let ending = match (done, buf.ends_with(b"\r\n")) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        if buf.len() - ending > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the line is longer than {max} bytes, the most seam reads as one message (Stitch \
+                     refuses a record of more than 20 MB)"
+                ),
+            ));
+        }
         if done {
             return Ok(read);
         }
@@ -493,6 +522,35 @@ mod tests {
 
 {"type":"STATE","value":{"users":2,"locations":1}}
 "#;
+
+    /// A line of more than the limit fails the read, naming the line, whatever the input's buffer;
+    /// a line at the limit is read.
+    #[test]
+    fn a_line_longer_than_the_limit_fails_the_read_naming_it() {
+        let record = |pad: usize| {
+            let head = r#"{"type":"RECORD","stream":"s","record":{"id":1,"v":""#;
+            let tail = r#""}}"#;
+            format!("{head}{}{tail}", "x".repeat(pad - head.len() - tail.len()))
+        };
+        let input = format!("{}\n{}\r\n{}\n", record(60), record(100), record(101));
+        for capacity in [7, 64, 4096] {
+            let reader = std::io::BufReader::with_capacity(capacity, input.as_bytes());
+            let mut reader = MessageReader::new(reader).with_max_line_bytes(100);
+            assert_eq!(reader.next_message().unwrap().unwrap().0, 1);
+            assert_eq!(
+                reader.next_message().unwrap().unwrap().0,
+                2,
+                "a line at the limit"
+            );
+            let e = reader.next_message().unwrap().unwrap_err();
+            assert_eq!(e.line(), 3, "{e}");
+            let text = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(text.contains("longer than 100 bytes"), "{e}: {text}");
+        }
+        assert_eq!(MessageReader::new(&b""[..]).max_line, MAX_LINE_BYTES);
+    }
 
     proptest::proptest! {
         /// Times in the form sources write (and near misses: other separators and offsets, out of

@@ -188,7 +188,7 @@ impl Default for TapLimits {
             exit_grace: Duration::from_secs(30),
             // A tap may run a long query before its first row; an hour of silence is a hung tap.
             idle_timeout: Duration::from_secs(3600),
-            max_line_bytes: 64 << 20,
+            max_line_bytes: seam_core::singer::MAX_LINE_BYTES,
         }
     }
 }
