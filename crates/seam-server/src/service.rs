@@ -59,6 +59,9 @@ pub struct SecurityConfig {
     pub sign_in: SignInLimits,
     /// Where notification webhooks may go.
     pub webhooks: WebhookPolicy,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default: the header is
+    /// ignored), for the sign-in throttle's per-client budget.
+    pub trusted_proxies: crate::ui::proxy::TrustedProxies,
 }
 
 /// The service failed to start.

@@ -92,6 +92,68 @@ async fn sign_in_failures_are_throttled_per_client() {
     service.shutdown().await;
 }
 
+/// Posts the sign-in form with an `X-Forwarded-For` header.
+async fn sign_in_forwarded(
+    client: &reqwest::Client,
+    base: &str,
+    forwarded_for: &str,
+    password: &str,
+) -> StatusCode {
+    client
+        .post(format!("{base}/signin"))
+        .header("cookie", "seam_signin=form-token")
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[
+            ("username", "admin"),
+            ("password", password),
+            ("next", "/"),
+            ("signin_token", "form-token"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Behind a trusted reverse proxy each client has its own sign-in budget (the one `X-Forwarded-For`
+/// names: one user guessing does not lock the others out); a client that is not the proxy cannot
+/// pick its budget by writing the header.
+#[tokio::test]
+async fn behind_a_trusted_proxy_sign_in_failures_are_throttled_per_forwarded_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let security = SecurityConfig {
+        trusted_proxies: seam_server::ui::proxy::TrustedProxies::new(vec!["127.0.0.1".parse().unwrap()]),
+        ..SecurityConfig::default()
+    };
+    let service = start_with(&dir, security).await;
+    let base = format!("http://{}", service.addr());
+    let proxy = client_from("127.0.0.1");
+    let per_client = SignInLimits::default().per_client_failures;
+    for i in 0..per_client {
+        // The guesser writes its own header too; the proxy appends the address it saw.
+        let status = sign_in_forwarded(&proxy, &base, &format!("10.9.9.{i}, 203.0.113.5"), "guess").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let status = sign_in_forwarded(&proxy, &base, "198.51.100.1, 203.0.113.5", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the guesser is throttled");
+    let status = sign_in_forwarded(&proxy, &base, "203.0.113.6", PASSWORD).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "another user behind the proxy signs in"
+    );
+
+    // Not the proxy: the header is not believed, whatever it says.
+    let direct = client_from("127.0.0.2");
+    for i in 0..per_client {
+        let status = sign_in_forwarded(&direct, &base, &format!("203.0.113.{}", 100 + i), "guess").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let status = sign_in_forwarded(&direct, &base, "203.0.113.200", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "counted as 127.0.0.2");
+    service.shutdown().await;
+}
+
 /// Finding 1: failures from many clients together are throttled too.
 #[tokio::test]
 async fn sign_in_failures_are_throttled_overall() {

@@ -42,6 +42,11 @@ pub struct Args {
     /// addresses the host resolves to).
     #[arg(long, env = "SEAM_WEBHOOK_REFUSE_PRIVATE_ADDRESSES")]
     webhook_refuse_private_addresses: bool,
+    /// A reverse proxy in front of seam (`ADDR` or a network `ADDR/BITS`; repeatable, or
+    /// comma-separated in the environment): a request from it is counted against the client that
+    /// `X-Forwarded-For` names, for the sign-in throttle. Without one the header is ignored.
+    #[arg(long = "trusted-proxy", env = "SEAM_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<seam_server::ui::proxy::ProxyNet>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -234,6 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 webhooks: WebhookPolicy {
                     refuse_private_addresses: args.webhook_refuse_private_addresses,
                 },
+                trusted_proxies: seam_server::ui::proxy::TrustedProxies::new(args.trusted_proxies.clone()),
                 ..SecurityConfig::default()
             },
         };

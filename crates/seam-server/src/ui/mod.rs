@@ -27,6 +27,7 @@
 //! sign-in failures count together. Only the password-check slots are each process's own.
 
 pub mod assets;
+pub mod proxy;
 pub mod session;
 pub mod throttle;
 
@@ -249,7 +250,8 @@ async fn signin(
     if form.signin_token.is_empty() || !session::same_secret(&cookie_token, &form.signin_token) {
         return again(StatusCode::FORBIDDEN, "The sign-in form expired: sign in again.");
     }
-    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let ip = ui.app.security.trusted_proxies.client(peer, &headers);
     let client = ClientKey::of(ip);
     let client_label = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let throttled = |refused: throttle::Refused| {
