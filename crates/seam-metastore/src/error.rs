@@ -36,6 +36,13 @@ pub enum MetastoreError {
     /// The PostgreSQL metastore's URL, TLS settings or server refused the connection.
     #[error("postgres metastore: {0}")]
     PostgresConnect(#[from] seam_postgres::ConnectError),
+    /// The PostgreSQL metastore did not answer within the call timeout: its connection was dropped,
+    /// and the next call connects anew.
+    #[error("postgres metastore: no answer within {} s; its connection was dropped", timeout.as_secs_f64())]
+    Unanswered {
+        /// How long the call waited.
+        timeout: std::time::Duration,
+    },
     /// A stored value does not parse (written by a newer seam, or edited by hand).
     #[error("metastore holds an unreadable {what}: {detail}")]
     Corrupt {
@@ -81,6 +88,7 @@ impl Classify for MetastoreError {
                 ErrorKind::Transient
             }
             MetastoreError::Crypto(_) => ErrorKind::Config,
+            MetastoreError::Unanswered { .. } => ErrorKind::Transient,
             MetastoreError::Postgres(e) if e.is_closed() || e.code().is_none() || is_restart(e) => {
                 ErrorKind::Transient
             }

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use seam_core::{Catalog, State};
 use seam_postgres::ConnectOptions;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
+use tokio::task::AbortHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
@@ -30,6 +33,79 @@ pub struct PostgresMetastore {
     server: ConnectOptions,
     /// The schema holding seam's tables.
     schema: String,
+    /// What the watchdog ([`watchdog`]) watches: the call under way and the connection's task.
+    watch: Arc<StdMutex<Watch>>,
+}
+
+/// How long one call to the metastore may go unanswered before its connection is dropped: the
+/// call then fails (`Transient`: the scheduler and the jobs try again) and the next one connects
+/// anew. Every call is a few small statements, and lock waits end after the session's
+/// `lock_timeout` (30 s); a minute without an answer is a server that stopped answering (a hung
+/// process, a disk that does not return), which TCP keepalives cannot see: its host still answers.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The call under way on the metastore's connection, and that connection's task.
+#[derive(Debug)]
+struct Watch {
+    /// When the call under way began.
+    busy_since: Option<Instant>,
+    /// Aborting it closes the connection: the call under way fails at once.
+    task: Option<AbortHandle>,
+    /// How long a call may take ([`CALL_TIMEOUT`] unless set).
+    timeout: Duration,
+}
+
+fn lock_watch(watch: &StdMutex<Watch>) -> std::sync::MutexGuard<'_, Watch> {
+    watch.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Drops the connection of a call that has gone unanswered past its timeout; ends with the
+/// metastore.
+async fn watchdog(watch: Weak<StdMutex<Watch>>, server: String) {
+    loop {
+        let pause = match watch.upgrade() {
+            Some(w) => (lock_watch(&w).timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+            None => return,
+        };
+        tokio::time::sleep(pause).await;
+        let Some(w) = watch.upgrade() else { return };
+        let mut w = lock_watch(&w);
+        let overdue = w.busy_since.is_some_and(|since| since.elapsed() > w.timeout);
+        if overdue {
+            if let Some(task) = w.task.take() {
+                task.abort();
+            }
+            w.busy_since = None;
+            tracing::warn!(server = %server, timeout_secs = w.timeout.as_secs_f64(),
+                "the postgres metastore did not answer in time: its connection was dropped; the next call connects anew");
+        }
+    }
+}
+
+/// The metastore's connection for one call: counted as under way, for the watchdog, until dropped.
+struct Call<'a> {
+    client: MutexGuard<'a, Client>,
+    watch: &'a StdMutex<Watch>,
+}
+
+impl std::ops::Deref for Call<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Call<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        lock_watch(self.watch).busy_since = None;
+    }
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -224,7 +300,7 @@ impl PostgresMetastore {
             ));
         }
         let server = ConnectOptions::parse(url).map_err(seam_postgres::ConnectError::from)?;
-        let client = server.connect().await?;
+        let (client, task) = server.connect_abortable().await?;
         // Processes starting together: one creates the schema and migrates, the others wait for it.
         client
             .execute(
@@ -266,28 +342,53 @@ impl PostgresMetastore {
                 &[&format!("seam migrations {schema}")],
             )
             .await?;
+        let watch = Arc::new(StdMutex::new(Watch {
+            busy_since: None,
+            task: Some(task),
+            timeout: CALL_TIMEOUT,
+        }));
+        tokio::spawn(watchdog(Arc::downgrade(&watch), server.to_string()));
         Ok(PostgresMetastore {
             client: Mutex::new(client),
             server,
             schema: schema.to_owned(),
+            watch,
         })
+    }
+
+    /// Sets how long a call may go unanswered before its connection is dropped ([`CALL_TIMEOUT`]
+    /// by default).
+    pub fn set_call_timeout(&self, timeout: Duration) {
+        lock_watch(&self.watch).timeout = timeout;
     }
 
     /// The metastore's connection, made again first when the last one ended (the server restarted,
     /// or ended it; the network dropped it): a call under way when it ends fails (an error of kind
     /// `Transient`, which the scheduler and the jobs try again), and the next call reconnects, so a
     /// restart of the server does not leave the process answering "connection closed" for good.
-    async fn client(&self) -> Result<MutexGuard<'_, Client>> {
-        let mut client = self.client.lock().await;
-        if client.is_closed() {
-            let fresh = self.server.connect().await?;
+    ///
+    /// A call that goes unanswered past [`CALL_TIMEOUT`] has its connection dropped by the watchdog
+    /// (and fails); the reconnection itself is bounded by the connect timeout.
+    async fn client(&self) -> Result<Call<'_>> {
+        let client = self.client.lock().await;
+        lock_watch(&self.watch).busy_since = Some(Instant::now());
+        let mut call = Call {
+            client,
+            watch: &self.watch,
+        };
+        if call.is_closed() {
+            let timeout = lock_watch(&self.watch).timeout;
+            let (fresh, task) = tokio::time::timeout(timeout, self.server.connect_abortable())
+                .await
+                .map_err(|_| MetastoreError::Unanswered { timeout })??;
+            lock_watch(&self.watch).task = Some(task);
             fresh
                 .batch_execute(&format!("SET search_path TO \"{}\"", self.schema))
                 .await?;
-            *client = fresh;
+            *call.client = fresh;
             tracing::info!(server = %self.server, "reconnected to the postgres metastore");
         }
-        Ok(client)
+        Ok(call)
     }
 
     /// The server process of the metastore's connection (`pg_backend_pid()`), for diagnostics and

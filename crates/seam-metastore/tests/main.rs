@@ -1081,3 +1081,51 @@ async fn postgres_metastore_reconnects_after_the_server_ends_its_connection() {
     }
     assert_eq!(m.list_integrations(false).await.unwrap().len(), 3);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a server process of the test cluster.
+fn signal_backend(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+/// A metastore whose server process stops answering (frozen with SIGSTOP: its host still answers
+/// TCP, so keepalives cannot tell): the call waiting on it fails once the call timeout passes
+/// (`Transient`), and the next call connects anew and works. Before, the call — and every API
+/// request and job behind the metastore's one connection — waited as long as the server did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_metastore_gives_up_on_a_server_that_stops_answering() {
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let schema = seam_test_support::unique_name("seam_test");
+    let m = PostgresMetastore::connect(&url, &schema).await.unwrap();
+    let a = m.create_integration(new_integration("zendesk_a")).await.unwrap();
+    m.set_call_timeout(std::time::Duration::from_secs(2));
+    let pid = m.backend_pid().await.unwrap();
+    signal_backend(pid, "STOP");
+    let begun = std::time::Instant::now();
+    let call = tokio::time::timeout(std::time::Duration::from_secs(30), m.get_integration(a.id)).await;
+    let waited = begun.elapsed();
+    signal_backend(pid, "CONT");
+    let e = call.expect("the call ends").unwrap_err();
+    assert_eq!(e.kind(), seam_core::ErrorKind::Transient, "{e}");
+    assert!(
+        waited >= std::time::Duration::from_secs(2) && waited < std::time::Duration::from_secs(10),
+        "failed after {waited:?}"
+    );
+    let found = m.get_integration(a.id).await.unwrap();
+    assert_eq!(found.map(|i| i.name), Some("zendesk_a".to_owned()));
+    let fresh = m.backend_pid().await.unwrap();
+    assert_ne!(fresh, pid, "a new connection");
+    // Only a call's own wait counts: calls that answer, spread over more than the timeout, and an
+    // idle connection keep their connection.
+    for _ in 0..30 {
+        m.get_integration(a.id).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(m.backend_pid().await.unwrap(), fresh, "the connection was kept");
+}

@@ -355,6 +355,15 @@ impl ConnectOptions {
     /// Connects (async) and spawns the connection's task on the current tokio runtime; the task
     /// ends when the client is dropped or the connection fails (logged).
     pub async fn connect(&self) -> Result<tokio_postgres::Client, ConnectError> {
+        self.connect_abortable().await.map(|(client, _task)| client)
+    }
+
+    /// Like [`ConnectOptions::connect`], also handing back the connection's task: aborting it
+    /// closes the connection, and every call under way on the client fails at once ("connection
+    /// closed") — a way out of a call to a server that stopped answering.
+    pub async fn connect_abortable(
+        &self,
+    ) -> Result<(tokio_postgres::Client, tokio::task::AbortHandle), ConnectError> {
         let tls = self.tls()?;
         let attempt = self.config.connect(tls.clone()).await;
         let (client, connection) = match attempt {
@@ -365,16 +374,17 @@ impl ConnectOptions {
             },
         };
         let shown = self.shown.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(url = %shown, error = %e, "postgresql connection ended");
             }
-        });
+        })
+        .abort_handle();
         client
             .batch_execute(&session_bounds())
             .await
             .map_err(|e| self.connect_error(e))?;
-        Ok(client)
+        Ok((client, task))
     }
 
     /// Connects with the blocking driver (which runs its own runtime: call it off async tasks).
