@@ -1082,34 +1082,92 @@ async fn postgres_metastore_reconnects_after_the_server_ends_its_connection() {
     assert_eq!(m.list_integrations(false).await.unwrap().len(), 3);
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to a server process of the test cluster.
-fn signal_backend(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}: {status}");
+/// A TCP relay in front of a PostgreSQL server that can be frozen: while frozen it passes no byte
+/// either way and keeps every connection open, as a server process that hung (or a network that
+/// black-holes packets) does.
+struct Relay {
+    /// The URL to the server through the relay.
+    url: String,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// A metastore whose server process stops answering (frozen with SIGSTOP: its host still answers
-/// TCP, so keepalives cannot tell): the call waiting on it fails once the call timeout passes
-/// (`Transient`), and the next call connects anew and works. Before, the call — and every API
-/// request and job behind the metastore's one connection — waited as long as the server did.
+impl Relay {
+    async fn start(url: &str) -> Relay {
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("the test server is reached over TCP, not {other:?}"),
+        };
+        let port = config.get_ports()[0];
+        let target = format!("{host}:{port}");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_url = url.replacen(&target, &listener.local_addr().unwrap().to_string(), 1);
+        assert_ne!(relay_url, url, "{url} names {target}");
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gate = Arc::clone(&frozen);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&target).await.unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, Arc::clone(&gate)));
+                tokio::spawn(pump(sr, cw, Arc::clone(&gate)));
+            }
+        });
+        Relay {
+            url: relay_url,
+            frozen,
+        }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while `gate` is set.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while gate.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A metastore whose server stops answering (a hung server process: its host still answers TCP,
+/// so keepalives see nothing; here a relay that stops passing bytes): the call waiting on it fails
+/// once the call timeout passes (`Transient`), and the next call connects anew and works. Before,
+/// the call — and every API request and job behind the metastore's one connection — waited as long
+/// as the server did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_metastore_gives_up_on_a_server_that_stops_answering() {
     let Some(url) = seam_test_support::postgres_url() else {
         return;
     };
+    let relay = Relay::start(&url).await;
     let schema = seam_test_support::unique_name("seam_test");
-    let m = PostgresMetastore::connect(&url, &schema).await.unwrap();
+    let m = PostgresMetastore::connect(&relay.url, &schema).await.unwrap();
     let a = m.create_integration(new_integration("zendesk_a")).await.unwrap();
     m.set_call_timeout(std::time::Duration::from_secs(2));
     let pid = m.backend_pid().await.unwrap();
-    signal_backend(pid, "STOP");
+    relay.freeze(true);
     let begun = std::time::Instant::now();
     let call = tokio::time::timeout(std::time::Duration::from_secs(30), m.get_integration(a.id)).await;
     let waited = begun.elapsed();
-    signal_backend(pid, "CONT");
+    relay.freeze(false);
     let e = call.expect("the call ends").unwrap_err();
     assert_eq!(e.kind(), seam_core::ErrorKind::Transient, "{e}");
     assert!(
