@@ -367,8 +367,9 @@ impl PostgresMetastore {
     /// `Transient`, which the scheduler and the jobs try again), and the next call reconnects, so a
     /// restart of the server does not leave the process answering "connection closed" for good.
     ///
-    /// A call that goes unanswered past [`CALL_TIMEOUT`] has its connection dropped by the watchdog
-    /// (and fails); the reconnection itself is bounded by the connect timeout.
+    /// A call that goes unanswered past the call timeout ([`CALL_TIMEOUT`]) has its connection
+    /// dropped by the watchdog and fails; a reconnection that takes longer fails
+    /// ([`MetastoreError::Unanswered`]).
     async fn client(&self) -> Result<Call<'_>> {
         let client = self.client.lock().await;
         lock_watch(&self.watch).busy_since = Some(Instant::now());
