@@ -16,6 +16,11 @@
 //! the public web CAs (Mozilla's list, built in). Without `sslrootcert`, `verify-ca` and
 //! `verify-full` read `~/.postgresql/root.crt`, as libpq does. Client certificates (`sslcert`,
 //! `sslkey`) are not supported and refused by name.
+//!
+//! Every connection is bounded: a connect timeout, TCP keepalives and a TCP user timeout (a server
+//! gone from the network), and in the session a [`LOCK_TIMEOUT`] and an
+//! [`IDLE_IN_TRANSACTION_TIMEOUT`] (another session's lock, a process that hung mid-transaction),
+//! each unless the URL, or for the session settings the server, says otherwise.
 
 mod tls;
 mod url;
