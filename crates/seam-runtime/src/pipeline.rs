@@ -140,6 +140,9 @@ pub struct ProgressSnapshot {
     pub commits: u64,
     /// True once a stop was asked for.
     pub stopping: bool,
+    /// When the warehouse call under way (staging what the source sent, committing it) began;
+    /// `None` between calls. A long one is a warehouse that is slow or waits (on a lock, a retry).
+    pub warehouse_call_since: Option<tokio::time::Instant>,
 }
 
 impl Progress {
@@ -151,6 +154,12 @@ impl Progress {
     /// Moves the run to `phase`.
     pub fn set_phase(&self, phase: Phase) {
         self.with(|p| p.phase = phase);
+    }
+
+    /// Marks a warehouse call as under way (`true`) or over.
+    pub fn set_warehouse_call(&self, under_way: bool) {
+        let since = under_way.then(tokio::time::Instant::now);
+        self.with(|p| p.warehouse_call_since = since);
     }
 
     /// Marks the run as stopping (a stop was asked for).
@@ -564,10 +573,15 @@ where
             }
             progress.received(&chunk);
             let messages = std::mem::replace(&mut chunk, Vec::with_capacity(HOP_MESSAGES));
-            let commits = stop.bounded(PART_WAREHOUSE, hops.push(messages)).await?;
-            announce(&commits, hooks, progress).await;
+            progress.set_warehouse_call(true);
+            let commits = stop.bounded(PART_WAREHOUSE, hops.push(messages)).await;
+            progress.set_warehouse_call(false);
+            announce(&commits?, hooks, progress).await;
         }
-        let (summary, commits) = stop.bounded(PART_WAREHOUSE, hops.finish()).await?;
+        progress.set_warehouse_call(true);
+        let finished = stop.bounded(PART_WAREHOUSE, hops.finish()).await;
+        progress.set_warehouse_call(false);
+        let (summary, commits) = finished?;
         announce(&commits, hooks, progress).await;
         Ok(summary)
     }

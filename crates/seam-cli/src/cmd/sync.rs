@@ -136,6 +136,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+/// How long a warehouse call lasts before the progress line says the run waits on it.
+const WAREHOUSE_WAIT_SHOWN: Duration = Duration::from_secs(5);
+
 async fn report_progress(progress: Progress, terminal: bool) {
     let started = Instant::now();
     let period = if terminal {
@@ -153,13 +156,19 @@ async fn report_progress(progress: Progress, terminal: bool) {
         let s = progress.snapshot();
         let records = s.records_total;
         let rate = records as f64 / started.elapsed().as_secs_f64().max(0.001);
-        let line = format!(
+        let mut line = format!(
             "{}: {} records read ({:.0}/s), {} rows committed",
             s.current_stream.as_deref().unwrap_or("starting"),
             records,
             rate,
             s.rows_committed
         );
+        // A commit that takes long (a lock in the warehouse, a retry) is said, rather than a read
+        // rate that drops for no shown reason.
+        let waiting = s.warehouse_call_since.map(|t| t.elapsed());
+        if let Some(waited) = waiting.filter(|w| *w >= WAREHOUSE_WAIT_SHOWN) {
+            line.push_str(&format!(", waiting on the warehouse for {} s", waited.as_secs()));
+        }
         match &bar {
             Some(b) => b.set_message(line),
             None => eprintln!("seam sync: {line}"),

@@ -396,6 +396,10 @@ async fn a_warehouse_call_abandoned_after_the_stop_is_interrupted() {
         waiting.commit.lock().unwrap().waiting
     })
     .await;
+    assert!(
+        progress.snapshot().warehouse_call_since.is_some(),
+        "the progress says the run waits on the warehouse"
+    );
     cancel.cancel();
     let run = tokio::time::timeout(WEDGED, handle)
         .await
@@ -421,6 +425,11 @@ async fn a_warehouse_call_abandoned_after_the_stop_is_interrupted() {
     .await;
     assert_eq!(world.rows(), 0, "nothing of the interrupted batch was committed");
     assert_eq!(world.state(), None);
+    assert_eq!(
+        progress.snapshot().warehouse_call_since,
+        None,
+        "and no longer once it ended"
+    );
 }
 
 /// A warehouse that answers "rate limited, retry in a minute": the stop ends the retry wait at once,
