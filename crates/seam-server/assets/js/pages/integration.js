@@ -136,6 +136,9 @@ export async function render(main, [id, tabArg], ctx) {
 
   async function drawExtractions() {
     const jobs = await api.get(`/sources/${id}/extractions?limit=50`);
+    // A job listed as running is redrawn once the poll finds it over, even one that ends before the
+    // poll first sees it (its row said "running" for good).
+    if (jobs.some((j) => j.status === "running")) wasRunning = true;
     if (!jobs.length) {
       mount(body, h("div", { class: "card empty" }, h("h2", {}, "No extractions yet"),
         h("p", {}, source.status === "Not Configured" ? "Select tables on Tables to Replicate first." : "The first one starts at the next scheduled time, or now with Run Extraction Now.")));
