@@ -145,6 +145,19 @@ pub struct ProgressSnapshot {
     pub warehouse_call_since: Option<tokio::time::Instant>,
 }
 
+/// How long a warehouse call lasts before progress reports say the run waits on the warehouse.
+pub const WAREHOUSE_WAIT_SHOWN: Duration = Duration::from_secs(5);
+
+impl ProgressSnapshot {
+    /// How long the run has waited on the warehouse call under way, once that is at least
+    /// [`WAREHOUSE_WAIT_SHOWN`] (a lock in the warehouse, a commit being retried); `None` otherwise.
+    pub fn waiting_on_warehouse(&self) -> Option<Duration> {
+        self.warehouse_call_since
+            .map(|since| since.elapsed())
+            .filter(|waited| *waited >= WAREHOUSE_WAIT_SHOWN)
+    }
+}
+
 impl Progress {
     /// A copy of the counters.
     pub fn snapshot(&self) -> ProgressSnapshot {

@@ -28,12 +28,18 @@ pub struct JobProgress {
     pub started_at: DateTime<Utc>,
     /// True once a stop was asked for.
     pub stopping: bool,
+    /// Seconds the run has waited on the warehouse call under way (a lock in the warehouse, a
+    /// commit being retried), once past [`crate::pipeline::WAREHOUSE_WAIT_SHOWN`]; `null` otherwise
+    /// (and from a worker that does not report it).
+    #[serde(default)]
+    pub waiting_on_warehouse_secs: Option<u64>,
 }
 
 impl JobProgress {
     /// `job`'s progress as `progress` counts it now.
     pub fn of(job: &Job, progress: &Progress) -> JobProgress {
         let p = progress.snapshot();
+        let waiting_on_warehouse_secs = p.waiting_on_warehouse().map(|w| w.as_secs());
         JobProgress {
             job_id: job.id,
             job_name: job.job_name.clone(),
@@ -44,6 +50,7 @@ impl JobProgress {
             records_by_stream: p.records,
             started_at: job.start_time,
             stopping: p.stopping,
+            waiting_on_warehouse_secs,
         }
     }
 }

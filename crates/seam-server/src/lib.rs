@@ -80,7 +80,8 @@
 //!   the schedule, backoff and the source's `status`. `error_message` is set on `failed` (a panic in seam
 //!   included: the job ends failed with its message, never stays `running`).
 //! - `Progress`: `{"source_id","job_id","job_name","phase":"discovery"|"extraction"|"finishing","current_stream",
-//!   "records_extracted","rows_loaded","records_by_stream":{"tickets":120},"started_at","stopping":false}`.
+//!   "records_extracted","rows_loaded","records_by_stream":{"tickets":120},"started_at","stopping":false,
+//!   "waiting_on_warehouse_secs":null|12}` (seconds the run has waited on the warehouse, once past 5 s).
 //! - `Load`: `{"source_id","source_name","stream_name","rows_loaded","last_batch_loaded_at",
 //!   "max_bookmark_value":"updated_at: …"|"Bookmark Unavailable","error_state":null|{"message"},"last_job_id"}`.
 //! - `Usage`: `{"billing_period":{"start","end"},"row_limit","stop_replication_at_limit","rows_used","percent_used",

@@ -384,6 +384,16 @@ async fn a_job_stopped_while_its_commit_waits_on_a_lock_lets_go_of_the_warehouse
         async || waiting_on_locks(&watch, &schema).await > 0,
     )
     .await;
+    // The job's progress says it waits on the warehouse (once past 5 s).
+    let current = api
+        .wait_for(&format!("/v4/sources/{id}/extractions/current"), |p| {
+            p["waiting_on_warehouse_secs"].as_u64().is_some()
+        })
+        .await;
+    assert!(
+        current["waiting_on_warehouse_secs"].as_u64() >= Some(5),
+        "{current}"
+    );
 
     let stopped_at = Instant::now();
     let (s, v) = api.delete(&format!("/v4/sources/{id}/sync")).await;

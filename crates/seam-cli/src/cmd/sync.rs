@@ -136,9 +136,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// How long a warehouse call lasts before the progress line says the run waits on it.
-const WAREHOUSE_WAIT_SHOWN: Duration = Duration::from_secs(5);
-
 async fn report_progress(progress: Progress, terminal: bool) {
     let started = Instant::now();
     let period = if terminal {
@@ -165,8 +162,7 @@ async fn report_progress(progress: Progress, terminal: bool) {
         );
         // A commit that takes long (a lock in the warehouse, a retry) is said, rather than a read
         // rate that drops for no shown reason.
-        let waiting = s.warehouse_call_since.map(|t| t.elapsed());
-        if let Some(waited) = waiting.filter(|w| *w >= WAREHOUSE_WAIT_SHOWN) {
+        if let Some(waited) = s.waiting_on_warehouse() {
             line.push_str(&format!(", waiting on the warehouse for {} s", waited.as_secs()));
         }
         match &bar {

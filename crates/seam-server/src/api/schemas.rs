@@ -271,7 +271,8 @@ pub fn components() -> Map<String, Value> {
             "rows_loaded": {"type": "integer", "minimum": 0},
             "records_by_stream": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
             "started_at": time(),
-            "stopping": {"type": "boolean"}})),
+            "stopping": {"type": "boolean"},
+            "waiting_on_warehouse_secs": nullable("integer")})),
     );
     put(
         "LogLine",

@@ -115,7 +115,7 @@ export async function render(main, [id, tabArg], ctx) {
     mount(live, h("div", { class: "card live", id: "live-job" },
       h("div", { class: "live-head" },
         h("div", {}, h("h2", {}, h("span", { class: "pulse" }), ` Extraction in progress · ${p.job_name}`),
-          h("div", { class: "muted small" }, `Started ${relative(p.started_at)} · ${duration(p.started_at)} · phase: ${p.phase}${p.stopping ? " · stopping…" : ""}`)),
+          h("div", { class: "muted small" }, `Started ${relative(p.started_at)} · ${duration(p.started_at)} · phase: ${p.phase}${p.waiting_on_warehouse_secs != null ? ` · waiting on the warehouse for ${p.waiting_on_warehouse_secs} s` : ""}${p.stopping ? " · stopping…" : ""}`)),
         h("div", { class: "grid grid-2" },
           h("div", { class: "stat" }, h("div", { class: "label" }, "Records extracted"), h("div", { class: "value", id: "live-records" }, num(p.records_extracted))),
           h("div", { class: "stat" }, h("div", { class: "label" }, "Rows loaded"), h("div", { class: "value", id: "live-rows" }, num(p.rows_loaded))))),
