@@ -254,8 +254,8 @@ pub trait Destination: Send {
     }
 
     /// A handle that ends this destination's calls from another thread (see [`Interrupt`]), kept by
-    /// the caller for as long as it uses the destination; `None` (the default) when a call cannot
-    /// wait on anything outside the process, so it ends on its own.
+    /// the caller for as long as it uses the destination; `None` (the default) when the warehouse
+    /// offers no way to end a call, which then runs to its end on its thread.
     fn interrupter(&self) -> Option<std::sync::Arc<dyn Interrupt>> {
         None
     }

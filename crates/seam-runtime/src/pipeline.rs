@@ -28,9 +28,9 @@
 //!   one begun after it a whole grace (so a run ends within twice the grace). Whatever still runs
 //!   then is abandoned ([`PipelineError::StopTimedOut`], naming the part that did not stop): the
 //!   source's task is aborted; a blocking warehouse call is interrupted as the run ends (PostgreSQL:
-//!   a cancel request, so a commit waiting on a lock lets go of the warehouse; see
-//!   [`Destination::interrupter`]) and otherwise finishes on its own thread, dropping its
-//!   uncommitted batch. What was not committed is read again by the next run from the last
+//!   a cancel request, so a commit waiting on a lock lets go of the warehouse; DuckDB: its
+//!   interrupt, so a long merge stops taking the machine; see [`Destination::interrupter`]) and
+//!   otherwise finishes on its own thread, dropping its uncommitted batch. What was not committed is read again by the next run from the last
 //!   committed state.
 //!
 //! Why short hops to the blocking pool rather than one long-lived loader thread: the async side never

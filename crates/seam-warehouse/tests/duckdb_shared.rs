@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
-fn users() -> seam_core::SchemaMessage {
+pub(crate) fn users() -> seam_core::SchemaMessage {
     schema(
         "users",
         &["id"],
@@ -17,7 +17,7 @@ fn users() -> seam_core::SchemaMessage {
     )
 }
 
-fn batch(from: i64, n: i64) -> Vec<seam_core::RecordMessage> {
+pub(crate) fn batch(from: i64, n: i64) -> Vec<seam_core::RecordMessage> {
     (from..from + n)
         .map(|id| {
             rec(
@@ -28,7 +28,7 @@ fn batch(from: i64, n: i64) -> Vec<seam_core::RecordMessage> {
         .collect()
 }
 
-fn state(n: i64) -> State {
+pub(crate) fn state(n: i64) -> State {
     let mut s = State::default();
     s.set_bookmark("users", "n", json!(n));
     s

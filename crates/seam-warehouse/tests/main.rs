@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod duckdb_interrupt;
 mod duckdb_keys;
 mod duckdb_settings;
 mod duckdb_shared;

@@ -16,11 +16,12 @@ use crate::flatten::{quote_ident, ColumnType, Layout, NameRules, TableLayout, RE
 use crate::sql::{self, Dialect};
 use crate::stage::Stager;
 use seam_core::{
-    CommitReport, Destination, DestinationError, ErrorKind, RecordMessage, SchemaMessage, SequencedRecord,
-    State,
+    CommitReport, Destination, DestinationError, ErrorKind, Interrupt, RecordMessage, SchemaMessage,
+    SequencedRecord, State,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// DuckDB's SQL types for seam's column types.
 pub fn type_name(t: ColumnType) -> &'static str {
@@ -82,6 +83,32 @@ impl std::fmt::Debug for DuckDbDestination {
             .field("path", &self.path)
             .field("schema", &self.schema)
             .finish()
+    }
+}
+
+/// Ends the statement a [`DuckDbDestination`]'s connection is running with DuckDB's interrupt: the
+/// statement fails ("INTERRUPT Error"), the commit around it rolls back and its batch stays staged,
+/// as after any failed commit. A long merge, append statement or checkpoint of a stopped run then
+/// stops taking the machine and the file instead of running to its end. Sent between statements, it
+/// changes nothing: DuckDB clears it as the next statement begins (the test
+/// `an_interrupted_commit_keeps_what_was_committed_and_can_be_retried`). The handle goes quiet
+/// once the connection is closed.
+struct DuckDbInterrupt {
+    handle: Arc<duckdb::InterruptHandle>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for DuckDbInterrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDbInterrupt")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Interrupt for DuckDbInterrupt {
+    fn interrupt(&self) {
+        self.handle.interrupt();
     }
 }
 
@@ -241,6 +268,22 @@ impl DuckDbDestination {
         )
     }
 
+    /// Rolls back the transaction of a failed commit. An interrupt (see [`DuckDbInterrupt`]) that
+    /// reaches DuckDB as the `ROLLBACK` runs ends it too and leaves the transaction open, so it is
+    /// sent once more; DuckDB clears the interrupt as the next statement begins. Whatever still
+    /// fails then fails the next commit's `BEGIN`, with DuckDB's message.
+    fn roll_back(&self) {
+        for _ in 0..2 {
+            match self.conn.execute_batch("ROLLBACK") {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("no transaction is active") => return,
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "rolling back a failed commit")
+                }
+            }
+        }
+    }
+
     fn read_layout(&self) -> Result<Layout, DestinationError> {
         let mut stmt = self
             .conn
@@ -325,7 +368,7 @@ impl Destination for DuckDbDestination {
         match applied {
             Ok(()) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
-                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.roll_back();
                     return Err(self.err(e, "committing"));
                 }
                 let report = std::mem::take(&mut plan.report);
@@ -335,7 +378,7 @@ impl Destination for DuckDbDestination {
                 Ok(report)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                self.roll_back();
                 Err(e)
             }
         }
@@ -343,5 +386,33 @@ impl Destination for DuckDbDestination {
 
     fn discard(&mut self) {
         self.stager.discard();
+    }
+
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        Some(Arc::new(DuckDbInterrupt {
+            handle: self.conn.interrupt_handle(),
+            path: self.path.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::DuckDbDestination;
+
+    #[test]
+    fn a_failed_commits_rollback_closes_its_transaction_and_knows_when_there_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DuckDbDestination::open(&dir.path().join("w.duckdb"), "s").unwrap();
+        // The message `roll_back` takes for "nothing to roll back".
+        let none = d.conn.execute_batch("ROLLBACK").unwrap_err().to_string();
+        assert!(none.contains("no transaction is active"), "{none}");
+        d.roll_back();
+        d.conn.execute_batch("BEGIN TRANSACTION").unwrap();
+        assert!(d.conn.execute_batch("SELECT * FROM no_such_table").is_err());
+        d.roll_back();
+        // The transaction is closed: a new one begins.
+        d.conn.execute_batch("BEGIN TRANSACTION; COMMIT").unwrap();
     }
 }
