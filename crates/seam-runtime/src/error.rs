@@ -97,6 +97,9 @@ impl From<PipelineError> for JobError {
             PipelineError::Load(other) => JobError::Loader(other.to_string()),
             PipelineError::Panicked { part, message } => JobError::Panicked { part, message },
             PipelineError::StopTimedOut { part, grace } => JobError::StopTimedOut { part, grace },
+            unanswered @ PipelineError::WarehouseUnanswered { .. } => JobError::Destination(
+                DestinationError::new(ErrorKind::Transient, unanswered.to_string()),
+            ),
             cancelled @ PipelineError::Cancelled(_) => JobError::Loader(cancelled.to_string()),
         }
     }

@@ -30,8 +30,11 @@
 //!   source's task is aborted; a blocking warehouse call is interrupted as the run ends (PostgreSQL:
 //!   a cancel request, so a commit waiting on a lock lets go of the warehouse; DuckDB: its
 //!   interrupt, so a long merge stops taking the machine; see [`Destination::interrupter`]) and
-//!   otherwise finishes on its own thread, dropping its uncommitted batch. What was not committed is read again by the next run from the last
-//!   committed state.
+//!   otherwise finishes on its own thread, dropping its uncommitted batch. What was not committed
+//!   is read again by the next run from the last committed state;
+//! - a warehouse call unanswered for [`PipelineConfig::warehouse_call_limit`] (an hour by default:
+//!   a server that stopped answering) ends the run with [`PipelineError::WarehouseUnanswered`],
+//!   without a stop; the call is abandoned and interrupted as after a stop.
 //!
 //! Why short hops to the blocking pool rather than one long-lived loader thread: the async side never
 //! blocks, every warehouse call can be raced against the stop, and a paused-clock test is never
@@ -64,6 +67,15 @@ pub const APPEND_ONLY_METADATA: &str = "seam-append-only";
 /// How long a stopped run waits for the source and the warehouse by default.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
 
+/// How long one warehouse call (opening it, staging what the source sent and committing it,
+/// closing it) may go unanswered by default before the run gives up on it
+/// ([`PipelineError::WarehouseUnanswered`]). Lock waits end after the session's lock timeout (30 s
+/// on PostgreSQL) and failed commits are retried for a few minutes at most, so an hour is a server
+/// that stopped answering (a hung process, a disk that does not return), which neither TCP
+/// keepalives nor its own timeouts end: its host still answers. Generous for the slowest call seam
+/// makes, an index built on a large subtable the first time one of its parents is replaced.
+pub const DEFAULT_WAREHOUSE_CALL_LIMIT: Duration = Duration::from_secs(3600);
+
 /// At most this many messages go to the loader per hop to the blocking pool (fewer when the source
 /// has sent fewer: the driver never waits to fill a hop).
 pub const HOP_MESSAGES: usize = 500;
@@ -90,6 +102,9 @@ pub struct PipelineConfig {
     /// After a stop, how long the source gets to return at a safe point and an in-flight warehouse
     /// call to end (see [`Stop`]).
     pub stop_grace: Duration,
+    /// How long one warehouse call may go unanswered before the run gives up on it
+    /// ([`DEFAULT_WAREHOUSE_CALL_LIMIT`]).
+    pub warehouse_call_limit: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -99,6 +114,7 @@ impl Default for PipelineConfig {
             loader: LoaderConfig::default(),
             reset_state: false,
             stop_grace: DEFAULT_STOP_GRACE,
+            warehouse_call_limit: DEFAULT_WAREHOUSE_CALL_LIMIT,
         }
     }
 }
@@ -362,6 +378,18 @@ pub enum PipelineError {
         /// The grace it had.
         grace: Duration,
     },
+    /// A warehouse call went unanswered past the limit ([`PipelineConfig::warehouse_call_limit`]):
+    /// the run gave up on it and interrupted it (see [`Destination::interrupter`]).
+    #[error(
+        "the warehouse did not answer for {} s (a server that stopped answering: check that it runs \
+         and that its disk answers); seam gave up on the call: what was not committed is read again \
+         by the next run",
+        limit.as_secs_f64()
+    )]
+    WarehouseUnanswered {
+        /// How long the call had.
+        limit: Duration,
+    },
     /// A task of the run ended without a result (cancelled from outside).
     #[error("the {0} task was cancelled")]
     Cancelled(&'static str),
@@ -387,6 +415,7 @@ impl Classify for PipelineError {
                 LoadError::Destination { source, .. } | LoadError::Stopped { source, .. },
             ) => source.kind(),
             PipelineError::Load(_) => ErrorKind::Schema,
+            PipelineError::WarehouseUnanswered { .. } => ErrorKind::Transient,
             PipelineError::Panicked { .. }
             | PipelineError::StopTimedOut { .. }
             | PipelineError::Cancelled(_) => ErrorKind::Internal,
@@ -520,7 +549,10 @@ where
     // again from the last committed state next time).
     let loader = Loader::new(config.loader.clone()).stop_on(stop.token().clone());
     let opened = stop
-        .bounded(PART_WAREHOUSE, Hops::open(open_destination, loader))
+        .bounded(
+            PART_WAREHOUSE,
+            Hops::open(open_destination, loader, config.warehouse_call_limit),
+        )
         .await;
     let mut hops = match opened {
         Ok(hops) => hops,
@@ -657,16 +689,18 @@ struct Hops {
     /// True from the start of a call on the blocking pool until it came back: still true when the
     /// run stopped waiting for it.
     in_flight: bool,
+    /// How long a call may go unanswered ([`PipelineConfig::warehouse_call_limit`]).
+    limit: Duration,
 }
 
 /// The destination is closed on the blocking pool: closing blocks (DuckDB may checkpoint, the
 /// PostgreSQL client says goodbye to the server), and the blocking PostgreSQL client panics when
 /// dropped on an async worker ("Cannot start a runtime from within a runtime").
 ///
-/// A call the run stopped waiting for (a stop's grace ran out) is interrupted as the run ends: a
-/// commit waiting on a lock in the warehouse then fails and lets go of what it held, rather than
-/// going on there after the run was reported stopped; its batch was never committed and is read
-/// again by the next run.
+/// A call the run stopped waiting for (a stop's grace ran out, or the call went unanswered past its
+/// limit) is interrupted as the run ends: a commit waiting on a lock in the warehouse then fails and
+/// lets go of what it held, rather than going on there after the run was reported stopped; its
+/// batch was never committed and is read again by the next run.
 impl Drop for Hops {
     fn drop(&mut self) {
         if self.in_flight {
@@ -687,18 +721,26 @@ impl Drop for Hops {
     }
 }
 
+/// `call`'s output, unless it has not come after `limit`: then [`PipelineError::WarehouseUnanswered`]
+/// (the call goes on on its thread, and is interrupted as the run ends: see [`Hops`]).
+async fn answered_within<T>(limit: Duration, call: impl Future<Output = T>) -> Result<T, PipelineError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .map_err(|_| PipelineError::WarehouseUnanswered { limit })
+}
+
 /// What a hop returns when an earlier hop was abandoned.
 fn destination_lost() -> PipelineError {
     PipelineError::Cancelled(PART_WAREHOUSE)
 }
 
 impl Hops {
-    async fn open<F>(open: F, loader: Loader) -> Result<Hops, PipelineError>
+    async fn open<F>(open: F, loader: Loader, limit: Duration) -> Result<Hops, PipelineError>
     where
         F: FnOnce() -> Result<Box<dyn Destination>, DestinationError> + Send + 'static,
     {
-        let dest = tokio::task::spawn_blocking(open)
-            .await
+        let dest = answered_within(limit, tokio::task::spawn_blocking(open))
+            .await?
             .map_err(|e| join_error(PART_LOADER, e))?
             .map_err(PipelineError::Destination)?;
         Ok(Hops {
@@ -707,6 +749,7 @@ impl Hops {
             loader: Some(loader),
             line: 0,
             in_flight: false,
+            limit,
         })
     }
 
@@ -717,11 +760,14 @@ impl Hops {
     ) -> Result<R, PipelineError> {
         let mut dest = self.dest.take().ok_or_else(destination_lost)?;
         self.in_flight = true;
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = f(dest.as_mut());
-            (dest, r)
-        })
-        .await;
+        let joined = answered_within(
+            self.limit,
+            tokio::task::spawn_blocking(move || {
+                let r = f(dest.as_mut());
+                (dest, r)
+            }),
+        )
+        .await?;
         self.in_flight = false;
         let (dest, result) = joined.map_err(|e| join_error(PART_LOADER, e))?;
         self.dest = Some(dest);
@@ -735,7 +781,7 @@ impl Hops {
             return Ok(());
         };
         self.in_flight = true;
-        let joined = tokio::task::spawn_blocking(move || drop(dest)).await;
+        let joined = answered_within(self.limit, tokio::task::spawn_blocking(move || drop(dest))).await?;
         self.in_flight = false;
         joined.map_err(|e| join_error(PART_LOADER, e))
     }
@@ -776,16 +822,19 @@ impl Hops {
         let mut dest = self.dest.take().ok_or_else(destination_lost)?;
         let mut loader = self.loader.take().ok_or_else(destination_lost)?;
         self.in_flight = true;
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut commits: Vec<Committed> = Vec::new();
-            let mut on_commit = |c: Commit<'_>| {
-                commits.push((c.report.clone(), c.state.cloned()));
-                Ok(())
-            };
-            let result = f(&mut loader, dest.as_mut(), &mut on_commit);
-            (dest, loader, result.map(|r| (r, commits)))
-        })
-        .await;
+        let joined = answered_within(
+            self.limit,
+            tokio::task::spawn_blocking(move || {
+                let mut commits: Vec<Committed> = Vec::new();
+                let mut on_commit = |c: Commit<'_>| {
+                    commits.push((c.report.clone(), c.state.cloned()));
+                    Ok(())
+                };
+                let result = f(&mut loader, dest.as_mut(), &mut on_commit);
+                (dest, loader, result.map(|r| (r, commits)))
+            }),
+        )
+        .await?;
         self.in_flight = false;
         let (dest, loader, result) = joined.map_err(|e| join_error(PART_LOADER, e))?;
         self.dest = Some(dest);

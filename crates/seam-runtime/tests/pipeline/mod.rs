@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use seam_core::catalog::CatalogEntry;
 use seam_core::{
-    Catalog, Destination, DestinationError, ErrorKind, JsonType, ReplicationMethod, RetryPolicy, Schema,
-    State,
+    Catalog, Classify, Destination, DestinationError, ErrorKind, JsonType, ReplicationMethod, RetryPolicy,
+    Schema, State,
 };
 use seam_runtime::loader::{Commit, LoadError, LoaderConfig};
 use seam_runtime::pipeline::{
@@ -430,6 +430,59 @@ async fn a_warehouse_call_abandoned_after_the_stop_is_interrupted() {
         None,
         "and no longer once it ended"
     );
+}
+
+/// A warehouse call that goes unanswered past the limit ends the run without a stop: a server
+/// that stopped answering does not hold the run (and, in the service, its integration) for good.
+/// The call is interrupted, nothing of its batch is committed, and the error says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warehouse_call_unanswered_past_the_limit_ends_the_run() {
+    let world = World::default();
+    let shared = Arc::new(StuckShared::default());
+    let destination = Stuck {
+        inner: MemDestination::new(SCHEMA, &world.warehouse),
+        shared: Arc::clone(&shared),
+    };
+    let config = PipelineConfig {
+        warehouse_call_limit: Duration::from_secs(2),
+        ..config(15)
+    };
+    let progress = Progress::default();
+    let started = Instant::now();
+    let run = tokio::time::timeout(
+        WEDGED,
+        pipeline::run(
+            Arc::new(pages(3)),
+            catalog(),
+            move || Ok(Box::new(destination) as Box<dyn Destination>),
+            &mut NoHooks,
+            &progress,
+            &Stop::new(CancellationToken::new(), config.stop_grace),
+            &config,
+        ),
+    )
+    .await
+    .expect("the run ends once the call is past its limit");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the call had its limit"
+    );
+    let err = run.load.unwrap_err();
+    assert!(
+        matches!(err, PipelineError::WarehouseUnanswered { limit } if limit == Duration::from_secs(2)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("did not answer for 2 s"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Transient, "the next run tries again");
+    let returned = Arc::clone(&shared);
+    seam_test_support::wait_until_async(
+        Duration::from_secs(10),
+        "the unanswered commit to be interrupted and return",
+        async || returned.commit.lock().unwrap().returned,
+    )
+    .await;
+    assert_eq!(world.rows(), 0, "nothing of the interrupted batch was committed");
+    assert_eq!(world.state(), None);
 }
 
 /// A warehouse that answers "rate limited, retry in a minute": the stop ends the retry wait at once,
