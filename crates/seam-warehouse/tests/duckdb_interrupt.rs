@@ -25,23 +25,33 @@ fn contents(d: &mut DuckDbDestination) -> (i64, i64, i64, Option<seam_core::Stat
     )
 }
 
-/// Interrupts through `interrupter` every `every` until `done` says the call ended (within a
-/// minute): the call may not have reached DuckDB when the first one is sent, and an interrupt that
-/// arrives between statements changes nothing.
-fn interrupt_until_done(interrupter: &Arc<dyn Interrupt>, done: &mpsc::Receiver<()>, every: Duration) {
+/// Runs `call` on `d` on a thread of its own while interrupting `d` every `every`, until the call
+/// returns (within a minute): the call may not have reached DuckDB when the first interrupt is
+/// sent, and one that arrives between statements changes nothing.
+fn interrupted<T: Send + 'static>(
+    mut d: DuckDbDestination,
+    every: Duration,
+    call: impl FnOnce(&mut DuckDbDestination) -> T + Send + 'static,
+) -> (DuckDbDestination, T) {
+    let interrupter: Arc<dyn Interrupt> = d.interrupter().expect("a DuckDB destination can be interrupted");
+    let (done, ended) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let out = call(&mut d);
+        let _ = done.send(());
+        (d, out)
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         interrupter.interrupt();
-        match done.recv_timeout(every) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the call did not end within a minute of interrupts"
-                );
-            }
-            _ => return,
+        match ended.recv_timeout(every) {
+            Err(mpsc::RecvTimeoutError::Timeout) => assert!(
+                Instant::now() < deadline,
+                "the call did not end within a minute of interrupts"
+            ),
+            _ => break,
         }
     }
+    worker.join().unwrap()
 }
 
 #[test]
@@ -57,19 +67,14 @@ fn an_interrupted_statement_ends_and_the_destination_goes_on() {
     interrupter.interrupt();
     assert_eq!(contents(&mut d).0, 10);
 
-    let (done, ended) = mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        // Hours of work on one thread, unless interrupted.
-        let r = d.connection().query_row(
+    // Hours of work on one thread, unless interrupted.
+    let (mut d, r) = interrupted(d, Duration::from_millis(20), |d| {
+        d.connection().query_row(
             "SELECT count(*) FROM range(1000000) a, range(1000000) b",
             [],
             |r| r.get::<_, i64>(0),
-        );
-        let _ = done.send(());
-        (d, r)
+        )
     });
-    interrupt_until_done(&interrupter, &ended, Duration::from_millis(20));
-    let (mut d, r) = worker.join().unwrap();
     let e = r.expect_err("the statement was interrupted");
     assert!(e.to_string().contains("INTERRUPT"), "{e}");
 
@@ -102,15 +107,7 @@ fn an_interrupted_commit_keeps_what_was_committed_and_can_be_retried() {
         })
         .collect();
     d.write_batch("users", &renamed).unwrap();
-    let interrupter = d.interrupter().unwrap();
-    let (done, ended) = mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        let r = d.commit(Some(&state(2)));
-        let _ = done.send(());
-        (d, r)
-    });
-    interrupt_until_done(&interrupter, &ended, Duration::from_micros(200));
-    let (mut d, r) = worker.join().unwrap();
+    let (mut d, r) = interrupted(d, Duration::from_micros(200), |d| d.commit(Some(&state(2))));
     let e = r.expect_err("a commit interrupted all along fails");
     assert!(e.to_string().contains("INTERRUPT"), "{e}");
     // Nothing of the batch, nor its state, became durable.

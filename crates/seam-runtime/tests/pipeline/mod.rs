@@ -324,6 +324,18 @@ struct Stuck {
     shared: Arc<StuckShared>,
 }
 
+impl Stuck {
+    /// A stuck warehouse over `world`'s, and what its commit is doing.
+    fn new(world: &World) -> (Stuck, Arc<StuckShared>) {
+        let shared = Arc::new(StuckShared::default());
+        let stuck = Stuck {
+            inner: MemDestination::new(SCHEMA, &world.warehouse),
+            shared: Arc::clone(&shared),
+        };
+        (stuck, shared)
+    }
+}
+
 impl Destination for Stuck {
     fn check(&mut self) -> Result<(), DestinationError> {
         self.inner.check()
@@ -361,17 +373,27 @@ impl Destination for Stuck {
     }
 }
 
+/// Waits for the [`Stuck`] commit to be interrupted and return, then checks that nothing of its
+/// batch, nor its state, was committed.
+async fn interrupted_and_nothing_committed(shared: &Arc<StuckShared>, world: &World) {
+    let returned = Arc::clone(shared);
+    seam_test_support::wait_until_async(
+        Duration::from_secs(10),
+        "the abandoned commit to be interrupted and return",
+        async || returned.commit.lock().unwrap().returned,
+    )
+    .await;
+    assert_eq!(world.rows(), 0, "nothing of the interrupted batch was committed");
+    assert_eq!(world.state(), None);
+}
+
 /// A commit that waits on the warehouse past the stop's grace is abandoned, and interrupted as the
 /// run ends: it does not go on holding the warehouse (a PostgreSQL commit kept its locks, and its
 /// place in the lock queue, until the lock it waited for went away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warehouse_call_abandoned_after_the_stop_is_interrupted() {
     let world = World::default();
-    let shared = Arc::new(StuckShared::default());
-    let destination = Stuck {
-        inner: MemDestination::new(SCHEMA, &world.warehouse),
-        shared: Arc::clone(&shared),
-    };
+    let (destination, shared) = Stuck::new(&world);
     let config = config(15);
     let progress = Progress::default();
     let cancel = CancellationToken::new();
@@ -416,15 +438,7 @@ async fn a_warehouse_call_abandoned_after_the_stop_is_interrupted() {
         ),
         "{err}"
     );
-    let returned = Arc::clone(&shared);
-    seam_test_support::wait_until_async(
-        Duration::from_secs(10),
-        "the abandoned commit to be interrupted and return",
-        async || returned.commit.lock().unwrap().returned,
-    )
-    .await;
-    assert_eq!(world.rows(), 0, "nothing of the interrupted batch was committed");
-    assert_eq!(world.state(), None);
+    interrupted_and_nothing_committed(&shared, &world).await;
     assert_eq!(
         progress.snapshot().warehouse_call_since,
         None,
@@ -438,11 +452,7 @@ async fn a_warehouse_call_abandoned_after_the_stop_is_interrupted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warehouse_call_unanswered_past_the_limit_ends_the_run() {
     let world = World::default();
-    let shared = Arc::new(StuckShared::default());
-    let destination = Stuck {
-        inner: MemDestination::new(SCHEMA, &world.warehouse),
-        shared: Arc::clone(&shared),
-    };
+    let (destination, shared) = Stuck::new(&world);
     let config = PipelineConfig {
         warehouse_call_limit: Duration::from_secs(2),
         ..config(15)
@@ -474,15 +484,7 @@ async fn a_warehouse_call_unanswered_past_the_limit_ends_the_run() {
     );
     assert!(err.to_string().contains("did not answer for 2 s"), "{err}");
     assert_eq!(err.kind(), ErrorKind::Transient, "the next run tries again");
-    let returned = Arc::clone(&shared);
-    seam_test_support::wait_until_async(
-        Duration::from_secs(10),
-        "the unanswered commit to be interrupted and return",
-        async || returned.commit.lock().unwrap().returned,
-    )
-    .await;
-    assert_eq!(world.rows(), 0, "nothing of the interrupted batch was committed");
-    assert_eq!(world.state(), None);
+    interrupted_and_nothing_committed(&shared, &world).await;
 }
 
 /// A warehouse that answers "rate limited, retry in a minute": the stop ends the retry wait at once,
