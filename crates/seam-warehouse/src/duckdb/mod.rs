@@ -270,8 +270,9 @@ impl DuckDbDestination {
 
     /// Rolls back the transaction of a failed commit. An interrupt (see [`DuckDbInterrupt`]) that
     /// reaches DuckDB as the `ROLLBACK` runs ends it too and leaves the transaction open, so it is
-    /// sent once more; DuckDB clears the interrupt as the next statement begins. Whatever still
-    /// fails then fails the next commit's `BEGIN`, with DuckDB's message.
+    /// sent once more; DuckDB clears the interrupt as the next statement begins. A transaction still
+    /// open after that (interrupts sent again and again) is rolled back by the next commit's
+    /// [`DuckDbDestination::begin`].
     fn roll_back(&self) {
         for _ in 0..2 {
             match self.conn.execute_batch("ROLLBACK") {
@@ -282,6 +283,22 @@ impl DuckDbDestination {
                 }
             }
         }
+    }
+
+    /// Begins a commit's transaction, first rolling back one a failed commit left open (see
+    /// [`DuckDbDestination::roll_back`]; DuckDB then refuses `BEGIN`, "within a transaction" or
+    /// "transaction is aborted"): nothing of it was committed, and its batch is still staged. When
+    /// there is nothing to roll back, `BEGIN`'s own error is the answer.
+    fn begin(&self) -> Result<(), DestinationError> {
+        let Err(refused) = self.conn.execute_batch("BEGIN TRANSACTION") else {
+            return Ok(());
+        };
+        if self.conn.execute_batch("ROLLBACK").is_err() {
+            return Err(self.err(refused, "starting a transaction"));
+        }
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(|e| self.err(e, "starting a transaction after rolling back a failed commit's"))
     }
 
     fn read_layout(&self) -> Result<Layout, DestinationError> {
@@ -359,9 +376,7 @@ impl Destination for DuckDbDestination {
     fn commit(&mut self, state: Option<&State>) -> Result<CommitReport, DestinationError> {
         let mut layout = self.layout.clone();
         let mut plan = self.stager.plan(&mut layout)?;
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(|e| self.err(e, "starting a transaction"))?;
+        self.begin()?;
         let mut written = std::mem::take(&mut self.written);
         let applied = load::apply(self, &plan, &layout, state, &mut written);
         self.written = written;
@@ -402,7 +417,7 @@ mod tests {
     use super::DuckDbDestination;
 
     #[test]
-    fn a_failed_commits_rollback_closes_its_transaction_and_knows_when_there_is_none() {
+    fn a_failed_commits_transaction_is_closed_by_its_rollback_or_by_the_next_begin() {
         let dir = tempfile::tempdir().unwrap();
         let d = DuckDbDestination::open(&dir.path().join("w.duckdb"), "s").unwrap();
         // The message `roll_back` takes for "nothing to roll back".
@@ -414,5 +429,15 @@ mod tests {
         d.roll_back();
         // The transaction is closed: a new one begins.
         d.conn.execute_batch("BEGIN TRANSACTION; COMMIT").unwrap();
+
+        // A transaction left open and aborted (its rollback interrupted): the next commit's `begin`
+        // rolls it back.
+        d.conn.execute_batch("BEGIN TRANSACTION").unwrap();
+        assert!(d.conn.execute_batch("SELECT * FROM no_such_table").is_err());
+        d.begin().unwrap();
+        d.conn.execute_batch("SELECT 1; COMMIT").unwrap();
+        // With none open, `begin` just begins.
+        d.begin().unwrap();
+        d.conn.execute_batch("COMMIT").unwrap();
     }
 }
