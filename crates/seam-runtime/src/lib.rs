@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod connector;
 pub mod error;
+pub mod feed;
 pub mod job;
 pub mod loader;
 pub mod notify;

@@ -6,13 +6,16 @@
 //! tap-jsonl --config c.json | seam target duckdb --database warehouse.duckdb --schema my_tap > state.jsonl
 //! ```
 
-use seam_core::singer::MessageReader;
+use anyhow::Context;
 use seam_core::{Classify, DestinationError, RetryDecision, RetryPolicy};
-use seam_runtime::loader::{self, Commit, LoaderConfig};
+use seam_runtime::feed::LinesFeed;
+use seam_runtime::loader::{Commit, LoadError, LoaderConfig};
+use seam_runtime::pipeline::{self, PipelineConfig, PipelineHooks, Progress, Stop};
 use seam_warehouse::DestinationSpec;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `seam target`.
 #[derive(Debug, clap::Args)]
@@ -82,9 +85,6 @@ fn open_with_retry<D>(mut open: impl FnMut() -> Result<D, DestinationError>) -> 
 /// instead of 210; into PostgreSQL 0.93× the wall time at 83 MB instead of 57.
 const TARGET_BATCH_BYTES: usize = 16_000_000;
 
-/// The buffer the target reads stdin through.
-const STDIN_BUFFER: usize = 256 * 1024;
-
 /// The loader's settings from the command line.
 fn loader_config(args: &Args) -> LoaderConfig {
     LoaderConfig {
@@ -94,7 +94,37 @@ fn loader_config(args: &Args) -> LoaderConfig {
     }
 }
 
+/// Prints each committed STATE to stdout, once its rows are committed. A write that fails (stdout
+/// closed) stops the run: nothing more is read, what was read is committed, and the target fails.
+struct StatesToStdout {
+    failed: Option<io::Error>,
+    stop: CancellationToken,
+}
+
+#[async_trait::async_trait]
+impl PipelineHooks for StatesToStdout {
+    async fn committed(&mut self, commit: Commit<'_>) {
+        let (Some(state), None) = (commit.state, &self.failed) else {
+            return;
+        };
+        let mut out = io::stdout().lock();
+        let written = serde_json::to_writer(&mut out, state)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        if let Err(e) = written {
+            self.failed = Some(e);
+            self.stop.cancel();
+        }
+    }
+}
+
 /// Runs the target until stdin ends.
+///
+/// The same driver as `seam sync` and the service's jobs ([`pipeline::run_feed`]): stdin is read on
+/// a thread of its own while the loader stages and commits, every warehouse call is bounded
+/// ([`PipelineConfig::warehouse_call_limit`]) and interrupted when the run gives up on it, and
+/// Ctrl-C stops reading, commits what was read and prints its state.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let append_only: HashSet<String> = args.append_only.iter().cloned().collect();
     let (destination, schema) = match &args.warehouse {
@@ -102,22 +132,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Warehouse::Postgres { url, schema } => (DestinationSpec::postgres(url)?, schema),
     };
     let schema = seam_core::naming::validate_schema_name(schema)?;
-    let mut dest = open_with_retry(|| destination.open(&schema, append_only.clone()))?;
-    let config = loader_config(&args);
-    // Reads of 256 KB: with stdin's own 8 KB buffer, a tap's output cost one read call per 8 KB.
-    let mut reader = MessageReader::new(io::BufReader::with_capacity(STDIN_BUFFER, io::stdin().lock()));
-    let input = std::iter::from_fn(move || reader.next_message());
-    let stdout = io::stdout();
-    let mut on_commit = |c: Commit<'_>| -> io::Result<()> {
-        if let Some(state) = c.state {
-            let mut out = stdout.lock();
-            serde_json::to_writer(&mut out, state)?;
-            out.write_all(b"\n")?;
-            out.flush()?;
-        }
-        Ok(())
+    let config = PipelineConfig {
+        loader: loader_config(&args),
+        ..PipelineConfig::default()
     };
-    let summary = loader::run(dest.as_mut(), input, &mut on_commit, &config)?;
+    let feed = LinesFeed::new(io::stdin());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let cancel = CancellationToken::new();
+    let mut hooks = StatesToStdout {
+        failed: None,
+        stop: cancel.clone(),
+    };
+    let run = rt.block_on(async {
+        let ctrl_c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("seam target: stopping: what was read is committed, then its state printed");
+                ctrl_c.cancel();
+            }
+        });
+        let stop = Stop::new(cancel, config.stop_grace);
+        let open = move || open_with_retry(|| destination.open(&schema, append_only.clone()));
+        pipeline::run_feed(feed, open, &mut hooks, &Progress::default(), &stop, &config).await
+    });
+    if let Some(e) = hooks.failed {
+        return Err(LoadError::Sink(e).into());
+    }
+    let summary = run.into_result()?.load;
     let mut err = io::stderr().lock();
     writeln!(
         err,

@@ -560,3 +560,5 @@ async fn a_panic_in_the_source_or_the_destination_ends_the_run_naming_it() {
         "{err}"
     );
 }
+
+mod lines;
