@@ -109,6 +109,9 @@ const READ_BUFFER: usize = 256 << 10;
 /// to the driver in chunks of whole lines, each sent once it is full or before a read that may
 /// wait for input, and parsed on the loader's thread.
 ///
+/// What it read ([`Started::done`]) counts nothing: its records are counted as they are parsed, in
+/// the run's [`crate::pipeline::Progress`].
+///
 /// The reading thread is not joined: a read that blocks (a tap that stays silent) keeps it until the
 /// input ends or the process exits; the run does not wait for it past a stop's grace.
 #[derive(Debug)]
@@ -196,8 +199,10 @@ impl<S: Read + Send + 'static> Feed for LinesFeed<S> {
         let spawned = std::thread::Builder::new()
             .name("seam-lines".into())
             .spawn(move || {
+                // Records are counted where lines are parsed (the run's progress), not here.
                 let read = panic::catch_unwind(AssertUnwindSafe(|| {
-                    read_lines(&mut input, max_line, &tx, &cancel, &budget)
+                    read_lines(&mut input, max_line, &tx, &cancel, &budget);
+                    ReadSummary::default()
                 }));
                 let _ = sent.send(read);
             });
@@ -253,15 +258,14 @@ impl Budget {
 
 /// Reads `input` into `tx`, a chunk of whole lines at a time, until the input ends, a line cannot
 /// be read (sent after the lines before it, then the end), `cancel` is cancelled (what was read is
-/// sent) or the receiver is gone. Returns the lines read; the records among them are counted where
-/// they are parsed.
+/// sent if the budget has room for it) or the receiver is gone.
 fn read_lines<S: Read>(
     input: &mut BufReader<S>,
     max_line: usize,
     tx: &mpsc::Sender<Lines>,
     cancel: &CancellationToken,
     budget: &Budget,
-) -> ReadSummary {
+) {
     let mut line = 0;
     let mut sent = 0;
     let mut text = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
@@ -271,7 +275,7 @@ fn read_lines<S: Read>(
         let waits = input.buffer().is_empty();
         if !text.is_empty() && (text.len() >= CHUNK_BYTES || waits) {
             if !send(&mut text, sent, None, tx, cancel, budget) {
-                return ReadSummary::default();
+                return;
             }
             sent = line;
         }
@@ -293,7 +297,6 @@ fn read_lines<S: Read>(
     if !text.is_empty() || error.is_some() {
         send(&mut text, sent, error, tx, cancel, budget);
     }
-    ReadSummary::default()
 }
 
 /// Sends `text` (its lines following line number `before`, then `error`) once its bytes are free

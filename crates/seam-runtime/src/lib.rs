@@ -1,7 +1,7 @@
-//! seam's runtime: the loader (batching, commits, retries: `seam target` runs it over stdin), the
-//! pipeline (the one source → destination driver of `seam sync` and of the service's jobs), the job
-//! runner and the scheduler, and what they share: the clock, the connector factory, notifications,
-//! telemetry and row usage.
+//! seam's runtime: the loader (batching, commits, retries), the pipeline (the one driver into a
+//! destination of `seam sync`, `seam target` and the service's jobs) and what feeds it (a source, or
+//! a tap's lines), the job runner and the scheduler, and what they share: the clock, the connector
+//! factory, notifications, telemetry and row usage.
 
 pub mod clock;
 pub mod connector;

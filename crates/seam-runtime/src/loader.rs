@@ -1,6 +1,6 @@
 //! The loader: consumes Singer messages and drives a [`Destination`]. The one place batching,
-//! commits and commit retries live: `seam target` runs it over stdin ([`run`]), and
-//! [`crate::pipeline`] (`seam sync`, the service's jobs) feeds it a source's messages.
+//! commits and commit retries live: [`crate::pipeline`] (`seam sync`, `seam target`, the service's
+//! jobs) feeds it what a source or a tap's stdin sends.
 //!
 //! ```text
 //! messages (stdin lines, or a channel fed by a source) --> run() --> destination.write_batch / commit
@@ -30,9 +30,9 @@
 //! - memory is bounded by one batch (plus the destination's staging of it; two with a background
 //!   commit).
 //!
-//! A source's messages go through [`crate::pipeline::run`], which hands them to a [`Loader`] in
-//! chunks on the blocking pool. For other feeds, [`run_blocking`] reads a standard channel and
-//! [`tokio_receiver`] wraps a tokio one, for [`run`] on a blocking thread.
+//! A run's messages go through [`crate::pipeline::run_feed`], which hands them to a [`Loader`] in
+//! chunks on the run's warehouse thread. For other feeds (tests), [`run`] takes an iterator,
+//! [`run_blocking`] reads a standard channel and [`tokio_receiver`] wraps a tokio one.
 
 use seam_core::singer::Message;
 use seam_core::{

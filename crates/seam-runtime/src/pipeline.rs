@@ -1,14 +1,15 @@
 //! The pipeline: the one driver from a source to a destination, exactly once. `seam sync` and every
-//! job of `seam serve` run through [`run`]; `seam target` feeds the same [`Loader`] from stdin
-//! ([`crate::loader::run`]). Batching, commits and commit retries live in the loader, and nowhere
+//! job of `seam serve` run through [`run`], `seam target` through [`run_feed`] with its stdin as
+//! the feed ([`crate::feed`]). Batching, commits and commit retries live in the loader, and nowhere
 //! else.
 //!
 //! ```text
-//! open_destination()  (blocking pool)
+//! open_destination()  (the run's warehouse thread)
 //!   committed_state() or, on a reset, commit(empty state) ──► hooks.started(state)
-//! source.read(catalog, state) ──bounded mpsc──► driver ──chunks──► Loader::push on the blocking pool
-//!                                                 │                   │ write_batch / commit(rows + STATE)
-//!                                                 │ progress          ▼
+//! feed (source.read(catalog, state), or lines) ──bounded mpsc──► driver ──hops──► Loader::push
+//!                                                 │   on the warehouse thread: │ progress,
+//!                                                 │                            │ write_batch / commit(rows + STATE)
+//!                                                 │                            ▼
 //!                                                 └──────────► hooks.committed(report, state)
 //! ```
 //!
@@ -36,9 +37,10 @@
 //!   a server that stopped answering) ends the run with [`PipelineError::WarehouseUnanswered`],
 //!   without a stop; the call is abandoned and interrupted as after a stop.
 //!
-//! Why short hops to the blocking pool rather than one long-lived loader thread: the async side never
-//! blocks, every warehouse call can be raced against the stop, and a paused-clock test is never
-//! stalled by a blocking thread that waits on the source.
+//! Why short hops to a warehouse thread rather than a loader thread that reads the channel itself:
+//! the async side never blocks, every warehouse call can be raced against the stop, and a
+//! paused-clock test is never stalled by a blocking thread that waits on the source. Why one thread
+//! for all of a run's calls rather than the blocking pool: see [`WarehouseThread`].
 
 use crate::feed::{Feed, FeedItem, SourceFeed, Started};
 use crate::loader::{Commit, LoadError, LoadSummary, Loader, LoaderConfig, Numbered};

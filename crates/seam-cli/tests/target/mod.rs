@@ -156,3 +156,89 @@ fn kill_9_at_many_points_loses_and_duplicates_nothing() {
         "at least two kills should land between commits: {positions:?}"
     );
 }
+
+/// Ctrl-C while a tap still writes: the target stops reading, commits what it read, prints the state
+/// it committed last, and exits 0; the warehouse holds every row that state covers, and its state is
+/// the one printed.
+#[test]
+fn ctrl_c_commits_what_was_read_and_prints_its_state() {
+    use std::io::{BufRead, BufReader, BufWriter, Read};
+    const MANY: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("warehouse.duckdb");
+    let mut child = crate::common::seam()
+        .args([
+            "target",
+            "duckdb",
+            "--database",
+            db.to_str().unwrap(),
+            "--schema",
+            "kill",
+            "--max-batch-records",
+            "100",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    // A tap that would write a million records: it writes until the target has gone.
+    let writer = std::thread::spawn(move || {
+        let mut out = BufWriter::new(stdin);
+        let schemas = stream_from(N);
+        let written = out.write_all(&schemas).and_then(|()| {
+            (0..MANY).try_for_each(|i| {
+                writeln!(out, r#"{{"type":"RECORD","stream":"items","record":{{"id":{i},"name":"item {i}","tags":["a{i}","b{i}"]}}}}"#)?;
+                writeln!(out, r#"{{"type":"RECORD","stream":"logs","record":{{"seq":{i},"msg":"log {i}"}}}}"#)?;
+                if (i + 1).is_multiple_of(STATE_EVERY) {
+                    writeln!(out, r#"{{"type":"STATE","value":{{"bookmarks":{{"items":{{"next":{}}}}}}}}}"#, i + 1)?;
+                }
+                Ok::<_, std::io::Error>(())
+            })
+        });
+        written.is_err()
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut states = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    states.read_line(&mut first).unwrap();
+    assert!(first.contains("\"next\""), "the first commit's state: {first:?}");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let mut rest = String::new();
+    states.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let stderr = errors.join().unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("seam target: stopping"), "{stderr}");
+    assert!(
+        writer.join().unwrap(),
+        "the tap was still writing when the target ended"
+    );
+    let printed: serde_json::Value =
+        serde_json::from_str(rest.lines().last().unwrap_or(first.trim())).unwrap();
+    let next = printed["bookmarks"]["items"]["next"].as_u64().unwrap();
+    assert_eq!(
+        committed_next(&db),
+        next,
+        "the state printed last is the one committed"
+    );
+    assert!(next < MANY, "the target stopped early ({next})");
+    assert_eq!(
+        count(&db, &format!("SELECT COUNT(*) FROM kill.items WHERE id < {next}")),
+        next
+    );
+    assert_eq!(
+        count(&db, &format!("SELECT COUNT(*) FROM kill.logs WHERE seq < {next}")),
+        next
+    );
+}
