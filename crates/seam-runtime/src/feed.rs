@@ -89,7 +89,7 @@ impl Feed for SourceFeed {
 /// Bytes of record JSON a [`LinesFeed`] lets wait for the loader by default, besides the batch the
 /// loader gathers: a Singer line can hold up to 64 MiB, so a channel bounded by its count of
 /// messages alone would hold what the batch's byte limit is there to bound.
-pub const LINES_IN_FLIGHT_BYTES: usize = 4 << 20;
+pub const LINES_IN_FLIGHT_BYTES: usize = 2 << 20;
 
 /// The lines read go to the driver in chunks of about this many bytes (whole lines), or fewer
 /// before a read that may wait for input. They are parsed where they are loaded: parsing them on

@@ -82,6 +82,10 @@ pub const DEFAULT_WAREHOUSE_CALL_LIMIT: Duration = Duration::from_secs(3600);
 /// has sent fewer: the driver never waits to fill a hop).
 pub const HOP_MESSAGES: usize = 500;
 
+/// A hop parses and counts this many messages before it hands them to the loader (or fewer: those
+/// of its last item, or before an input error).
+const PUSHED_AT_ONCE: usize = 256;
+
 /// [`PipelineError::Panicked`], [`PipelineError::StopTimedOut`]: the source (its `read`; for jobs
 /// also building it and its `discover`).
 pub const PART_SOURCE: &str = "source";
@@ -918,19 +922,21 @@ impl Hops {
         let progress = self.progress.clone();
         let hopped = self
             .hop(move |loader, dest, on_commit| {
-                let mut messages = Vec::with_capacity(items.len());
-                let mut failed = None;
-                for item in items {
-                    failed = item.into_messages(&mut ordinal, &mut messages);
-                    if failed.is_some() {
-                        break;
-                    }
-                }
-                progress.received(&messages);
-                let pushed = messages
-                    .into_iter()
-                    .try_for_each(|(line, m)| loader.push(&mut *dest, line, m, &mut *on_commit))
-                    .and_then(|()| failed.map_or(Ok(()), Err));
+                // A few hundred messages at a time (an item of a feed of lines holds a chunk of
+                // them), counted with one lock.
+                let mut messages = Vec::new();
+                let mut items = items.into_iter().peekable();
+                let pushed = std::iter::from_fn(|| items.next().map(|item| (item, items.peek().is_none())))
+                    .try_for_each(|(item, last)| {
+                        let failed = item.into_messages(&mut ordinal, &mut messages);
+                        if failed.is_some() || last || messages.len() >= PUSHED_AT_ONCE {
+                            progress.received(&messages);
+                            messages.drain(..).try_for_each(|(line, m)| {
+                                loader.push(&mut *dest, line, m, &mut *on_commit)
+                            })?;
+                        }
+                        failed.map_or(Ok(()), Err)
+                    });
                 if pushed.is_err() {
                     loader.abort(dest);
                 }
