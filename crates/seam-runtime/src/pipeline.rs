@@ -528,7 +528,8 @@ pub fn append_only_streams(catalog: &Catalog) -> std::collections::HashSet<Strin
         .collect()
 }
 
-/// Runs `source` into the destination `open_destination` returns (called on the blocking pool),
+/// Runs `source` into the destination `open_destination` returns (called on the run's warehouse
+/// thread),
 /// resuming from the destination's committed state (or from empty state with
 /// [`PipelineConfig::reset_state`]). Returns when the source is done and everything is committed,
 /// at the first failure (committed work kept), or once the grace after a stop ran out. Cancelling

@@ -52,21 +52,27 @@ fn count(db: &Path, sql: &str) -> u64 {
     d.connection().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
 }
 
+/// `seam target duckdb` into `db`'s schema `kill`, committing every 100 records.
+fn target(db: &Path) -> std::process::Command {
+    let mut command = crate::common::seam();
+    command.args([
+        "target",
+        "duckdb",
+        "--database",
+        db.to_str().unwrap(),
+        "--schema",
+        "kill",
+        "--max-batch-records",
+        "100",
+    ]);
+    command
+}
+
 /// Runs the target on the stream from the committed position; kills it after `kill_after` if given.
 /// Returns true when it ran to completion.
 fn run_target(db: &Path, kill_after: Option<Duration>) -> bool {
     let start = committed_next(db);
-    let mut child = crate::common::seam()
-        .args([
-            "target",
-            "duckdb",
-            "--database",
-            db.to_str().unwrap(),
-            "--schema",
-            "kill",
-            "--max-batch-records",
-            "100",
-        ])
+    let mut child = target(db)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -166,17 +172,7 @@ fn ctrl_c_commits_what_was_read_and_prints_its_state() {
     const MANY: u64 = 1_000_000;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("warehouse.duckdb");
-    let mut child = crate::common::seam()
-        .args([
-            "target",
-            "duckdb",
-            "--database",
-            db.to_str().unwrap(),
-            "--schema",
-            "kill",
-            "--max-batch-records",
-            "100",
-        ])
+    let mut child = target(&db)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

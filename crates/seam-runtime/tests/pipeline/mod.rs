@@ -171,6 +171,22 @@ async fn stopped_run(
     (run, stopped.elapsed())
 }
 
+/// The error of a run whose source (or feed) was abandoned after the stop's grace; fails otherwise.
+fn source_abandoned(run: PipelineRun) -> PipelineError {
+    let err = run.load.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::StopTimedOut {
+                part: PART_SOURCE,
+                ..
+            }
+        ) && err.is_stop(),
+        "{err}"
+    );
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_resumes_and_resets_with_hooks_and_progress() {
     let world = World::default();
@@ -246,17 +262,7 @@ async fn a_source_that_ignores_the_stop_is_abandoned_after_the_grace() {
         p.records_total == PAGE
     })
     .await;
-    let err = run.load.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PipelineError::StopTimedOut {
-                part: PART_SOURCE,
-                ..
-            }
-        ) && err.is_stop(),
-        "{err}"
-    );
+    let err = source_abandoned(run);
     assert!(
         err.to_string()
             .contains("the source did not stop within 0.5 s of the stop"),
@@ -279,17 +285,7 @@ async fn a_source_that_keeps_sending_after_the_stop_is_abandoned_after_the_grace
         p.records_total > 5_000
     })
     .await;
-    let err = run.load.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PipelineError::StopTimedOut {
-                part: PART_SOURCE,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    source_abandoned(run);
     assert!(
         took < Duration::from_secs(10),
         "the run ended {took:?} after the stop"
