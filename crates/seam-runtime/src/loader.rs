@@ -205,7 +205,7 @@ pub fn tokio_receiver<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Iterato
 
 /// The loader's state between messages: what is staged, the latest STATE, what was committed. It
 /// does not hold the destination, so a caller may keep it across calls on different threads (the
-/// pipeline hops to the blocking pool per chunk of messages). [`run`] is a loop over [`Loader::push`].
+/// pipeline hops to its warehouse thread per chunk of messages). [`run`] is a loop over [`Loader::push`].
 #[derive(Debug)]
 pub struct Loader {
     config: LoaderConfig,

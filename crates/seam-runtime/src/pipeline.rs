@@ -78,7 +78,7 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3);
 /// makes, an index built on a large subtable the first time one of its parents is replaced.
 pub const DEFAULT_WAREHOUSE_CALL_LIMIT: Duration = Duration::from_secs(3600);
 
-/// At most this many messages go to the loader per hop to the blocking pool (fewer when the source
+/// At most this many messages go to the loader per hop to the warehouse thread (fewer when the source
 /// has sent fewer: the driver never waits to fill a hop).
 pub const HOP_MESSAGES: usize = 500;
 
@@ -91,7 +91,7 @@ const PUSHED_AT_ONCE: usize = 256;
 pub const PART_SOURCE: &str = "source";
 /// [`PipelineError::Panicked`]: the loader's blocking work (loader or destination code).
 pub const PART_LOADER: &str = "loader";
-/// [`PipelineError::StopTimedOut`]: a warehouse call on the blocking pool.
+/// [`PipelineError::StopTimedOut`]: a warehouse call on the run's warehouse thread.
 pub const PART_WAREHOUSE: &str = "warehouse";
 
 /// Settings of a pipeline run.
@@ -741,7 +741,7 @@ async fn announced<R>(
     hopped.result
 }
 
-/// The destination and the loader, moving to the blocking pool for each call and back. A hop the
+/// The destination and the loader, moving to the run's warehouse thread for each call and back. A hop the
 /// run stopped waiting for keeps them on its thread, which drops them when the call returns (the
 /// uncommitted batch with them); later calls then say the destination is gone.
 struct Hops {
@@ -755,14 +755,14 @@ struct Hops {
     line: u64,
     /// Ends the destination's call under way (see [`Interrupt`]).
     interrupter: Option<Arc<dyn Interrupt>>,
-    /// True from the start of a call on the blocking pool until it came back: still true when the
+    /// True from the start of a call on the warehouse thread until it came back: still true when the
     /// run stopped waiting for it.
     in_flight: bool,
     /// How long a call may go unanswered ([`PipelineConfig::warehouse_call_limit`]).
     limit: Duration,
 }
 
-/// The destination is closed on the blocking pool: closing blocks (DuckDB may checkpoint, the
+/// The destination is closed on the warehouse thread: closing blocks (DuckDB may checkpoint, the
 /// PostgreSQL client says goodbye to the server), and the blocking PostgreSQL client panics when
 /// dropped on an async worker ("Cannot start a runtime from within a runtime").
 ///
@@ -778,9 +778,17 @@ impl Drop for Hops {
                 interrupter.interrupt();
             }
         }
-        if let Some(dest) = self.dest.take() {
-            // Not waited for: the thread drops it after any call still under way, then ends.
-            drop(self.thread.run(move || drop(dest)));
+        let Some(dest) = self.dest.take() else {
+            return;
+        };
+        // Not waited for: the thread drops it after any call still under way, then ends. Should
+        // the thread be gone, the blocking pool drops it.
+        let job: Job = Box::new(move || drop(dest));
+        if let Err(std::sync::mpsc::SendError(job)) = self.thread.jobs.send(job) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(job)),
+                Err(_) => job(),
+            }
         }
     }
 }
@@ -884,7 +892,7 @@ impl Hops {
         })
     }
 
-    /// Runs `f` with the destination on the blocking pool.
+    /// Runs `f` with the destination on the warehouse thread.
     async fn call<R: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut dyn Destination) -> Result<R, DestinationError> + Send + 'static,
@@ -905,7 +913,7 @@ impl Hops {
         result.map_err(PipelineError::Destination)
     }
 
-    /// Closes the destination on the blocking pool and waits for it (dropping the future leaves the
+    /// Closes the destination on the warehouse thread and waits for it (dropping the future leaves the
     /// close to finish there on its own).
     async fn close(&mut self) -> Result<(), PipelineError> {
         let Some(dest) = self.dest.take() else {
