@@ -213,23 +213,32 @@ async fn a_silent_input_does_not_hold_a_stopped_run() {
     let world = std::sync::Arc::new(World::default());
     let (ours, theirs) = UnixStream::pair().unwrap();
     let cancel = CancellationToken::new();
+    let progress = Progress::default();
     let handle = tokio::spawn({
-        let (world, cancel) = (world.clone(), cancel.clone());
+        let (world, cancel, progress) = (world.clone(), cancel.clone(), progress.clone());
         async move {
             let feed = LinesFeed::new(ours);
             let stop = Stop::new(cancel, Duration::from_millis(500));
-            run_lines(feed, &world, &mut Recorder::default(), &stop, &config(1_000))
-                .await
-                .0
+            let config = config(1_000);
+            pipeline::run_feed(
+                feed,
+                opener(&world),
+                &mut Recorder::default(),
+                &progress,
+                &stop,
+                &config,
+            )
+            .await
         }
     });
     let mut tap = &theirs;
     std::io::Write::write_all(&mut tap, (stream(5) + &record(6) + "\n").as_bytes()).unwrap();
+    // The six records reach the loader; the input then stays open and silent.
     seam_test_support::wait_until_async(Duration::from_secs(30), "the records to be staged", async || {
-        !handle.is_finished() && world.lock().commits.is_empty()
+        progress.snapshot().records_total == 6
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!handle.is_finished() && world.lock().commits.is_empty());
     let stopped = Instant::now();
     cancel.cancel();
     let run = tokio::time::timeout(WEDGED, handle).await.unwrap().unwrap();
