@@ -15,7 +15,7 @@ use seam_core::{ErrorKind, ReadSummary, Source, SourceError, State};
 use std::io::{BufReader, Read};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +46,11 @@ pub struct Started<T> {
     /// Ends when the feed does: what it read, or why it failed. A panic in the feed is this task's
     /// panic.
     pub done: JoinHandle<Result<ReadSummary, SourceError>>,
+    /// For a feed whose every item ends at a safe point (whole Singer lines): true while it waits
+    /// for input with everything it read already in `items`. After a stop, a run whose feed rests
+    /// may end its reading there, without waiting for input that may never come; `done` then ends
+    /// too. `None`: the feed has safe points of its own (a source), and a stop waits for it.
+    pub rest: Option<watch::Receiver<bool>>,
 }
 
 /// What feeds a run's loader. Started once the run knows the state it resumes from.
@@ -82,7 +87,11 @@ impl Feed for SourceFeed {
         let (tx, items) = mpsc::channel(capacity);
         let SourceFeed { source, catalog } = self;
         let done = tokio::spawn(async move { source.read(&catalog, state, tx, cancel).await });
-        Started { items, done }
+        Started {
+            items,
+            done,
+            rest: None,
+        }
     }
 }
 
@@ -112,8 +121,10 @@ const READ_BUFFER: usize = 256 << 10;
 /// What it read ([`Started::done`]) counts nothing: its records are counted as they are parsed, in
 /// the run's [`crate::pipeline::Progress`].
 ///
-/// The reading thread is not joined: a read that blocks (a tap that stays silent) keeps it until the
-/// input ends or the process exits; the run does not wait for it past a stop's grace.
+/// After a stop, the run ends its reading as soon as the thread waits for input with every line it
+/// read sent ([`Started::rest`]): what was read is loaded and committed, and a tap that stays silent
+/// (waiting on its API) does not hold the run. The reading thread is not joined: a read that blocks
+/// keeps it until the input ends or the process exits.
 #[derive(Debug)]
 pub struct LinesFeed<S> {
     input: BufReader<S>,
@@ -186,6 +197,7 @@ impl<S: Read + Send + 'static> Feed for LinesFeed<S> {
     fn start(self, _state: State, cancel: CancellationToken, capacity: usize) -> Started<Lines> {
         let (tx, items) = mpsc::channel(capacity);
         let (sent, summary) = oneshot::channel();
+        let (resting, rest) = watch::channel(false);
         let LinesFeed {
             mut input,
             max_line,
@@ -196,16 +208,18 @@ impl<S: Read + Send + 'static> Feed for LinesFeed<S> {
             permits: Arc::new(Semaphore::new(size)),
             size: u32::try_from(size).unwrap_or(u32::MAX),
         };
+        let done_cancel = cancel.clone();
         let spawned = std::thread::Builder::new()
             .name("seam-lines".into())
             .spawn(move || {
                 // Records are counted where lines are parsed (the run's progress), not here.
                 let read = panic::catch_unwind(AssertUnwindSafe(|| {
-                    read_lines(&mut input, max_line, &tx, &cancel, &budget);
+                    read_lines(&mut input, max_line, &tx, &cancel, &budget, &resting);
                     ReadSummary::default()
                 }));
                 let _ = sent.send(read);
             });
+        let mut resting = rest.clone();
         let done = tokio::spawn(async move {
             if let Err(e) = spawned {
                 return Err(SourceError::new(
@@ -213,7 +227,13 @@ impl<S: Read + Send + 'static> Feed for LinesFeed<S> {
                     format!("cannot start the thread that reads the input: {e}"),
                 ));
             }
-            match summary.await {
+            let read = tokio::select! {
+                read = summary => read,
+                // Stopped while waiting for input with everything read sent: done, the thread
+                // left to its read.
+                () = rests_once_stopped(&done_cancel, &mut resting) => return Ok(ReadSummary::default()),
+            };
+            match read {
                 Ok(Ok(summary)) => Ok(summary),
                 Ok(Err(payload)) => panic::resume_unwind(payload),
                 Err(_) => Err(SourceError::new(
@@ -222,7 +242,20 @@ impl<S: Read + Send + 'static> Feed for LinesFeed<S> {
                 )),
             }
         });
-        Started { items, done }
+        Started {
+            items,
+            done,
+            rest: Some(rest),
+        }
+    }
+}
+
+/// Resolves once `cancel` is cancelled while the feed rests (see [`Started::rest`]); never once the
+/// feed's thread is gone (its items then end, and with them the run's reading).
+pub async fn rests_once_stopped(cancel: &CancellationToken, rest: &mut watch::Receiver<bool>) {
+    cancel.cancelled().await;
+    if rest.wait_for(|&resting| resting).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -258,21 +291,24 @@ impl Budget {
 
 /// Reads `input` into `tx`, a chunk of whole lines at a time, until the input ends, a line cannot
 /// be read (sent after the lines before it, then the end), `cancel` is cancelled (what was read is
-/// sent if the budget has room for it) or the receiver is gone.
+/// sent if the budget has room for it) or the receiver is gone. `resting` is true while a read
+/// that may wait for input runs with every line read before it sent.
 fn read_lines<S: Read>(
     input: &mut BufReader<S>,
     max_line: usize,
     tx: &mpsc::Sender<Lines>,
     cancel: &CancellationToken,
     budget: &Budget,
+    resting: &watch::Sender<bool>,
 ) {
     let mut line = 0;
     let mut sent = 0;
     let mut text = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
     let mut error = None;
     while !cancel.is_cancelled() {
-        // What was read goes before a read that may wait for input.
-        let waits = input.buffer().is_empty();
+        // What was read goes before a read that may wait for input: when the buffer holds no whole
+        // line, reading the next one reads the input (a tap may stop halfway through a line).
+        let waits = memchr::memchr(b'\n', input.buffer()).is_none();
         if !text.is_empty() && (text.len() >= CHUNK_BYTES || waits) {
             if !send(&mut text, sent, None, tx, cancel, budget) {
                 return;
@@ -280,7 +316,17 @@ fn read_lines<S: Read>(
             sent = line;
         }
         let start = text.len();
-        match read_line(input, &mut text, max_line) {
+        // Only when the buffer holds no whole line: set once per buffer's worth of input, not once
+        // a line.
+        let rests = waits && text.is_empty();
+        if rests {
+            resting.send_replace(true);
+        }
+        let read = read_line(input, &mut text, max_line);
+        if rests {
+            resting.send_replace(false);
+        }
+        match read {
             Ok(0) => break,
             Ok(_) => line += 1,
             Err(source) => {

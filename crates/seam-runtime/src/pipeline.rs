@@ -24,7 +24,9 @@
 //! - a panic in the source's `read` or in the destination (opening it, loading, committing) ends the
 //!   run with [`PipelineError::Panicked`] naming the part; committed work is kept;
 //! - a stop ([`Stop`]): the source is told (its token) and gets the stop's grace to return at a safe
-//!   point while what it sends is still loaded; a commit-retry wait ends at once
+//!   point while what it sends is still loaded (a feed of Singer lines that waits for input with
+//!   every line it read sent is such a point at once: [`crate::feed::Started::rest`]); a
+//!   commit-retry wait ends at once
 //!   ([`LoadError::Stopped`]); a warehouse call begun before the stop gets what is left of the grace,
 //!   one begun after it a whole grace (so a run ends within twice the grace). Whatever still runs
 //!   then is abandoned ([`PipelineError::StopTimedOut`], naming the part that did not stop): the
@@ -40,9 +42,9 @@
 //! Why short hops to a warehouse thread rather than a loader thread that reads the channel itself:
 //! the async side never blocks, every warehouse call can be raced against the stop, and a
 //! paused-clock test is never stalled by a blocking thread that waits on the source. Why one thread
-//! for all of a run's calls rather than the blocking pool: see [`WarehouseThread`].
+//! for all of a run's calls rather than the blocking pool: see `WarehouseThread`.
 
-use crate::feed::{Feed, FeedItem, SourceFeed, Started};
+use crate::feed::{rests_once_stopped, Feed, FeedItem, SourceFeed, Started};
 use crate::loader::{Commit, LoadError, LoadSummary, Loader, LoaderConfig, Numbered};
 use async_trait::async_trait;
 use seam_core::catalog::Catalog;
@@ -619,8 +621,11 @@ where
 
     // The source's own token: stopped with the run, and also when loading fails.
     let read_cancel = stop.token().child_token();
-    let Started { items: mut rx, done } =
-        feed.start(state, read_cancel.clone(), config.channel_capacity.max(1));
+    let Started {
+        items: mut rx,
+        done,
+        mut rest,
+    } = feed.start(state, read_cancel.clone(), config.channel_capacity.max(1));
     let reader = AbortOnDropHandle::new(done);
 
     let loaded: Result<LoadSummary, PipelineError> = async {
@@ -635,6 +640,10 @@ where
             let first = tokio::select! {
                 biased;
                 m = rx.recv() => m,
+                // A feed of whole lines that waits for input with all it read sent: its reading
+                // ends here, and what it sent is loaded (an input that stays silent would otherwise
+                // hold the run until the grace ran out, with what was read left uncommitted).
+                () = rests_after(stop, &mut rest) => rx.try_recv().ok(),
                 () = stop.expired() => return Err(stop.timed_out(PART_SOURCE)),
             };
             let Some(first) = first else { break };
@@ -685,6 +694,15 @@ where
     progress.set_phase(Phase::Finishing);
     run.load = loaded;
     run
+}
+
+/// Resolves once the run is stopped while its feed rests ([`Started::rest`]); never for a feed
+/// without rests (a source, which the stop's grace waits for).
+async fn rests_after(stop: &Stop, rest: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match rest {
+        Some(rest) => rests_once_stopped(stop.token(), rest).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Counts what a hop committed and hands it to the hooks.

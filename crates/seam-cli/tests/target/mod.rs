@@ -163,6 +163,64 @@ fn kill_9_at_many_points_loses_and_duplicates_nothing() {
     );
 }
 
+/// Ctrl-C while the tap is silent (waiting on its API, its stdout still open): every whole line it
+/// wrote is committed and its STATE printed, and the target ends without waiting for more input.
+#[test]
+fn ctrl_c_while_the_tap_is_silent_commits_what_it_wrote() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("warehouse.duckdb");
+    let mut child = target(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Thirty records of each stream (fewer than a batch: nothing is committed before the stop), the
+    // STATE after them, and half of a line the tap never finishes.
+    stdin.write_all(&stream_from(N - 30)).unwrap();
+    stdin
+        .write_all(br#"{"type":"RECORD","stream":"items","rec"#)
+        .unwrap();
+    stdin.flush().unwrap();
+    // The target has read all of it once the pipe holds nothing more.
+    seam_test_support::wait_until(
+        Duration::from_secs(30),
+        "the target to read the tap's lines",
+        || rustix::io::ioctl_fionread(&stdin).unwrap() == 0,
+    );
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let limit = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > limit {
+            let _ = child.kill();
+            panic!("seam target did not end within a minute of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut printed, mut stderr) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut printed).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("seam target: stopping"), "{stderr}");
+    let last: serde_json::Value = serde_json::from_str(printed.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no state printed ({e}): {printed:?}; {stderr}"));
+    assert_eq!(last["bookmarks"]["items"]["next"], N);
+    assert_eq!(committed_next(&db), N, "the state printed is the one committed");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM kill.items"), 30);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM kill.logs"), 30);
+    // The tap's stdout stayed open throughout.
+    drop(stdin);
+}
+
 /// Ctrl-C while a tap still writes: the target stops reading, commits what it read, prints the state
 /// it committed last, and exits 0; the warehouse holds every row that state covers, and its state is
 /// the one printed.
