@@ -253,3 +253,35 @@ async fn a_stop_while_the_input_is_silent_commits_what_was_read() {
     assert_eq!(world.state().unwrap().bookmark(STREAM, "id"), Some(&json!(10)));
     drop(theirs);
 }
+
+/// A bad line from a tap that then stays silent (its stdout open) fails the run at once: the run
+/// waits neither for more input nor for a stop's grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_line_from_a_silent_tap_fails_the_run_at_once() {
+    let world = World::default();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut tap = &theirs;
+    let text = stream(3) + "{\"type\":\"RECORD\",\n";
+    std::io::Write::write_all(&mut tap, text.as_bytes()).unwrap();
+    // A grace longer than the test waits for the run: the run must not need it.
+    let stop = Stop::new(CancellationToken::new(), 4 * WEDGED);
+    let (run, _) = tokio::time::timeout(
+        WEDGED,
+        run_lines(
+            LinesFeed::new(ours),
+            &world,
+            &mut Recorder::default(),
+            &stop,
+            &config(1_000),
+        ),
+    )
+    .await
+    .expect("the failed run does not wait on its silent input");
+    let err = run.into_result().unwrap_err();
+    assert!(
+        err.to_string().starts_with("line 5: not a valid Singer message"),
+        "{err}"
+    );
+    assert_eq!(world.rows(), 0);
+    drop(theirs);
+}
