@@ -217,6 +217,8 @@ impl<S: Read + Send + 'static> Feed for LinesFeed<S> {
                     read_lines(&mut input, max_line, &tx, &cancel, &budget, &resting);
                     ReadSummary::default()
                 }));
+                // A panic inside a read is not a rest: it is what the feed ends with.
+                resting.send_replace(false);
                 let _ = sent.send(read);
             });
         let mut resting = rest.clone();
@@ -228,6 +230,7 @@ impl<S: Read + Send + 'static> Feed for LinesFeed<S> {
                 ));
             }
             let read = tokio::select! {
+                biased;
                 read = summary => read,
                 // Stopped while waiting for input with everything read sent: done, the thread
                 // left to its read.
