@@ -163,6 +163,16 @@ fn kill_9_at_many_points_loses_and_duplicates_nothing() {
     );
 }
 
+/// `command` started with its stdin, stdout and stderr piped to the test.
+fn spawn_piped(command: &mut std::process::Command) -> std::process::Child {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Ctrl-C while the tap is silent (waiting on its API, its stdout still open): every whole line it
 /// wrote is committed and its STATE printed, and the target ends without waiting for more input.
 #[test]
@@ -170,12 +180,7 @@ fn ctrl_c_while_the_tap_is_silent_commits_what_it_wrote() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("warehouse.duckdb");
-    let mut child = target(&db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&mut target(&db));
     let mut stdin = child.stdin.take().unwrap();
     // Thirty records of each stream (fewer than a batch: nothing is committed before the stop), the
     // STATE after them, and half of a line the tap never finishes.
@@ -230,12 +235,7 @@ fn ctrl_c_commits_what_was_read_and_prints_its_state() {
     const MANY: u64 = 1_000_000;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("warehouse.duckdb");
-    let mut child = target(&db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&mut target(&db));
     let stdin = child.stdin.take().unwrap();
     // A tap that would write a million records: it writes until the target has gone.
     let writer = std::thread::spawn(move || {
