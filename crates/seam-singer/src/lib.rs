@@ -10,12 +10,14 @@
 //! - Bounded: discovery has a time limit, and so has a sync's silence (no output line for an hour by
 //!   default); every output line has a size limit; a stop (and dropping the read) kills the tap's
 //!   whole process group; a tap that closes its output but does not exit is killed after a grace.
-//! - Failures say what the tap said: a non-zero exit or a line that is not a Singer message fails
-//!   with the tap's last stderr lines. What the loader committed before stays committed.
+//! - Failures say what the tap said: a non-zero exit or a line that is not a Singer message (or not
+//!   UTF-8: never loaded with its bytes replaced) fails with the tap's last stderr lines. What the
+//!   loader committed before stays committed.
 //! - The tap's stderr is logged line by line (`tracing`, target `seam::tap`, with the tap's name),
 //!   and goes to the job's extraction log ([`Source::log_to`]).
 
 use async_trait::async_trait;
+use seam_core::singer::{parse_line, ReadError};
 use seam_core::{
     Catalog, ConnectorSpec, ErrorKind, Message, PropertySpec, PropertyType, ReadSummary, Source, SourceError,
     State,
@@ -558,20 +560,21 @@ impl Source for TapSource {
                 }
             }
             line_no += 1;
-            let text = String::from_utf8_lossy(&buf);
-            if text.trim().is_empty() {
-                continue;
-            }
-            let message = match Message::parse(&text) {
-                Ok(m) => m,
-                Err(e) => {
+            // The one parser of a Singer line (`seam target`'s too): a line that is not UTF-8 is
+            // refused, not loaded with its bytes replaced.
+            let message = match parse_line(&buf, line_no) {
+                None => continue,
+                Some(Ok((_, m))) => m,
+                Some(Err(e)) => {
                     running.stop().await;
+                    let why = match e {
+                        ReadError::Malformed { source, .. } => format!("is not a Singer message ({source})"),
+                        // What `parse_line` reads is in memory: its one I/O error is text that is not UTF-8.
+                        ReadError::Io { source, .. } => format!("is not UTF-8 text ({source})"),
+                    };
                     return Err(self.error(
                         ErrorKind::Schema,
-                        format!(
-                            "line {line_no} of its output is not a Singer message ({e}){}",
-                            running.quote_stderr()
-                        ),
+                        format!("line {line_no} of its output {why}{}", running.quote_stderr()),
                     ));
                 }
             };

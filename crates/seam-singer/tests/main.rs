@@ -171,6 +171,29 @@ sleep 30"#,
     );
 }
 
+/// A line that is not UTF-8 fails the read naming the line, as `seam target` refuses it: its bytes
+/// are never loaded replaced by U+FFFD.
+#[tokio::test]
+async fn a_line_that_is_not_utf8_fails_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = tap(
+        dir.path(),
+        r#"echo '{"type":"SCHEMA","stream":"items","schema":{"type":"object"},"key_properties":["id"]}'
+echo '{"type":"RECORD","stream":"items","record":{"id":1,"name":"ok"}}'
+printf '{"type":"RECORD","stream":"items","record":{"id":2,"name":"caf\351"}}\n'"#,
+    );
+    let source = TapSource::new(program, Map::new(), limits());
+    let (result, messages) = read(&source, State::default(), CancellationToken::new()).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Schema);
+    assert!(
+        err.to_string()
+            .starts_with("tap test: line 3 of its output is not UTF-8 text"),
+        "{err}"
+    );
+    assert_eq!(messages.len(), 2, "the lines before it were delivered");
+}
+
 /// A tap that hangs, with a child of its own: a stop ends the read at once with what it did, and
 /// kills the whole process group.
 #[tokio::test]
