@@ -261,7 +261,7 @@ async fn stopped(wh: Warehouse, dir: tempfile::TempDir) {
     let (status, stderr) = tokio::task::spawn_blocking(move || run.finish(Duration::from_secs(60)))
         .await
         .unwrap();
-    assert!(stderr.contains("stopping at the next safe point"), "{stderr}");
+    assert!(stderr.contains("stopping: at the next safe point"), "{stderr}");
     assert!(status.success(), "a stopped run ends cleanly: {stderr}");
     s.assert_unchanged("a run stopped in the middle of tags");
     s.assert_stopped_mid_stream();

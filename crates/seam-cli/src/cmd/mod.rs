@@ -63,6 +63,36 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// The exit status of a command that a second Ctrl-C ended (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Ctrl-C cancels `cancel`: the run stops at its next safe point, commits what it may and ends
+/// within its stop's grace (`stopping` says what the command does then). Ctrl-C again exits at once
+/// with [`EXIT_INTERRUPTED`], as a kill would: what was committed stays, and the batch under way is
+/// read again by the next run (every commit is atomic with its state). Call on the async runtime.
+pub fn stop_on_ctrl_c(
+    cancel: tokio_util::sync::CancellationToken,
+    command: &'static str,
+    stopping: &'static str,
+) {
+    tokio::spawn(async move {
+        // One listener for both: a second Ctrl-C that comes while the first is handled is kept.
+        let Ok(mut interrupts) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        else {
+            return;
+        };
+        if interrupts.recv().await.is_none() {
+            return;
+        }
+        eprintln!("{command}: stopping: {stopping} (Ctrl-C again exits at once)");
+        cancel.cancel();
+        if interrupts.recv().await.is_some() {
+            eprintln!("{command}: exiting now: what was committed stays, the rest is read again next time");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::one_line;

@@ -91,13 +91,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         let append_only = pipeline::append_only_streams(&catalog);
         let cancel = CancellationToken::new();
-        let ctrl_c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("seam sync: stopping at the next safe point (committed work is kept)");
-                ctrl_c.cancel();
-            }
-        });
+        super::stop_on_ctrl_c(
+            cancel.clone(),
+            "seam sync",
+            "at the next safe point; committed work is kept",
+        );
         let progress = Progress::default();
         let reporter = tokio::spawn(report_progress(
             progress.clone(),

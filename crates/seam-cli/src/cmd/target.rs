@@ -147,13 +147,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop: cancel.clone(),
     };
     let run = rt.block_on(async {
-        let ctrl_c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("seam target: stopping: what was read is committed, then its state printed");
-                ctrl_c.cancel();
-            }
-        });
+        super::stop_on_ctrl_c(
+            cancel.clone(),
+            "seam target",
+            "what was read is committed, then its state printed",
+        );
         let stop = Stop::new(cancel, config.stop_grace);
         let open = move || open_with_retry(|| destination.open(&schema, append_only.clone()));
         pipeline::run_feed(feed, open, &mut hooks, &Progress::default(), &stop, &config).await

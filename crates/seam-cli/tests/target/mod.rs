@@ -296,3 +296,105 @@ fn ctrl_c_commits_what_was_read_and_prints_its_state() {
         next
     );
 }
+
+/// Ctrl-C stops `seam target` gracefully; Ctrl-C again exits at once (status 130), as a kill would,
+/// even while a commit waits on a lock: what was committed stays, the batch under way does not land.
+#[test]
+fn a_second_ctrl_c_exits_at_once_keeping_what_was_committed() {
+    use std::io::{BufRead, BufReader};
+    let Some(url) = seam_test_support::postgres_url() else {
+        return;
+    };
+    let schema = seam_test_support::unique_name("ctrlc");
+    let postgres_target = || {
+        let mut command = crate::common::seam();
+        command.args(["target", "postgres", "--url", &url, "--schema", &schema]);
+        command
+    };
+    // A first run commits the last ten records of each stream (and creates the tables).
+    let mut first = postgres_target()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    stdin.write_all(&stream_from(N - 10)).unwrap();
+    drop(stdin);
+    assert!(first.wait().unwrap().success());
+    // Another session holds the table: the next run's commit waits on its lock.
+    let mut holder = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE \"{schema}\".items IN ACCESS EXCLUSIVE MODE"
+        ))
+        .unwrap();
+    let mut child = spawn_piped(&mut postgres_target());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&stream_from(N - 40)).unwrap();
+    drop(stdin);
+    let mut watcher = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    seam_test_support::wait_until(Duration::from_secs(30), "the commit to wait on the lock", || {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                &[&format!("%{schema}%")],
+            )
+            .unwrap()
+            .get(0);
+        waiting > 0
+    });
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let interrupt = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    interrupt();
+    // The second Ctrl-C once the first is taken (two at once may arrive as one).
+    let mut said = String::new();
+    while !said.contains("stopping") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "stderr ended: {said}");
+        said.push_str(&line);
+    }
+    interrupt();
+    let limit = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < limit,
+            "seam target did not exit after a second Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert_eq!(status.code(), Some(130), "{said}{rest}");
+    assert!(rest.contains("exiting now"), "{said}{rest}");
+    holder.batch_execute("ROLLBACK").unwrap();
+    let rows: i64 = watcher
+        .query_one(&format!("SELECT count(*) FROM \"{schema}\".items"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, 10,
+        "the first run's rows stay; the interrupted batch did not land"
+    );
+    let state: String = watcher
+        .query_one(&format!("SELECT state::text FROM \"{schema}\"._sdc_state"), &[])
+        .unwrap()
+        .get(0);
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(
+        state["bookmarks"]["items"]["next"], N,
+        "the first run's state stays"
+    );
+    watcher
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .unwrap();
+}
