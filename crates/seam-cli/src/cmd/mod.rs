@@ -63,32 +63,40 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
-/// The exit status of a command that a second Ctrl-C ended (128 + SIGINT, as a shell reports it).
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-/// Ctrl-C cancels `cancel`: the run stops at its next safe point, commits what it may and ends
-/// within its stop's grace (`stopping` says what the command does then). Ctrl-C again exits at once
-/// with [`EXIT_INTERRUPTED`], as a kill would: what was committed stays, and the batch under way is
-/// read again by the next run (every commit is atomic with its state). Call on the async runtime.
-pub fn stop_on_ctrl_c(
+/// Ctrl-C (SIGINT) or SIGTERM cancels `cancel`: the run stops at its next safe point, commits what
+/// it may and ends within its stop's grace (`stopping` says what the command does then), as `seam
+/// serve` does on either. A second signal exits at once (status 128 + its number: 130 for Ctrl-C,
+/// 143 for SIGTERM), as a kill would: what was committed stays, and the batch under way is read
+/// again by the next run (every commit is atomic with its state). Call on the async runtime.
+pub fn stop_on_signals(
     cancel: tokio_util::sync::CancellationToken,
     command: &'static str,
     stopping: &'static str,
 ) {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Made before the task runs: from here on neither signal ends the process by its default action,
+    // and a second one that comes while the first is handled is kept.
+    let (Ok(mut interrupts), Ok(mut terms)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        tracing::warn!("{command}: cannot catch Ctrl-C or SIGTERM; either ends the process at once");
+        return;
+    };
     tokio::spawn(async move {
-        // One listener for both: a second Ctrl-C that comes while the first is handled is kept.
-        let Ok(mut interrupts) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        else {
-            return;
+        let mut next = async || -> Option<i32> {
+            tokio::select! {
+                got = interrupts.recv() => got.map(|()| libc::SIGINT),
+                got = terms.recv() => got.map(|()| libc::SIGTERM),
+            }
         };
-        if interrupts.recv().await.is_none() {
+        if next().await.is_none() {
             return;
         }
         eprintln!("{command}: stopping: {stopping} (Ctrl-C again exits at once)");
         cancel.cancel();
-        if interrupts.recv().await.is_some() {
+        if let Some(number) = next().await {
             eprintln!("{command}: exiting now: what was committed stays, the rest is read again next time");
-            std::process::exit(EXIT_INTERRUPTED);
+            std::process::exit(128 + number);
         }
     });
 }

@@ -91,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         let append_only = pipeline::append_only_streams(&catalog);
         let cancel = CancellationToken::new();
-        super::stop_on_ctrl_c(
+        super::stop_on_signals(
             cancel.clone(),
             "seam sync",
             "at the next safe point; committed work is kept",

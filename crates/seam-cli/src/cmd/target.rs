@@ -147,7 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop: cancel.clone(),
     };
     let run = rt.block_on(async {
-        super::stop_on_ctrl_c(
+        super::stop_on_signals(
             cancel.clone(),
             "seam target",
             "what was read is committed, then its state printed",

@@ -177,6 +177,18 @@ fn spawn_piped(command: &mut std::process::Command) -> std::process::Child {
 /// wrote is committed and its STATE printed, and the target ends without waiting for more input.
 #[test]
 fn ctrl_c_while_the_tap_is_silent_commits_what_it_wrote() {
+    stop_while_the_tap_is_silent("-INT");
+}
+
+/// SIGTERM (a supervisor stopping the pipeline) stops the target as Ctrl-C does.
+#[test]
+fn sigterm_while_the_tap_is_silent_commits_what_it_wrote() {
+    stop_while_the_tap_is_silent("-TERM");
+}
+
+/// Sends `signal` (`kill`'s spelling) to a target whose tap wrote a few records and fell silent;
+/// checks that what it wrote is committed and its state printed.
+fn stop_while_the_tap_is_silent(signal: &str) {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("warehouse.duckdb");
@@ -196,7 +208,7 @@ fn ctrl_c_while_the_tap_is_silent_commits_what_it_wrote() {
         || rustix::io::ioctl_fionread(&stdin).unwrap() == 0,
     );
     let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(interrupted.success());
