@@ -73,32 +73,78 @@ pub fn stop_on_signals(
     command: &'static str,
     stopping: &'static str,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
     // Made before the task runs: from here on neither signal ends the process by its default action,
     // and a second one that comes while the first is handled is kept.
-    let (Ok(mut interrupts), Ok(mut terms)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::warn!("{command}: cannot catch Ctrl-C or SIGTERM; either ends the process at once");
-        return;
-    };
+    let mut signals = StopSignals::new();
     tokio::spawn(async move {
-        let mut next = async || -> Option<i32> {
-            tokio::select! {
-                got = interrupts.recv() => got.map(|()| libc::SIGINT),
-                got = terms.recv() => got.map(|()| libc::SIGTERM),
-            }
-        };
-        if next().await.is_none() {
-            return;
-        }
+        signals.recv().await;
         eprintln!("{command}: stopping: {stopping} (Ctrl-C again exits at once)");
         cancel.cancel();
-        if let Some(number) = next().await {
-            eprintln!("{command}: exiting now: what was committed stays, the rest is read again next time");
-            std::process::exit(128 + number);
-        }
+        let number = signals.recv().await;
+        eprintln!("{command}: exiting now: what was committed stays, the rest is read again next time");
+        std::process::exit(128 + number);
     });
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), each caught from the moment this is made: tokio installs a
+/// signal's handler when a listener for it is created, and until then the signal's default action
+/// (ending the process at once) stands. Made inside the runtime.
+pub(crate) struct StopSignals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            StopSignals {}
+        }
+    }
+
+    /// The next stop signal's number (SIGINT 2, SIGTERM 15).
+    pub(crate) async fn recv(&mut self) -> i32 {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match self.term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match self.interrupt.as_mut() {
+                    Some(i) => {
+                        i.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = term => libc::SIGTERM,
+                () = interrupt => libc::SIGINT,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            2
+        }
+    }
 }
 
 #[cfg(test)]

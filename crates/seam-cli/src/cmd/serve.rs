@@ -205,7 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let served = rt.block_on(async move {
         // Listened for before the service starts: a signal that arrives while it starts (its API may
         // already answer) stops it gracefully too, instead of killing it.
-        let mut signals = StopSignals::new();
+        let mut signals = super::StopSignals::new();
         tracing::info!(warehouse = %warehouse, data_dir = %args.store.data_dir.display(), "starting seam");
         let metastore: Option<Arc<dyn seam_metastore::Metastore>> = match &args.store.metastore_url {
             Some(url) => Some(Arc::new(
@@ -269,7 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         tokio::select! {
             _ = service.shutdown_within(shutdown_timeout) => {}
-            () = signals.recv() => {
+            _ = signals.recv() => {
                 tracing::warn!("second stop signal: exiting now; jobs left running are marked failed at the next start");
             }
         }
@@ -282,64 +282,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!("exiting with blocking work still running");
     }
     served
-}
-
-/// SIGTERM and SIGINT (Ctrl-C), each caught from the moment this is made: tokio installs a
-/// signal's handler when a listener for it is created, and until then the signal's default action
-/// (ending the process at once) stands. Made inside the runtime.
-struct StopSignals {
-    #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
-}
-
-impl StopSignals {
-    fn new() -> StopSignals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            StopSignals {
-                term: signal(SignalKind::terminate()).ok(),
-                interrupt: signal(SignalKind::interrupt()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            StopSignals {}
-        }
-    }
-
-    /// The next stop signal.
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        {
-            let term = async {
-                match self.term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            let interrupt = async {
-                match self.interrupt.as_mut() {
-                    Some(i) => {
-                        i.recv().await;
-                    }
-                    None => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
-                }
-            };
-            tokio::select! {
-                () = term => {}
-                () = interrupt => {}
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
