@@ -324,16 +324,16 @@ fn a_second_ctrl_c_exits_at_once_keeping_what_was_committed() {
         command
     };
     // A first run commits the last ten records of each stream (and creates the tables).
-    let mut first = postgres_target()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_piped(&mut postgres_target());
     let mut stdin = first.stdin.take().unwrap();
     stdin.write_all(&stream_from(N - 10)).unwrap();
     drop(stdin);
-    assert!(first.wait().unwrap().success());
+    let output = first.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // Another session holds the table: the next run's commit waits on its lock.
     let mut holder = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     holder
