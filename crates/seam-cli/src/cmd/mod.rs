@@ -118,8 +118,11 @@ impl StopSignals {
         {
             let term = async {
                 match self.term.as_mut() {
+                    // A listener that ends (the runtime shutting down) hears no more signals.
                     Some(t) => {
-                        t.recv().await;
+                        if t.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
                     }
                     None => std::future::pending::<()>().await,
                 }
@@ -127,7 +130,9 @@ impl StopSignals {
             let interrupt = async {
                 match self.interrupt.as_mut() {
                     Some(i) => {
-                        i.recv().await;
+                        if i.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
                     }
                     None => {
                         let _ = tokio::signal::ctrl_c().await;
