@@ -5,6 +5,13 @@ use std::process::ExitCode;
 
 mod cmd;
 
+/// seam allocates with jemalloc, from one arena (`JEMALLOC_SYS_WITH_MALLOC_CONF` in
+/// `.cargo/config.toml`, built into the binary; `_RJEM_MALLOC_CONF` overrides it at run time). glibc's malloc
+/// was the largest single cost of `seam sync`: its one arena's lock, shared by the source's and the
+/// loader's threads, and the putting back together of freed chunks (docs/LOADING.md, "jemalloc").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// seam replicates data from SaaS APIs (Zendesk Support first) into your own warehouse, on a schedule,
 /// incrementally.
 #[derive(Debug, Parser)]

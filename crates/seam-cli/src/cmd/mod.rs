@@ -10,7 +10,9 @@ pub mod tap;
 pub mod target;
 pub mod token;
 
-/// The loading commands (`target`, `sync`) allocate from one malloc arena.
+/// The loading commands (`target`, `sync`) allocate from one glibc malloc arena. seam's own
+/// allocations go to jemalloc (`main.rs`); glibc's malloc still serves C and C++ code, DuckDB's
+/// above all. What follows was measured while seam's own allocations were glibc's too.
 ///
 /// glibc's malloc gives threads that allocate at the same time arenas of their own (up to eight per
 /// core) and keeps what is freed in each for reuse, so a process whose threads take turns holding
