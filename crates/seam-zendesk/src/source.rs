@@ -450,6 +450,46 @@ mod tests {
         assert_eq!(per_ticket.len(), 3, "{per_ticket:?}");
     }
 
+    /// A STATE another stream sends while a page's records go out leaves after that page's own
+    /// STATE: before it, it would hold the page's stream's bookmark from before the records, and a
+    /// run resumed from it would read them again (seen in CI as a re-read of ticket_metric_events).
+    #[tokio::test]
+    async fn a_state_waits_for_the_page_whose_records_are_going_out() {
+        let src = ZendeskSource::from_json(r#"{"subdomain": "acme", "email": "a@b.c", "api_token": "t"}"#)
+            .expect("a valid config");
+        let (tx, mut rx) = mpsc::channel(16);
+        let ctx = Arc::new(src.ctx(tx, State::default(), CancellationToken::new(), HashMap::new()));
+        let turn = ctx.turn().await.expect("the turn");
+        let record = seam_core::RecordMessage::from_value("a", &json!({"id": 1})).expect("a record");
+        ctx.send(Message::Record(record)).await.expect("sent");
+        let other = tokio::spawn({
+            let ctx = ctx.clone();
+            async move {
+                ctx.checkpoint(|s| s.set_bookmark("b", "updated_at", json!("2026-01-02T00:00:00Z")))
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(matches!(rx.try_recv(), Ok(Message::Record(_))));
+        assert!(
+            rx.try_recv().is_err(),
+            "another stream's STATE went out in the middle of a page"
+        );
+        turn.checkpoint(|s| s.set_bookmark("a", "updated_at", json!("2026-01-01T00:00:00Z")))
+            .await
+            .expect("the page's STATE");
+        other.await.expect("joined").expect("the other STATE");
+        let states: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|m| match m {
+                Message::State { value } => value,
+                other => panic!("not a STATE: {other:?}"),
+            })
+            .collect();
+        assert_eq!(states.len(), 2, "{states:?}");
+        assert!(states[0]["bookmarks"]["a"].is_object() && states[0]["bookmarks"]["b"].is_null());
+        assert!(states[1]["bookmarks"]["a"].is_object() && states[1]["bookmarks"]["b"].is_object());
+    }
+
     #[test]
     fn versions_only_move_forward() {
         let state = State::from_value(json!({"bookmarks": {"tags": {"version": 5_000}}})).unwrap();

@@ -248,6 +248,7 @@ pub async fn tickets_export(
                 None => return Err(e.into()),
             },
         };
+        let turn = ctx.turn().await?;
         if let Some(o) = o_tickets {
             ctx.records(o, page.tickets).await?;
         }
@@ -262,7 +263,7 @@ pub async fn tickets_export(
             cursor = page.after_cursor;
         }
         let c = cursor.clone();
-        ctx.checkpoint(|s| {
+        turn.checkpoint(|s| {
             for o in &outs {
                 store_position(s, o.def, c.as_deref(), watermark, None);
             }
@@ -350,6 +351,7 @@ pub async fn users_export(
                 None => return Err(e.into()),
             },
         };
+        let turn = ctx.turn().await?;
         if let Some(o) = o_users {
             ctx.records(o, page.users).await?;
         }
@@ -361,7 +363,7 @@ pub async fn users_export(
             cursor = page.after_cursor;
         }
         let c = cursor.clone();
-        ctx.checkpoint(|s| {
+        turn.checkpoint(|s| {
             for o in &outs {
                 store_position(s, o.def, c.as_deref(), watermark, None);
             }
@@ -511,10 +513,11 @@ pub async fn time_export(
         };
         boundary = b2;
         let new = fresh.len();
+        let turn = ctx.turn().await?;
         ctx.records(out, fresh).await?;
         let ids = boundary.ids();
         let wm = boundary.ts;
-        ctx.checkpoint(|s| store_position(s, def, None, wm, Some(&ids)))
+        turn.checkpoint(|s| store_position(s, def, None, wm, Some(&ids)))
             .await?;
         if end_of_stream {
             return Ok(());
@@ -783,6 +786,7 @@ pub async fn ticket_events(
             }
         };
         boundary = b2;
+        let turn = ctx.turn().await?;
         if let Some(o) = o_audits {
             ctx.records(o, audits).await?;
         }
@@ -791,7 +795,7 @@ pub async fn ticket_events(
         }
         let ids = boundary.ids();
         let wm = boundary.ts;
-        ctx.checkpoint(|s| {
+        turn.checkpoint(|s| {
             for o in &outs {
                 store_position(s, o.def, None, wm, Some(&ids));
             }

@@ -405,10 +405,23 @@ impl ReadCtx {
     /// covers was sent. The lock is held across the send, so STATEs leave in the order their
     /// bookmarks were set and never move backwards.
     pub async fn checkpoint(&self, update: impl FnOnce(&mut State)) -> Result<(), SourceError> {
-        let mut state = self.state.lock().await;
-        update(&mut state);
-        let value = state.to_value();
-        self.send(Message::State { value }).await
+        self.turn().await?.checkpoint(update).await
+    }
+
+    /// The output's turn for one page: records sent while it is held, then the STATE its
+    /// [`Turn::checkpoint`] sends, leave with no other stream's STATE between them. A STATE holds
+    /// every stream's bookmark; one sent by another stream while this page's records go out would
+    /// hold this stream's bookmark from before them, and a run resumed from it would read them
+    /// again. Waiting for the turn ends when the read is cancelled.
+    pub async fn turn(&self) -> Result<Turn<'_>, SourceError> {
+        tokio::select! {
+            biased;
+            state = self.state.lock() => Ok(Turn { ctx: self, state }),
+            () = self.cancel.cancelled() => Err(ApiError::Cancelled {
+                waiting_on: "another stream's page".to_owned(),
+            }
+            .into()),
+        }
     }
 
     /// Records that `streams` were skipped, with a warning like Stitch's.
@@ -422,6 +435,28 @@ impl ReadCtx {
             );
             s.skipped.insert(d.name.to_owned(), reason.to_owned());
         }
+    }
+}
+
+/// A page's hold on the output (see [`ReadCtx::turn`]).
+pub struct Turn<'a> {
+    ctx: &'a ReadCtx,
+    state: tokio::sync::MutexGuard<'a, State>,
+}
+
+impl std::fmt::Debug for Turn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").finish_non_exhaustive()
+    }
+}
+
+impl Turn<'_> {
+    /// Applies `update` to the bookmarks and sends the STATE that ends the page, as
+    /// [`ReadCtx::checkpoint`] does.
+    pub async fn checkpoint(mut self, update: impl FnOnce(&mut State)) -> Result<(), SourceError> {
+        update(&mut self.state);
+        let value = self.state.to_value();
+        self.ctx.send(Message::State { value }).await
     }
 }
 
