@@ -12,7 +12,7 @@
 //! - Items changed in the minute before a request are not exported yet, and a `start_time` under a
 //!   minute old is refused (422 "Too recent start_time"): that simply means "nothing new yet".
 
-use super::{store_position, Position, ReadCtx, StreamDef, StreamOut};
+use super::{store_position, Position, ReadCtx, StreamDef, StreamOut, Turn};
 use crate::config::CommentsSource;
 use crate::error::ApiError;
 use crate::rate_limit::EndpointClass;
@@ -125,6 +125,12 @@ struct TicketsPage {
     tickets: Vec<Box<RawValue>>,
     metrics: Vec<Box<RawValue>>,
     live_ids: Vec<u64>,
+    tail: CursorTail,
+}
+
+/// Where a page of a cursor export leaves the export.
+struct CursorTail {
+    /// The page's latest watermark (`generated_timestamp` / `updated_at`).
     max_ts: Option<i64>,
     after_cursor: Option<String>,
     end_of_stream: bool,
@@ -140,12 +146,14 @@ fn parse_tickets_page(
         tickets: Vec::with_capacity(if want_tickets { page.tickets.len() } else { 0 }),
         metrics: Vec::with_capacity(if want_metrics { page.tickets.len() } else { 0 }),
         live_ids: Vec::with_capacity(page.tickets.len()),
-        max_ts: None,
-        after_cursor: page.after_cursor,
-        end_of_stream: page.end_of_stream,
+        tail: CursorTail {
+            max_ts: None,
+            after_cursor: page.after_cursor,
+            end_of_stream: page.end_of_stream,
+        },
     };
     for t in page.tickets {
-        out.max_ts = out.max_ts.max(t.generated_timestamp);
+        out.tail.max_ts = out.tail.max_ts.max(t.generated_timestamp);
         if !t.deleted {
             out.live_ids.push(t.id);
         }
@@ -192,6 +200,97 @@ fn recover(e: &ApiError, had_cursor: bool) -> Option<Recover> {
     None
 }
 
+/// A cursor export while it is read: `page` asks for the next page (from the stored cursor, else
+/// from the watermark or the start date), and `checkpoint` moves past it once its records went out,
+/// storing the position of the streams it feeds behind them. A first request refused as too recent
+/// ends the export (nothing new yet); a stored cursor refused restarts it from the watermark.
+struct CursorExport<'a> {
+    ctx: &'a ReadCtx,
+    /// `tickets` or `users`: the export's path, and the name its warnings give.
+    export: &'static str,
+    /// The side-loads asked for (`&include=…`), or nothing.
+    include: &'static str,
+    /// Where a first request starts when there is no watermark: the configured start date.
+    start: i64,
+    cursor: Option<String>,
+    watermark: Option<i64>,
+    ended: bool,
+}
+
+impl<'a> CursorExport<'a> {
+    fn new(ctx: &'a ReadCtx, pos: &Position, export: &'static str, include: &'static str) -> Self {
+        CursorExport {
+            ctx,
+            export,
+            include,
+            start: start_of(ctx, pos),
+            cursor: pos.cursor.clone(),
+            watermark: pos.watermark,
+            ended: false,
+        }
+    }
+
+    /// The next page, as `parse` reads it; `None` once the export has ended or the read was stopped.
+    async fn page<P>(
+        &mut self,
+        mut parse: impl FnMut(&[u8]) -> Result<P, serde_json::Error>,
+    ) -> Result<Option<P>, SourceError> {
+        let (ctx, export, include) = (self.ctx, self.export, self.include);
+        loop {
+            if self.ended || ctx.cancel.is_cancelled() {
+                return Ok(None);
+            }
+            let q = match &self.cursor {
+                Some(c) => format!(
+                    "/api/v2/incremental/{export}/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}",
+                    enc(c)
+                ),
+                None => format!(
+                    "/api/v2/incremental/{export}/cursor.json?per_page={EXPORT_PER_PAGE}{include}&start_time={}",
+                    self.watermark.unwrap_or(self.start)
+                ),
+            };
+            match ctx
+                .client
+                .get(EndpointClass::Export, &q, &ctx.cancel, &mut parse)
+                .await
+            {
+                Ok(p) => return Ok(Some(p)),
+                Err(e) => match recover(&e, self.cursor.is_some()) {
+                    Some(Recover::Done) => self.ended = true,
+                    Some(Recover::Restart) => {
+                        warn!(stream = export, error = %e, "stored export cursor refused; restarting from the watermark");
+                        self.cursor = None;
+                    }
+                    None => return Err(e.into()),
+                },
+            }
+        }
+    }
+
+    /// Moves past a page whose records went out in `turn`, and sends the STATE that stores the
+    /// position of every stream in `outs` (all of the export's selected streams).
+    async fn checkpoint(
+        &mut self,
+        turn: Turn<'_>,
+        outs: &[&StreamOut],
+        tail: CursorTail,
+    ) -> Result<(), SourceError> {
+        self.watermark = self.watermark.max(tail.max_ts);
+        if tail.after_cursor.is_some() {
+            self.cursor = tail.after_cursor;
+        }
+        self.ended = tail.end_of_stream;
+        let (c, watermark) = (self.cursor.as_deref(), self.watermark);
+        turn.checkpoint(|s| {
+            for o in outs {
+                store_position(s, o.def, c, watermark, None);
+            }
+        })
+        .await
+    }
+}
+
 /// tickets (+ ticket_metrics; + ticket_audits / ticket_comments in per-ticket mode) from the cursor
 /// ticket export. `members` are the selected streams that share the position `pos`.
 pub async fn tickets_export(
@@ -213,41 +312,12 @@ pub async fn tickets_export(
     } else {
         ""
     };
-    let mut cursor = pos.cursor.clone();
-    let mut watermark = pos.watermark;
     let children_since = start_of(ctx, &pos);
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return Ok(());
-        }
-        let q = match &cursor {
-            Some(c) => format!(
-                "/api/v2/incremental/tickets/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}",
-                enc(c)
-            ),
-            None => format!(
-                "/api/v2/incremental/tickets/cursor.json?per_page={EXPORT_PER_PAGE}{include}&start_time={}",
-                watermark.unwrap_or_else(|| start_of(ctx, &pos))
-            ),
-        };
-        let page = ctx
-            .client
-            .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
-                parse_tickets_page(b, o_tickets.is_some(), o_metrics.is_some())
-            })
-            .await;
-        let page = match page {
-            Ok(p) => p,
-            Err(e) => match recover(&e, cursor.is_some()) {
-                Some(Recover::Done) => return Ok(()),
-                Some(Recover::Restart) => {
-                    warn!(stream = "tickets", error = %e, "stored export cursor refused; restarting from the watermark");
-                    cursor = None;
-                    continue;
-                }
-                None => return Err(e.into()),
-            },
-        };
+    let mut export = CursorExport::new(ctx, &pos, "tickets", include);
+    while let Some(page) = export
+        .page(|b| parse_tickets_page(b, o_tickets.is_some(), o_metrics.is_some()))
+        .await?
+    {
         let turn = ctx.turn().await?;
         if let Some(o) = o_tickets {
             ctx.records(o, page.tickets).await?;
@@ -258,29 +328,15 @@ pub async fn tickets_export(
         if o_audits.is_some() || o_comments.is_some() {
             per_ticket_children(ctx, &page.live_ids, o_audits, o_comments, children_since).await?;
         }
-        watermark = watermark.max(page.max_ts);
-        if page.after_cursor.is_some() {
-            cursor = page.after_cursor;
-        }
-        let c = cursor.clone();
-        turn.checkpoint(|s| {
-            for o in &outs {
-                store_position(s, o.def, c.as_deref(), watermark, None);
-            }
-        })
-        .await?;
-        if page.end_of_stream {
-            return Ok(());
-        }
+        export.checkpoint(turn, &outs, page.tail).await?;
     }
+    Ok(())
 }
 
 struct UsersPage {
     users: Vec<Box<RawValue>>,
     identities: Vec<Box<RawValue>>,
-    max_ts: Option<i64>,
-    after_cursor: Option<String>,
-    end_of_stream: bool,
+    tail: CursorTail,
 }
 
 fn parse_users_page(body: &[u8], want_identities: bool) -> Result<UsersPage, serde_json::Error> {
@@ -297,9 +353,11 @@ fn parse_users_page(body: &[u8], want_identities: bool) -> Result<UsersPage, ser
         } else {
             Vec::new()
         },
-        max_ts,
-        after_cursor: page.after_cursor,
-        end_of_stream: page.end_of_stream,
+        tail: CursorTail {
+            max_ts,
+            after_cursor: page.after_cursor,
+            end_of_stream: page.end_of_stream,
+        },
     })
 }
 
@@ -317,40 +375,8 @@ pub async fn users_export(
     } else {
         ""
     };
-    let mut cursor = pos.cursor.clone();
-    let mut watermark = pos.watermark;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return Ok(());
-        }
-        let q = match &cursor {
-            Some(c) => format!(
-                "/api/v2/incremental/users/cursor.json?per_page={EXPORT_PER_PAGE}{include}&cursor={}",
-                enc(c)
-            ),
-            None => format!(
-                "/api/v2/incremental/users/cursor.json?per_page={EXPORT_PER_PAGE}{include}&start_time={}",
-                watermark.unwrap_or_else(|| start_of(ctx, &pos))
-            ),
-        };
-        let page = match ctx
-            .client
-            .get(EndpointClass::Export, &q, &ctx.cancel, |b| {
-                parse_users_page(b, o_ids.is_some())
-            })
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => match recover(&e, cursor.is_some()) {
-                Some(Recover::Done) => return Ok(()),
-                Some(Recover::Restart) => {
-                    warn!(stream = "users", error = %e, "stored export cursor refused; restarting from the watermark");
-                    cursor = None;
-                    continue;
-                }
-                None => return Err(e.into()),
-            },
-        };
+    let mut export = CursorExport::new(ctx, &pos, "users", include);
+    while let Some(page) = export.page(|b| parse_users_page(b, o_ids.is_some())).await? {
         let turn = ctx.turn().await?;
         if let Some(o) = o_users {
             ctx.records(o, page.users).await?;
@@ -358,21 +384,9 @@ pub async fn users_export(
         if let Some(o) = o_ids {
             ctx.records(o, page.identities).await?;
         }
-        watermark = watermark.max(page.max_ts);
-        if page.after_cursor.is_some() {
-            cursor = page.after_cursor;
-        }
-        let c = cursor.clone();
-        turn.checkpoint(|s| {
-            for o in &outs {
-                store_position(s, o.def, c.as_deref(), watermark, None);
-            }
-        })
-        .await?;
-        if page.end_of_stream {
-            return Ok(());
-        }
+        export.checkpoint(turn, &outs, page.tail).await?;
     }
+    Ok(())
 }
 
 /// The ids emitted at the latest second of a time-based export.
@@ -988,8 +1002,8 @@ mod tests {
         );
         assert_eq!(p.metrics.len(), 1);
         assert_eq!(p.live_ids, vec![1]);
-        assert_eq!(p.max_ts, Some(7));
-        assert_eq!(p.after_cursor.as_deref(), Some("abc"));
+        assert_eq!(p.tail.max_ts, Some(7));
+        assert_eq!(p.tail.after_cursor.as_deref(), Some("abc"));
         assert!(
             parse_tickets_page(&body[..body.len() / 2], true, true).is_err(),
             "a truncated page is an error"
@@ -1007,7 +1021,7 @@ mod tests {
             r#"{"z":1,"id":3,"x":[1, 2],"x":"again","status":"\u0064eleted","generated_timestamp":null}"#
         );
         assert!(p.live_ids.is_empty(), "a deleted ticket is not live");
-        assert_eq!(p.max_ts, None);
+        assert_eq!(p.tail.max_ts, None);
         // `null` for `fields` or `metric_set` is no value to cut or to load: it passes through.
         let body = br#"{"tickets":[{"id":4,"fields":null,"metric_set":null,"generated_timestamp":9}],"end_of_stream":true}"#;
         let p = parse_tickets_page(body, true, true).unwrap();
@@ -1016,7 +1030,7 @@ mod tests {
             r#"{"id":4,"fields":null,"metric_set":null,"generated_timestamp":9}"#
         );
         assert!(p.metrics.is_empty(), "no metric set, no metric");
-        assert_eq!((p.live_ids, p.max_ts), (vec![4], Some(9)));
+        assert_eq!((p.live_ids, p.tail.max_ts), (vec![4], Some(9)));
         // What serde's derive refused is refused: no id, an id that is not a u64, a field read twice,
         // a status or timestamp of another type. So is a ticket that is not an object, which the
         // derive took as the sequence of its fields (`[3]`: a ticket with id 3 and a record `[3]`,
