@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod error;
 pub mod model;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use crypto::{reseal_legacy_credentials, Credentials, SecretCipher};

@@ -4,9 +4,13 @@
 use crate::crypto::{Credentials, SecretCipher};
 use crate::error::{touched, MetastoreError};
 use crate::model::*;
+use crate::rows::{
+    check_row, corrupt, integration_row, job_row, notification_row, parse_ts, session_row, to_json,
+    token_row, ts, CHECK_COLS, INTEGRATION_COLS, JOB_COLS, NOTIFICATION_COLS, SESSION_COLS, TOKEN_COLS,
+};
 use crate::{Leadership, Metastore, Result};
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use seam_core::{Catalog, State};
 use seam_postgres::ConnectOptions;
 use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
@@ -108,106 +112,8 @@ impl Drop for Call<'_> {
     }
 }
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> MetastoreError {
-    MetastoreError::Corrupt {
-        what,
-        detail: detail.to_string(),
-    }
-}
-
-fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| corrupt("time", e))
-}
-
 fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
     s.as_deref().map(parse_ts).transpose()
-}
-
-fn json_col<T: serde::de::DeserializeOwned>(what: &'static str, s: Option<String>) -> Result<Option<T>> {
-    s.map(|s| serde_json::from_str(&s).map_err(|source| MetastoreError::Json { what, source }))
-        .transpose()
-}
-
-fn to_json<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|source| MetastoreError::Json { what, source })
-}
-
-const INTEGRATION_COLS: &str =
-    "id, display_name, name, kind, properties, sealed_credentials, paused_at, deleted_at, \
-                                created_at, updated_at, catalog, state";
-
-fn integration_row(r: &Row) -> Result<Integration> {
-    Ok(Integration {
-        id: r.try_get(0)?,
-        display_name: r.try_get(1)?,
-        name: r.try_get(2)?,
-        kind: r.try_get(3)?,
-        properties: json_col("properties", Some(r.try_get::<_, String>(4)?))?
-            .ok_or_else(|| corrupt("properties", "missing"))?,
-        sealed_credentials: r.try_get(5)?,
-        paused_at: opt_ts(r.try_get(6)?)?,
-        deleted_at: opt_ts(r.try_get(7)?)?,
-        created_at: parse_ts(&r.try_get::<_, String>(8)?)?,
-        updated_at: parse_ts(&r.try_get::<_, String>(9)?)?,
-        catalog: json_col::<Catalog>("catalog", r.try_get(10)?)?,
-        state: json_col::<State>("state", r.try_get(11)?)?,
-    })
-}
-
-const CHECK_COLS: &str = "id, integration_id, status, start_time, completion_time, check_exit_status, \
-                          check_error_message, discovery_exit_status, discovery_error_message";
-
-fn check_row(r: &Row) -> Result<ConnectionCheck> {
-    let status: String = r.try_get(2)?;
-    Ok(ConnectionCheck {
-        id: r.try_get(0)?,
-        integration_id: r.try_get(1)?,
-        status: CheckStatus::parse(&status).ok_or_else(|| corrupt("check status", &status))?,
-        start_time: parse_ts(&r.try_get::<_, String>(3)?)?,
-        completion_time: opt_ts(r.try_get(4)?)?,
-        check_exit_status: r.try_get(5)?,
-        check_error_message: r.try_get(6)?,
-        discovery_exit_status: r.try_get(7)?,
-        discovery_error_message: r.try_get(8)?,
-    })
-}
-
-const JOB_COLS: &str =
-    "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
-                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message, \
-                        due_time, worker, lease_until, stop_requested, progress";
-
-fn job_row(r: &Row) -> Result<Job> {
-    let id: i64 = r.try_get(0)?;
-    let integration_id: i64 = r.try_get(1)?;
-    let trigger: String = r.try_get(2)?;
-    let status: String = r.try_get(3)?;
-    Ok(Job {
-        id,
-        integration_id,
-        job_name: format!("{integration_id}.{id}.sync"),
-        trigger: JobTrigger::parse(&trigger).ok_or_else(|| corrupt("job trigger", &trigger))?,
-        status: JobStatus::parse(&status).ok_or_else(|| corrupt("job status", &status))?,
-        start_time: parse_ts(&r.try_get::<_, String>(4)?)?,
-        completion_time: opt_ts(r.try_get(5)?)?,
-        discovery_exit_status: r.try_get(6)?,
-        tap_exit_status: r.try_get(7)?,
-        target_exit_status: r.try_get(8)?,
-        error_message: r.try_get(9)?,
-        rows_loaded: r.try_get(10)?,
-        warning_message: r.try_get(11)?,
-        due_time: opt_ts(r.try_get(12)?)?,
-        worker: r.try_get(13)?,
-        lease_until: opt_ts(r.try_get(14)?)?,
-        stop_requested: r.try_get(15)?,
-        progress: r.try_get(16)?,
-    })
 }
 
 /// True when `e` is the violation of the one-active-job-per-integration index.
@@ -243,34 +149,6 @@ impl Leadership for PgLeader {
             Ok(Ok(_))
         )
     }
-}
-
-const NOTIFICATION_COLS: &str = "id, level, code, integration_id, subject, message, created_at, dismissed_at";
-
-fn notification_row(r: &Row) -> Result<Notification> {
-    let level: String = r.try_get(1)?;
-    Ok(Notification {
-        id: r.try_get(0)?,
-        level: NotificationLevel::parse(&level).ok_or_else(|| corrupt("notification level", &level))?,
-        code: r.try_get(2)?,
-        integration_id: r.try_get(3)?,
-        subject: r.try_get(4)?,
-        message: r.try_get(5)?,
-        created_at: parse_ts(&r.try_get::<_, String>(6)?)?,
-        dismissed_at: opt_ts(r.try_get(7)?)?,
-    })
-}
-
-const TOKEN_COLS: &str = "id, name, token_hash, created_at, revoked_at";
-
-fn token_row(r: &Row) -> Result<ApiToken> {
-    Ok(ApiToken {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        token_hash: r.try_get(2)?,
-        created_at: parse_ts(&r.try_get::<_, String>(3)?)?,
-        revoked_at: opt_ts(r.try_get(4)?)?,
-    })
 }
 
 fn rows<T>(rows: &[Row], f: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
@@ -1257,19 +1135,6 @@ impl Metastore for PostgresMetastore {
 }
 
 // -- dashboard sessions and sign-in throttling: rows -----------------------------------------------
-
-const SESSION_COLS: &str = "id_hash, csrf_token, username, password_fingerprint, created_at, last_seen";
-
-fn session_row(r: &Row) -> Result<DashboardSession> {
-    Ok(DashboardSession {
-        id_hash: r.try_get(0)?,
-        csrf_token: r.try_get(1)?,
-        username: r.try_get(2)?,
-        password_fingerprint: r.try_get(3)?,
-        created_at: parse_ts(&r.try_get::<_, String>(4)?)?,
-        last_seen: parse_ts(&r.try_get::<_, String>(5)?)?,
-    })
-}
 
 /// Locks the overall sign-in bucket's row (creating it full) and returns the time it is full again.
 /// Every throttling call takes this lock first, so calls from all processes sharing the store take

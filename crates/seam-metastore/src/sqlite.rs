@@ -4,9 +4,13 @@
 use crate::crypto::{Credentials, SecretCipher};
 use crate::error::{touched, MetastoreError};
 use crate::model::*;
+use crate::rows::{
+    self, check_row, integration_row, job_row, notification_row, session_row, to_json, token_row, ts, Cols,
+    CHECK_COLS, INTEGRATION_COLS, JOB_COLS, NOTIFICATION_COLS, SESSION_COLS, TOKEN_COLS,
+};
 use crate::{Leadership, Metastore, Result};
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use seam_core::{Catalog, State};
 use std::path::Path;
@@ -27,131 +31,37 @@ pub struct SqliteMetastore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+fn unreadable(e: MetastoreError) -> rusqlite::Error {
+    <Row<'_> as Cols>::unreadable(e)
 }
 
 fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    rows::parse_ts(s).map_err(unreadable)
 }
 
 fn opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
     s.as_deref().map(parse_ts).transpose()
 }
 
-fn bad_enum(what: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("unknown {what} {value:?}").into(),
-    )
+fn bad_enum(what: &'static str, value: &str) -> rusqlite::Error {
+    unreadable(rows::corrupt(what, format!("{value:?}")))
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(s: Option<String>) -> rusqlite::Result<Option<T>> {
-    s.map(|s| {
-        serde_json::from_str(&s).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })
-    })
-    .transpose()
-}
-
-fn to_json<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|source| MetastoreError::Json { what, source })
-}
-
-const INTEGRATION_COLS: &str =
-    "id, display_name, name, kind, properties, sealed_credentials, paused_at, deleted_at, \
-                                created_at, updated_at, catalog, state";
-
-fn integration_row(r: &Row<'_>) -> rusqlite::Result<Integration> {
-    let properties: String = r.get(4)?;
-    Ok(Integration {
-        id: r.get(0)?,
-        display_name: r.get(1)?,
-        name: r.get(2)?,
-        kind: r.get(3)?,
-        properties: json_col(Some(properties))?.ok_or_else(|| bad_enum("properties", ""))?,
-        sealed_credentials: r.get(5)?,
-        paused_at: opt_ts(r.get(6)?)?,
-        deleted_at: opt_ts(r.get(7)?)?,
-        created_at: parse_ts(&r.get::<_, String>(8)?)?,
-        updated_at: parse_ts(&r.get::<_, String>(9)?)?,
-        catalog: json_col::<Catalog>(r.get(10)?)?,
-        state: json_col::<State>(r.get(11)?)?,
-    })
-}
-
-const CHECK_COLS: &str = "id, integration_id, status, start_time, completion_time, check_exit_status, \
-                          check_error_message, discovery_exit_status, discovery_error_message";
-
-fn check_row(r: &Row<'_>) -> rusqlite::Result<ConnectionCheck> {
-    let status: String = r.get(2)?;
-    Ok(ConnectionCheck {
-        id: r.get(0)?,
-        integration_id: r.get(1)?,
-        status: CheckStatus::parse(&status).ok_or_else(|| bad_enum("check status", &status))?,
-        start_time: parse_ts(&r.get::<_, String>(3)?)?,
-        completion_time: opt_ts(r.get(4)?)?,
-        check_exit_status: r.get(5)?,
-        check_error_message: r.get(6)?,
-        discovery_exit_status: r.get(7)?,
-        discovery_error_message: r.get(8)?,
-    })
-}
-
-const JOB_COLS: &str =
-    "id, integration_id, trigger, status, start_time, completion_time, discovery_exit_status, \
-                        tap_exit_status, target_exit_status, error_message, rows_loaded, warning_message, \
-                        due_time, worker, lease_until, stop_requested, progress";
-
-fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
-    let id: i64 = r.get(0)?;
-    let integration_id: i64 = r.get(1)?;
-    let trigger: String = r.get(2)?;
-    let status: String = r.get(3)?;
-    Ok(Job {
-        id,
-        integration_id,
-        job_name: format!("{integration_id}.{id}.sync"),
-        trigger: JobTrigger::parse(&trigger).ok_or_else(|| bad_enum("job trigger", &trigger))?,
-        status: JobStatus::parse(&status).ok_or_else(|| bad_enum("job status", &status))?,
-        start_time: parse_ts(&r.get::<_, String>(4)?)?,
-        completion_time: opt_ts(r.get(5)?)?,
-        discovery_exit_status: r.get(6)?,
-        tap_exit_status: r.get(7)?,
-        target_exit_status: r.get(8)?,
-        error_message: r.get(9)?,
-        rows_loaded: r.get(10)?,
-        warning_message: r.get(11)?,
-        due_time: opt_ts(r.get(12)?)?,
-        worker: r.get(13)?,
-        lease_until: opt_ts(r.get(14)?)?,
-        stop_requested: r.get(15)?,
-        progress: r.get(16)?,
-    })
-}
-
-/// The integration's pending or running job.
 fn active_job(conn: &Connection, integration_id: IntegrationId) -> rusqlite::Result<Option<Job>> {
     conn.query_row(
         &format!(
             "SELECT {JOB_COLS} FROM jobs WHERE integration_id = ?1 AND status IN ('pending', 'running')"
         ),
         [integration_id],
-        job_row,
+        |r| job_row(r),
     )
     .optional()
 }
 
 fn get_job(conn: &Connection, id: JobId) -> rusqlite::Result<Job> {
-    conn.query_row(
-        &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
-        [id],
-        job_row,
-    )
+    conn.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [id], |r| {
+        job_row(r)
+    })
 }
 
 /// The single process that opens a SQLite metastore is its only scheduler.
@@ -165,34 +75,6 @@ impl Leadership for SoleLeader {
     }
 }
 
-const NOTIFICATION_COLS: &str = "id, level, code, integration_id, subject, message, created_at, dismissed_at";
-
-fn notification_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
-    let level: String = r.get(1)?;
-    Ok(Notification {
-        id: r.get(0)?,
-        level: NotificationLevel::parse(&level).ok_or_else(|| bad_enum("notification level", &level))?,
-        code: r.get(2)?,
-        integration_id: r.get(3)?,
-        subject: r.get(4)?,
-        message: r.get(5)?,
-        created_at: parse_ts(&r.get::<_, String>(6)?)?,
-        dismissed_at: opt_ts(r.get(7)?)?,
-    })
-}
-
-const TOKEN_COLS: &str = "id, name, token_hash, created_at, revoked_at";
-
-fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
-    Ok(ApiToken {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        token_hash: r.get(2)?,
-        created_at: parse_ts(&r.get::<_, String>(3)?)?,
-        revoked_at: opt_ts(r.get(4)?)?,
-    })
-}
-
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
@@ -202,7 +84,7 @@ fn load_integration(conn: &Connection, id: IntegrationId) -> Result<Option<Integ
         .query_row(
             &format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE id = ?1"),
             [id],
-            integration_row,
+            |r| integration_row(r),
         )
         .optional()?)
 }
@@ -348,7 +230,7 @@ impl Metastore for SqliteMetastore {
                 "SELECT {INTEGRATION_COLS} FROM integrations {filter} ORDER BY id"
             ))?;
             let rows = stmt
-                .query_map([], integration_row)?
+                .query_map([], |r| integration_row(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -426,7 +308,7 @@ impl Metastore for SqliteMetastore {
                 params![integration_id, ts(at)],
             )?;
             let id = conn.last_insert_rowid();
-            Ok(conn.query_row(&format!("SELECT {CHECK_COLS} FROM connection_checks WHERE id = ?1"), [id], check_row)?)
+            Ok(conn.query_row(&format!("SELECT {CHECK_COLS} FROM connection_checks WHERE id = ?1"), [id], |r| check_row(r))?)
         })
         .await
     }
@@ -460,7 +342,7 @@ impl Metastore for SqliteMetastore {
                         "SELECT {CHECK_COLS} FROM connection_checks WHERE integration_id = ?1 ORDER BY id DESC LIMIT 1"
                     ),
                     [integration_id],
-                    check_row,
+                    |r| check_row(r),
                 )
                 .optional()?)
         })
@@ -522,11 +404,9 @@ impl Metastore for SqliteMetastore {
     async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
         self.call(move |conn| {
             Ok(conn
-                .query_row(
-                    &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
-                    [id],
-                    job_row,
-                )
+                .query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [id], |r| {
+                    job_row(r)
+                })
                 .optional()?)
         })
         .await
@@ -538,7 +418,7 @@ impl Metastore for SqliteMetastore {
                 "SELECT {JOB_COLS} FROM jobs WHERE integration_id = ?1 ORDER BY id DESC LIMIT ?2"
             ))?;
             let rows = stmt
-                .query_map(params![integration_id, limit], job_row)?
+                .query_map(params![integration_id, limit], |r| job_row(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -895,7 +775,7 @@ impl Metastore for SqliteMetastore {
             Ok(conn.query_row(
                 &format!("SELECT {NOTIFICATION_COLS} FROM notifications WHERE id = ?1"),
                 [id],
-                notification_row,
+                |r| notification_row(r),
             )?)
         })
         .await
@@ -912,7 +792,7 @@ impl Metastore for SqliteMetastore {
                 "SELECT {NOTIFICATION_COLS} FROM notifications {filter} ORDER BY id DESC LIMIT ?1"
             ))?;
             let rows = stmt
-                .query_map([limit], notification_row)?
+                .query_map([limit], |r| notification_row(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -941,7 +821,7 @@ impl Metastore for SqliteMetastore {
             Ok(conn.query_row(
                 &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"),
                 [id],
-                token_row,
+                |r| token_row(r),
             )?)
         })
         .await
@@ -956,7 +836,7 @@ impl Metastore for SqliteMetastore {
                         "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL"
                     ),
                     [token_hash],
-                    token_row,
+                    |r| token_row(r),
                 )
                 .optional()?)
         })
@@ -974,7 +854,7 @@ impl Metastore for SqliteMetastore {
         self.call(|conn| {
             let mut stmt = conn.prepare(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id"))?;
             let rows = stmt
-                .query_map([], token_row)?
+                .query_map([], |r| token_row(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -990,7 +870,7 @@ impl Metastore for SqliteMetastore {
             conn.query_row(
                 &format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE id = ?1"),
                 [id],
-                token_row,
+                |r| token_row(r),
             )
             .optional()?
             .ok_or(MetastoreError::NotFound {
@@ -1067,7 +947,7 @@ impl Metastore for SqliteMetastore {
                          RETURNING {SESSION_COLS}"
                     ),
                     params![id_hash, ts(now)],
-                    session_row,
+                    |r| session_row(r),
                 )
                 .optional()?;
             tx.commit()?;
@@ -1145,19 +1025,6 @@ impl Metastore for SqliteMetastore {
 }
 
 // -- dashboard sessions and sign-in throttling: rows -----------------------------------------------
-
-const SESSION_COLS: &str = "id_hash, csrf_token, username, password_fingerprint, created_at, last_seen";
-
-fn session_row(r: &Row<'_>) -> rusqlite::Result<DashboardSession> {
-    Ok(DashboardSession {
-        id_hash: r.get(0)?,
-        csrf_token: r.get(1)?,
-        username: r.get(2)?,
-        password_fingerprint: r.get(3)?,
-        created_at: parse_ts(&r.get::<_, String>(4)?)?,
-        last_seen: parse_ts(&r.get::<_, String>(5)?)?,
-    })
-}
 
 /// The time the sign-in bucket `name` is full again; `None` without a row (a full bucket).
 fn read_bucket(conn: &Connection, name: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
