@@ -4,10 +4,7 @@
 use crate::crypto::{Credentials, SecretCipher};
 use crate::error::{touched, MetastoreError};
 use crate::model::*;
-use crate::rows::{
-    check_row, corrupt, integration_row, job_row, notification_row, parse_ts, session_row, to_json,
-    token_row, ts, CHECK_COLS, INTEGRATION_COLS, JOB_COLS, NOTIFICATION_COLS, SESSION_COLS, TOKEN_COLS,
-};
+use crate::rows::*;
 use crate::{Leadership, Metastore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -782,23 +779,11 @@ impl Metastore for PostgresMetastore {
         let c = self.client().await?;
         let r = c
             .query(
-                "SELECT at, location, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq",
+                &format!("SELECT {LOG_COLS} FROM job_logs WHERE job_id = $1 ORDER BY seq"),
                 &[&job_id],
             )
             .await?;
-        r.iter()
-            .map(|row| {
-                let location: String = row.try_get(1)?;
-                let level: String = row.try_get(2)?;
-                Ok(LogLine {
-                    at: parse_ts(&row.try_get::<_, String>(0)?)?,
-                    location: LogLocation::parse(&location)
-                        .ok_or_else(|| corrupt("log location", &location))?,
-                    level: LogLevel::parse(&level).ok_or_else(|| corrupt("log level", &level))?,
-                    message: row.try_get(3)?,
-                })
-            })
-            .collect()
+        rows(&r, log_row)
     }
 
     async fn record_loads(
@@ -851,47 +836,28 @@ impl Metastore for PostgresMetastore {
         let c = self.client().await?;
         let r = c
             .query(
-                "SELECT l.job_id, l.integration_id, l.table_name, l.rows, l.last_batch_loaded_at, l.max_bookmark, l.error \
-                 FROM table_loads l JOIN jobs j ON j.id = l.job_id
-                 WHERE l.integration_id = $1 AND j.start_time >= $2 ORDER BY l.job_id DESC, l.table_name",
+                &format!(
+                    "SELECT {LOAD_COLS} FROM table_loads l JOIN jobs j ON j.id = l.job_id
+                     WHERE l.integration_id = $1 AND j.start_time >= $2 ORDER BY l.job_id DESC, l.table_name"
+                ),
                 &[&integration_id, &ts(since)],
             )
             .await?;
-        r.iter()
-            .map(|row| {
-                Ok(TableLoad {
-                    job_id: row.try_get(0)?,
-                    integration_id: row.try_get(1)?,
-                    table_name: row.try_get(2)?,
-                    rows: row.try_get(3)?,
-                    last_batch_loaded_at: opt_ts(row.try_get(4)?)?,
-                    max_bookmark: row.try_get(5)?,
-                    error: row.try_get(6)?,
-                })
-            })
-            .collect()
+        rows(&r, load_row)
     }
 
     async fn usage(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
         let c = self.client().await?;
         let r = c
             .query(
-                "SELECT integration_id, day, table_name, rows FROM usage_daily WHERE day >= $1 AND day <= $2
-                 ORDER BY day, integration_id, table_name",
+                &format!(
+                    "SELECT {USAGE_COLS} FROM usage_daily WHERE day >= $1 AND day <= $2
+                     ORDER BY day, integration_id, table_name"
+                ),
                 &[&from.to_string(), &to.to_string()],
             )
             .await?;
-        r.iter()
-            .map(|row| {
-                let day: String = row.try_get(1)?;
-                Ok(UsageRow {
-                    integration_id: row.try_get(0)?,
-                    day: day.parse().map_err(|e| corrupt("usage day", e))?,
-                    table_name: row.try_get(2)?,
-                    rows: row.try_get(3)?,
-                })
-            })
-            .collect()
+        rows(&r, usage_row)
     }
 
     async fn add_notification(&self, n: NewNotification) -> Result<Notification> {

@@ -217,6 +217,44 @@ pub(crate) fn session_row<R: Cols>(r: &R) -> Result<DashboardSession, R::Error> 
     })
 }
 
+pub(crate) const LOG_COLS: &str = "at, location, level, message";
+
+pub(crate) fn log_row<R: Cols>(r: &R) -> Result<LogLine, R::Error> {
+    Ok(LogLine {
+        at: r.time(0)?,
+        location: r.named(1, "log location", LogLocation::parse)?,
+        level: r.named(2, "log level", LogLevel::parse)?,
+        message: r.get(3)?,
+    })
+}
+
+/// A table's loads, joined with their jobs as `l`.
+pub(crate) const LOAD_COLS: &str =
+    "l.job_id, l.integration_id, l.table_name, l.rows, l.last_batch_loaded_at, l.max_bookmark, l.error";
+
+pub(crate) fn load_row<R: Cols>(r: &R) -> Result<TableLoad, R::Error> {
+    Ok(TableLoad {
+        job_id: r.get(0)?,
+        integration_id: r.get(1)?,
+        table_name: r.get(2)?,
+        rows: r.get(3)?,
+        last_batch_loaded_at: r.opt_time(4)?,
+        max_bookmark: r.get(5)?,
+        error: r.get(6)?,
+    })
+}
+
+pub(crate) const USAGE_COLS: &str = "integration_id, day, table_name, rows";
+
+pub(crate) fn usage_row<R: Cols>(r: &R) -> Result<UsageRow, R::Error> {
+    Ok(UsageRow {
+        integration_id: r.get(0)?,
+        day: r.named(1, "usage day", |d| d.parse().ok())?,
+        table_name: r.get(2)?,
+        rows: r.get(3)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,7 @@
 use crate::crypto::{Credentials, SecretCipher};
 use crate::error::{touched, MetastoreError};
 use crate::model::*;
-use crate::rows::{
-    self, check_row, integration_row, job_row, notification_row, session_row, to_json, token_row, ts, Cols,
-    CHECK_COLS, INTEGRATION_COLS, JOB_COLS, NOTIFICATION_COLS, SESSION_COLS, TOKEN_COLS,
-};
+use crate::rows::{self, *};
 use crate::{Leadership, Metastore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -41,10 +38,6 @@ fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
 
 fn opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
     s.as_deref().map(parse_ts).transpose()
-}
-
-fn bad_enum(what: &'static str, value: &str) -> rusqlite::Error {
-    unreadable(rows::corrupt(what, format!("{value:?}")))
 }
 
 fn active_job(conn: &Connection, integration_id: IntegrationId) -> rusqlite::Result<Option<Job>> {
@@ -646,21 +639,11 @@ impl Metastore for SqliteMetastore {
 
     async fn job_logs(&self, job_id: JobId) -> Result<Vec<LogLine>> {
         self.call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT at, location, level, message FROM job_logs WHERE job_id = ?1 ORDER BY seq",
-            )?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {LOG_COLS} FROM job_logs WHERE job_id = ?1 ORDER BY seq"
+            ))?;
             let rows = stmt
-                .query_map([job_id], |r| {
-                    let location: String = r.get(1)?;
-                    let level: String = r.get(2)?;
-                    Ok(LogLine {
-                        at: parse_ts(&r.get::<_, String>(0)?)?,
-                        location: LogLocation::parse(&location)
-                            .ok_or_else(|| bad_enum("log location", &location))?,
-                        level: LogLevel::parse(&level).ok_or_else(|| bad_enum("log level", &level))?,
-                        message: r.get(3)?,
-                    })
-                })?
+                .query_map([job_id], |r| log_row(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -712,23 +695,12 @@ impl Metastore for SqliteMetastore {
         since: DateTime<Utc>,
     ) -> Result<Vec<TableLoad>> {
         self.call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT l.job_id, l.integration_id, l.table_name, l.rows, l.last_batch_loaded_at, l.max_bookmark, \
-                 l.error FROM table_loads l JOIN jobs j ON j.id = l.job_id
-                 WHERE l.integration_id = ?1 AND j.start_time >= ?2 ORDER BY l.job_id DESC, l.table_name",
-            )?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {LOAD_COLS} FROM table_loads l JOIN jobs j ON j.id = l.job_id
+                     WHERE l.integration_id = ?1 AND j.start_time >= ?2 ORDER BY l.job_id DESC, l.table_name"
+            ))?;
             let rows = stmt
-                .query_map(params![integration_id, ts(since)], |r| {
-                    Ok(TableLoad {
-                        job_id: r.get(0)?,
-                        integration_id: r.get(1)?,
-                        table_name: r.get(2)?,
-                        rows: r.get(3)?,
-                        last_batch_loaded_at: opt_ts(r.get(4)?)?,
-                        max_bookmark: r.get(5)?,
-                        error: r.get(6)?,
-                    })
-                })?
+                .query_map(params![integration_id, ts(since)], |r| load_row(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -737,20 +709,12 @@ impl Metastore for SqliteMetastore {
 
     async fn usage(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
         self.call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT integration_id, day, table_name, rows FROM usage_daily WHERE day >= ?1 AND day <= ?2
-                 ORDER BY day, integration_id, table_name",
-            )?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {USAGE_COLS} FROM usage_daily WHERE day >= ?1 AND day <= ?2
+                     ORDER BY day, integration_id, table_name"
+            ))?;
             let rows = stmt
-                .query_map(params![from.to_string(), to.to_string()], |r| {
-                    let day: String = r.get(1)?;
-                    Ok(UsageRow {
-                        integration_id: r.get(0)?,
-                        day: day.parse().map_err(|_| bad_enum("usage day", &day))?,
-                        table_name: r.get(2)?,
-                        rows: r.get(3)?,
-                    })
-                })?
+                .query_map(params![from.to_string(), to.to_string()], |r| usage_row(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
