@@ -47,9 +47,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before anything is created: the files seam writes hold credentials and Zendesk data.
     cmd::restrict_umask();
-    if matches!(cli.command, Command::Target(_) | Command::Sync(_)) {
-        cmd::one_malloc_arena();
-    }
     let result = match cli.command {
         Command::SchemaName(args) => cmd::schema_name::run(args),
         Command::Tap(args) => cmd::tap::run(args),
