@@ -10,13 +10,13 @@
 //! - `floor`: each record walked once, every scalar pushed into its column's buffer, the column
 //!   found from the keys met at the same place in the last object (else a hash lookup), as a
 //!   loader would at the least. It does none of what makes a load exact — no unescaping, no checks
-//!   of names, types, collisions or NULs, no times parsed, no keys, no system cells, no subtable
-//!   key columns, nothing to take back — so no loader can be this cheap: a bound, not a design.
-//! - `least`: the floor plus what an exact load cannot skip, done as cheaply as this file knows
+//!   of types, collisions or NULs, no times parsed, no keys, no system cells, no subtable key
+//!   columns, nothing to take back — so no loader can be this cheap: a bound, not a design.
+//! - `least`: the same walk plus what an exact load cannot skip, done as cheaply as this file knows
 //!   (schema types checked per value, repeated fields caught, escapes undone and searched for a
 //!   NUL, times parsed, cells logged for taking a record back, each record's key looked up among
 //!   the batch's, system cells for every row and parent keys and levels for subtable rows): what
-//!   seam's staging could cost (see the `least` module for what it leaves out).
+//!   seam's staging could cost (the `walk` module says what it leaves out).
 //! - `seam`: [`Stager::stage`] of the records, in batches of 20,000 records as `seam target`
 //!   gathers them at most (flattening, each record's key, its system cells, de-duplication).
 //!
@@ -29,7 +29,7 @@ use seam_core::singer::{parse_line, Message};
 use seam_core::RecordMessage;
 use seam_warehouse::flatten::{Layout, NameRules};
 use seam_warehouse::stage::Stager;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::error::Error;
 use std::time::Instant;
 
@@ -77,7 +77,7 @@ fn main() -> Result<()> {
         }
         Ok(0)
     })?;
-    let (floor, cells) = fastest(&mut || Ok(floor_pass(&records)))?;
+    let (floor, cells) = fastest(&mut || Ok(walk::pass::<false>(&schemas, &records).0))?;
     let (seam, staged) = fastest(&mut || {
         let mut stager = Stager::new(NameRules::POSTGRES, HashSet::new());
         for s in &schemas {
@@ -94,8 +94,8 @@ fn main() -> Result<()> {
         }
         Ok(staged)
     })?;
-    let (least, least_cells) = fastest(&mut || Ok(least::pass(&schemas, &records).0))?;
-    let refused = least::pass(&schemas, &records).1;
+    let (least, least_cells) = fastest(&mut || Ok(walk::pass::<true>(&schemas, &records).0))?;
+    let refused = walk::pass::<true>(&schemas, &records).1;
     println!("skip  {skip:.3} s  {:.2}x floor", skip / floor);
     println!("floor {floor:.3} s  1.00x floor  ({cells} cells)");
     println!(
@@ -107,26 +107,6 @@ fn main() -> Result<()> {
         seam / floor
     );
     Ok(())
-}
-
-/// The `floor` pass over every record; the number of cells it pushed.
-fn floor_pass(records: &[RecordMessage]) -> usize {
-    let mut floor = Floor::default();
-    let mut streams: HashMap<&str, u32> = HashMap::new();
-    for r in records {
-        let next = floor.places as u32;
-        let place = *streams.entry(&r.stream).or_insert(next);
-        if place == next {
-            floor.new_place();
-        }
-        let row = floor.next_row(place);
-        let mut text = Text {
-            b: r.record.get().as_bytes(),
-            at: 0,
-        };
-        floor.object(&mut text, place, row);
-    }
-    floor.columns.iter().map(|c| c.rows.len()).sum()
 }
 
 /// A record's text, read forward.
@@ -181,157 +161,23 @@ impl<'a> Text<'a> {
     }
 }
 
-/// A column's values and their rows.
-#[derive(Default)]
-struct Buffer {
-    rows: Vec<u32>,
-    ints: Vec<i64>,
-    text: Vec<u8>,
-    ends: Vec<u32>,
-}
-
-/// Where each key's column and nested place are, and the buffers.
-#[derive(Default)]
-struct Floor {
-    /// `(place, key)` → (column, the place of its nested object or array elements).
-    columns_of: HashMap<(u32, Vec<u8>), (u32, u32)>,
-    /// Per place: the keys met in its last object, in order.
-    order: Vec<Vec<(Vec<u8>, u32, u32)>>,
-    /// Rows so far per place (for a stream or an array's elements: its table's rows).
-    rows: Vec<u32>,
-    places: usize,
-    columns: Vec<Buffer>,
-}
-
-impl Floor {
-    fn new_place(&mut self) -> u32 {
-        self.order.push(Vec::new());
-        self.rows.push(0);
-        self.places += 1;
-        (self.places - 1) as u32
-    }
-
-    fn next_row(&mut self, place: u32) -> u32 {
-        let rows = &mut self.rows[place as usize];
-        *rows += 1;
-        *rows - 1
-    }
-
-    fn object(&mut self, t: &mut Text<'_>, place: u32, row: u32) {
-        t.at += 1;
-        let mut i = 0;
-        loop {
-            t.spaces();
-            match t.peek() {
-                b'}' => {
-                    t.at += 1;
-                    return;
-                }
-                b',' => {
-                    t.at += 1;
-                    t.spaces();
-                }
-                _ => {}
-            }
-            let key = t.string();
-            t.spaces();
-            t.at += 1;
-            let hit = self.order[place as usize]
-                .get(i)
-                .filter(|(k, ..)| k == key)
-                .map(|&(_, c, p)| (c, p));
-            let (column, nested) = match hit {
-                Some(hit) => hit,
-                None => {
-                    let found = match self.columns_of.get(&(place, key.to_vec())) {
-                        Some(&found) => found,
-                        None => {
-                            let found = (self.columns.len() as u32, self.new_place());
-                            self.columns.push(Buffer::default());
-                            self.columns_of.insert((place, key.to_vec()), found);
-                            found
-                        }
-                    };
-                    let order = &mut self.order[place as usize];
-                    order.truncate(i);
-                    order.push((key.to_vec(), found.0, found.1));
-                    found
-                }
-            };
-            i += 1;
-            self.value(t, column, nested, row);
-        }
-    }
-
-    /// A value of `column` in `row`; a nested object's fields go to place `nested` (the same row),
-    /// an array's elements to rows of their own there.
-    fn value(&mut self, t: &mut Text<'_>, column: u32, nested: u32, row: u32) {
-        t.spaces();
-        match t.peek() {
-            b'{' => self.object(t, nested, row),
-            b'[' => {
-                t.at += 1;
-                loop {
-                    t.spaces();
-                    match t.peek() {
-                        b']' => {
-                            t.at += 1;
-                            return;
-                        }
-                        b',' => t.at += 1,
-                        _ => {
-                            let element = self.next_row(nested);
-                            self.value(t, column, nested, element);
-                        }
-                    }
-                }
-            }
-            b'"' => {
-                let s = t.string();
-                let c = &mut self.columns[column as usize];
-                c.rows.push(row);
-                c.text.extend_from_slice(s);
-                c.ends.push(c.text.len() as u32);
-            }
-            b'n' => t.at += 4,
-            b't' | b'f' => {
-                let v = i64::from(t.peek() == b't');
-                t.at += if v == 1 { 4 } else { 5 };
-                self.put_int(column, row, v);
-            }
-            _ => {
-                let negative = t.peek() == b'-';
-                t.at += usize::from(negative);
-                let mut v: i64 = 0;
-                while let d @ b'0'..=b'9' = t.peek() {
-                    v = v.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
-                    t.at += 1;
-                }
-                while let b'.' | b'e' | b'E' | b'+' | b'-' | b'0'..=b'9' = t.peek() {
-                    t.at += 1;
-                }
-                self.put_int(column, row, if negative { -v } else { v });
-            }
-        }
-    }
-
-    fn put_int(&mut self, column: u32, row: u32, v: i64) {
-        let c = &mut self.columns[column as usize];
-        c.rows.push(row);
-        c.ints.push(v);
-    }
-}
-
-/// The `least` pass: the floor plus what an exact load cannot skip, done the cheapest way this
-/// file knows, to see how much of seam's cost above the floor those checks explain. Per value: the
-/// column's schema types (read once per column) checked against the value's kind, a field met
-/// twice in a row caught, strings with escapes unescaped and searched for a NUL, `date-time`
-/// strings parsed into times (seam's own parser), numbers read as integers or floats, and each
-/// cell's buffer logged so a record could be taken back. Per record: its key read and looked up
-/// among the batch's keys. Per row: five system cells; per subtable row, its parent's key and its
-/// level. Batches of [`BATCH_RECORDS`] records, the buffers cleared (not freed) between them. It
-/// does not build seam's tables, split types, name columns or keep rejected records' JSON.
-mod least {
+/// The `floor` and `least` passes: one walk over each record's text, the checks an exact load
+/// cannot skip compiled in (`CHECKED`, the `least` pass) or out (the `floor`).
+///
+/// Both: each record walked once; each field's column found from the keys met at the same place
+/// in the last object (else a hash lookup); every scalar pushed into its column's buffer with its
+/// row; an object's fields into the same row under their place, an array's elements into rows of a
+/// subtable (objects' fields there, anything else in its `value` column); batches of
+/// [`BATCH_RECORDS`] records whose buffers are cleared, not freed.
+///
+/// `least` adds, per value: its kind checked against its column's schema types (read once per
+/// column), a field met twice in a row caught, a string with escapes unescaped and searched for a
+/// NUL, a `date-time` string parsed into a time (seam's own parser), a float read as one, the
+/// cell's buffer logged so its record could be taken back; per record, its key read and looked up
+/// among the batch's; per row, five system cells; per subtable row, its parent's key and its level.
+/// It leaves out what costs once per column or only off the usual road: naming columns, type
+/// splits, building tables, keeping rejected records' JSON.
+mod walk {
     use super::{Text, BATCH_RECORDS};
     use seam_core::schema::{JsonType, Schema};
     use seam_core::singer::{parse_time, SchemaMessage};
@@ -349,12 +195,11 @@ mod least {
     const OBJ: u8 = 32;
     const ARR: u8 = 64;
 
+    /// The kinds of value a column's schema allows (a null always: it is a NULL cell).
     fn allowed(s: Option<&Schema>) -> u8 {
-        let Some(s) = s else { return 0x7f };
-        if s.types.is_empty() {
+        let Some(s) = s.filter(|s| !s.types.is_empty()) else {
             return 0x7f;
-        }
-        // A null is a NULL cell whatever the schema says.
+        };
         let mut m = NULL;
         for (t, bit) in [
             (JsonType::Boolean, BOOL),
@@ -383,9 +228,20 @@ mod least {
         stamp: u32,
     }
 
+    impl Column {
+        fn new(schema: Option<&Schema>) -> Column {
+            Column {
+                allows: allowed(schema),
+                date_time: schema.is_some_and(Schema::is_date_time),
+                ..Column::default()
+            }
+        }
+    }
+
     struct Place<'s> {
+        /// The keys met in its last object, in order, with their column and nested place.
         order: Vec<(Vec<u8>, u32, u32)>,
-        /// The `value` column of a subtable's scalar elements, once one was met.
+        /// The `value` column of a subtable's other elements, once one was met.
         value: Option<u32>,
         schema: Option<&'s Schema>,
         table: u32,
@@ -400,23 +256,26 @@ mod least {
     }
 
     #[derive(Default)]
-    pub struct Least<'s> {
+    struct Walk<'s, const CHECKED: bool> {
         columns_of: Map<(u32, Vec<u8>), (u32, u32)>,
         places: Vec<Place<'s>>,
         columns: Vec<Column>,
         tables: Vec<Table>,
+        /// The buffers the record being staged wrote to (`least`).
         log: Vec<u32>,
-        opened: Vec<(u32, u32)>,
+        /// The rows the record being staged opened (`least`).
+        opened: Vec<u32>,
         keys: Map<Vec<u8>, u32>,
         scratch: String,
-        /// The key of the record being staged, once read.
+        /// The key of the record being staged, once read (`least`).
         parent: i64,
-        /// Values of a kind their column's schema does not allow, and fields met twice in a row.
-        pub refused: usize,
-        pub cells: usize,
+        /// Values of a kind their column's schema does not allow, fields met twice in a row,
+        /// strings with a NUL, times that do not parse (`least`).
+        refused: usize,
+        cells: usize,
     }
 
-    impl<'s> Least<'s> {
+    impl<'s, const CHECKED: bool> Walk<'s, CHECKED> {
         fn new_place(&mut self, schema: Option<&'s Schema>, table: u32) -> u32 {
             self.places.push(Place {
                 order: Vec::new(),
@@ -435,7 +294,9 @@ mod least {
         fn open_row(&mut self, table: u32) -> u32 {
             let t = &mut self.tables[table as usize];
             t.rows += 1;
-            self.opened.push((table, t.rows - 1));
+            if CHECKED {
+                self.opened.push(table);
+            }
             t.rows - 1
         }
 
@@ -464,17 +325,19 @@ mod least {
                 b: r.record.get().as_bytes(),
                 at: 0,
             };
-            let mut key_value = None;
             self.parent = -1;
-            self.object(&mut text, place, row, Some((key.as_bytes(), &mut key_value)));
+            self.object(&mut text, place, row, key.as_bytes());
+            if !CHECKED {
+                return;
+            }
             let mut k = Vec::with_capacity(16);
             k.extend_from_slice(r.stream.as_bytes());
             k.push(0);
-            k.extend_from_slice(&key_value.unwrap_or(-1).to_le_bytes());
+            k.extend_from_slice(&self.parent.to_le_bytes());
             let index = self.keys.len() as u32;
             self.keys.insert(k, index);
             // The record stays: its rows get their system cells.
-            for &(t, _) in &self.opened {
+            for &t in &self.opened {
                 let system = &mut self.tables[t as usize].system;
                 for (i, v) in [sequence, 1, 2, 3, 4].into_iter().enumerate() {
                     system[i].push(v);
@@ -484,6 +347,7 @@ mod least {
             self.log.clear();
         }
 
+        /// The column and nested place of the `i`-th field of an object at `place`, named `key`.
         fn column(&mut self, place: u32, i: usize, key: &[u8]) -> (u32, u32) {
             let p = &self.places[place as usize];
             if let Some(&(_, c, n)) = p.order.get(i).filter(|(k, ..)| k == key) {
@@ -495,25 +359,15 @@ mod least {
                     let schema = std::str::from_utf8(key)
                         .ok()
                         .and_then(|k| p.schema.and_then(|s| s.property(k)));
-                    let table = p.table;
-                    let nested_schema = schema.and_then(|s| {
-                        if s.allows(JsonType::Array) {
-                            s.items.as_deref()
-                        } else {
-                            Some(s)
-                        }
-                    });
-                    let nested_table = if schema.is_some_and(|s| s.allows(JsonType::Array)) {
-                        self.new_table()
+                    let array = schema.is_some_and(|s| s.allows(JsonType::Array));
+                    let nested_schema = if array {
+                        schema.and_then(|s| s.items.as_deref())
                     } else {
-                        table
+                        schema
                     };
-                    let nested = self.new_place(nested_schema, nested_table);
-                    self.columns.push(Column {
-                        allows: allowed(schema),
-                        date_time: schema.is_some_and(Schema::is_date_time),
-                        ..Column::default()
-                    });
+                    let table = if array { self.new_table() } else { p.table };
+                    let nested = self.new_place(nested_schema, table);
+                    self.columns.push(Column::new(schema));
                     let found = ((self.columns.len() - 1) as u32, nested);
                     self.columns_of.insert((place, key.to_vec()), found);
                     found
@@ -525,13 +379,20 @@ mod least {
             found
         }
 
-        fn object(
-            &mut self,
-            t: &mut Text<'_>,
-            place: u32,
-            row: u32,
-            mut key: Option<(&[u8], &mut Option<i64>)>,
-        ) {
+        /// The `value` column of the subtable elements at `place` that are not objects.
+        fn value_column(&mut self, place: u32) -> u32 {
+            if let Some(c) = self.places[place as usize].value {
+                return c;
+            }
+            self.columns.push(Column::new(self.places[place as usize].schema));
+            let c = (self.columns.len() - 1) as u32;
+            self.places[place as usize].value = Some(c);
+            c
+        }
+
+        /// The object whose `{` is next, its fields in `row`; `key` names the record's key field
+        /// (nothing below the top).
+        fn object(&mut self, t: &mut Text<'_>, place: u32, row: u32, key: &[u8]) {
             t.at += 1;
             let mut i = 0;
             loop {
@@ -555,43 +416,29 @@ mod least {
                 t.spaces();
                 let start = t.at;
                 self.value(t, column, nested, row);
-                if let Some((k, v)) = key.as_mut() {
-                    if *k == name {
-                        **v = std::str::from_utf8(&t.b[start..t.at])
-                            .ok()
-                            .and_then(|s| s.parse().ok());
-                        // The subtable rows after it carry it (seam's take the key from wherever
-                        // it stands in the record).
-                        self.parent = v.unwrap_or(-1);
-                    }
+                if CHECKED && name == key {
+                    // The subtable rows after it carry it (seam's take it from wherever it
+                    // stands in the record).
+                    self.parent = std::str::from_utf8(&t.b[start..t.at])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(-1);
                 }
             }
         }
 
-        fn value_column(&mut self, place: u32) -> u32 {
-            if let Some(c) = self.places[place as usize].value {
-                return c;
-            }
-            let schema = self.places[place as usize].schema;
-            self.columns.push(Column {
-                allows: allowed(schema),
-                date_time: schema.is_some_and(Schema::is_date_time),
-                ..Column::default()
-            });
-            let c = (self.columns.len() - 1) as u32;
-            self.places[place as usize].value = Some(c);
-            c
-        }
-
+        /// Whether a value of `kind` goes into `column` in `row`; its row is pushed when it does.
         fn cell(&mut self, column: u32, row: u32, kind: u8) -> bool {
             let c = &mut self.columns[column as usize];
-            if c.allows & kind == 0 || c.stamp == row + 1 {
-                self.refused += 1;
-                return false;
+            if CHECKED {
+                if c.allows & kind == 0 || c.stamp == row + 1 {
+                    self.refused += 1;
+                    return false;
+                }
+                c.stamp = row + 1;
+                self.log.push(column);
             }
-            c.stamp = row + 1;
             c.rows.push(row);
-            self.log.push(column);
             true
         }
 
@@ -599,73 +446,18 @@ mod least {
             t.spaces();
             match t.peek() {
                 b'{' => {
-                    let c = &self.columns[column as usize];
-                    if c.allows & OBJ == 0 {
+                    if CHECKED && self.columns[column as usize].allows & OBJ == 0 {
                         self.refused += 1;
                     }
-                    self.object(t, nested, row, None);
+                    self.object(t, nested, row, b"");
                 }
-                b'[' => {
-                    t.at += 1;
-                    if self.columns[column as usize].allows & ARR == 0 {
-                        self.refused += 1;
-                    }
-                    let table = self.places[nested as usize].table;
-                    let mut index = 0;
-                    loop {
-                        t.spaces();
-                        match t.peek() {
-                            b']' => {
-                                t.at += 1;
-                                return;
-                            }
-                            b',' => t.at += 1,
-                            _ => {
-                                let element = self.open_row(table);
-                                let s = &mut self.tables[table as usize].system;
-                                s[5].push(self.parent);
-                                s[6].push(index);
-                                index += 1;
-                                t.spaces();
-                                if t.peek() == b'{' {
-                                    self.object(t, nested, element, None);
-                                } else {
-                                    let value = self.value_column(nested);
-                                    self.value(t, value, nested, element);
-                                }
-                            }
-                        }
-                    }
-                }
-                b'"' => {
-                    let s = t.string();
-                    if !self.cell(column, row, STR) {
-                        return;
-                    }
-                    let text: &[u8] = if s.contains(&b'\\') {
-                        self.scratch.clear();
-                        unescape(s, &mut self.scratch);
-                        if self.scratch.contains('\0') {
-                            self.refused += 1;
-                        }
-                        self.scratch.as_bytes()
-                    } else {
-                        s
-                    };
-                    let c = &mut self.columns[column as usize];
-                    if c.date_time {
-                        match std::str::from_utf8(text).map(parse_time) {
-                            Ok(Ok(time)) => c.ints.push(time.timestamp_micros()),
-                            _ => self.refused += 1,
-                        }
-                    } else {
-                        c.text.extend_from_slice(text);
-                        c.ends.push(c.text.len() as u32);
-                    }
-                }
+                b'[' => self.array(t, column, nested),
+                b'"' => self.string(t, column, row),
                 b'n' => {
                     t.at += 4;
-                    self.cell(column, row, NULL);
+                    if CHECKED {
+                        self.cell(column, row, NULL);
+                    }
                 }
                 b't' | b'f' => {
                     let v = i64::from(t.peek() == b't');
@@ -674,92 +466,164 @@ mod least {
                         self.columns[column as usize].ints.push(v);
                     }
                 }
-                _ => {
-                    let start = t.at;
-                    let negative = t.peek() == b'-';
-                    t.at += usize::from(negative);
-                    let mut v: i64 = 0;
-                    while let d @ b'0'..=b'9' = t.peek() {
-                        v = v.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+                _ => self.number(t, column, row),
+            }
+        }
+
+        /// The array whose `[` is next: each element a row of the subtable at `place`.
+        fn array(&mut self, t: &mut Text<'_>, column: u32, place: u32) {
+            t.at += 1;
+            if CHECKED && self.columns[column as usize].allows & ARR == 0 {
+                self.refused += 1;
+            }
+            let table = self.places[place as usize].table;
+            let mut index = 0;
+            loop {
+                t.spaces();
+                match t.peek() {
+                    b']' => {
                         t.at += 1;
+                        return;
                     }
-                    if let b'.' | b'e' | b'E' = t.peek() {
-                        while let b'.' | b'e' | b'E' | b'+' | b'-' | b'0'..=b'9' = t.peek() {
-                            t.at += 1;
+                    b',' => t.at += 1,
+                    _ => {
+                        let element = self.open_row(table);
+                        if CHECKED {
+                            let system = &mut self.tables[table as usize].system;
+                            system[5].push(self.parent);
+                            system[6].push(index);
                         }
-                        let f: f64 = std::str::from_utf8(&t.b[start..t.at])
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or_default();
-                        if self.cell(column, row, NUM) {
-                            self.columns[column as usize].floats.push(f);
+                        index += 1;
+                        t.spaces();
+                        if t.peek() == b'{' {
+                            self.object(t, place, element, b"");
+                        } else {
+                            let value = self.value_column(place);
+                            self.value(t, value, place, element);
                         }
-                    } else if self.cell(column, row, INT) {
-                        self.columns[column as usize]
-                            .ints
-                            .push(if negative { -v } else { v });
                     }
                 }
             }
         }
+
+        fn string(&mut self, t: &mut Text<'_>, column: u32, row: u32) {
+            let s = t.string();
+            if !self.cell(column, row, STR) {
+                return;
+            }
+            if !CHECKED {
+                let c = &mut self.columns[column as usize];
+                c.text.extend_from_slice(s);
+                c.ends.push(c.text.len() as u32);
+                return;
+            }
+            let text: &[u8] = if s.contains(&b'\\') {
+                self.scratch.clear();
+                unescape(s, &mut self.scratch);
+                if self.scratch.contains('\0') {
+                    self.refused += 1;
+                }
+                self.scratch.as_bytes()
+            } else {
+                s
+            };
+            let c = &mut self.columns[column as usize];
+            if c.date_time {
+                match std::str::from_utf8(text).map(parse_time) {
+                    Ok(Ok(time)) => c.ints.push(time.timestamp_micros()),
+                    _ => self.refused += 1,
+                }
+            } else {
+                c.text.extend_from_slice(text);
+                c.ends.push(c.text.len() as u32);
+            }
+        }
+
+        fn number(&mut self, t: &mut Text<'_>, column: u32, row: u32) {
+            let start = t.at;
+            let negative = t.peek() == b'-';
+            t.at += usize::from(negative);
+            let mut v: i64 = 0;
+            while let d @ b'0'..=b'9' = t.peek() {
+                v = v.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+                t.at += 1;
+            }
+            let float = matches!(t.peek(), b'.' | b'e' | b'E');
+            while let b'.' | b'e' | b'E' | b'+' | b'-' | b'0'..=b'9' = t.peek() {
+                t.at += 1;
+            }
+            if CHECKED && float {
+                let f: f64 = std::str::from_utf8(&t.b[start..t.at])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default();
+                if self.cell(column, row, NUM) {
+                    self.columns[column as usize].floats.push(f);
+                }
+            } else if self.cell(column, row, INT) {
+                self.columns[column as usize]
+                    .ints
+                    .push(if negative { -v } else { v });
+            }
+        }
     }
 
-    /// JSON's escapes, for text already checked.
+    /// JSON's escapes undone, for text already checked.
     fn unescape(s: &[u8], out: &mut String) {
         let mut i = 0;
         while i < s.len() {
-            match s[i] {
-                b'\\' => {
-                    let c = match s.get(i + 1) {
-                        Some(b'n') => '\n',
-                        Some(b't') => '\t',
-                        Some(b'r') => '\r',
-                        Some(b'b') => '\u{8}',
-                        Some(b'f') => '\u{c}',
-                        Some(b'u') => {
-                            let hex = std::str::from_utf8(s.get(i + 2..i + 6).unwrap_or_default())
-                                .ok()
-                                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                                .and_then(char::from_u32)
-                                .unwrap_or('\u{fffd}');
-                            i += 4;
-                            hex
-                        }
-                        Some(&c) => char::from(c),
-                        None => break,
-                    };
-                    out.push(c);
-                    i += 2;
-                }
-                _ => {
-                    let end = s[i..].iter().position(|&b| b == b'\\').map_or(s.len(), |p| i + p);
-                    out.push_str(std::str::from_utf8(&s[i..end]).unwrap_or_default());
-                    i = end;
-                }
+            if s[i] != b'\\' {
+                let end = s[i..].iter().position(|&b| b == b'\\').map_or(s.len(), |p| i + p);
+                out.push_str(std::str::from_utf8(&s[i..end]).unwrap_or_default());
+                i = end;
+                continue;
             }
+            let c = match s.get(i + 1) {
+                Some(b'n') => '\n',
+                Some(b't') => '\t',
+                Some(b'r') => '\r',
+                Some(b'b') => '\u{8}',
+                Some(b'f') => '\u{c}',
+                Some(b'u') => {
+                    let c = std::str::from_utf8(s.get(i + 2..i + 6).unwrap_or_default())
+                        .ok()
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .and_then(char::from_u32)
+                        .unwrap_or('\u{fffd}');
+                    i += 4;
+                    c
+                }
+                Some(&c) => char::from(c),
+                None => break,
+            };
+            out.push(c);
+            i += 2;
         }
     }
 
-    /// The `least` pass over every record; the number of cells it staged.
-    pub fn pass(schemas: &[Box<SchemaMessage>], records: &[RecordMessage]) -> (usize, usize) {
-        let mut least = Least::default();
+    /// One pass over every record, checked (`least`) or not (`floor`): the cells it staged, and
+    /// how many values it refused.
+    pub fn pass<const CHECKED: bool>(
+        schemas: &[Box<SchemaMessage>],
+        records: &[RecordMessage],
+    ) -> (usize, usize) {
+        let mut walk = Walk::<CHECKED>::default();
         let mut streams: Map<&str, (u32, &str)> = Map::default();
         for s in schemas {
-            let table = least.new_table();
-            let place = least.new_place(Some(&s.schema), table);
+            let table = walk.new_table();
+            let place = walk.new_place(Some(&s.schema), table);
             let key = s.key_properties.first().map_or("", String::as_str);
             streams.insert(&s.stream, (place, key));
         }
         for (n, r) in records.iter().enumerate() {
             if n % BATCH_RECORDS == 0 {
-                least.clear();
+                walk.clear();
             }
-            let Some(&(place, key)) = streams.get(r.stream.as_str()) else {
-                continue;
-            };
-            least.record(r, place, key, n as i64);
+            if let Some(&(place, key)) = streams.get(r.stream.as_str()) {
+                walk.record(r, place, key, n as i64);
+            }
         }
-        least.clear();
-        (least.cells, least.refused)
+        walk.clear();
+        (walk.cells, walk.refused)
     }
 }
