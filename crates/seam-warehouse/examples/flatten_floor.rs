@@ -17,8 +17,9 @@
 //!   NUL, times parsed, cells logged for taking a record back, each record's key looked up among
 //!   the batch's, system cells for every row and parent keys and levels for subtable rows): what
 //!   seam's staging could cost (the `walk` module says what it leaves out).
-//! - `seam`: [`Stager::stage`] of the records, in batches of 20,000 records as `seam target`
-//!   gathers them at most (flattening, each record's key, its system cells, de-duplication).
+//! - `seam`: [`Stager::stage`] of the records, handed over in runs of one stream's records (1,000
+//!   at most, as seam's loader hands them over) and batches of 20,000 records (as `seam target`
+//!   gathers them at most): flattening, each record's key, its system cells, de-duplication.
 //!
 //! Prints each pass's fastest of RUNS (default 5) in seconds of this one thread, and each against
 //! `floor`. Read the records from a stream `seam tap zendesk` wrote, e.g. `scripts/bench_load.sh`'s.
@@ -37,6 +38,9 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// Records a batch holds at most, as `seam target` stages them.
 const BATCH_RECORDS: usize = 20_000;
+
+/// Records of one stream seam's loader hands the destination at once, at most.
+const RUN_RECORDS: usize = 1_000;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -87,8 +91,11 @@ fn main() -> Result<()> {
         stager.know_layout(&Layout::default());
         let mut staged = 0;
         for chunk in records.chunks(BATCH_RECORDS) {
-            for r in chunk {
-                stager.stage(&r.stream, std::slice::from_ref(r))?;
+            // As seam's loader hands them over: runs of one stream's records, 1,000 at most.
+            for run in chunk.chunk_by(|a, b| a.stream == b.stream) {
+                for part in run.chunks(RUN_RECORDS) {
+                    stager.stage(&part[0].stream, part)?;
+                }
             }
             staged += stager.take_batch().staged_records();
         }
