@@ -109,10 +109,6 @@ impl Drop for Call<'_> {
     }
 }
 
-fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
-    s.as_deref().map(parse_ts).transpose()
-}
-
 /// True when `e` is the violation of the one-active-job-per-integration index.
 fn is_job_active_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
@@ -717,13 +713,13 @@ impl Metastore for PostgresMetastore {
             )
             .await?
             .iter()
-            .map(|r| Ok(parse_ts(&r.try_get::<_, String>(0)?)? - parse_ts(&r.try_get::<_, String>(1)?)?))
+            .map(|r| Ok(r.time(0)? - r.time(1)?))
             .collect::<Result<Vec<_>>>()?;
         Ok(QueueStats {
             pending: u64::try_from(pending).unwrap_or(0),
-            oldest_pending_due: opt_ts(head.try_get(1)?)?,
+            oldest_pending_due: head.opt_time(1)?,
             running_by_worker,
-            soonest_lease_end: opt_ts(head.try_get(2)?)?,
+            soonest_lease_end: head.opt_time(2)?,
             start_lateness,
         })
     }

@@ -32,8 +32,7 @@ pub(crate) trait Cols {
 
     /// Column `i`, a time or NULL.
     fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>, Self::Error> {
-        let s: Option<String> = self.get(i)?;
-        s.as_deref().map(parse_ts).transpose().map_err(Self::unreadable)
+        opt_ts(self.get(i)?).map_err(Self::unreadable)
     }
 
     /// Column `i`, JSON text (`what` names it in an error) or NULL.
@@ -89,6 +88,11 @@ pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, MetastoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| corrupt("time", e))
+}
+
+/// A stored time, or NULL.
+pub(crate) fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, MetastoreError> {
+    s.as_deref().map(parse_ts).transpose()
 }
 
 /// A stored value that does not parse.

@@ -36,10 +36,6 @@ fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
     rows::parse_ts(s).map_err(unreadable)
 }
 
-fn opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    s.as_deref().map(parse_ts).transpose()
-}
-
 fn active_job(conn: &Connection, integration_id: IntegrationId) -> rusqlite::Result<Option<Job>> {
     conn.query_row(
         &format!(
@@ -589,14 +585,14 @@ impl Metastore for SqliteMetastore {
                      ORDER BY id DESC LIMIT ?1",
                 )?
                 .query_map([QueueStats::LATENESS_SAMPLE], |r| {
-                    Ok(parse_ts(&r.get::<_, String>(0)?)? - parse_ts(&r.get::<_, String>(1)?)?)
+                    Ok(r.time(0)? - r.time(1)?)
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(QueueStats {
                 pending: u64::try_from(pending).unwrap_or(0),
-                oldest_pending_due: opt_ts(oldest)?,
+                oldest_pending_due: rows::opt_ts(oldest)?,
                 running_by_worker,
-                soonest_lease_end: opt_ts(soonest)?,
+                soonest_lease_end: rows::opt_ts(soonest)?,
                 start_lateness,
             })
         })
