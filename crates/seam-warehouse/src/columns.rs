@@ -16,9 +16,10 @@
 
 use crate::flatten::{
     system_column_type, CellRef, Col, ColumnState, ColumnType, Ddl, FastHash, Flattened, Layout, Rejection,
-    RowId, RowSink, SYSTEM_CELLS,
+    RowId, RowSink, SlotHint, SYSTEM_CELLS,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// No column buffer (a NULL cell).
@@ -569,8 +570,10 @@ struct Span {
 }
 
 /// One stream's staged batch, column by column. See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamBatch {
+    /// This batch's mark on the [`SlotHint`]s it leaves: no other batch has it.
+    mark: u64,
     /// The sizes of the stream's last batch, if any.
     shape: Option<Arc<BatchShape>>,
     tables: Vec<StagedTable>,
@@ -583,6 +586,24 @@ pub struct StreamBatch {
     raw: Texts,
     /// The rows of the record being finished (kept for its capacity).
     rows_scratch: Vec<RowId>,
+}
+
+impl Default for StreamBatch {
+    fn default() -> StreamBatch {
+        /// The next batch's mark (never 0, a hint's "none"; 2⁶⁴ batches never come round).
+        static NEXT_MARK: AtomicU64 = AtomicU64::new(1);
+        StreamBatch {
+            mark: NEXT_MARK.fetch_add(1, Ordering::Relaxed),
+            shape: None,
+            tables: Vec::new(),
+            log: Vec::new(),
+            records: Vec::new(),
+            spans: Vec::new(),
+            keys: HashMap::default(),
+            raw: Texts::default(),
+            rows_scratch: Vec::new(),
+        }
+    }
 }
 
 impl RowSink for StreamBatch {
@@ -612,13 +633,32 @@ impl RowSink for StreamBatch {
             return Err(format!("no open row for {column}"));
         };
         let s = t.slot(column);
-        let logged = t.write(row.row, s, column, cell)?;
-        self.log.push(Entry::Cell {
+        self.write(row, s, column, cell)
+    }
+
+    /// A hint this batch left names the slot it found `column` in, in the hint's table: slots are
+    /// never taken back within a batch (a rollback leaves them, empty).
+    #[inline(always)]
+    fn put_hinted(
+        &mut self,
+        row: RowId,
+        column: &Col,
+        hint: &mut SlotHint,
+        cell: CellRef<'_>,
+    ) -> Result<(), String> {
+        if hint.owner == self.mark && hint.table == row.table {
+            return self.write(row, hint.slot, column, cell);
+        }
+        let Some(t) = self.tables.get_mut(row.table as usize) else {
+            return Err(format!("no open row for {column}"));
+        };
+        let s = t.slot(column);
+        *hint = SlotHint {
+            owner: self.mark,
             table: row.table,
             slot: s,
-            buf: logged,
-        });
-        Ok(())
+        };
+        self.write(row, s, column, cell)
     }
 
     fn mark(&self) -> usize {
@@ -655,6 +695,21 @@ impl RowSink for StreamBatch {
 }
 
 impl StreamBatch {
+    /// Puts `cell` into slot `s` of `row`'s table, and logs it for a rollback.
+    #[inline(always)]
+    fn write(&mut self, row: RowId, s: u32, column: &Col, cell: CellRef<'_>) -> Result<(), String> {
+        let Some(t) = self.tables.get_mut(row.table as usize) else {
+            return Err(format!("no open row for {column}"));
+        };
+        let logged = t.write(row.row, s, column, cell)?;
+        self.log.push(Entry::Cell {
+            table: row.table,
+            slot: s,
+            buf: logged,
+        });
+        Ok(())
+    }
+
     /// An empty batch that makes room for what `shape` (a last batch's) held.
     pub fn shaped(shape: Arc<BatchShape>) -> StreamBatch {
         let mut batch = StreamBatch {

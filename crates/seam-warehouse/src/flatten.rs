@@ -341,6 +341,31 @@ pub trait RowSink {
     fn mark(&self) -> usize;
     /// Takes back every cell put and every row opened since `mark`.
     fn rollback(&mut self, mark: usize);
+    /// Puts a cell as [`RowSink::put`] does, `hint` being what this sink left there the last time
+    /// it was handed `column` with it: a sink may keep there where it found the column, and trust
+    /// it the next time instead of looking the column up again. A hint is the sink's alone; the
+    /// caller keeps one per column and table, starting from [`SlotHint::default`].
+    fn put_hinted(
+        &mut self,
+        row: RowId,
+        column: &Col,
+        hint: &mut SlotHint,
+        cell: CellRef<'_>,
+    ) -> Result<(), String> {
+        let _ = hint;
+        self.put(row, column, cell)
+    }
+}
+
+/// Where a [`RowSink`] found a column, kept by the caller beside the column ([`RowSink::put_hinted`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotHint {
+    /// The sink's own mark of the hint's owner (0: none).
+    pub(crate) owner: u64,
+    /// The table, as the sink numbers them.
+    pub(crate) table: u32,
+    /// Where the column is in that table.
+    pub(crate) slot: u32,
 }
 
 /// A destination's naming rules.
@@ -530,8 +555,9 @@ struct Place {
     names: HashMap<Box<str>, Result<u32, String>, FastHash>,
     /// The fields of the last objects met here, in their order (see [`ColumnCache::field`]).
     order: Vec<Ordered>,
-    /// Each column once (two names may take one), with the last object that had a field take it.
-    columns: Vec<(Col, u32)>,
+    /// Each column once (two names may take one), with the last object that had a field take it
+    /// and where the sink last put its cells ([`SlotHint`]).
+    columns: Vec<(Col, u32, SlotHint)>,
     /// Per column (by number): whether its name holds `__`, the mark of a nested column's.
     nested: Vec<bool>,
     /// Column → its number.
@@ -740,7 +766,7 @@ impl ColumnCache {
                 let n = p.columns.len() as u32;
                 p.numbers.insert(column.clone(), n);
                 p.nested.push(column.contains("__"));
-                p.columns.push((column, 0));
+                p.columns.push((column, 0, SlotHint::default()));
                 n
             }
         });
@@ -808,7 +834,13 @@ impl ColumnCache {
 
     /// Column `n` of `place`.
     fn column_at(&self, place: usize, n: u32) -> Option<&Col> {
-        self.places.get(place)?.columns.get(n as usize).map(|(c, _)| c)
+        self.places.get(place)?.columns.get(n as usize).map(|(c, _, _)| c)
+    }
+
+    /// Column `n` of `place`, with the sink's hint for it.
+    fn column_hint(&mut self, place: usize, n: u32) -> Option<(&Col, &mut SlotHint)> {
+        let (c, _, hint) = self.places.get_mut(place)?.columns.get_mut(n as usize)?;
+        Some((c, hint))
     }
 
     /// Whether column `n` of `place` has `__` in its name (`None`: no such column).
@@ -854,7 +886,7 @@ impl ColumnCache {
             .get_mut(place)
             .and_then(|p| p.columns.get_mut(n as usize))
         {
-            Some((_, last)) if *last != object => {
+            Some((_, last, _)) if *last != object => {
                 *last = object;
                 true
             }

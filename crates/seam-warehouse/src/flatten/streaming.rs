@@ -276,8 +276,14 @@ impl<S: RowSink> ValueSeed<'_, '_, S> {
     fn put<E: de::Error>(self, cell: CellRef<'_>) -> Result<(), E> {
         // The column was checked against the destination's rules when it was worked out.
         let Flattener { cache, sink, .. } = self.flat;
-        let column = self.column.name(cache).ok_or_else(off_road)?;
-        sink.put(self.row, column, cell).map_err(|_| off_road())
+        let put = match self.column {
+            Column::Cached { place, n } => {
+                let (column, hint) = cache.column_hint(place, n).ok_or_else(off_road)?;
+                sink.put_hinted(self.row, column, hint, cell)
+            }
+            Column::Value => sink.put(self.row, &VALUE_COLUMN, cell),
+        };
+        put.map_err(|_| off_road())
     }
 
     /// The column's name, held (a nested object's prefix, an array's subtable name).
