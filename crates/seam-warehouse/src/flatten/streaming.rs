@@ -335,14 +335,17 @@ impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
         }
     }
 
+    /// A string the reader unescaped: it stops at a `\u0000` (and at control characters written
+    /// raw), so the text holds no NUL, and needs no search for one (the test
+    /// `strings_read_hold_no_nul`).
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.scalar(&Json::String(Cow::Borrowed(v)))
+        let cell = text_cell(v, self.schema);
+        self.put(cell)
     }
 
     /// A string lent straight from the record's text. The reader lends one only when it holds no
-    /// escape, and refuses control characters written raw inside a string, so it holds no NUL:
-    /// the search for one (a pass over every text) is left to the strings it unescaped, which
-    /// come through [`Self::visit_str`] (the test `strings_lent_from_the_text_hold_no_nul`).
+    /// escape, and refuses control characters written raw inside a string, so it holds no NUL
+    /// either (the test `strings_read_hold_no_nul`).
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
         let cell = text_cell(v, self.schema);
         self.put(cell)
@@ -682,15 +685,23 @@ mod tests {
     }
 
     /// A NUL reaches a string only through an escape: the reader, like serde_json, refuses one
-    /// written raw (the streaming pass searches only the strings it unescaped), and an escaped one
-    /// sends the record to its tree wherever the string sits, which never stores a NUL.
+    /// written raw, and stops at an escaped one, so the streaming pass searches no string for a
+    /// NUL; the record goes to its tree wherever the string sits, which never stores a NUL.
     #[test]
-    fn strings_lent_from_the_text_hold_no_nul() {
+    fn strings_read_hold_no_nul() {
         use serde::Deserialize;
         for raw in ["\"a\u{0}b\"", "\"a\u{1}b\"", "\"a\u{1f}\""] {
             assert!(<&str>::deserialize(&mut Reader::new(raw)).is_err(), "{raw:?}");
         }
         assert_eq!(<&str>::deserialize(&mut Reader::new("\"a b\"")).ok(), Some("a b"));
+        // Nor does a string it unescapes: a `\u0000` stops it.
+        assert!(String::deserialize(&mut Reader::new(r#""a\u0000b""#)).is_err());
+        assert_eq!(
+            String::deserialize(&mut Reader::new(r#""a\u0001b""#))
+                .ok()
+                .as_deref(),
+            Some("a\u{1}b")
+        );
         assert!(serde_json::from_str::<&str>("\"a\u{0}b\"").is_err());
         // A record's text is a `RawValue`, which serde_json checks as it reads it.
         assert!(serde_json::value::RawValue::from_string("{\"id\": 1, \"x\": \"a\u{0}b\"}".into()).is_err());

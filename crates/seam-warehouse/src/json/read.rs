@@ -243,8 +243,8 @@ impl<'de> Reader<'de> {
 }
 
 /// Writes the text of a string (between its quotes, escapes in it) into `out` unescaped, as
-/// serde_json unescapes it: a `\u` escape of a surrogate must be one of a pair, and `\u0000`
-/// is kept (a NUL is refused later, with what the text holds).
+/// serde_json unescapes it: a `\u` escape of a surrogate must be one of a pair; `\u0000` stops
+/// the reader (a NUL is refused, by the tree).
 fn unescape(text: &str, out: &mut String) -> Result<(), Unread> {
     out.clear();
     // Unescaped, a text is never longer.
@@ -278,6 +278,9 @@ fn unescape(text: &str, out: &mut String) -> Result<(), Unread> {
                         (char::from_u32(c).ok_or(Unread)?, 12)
                     }
                     0xDC00..=0xDFFF => return Err(Unread),
+                    // A NUL, which no warehouse stores: the tree refuses the record. So no text the
+                    // reader hands over holds one (raw control characters stop it too).
+                    0 => return Err(Unread),
                     _ => (char::from_u32(u32::from(high)).ok_or(Unread)?, 6),
                 }
             }
@@ -590,7 +593,7 @@ mod tests {
             r#"{"id":1,"url":"https://x/1.json","via":{"channel":"web","source":{"from":{},"rel":null}},"tags":["a","b"],"n":-5,"t":true,"f":false,"z":null,"e":[],"o":{}}"#,
             r#" { "a" : [ 1 , 2 ] , "b" : { } } "#,
             "{\"x\":\"a\\nb \\u00e9\\ud83d\\ude00 \\\"q\\\"\",\"k\\\"ey\":1}",
-            r#"{"all":"\"\\\/\b\f\n\r\t\u0041\u00e9\u20ac\ud83d\ude00\u0000","\u0061\/":"\/"}"#,
+            r#"{"all":"\"\\\/\b\f\n\r\t\u0041\u00e9\u20ac\ud83d\ude00\u0001","\u0061\/":"\/"}"#,
             r#"{"big":123456789012345678,"neg":-123456789012345678,"zero":0,"one":1}"#,
             r#"{"f":1.5,"e":1e3,"E":-2E-3,"huge":123456789012345678901234567890,"u":18446744073709551615,"i":-9223372036854775808,"m0":-0,"m0f":-0.0}"#,
             "[]",
@@ -615,6 +618,8 @@ mod tests {
             r#"{"a":"x"#,
             "{\"a\":\"tab\there\"}",
             "{\"a\":\"nul\u{0}\"}",
+            r#"{"a":"nul\u0000"}"#,
+            r#"{"nul\u0000":1}"#,
             r#"{"a":"\x"}"#,
             r#"{"a":1e400}"#,
             r#"{"a":"\udc00"}"#,
@@ -664,7 +669,8 @@ mod tests {
         #[test]
         fn reads_as_serde_json_reads(v in value()) {
             let compact = serde_json::to_string(&v).unwrap();
-            prop_assert!(same(&compact), "left {} to the tree", compact);
+            // A NUL (`\u0000`) is the one thing left to the tree.
+            prop_assert!(same(&compact) || compact.contains("\\u0000"), "left {} to the tree", compact);
             same(&serde_json::to_string_pretty(&v).unwrap());
         }
 
