@@ -317,9 +317,9 @@ pub struct StagedTable {
     by_address: HashMap<usize, u32, FastHash>,
     by_name: HashMap<Col, u32, FastHash>,
     pins: Vec<Col>,
-    /// The slots of the system columns, in the order of [`crate::flatten::SystemRow::of_row`] ([`NONE`]: not
-    /// looked up yet); see [`StagedTable::system_slots`].
-    system_slots: [u32; SYSTEM_CELLS],
+    /// The buffers of the system columns, in the order of [`crate::flatten::SystemRow::of_row`]
+    /// ([`NONE`]: none yet); see [`StagedTable::write_system`].
+    system_bufs: [u32; SYSTEM_CELLS],
     slots: Vec<Slot>,
     /// The column buffers, in the order they were first used.
     bufs: Vec<ColumnBuf>,
@@ -337,7 +337,7 @@ impl StagedTable {
             by_address: HashMap::default(),
             by_name: HashMap::default(),
             pins: Vec::new(),
-            system_slots: [NONE; SYSTEM_CELLS],
+            system_bufs: [NONE; SYSTEM_CELLS],
             slots: Vec::new(),
             bufs: Vec::new(),
         }
@@ -375,18 +375,33 @@ impl StagedTable {
         s
     }
 
-    /// The slot of the `k`-th system column that `system` names (the `k`-th of
-    /// [`crate::flatten::SystemRow::of_row`]'s cells), looked up once per table.
+    /// Puts the `k`-th system cell of a row (the `k`-th of [`crate::flatten::SystemRow::of_row`]'s
+    /// cells, `column` its name) into its column: the first one through [`StagedTable::write`],
+    /// the next ones straight into the buffer it used (a cell of another type, which seam's
+    /// system cells never are, takes the first one's way). A system column has one type (its
+    /// cells are of that type or NULL, and it is created for NULLs too), so one buffer; its name is
+    /// never a field's (the naming rules reserve the names), so it needs no check for a
+    /// collision; and system cells are put when their record is finished, never taken back.
     #[inline(always)]
-    fn system_slot(&mut self, k: usize, column: &Col) -> u32 {
-        match self.system_slots.get(k) {
-            Some(&s) if s != NONE => s,
-            Some(_) => {
-                let s = self.slot(column);
-                self.system_slots[k] = s;
-                s
+    fn write_system(&mut self, row: u32, k: usize, column: &Col, cell: CellRef<'_>) {
+        let known = self.system_bufs.get(k).copied().unwrap_or(NONE);
+        if let Some(buf) = self.bufs.get_mut(known as usize) {
+            let put = match cell {
+                CellRef::Null => {
+                    buf.nulls.push(row);
+                    true
+                }
+                _ => buf.push(row, cell),
+            };
+            if put {
+                return;
             }
-            None => self.slot(column),
+        }
+        let s = self.slot(column);
+        if let Ok(b) = self.write(row, s, column, cell) {
+            if let (Some(known), true) = (self.system_bufs.get_mut(k), b != NONE) {
+                *known = b & !NULL_BIT;
+            }
         }
     }
 
@@ -783,9 +798,7 @@ impl StreamBatch {
                 continue;
             };
             for (k, (c, v)) in done.system.of_row(i == 0).enumerate() {
-                let s = t.system_slot(k, c);
-                // A system column is never a field's (the naming rules reserve the names).
-                let _ = t.write(row.row, s, c, v.as_ref());
+                t.write_system(row.row, k, c, v.as_ref());
             }
         }
         let first_span = self.spans.len() as u32;
