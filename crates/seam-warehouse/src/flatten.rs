@@ -568,6 +568,9 @@ struct Place {
 #[derive(Debug)]
 struct Ordered {
     name: String,
+    /// Whether `name` stands in a record's text as it is (no `"` or backslash, which the text
+    /// escapes), so it can be compared with the text ([`ColumnCache::expected`]).
+    plain: bool,
     /// Its column's number.
     n: u32,
     /// Its index among the object schema's own properties, when it is one of them.
@@ -608,6 +611,11 @@ fn same_name(a: &str, b: &str) -> bool {
     }
     // The last eight bytes (overlapping the words above when the length is not a multiple of 8).
     i == n || word(a, n - 8) == word(b, n - 8)
+}
+
+/// Whether a field name stands in a JSON text as it is (see [`Ordered::plain`]).
+fn plain_name(name: &str) -> bool {
+    !name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
 }
 
 /// The longest field order a place remembers.
@@ -801,13 +809,8 @@ impl ColumnCache {
             .into_iter()
             .find(|&i| order.get(i).is_some_and(|o| same_name(&o.name, name)));
         if let Some(i) = hit {
-            *cursor = i + 1;
-            let o = &order[i];
-            let own = o.property.and_then(|p| {
-                let (k, v) = schema?.properties.as_ref()?.get_index(p as usize)?;
-                same_name(k, name).then_some(v)
-            });
-            return Some((o.n, own.or_else(|| schema.and_then(|s| child(s, name)))));
+            *cursor = i;
+            return self.field_found(place, name, schema, cursor);
         }
         *cursor = at + 1;
         let n = self.number(rules, place, prefix, name)?.ok()?;
@@ -819,17 +822,48 @@ impl ColumnCache {
         if let Some(o) = order.get_mut(at) {
             o.name.clear();
             o.name.push_str(name);
+            o.plain = plain_name(name);
             o.n = n;
             o.property = property;
         } else if at == order.len() && at < ORDER_MAX && !full {
             self.len += 1;
             order.push(Ordered {
                 name: name.to_owned(),
+                plain: plain_name(name),
                 n,
                 property,
             });
         }
         Some((n, schema.and_then(|s| child(s, name))))
+    }
+
+    /// What [`Self::field`] answers for field `name` found at `*cursor` in the place's field
+    /// order (`name` is the name there), moving the cursor past it.
+    #[inline(always)]
+    fn field_found<'s>(
+        &self,
+        place: usize,
+        name: &str,
+        schema: Option<&'s Schema>,
+        cursor: &mut usize,
+    ) -> Option<(u32, Option<&'s Schema>)> {
+        let o = self.places.get(place)?.order.get(*cursor)?;
+        *cursor += 1;
+        let own = o.property.and_then(|p| {
+            let (k, v) = schema?.properties.as_ref()?.get_index(p as usize)?;
+            same_name(k, name).then_some(v)
+        });
+        Some((o.n, own.or_else(|| schema.and_then(|s| child(s, name)))))
+    }
+
+    /// The name of the field at `cursor` in the place's field order (see [`Self::field`]), when
+    /// it stands in a record's text as it is: a record's next field is most often that one, which
+    /// the text shows by one comparison ([`crate::json::read::Reader::key_is`]), and
+    /// [`Self::field_found`] then answers for it.
+    #[inline(always)]
+    fn expected(&self, place: usize, cursor: usize) -> Option<&str> {
+        let o = self.places.get(place)?.order.get(cursor)?;
+        o.plain.then_some(o.name.as_str())
     }
 
     /// Column `n` of `place`.

@@ -1,9 +1,11 @@
 //! Flattening a record while it is parsed: the rows, cells and order that flattening its parsed tree
 //! gives ([`super::flatten_tree`]), without building the tree.
 //!
-//! The pass drives a reader of seam's own ([`crate::json::read`]: the calls serde_json's parser
-//! makes, for less work) with visitors that put each value in its cell as it is read: objects into
-//! `parent__child` columns, array elements into subtable rows. It takes the road records usually
+//! The pass reads the record's tokens from a reader of seam's own ([`crate::json::read`]) and puts
+//! each value in its cell as it is read: objects into `parent__child` columns, array elements into
+//! subtable rows. A field is looked for first where the place's last objects had it, by comparing
+//! the text with that name ([`ColumnCache::expected`]); records of a stream hold their fields in
+//! one order, as a rule, so most keys are never read on their own. It takes the road records usually
 //! take, and gives up ([`flatten`] returns `None`; the caller takes back what it put) wherever the
 //! tree has a decision to make: a repeated key (the tree keeps its first place and last value), a
 //! key that names no column or a column another field names, a record's own field named like a
@@ -19,20 +21,14 @@ use super::{
     Cell, CellRef, Col, ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink,
     StreamSpec, SystemCells, DELETED_AT, NO_PREFIX, VALUE_COLUMN,
 };
-use crate::json::read::Reader;
-use crate::json::{Json, Key};
+use crate::json::read::{Reader, Token, Unread};
+use crate::json::Json;
 use seam_core::schema::Schema;
 use seam_core::RecordMessage;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::Number;
 use std::borrow::Cow;
-use std::fmt;
 use std::sync::PoisonError;
-
-/// The pass left the usual road: the tree decides (see the module's doc).
-fn off_road<E: de::Error>() -> E {
-    E::custom("flattened from the parsed tree instead")
-}
 
 /// Flattens `record` into `sink` as [`super::flatten_into`] does, or `None` when the record is one
 /// for the tree (see the module's doc); the sink may then hold part of it, for the caller to take
@@ -68,7 +64,7 @@ pub(super) fn flatten<S: RowSink>(
         object,
         cursor: 0,
     };
-    let read = RecordSeed(&mut top).deserialize(&mut de).and_then(|()| de.end());
+    let read = top.read(&mut de).and_then(|()| de.end());
     top.flat.cache.keep_scratch(de.into_scratch());
     let mut levels = std::mem::take(&mut top.flat.levels);
     levels.clear();
@@ -117,7 +113,7 @@ impl<'t, S: RowSink> Top<'t, '_, S> {
         }
         self.ready = Some((top, keys));
         for (name, value) in std::mem::take(&mut self.pending) {
-            let (n, schema) = self.field_column(&name)?;
+            let (n, schema) = self.field_column(&name, false)?;
             let Some(column) = self.flat.cache.column_at(self.place, n).cloned() else {
                 return Err(OffRoad);
             };
@@ -139,11 +135,17 @@ impl<'t, S: RowSink> Top<'t, '_, S> {
     /// The number of the column one of the record's own fields takes (see [`Column`]). A field
     /// named like a nested column (`a__b`) changes how the record's nested objects load (see
     /// `Ctx::claimed`): the tree decides.
-    fn field_column(&mut self, name: &str) -> Result<(u32, Option<&'t Schema>), OffRoad> {
+    /// `expected`: the name is the one at the cursor in the place's field order (see
+    /// [`ColumnCache::expected`]).
+    fn field_column(&mut self, name: &str, expected: bool) -> Result<(u32, Option<&'t Schema>), OffRoad> {
         let cache = &mut *self.flat.cache;
         let schema = Some(&self.spec.schema);
-        let Some((n, schema)) = cache.field(self.flat.rules, self.place, "", name, schema, &mut self.cursor)
-        else {
+        let found = if expected {
+            cache.field_found(self.place, name, schema, &mut self.cursor)
+        } else {
+            cache.field(self.flat.rules, self.place, "", name, schema, &mut self.cursor)
+        };
+        let Some((n, schema)) = found else {
             return Err(OffRoad);
         };
         let claims = cache.nested_at(self.place, n).unwrap_or(true);
@@ -167,73 +169,81 @@ impl<'t, S: RowSink> Top<'t, '_, S> {
     }
 }
 
-/// Reads the record's top-level object into a [`Top`].
-struct RecordSeed<'a, 't, 'r, S>(&'a mut Top<'t, 'r, S>);
-
-impl<'de, S: RowSink> DeserializeSeed<'de> for RecordSeed<'_, '_, 'de, S> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+impl<'t, 'r, S: RowSink> Top<'t, 'r, S> {
+    /// Reads the record's top-level object.
+    fn read(&mut self, r: &mut Reader<'r>) -> Result<(), Unread> {
+        if r.token()? != Token::Object {
+            return Err(Unread);
+        }
+        if self.key_values.is_empty() {
+            self.key_complete().map_err(|OffRoad| Unread)?;
+        }
+        let mut first = true;
+        while r.member(first)? {
+            first = false;
+            let expected = match self.flat.cache.expected(self.place, self.cursor) {
+                Some(name) => r.key_is(name)?,
+                None => None,
+            };
+            let name: Cow<'r, str> = match expected {
+                Some(name) => Cow::Borrowed(name),
+                None => key_text(r)?,
+            };
+            if name == DELETED_AT {
+                if self.deleted.is_some() || self.spec.key_properties.iter().any(|p| p == DELETED_AT) {
+                    return Err(Unread);
+                }
+                let value = Json::deserialize(&mut *r)?;
+                self.deleted = Some(deleted_at_cell(&value).map_err(|_| Unread)?);
+                continue;
+            }
+            if let Some(i) = self.spec.key_properties.iter().position(|p| *p == *name) {
+                if self.key_values.get(i).is_none_or(Option::is_some) {
+                    return Err(Unread);
+                }
+                let value = Json::deserialize(&mut *r)?;
+                // An append-only stream's key is the record's content: its key fields are fields.
+                if self.spec.append_only {
+                    self.pending.push((name, value.clone()));
+                }
+                self.key_values[i] = Some(value);
+                if self.key_values.iter().all(Option::is_some) {
+                    self.key_complete().map_err(|OffRoad| Unread)?;
+                }
+                continue;
+            }
+            if self.ready.is_none() {
+                let value = Json::deserialize(&mut *r)?;
+                self.pending.push((name, value));
+                continue;
+            }
+            let (n, schema) = self
+                .field_column(&name, expected.is_some())
+                .map_err(|OffRoad| Unread)?;
+            let Some((row, keys)) = &self.ready else {
+                return Err(Unread);
+            };
+            let token = r.token()?;
+            let value = Value {
+                flat: &mut self.flat,
+                source_keys: &keys.source_keys,
+                row: *row,
+                column: Column::Cached { place: self.place, n },
+                schema,
+                table: self.table,
+            };
+            value.read(token, r)?;
+        }
+        r.close(b'}')
     }
 }
 
-impl<'de, S: RowSink> Visitor<'de> for RecordSeed<'_, '_, 'de, S> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a record (a JSON object)")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let top = self.0;
-        if top.key_values.is_empty() {
-            top.key_complete().map_err(|OffRoad| off_road())?;
-        }
-        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            if name == DELETED_AT {
-                if top.deleted.is_some() || top.spec.key_properties.iter().any(|p| p == DELETED_AT) {
-                    return Err(off_road());
-                }
-                let value: Json<'de> = map.next_value()?;
-                top.deleted = Some(deleted_at_cell(&value).map_err(|_| off_road())?);
-                continue;
-            }
-            if let Some(i) = top.spec.key_properties.iter().position(|p| *p == *name) {
-                if top.key_values.get(i).is_none_or(Option::is_some) {
-                    return Err(off_road());
-                }
-                let value: Json<'de> = map.next_value()?;
-                // An append-only stream's key is the record's content: its key fields are fields.
-                if top.spec.append_only {
-                    top.pending.push((name, value.clone()));
-                }
-                top.key_values[i] = Some(value);
-                if top.key_values.iter().all(Option::is_some) {
-                    top.key_complete().map_err(|OffRoad| off_road())?;
-                }
-                continue;
-            }
-            if top.ready.is_none() {
-                let value: Json<'de> = map.next_value()?;
-                top.pending.push((name, value));
-                continue;
-            }
-            let (n, schema) = top.field_column(&name).map_err(|OffRoad| off_road())?;
-            let Some((row, keys)) = &top.ready else {
-                return Err(off_road());
-            };
-            map.next_value_seed(ValueSeed {
-                flat: &mut top.flat,
-                source_keys: &keys.source_keys,
-                row: *row,
-                column: Column::Cached { place: top.place, n },
-                schema,
-                table: top.table,
-            })?;
-        }
-        Ok(())
-    }
+/// The text of the member's key, read (see [`Reader::key`]).
+fn key_text<'r>(r: &mut Reader<'r>) -> Result<Cow<'r, str>, Unread> {
+    Ok(match r.key()? {
+        Token::Borrowed(name) => Cow::Borrowed(name),
+        _ => Cow::Owned(r.unescaped().to_owned()),
+    })
 }
 
 /// A value's column: one of the column cache's (read where it is needed, so a scalar's cell is put
@@ -254,7 +264,7 @@ impl Column {
 }
 
 /// Flattens one value into `column` of `row`, as `Flattener::value_into` does from the tree.
-struct ValueSeed<'a, 't, S> {
+struct Value<'a, 't, S> {
     flat: &'a mut Flattener<'t, S>,
     /// `(_sdc_source_key_<k>, value)` for each key column of the top-level table.
     source_keys: &'a [(Col, Cell)],
@@ -265,169 +275,163 @@ struct ValueSeed<'a, 't, S> {
     table: &'a Col,
 }
 
-impl<S: RowSink> ValueSeed<'_, '_, S> {
-    fn scalar<E: de::Error>(self, value: &Json<'_>) -> Result<(), E> {
+impl<S: RowSink> Value<'_, '_, S> {
+    /// Reads the value whose first token is `token`.
+    fn read<'r>(self, token: Token<'r>, r: &mut Reader<'r>) -> Result<(), Unread> {
+        match token {
+            Token::Null => self.put(CellRef::Null),
+            Token::Bool(b) => self.put(CellRef::Boolean(b)),
+            Token::I64(i) => {
+                let cell = integer_cell(i, self.schema);
+                self.put(cell)
+            }
+            Token::U64(u) => match i64::try_from(u) {
+                Ok(i) => {
+                    let cell = integer_cell(i, self.schema);
+                    self.put(cell)
+                }
+                // Past i64: `scalar_cell` says what becomes of it.
+                Err(_) => self.scalar(&Json::Number(u.into())),
+            },
+            Token::F64(f) => match Number::from_f64(f) {
+                Some(n) => self.scalar(&Json::Number(n)),
+                None => Err(Unread),
+            },
+            // The reader hands over no string holding a NUL (it stops at a `\u0000`, and at
+            // control characters written raw): no search for one (the test
+            // `strings_read_hold_no_nul`).
+            Token::Borrowed(text) => {
+                let cell = text_cell(text, self.schema);
+                self.put(cell)
+            }
+            Token::Unescaped => {
+                let cell = text_cell(r.unescaped(), self.schema);
+                self.put(cell)
+            }
+            Token::Object => {
+                let prefix = self.column_name()?;
+                let object = Object {
+                    flat: self.flat,
+                    source_keys: self.source_keys,
+                    row: self.row,
+                    prefix: &prefix,
+                    schema: self.schema,
+                    table: self.table,
+                };
+                object.read(r)?;
+                r.close(b'}')
+            }
+            Token::Array => {
+                let column = self.column_name()?;
+                let table = self
+                    .flat
+                    .cache
+                    .subtable(self.flat.rules, self.table, &column)
+                    .map_err(|_| Unread)?;
+                let schema = self.schema.and_then(items_schema);
+                let mut index = 0;
+                while r.element(index == 0)? {
+                    let element = Element {
+                        flat: &mut *self.flat,
+                        source_keys: self.source_keys,
+                        table: &table,
+                        schema,
+                        index,
+                    };
+                    element.read(r)?;
+                    index += 1;
+                }
+                r.close(b']')
+            }
+        }
+    }
+
+    fn scalar(self, value: &Json<'_>) -> Result<(), Unread> {
         let cell = scalar_cell(value, self.schema)
-            .map_err(|_| off_road())?
+            .map_err(|_| Unread)?
             .unwrap_or(CellRef::Null);
         self.put(cell)
     }
 
-    fn put<E: de::Error>(self, cell: CellRef<'_>) -> Result<(), E> {
+    fn put(self, cell: CellRef<'_>) -> Result<(), Unread> {
         // The column was checked against the destination's rules when it was worked out.
         let Flattener { cache, sink, .. } = self.flat;
         let put = match self.column {
             Column::Cached { place, n } => {
-                let (column, hint) = cache.column_hint(place, n).ok_or_else(off_road)?;
+                let (column, hint) = cache.column_hint(place, n).ok_or(Unread)?;
                 sink.put_hinted(self.row, column, hint, cell)
             }
             Column::Value => sink.put(self.row, &VALUE_COLUMN, cell),
         };
-        put.map_err(|_| off_road())
+        put.map_err(|_| Unread)
     }
 
     /// The column's name, held (a nested object's prefix, an array's subtable name).
-    fn column_name<E: de::Error>(&self) -> Result<Col, E> {
-        self.column.name(self.flat.cache).cloned().ok_or_else(off_road)
+    fn column_name(&self) -> Result<Col, Unread> {
+        self.column.name(self.flat.cache).cloned().ok_or(Unread)
     }
 }
 
-impl<'de, S: RowSink> DeserializeSeed<'de> for ValueSeed<'_, '_, S> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
+/// An object's fields, flattened into `row` (of `table`) under `prefix`, as
+/// `Flattener::field_columns` and `Flattener::object_into` do from the tree.
+struct Object<'a, 't, S> {
+    flat: &'a mut Flattener<'t, S>,
+    source_keys: &'a [(Col, Cell)],
+    row: RowId,
+    prefix: &'a Col,
+    schema: Option<&'a Schema>,
+    table: &'a Col,
 }
 
-impl<'de, S: RowSink> Visitor<'de> for ValueSeed<'_, '_, S> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.scalar(&Json::Null)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.scalar(&Json::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        let cell = integer_cell(v, self.schema);
-        self.put(cell)
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        match i64::try_from(v) {
-            Ok(i) => self.visit_i64(i),
-            // Past i64: `scalar_cell` says what becomes of it.
-            Err(_) => self.scalar(&Json::Number(v.into())),
-        }
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        match Number::from_f64(v) {
-            Some(n) => self.scalar(&Json::Number(n)),
-            None => Err(off_road()),
-        }
-    }
-
-    /// A string the reader unescaped: it stops at a `\u0000` (and at control characters written
-    /// raw), so the text holds no NUL, and needs no search for one (the test
-    /// `strings_read_hold_no_nul`).
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        let cell = text_cell(v, self.schema);
-        self.put(cell)
-    }
-
-    /// A string lent straight from the record's text. The reader lends one only when it holds no
-    /// escape, and refuses control characters written raw inside a string, so it holds no NUL
-    /// either (the test `strings_read_hold_no_nul`).
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        let cell = text_cell(v, self.schema);
-        self.put(cell)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let prefix = self.column_name()?;
-        object_fields(
-            self.flat,
-            self.source_keys,
-            map,
-            self.row,
-            &prefix,
-            self.schema,
-            self.table,
-        )
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let column = self.column_name()?;
-        let table = self
-            .flat
-            .cache
-            .subtable(self.flat.rules, self.table, &column)
-            .map_err(|_| off_road())?;
-        let schema = self.schema.and_then(items_schema);
-        let mut index = 0;
-        while seq
-            .next_element_seed(ElementSeed {
-                flat: &mut *self.flat,
+impl<S: RowSink> Object<'_, '_, S> {
+    /// Reads the members of the entered object (not its closing brace).
+    fn read(self, r: &mut Reader<'_>) -> Result<(), Unread> {
+        let flat = self.flat;
+        let place = flat.cache.place_of(self.table, self.prefix).ok_or(Unread)?;
+        let object = flat.cache.next_object();
+        let mut cursor = 0;
+        let mut first = true;
+        while r.member(first)? {
+            first = false;
+            let expected = match flat.cache.expected(place, cursor) {
+                Some(name) => r.key_is(name)?,
+                None => None,
+            };
+            let found = match expected {
+                Some(name) => flat.cache.field_found(place, name, self.schema, &mut cursor),
+                None => {
+                    let name = match r.key()? {
+                        Token::Borrowed(name) => name,
+                        _ => r.unescaped(),
+                    };
+                    flat.cache
+                        .field(flat.rules, place, self.prefix, name, self.schema, &mut cursor)
+                }
+            };
+            let Some((n, field_schema)) = found else {
+                return Err(Unread);
+            };
+            if !flat.cache.take(place, n, object) {
+                return Err(Unread);
+            }
+            let token = r.token()?;
+            let value = Value {
+                flat: &mut *flat,
                 source_keys: self.source_keys,
-                table: &table,
-                schema,
-                index,
-            })?
-            .is_some()
-        {
-            index += 1;
+                row: self.row,
+                column: Column::Cached { place, n },
+                schema: field_schema,
+                table: self.table,
+            };
+            value.read(token, r)?;
         }
         Ok(())
     }
 }
 
-/// Flattens an object's fields into `row` (of `table`) under `prefix`, as `Flattener::field_columns`
-/// and `Flattener::object_into` do from the tree.
-fn object_fields<'de, A: MapAccess<'de>, S: RowSink>(
-    flat: &mut Flattener<'_, S>,
-    source_keys: &[(Col, Cell)],
-    mut map: A,
-    row: RowId,
-    prefix: &Col,
-    schema: Option<&Schema>,
-    table: &Col,
-) -> Result<(), A::Error> {
-    let place = flat.cache.place_of(table, prefix).ok_or_else(off_road)?;
-    let object = flat.cache.next_object();
-    let mut cursor = 0;
-    while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-        let Some((n, field_schema)) = flat
-            .cache
-            .field(flat.rules, place, prefix, &name, schema, &mut cursor)
-        else {
-            return Err(off_road());
-        };
-        if !flat.cache.take(place, n, object) {
-            return Err(off_road());
-        }
-        map.next_value_seed(ValueSeed {
-            flat: &mut *flat,
-            source_keys,
-            row,
-            column: Column::Cached { place, n },
-            schema: field_schema,
-            table,
-        })?;
-    }
-    Ok(())
-}
-
 /// One array element: its subtable row (none for `null`), as `Flattener::array` and
 /// `Flattener::element_row` make it from the tree.
-struct ElementSeed<'a, 't, S> {
+struct Element<'a, 't, S> {
     flat: &'a mut Flattener<'t, S>,
     source_keys: &'a [(Col, Cell)],
     /// The subtable.
@@ -438,93 +442,51 @@ struct ElementSeed<'a, 't, S> {
     index: i64,
 }
 
-impl<S: RowSink> ElementSeed<'_, '_, S> {
-    /// Opens the element's row (its level on top of the flattener's while it is built) and fills it
-    /// with `fill`: an object's fields go in the row, anything else in its `value` column.
-    fn element<E: de::Error>(
-        self,
-        fill: impl FnOnce(&mut Flattener<'_, S>, RowId) -> Result<(), E>,
-    ) -> Result<(), E> {
+impl<S: RowSink> Element<'_, '_, S> {
+    /// Reads the element: a `null` has no row (its index is skipped); an object's fields go in
+    /// the row, anything else in its `value` column. The element's level is on top of the
+    /// flattener's while its row is built.
+    fn read<'r>(self, r: &mut Reader<'r>) -> Result<(), Unread> {
+        let token = r.token()?;
+        if token == Token::Null {
+            return Ok(());
+        }
         let flat = self.flat;
         flat.levels.push(self.index);
         let row = flat.sink.open_row(self.table);
         for (k, c) in self.source_keys {
-            flat.sink.put(row, k, c.as_ref()).map_err(|_| off_road())?;
+            flat.sink.put(row, k, c.as_ref()).map_err(|_| Unread)?;
         }
         for n in 0..flat.levels.len() {
             let id = flat.levels[n];
             flat.sink
                 .put(row, &level_col(n), CellRef::BigInt(id))
-                .map_err(|_| off_road())?;
+                .map_err(|_| Unread)?;
         }
-        fill(&mut *flat, row)?;
-        flat.levels.pop();
-        Ok(())
-    }
-
-    /// The element's `value` column.
-    fn value<E: de::Error>(self, fill: impl FnOnce(ValueSeed<'_, '_, S>) -> Result<(), E>) -> Result<(), E> {
-        let (source_keys, table, schema) = (self.source_keys, self.table, self.schema);
-        self.element(|flat, row| {
-            fill(ValueSeed {
-                flat,
-                source_keys,
+        if token == Token::Object {
+            let object = Object {
+                flat: &mut *flat,
+                source_keys: self.source_keys,
+                row,
+                prefix: &NO_PREFIX,
+                schema: self.schema,
+                table: self.table,
+            };
+            object.read(r)?;
+            r.close(b'}')?;
+        } else {
+            let value = Value {
+                flat: &mut *flat,
+                source_keys: self.source_keys,
                 row,
                 column: Column::Value,
-                schema,
-                table,
-            })
-        })
-    }
-}
-
-impl<'de, S: RowSink> DeserializeSeed<'de> for ElementSeed<'_, '_, S> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, S: RowSink> Visitor<'de> for ElementSeed<'_, '_, S> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    /// A `null` element has no row (its index is skipped).
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+                schema: self.schema,
+                table: self.table,
+            };
+            value.read(token, r)?;
+        }
+        flat.levels.pop();
         Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.value(|seed| seed.visit_bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.value(|seed| seed.visit_i64(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.value(|seed| seed.visit_u64(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.value(|seed| seed.visit_f64(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.value(|seed| seed.visit_str(v))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let (source_keys, table, schema) = (self.source_keys, self.table, self.schema);
-        self.element(|flat, row| object_fields(flat, source_keys, map, row, &NO_PREFIX, schema, table))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        self.value(|seed| seed.visit_seq(seq))
     }
 }
 
@@ -948,6 +910,38 @@ mod tests {
             matches!(ts_cell(&texts[5]), Some(Cell::Text(_))),
             "Ts is not a property of o"
         );
+    }
+
+    /// A field is found by comparing the text with the name its place's last objects had there
+    /// (`Reader::key_is`); a key the text writes with escapes, or a name it must escape, is read
+    /// instead. Either way the rows are the tree's.
+    #[test]
+    fn fields_found_in_the_text_answer_as_the_tree_does() {
+        let rules = NameRules::POSTGRES;
+        let tickets = spec(&["id"], false, &rules);
+        let at = "2024-01-02T03:04:05Z";
+        let texts = [
+            format!(r#"{{"id": 1, "a": 1, "o": {{"n": 1, "ts": "{at}"}}, "q\"t": 2, "b\\s": 3, "né": 4}}"#),
+            format!(
+                r#"{{"id": 2, "\u0061": 1, "o": {{"\u006e": 1, "ts": "{at}"}}, "q\"t": 2, "b\\s": 3, "n\u00e9": 4}}"#
+            ),
+            r#"{"id": 3, "a": 1, "o": {"n": 1, "ts": "x"}, "q\"t": 2, "b\\s": 3, "né": 4}"#.to_owned(),
+            format!(r#"{{"id": 4, "o": {{"ts": "{at}", "n": 1}}, "a": 1}}"#),
+            format!(r#"{{"id": 5, "a": 1, "o": {{"n": 1, "ts": "{at}"}}, "q\"t": 2, "b\\s": 3, "né": 4}}"#),
+        ];
+        for _ in 0..2 {
+            for text in &texts {
+                assert!(agree(&tickets, &rules, text), "left the road: {text}");
+            }
+        }
+        // A field met twice still sends the record to its tree, found in the text or read.
+        assert!(!agree(&tickets, &rules, r#"{"id": 6, "a": 1, "a": 2}"#));
+        assert!(!agree(
+            &tickets,
+            &rules,
+            r#"{"id": 7, "a": 1, "o": {"n": 1, "n": 2}}"#
+        ));
+        assert!(!agree(&tickets, &rules, r#"{"id": 8, "a": 1, "\u0061": 2}"#));
     }
 
     /// The generated records exercise both roads (the property above is not passed by the tree
