@@ -575,6 +575,14 @@ struct Ordered {
     n: u32,
     /// Its index among the object schema's own properties, when it is one of them.
     property: Option<u32>,
+    /// The address of the object schema `property` indexes (see [`ColumnCache::field_found`]).
+    schema: usize,
+}
+
+/// A schema's address, to know it again: the schemas a stream's cache is handed are its spec's, which
+/// outlives the cache, so no other schema takes an address the cache holds.
+fn schema_address(schema: Option<&Schema>) -> usize {
+    schema.map_or(0, |s| std::ptr::from_ref(s) as usize)
 }
 
 /// `a == b` for the short texts field names are, compared in place eight bytes at a time
@@ -825,6 +833,7 @@ impl ColumnCache {
             o.plain = plain_name(name);
             o.n = n;
             o.property = property;
+            o.schema = schema_address(schema);
         } else if at == order.len() && at < ORDER_MAX && !full {
             self.len += 1;
             order.push(Ordered {
@@ -832,6 +841,7 @@ impl ColumnCache {
                 plain: plain_name(name),
                 n,
                 property,
+                schema: schema_address(schema),
             });
         }
         Some((n, schema.and_then(|s| child(s, name))))
@@ -849,9 +859,12 @@ impl ColumnCache {
     ) -> Option<(u32, Option<&'s Schema>)> {
         let o = self.places.get(place)?.order.get(*cursor)?;
         *cursor += 1;
+        // The property at that index has this name when it is the schema the index was taken in
+        // (the name is the one found there); another schema must have the name there too.
+        let same_schema = schema_address(schema) == o.schema;
         let own = o.property.and_then(|p| {
             let (k, v) = schema?.properties.as_ref()?.get_index(p as usize)?;
-            same_name(k, name).then_some(v)
+            (same_schema || same_name(k, name)).then_some(v)
         });
         Some((o.n, own.or_else(|| schema.and_then(|s| child(s, name)))))
     }
