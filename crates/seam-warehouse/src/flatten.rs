@@ -349,10 +349,9 @@ pub trait RowSink {
         &mut self,
         row: RowId,
         column: &Col,
-        hint: &mut SlotHint,
+        _hint: &mut SlotHint,
         cell: CellRef<'_>,
     ) -> Result<(), String> {
-        let _ = hint;
         self.put(row, column, cell)
     }
 }
