@@ -37,6 +37,7 @@
 //!   array holding a value no column type holds, and for an array whose subtable name would be too
 //!   long: nothing nested ever rejects a record, and nothing is lost.
 
+use crate::json::read::same_bytes;
 use crate::json::Json;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -584,40 +585,10 @@ fn schema_address(schema: Option<&Schema>) -> usize {
     schema.map_or(0, |s| std::ptr::from_ref(s) as usize)
 }
 
-/// `a == b` for the short texts field names are, compared in place eight bytes at a time
-/// (`==` on slices calls `memcmp`, whose call costs more than comparing a name).
+/// `a == b` for the short texts field names are (see [`same_bytes`]).
 #[inline(always)]
 fn same_name(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], i: usize| -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[i..i + 8]);
-        u64::from_ne_bytes(w)
-    };
-    let n = a.len();
-    if n < 8 {
-        if n >= 4 {
-            let half = |s: &[u8], i: usize| -> u32 {
-                let mut w = [0u8; 4];
-                w.copy_from_slice(&s[i..i + 4]);
-                u32::from_ne_bytes(w)
-            };
-            return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
-        }
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let mut i = 0;
-    while i + 8 <= n {
-        if word(a, i) != word(b, i) {
-            return false;
-        }
-        i += 8;
-    }
-    // The last eight bytes (overlapping the words above when the length is not a multiple of 8).
-    i == n || word(a, n - 8) == word(b, n - 8)
+    same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 /// Whether a field name stands in a JSON text as it is (see [`Ordered::plain`]).
