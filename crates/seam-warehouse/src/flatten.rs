@@ -555,14 +555,32 @@ struct Place {
     names: HashMap<Box<str>, Result<u32, String>, FastHash>,
     /// The fields of the last objects met here, in their order (see [`ColumnCache::field`]).
     order: Vec<Ordered>,
-    /// Each column once (two names may take one), with the last object that had a field take it
-    /// and where the sink last put its cells ([`SlotHint`]).
-    columns: Vec<(Col, u32, SlotHint)>,
+    /// Each column once (two names may take one).
+    columns: Vec<PlaceColumn>,
     /// Per column (by number): whether its name holds `__`, the mark of a nested column's.
     nested: Vec<bool>,
     /// Column → its number.
     numbers: HashMap<Col, u32, FastHash>,
 }
+
+/// One column of a place, with what flattening keeps beside it.
+#[derive(Debug)]
+struct PlaceColumn {
+    name: Col,
+    /// The last object that had a field take it (see [`ColumnCache::take`]).
+    taken: u32,
+    /// Where the sink last put its cells ([`SlotHint`]).
+    hint: SlotHint,
+    /// The place of an object's fields in this column ([`ColumnCache::child_place`]; [`NO_PLACE`]:
+    /// not looked up yet).
+    child: usize,
+    /// The subtable an array in this column loads into, and the place of its elements' fields
+    /// ([`ColumnCache::elements`]), once looked up.
+    elements: Option<(Col, usize)>,
+}
+
+/// No place looked up yet.
+const NO_PLACE: usize = usize::MAX;
 
 /// A field at its place in an object (see [`ColumnCache::field`]).
 #[derive(Debug)]
@@ -752,7 +770,13 @@ impl ColumnCache {
                 let n = p.columns.len() as u32;
                 p.numbers.insert(column.clone(), n);
                 p.nested.push(column.contains("__"));
-                p.columns.push((column, 0, SlotHint::default()));
+                p.columns.push(PlaceColumn {
+                    name: column,
+                    taken: 0,
+                    hint: SlotHint::default(),
+                    child: NO_PLACE,
+                    elements: None,
+                });
                 n
             }
         });
@@ -851,13 +875,57 @@ impl ColumnCache {
 
     /// Column `n` of `place`.
     fn column_at(&self, place: usize, n: u32) -> Option<&Col> {
-        self.places.get(place)?.columns.get(n as usize).map(|(c, _, _)| c)
+        self.places.get(place)?.columns.get(n as usize).map(|c| &c.name)
     }
 
     /// Column `n` of `place`, with the sink's hint for it.
     fn column_hint(&mut self, place: usize, n: u32) -> Option<(&Col, &mut SlotHint)> {
-        let (c, _, hint) = self.places.get_mut(place)?.columns.get_mut(n as usize)?;
-        Some((c, hint))
+        let c = self.places.get_mut(place)?.columns.get_mut(n as usize)?;
+        Some((&c.name, &mut c.hint))
+    }
+
+    /// The place of the fields of an object in column `n` of `place` (whose rows are of `table`),
+    /// as [`Self::place_of`] gives it, kept beside the column; `None` when the cache is full.
+    fn child_place(&mut self, place: usize, n: u32, table: &Col) -> Option<usize> {
+        let c = self.places.get(place)?.columns.get(n as usize)?;
+        if c.child != NO_PLACE {
+            return Some(c.child);
+        }
+        let prefix = c.name.clone();
+        let child = self.place_of(table, &prefix)?;
+        self.places.get_mut(place)?.columns.get_mut(n as usize)?.child = child;
+        Some(child)
+    }
+
+    /// The subtable arrays in column `n` of `place` (whose rows are of `table`) load into, as
+    /// [`Self::subtable`] gives it, and the place of its elements' fields ([`Self::place_of`]:
+    /// `None` when the cache is full), kept beside the column; `Err` when the subtable's name
+    /// cannot be one (or there is no such column).
+    fn elements(
+        &mut self,
+        rules: &NameRules,
+        place: usize,
+        n: u32,
+        table: &Col,
+    ) -> Result<(Col, Option<usize>), String> {
+        let Some(c) = self.places.get(place).and_then(|p| p.columns.get(n as usize)) else {
+            return Err(format!("no column {n} at place {place}"));
+        };
+        if let Some((subtable, at)) = &c.elements {
+            return Ok((subtable.clone(), Some(*at)));
+        }
+        let column = c.name.clone();
+        let subtable = self.subtable(rules, table, &column)?;
+        let at = self.place_of(&subtable, &NO_PREFIX);
+        if let (Some(at), Some(c)) = (
+            at,
+            self.places
+                .get_mut(place)
+                .and_then(|p| p.columns.get_mut(n as usize)),
+        ) {
+            c.elements = Some((subtable.clone(), at));
+        }
+        Ok((subtable, at))
     }
 
     /// Whether column `n` of `place` has `__` in its name (`None`: no such column).
@@ -903,8 +971,8 @@ impl ColumnCache {
             .get_mut(place)
             .and_then(|p| p.columns.get_mut(n as usize))
         {
-            Some((_, last, _)) if *last != object => {
-                *last = object;
+            Some(c) if c.taken != object => {
+                c.taken = object;
                 true
             }
             _ => false,

@@ -254,15 +254,6 @@ enum Column {
     Value,
 }
 
-impl Column {
-    fn name(self, cache: &ColumnCache) -> Option<&Col> {
-        match self {
-            Column::Cached { place, n } => cache.column_at(place, n),
-            Column::Value => Some(&VALUE_COLUMN),
-        }
-    }
-}
-
 /// Flattens one value into `column` of `row`, as `Flattener::value_into` does from the tree.
 struct Value<'a, 't, S> {
     flat: &'a mut Flattener<'t, S>,
@@ -309,12 +300,20 @@ impl<S: RowSink> Value<'_, '_, S> {
                 self.put(cell)
             }
             Token::Object => {
-                let prefix = self.column_name()?;
+                let cache = &mut *self.flat.cache;
+                let (place, prefix) = match self.column {
+                    Column::Cached { place, n } => (
+                        cache.child_place(place, n, self.table),
+                        Prefix::Column { place, n },
+                    ),
+                    Column::Value => (cache.place_of(self.table, &VALUE_COLUMN), Prefix::Value),
+                };
                 let object = Object {
                     flat: self.flat,
                     source_keys: self.source_keys,
                     row: self.row,
-                    prefix: &prefix,
+                    place: place.ok_or(Unread)?,
+                    prefix,
                     schema: self.schema,
                     table: self.table,
                 };
@@ -322,12 +321,15 @@ impl<S: RowSink> Value<'_, '_, S> {
                 r.close(b'}')
             }
             Token::Array => {
-                let column = self.column_name()?;
-                let table = self
-                    .flat
-                    .cache
-                    .subtable(self.flat.rules, self.table, &column)
-                    .map_err(|_| Unread)?;
+                let Flattener { rules, cache, .. } = &mut *self.flat;
+                let elements = match self.column {
+                    Column::Cached { place, n } => cache.elements(rules, place, n, self.table),
+                    Column::Value => cache.subtable(rules, self.table, &VALUE_COLUMN).map(|table| {
+                        let at = cache.place_of(&table, &NO_PREFIX);
+                        (table, at)
+                    }),
+                };
+                let (table, place) = elements.map_err(|_| Unread)?;
                 let schema = self.schema.and_then(items_schema);
                 let mut index = 0;
                 while r.element(index == 0)? {
@@ -335,6 +337,7 @@ impl<S: RowSink> Value<'_, '_, S> {
                         flat: &mut *self.flat,
                         source_keys: self.source_keys,
                         table: &table,
+                        place,
                         schema,
                         index,
                     };
@@ -365,20 +368,38 @@ impl<S: RowSink> Value<'_, '_, S> {
         };
         put.map_err(|_| Unread)
     }
+}
 
-    /// The column's name, held (a nested object's prefix, an array's subtable name).
-    fn column_name(&self) -> Result<Col, Unread> {
-        self.column.name(self.flat.cache).cloned().ok_or(Unread)
+/// The prefix of an object's columns, named only when a field's column must be worked out.
+#[derive(Debug, Clone, Copy)]
+enum Prefix {
+    /// An array element's own fields.
+    Root,
+    /// An object in an array element's `value`.
+    Value,
+    /// An object in column `n` of `place`.
+    Column { place: usize, n: u32 },
+}
+
+impl Prefix {
+    fn name(self, cache: &ColumnCache) -> Option<Col> {
+        match self {
+            Prefix::Root => Some(NO_PREFIX.clone()),
+            Prefix::Value => Some(VALUE_COLUMN.clone()),
+            Prefix::Column { place, n } => cache.column_at(place, n).cloned(),
+        }
     }
 }
 
-/// An object's fields, flattened into `row` (of `table`) under `prefix`, as
-/// `Flattener::field_columns` and `Flattener::object_into` do from the tree.
+/// An object's fields, flattened into `row` (of `table`) under `prefix`, whose columns are at
+/// `place` in the column cache, as `Flattener::field_columns` and `Flattener::object_into` do from
+/// the tree.
 struct Object<'a, 't, S> {
     flat: &'a mut Flattener<'t, S>,
     source_keys: &'a [(Col, Cell)],
     row: RowId,
-    prefix: &'a Col,
+    place: usize,
+    prefix: Prefix,
     schema: Option<&'a Schema>,
     table: &'a Col,
 }
@@ -387,7 +408,7 @@ impl<S: RowSink> Object<'_, '_, S> {
     /// Reads the members of the entered object (not its closing brace).
     fn read(self, r: &mut Reader<'_>) -> Result<(), Unread> {
         let flat = self.flat;
-        let place = flat.cache.place_of(self.table, self.prefix).ok_or(Unread)?;
+        let place = self.place;
         let object = flat.cache.next_object();
         let mut cursor = 0;
         let mut first = true;
@@ -400,12 +421,13 @@ impl<S: RowSink> Object<'_, '_, S> {
             let found = match expected {
                 Some(name) => flat.cache.field_found(place, name, self.schema, &mut cursor),
                 None => {
+                    let prefix = self.prefix.name(flat.cache).ok_or(Unread)?;
                     let name = match r.key()? {
                         Token::Borrowed(name) => name,
                         _ => r.unescaped(),
                     };
                     flat.cache
-                        .field(flat.rules, place, self.prefix, name, self.schema, &mut cursor)
+                        .field(flat.rules, place, &prefix, name, self.schema, &mut cursor)
                 }
             };
             let Some((n, field_schema)) = found else {
@@ -436,6 +458,8 @@ struct Element<'a, 't, S> {
     source_keys: &'a [(Col, Cell)],
     /// The subtable.
     table: &'a Col,
+    /// The place of an element object's fields in the column cache (`None`: the cache is full).
+    place: Option<usize>,
     /// The schema of the array's items.
     schema: Option<&'a Schema>,
     /// The element's index in its array.
@@ -468,7 +492,8 @@ impl<S: RowSink> Element<'_, '_, S> {
                 flat: &mut *flat,
                 source_keys: self.source_keys,
                 row,
-                prefix: &NO_PREFIX,
+                place: self.place.ok_or(Unread)?,
+                prefix: Prefix::Root,
                 schema: self.schema,
                 table: self.table,
             };
