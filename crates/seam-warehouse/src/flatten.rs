@@ -546,6 +546,9 @@ struct ColumnCache {
     /// `(table, column)`, by the address of each name's shared text → the subtable their arrays
     /// load into.
     subtables: HashMap<(usize, usize), Subtable, FastHash>,
+    /// The place of the records' own fields, with the address of their table's name (see
+    /// [`ColumnCache::root_place`]).
+    root: Option<(usize, usize)>,
 }
 
 /// The columns of the fields under one prefix.
@@ -744,6 +747,20 @@ impl ColumnCache {
         self.by_address.insert(key, i);
         self.pins.push((table.clone(), prefix.clone()));
         Some(i)
+    }
+
+    /// The place of the fields of a record whose rows are of `table` ([`Self::place_of`] with no
+    /// prefix), kept for the next record: a stream's records all load into its one table.
+    fn root_place(&mut self, table: &Col) -> Option<usize> {
+        let address = table.as_ptr() as usize;
+        match self.root {
+            Some((at, place)) if at == address => Some(place),
+            _ => {
+                let place = self.place_of(table, &NO_PREFIX)?;
+                self.root = Some((address, place));
+                Some(place)
+            }
+        }
     }
 
     /// The number of the column field `name` takes under `prefix` (at `place`), or why it cannot

@@ -42,7 +42,7 @@ pub(super) fn flatten<S: RowSink>(
 ) -> Option<Flattened> {
     let table = spec.table_col.as_ref().ok()?;
     let mut cache = spec.columns.lock().unwrap_or_else(PoisonError::into_inner);
-    let place = cache.place_of(table, &NO_PREFIX)?;
+    let place = cache.root_place(table)?;
     let object = cache.next_object();
     let mut de = Reader::with_scratch(record.record.get(), std::mem::take(&mut cache.scratch));
     let levels = std::mem::take(&mut cache.levels);
