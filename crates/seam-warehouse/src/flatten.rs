@@ -78,6 +78,14 @@ static SYSTEM_COLUMNS: LazyLock<[Col; 7]> = LazyLock::new(|| {
 /// The `value` column of scalar array elements.
 static VALUE_COLUMN: LazyLock<Col> = LazyLock::new(|| Col::from(VALUE));
 
+/// The name of the `n`-th level column, lent when it is one of the names made once.
+fn level_col_ref(n: usize) -> Cow<'static, Col> {
+    match LEVEL_COLUMNS.get(n) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(Col::from(level_column(n))),
+    }
+}
+
 fn level_col(n: usize) -> Col {
     LEVEL_COLUMNS
         .get(n)
@@ -564,6 +572,10 @@ struct Place {
     nested: Vec<bool>,
     /// Column → its number.
     numbers: HashMap<Col, u32, FastHash>,
+    /// When the place is an array element's: the sink's hints for its row's key columns (the
+    /// parent's key, then the levels) and for its `value` column ([`ColumnCache::row_hints`]).
+    row_hints: Vec<SlotHint>,
+    value_hint: SlotHint,
 }
 
 /// One column of a place, with what flattening keeps beside it.
@@ -747,6 +759,16 @@ impl ColumnCache {
         self.by_address.insert(key, i);
         self.pins.push((table.clone(), prefix.clone()));
         Some(i)
+    }
+
+    /// The sink's hints for the first `len` key columns of an array element's row at `place`
+    /// (see [`Place::row_hints`]), and for its `value` column.
+    fn row_hints(&mut self, place: usize, len: usize) -> Option<(&mut [SlotHint], &mut SlotHint)> {
+        let p = self.places.get_mut(place)?;
+        if p.row_hints.len() < len {
+            p.row_hints.resize(len, SlotHint::default());
+        }
+        Some((p.row_hints.get_mut(..len)?, &mut p.value_hint))
     }
 
     /// The place of the fields of a record whose rows are of `table` ([`Self::place_of`] with no

@@ -17,7 +17,7 @@
 //! starts with its key cells as it does from the tree.
 
 use super::{
-    deleted_at_cell, integer_cell, items_schema, level_col, record_system_cells, scalar_cell, text_cell,
+    deleted_at_cell, integer_cell, items_schema, level_col_ref, record_system_cells, scalar_cell, text_cell,
     Cell, CellRef, Col, ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink,
     StreamSpec, SystemCells, DELETED_AT, NO_PREFIX, VALUE_COLUMN,
 };
@@ -247,11 +247,11 @@ fn key_text<'r>(r: &mut Reader<'r>) -> Result<Cow<'r, str>, Unread> {
 }
 
 /// A value's column: one of the column cache's (read where it is needed, so a scalar's cell is put
-/// without a copy of the name), or an array element's `value`.
+/// without a copy of the name), or the `value` of an array element whose row's place is `place`.
 #[derive(Debug, Clone, Copy)]
 enum Column {
     Cached { place: usize, n: u32 },
-    Value,
+    Value { place: Option<usize> },
 }
 
 /// Flattens one value into `column` of `row`, as `Flattener::value_into` does from the tree.
@@ -306,7 +306,7 @@ impl<S: RowSink> Value<'_, '_, S> {
                         cache.child_place(place, n, self.table),
                         Prefix::Column { place, n },
                     ),
-                    Column::Value => (cache.place_of(self.table, &VALUE_COLUMN), Prefix::Value),
+                    Column::Value { .. } => (cache.place_of(self.table, &VALUE_COLUMN), Prefix::Value),
                 };
                 let object = Object {
                     flat: self.flat,
@@ -324,7 +324,7 @@ impl<S: RowSink> Value<'_, '_, S> {
                 let Flattener { rules, cache, .. } = &mut *self.flat;
                 let elements = match self.column {
                     Column::Cached { place, n } => cache.elements(rules, place, n, self.table),
-                    Column::Value => cache.subtable(rules, self.table, &VALUE_COLUMN).map(|table| {
+                    Column::Value { .. } => cache.subtable(rules, self.table, &VALUE_COLUMN).map(|table| {
                         let at = cache.place_of(&table, &NO_PREFIX);
                         (table, at)
                     }),
@@ -364,7 +364,10 @@ impl<S: RowSink> Value<'_, '_, S> {
                 let (column, hint) = cache.column_hint(place, n).ok_or(Unread)?;
                 sink.put_hinted(self.row, column, hint, cell)
             }
-            Column::Value => sink.put(self.row, &VALUE_COLUMN, cell),
+            Column::Value { place } => match place.and_then(|place| cache.row_hints(place, 0)) {
+                Some((_, hint)) => sink.put_hinted(self.row, &VALUE_COLUMN, hint, cell),
+                None => sink.put(self.row, &VALUE_COLUMN, cell),
+            },
         };
         put.map_err(|_| Unread)
     }
@@ -478,14 +481,33 @@ impl<S: RowSink> Element<'_, '_, S> {
         let flat = self.flat;
         flat.levels.push(self.index);
         let row = flat.sink.open_row(self.table);
-        for (k, c) in self.source_keys {
-            flat.sink.put(row, k, c.as_ref()).map_err(|_| Unread)?;
-        }
-        for n in 0..flat.levels.len() {
-            let id = flat.levels[n];
-            flat.sink
-                .put(row, &level_col(n), CellRef::BigInt(id))
-                .map_err(|_| Unread)?;
+        let Flattener {
+            cache, sink, levels, ..
+        } = &mut *flat;
+        let keys = self.source_keys.len();
+        let hints = self
+            .place
+            .and_then(|place| cache.row_hints(place, keys + levels.len()));
+        match hints {
+            Some((hints, _)) => {
+                let (key_hints, level_hints) = hints.split_at_mut(keys);
+                for ((k, c), hint) in self.source_keys.iter().zip(key_hints) {
+                    sink.put_hinted(row, k, hint, c.as_ref()).map_err(|_| Unread)?;
+                }
+                for ((n, &id), hint) in levels.iter().enumerate().zip(level_hints) {
+                    sink.put_hinted(row, &level_col_ref(n), hint, CellRef::BigInt(id))
+                        .map_err(|_| Unread)?;
+                }
+            }
+            None => {
+                for (k, c) in self.source_keys {
+                    sink.put(row, k, c.as_ref()).map_err(|_| Unread)?;
+                }
+                for (n, &id) in levels.iter().enumerate() {
+                    sink.put(row, &level_col_ref(n), CellRef::BigInt(id))
+                        .map_err(|_| Unread)?;
+                }
+            }
         }
         if token == Token::Object {
             let object = Object {
@@ -504,7 +526,7 @@ impl<S: RowSink> Element<'_, '_, S> {
                 flat: &mut *flat,
                 source_keys: self.source_keys,
                 row,
-                column: Column::Value,
+                column: Column::Value { place: self.place },
                 schema: self.schema,
                 table: self.table,
             };
