@@ -409,7 +409,9 @@ impl StagedTable {
     /// [`NULL_BIT`] for a NULL, or [`NONE`]), or the collision when the row has a cell there.
     #[inline(always)]
     fn write(&mut self, row: u32, s: u32, column: &Col, cell: CellRef<'_>) -> Result<u32, String> {
-        let slot = &mut self.slots[s as usize];
+        let Some(slot) = self.slots.get_mut(s as usize) else {
+            return Err(format!("no slot {s} for {column}"));
+        };
         if slot.stamp == row + 1 {
             return Err(format!("Field collision on {column}"));
         }
