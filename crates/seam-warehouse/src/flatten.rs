@@ -79,18 +79,11 @@ static SYSTEM_COLUMNS: LazyLock<[Col; 7]> = LazyLock::new(|| {
 static VALUE_COLUMN: LazyLock<Col> = LazyLock::new(|| Col::from(VALUE));
 
 /// The name of the `n`-th level column, lent when it is one of the names made once.
-fn level_col_ref(n: usize) -> Cow<'static, Col> {
+fn level_col(n: usize) -> Cow<'static, Col> {
     match LEVEL_COLUMNS.get(n) {
         Some(c) => Cow::Borrowed(c),
         None => Cow::Owned(Col::from(level_column(n))),
     }
-}
-
-fn level_col(n: usize) -> Col {
-    LEVEL_COLUMNS
-        .get(n)
-        .cloned()
-        .unwrap_or_else(|| Col::from(level_column(n)))
 }
 
 /// `_sdc_extracted_at`: the RECORD's `time_extracted`.

@@ -17,7 +17,7 @@
 //! starts with its key cells as it does from the tree.
 
 use super::{
-    deleted_at_cell, integer_cell, items_schema, level_col_ref, record_system_cells, scalar_cell, text_cell,
+    deleted_at_cell, integer_cell, items_schema, level_col, record_system_cells, scalar_cell, text_cell,
     Cell, CellRef, Col, ColumnCache, Ctx, Flattened, Flattener, NameRules, RecordKeys, RowId, RowSink,
     StreamSpec, SystemCells, DELETED_AT, NO_PREFIX, VALUE_COLUMN,
 };
@@ -495,7 +495,7 @@ impl<S: RowSink> Element<'_, '_, S> {
                     sink.put_hinted(row, k, hint, c.as_ref()).map_err(|_| Unread)?;
                 }
                 for ((n, &id), hint) in levels.iter().enumerate().zip(level_hints) {
-                    sink.put_hinted(row, &level_col_ref(n), hint, CellRef::BigInt(id))
+                    sink.put_hinted(row, &level_col(n), hint, CellRef::BigInt(id))
                         .map_err(|_| Unread)?;
                 }
             }
@@ -504,7 +504,7 @@ impl<S: RowSink> Element<'_, '_, S> {
                     sink.put(row, k, c.as_ref()).map_err(|_| Unread)?;
                 }
                 for (n, &id) in levels.iter().enumerate() {
-                    sink.put(row, &level_col_ref(n), CellRef::BigInt(id))
+                    sink.put(row, &level_col(n), CellRef::BigInt(id))
                         .map_err(|_| Unread)?;
                 }
             }

@@ -306,15 +306,14 @@ impl<'de> Reader<'de> {
     pub(crate) fn key_is(&mut self, name: &str) -> Result<Option<&'de str>, Unread> {
         let bytes = self.text.as_bytes();
         let (open, close) = (self.at, self.at + 1 + name.len());
-        let same = bytes.get(open) == Some(&b'"')
-            && bytes
-                .get(open + 1..close)
-                .is_some_and(|text| same_bytes(text, name.as_bytes()))
-            && bytes.get(close) == Some(&b'"');
-        if !same {
+        let key = self
+            .text
+            .get(open + 1..close)
+            .filter(|key| same_bytes(key.as_bytes(), name.as_bytes()));
+        let Some(key) = key.filter(|_| bytes.get(open) == Some(&b'"') && bytes.get(close) == Some(&b'"'))
+        else {
             return Ok(None);
-        }
-        let key = self.text.get(open + 1..close).ok_or(Unread)?;
+        };
         self.at = close + 1;
         self.spaces();
         self.eat(b':')?;
@@ -335,12 +334,6 @@ impl<'de> Reader<'de> {
         Ok(true)
     }
 
-    /// Leaves the entered object (`b'}'`) or array (`b']'`) whose members or elements were all read.
-    #[inline(always)]
-    pub(crate) fn close(&mut self, close: u8) -> Result<(), Unread> {
-        self.leave(close)
-    }
-
     /// Hands a token to `visitor` as serde_json's parser would (an object's or array's members
     /// read through it).
     #[inline(always)]
@@ -358,7 +351,7 @@ impl<'de> Reader<'de> {
                     reader: &mut *self,
                     first: true,
                 })?;
-                self.leave(b'}')?;
+                self.close(b'}')?;
                 Ok(value)
             }
             Token::Array => {
@@ -366,7 +359,7 @@ impl<'de> Reader<'de> {
                     reader: &mut *self,
                     first: true,
                 })?;
-                self.leave(b']')?;
+                self.close(b']')?;
                 Ok(value)
             }
         }
@@ -394,9 +387,10 @@ impl<'de> Reader<'de> {
         Ok(())
     }
 
-    /// Leaves an object or an array: its closing bracket must be next.
+    /// Leaves the entered object (`b'}'`) or array (`b']'`) whose members or elements were all
+    /// read: its closing bracket must be next.
     #[inline(always)]
-    fn leave(&mut self, close: u8) -> Result<(), Unread> {
+    pub(crate) fn close(&mut self, close: u8) -> Result<(), Unread> {
         self.spaces();
         self.eat(close)?;
         self.depth -= 1;
