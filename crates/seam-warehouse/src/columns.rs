@@ -52,7 +52,7 @@ impl Values {
     }
 }
 
-/// Reads a column buffer's values in row order, for [`TableRows::for_each_row_parts`]: a row's cell is
+/// Reads a column buffer's values in row order, for [`TableRows::for_each_row`]: a row's cell is
 /// its value when the buffer's next value is that row's, NULL otherwise (most cells of a sparse
 /// column), without a lookup per cell.
 #[derive(Debug)]
@@ -103,41 +103,35 @@ impl<'r> Cursor<'r> {
     }
 }
 
-/// One row's cells, as [`TableRows::for_each_row_parts`] hands them over.
-#[derive(Debug)]
-pub struct RowParts<'c, 'r> {
-    cursors: &'c mut [Cursor<'r>],
-    row: u32,
-    /// The next column.
-    at: usize,
+/// One column's values and the row of each, borrowed from the staged batch
+/// ([`TableRows::values`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnValues<'r> {
+    /// The row of each value, ascending; as many as there are values.
+    pub rows: &'r [u32],
+    /// The values.
+    pub values: ValuesRef<'r>,
 }
 
-impl<'r> Iterator for RowParts<'_, 'r> {
-    type Item = RowPart<'r>;
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<RowPart<'r>> {
-        let first = self.at;
-        while self.cursors.get(self.at).is_some_and(|c| c.next != self.row) {
-            self.at += 1;
-        }
-        if self.at > first {
-            return Some(RowPart::Nulls(self.at - first));
-        }
-        let j = self.at;
-        let cursor = self.cursors.get_mut(j)?;
-        self.at += 1;
-        Some(RowPart::Value(j, cursor.take(self.row)))
-    }
-}
-
-/// A piece of a row, as [`RowParts`] hands it over.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RowPart<'r> {
-    /// Column `.0` holds `.1` in this row.
-    Value(usize, CellRef<'r>),
-    /// The next `.0` columns hold NULL in this row.
-    Nulls(usize),
+/// A column's values, by type.
+#[derive(Debug, Clone, Copy)]
+pub enum ValuesRef<'r> {
+    /// Bigints.
+    BigInt(&'r [i64]),
+    /// Doubles.
+    Double(&'r [f64]),
+    /// Booleans.
+    Boolean(&'r [bool]),
+    /// Timestamps: microseconds since the Unix epoch, UTC.
+    Timestamp(&'r [i64]),
+    /// Texts: their bytes one after the other, and where each ends (value `i` is
+    /// `bytes[ends[i - 1]..ends[i]]`, the first from 0).
+    Text {
+        /// The values' bytes.
+        bytes: &'r str,
+        /// The end of each value in `bytes`.
+        ends: &'r [u32],
+    },
 }
 
 /// The values of one `(base column, type)` of a staged table, with their row numbers (ascending).
@@ -1057,56 +1051,56 @@ impl<'r> TableRows<'r> {
         }
     }
 
-    /// Calls `f` with each row's cells (one per column, NULL where the row has no value), in order.
+    /// Calls `f` with each loaded row's cells (one per column, NULL where the row has no value), in
+    /// order.
     pub fn for_each_row<E>(&self, mut f: impl FnMut(&[CellRef<'r>]) -> Result<(), E>) -> Result<(), E> {
-        let mut cells = vec![CellRef::Null; self.bufs.len()];
-        self.for_each_row_parts(|parts| {
-            let mut at = 0;
-            for part in parts {
-                match part {
-                    RowPart::Nulls(n) => {
-                        if let Some(nulls) = cells.get_mut(at..at + n) {
-                            nulls.fill(CellRef::Null);
-                        }
-                        at += n;
-                    }
-                    RowPart::Value(j, cell) => {
-                        if let Some(c) = cells.get_mut(j) {
-                            *c = cell;
-                        }
-                        at = j + 1;
-                    }
-                }
-            }
-            f(&cells)
-        })
-    }
-
-    /// Walks the live rows without handing over each NULL: `f` gets each live row as
-    /// [`RowParts`], in column order a [`RowPart::Value`] for each column with a
-    /// value in it and a [`RowPart::Nulls`] for each run of columns without one. For an encoder
-    /// that writes a run of NULLs at once: most of a Zendesk table's cells are NULL.
-    pub fn for_each_row_parts<E>(
-        &self,
-        mut f: impl FnMut(&mut RowParts<'_, 'r>) -> Result<(), E>,
-    ) -> Result<(), E> {
         let Some(table) = self.table else {
             return Ok(());
         };
         let mut cursors: Vec<Cursor<'r>> = self.bufs.iter().map(|b| Cursor::new(b)).collect();
+        let mut cells = vec![CellRef::Null; self.bufs.len()];
         for r in 0..table.rows {
-            let mut parts = RowParts {
-                cursors: &mut cursors,
-                row: r,
-                at: 0,
-            };
-            if table.live(r, &self.rejected) {
-                f(&mut parts)?;
+            // Every cursor moves past this row, loaded or not.
+            for (cursor, cell) in cursors.iter_mut().zip(cells.iter_mut()) {
+                *cell = cursor.take(r);
             }
-            // Whatever `f` left (all of a dead row): the cursors move past this row.
-            parts.for_each(drop);
+            if table.live(r, &self.rejected) {
+                f(&cells)?;
+            }
         }
         Ok(())
+    }
+
+    /// The rows of the staged table, loaded or not: every value's row number is below it. Zero
+    /// for a table with nothing staged.
+    pub fn row_count(&self) -> u32 {
+        self.table.map_or(0, |t| t.rows)
+    }
+
+    /// Which of the [`TableRows::row_count`] rows are loaded; `None` when every one is.
+    pub fn live_mask(&self) -> Option<Vec<bool>> {
+        let table = self.table?;
+        if table.dead_rows == 0 && self.rejected.is_empty() {
+            return None;
+        }
+        Some((0..table.rows).map(|r| table.live(r, &self.rejected)).collect())
+    }
+
+    /// Column `j`'s values with their row numbers, for an encoder that writes a column at a time;
+    /// values of rows that are not loaded are among them (see [`TableRows::live_mask`]).
+    pub fn values(&self, j: usize) -> Option<ColumnValues<'r>> {
+        let b: &'r ColumnBuf = self.bufs.get(j)?;
+        let values = match &b.values {
+            Values::Int(v) if b.ty == ColumnType::Timestamp => ValuesRef::Timestamp(v),
+            Values::Int(v) => ValuesRef::BigInt(v),
+            Values::Double(v) => ValuesRef::Double(v),
+            Values::Boolean(v) => ValuesRef::Boolean(v),
+            Values::Text { bytes, ends } => ValuesRef::Text { bytes, ends },
+        };
+        Some(ColumnValues {
+            rows: &b.rows,
+            values,
+        })
     }
 
     /// The cells of column `j`, one per row.

@@ -14,27 +14,24 @@
 //! then none was there and the lookup would have chosen that same direct copy — or refuses one,
 //! and the savepoint is rolled back and the keys are looked up as above ([`load_new_keys`]).
 
+use super::copy::{self, pg_micros, COPY_CHUNK};
 use super::{Conn, DIALECT};
-use crate::columns::{RowPart, TableRows};
+use crate::columns::TableRows;
 use crate::error::WarehouseError;
 use crate::flatten::{
     quote_ident, CellRef, ColumnType, TableLayout, REJECTED_TABLE, SEQUENCE, SOURCE_KEY_PREFIX, STATE_TABLE,
 };
 use crate::sql::{self, qualified};
 use crate::stage::{CommitPlan, StreamLoad};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type};
 use seam_core::{DestinationError, ErrorKind, State};
 use std::collections::HashMap;
 use std::io::Write;
 
-/// PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00:00; seam's
-/// [`Cell::Timestamp`] from 1970-01-01 00:00:00 (both UTC, no time zone).
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-
 /// The PostgreSQL type of a column type, as [`super::type_name`] declares it.
-fn pg_type(t: ColumnType) -> Type {
+pub(super) fn pg_type(t: ColumnType) -> Type {
     match t {
         ColumnType::BigInt => Type::INT8,
         ColumnType::Double => Type::FLOAT8,
@@ -56,7 +53,7 @@ struct CellTypeMismatch {
 
 /// A [`CellRef`] in PostgreSQL's binary format, for binary `COPY` and array parameters.
 #[derive(Debug)]
-struct PgCell<'a>(CellRef<'a>);
+pub(super) struct PgCell<'a>(pub(super) CellRef<'a>);
 
 impl ToSql for PgCell<'_> {
     fn to_sql(
@@ -80,7 +77,7 @@ impl ToSql for PgCell<'_> {
             CellRef::Double(v) => v.to_sql(ty, out),
             CellRef::Boolean(v) => v.to_sql(ty, out),
             // Flattening keeps years 1..=9999, far inside both ranges; an overflow cannot happen.
-            CellRef::Timestamp(us) => match us.checked_sub(PG_EPOCH_OFFSET_MICROS) {
+            CellRef::Timestamp(us) => match pg_micros(us) {
                 Some(pg) => pg.to_sql(&Type::INT8, out),
                 None => Ok(IsNull::Yes),
             },
@@ -96,63 +93,6 @@ impl ToSql for PgCell<'_> {
 }
 
 type ErrFn<'e> = dyn Fn(postgres::Error, &str) -> DestinationError + 'e;
-
-/// The signature that opens PostgreSQL's binary `COPY` format, then its flags and the length of its
-/// header extension (both zero).
-const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-
-/// Bytes buffered before they go to the server.
-const COPY_CHUNK: usize = 256 * 1024;
-
-/// A row that cannot be encoded: an internal inconsistency, never outside input (flattening caps
-/// what reaches a cell).
-fn encode_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DestinationError {
-    DestinationError::new(
-        ErrorKind::Internal,
-        WarehouseError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-    )
-}
-
-/// One field of a binary `COPY` row: its length and its value in PostgreSQL's binary format (what
-/// [`PgCell`]'s [`ToSql`] writes, without the driver's type checks and dispatch on every cell), or
-/// -1 for NULL.
-#[inline(always)]
-fn copy_field(cell: CellRef<'_>, column: ColumnType, buf: &mut BytesMut) -> Result<(), CellTypeMismatch> {
-    match (cell, column) {
-        (CellRef::Null, _) => buf.put_i32(-1),
-        (CellRef::BigInt(v), ColumnType::BigInt) => {
-            buf.put_i32(8);
-            buf.put_i64(v);
-        }
-        (CellRef::Double(v), ColumnType::Double) => {
-            buf.put_i32(8);
-            buf.put_f64(v);
-        }
-        (CellRef::Boolean(v), ColumnType::Boolean) => {
-            buf.put_i32(1);
-            buf.put_u8(u8::from(v));
-        }
-        // Flattening keeps years 1..=9999, far inside both ranges; an overflow cannot happen.
-        (CellRef::Timestamp(us), ColumnType::Timestamp) => match us.checked_sub(PG_EPOCH_OFFSET_MICROS) {
-            Some(pg) => {
-                buf.put_i32(8);
-                buf.put_i64(pg);
-            }
-            None => buf.put_i32(-1),
-        },
-        (CellRef::Text(s), ColumnType::Text) if i32::try_from(s.len()).is_ok() => {
-            buf.put_i32(s.len() as i32);
-            buf.put_slice(s.as_bytes());
-        }
-        (cell, column) => {
-            return Err(CellTypeMismatch {
-                cell: cell.column_type().unwrap_or(column),
-                column: pg_type(column),
-            })
-        }
-    }
-    Ok(())
-}
 
 /// Why a `COPY` failed: the server's (or the driver's) error, with what was being done, or an
 /// encoding or I/O error already classified.
@@ -187,10 +127,9 @@ fn copy_rows(
 
 /// [`copy_rows`], with the driver's error as it came.
 ///
-/// Each value is encoded by [`copy_field`]; the framing (signature, field counts) is written here
-/// into one buffer sent in large chunks, because `postgres::binary_copy::BinaryCopyInWriter` enters
-/// the driver's runtime once per row, which cost more than encoding the rows (measured with perf on
-/// a Zendesk-shaped stream).
+/// The rows are encoded by [`copy::encode`] in large chunks, a column at a time, rather than
+/// through `postgres::binary_copy::BinaryCopyInWriter`, which enters the driver's runtime once per
+/// row (that cost more than encoding the rows, measured with perf on a Zendesk-shaped stream).
 fn copy_rows_raw(
     tx: &mut postgres::Transaction<'_>,
     table_sql: &str,
@@ -200,52 +139,18 @@ fn copy_rows_raw(
         return Ok(());
     }
     let cols: Vec<String> = rows.columns.iter().map(|(c, _)| quote_ident(c)).collect();
-    let types: Vec<ColumnType> = rows.columns.iter().map(|(_, t)| *t).collect();
-    let width = i16::try_from(types.len()).map_err(|_| {
-        CopyError::Other(encode_error(format!(
-            "{} columns do not fit one postgresql row",
-            types.len()
-        )))
-    })?;
     let mut writer = tx
         .copy_in(&format!(
             "COPY {table_sql} ({}) FROM STDIN (FORMAT binary)",
             cols.join(", ")
         ))
         .map_err(|e| CopyError::Driver(e, "starting COPY"))?;
-    let io_err = |e: std::io::Error| DestinationError::new(ErrorKind::Transient, WarehouseError::Io(e));
-    let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
-    buf.put_slice(COPY_SIGNATURE);
-    buf.put_i32(0);
-    buf.put_i32(0);
-    rows.for_each_row_parts(|parts| {
-        if buf.len() >= COPY_CHUNK {
-            writer.write_all(&buf).map_err(io_err)?;
-            buf.clear();
-        }
-        buf.put_i16(width);
-        for part in parts {
-            match part {
-                // A NULL is a field length of -1: four 0xff bytes.
-                RowPart::Nulls(n) => buf.put_bytes(0xff, 4 * n),
-                RowPart::Value(j, c) => {
-                    if let CellRef::Text(s) = c {
-                        if i32::try_from(s.len()).is_err() {
-                            return Err(encode_error("a value longer than 2 GiB does not fit postgresql"));
-                        }
-                    }
-                    let ty = types
-                        .get(j)
-                        .ok_or_else(|| encode_error("a cell past the row's columns"))?;
-                    copy_field(c, *ty, &mut buf).map_err(encode_error)?;
-                }
-            }
-        }
-        Ok(())
+    copy::encode(rows, COPY_CHUNK, |chunk| {
+        writer
+            .write_all(chunk)
+            .map_err(|e| DestinationError::new(ErrorKind::Transient, WarehouseError::Io(e)))
     })
     .map_err(CopyError::Other)?;
-    buf.put_i16(-1);
-    writer.write_all(&buf).map_err(|e| CopyError::Other(io_err(e)))?;
     writer
         .finish()
         .map_err(|e| CopyError::Driver(e, "finishing COPY"))?;
@@ -930,6 +835,7 @@ fn commit(
 
 #[cfg(test)]
 mod tests {
+    use super::super::copy::PG_EPOCH_OFFSET_MICROS;
     use super::*;
     use crate::flatten::Cell;
 
@@ -952,37 +858,6 @@ mod tests {
             None,
             "an instant before i64's range is NULL, never a panic"
         );
-    }
-
-    /// `COPY` fields are what the driver's encoding gives, framed with their length.
-    #[test]
-    fn copy_fields_are_the_drivers_encoding() {
-        let cells = [
-            (Cell::BigInt(-2), ColumnType::BigInt),
-            (Cell::BigInt(i64::MAX), ColumnType::BigInt),
-            (Cell::Double(-0.5), ColumnType::Double),
-            (Cell::Double(1e300), ColumnType::Double),
-            (Cell::Boolean(true), ColumnType::Boolean),
-            (Cell::Boolean(false), ColumnType::Boolean),
-            (Cell::Timestamp(0), ColumnType::Timestamp),
-            (Cell::Timestamp(i64::MIN), ColumnType::Timestamp),
-            (Cell::Text("héllo".into()), ColumnType::Text),
-            (Cell::Text(String::new()), ColumnType::Text),
-            (Cell::Null, ColumnType::Text),
-            (Cell::Null, ColumnType::BigInt),
-        ];
-        for (cell, ty) in cells {
-            let mut ours = BytesMut::new();
-            copy_field(cell.as_ref(), ty, &mut ours).unwrap();
-            let expected = match encode(&cell, &pg_type(ty)).unwrap() {
-                None => (-1i32).to_be_bytes().to_vec(),
-                Some(v) => [(v.len() as i32).to_be_bytes().to_vec(), v].concat(),
-            };
-            assert_eq!(ours.to_vec(), expected, "{cell:?} as {ty:?}");
-        }
-        let err = copy_field(CellRef::Text("1"), ColumnType::BigInt, &mut BytesMut::new()).unwrap_err();
-        assert!(err.to_string().contains("staged for a int8 column"), "{err}");
-        assert!(copy_field(CellRef::BigInt(1), ColumnType::Timestamp, &mut BytesMut::new()).is_err());
     }
 
     /// A key index is one on exactly the key columns, in any order; the probe then looks the keys up

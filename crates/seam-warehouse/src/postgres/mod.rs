@@ -14,6 +14,7 @@
 //! `sslmode` and `sslrootcert` are honoured (see [`seam_postgres`]); the password never shows in
 //! messages or `Debug`.
 
+pub(crate) mod copy;
 mod load;
 
 pub use load::LoadCounters;
