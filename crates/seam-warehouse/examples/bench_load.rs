@@ -5,6 +5,7 @@
 //! ```text
 //! bench_load duckdb   SEAM_DATABASE SCHEMA PLAIN_DATABASE   # DuckDB appender, one transaction
 //! bench_load postgres URL SCHEMA PLAIN_SCHEMA               # PostgreSQL binary COPY, one transaction
+//! bench_load postgres-keyed URL SCHEMA PLAIN_SCHEMA         # the same, into tables with seam's keys
 //! ```
 //!
 //! The rows are the tables `seam target` wrote into SCHEMA (every table but seam's own `_sdc_state`
@@ -13,7 +14,9 @@
 //! into memory first (not timed); only the load is timed: for DuckDB, appending the rows with the
 //! appender; for PostgreSQL, `COPY … FROM STDIN (FORMAT binary)` of the rows as PostgreSQL's own
 //! `COPY … TO STDOUT (FORMAT binary)` encoded them. The new tables are created with the source
-//! tables' column types inside the timed transaction.
+//! tables' column types inside the timed transaction; with `postgres-keyed`, with the source
+//! tables' indexes too (`LIKE … INCLUDING INDEXES`: the primary keys seam keeps for its upserts, which
+//! the server maintains row by row during the `COPY`).
 //!
 //! Prints one line: `tables=N rows=N cpu_s=S wall_s=S` — the CPU (user+sys of this process, all
 //! threads, from /proc/self/stat) and the wall time of the timed part only. Peak RSS measured from
@@ -142,7 +145,13 @@ fn duckdb_plain(seam_db: &str, schema: &str, plain_db: &str, timer: &mut Timer) 
     Ok((tables.len(), rows_loaded))
 }
 
-fn postgres_plain(url: &str, schema: &str, plain_schema: &str, timer: &mut Timer) -> Result<(usize, u64)> {
+fn postgres_plain(
+    url: &str,
+    schema: &str,
+    plain_schema: &str,
+    keyed: bool,
+    timer: &mut Timer,
+) -> Result<(usize, u64)> {
     let mut source = postgres::Client::connect(url, postgres::NoTls)?;
     let mut client = postgres::Client::connect(url, postgres::NoTls)?;
     let tables: Vec<String> = source
@@ -177,7 +186,8 @@ fn postgres_plain(url: &str, schema: &str, plain_schema: &str, timer: &mut Timer
             .copy_out(&format!("COPY (SELECT * FROM {src}) TO STDOUT (FORMAT binary)"))?
             .read_to_end(&mut encoded)?;
         timer.time(|| {
-            tx.batch_execute(&format!("CREATE TABLE {dst} (LIKE {src})"))?;
+            let indexes = if keyed { " INCLUDING INDEXES" } else { "" };
+            tx.batch_execute(&format!("CREATE TABLE {dst} (LIKE {src}{indexes})"))?;
             let mut w = tx.copy_in(&format!("COPY {dst} FROM STDIN (FORMAT binary)"))?;
             w.write_all(&encoded)?;
             w.finish()?;
@@ -191,14 +201,15 @@ fn postgres_plain(url: &str, schema: &str, plain_schema: &str, timer: &mut Timer
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench_load duckdb SEAM_DATABASE SCHEMA PLAIN_DATABASE | bench_load postgres URL SCHEMA PLAIN_SCHEMA";
+    let usage = "usage: bench_load duckdb SEAM_DATABASE SCHEMA PLAIN_DATABASE | bench_load postgres[-keyed] URL SCHEMA PLAIN_SCHEMA";
     let [dest, source, schema, plain] = args.as_slice() else {
         return Err(usage.into());
     };
     let mut timer = Timer::default();
     let (tables, rows) = match dest.as_str() {
         "duckdb" => duckdb_plain(source, schema, plain, &mut timer)?,
-        "postgres" => postgres_plain(source, schema, plain, &mut timer)?,
+        "postgres" => postgres_plain(source, schema, plain, false, &mut timer)?,
+        "postgres-keyed" => postgres_plain(source, schema, plain, true, &mut timer)?,
         _ => return Err(usage.into()),
     };
     println!(
