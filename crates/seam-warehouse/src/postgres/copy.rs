@@ -67,19 +67,22 @@ pub(crate) fn encode(
             ValuesRef::Double(v) => v.len(),
             ValuesRef::Boolean(v) => v.len(),
             ValuesRef::Text { bytes, ends } => {
-                if ends.last().is_some_and(|&e| e as usize > bytes.len()) {
+                let ordered = ends.windows(2).all(|w| w[0] <= w[1]);
+                if !ordered || ends.last().is_some_and(|&e| e as usize > bytes.len()) {
                     return Err(encode_error("a text past its column's bytes"));
                 }
                 ends.len()
             }
         };
-        if values != c.rows.len() || c.rows.last().is_some_and(|&r| r as usize >= n) {
+        let ascending = c.rows.windows(2).all(|w| w[0] < w[1]);
+        if values != c.rows.len() || !ascending || c.rows.last().is_some_and(|&r| r as usize >= n) {
             return Err(encode_error("a column's values out of step with its rows"));
         }
         columns.push(c);
     }
 
-    // Each loaded row's bytes (0: not loaded); from here on every row and value index is in range.
+    // Each loaded row's bytes (0: not loaded); from here on every row and value index is in range
+    // (rows ascending and below `n`, as many as the values; texts' ends ascending within the bytes).
     let mut place = vec![2 + 4 * width; n];
     if let Some(live) = rows.live_mask() {
         for (p, live) in place.iter_mut().zip(live) {
