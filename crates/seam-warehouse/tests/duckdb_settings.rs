@@ -3,7 +3,7 @@
 
 use crate::harness::{rec, schema};
 use seam_core::Destination;
-use seam_warehouse::duckdb::{DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_DISABLED_COMPRESSION, DUCKDB_MEMORY_LIMIT};
+use seam_warehouse::duckdb::{DuckDbMemoryLimit, DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_DISABLED_COMPRESSION};
 use seam_warehouse::DuckDbDestination;
 use serde_json::json;
 
@@ -29,7 +29,7 @@ fn checkpoints_skip_the_disabled_compressions() {
     }
     assert_eq!(setting(&d, "threads"), "1");
     // DuckDB shows sizes in MiB: 128 MB is 122.07 MiB.
-    assert_eq!(DUCKDB_MEMORY_LIMIT, "128MB");
+    assert_eq!(DuckDbMemoryLimit::LOADER.to_string(), "128MB");
     assert_eq!(setting(&d, "memory_limit"), "122.0 MiB");
     assert_eq!(DUCKDB_CHECKPOINT_THRESHOLD, "128MB");
     assert_eq!(setting(&d, "checkpoint_threshold"), "122.0 MiB");
@@ -67,4 +67,21 @@ fn checkpoints_skip_the_disabled_compressions() {
             "body stored with {method}: {methods:?}"
         );
     }
+}
+
+#[test]
+fn a_destination_opened_with_a_memory_limit_has_that_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.duckdb");
+    let d = DuckDbDestination::open_limited(&path, "zendesk", Default::default(), DuckDbMemoryLimit::TARGET)
+        .unwrap();
+    // 192 MB is 183.1 MiB.
+    assert_eq!(DuckDbMemoryLimit::TARGET.to_string(), "192MB");
+    assert_eq!(setting(&d, "memory_limit"), "183.1 MiB");
+    drop(d);
+    let limit: DuckDbMemoryLimit = "1GiB".parse().unwrap();
+    let d =
+        DuckDbDestination::open_limited(&dir.path().join("x.duckdb"), "zendesk", Default::default(), limit)
+            .unwrap();
+    assert_eq!(setting(&d, "memory_limit"), "1.0 GiB");
 }

@@ -7,11 +7,12 @@
 //! ```
 
 use anyhow::Context;
-use seam_core::{Classify, DestinationError, RetryDecision, RetryPolicy};
+use seam_core::{Classify, Destination, DestinationError, RetryDecision, RetryPolicy};
 use seam_runtime::feed::LinesFeed;
 use seam_runtime::loader::{Commit, LoadError, LoaderConfig};
 use seam_runtime::pipeline::{self, PipelineConfig, PipelineHooks, Progress, Stop};
-use seam_warehouse::DestinationSpec;
+use seam_warehouse::duckdb::DuckDbMemoryLimit;
+use seam_warehouse::{DestinationSpec, DuckDbDestination};
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ enum Warehouse {
         /// The schema to load into (lowercase letters, digits, underscores).
         #[arg(long)]
         schema: String,
+        /// DuckDB's buffer pool limit, e.g. 192MB, 512MiB, 1GB (at least 64MB). Larger: less
+        /// spilled to temporary files, less CPU, more memory. [`seam sync` and the service: 128MB]
+        #[arg(long, default_value_t = DuckDbMemoryLimit::TARGET)]
+        memory_limit: DuckDbMemoryLimit,
     },
     /// Load into PostgreSQL.
     Postgres {
@@ -54,6 +59,31 @@ enum Warehouse {
         #[arg(long)]
         schema: String,
     },
+}
+
+/// The warehouse `seam target` loads into: DuckDB with the buffer pool a process that only loads
+/// may take, or any other destination as seam opens it.
+enum Opened {
+    DuckDb(PathBuf, DuckDbMemoryLimit),
+    Other(DestinationSpec),
+}
+
+impl Opened {
+    fn open(
+        &self,
+        schema: &str,
+        append_only: HashSet<String>,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
+        match self {
+            Opened::DuckDb(path, limit) => Ok(Box::new(DuckDbDestination::open_limited(
+                path,
+                schema,
+                append_only,
+                *limit,
+            )?)),
+            Opened::Other(spec) => spec.open(schema, append_only),
+        }
+    }
 }
 
 /// Opens a destination, retrying transient failures (an unreachable server) under the one policy.
@@ -128,8 +158,12 @@ impl PipelineHooks for StatesToStdout {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let append_only: HashSet<String> = args.append_only.iter().cloned().collect();
     let (destination, schema) = match &args.warehouse {
-        Warehouse::Duckdb { database, schema } => (DestinationSpec::DuckDb(database.clone()), schema),
-        Warehouse::Postgres { url, schema } => (DestinationSpec::postgres(url)?, schema),
+        Warehouse::Duckdb {
+            database,
+            schema,
+            memory_limit,
+        } => (Opened::DuckDb(database.clone(), *memory_limit), schema),
+        Warehouse::Postgres { url, schema } => (Opened::Other(DestinationSpec::postgres(url)?), schema),
     };
     let schema = seam_core::naming::validate_schema_name(schema)?;
     let config = PipelineConfig {
@@ -191,6 +225,24 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: Args,
+    }
+
+    /// DuckDB's buffer pool is 192 MB unless the command line says otherwise; a limit DuckDB cannot
+    /// use is refused with what to write instead.
+    #[test]
+    fn duckdbs_pool_is_192_mb_unless_the_command_line_says() {
+        let limit = |line: &str| match Cli::try_parse_from(line.split(' ')).map(|c| c.args.warehouse) {
+            Ok(Warehouse::Duckdb { memory_limit, .. }) => Ok(memory_limit.bytes()),
+            Ok(Warehouse::Postgres { .. }) => Err("postgres".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        let duckdb = "seam duckdb --database x.duckdb --schema s";
+        assert_eq!(limit(duckdb), Ok(192_000_000));
+        assert_eq!(limit(&format!("{duckdb} --memory-limit 1GiB")), Ok(1 << 30));
+        let e = limit(&format!("{duckdb} --memory-limit 32MB")).unwrap_err();
+        assert!(e.contains("under 64MB"), "{e}");
+        let e = limit(&format!("{duckdb} --memory-limit lots")).unwrap_err();
+        assert!(e.contains("192MB, 512MiB or 1.5GB"), "{e}");
     }
 
     /// Batches are 16 MB of record JSON unless the command line says otherwise, before or after the
