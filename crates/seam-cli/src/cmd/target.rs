@@ -63,25 +63,25 @@ enum Warehouse {
 
 /// The warehouse `seam target` loads into: DuckDB with the buffer pool a process that only loads
 /// may take, or any other destination as seam opens it.
-enum Opened {
+enum TargetWarehouse {
     DuckDb(PathBuf, DuckDbMemoryLimit),
     Other(DestinationSpec),
 }
 
-impl Opened {
+impl TargetWarehouse {
     fn open(
         &self,
         schema: &str,
         append_only: HashSet<String>,
     ) -> Result<Box<dyn Destination>, DestinationError> {
         match self {
-            Opened::DuckDb(path, limit) => Ok(Box::new(DuckDbDestination::open_limited(
+            TargetWarehouse::DuckDb(path, limit) => Ok(Box::new(DuckDbDestination::open_limited(
                 path,
                 schema,
                 append_only,
                 *limit,
             )?)),
-            Opened::Other(spec) => spec.open(schema, append_only),
+            TargetWarehouse::Other(spec) => spec.open(schema, append_only),
         }
     }
 }
@@ -162,8 +162,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             database,
             schema,
             memory_limit,
-        } => (Opened::DuckDb(database.clone(), *memory_limit), schema),
-        Warehouse::Postgres { url, schema } => (Opened::Other(DestinationSpec::postgres(url)?), schema),
+        } => (TargetWarehouse::DuckDb(database.clone(), *memory_limit), schema),
+        Warehouse::Postgres { url, schema } => {
+            (TargetWarehouse::Other(DestinationSpec::postgres(url)?), schema)
+        }
     };
     let schema = seam_core::naming::validate_schema_name(schema)?;
     let config = PipelineConfig {
