@@ -5,6 +5,7 @@
 //! not opened, a server not contacted); [`DestinationSpec::open`] connects. `Debug` and `Display`
 //! never show a PostgreSQL password.
 
+use crate::duckdb::DuckDbMemoryLimit;
 use crate::{DuckDbDestination, PostgresDestination};
 use seam_core::{Destination, DestinationError};
 use seam_postgres::ConnectOptions;
@@ -83,15 +84,31 @@ impl DestinationSpec {
 
     /// Opens the destination for the warehouse schema `schema` (created when missing); streams in
     /// `append_only` are loaded append-only. Blocking: DuckDB opens its file, PostgreSQL connects.
+    /// DuckDB gets the buffer pool of a loader that shares its process
+    /// ([`DuckDbMemoryLimit::LOADER`]).
     pub fn open(
         &self,
         schema: &str,
         append_only: HashSet<String>,
     ) -> Result<Box<dyn Destination>, DestinationError> {
+        self.open_limited(schema, append_only, DuckDbMemoryLimit::LOADER)
+    }
+
+    /// Like [`DestinationSpec::open`], a DuckDB destination's buffer pool limited to
+    /// `duckdb_memory` (a PostgreSQL destination has no use for it).
+    pub fn open_limited(
+        &self,
+        schema: &str,
+        append_only: HashSet<String>,
+        duckdb_memory: DuckDbMemoryLimit,
+    ) -> Result<Box<dyn Destination>, DestinationError> {
         Ok(match self {
-            DestinationSpec::DuckDb(path) => {
-                Box::new(DuckDbDestination::open_with(path, schema, append_only)?)
-            }
+            DestinationSpec::DuckDb(path) => Box::new(DuckDbDestination::open_limited(
+                path,
+                schema,
+                append_only,
+                duckdb_memory,
+            )?),
             DestinationSpec::Postgres(options) => Box::new(PostgresDestination::connect_options(
                 options,
                 schema,

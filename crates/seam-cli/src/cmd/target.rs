@@ -7,12 +7,12 @@
 //! ```
 
 use anyhow::Context;
-use seam_core::{Classify, Destination, DestinationError, RetryDecision, RetryPolicy};
+use seam_core::{Classify, DestinationError, RetryDecision, RetryPolicy};
 use seam_runtime::feed::LinesFeed;
 use seam_runtime::loader::{Commit, LoadError, LoaderConfig};
 use seam_runtime::pipeline::{self, PipelineConfig, PipelineHooks, Progress, Stop};
 use seam_warehouse::duckdb::DuckDbMemoryLimit;
-use seam_warehouse::{DestinationSpec, DuckDbDestination};
+use seam_warehouse::DestinationSpec;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -59,31 +59,6 @@ enum Warehouse {
         #[arg(long)]
         schema: String,
     },
-}
-
-/// The warehouse `seam target` loads into: DuckDB with the buffer pool a process that only loads
-/// may take, or any other destination as seam opens it.
-enum TargetWarehouse {
-    DuckDb(PathBuf, DuckDbMemoryLimit),
-    Other(DestinationSpec),
-}
-
-impl TargetWarehouse {
-    fn open(
-        &self,
-        schema: &str,
-        append_only: HashSet<String>,
-    ) -> Result<Box<dyn Destination>, DestinationError> {
-        match self {
-            TargetWarehouse::DuckDb(path, limit) => Ok(Box::new(DuckDbDestination::open_limited(
-                path,
-                schema,
-                append_only,
-                *limit,
-            )?)),
-            TargetWarehouse::Other(spec) => spec.open(schema, append_only),
-        }
-    }
 }
 
 /// Opens a destination, retrying transient failures (an unreachable server) under the one policy.
@@ -157,14 +132,15 @@ impl PipelineHooks for StatesToStdout {
 /// Ctrl-C stops reading, commits what was read and prints its state.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let append_only: HashSet<String> = args.append_only.iter().cloned().collect();
-    let (destination, schema) = match &args.warehouse {
+    let (destination, duckdb_memory, schema) = match &args.warehouse {
         Warehouse::Duckdb {
             database,
             schema,
             memory_limit,
-        } => (TargetWarehouse::DuckDb(database.clone(), *memory_limit), schema),
+        } => (DestinationSpec::DuckDb(database.clone()), *memory_limit, schema),
+        // No DuckDB: the limit goes unused.
         Warehouse::Postgres { url, schema } => {
-            (TargetWarehouse::Other(DestinationSpec::postgres(url)?), schema)
+            (DestinationSpec::postgres(url)?, DuckDbMemoryLimit::TARGET, schema)
         }
     };
     let schema = seam_core::naming::validate_schema_name(schema)?;
@@ -189,7 +165,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "what was read is committed, then its state printed",
         );
         let stop = Stop::new(cancel, config.stop_grace);
-        let open = move || open_with_retry(|| destination.open(&schema, append_only.clone()));
+        let open =
+            move || open_with_retry(|| destination.open_limited(&schema, append_only.clone(), duckdb_memory));
         pipeline::run_feed(feed, open, &mut hooks, &Progress::default(), &stop, &config).await
     });
     if let Some(e) = hooks.failed {

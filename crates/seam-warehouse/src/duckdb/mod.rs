@@ -189,8 +189,11 @@ impl std::str::FromStr for DuckDbMemoryLimit {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let bytes = bytes as u64;
         if bytes < Self::MIN_BYTES {
+            let least = DuckDbMemoryLimit {
+                bytes: Self::MIN_BYTES,
+            };
             return Err(format!(
-                "memory limit {text:?} is under 64MB, too little for DuckDB to checkpoint an \
+                "memory limit {text:?} is under {least}, too little for DuckDB to checkpoint an \
                  integration's tables"
             ));
         }
@@ -244,21 +247,13 @@ impl DuckDbDestination {
     /// database instance is shared with every other destination on it in this process; this
     /// destination has a connection of its own.
     pub fn open(path: &Path, schema: &str) -> Result<Self, DestinationError> {
-        Self::open_with(path, schema, HashSet::new())
+        Self::open_limited(path, schema, HashSet::new(), DuckDbMemoryLimit::LOADER)
     }
 
     /// Like [`DuckDbDestination::open`]; streams in `append_only` are loaded append-only even when
-    /// they have key properties (see [`seam_core::LoadMode::for_stream`]).
-    pub fn open_with(
-        path: &Path,
-        schema: &str,
-        append_only: HashSet<String>,
-    ) -> Result<Self, DestinationError> {
-        Self::open_limited(path, schema, append_only, DuckDbMemoryLimit::LOADER)
-    }
-
-    /// Like [`DuckDbDestination::open_with`], DuckDB's buffer pool limited to `memory_limit` (when
-    /// this opens the file's database instance in this process; one already open keeps its own).
+    /// they have key properties (see [`seam_core::LoadMode::for_stream`]), and DuckDB's buffer pool
+    /// is limited to `memory_limit` (when this opens the file's database instance in this process;
+    /// one already open keeps its own).
     pub fn open_limited(
         path: &Path,
         schema: &str,
