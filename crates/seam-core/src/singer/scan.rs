@@ -10,7 +10,7 @@
 //! both pay per token and per string, and a line of a Zendesk stream has ~150 of them in 1 KB. With
 //! the reader's other two changes (line ends found with `memchr`, UTF-8 checked with vector
 //! instructions), `seam target postgres` ran 1,468M → 1,338M instructions on that stream; on a
-//! 20k-ticket stream (`farm-bench`, interleaved pairs, 2026-12-05) it spent 0.93× the client CPU,
+//! 20k-ticket stream (interleaved pairs timed from outside, 2026-12-05) it spent 0.93× the client CPU,
 //! `seam target duckdb` 0.96×.
 
 /// A RECORD line's parts, read by [`record_line`].

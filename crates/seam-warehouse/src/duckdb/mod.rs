@@ -129,7 +129,7 @@ impl DuckDbMemoryLimit {
 
     /// The limit for a process that only loads (`seam target duckdb`): a tap is another process.
     ///
-    /// Measured on a 20k-ticket Zendesk stream (`farm-bench`, interleaved pairs, 2026-12-06, the
+    /// Measured on a 20k-ticket Zendesk stream (interleaved pairs timed from outside, 2026-12-06, the
     /// build of `4b8b5d6` reading the limit from its environment): with 192 MB instead of 128 MB,
     /// `seam target duckdb` spent 0.84× the CPU (six pairs, 0.76–1.03×) and peaked at 297 MB instead
     /// of 242 — fewer of the columns' blocks spilled to temporary files (zstd-compressed) between
@@ -237,7 +237,7 @@ pub const DUCKDB_DISABLED_COMPRESSION: &str = "fsst,zstd";
 /// each column's append state and its last segment are set up and pinned, and with a Zendesk
 /// account's ~60 tables and ~900 columns that work, and the buffer pool's evictions it causes,
 /// is a large share of a small commit. Twice target-stitch's 4 MB halves the number of commits:
-/// `seam target duckdb` on a 20k-ticket stream spent 11% less CPU (`farm-bench -n 5`, 4.09 against
+/// `seam target duckdb` on a 20k-ticket stream spent 11% less CPU (five interleaved pairs, 4.09 against
 /// 4.60 CPU-s) for 15 MB more peak memory (226 against 211 MB); 16 MB saved 13.5% for 48 MB more.
 pub const DUCKDB_BATCH_BYTES: usize = 8_000_000;
 
