@@ -506,8 +506,8 @@ impl StagedTable {
 /// What flattening did, cell by cell, to the record in progress (taken back by a rollback).
 #[derive(Debug, Clone, Copy)]
 enum Entry {
-    /// A row opened.
-    Row { table: u32, row: u32 },
+    /// A row opened: the last of [`StreamBatch::rows`].
+    Row,
     /// A cell put; `buf` is [`NONE`] for a NULL.
     Cell { table: u32, slot: u32, buf: u32 },
 }
@@ -595,8 +595,9 @@ pub struct StreamBatch {
     /// copy, every key).
     keys: HashMap<Vec<u8>, u32, FastHash>,
     raw: Texts,
-    /// The rows of the record being finished (kept for its capacity).
-    rows_scratch: Vec<RowId>,
+    /// The rows of the record in progress, in the order it opened them (the [`Entry::Row`]s of
+    /// [`StreamBatch::log`]: kept beside it so that finishing a record does not walk its cells).
+    rows: Vec<RowId>,
 }
 
 impl Default for StreamBatch {
@@ -612,7 +613,7 @@ impl Default for StreamBatch {
             spans: Vec::new(),
             keys: HashMap::default(),
             raw: Texts::default(),
-            rows_scratch: Vec::new(),
+            rows: Vec::new(),
         }
     }
 }
@@ -635,8 +636,10 @@ impl RowSink for StreamBatch {
         if !st.dead.is_empty() {
             st.dead.push(false);
         }
-        self.log.push(Entry::Row { table: t as u32, row });
-        RowId { table: t as u32, row }
+        self.log.push(Entry::Row);
+        let id = RowId { table: t as u32, row };
+        self.rows.push(id);
+        id
     }
 
     fn put(&mut self, row: RowId, column: &Col, cell: CellRef<'_>) -> Result<(), String> {
@@ -680,7 +683,10 @@ impl RowSink for StreamBatch {
         while self.log.len() > mark {
             let Some(entry) = self.log.pop() else { break };
             match entry {
-                Entry::Row { table, .. } => {
+                Entry::Row => {
+                    let Some(RowId { table, .. }) = self.rows.pop() else {
+                        continue;
+                    };
                     if let Some(t) = self.tables.get_mut(table as usize) {
                         t.rows -= 1;
                         t.owner.pop();
@@ -772,17 +778,13 @@ impl StreamBatch {
     /// a tie, the later record). `raw` is the record's JSON, kept for a rejection at planning; the
     /// caller leaves it out (`None`) for a record whose key cannot be refused there.
     pub fn finish_record(&mut self, done: Flattened, sequence: i64, raw: Option<&str>) {
-        let mut rows = std::mem::take(&mut self.rows_scratch);
-        rows.clear();
-        rows.extend(self.log.iter().filter_map(|e| match *e {
-            Entry::Row { table, row } => Some(RowId { table, row }),
-            Entry::Cell { .. } => None,
-        }));
+        let rows = std::mem::take(&mut self.rows);
         let index = self.records.len() as u32;
         let replaces = match self.keys.get(done.key.as_slice()) {
             Some(&old) if self.records[old as usize].sequence > sequence => {
+                // The rows go back to the log's rollback, which takes them off `self.rows`.
+                self.rows = rows;
                 self.rollback(0);
-                self.rows_scratch = rows;
                 return;
             }
             Some(&old) => Some(old),
@@ -824,7 +826,8 @@ impl StreamBatch {
             self.kill(old);
         }
         self.keys.insert(done.key, index);
-        self.rows_scratch = rows;
+        self.rows = rows;
+        self.rows.clear();
     }
 
     /// Marks a record's rows dead.
