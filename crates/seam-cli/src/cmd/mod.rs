@@ -37,6 +37,17 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// How long `seam sync` and `seam target` wait, once stopped, for their source to return and their
+/// warehouse to commit what was read: longer than the service's jobs
+/// ([`seam_runtime::pipeline::DEFAULT_STOP_GRACE`]), since a second signal ends the command at once
+/// ([`stop_on_signals`]) and committing what was read can outlast 3 s on a loaded machine or over a
+/// slow link: `seam target` in 100-record batches, which after a stop commits the up to 2 MB of
+/// lines it had read (~250 batches of short records), overran 3 s in eight runs of eight on this
+/// 2-core machine with six busy loops beside it. Still a bound: a
+/// warehouse that does not answer within it is let go of, and what it did not commit is read again
+/// by the next run.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Ctrl-C (SIGINT) or SIGTERM cancels `cancel`: the run stops at its next safe point, commits what
 /// it may and ends within its stop's grace (`stopping` says what the command does then), as `seam
 /// serve` does on either. A second signal exits at once (status 128 + its number: 130 for Ctrl-C,

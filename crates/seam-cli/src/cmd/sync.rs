@@ -102,7 +102,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             !args.plain && std::io::stderr().is_terminal(),
         ));
         let open_schema = schema.clone();
-        let mut config = PipelineConfig::default();
+        let mut config = PipelineConfig {
+            stop_grace: super::STOP_GRACE,
+            ..PipelineConfig::default()
+        };
         config.loader.max_batch_records = args.max_batch_records.max(1);
         config.loader.max_batch_bytes = args.max_batch_bytes.map(|b| b.max(1));
         // The same driver as the service's jobs: a source that ignores Ctrl-C is abandoned after the

@@ -146,6 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let schema = seam_core::naming::validate_schema_name(schema)?;
     let config = PipelineConfig {
         loader: loader_config(&args),
+        stop_grace: super::STOP_GRACE,
         ..PipelineConfig::default()
     };
     let feed = LinesFeed::new(io::stdin());
