@@ -109,7 +109,9 @@ fn an_interrupted_commit_keeps_what_was_committed_and_can_be_retried() {
     d.write_batch("users", &renamed).unwrap();
     let (mut d, r) = interrupted(d, Duration::from_micros(200), |d| d.commit(Some(&state(2))));
     let e = r.expect_err("a commit interrupted all along fails");
-    assert!(e.to_string().contains("INTERRUPT"), "{e}");
+    // A statement says "INTERRUPT Error: Interrupted!", an appender's flush in the commit "Failed to
+    // append: Interrupted!" (on a loaded machine the first interrupts to land may come there).
+    assert!(e.to_string().to_lowercase().contains("interrupt"), "{e}");
     // Nothing of the batch, nor its state, became durable (read on a connection of its own: the
     // interrupts may also have ended the failed commit's rollback, whose transaction the next
     // commit then rolls back first).
