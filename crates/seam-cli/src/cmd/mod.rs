@@ -42,10 +42,9 @@ pub fn one_line(e: &anyhow::Error) -> String {
 /// ([`seam_runtime::pipeline::DEFAULT_STOP_GRACE`]), since a second signal ends the command at once
 /// ([`stop_on_signals`]) and committing what was read can outlast 3 s on a loaded machine or over a
 /// slow link: `seam target` in 100-record batches, which after a stop commits the up to 2 MB of
-/// lines it had read (~250 batches of short records), overran 3 s in eight runs of eight on this
-/// 2-core machine with six busy loops beside it. Still a bound: a
-/// warehouse that does not answer within it is let go of, and what it did not commit is read again
-/// by the next run.
+/// lines it had read (up to ~250 batches of short records), overran 3 s in eight runs of eight on
+/// this 2-core machine with six busy loops beside it. Still a bound: a warehouse that does not
+/// answer within it is let go of, and what it did not commit is read again by the next run.
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Ctrl-C (SIGINT) or SIGTERM cancels `cancel`: the run stops at its next safe point, commits what
