@@ -90,10 +90,9 @@ impl std::fmt::Debug for DuckDbDestination {
 /// statement fails ("INTERRUPT Error", or "Interrupted!" from an appender's flush), the commit
 /// around it rolls back and its batch stays staged, as after any failed commit. A long merge,
 /// append statement or checkpoint of a stopped run then stops taking the machine and the file
-/// instead of running to its end. Sent between statements, it
-/// changes nothing: DuckDB clears it as the next statement begins (the test
-/// `an_interrupted_commit_keeps_what_was_committed_and_can_be_retried`). The handle goes quiet
-/// once the connection is closed.
+/// instead of running to its end. Sent between statements, it changes nothing: DuckDB clears it as
+/// the next statement begins (the test `an_interrupted_commit_keeps_what_was_committed_and_can_be_retried`).
+/// The handle goes quiet once the connection is closed.
 struct DuckDbInterrupt {
     handle: Arc<duckdb::InterruptHandle>,
     path: PathBuf,
